@@ -1,0 +1,50 @@
+//! The ports: what the use cases need from storage, stated as traits so the domain names no database.
+
+use std::future::Future;
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::DomainError;
+use crate::ingest::{MatchSpec, Rejection};
+
+/// What writing one batch of matches did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchWriteOutcome {
+    pub companies_created: u64,
+    pub companies_updated: u64,
+    pub deals_created: u64,
+    pub deals_updated: u64,
+    /// Matches whose company and deal were already current.
+    pub unchanged: u64,
+    /// sync_queue rows inserted.
+    pub queued: u64,
+    /// Statements sent to the database for this batch (the benchmark's round trips).
+    pub round_trips: u64,
+}
+
+/// Storage for match ingestion.
+pub trait MatchStore: Send + Sync {
+    /// Loads the referenced matches with their opportunity and contractor. Ids that do not exist are simply
+    /// absent from the answer.
+    fn load_matches(&self, match_ids: &[Uuid]) -> impl Future<Output = Result<Vec<(Uuid, MatchSpec)>, DomainError>> + Send;
+
+    /// Writes Steps A and B for every match in `batch` in one transaction: upserts the opportunity (by notice_id),
+    /// the contractor (by uei) and the match (by the pair), creates or updates the company (by contractor) and the
+    /// deal (by match), and queues a sync_queue row for each company or deal created or changed.
+    ///
+    /// Idempotent: writing the same batch again changes nothing and queues nothing. Safe under concurrent calls
+    /// with overlapping batches (unique keys and ON CONFLICT, never check-then-insert). All or nothing: on error
+    /// nothing of the batch is written. [`DomainError::Rejected`] means the data broke a database rule (retrying
+    /// the same data fails again); [`DomainError::Unavailable`] means it may succeed later.
+    fn write_matches(&self, batch: &[MatchSpec]) -> impl Future<Output = Result<BatchWriteOutcome, DomainError>> + Send;
+
+    /// Records a delivery: one workflow_logs row with the report's counts, and one workflow_errors row per
+    /// rejected match carrying its original JSON, so a rejected match is never lost.
+    fn record_delivery(
+        &self,
+        source: &str,
+        summary: &Value,
+        rejections: &[(Rejection, Value)],
+    ) -> impl Future<Output = Result<(), DomainError>> + Send;
+}
