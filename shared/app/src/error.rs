@@ -1,0 +1,28 @@
+//! The application layer's one error type.
+
+use crmsync_domain::DomainError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A required environment variable is missing or malformed.
+    #[error("configuration: {variable} {reason}")]
+    Config { variable: &'static str, reason: String },
+
+    /// The event as a whole is unusable (not a list of matches, too many matches).
+    #[error("invalid event: {0}")]
+    InvalidEvent(#[source] DomainError),
+
+    /// The database could not be used; the whole call may be retried safely.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] DomainError),
+
+    #[error(transparent)]
+    Db(#[from] crmsync_db::DbError),
+}
+
+impl AppError {
+    /// True when retrying the same call later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Db(_))
+    }
+}

@@ -1,0 +1,411 @@
+//! Match ingestion against a real PostgreSQL: a fresh database per test, cloned from a migrated template.
+
+use crmsync_app::ingest::ingest_matches;
+use crmsync_db::PgMatchStore;
+use crmsync_db::test_db::TestDb;
+use crmsync_domain::ingest::IngestReport;
+use serde_json::{Value, json};
+
+fn contractor(n: usize) -> Value {
+    json!({
+        "uei": format!("UEI{n:09}"),
+        "name": format!("Contractor {n}"),
+        "cage_code": format!("C{n:04}"),
+        "city": "Arlington", "state": "VA", "primary_naics": "541512",
+        "sam_registered": true,
+        "readiness_score": if n % 2 == 0 { json!(85) } else { json!(79.99) },
+    })
+}
+
+fn opportunity(n: usize) -> Value {
+    json!({
+        "notice_id": format!("NOTICE-{n}"),
+        "title": format!("Opportunity {n}: enterprise cloud modernization and support services"),
+        "agency": "General Services Administration",
+        "naics_code": "541512",
+        "estimated_value": 100000 + n,
+        "deadline": "2027-06-30",
+        "priority_flag": if n % 3 == 0 { "FAST_TRACK" } else { "STANDARD" },
+    })
+}
+
+fn embedded(opportunity_n: usize, contractor_n: usize, score: f64) -> Value {
+    json!({ "opportunity": opportunity(opportunity_n), "contractor": contractor(contractor_n), "match_score": score })
+}
+
+struct TestApp {
+    db: TestDb,
+    store: PgMatchStore,
+}
+
+impl TestApp {
+    async fn spawn() -> Self {
+        let db = TestDb::new().await;
+        let store = PgMatchStore::new(db.pool().clone());
+        Self { db, store }
+    }
+
+    async fn ingest(&self, event: Value) -> IngestReport {
+        ingest_matches(&self.store, &event, "test").await.expect("ingest")
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        let client = self.db.pool().get().await.expect("client");
+        client.query_one(sql, &[]).await.expect(sql).get(0)
+    }
+
+    async fn client(&self) -> deadpool_postgres::Object {
+        self.db.pool().get().await.expect("client")
+    }
+}
+
+#[tokio::test]
+async fn a_new_match_creates_a_company_a_deal_and_two_queue_rows_by_the_guides_rules() {
+    let app = TestApp::spawn().await;
+    let mut item = embedded(3, 2, 85.625);
+    item["opportunity"]["title"] =
+        json!("Système de gestion des données géospatiales pour l'agence fédérale — phase 2");
+    let report = app.ingest(json!({ "matches": [item] })).await;
+    assert_eq!(
+        report,
+        IngestReport {
+            companies_created: 1,
+            deals_created: 1,
+            queued: 2,
+            ..IngestReport::default()
+        }
+    );
+
+    let client = app.client().await;
+    let company = client
+        .query_one(
+            "SELECT c.name, c.uei, c.qualification_status, c.lifecycle_stage, c.hubspot_sync_status, c.readiness_score::text,
+                    c.contractor_id = k.id
+             FROM companies c JOIN contractors k ON k.uei = c.uei",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(company.get::<_, String>(0), "Contractor 2");
+    assert_eq!(company.get::<_, String>(1), "UEI000000002");
+    assert_eq!(company.get::<_, String>(2), "qualified");
+    assert_eq!(company.get::<_, String>(3), "lead");
+    assert_eq!(company.get::<_, String>(4), "pending");
+    assert_eq!(company.get::<_, String>(5), "85.00");
+    assert!(company.get::<_, bool>(6), "the company is linked to its contractor");
+
+    let deal = client
+        .query_one(
+            "SELECT d.deal_name, d.deal_value::text, d.expected_close_date::text, d.pipeline, d.stage,
+                    d.match_score::text, d.win_probability, d.priority, d.hubspot_sync_status, d.closed_at IS NULL,
+                    d.match_id = m.id, d.opportunity_id = m.opportunity_id, d.company_id = c.id
+             FROM deals d JOIN matches m ON m.id = d.match_id JOIN companies c ON c.contractor_id = m.contractor_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        deal.get::<_, String>(0),
+        "Système de gestion des données géospatiales pour l - Contractor 2",
+        "50 characters of the title, not 50 bytes"
+    );
+    assert_eq!(deal.get::<_, String>(1), "100003.00");
+    assert_eq!(deal.get::<_, String>(2), "2027-06-30");
+    assert_eq!(deal.get::<_, String>(3), "b2g_opportunities");
+    assert_eq!(deal.get::<_, String>(4), "new_match");
+    assert_eq!(deal.get::<_, String>(5), "85.625");
+    assert_eq!(deal.get::<_, i32>(6), 69, "round(85.625 × 0.8 = 68.5) rounds half up");
+    assert_eq!(deal.get::<_, String>(7), "high", "notice 3 is FAST_TRACK");
+    assert_eq!(deal.get::<_, String>(8), "pending");
+    assert!(deal.get::<_, bool>(9));
+    assert!(
+        deal.get::<_, bool>(10) && deal.get::<_, bool>(11) && deal.get::<_, bool>(12),
+        "linked rows"
+    );
+
+    let queue = client
+        .query(
+            "SELECT q.entity_type, q.operation, q.status, q.payload,
+                    (SELECT id FROM deals) AS deal_id, (SELECT id FROM companies) AS company_id, q.entity_id
+             FROM sync_queue q ORDER BY q.entity_type",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(queue.len(), 2);
+    assert_eq!(
+        (queue[0].get::<_, String>(0), queue[0].get::<_, String>(1)),
+        ("company".into(), "create".into())
+    );
+    assert_eq!(queue[0].get::<_, uuid::Uuid>(6), queue[0].get::<_, uuid::Uuid>(5));
+    assert_eq!(
+        (queue[1].get::<_, String>(0), queue[1].get::<_, String>(1)),
+        ("deal".into(), "create".into())
+    );
+    assert_eq!(queue[1].get::<_, String>(2), "pending");
+    let deal_id: uuid::Uuid = queue[1].get(4);
+    let company_id: uuid::Uuid = queue[1].get(5);
+    assert_eq!(
+        queue[1].get::<_, Value>(3),
+        json!({ "deal_id": deal_id, "company_id": company_id, "opportunity_id": "NOTICE-3" }),
+        "the guide's payload: the opportunity is named by its notice_id"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM workflow_logs WHERE workflow = 'crm_ingest'")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn redelivering_a_batch_adds_no_rows_and_no_queue_entries() {
+    let app = TestApp::spawn().await;
+    let event = json!({ "matches": (0..30).map(|i| embedded(i, i % 7, 60.0 + i as f64)).collect::<Vec<_>>() });
+    let first = app.ingest(event.clone()).await;
+    assert_eq!(
+        (first.companies_created, first.deals_created, first.queued),
+        (7, 30, 37)
+    );
+    let tables = "SELECT (SELECT count(*) FROM opportunities) + (SELECT count(*) FROM contractors) * 1000
+                        + (SELECT count(*) FROM matches) * 1000000 + (SELECT count(*) FROM companies) * 1000000000
+                        + (SELECT count(*) FROM deals) * 1000000000000 + (SELECT count(*) FROM sync_queue) * 1000000000000000";
+    let before = app.count(tables).await;
+    let updated_before = app
+        .count("SELECT count(*) FROM deals WHERE updated_at = created_at")
+        .await;
+
+    let second = app.ingest(event).await;
+    assert_eq!(
+        second,
+        IngestReport {
+            unchanged: 30,
+            ..IngestReport::default()
+        }
+    );
+    assert_eq!(app.count(tables).await, before);
+    assert_eq!(
+        app.count("SELECT count(*) FROM deals WHERE updated_at = created_at")
+            .await,
+        updated_before,
+        "no row touched"
+    );
+}
+
+#[tokio::test]
+async fn changed_contractor_data_updates_the_company_and_queues_one_update() {
+    let app = TestApp::spawn().await;
+    app.ingest(json!({ "matches": [embedded(1, 1, 70.0), embedded(2, 1, 75.0)] }))
+        .await;
+    let mut changed = embedded(1, 1, 70.0);
+    changed["contractor"]["readiness_score"] = json!(92);
+    changed["contractor"]["phone"] = json!("+1 703 555 0100");
+    let report = app.ingest(changed).await;
+    assert_eq!(
+        report,
+        IngestReport {
+            companies_updated: 1,
+            queued: 1,
+            ..IngestReport::default()
+        }
+    );
+    let client = app.client().await;
+    let row = client
+        .query_one(
+            "SELECT qualification_status, phone, hubspot_sync_status FROM companies",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "qualified", "79.99 became 92");
+    assert_eq!(row.get::<_, String>(1), "+1 703 555 0100");
+    let ops: Vec<String> = client
+        .query(
+            "SELECT operation FROM sync_queue WHERE entity_type = 'company' ORDER BY created_at, operation",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ops, vec!["create", "update"]);
+}
+
+#[tokio::test]
+async fn a_changed_match_score_updates_the_deal_and_queues_a_deal_update() {
+    let app = TestApp::spawn().await;
+    app.ingest(embedded(1, 1, 50.0)).await;
+    let report = app.ingest(embedded(1, 1, 90.0)).await;
+    assert_eq!(
+        report,
+        IngestReport {
+            deals_updated: 1,
+            queued: 1,
+            ..IngestReport::default()
+        }
+    );
+    assert_eq!(app.count("SELECT win_probability::bigint FROM deals").await, 72);
+    assert_eq!(
+        app.count("SELECT count(*) FROM sync_queue WHERE entity_type = 'deal' AND operation = 'update'")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn invalid_matches_are_rejected_by_index_and_field_while_valid_ones_commit() {
+    let app = TestApp::spawn().await;
+    let mut no_title = embedded(2, 2, 50.0);
+    no_title["opportunity"]["title"] = json!("");
+    let mut bad_score = embedded(3, 3, 50.0);
+    bad_score["match_score"] = json!(101);
+    let mut bad_uei = embedded(4, 4, 50.0);
+    bad_uei["contractor"]["uei"] = json!("SHORT");
+    let event = json!({ "matches": [embedded(1, 1, 50.0), no_title, bad_score, "not an object", bad_uei, embedded(5, 5, 50.0)] });
+    let report = app.ingest(event).await;
+    assert_eq!(report.deals_created, 2);
+    let rejected: Vec<(usize, Option<&str>)> = report.rejected.iter().map(|r| (r.index, r.field.as_deref())).collect();
+    assert_eq!(
+        rejected,
+        vec![
+            (1, Some("opportunity.title")),
+            (2, Some("match_score")),
+            (3, Some("match")),
+            (4, Some("contractor.uei")),
+        ]
+    );
+    assert_eq!(
+        report.rejected[1].error,
+        "match_score: must be between 0 and 100, got 101"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM deals").await, 2);
+    assert_eq!(
+        app.count("SELECT count(*) FROM workflow_errors WHERE payload->'match' IS NOT NULL")
+            .await,
+        4,
+        "every rejected match is kept with its original JSON"
+    );
+}
+
+#[tokio::test]
+async fn a_match_the_database_refuses_is_isolated_and_its_neighbours_still_commit() {
+    let app = TestApp::spawn().await;
+    let mut poisoned = embedded(2, 2, 50.0);
+    // Valid JSON and a valid string, but PostgreSQL text cannot hold NUL: only the database can refuse it.
+    poisoned["opportunity"]["agency"] = json!("Department of\u{0000}Defense");
+    let report = app
+        .ingest(json!({ "matches": [embedded(1, 1, 50.0), poisoned, embedded(3, 3, 50.0)] }))
+        .await;
+    assert_eq!(report.deals_created, 2);
+    assert_eq!(report.rejected.len(), 1);
+    assert_eq!(report.rejected[0].index, 1);
+    assert!(
+        report.rejected[0].error.starts_with("rejected by the database"),
+        "{}",
+        report.rejected[0].error
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM opportunities").await,
+        2,
+        "nothing of the refused match is written"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM sync_queue").await, 4);
+}
+
+#[tokio::test]
+async fn a_reference_to_an_existing_match_creates_its_company_and_deal() {
+    let app = TestApp::spawn().await;
+    let client = app.client().await;
+    let match_id: uuid::Uuid = client
+        .query_one(
+            "WITH o AS (INSERT INTO opportunities (notice_id, title, estimated_value, deadline, priority_flag)
+                        VALUES ('REF-1', 'Cybersecurity assessment', 50000, '2027-01-15', 'FAST_TRACK') RETURNING id),
+                  c AS (INSERT INTO contractors (uei, name, readiness_score) VALUES ('REFUEI000001', 'Ref Co', 80)
+                        RETURNING id)
+             INSERT INTO matches (opportunity_id, contractor_id, match_score)
+             SELECT o.id, c.id, 91.25 FROM o, c RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let report = app
+        .ingest(json!({ "matches": [{ "match_id": match_id }, { "match_id": uuid::Uuid::new_v4() }] }))
+        .await;
+    assert_eq!(
+        (report.companies_created, report.deals_created, report.queued),
+        (1, 1, 2)
+    );
+    assert_eq!(report.rejected.len(), 1);
+    assert_eq!(report.rejected[0].field.as_deref(), Some("match_id"));
+    let row = client
+        .query_one("SELECT deal_name, win_probability, priority, match_id FROM deals", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "Cybersecurity assessment - Ref Co");
+    assert_eq!(row.get::<_, i32>(1), 73);
+    assert_eq!(row.get::<_, String>(2), "high");
+    assert_eq!(row.get::<_, uuid::Uuid>(3), match_id);
+    assert_eq!(
+        app.count("SELECT count(*) FROM companies WHERE qualification_status = 'qualified'")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_repeated_match_within_one_batch_is_written_once_with_the_last_score() {
+    let app = TestApp::spawn().await;
+    let report = app.ingest(json!([embedded(1, 1, 40.0), embedded(1, 1, 80.0)])).await;
+    assert_eq!((report.deals_created, report.queued), (1, 2));
+    assert_eq!(app.count("SELECT win_probability::bigint FROM deals").await, 64);
+}
+
+#[tokio::test]
+async fn concurrent_deliveries_of_overlapping_batches_create_no_duplicates() {
+    let app = TestApp::spawn().await;
+    // Eight deliveries of overlapping windows over 40 matches sharing 10 contractors, all at once.
+    let deliveries: Vec<Value> = (0..8)
+        .map(|d| json!({ "matches": (d * 4..d * 4 + 12).map(|i| embedded(i, i % 10, 50.0 + (i % 40) as f64)).collect::<Vec<_>>() }))
+        .collect();
+    let tasks: Vec<_> = deliveries
+        .into_iter()
+        .map(|event| {
+            let store = app.store.clone();
+            tokio::spawn(async move { ingest_matches(&store, &event, "test").await })
+        })
+        .collect();
+    let mut created = (0, 0, 0);
+    for task in tasks {
+        let report = task.await.expect("task").expect("ingest");
+        assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+        created = (
+            created.0 + report.companies_created,
+            created.1 + report.deals_created,
+            created.2 + report.queued,
+        );
+    }
+    assert_eq!(app.count("SELECT count(*) FROM companies").await, 10);
+    assert_eq!(app.count("SELECT count(*) FROM deals").await, 40);
+    assert_eq!(app.count("SELECT count(*) FROM matches").await, 40);
+    assert_eq!(
+        created,
+        (10, 40, 50),
+        "each company and deal was reported created exactly once"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM sync_queue").await,
+        50,
+        "one create row per company and per deal"
+    );
+}
+
+#[tokio::test]
+async fn an_unusable_event_is_an_error_and_writes_nothing() {
+    let app = TestApp::spawn().await;
+    let error = ingest_matches(&app.store, &json!({ "matches": "everything" }), "test")
+        .await
+        .unwrap_err();
+    assert_eq!(error.to_string(), "invalid event: matches: must be an array of matches");
+    assert_eq!(app.count("SELECT count(*) FROM workflow_logs").await, 0);
+}

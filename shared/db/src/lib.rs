@@ -1,0 +1,16 @@
+//! PostgreSQL adapters for crmsync: the connection pool, the ordered-SQL migration runner, the repositories
+//! that implement the domain's ports, and (feature `test-util`) `TestDb`, a fresh database per test.
+//!
+//! Repository functions take `&impl GenericClient` so they join the caller's transaction.
+
+pub mod error;
+pub mod ingest;
+pub mod migrate;
+pub mod pool;
+#[cfg(feature = "test-util")]
+pub mod test_db;
+
+pub use deadpool_postgres::{GenericClient, Pool};
+pub use error::DbError;
+pub use ingest::PgMatchStore;
+pub use pool::connect_pool;

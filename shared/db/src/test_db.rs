@@ -1,0 +1,170 @@
+//! `TestDb`: a fresh, migrated database per test, cloned from a template database that is migrated once per
+//! migration set (its name carries a hash of the migrations, so a changed migration gets a new template).
+//!
+//! The server comes from `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`). A test's
+//! database is dropped when its `TestDb` is dropped, unless the test panicked: then it is kept, and its name
+//! printed, for debugging.
+
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::migrate::{MIGRATIONS, migrate};
+use crate::pool::{connect_one, pool_from_config};
+use crate::{DbError, Pool};
+
+const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const TEMPLATE_LOCK_KEY: i64 = 0x63_72_6d_74_65_73_74; // "crmtest"
+
+#[derive(Debug)]
+pub struct TestDb {
+    name: String,
+    url: String,
+    server_url: String,
+    pool: Pool,
+}
+
+impl TestDb {
+    /// Creates a fresh database with every migration applied.
+    pub async fn new() -> Self {
+        Self::try_new()
+            .await
+            .expect("could not create a test database (is PostgreSQL running? see DATABASE_URL)")
+    }
+
+    async fn try_new() -> Result<Self, DbError> {
+        let server_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_SERVER_URL.to_owned());
+        let template = ensure_template(&server_url).await?;
+        let name = format!("crmsync_test_{}", Uuid::new_v4().simple());
+        let admin = connect_one(&server_url).await?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
+            .await?;
+        let url = with_database(&server_url, &name);
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| DbError::Config(e.to_string()))?;
+        let pool = pool_from_config(config, 8)?;
+        Ok(Self {
+            name,
+            url,
+            server_url,
+            pool,
+        })
+    }
+
+    /// A pool over this test's database.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The connection URL of this test's database, for child processes.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        self.pool.close();
+        if std::thread::panicking() {
+            eprintln!("test database kept for debugging: {}", self.url);
+            return;
+        }
+        let server_url = self.server_url.clone();
+        let name = self.name.clone();
+        // Drop cannot be async: drop the database from a short-lived thread with its own runtime.
+        let dropper = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            if let Ok(runtime) = runtime {
+                runtime.block_on(async move {
+                    if let Ok(admin) = connect_one(&server_url).await {
+                        let _ = admin
+                            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .await;
+                    }
+                });
+            }
+        });
+        let _ = dropper.join();
+    }
+}
+
+/// Creates and migrates the template for the current migration set, once across concurrent test processes.
+async fn ensure_template(server_url: &str) -> Result<String, DbError> {
+    let mut hasher = Sha256::new();
+    for migration in MIGRATIONS {
+        hasher.update(migration.checksum());
+    }
+    let template = format!("crmsync_template_{}", &hex::encode(hasher.finalize())[..16]);
+    let admin = connect_one(server_url).await?;
+    admin
+        .execute("SELECT pg_advisory_lock($1)", &[&TEMPLATE_LOCK_KEY])
+        .await?;
+    let result = async {
+        let exists = admin
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&template])
+            .await?
+            .is_some();
+        if !exists {
+            let building = format!("{template}_building");
+            admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
+                .await?;
+            admin.batch_execute(&format!("CREATE DATABASE {building}")).await?;
+            {
+                let mut client = connect_one(&with_database(server_url, &building)).await?;
+                migrate(&mut client).await?;
+            }
+            // Renaming only after a complete migration means a crash mid-way never leaves a half-built template.
+            admin
+                .batch_execute(&format!("ALTER DATABASE {building} RENAME TO {template}"))
+                .await?;
+        }
+        Ok::<_, DbError>(())
+    }
+    .await;
+    admin
+        .execute("SELECT pg_advisory_unlock($1)", &[&TEMPLATE_LOCK_KEY])
+        .await?;
+    result?;
+    Ok(template)
+}
+
+/// `server_url` with its database replaced by `database`.
+fn with_database(server_url: &str, database: &str) -> String {
+    let (base, query) = match server_url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (server_url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{database}?{query}"),
+        None => format!("{base}/{database}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn database_urls_get_their_database_replaced() {
+        assert_eq!(
+            with_database("postgres://u@h:5432/postgres", "x"),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(with_database("postgres://u@h:5432", "x"), "postgres://u@h:5432/x");
+        assert_eq!(
+            with_database("postgres://u@h/db?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
+    }
+}
