@@ -32,8 +32,8 @@ CREATE TABLE public.companies (
   CONSTRAINT companies_hubspot_company_id_key UNIQUE (hubspot_company_id),
   CONSTRAINT companies_name_check CHECK (btrim(name) <> ''),
   CONSTRAINT companies_readiness_score_check CHECK (readiness_score BETWEEN 0 AND 100),
-  CONSTRAINT companies_qualification_status_check
-    CHECK (qualification_status IN ('qualified', 'unqualified', 'disqualified')),
+  -- Derived from readiness_score by ingestion (the guide's rule): local-owned.
+  CONSTRAINT companies_qualification_status_check CHECK (qualification_status IN ('qualified', 'unqualified')),
   -- HubSpot's lifecycle stages (internal values).
   CONSTRAINT companies_lifecycle_stage_check CHECK (lifecycle_stage IN (
     'subscriber', 'lead', 'marketingqualifiedlead', 'salesqualifiedlead', 'opportunity', 'customer',

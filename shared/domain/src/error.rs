@@ -21,7 +21,10 @@ pub enum DomainError {
 
 impl DomainError {
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self::Invalid { field: field.into(), reason: reason.into() }
+        Self::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 
     /// The field an `Invalid` error names.

@@ -182,7 +182,11 @@ pub struct Rejection {
 
 impl Rejection {
     pub fn new(index: usize, error: &DomainError) -> Self {
-        Self { index, field: error.field().map(str::to_owned), error: error.to_string() }
+        Self {
+            index,
+            field: error.field().map(str::to_owned),
+            error: error.to_string(),
+        }
     }
 }
 
@@ -214,8 +218,12 @@ pub fn event_items(event: &Value) -> Result<Vec<&Value>, DomainError> {
 
 /// Parses and validates one item of an event.
 pub fn parse_match(item: &Value) -> Result<MatchInput, DomainError> {
-    let object = item.as_object().ok_or_else(|| DomainError::invalid("match", "must be a JSON object"))?;
-    let has_embedded = ["opportunity", "contractor", "match_score"].iter().any(|key| object.contains_key(*key));
+    let object = item
+        .as_object()
+        .ok_or_else(|| DomainError::invalid("match", "must be a JSON object"))?;
+    let has_embedded = ["opportunity", "contractor", "match_score"]
+        .iter()
+        .any(|key| object.contains_key(*key));
     if let Some(id) = object.get("match_id").filter(|v| !v.is_null()) {
         if has_embedded {
             return Err(DomainError::invalid(
@@ -223,9 +231,10 @@ pub fn parse_match(item: &Value) -> Result<MatchInput, DomainError> {
                 "give either match_id or opportunity, contractor and match_score, not both",
             ));
         }
-        let text = id.as_str().ok_or_else(|| DomainError::invalid("match_id", "must be a UUID string"))?;
-        let match_id =
-            Uuid::parse_str(text.trim()).map_err(|_| DomainError::invalid("match_id", "must be a UUID"))?;
+        let text = id
+            .as_str()
+            .ok_or_else(|| DomainError::invalid("match_id", "must be a UUID string"))?;
+        let match_id = Uuid::parse_str(text.trim()).map_err(|_| DomainError::invalid("match_id", "must be a UUID"))?;
         return Ok(MatchInput::Reference { match_id });
     }
     let opportunity = parse_opportunity(object.get("opportunity"))?;
@@ -235,12 +244,20 @@ pub fn parse_match(item: &Value) -> Result<MatchInput, DomainError> {
         .decimal("match_score", Decimal::ZERO, Decimal::ONE_HUNDRED, SCORE_SCALE)?
         .ok_or_else(|| DomainError::invalid("match_score", "is required (a number from 0 to 100)"))?;
     let match_reasons = object.get("match_reasons").filter(|v| !v.is_null()).cloned();
-    Ok(MatchInput::Embedded(MatchSpec { opportunity, contractor, match_score, match_reasons }))
+    Ok(MatchInput::Embedded(MatchSpec {
+        opportunity,
+        contractor,
+        match_score,
+        match_reasons,
+    }))
 }
 
 fn parse_opportunity(value: Option<&Value>) -> Result<Opportunity, DomainError> {
     let object = required_object(value, "opportunity")?;
-    let f = Fields { object, prefix: "opportunity." };
+    let f = Fields {
+        object,
+        prefix: "opportunity.",
+    };
     Ok(Opportunity {
         notice_id: f.required_text("notice_id", 100)?,
         title: f.required_text("title", MAX_TEXT)?,
@@ -264,13 +281,22 @@ fn parse_opportunity(value: Option<&Value>) -> Result<Opportunity, DomainError> 
 
 fn parse_contractor(value: Option<&Value>) -> Result<Contractor, DomainError> {
     let object = required_object(value, "contractor")?;
-    let f = Fields { object, prefix: "contractor." };
+    let f = Fields {
+        object,
+        prefix: "contractor.",
+    };
     let uei = f.required_text("uei", 12)?.to_ascii_uppercase();
     if uei.len() != 12 || !uei.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(f.error("uei", "must be SAM.gov's 12-character Unique Entity ID (letters and digits)"));
+        return Err(f.error(
+            "uei",
+            "must be SAM.gov's 12-character Unique Entity ID (letters and digits)",
+        ));
     }
     let cage_code = f.text("cage_code", 5)?.map(|c| c.to_ascii_uppercase());
-    if cage_code.as_ref().is_some_and(|c| c.len() != 5 || !c.bytes().all(|b| b.is_ascii_alphanumeric())) {
+    if cage_code
+        .as_ref()
+        .is_some_and(|c| c.len() != 5 || !c.bytes().all(|b| b.is_ascii_alphanumeric()))
+    {
         return Err(f.error("cage_code", "must be a 5-character CAGE code (letters and digits)"));
     }
     let email = f.text("email", 320)?;
@@ -382,17 +408,31 @@ impl Fields<'_> {
         if number < min || number > max {
             return Err(self.error(key, format!("must be between {min} and {max}, got {text}")));
         }
-        Ok(Some(number.round_dp_with_strategy(scale, RoundingStrategy::MidpointAwayFromZero).normalize()))
+        Ok(Some(
+            number
+                .round_dp_with_strategy(scale, RoundingStrategy::MidpointAwayFromZero)
+                .normalize(),
+        ))
     }
 
     /// A date as `YYYY-MM-DD` or an RFC 3339 date-time (its date as written, in its own offset), 1990..=2100.
     fn date(&self, key: &str) -> Result<Option<NaiveDate>, DomainError> {
-        let Some(text) = self.text(key, 40)? else { return Ok(None) };
+        let Some(text) = self.text(key, 40)? else {
+            return Ok(None);
+        };
         let date = NaiveDate::parse_from_str(&text, "%Y-%m-%d")
             .ok()
             .or_else(|| DateTime::parse_from_rfc3339(&text).ok().map(|dt| dt.date_naive()))
-            .or_else(|| NaiveDateTime::parse_from_str(&text, "%Y-%m-%dT%H:%M:%S").ok().map(|dt| dt.date()))
-            .or_else(|| NaiveDateTime::parse_from_str(&text, "%Y-%m-%d %H:%M:%S").ok().map(|dt| dt.date()))
+            .or_else(|| {
+                NaiveDateTime::parse_from_str(&text, "%Y-%m-%dT%H:%M:%S")
+                    .ok()
+                    .map(|dt| dt.date())
+            })
+            .or_else(|| {
+                NaiveDateTime::parse_from_str(&text, "%Y-%m-%d %H:%M:%S")
+                    .ok()
+                    .map(|dt| dt.date())
+            })
             .ok_or_else(|| self.error(key, format!("must be a date (YYYY-MM-DD or RFC 3339), got {text:?}")))?;
         let earliest = NaiveDate::from_ymd_opt(1990, 1, 1).unwrap_or(NaiveDate::MIN);
         let latest = NaiveDate::from_ymd_opt(2100, 12, 31).unwrap_or(NaiveDate::MAX);
@@ -462,7 +502,10 @@ mod tests {
     #[test]
     fn a_reference_is_a_match_id() {
         let id = Uuid::new_v4();
-        assert_eq!(parse_match(&json!({ "match_id": id.to_string() })).unwrap(), MatchInput::Reference { match_id: id });
+        assert_eq!(
+            parse_match(&json!({ "match_id": id.to_string() })).unwrap(),
+            MatchInput::Reference { match_id: id }
+        );
         assert_eq!(rejected_field(&json!({ "match_id": "nope" })), "match_id");
         let mut both = valid_match();
         both["match_id"] = json!(id.to_string());
@@ -472,28 +515,116 @@ mod tests {
     #[test]
     fn rejections_name_the_offending_field() {
         let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
-            ("missing title", Box::new(|m| m["opportunity"]["title"] = json!("  ")), "opportunity.title"),
-            ("missing notice id", Box::new(|m| m["opportunity"]["notice_id"] = Value::Null), "opportunity.notice_id"),
-            ("missing contractor name", Box::new(|m| m["contractor"]["name"] = json!("")), "contractor.name"),
-            ("missing uei", Box::new(|m| m["contractor"]["uei"] = Value::Null), "contractor.uei"),
-            ("short uei", Box::new(|m| m["contractor"]["uei"] = json!("ABC")), "contractor.uei"),
-            ("uei with symbols", Box::new(|m| m["contractor"]["uei"] = json!("ABCDEFGHIJ-1")), "contractor.uei"),
-            ("score over 100", Box::new(|m| m["match_score"] = json!(100.01)), "match_score"),
-            ("negative score", Box::new(|m| m["match_score"] = json!(-1)), "match_score"),
-            ("score as text", Box::new(|m| m["match_score"] = json!("high")), "match_score"),
-            ("no score", Box::new(|m| m.as_object_mut().unwrap().remove("match_score").map(drop).unwrap_or(())), "match_score"),
-            ("negative value", Box::new(|m| m["opportunity"]["estimated_value"] = json!(-5)), "opportunity.estimated_value"),
-            ("huge value", Box::new(|m| m["opportunity"]["estimated_value"] = json!(1e20)), "opportunity.estimated_value"),
-            ("bad deadline", Box::new(|m| m["opportunity"]["deadline"] = json!("31/03/2027")), "opportunity.deadline"),
-            ("impossible date", Box::new(|m| m["opportunity"]["deadline"] = json!("2027-02-30")), "opportunity.deadline"),
-            ("deadline in 2200", Box::new(|m| m["opportunity"]["deadline"] = json!("2200-01-01")), "opportunity.deadline"),
-            ("readiness 101", Box::new(|m| m["contractor"]["readiness_score"] = json!(101)), "contractor.readiness_score"),
-            ("naics letters", Box::new(|m| m["opportunity"]["naics_code"] = json!("54A512")), "opportunity.naics_code"),
-            ("cage too long", Box::new(|m| m["contractor"]["cage_code"] = json!("1ABC23")), "contractor.cage_code"),
-            ("sam flag as text", Box::new(|m| m["contractor"]["sam_registered"] = json!("yes")), "contractor.sam_registered"),
-            ("bad email", Box::new(|m| m["contractor"]["email"] = json!("bid desk@acme")), "contractor.email"),
-            ("no opportunity", Box::new(|m| m["opportunity"] = Value::Null), "opportunity"),
-            ("contractor not an object", Box::new(|m| m["contractor"] = json!("Acme")), "contractor"),
+            (
+                "missing title",
+                Box::new(|m| m["opportunity"]["title"] = json!("  ")),
+                "opportunity.title",
+            ),
+            (
+                "missing notice id",
+                Box::new(|m| m["opportunity"]["notice_id"] = Value::Null),
+                "opportunity.notice_id",
+            ),
+            (
+                "missing contractor name",
+                Box::new(|m| m["contractor"]["name"] = json!("")),
+                "contractor.name",
+            ),
+            (
+                "missing uei",
+                Box::new(|m| m["contractor"]["uei"] = Value::Null),
+                "contractor.uei",
+            ),
+            (
+                "short uei",
+                Box::new(|m| m["contractor"]["uei"] = json!("ABC")),
+                "contractor.uei",
+            ),
+            (
+                "uei with symbols",
+                Box::new(|m| m["contractor"]["uei"] = json!("ABCDEFGHIJ-1")),
+                "contractor.uei",
+            ),
+            (
+                "score over 100",
+                Box::new(|m| m["match_score"] = json!(100.01)),
+                "match_score",
+            ),
+            (
+                "negative score",
+                Box::new(|m| m["match_score"] = json!(-1)),
+                "match_score",
+            ),
+            (
+                "score as text",
+                Box::new(|m| m["match_score"] = json!("high")),
+                "match_score",
+            ),
+            (
+                "no score",
+                Box::new(|m| m.as_object_mut().unwrap().remove("match_score").map(drop).unwrap_or(())),
+                "match_score",
+            ),
+            (
+                "negative value",
+                Box::new(|m| m["opportunity"]["estimated_value"] = json!(-5)),
+                "opportunity.estimated_value",
+            ),
+            (
+                "huge value",
+                Box::new(|m| m["opportunity"]["estimated_value"] = json!(1e20)),
+                "opportunity.estimated_value",
+            ),
+            (
+                "bad deadline",
+                Box::new(|m| m["opportunity"]["deadline"] = json!("31/03/2027")),
+                "opportunity.deadline",
+            ),
+            (
+                "impossible date",
+                Box::new(|m| m["opportunity"]["deadline"] = json!("2027-02-30")),
+                "opportunity.deadline",
+            ),
+            (
+                "deadline in 2200",
+                Box::new(|m| m["opportunity"]["deadline"] = json!("2200-01-01")),
+                "opportunity.deadline",
+            ),
+            (
+                "readiness 101",
+                Box::new(|m| m["contractor"]["readiness_score"] = json!(101)),
+                "contractor.readiness_score",
+            ),
+            (
+                "naics letters",
+                Box::new(|m| m["opportunity"]["naics_code"] = json!("54A512")),
+                "opportunity.naics_code",
+            ),
+            (
+                "cage too long",
+                Box::new(|m| m["contractor"]["cage_code"] = json!("1ABC23")),
+                "contractor.cage_code",
+            ),
+            (
+                "sam flag as text",
+                Box::new(|m| m["contractor"]["sam_registered"] = json!("yes")),
+                "contractor.sam_registered",
+            ),
+            (
+                "bad email",
+                Box::new(|m| m["contractor"]["email"] = json!("bid desk@acme")),
+                "contractor.email",
+            ),
+            (
+                "no opportunity",
+                Box::new(|m| m["opportunity"] = Value::Null),
+                "opportunity",
+            ),
+            (
+                "contractor not an object",
+                Box::new(|m| m["contractor"] = json!("Acme")),
+                "contractor",
+            ),
         ];
         for (case, mutate, field) in cases {
             let mut value = valid_match();
@@ -510,24 +641,51 @@ mod tests {
         value["opportunity"]["deadline"] = json!("2027-05-01T17:00:00-04:00");
         value["opportunity"]["naics_code"] = json!(541512);
         let spec = embedded(&value);
-        assert_eq!(spec.match_score, Decimal::from_str("85.625").unwrap(), "scores keep three decimals");
+        assert_eq!(
+            spec.match_score,
+            Decimal::from_str("85.625").unwrap(),
+            "scores keep three decimals"
+        );
         assert_eq!(spec.deal().win_probability, 69, "85.625 × 0.8 = 68.5 rounds up");
-        assert_eq!(spec.opportunity.estimated_value, Some(Decimal::from_str("1000.01").unwrap()));
-        assert_eq!(spec.opportunity.deadline, NaiveDate::from_ymd_opt(2027, 5, 1), "the date as written");
+        assert_eq!(
+            spec.opportunity.estimated_value,
+            Some(Decimal::from_str("1000.01").unwrap())
+        );
+        assert_eq!(
+            spec.opportunity.deadline,
+            NaiveDate::from_ymd_opt(2027, 5, 1),
+            "the date as written"
+        );
         assert_eq!(spec.opportunity.naics_code.as_deref(), Some("541512"));
     }
 
     #[test]
     fn events_come_as_a_list_a_bare_array_or_one_match() {
-        assert_eq!(event_items(&json!({ "matches": [valid_match(), valid_match()] })).unwrap().len(), 2);
+        assert_eq!(
+            event_items(&json!({ "matches": [valid_match(), valid_match()] }))
+                .unwrap()
+                .len(),
+            2
+        );
         assert_eq!(event_items(&json!([valid_match()])).unwrap().len(), 1);
         assert_eq!(event_items(&valid_match()).unwrap().len(), 1);
         assert_eq!(event_items(&json!({ "match_id": Uuid::new_v4() })).unwrap().len(), 1);
-        assert_eq!(event_items(&json!({ "matches": {} })).unwrap_err().field(), Some("matches"));
-        assert_eq!(event_items(&json!({ "hello": 1 })).unwrap_err().field(), Some("matches"));
+        assert_eq!(
+            event_items(&json!({ "matches": {} })).unwrap_err().field(),
+            Some("matches")
+        );
+        assert_eq!(
+            event_items(&json!({ "hello": 1 })).unwrap_err().field(),
+            Some("matches")
+        );
         assert_eq!(event_items(&json!("text")).unwrap_err().field(), Some("matches"));
         let too_many = Value::Array(vec![json!({}); MAX_MATCHES_PER_EVENT + 1]);
-        assert!(event_items(&too_many).unwrap_err().to_string().contains("at most 10000"));
+        assert!(
+            event_items(&too_many)
+                .unwrap_err()
+                .to_string()
+                .contains("at most 10000")
+        );
     }
 
     #[test]

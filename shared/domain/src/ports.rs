@@ -27,7 +27,10 @@ pub struct BatchWriteOutcome {
 pub trait MatchStore: Send + Sync {
     /// Loads the referenced matches with their opportunity and contractor. Ids that do not exist are simply
     /// absent from the answer.
-    fn load_matches(&self, match_ids: &[Uuid]) -> impl Future<Output = Result<Vec<(Uuid, MatchSpec)>, DomainError>> + Send;
+    fn load_matches(
+        &self,
+        match_ids: &[Uuid],
+    ) -> impl Future<Output = Result<Vec<(Uuid, MatchSpec)>, DomainError>> + Send;
 
     /// Writes Steps A and B for every match in `batch` in one transaction: upserts the opportunity (by notice_id),
     /// the contractor (by uei) and the match (by the pair), creates or updates the company (by contractor) and the
@@ -37,7 +40,8 @@ pub trait MatchStore: Send + Sync {
     /// with overlapping batches (unique keys and ON CONFLICT, never check-then-insert). All or nothing: on error
     /// nothing of the batch is written. [`DomainError::Rejected`] means the data broke a database rule (retrying
     /// the same data fails again); [`DomainError::Unavailable`] means it may succeed later.
-    fn write_matches(&self, batch: &[MatchSpec]) -> impl Future<Output = Result<BatchWriteOutcome, DomainError>> + Send;
+    fn write_matches(&self, batch: &[MatchSpec])
+    -> impl Future<Output = Result<BatchWriteOutcome, DomainError>> + Send;
 
     /// Records a delivery: one workflow_logs row with the report's counts, and one workflow_errors row per
     /// rejected match carrying its original JSON, so a rejected match is never lost.

@@ -30,7 +30,6 @@ pub fn win_probability(match_score: Decimal) -> i32 {
 pub enum QualificationStatus {
     Qualified,
     Unqualified,
-    Disqualified,
 }
 
 impl QualificationStatus {
@@ -38,7 +37,6 @@ impl QualificationStatus {
         match self {
             Self::Qualified => "qualified",
             Self::Unqualified => "unqualified",
-            Self::Disqualified => "disqualified",
         }
     }
 }
@@ -74,7 +72,11 @@ pub const FAST_TRACK: &str = "FAST_TRACK";
 
 /// `priority_flag === 'FAST_TRACK' ? 'high' : 'medium'`: an exact, case-sensitive comparison, as in the guide.
 pub fn deal_priority(priority_flag: Option<&str>) -> Priority {
-    if priority_flag == Some(FAST_TRACK) { Priority::High } else { Priority::Medium }
+    if priority_flag == Some(FAST_TRACK) {
+        Priority::High
+    } else {
+        Priority::Medium
+    }
 }
 
 #[cfg(test)]
@@ -90,11 +92,23 @@ mod tests {
     fn deal_names_keep_the_first_fifty_characters_of_the_title() {
         let fifty = "A".repeat(50);
         let cases = [
-            ("short ascii title", "short ascii title".to_owned(), "short ascii title".to_owned()),
+            (
+                "short ascii title",
+                "short ascii title".to_owned(),
+                "short ascii title".to_owned(),
+            ),
             ("exactly fifty", fifty.clone(), fifty.clone()),
             ("longer ascii title is cut at 50", format!("{fifty}BBBB"), fifty.clone()),
-            ("multibyte shorter than 50", "Réparation des systèmes ⚙️".to_owned(), "Réparation des systèmes ⚙️".to_owned()),
-            ("multibyte longer than 50 is cut on characters", "é".repeat(60), "é".repeat(50)),
+            (
+                "multibyte shorter than 50",
+                "Réparation des systèmes ⚙️".to_owned(),
+                "Réparation des systèmes ⚙️".to_owned(),
+            ),
+            (
+                "multibyte longer than 50 is cut on characters",
+                "é".repeat(60),
+                "é".repeat(50),
+            ),
             ("four-byte characters count once each", "🚀".repeat(51), "🚀".repeat(50)),
         ];
         for (case, title, kept) in cases {
@@ -107,15 +121,15 @@ mod tests {
         let cases = [
             ("0", 0),
             ("100", 80),
-            ("87.5", 70),     // 70.0
-            ("85.625", 69),   // 68.5 exactly: half rounds up
-            ("84.375", 68),   // 67.5 exactly: half rounds up
-            ("0.625", 1),     // 0.5 exactly
-            ("85.62", 68),    // 68.496
-            ("85.63", 69),    // 68.504
-            ("99.99", 80),    // 79.992
-            ("1.8", 1),       // 1.44
-            ("43.125", 35),   // 34.5 exactly
+            ("87.5", 70),   // 70.0
+            ("85.625", 69), // 68.5 exactly: half rounds up
+            ("84.375", 68), // 67.5 exactly: half rounds up
+            ("0.625", 1),   // 0.5 exactly
+            ("85.62", 68),  // 68.496
+            ("85.63", 69),  // 68.504
+            ("99.99", 80),  // 79.992
+            ("1.8", 1),     // 1.44
+            ("43.125", 35), // 34.5 exactly
         ];
         for (score, expected) in cases {
             assert_eq!(win_probability(dec(score)), expected, "score {score}");

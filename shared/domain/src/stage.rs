@@ -60,15 +60,18 @@ impl FromStr for DealStage {
     type Err = DomainError;
 
     fn from_str(value: &str) -> Result<Self, Self::Err> {
-        Self::ALL.into_iter().find(|stage| stage.as_str() == value).ok_or_else(|| {
-            DomainError::invalid(
-                "stage",
-                format!(
-                    "unknown stage {value:?}; expected one of {}",
-                    Self::ALL.map(DealStage::as_str).join(", ")
-                ),
-            )
-        })
+        Self::ALL
+            .into_iter()
+            .find(|stage| stage.as_str() == value)
+            .ok_or_else(|| {
+                DomainError::invalid(
+                    "stage",
+                    format!(
+                        "unknown stage {value:?}; expected one of {}",
+                        Self::ALL.map(DealStage::as_str).join(", ")
+                    ),
+                )
+            })
     }
 }
 
