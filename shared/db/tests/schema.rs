@@ -108,8 +108,18 @@ async fn public_holds_exactly_the_guides_eleven_tables_and_its_two_views() {
     assert_eq!(
         names,
         [
-            "activities", "companies", "contacts", "contractors", "deals", "failed_opportunities", "matches",
-            "opportunities", "sync_queue", "v_active_deals", "v_company_engagement", "workflow_errors",
+            "activities",
+            "companies",
+            "contacts",
+            "contractors",
+            "deals",
+            "failed_opportunities",
+            "matches",
+            "opportunities",
+            "sync_queue",
+            "v_active_deals",
+            "v_company_engagement",
+            "workflow_errors",
             "workflow_logs"
         ]
     );
@@ -118,9 +128,20 @@ async fn public_holds_exactly_the_guides_eleven_tables_and_its_two_views() {
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
     )
     .await;
-    assert_eq!(base_tables[0].get::<_, i64>(0), 11, "the guide's 11 tables; the other two rows are its views");
-    let operational = query(&db, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'crmsync'").await;
-    assert!(operational[0].get::<_, i64>(0) >= 1, "migration history lives in schema crmsync");
+    assert_eq!(
+        base_tables[0].get::<_, i64>(0),
+        11,
+        "the guide's 11 tables; the other two rows are its views"
+    );
+    let operational = query(
+        &db,
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'crmsync'",
+    )
+    .await;
+    assert!(
+        operational[0].get::<_, i64>(0) >= 1,
+        "migration history lives in schema crmsync"
+    );
 }
 
 #[tokio::test]
@@ -143,12 +164,23 @@ async fn the_guides_dashboard_queries_answer_correctly_on_a_filled_database() {
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get::<_, rust_decimal::Decimal>(2).to_string()))
         .collect();
-    assert_eq!(pipeline, vec![("new_match".into(), 2, "150.00".into()), ("qualified".into(), 1, "300.00".into())]);
+    assert_eq!(
+        pipeline,
+        vec![
+            ("new_match".into(), 2, "150.00".into()),
+            ("qualified".into(), 1, "300.00".into())
+        ]
+    );
 
     let top = query(&db, TOP_COMPANIES).await;
-    let top: Vec<(String, i64, String)> =
-        top.iter().map(|r| (r.get(0), r.get(2), r.get::<_, rust_decimal::Decimal>(3).to_string())).collect();
-    assert_eq!(top, vec![("Alpha".into(), 2, "400.00".into()), ("Beta".into(), 1, "50.00".into())]);
+    let top: Vec<(String, i64, String)> = top
+        .iter()
+        .map(|r| (r.get(0), r.get(2), r.get::<_, rust_decimal::Decimal>(3).to_string()))
+        .collect();
+    assert_eq!(
+        top,
+        vec![("Alpha".into(), 2, "400.00".into()), ("Beta".into(), 1, "50.00".into())]
+    );
 
     let recent = query(&db, RECENT_ACTIVITIES).await;
     let recent: Vec<(String, Option<String>, Option<String>)> =
@@ -162,9 +194,15 @@ async fn the_guides_dashboard_queries_answer_correctly_on_a_filled_database() {
     );
 
     let win_rate = query(&db, WIN_RATE).await;
-    let win_rate: Vec<(i64, i64, String)> =
-        win_rate.iter().map(|r| (r.get(1), r.get(2), r.get::<_, rust_decimal::Decimal>(3).to_string())).collect();
-    assert_eq!(win_rate, vec![(1, 0, "100.00".into()), (1, 1, "50.00".into())], "November, then October");
+    let win_rate: Vec<(i64, i64, String)> = win_rate
+        .iter()
+        .map(|r| (r.get(1), r.get(2), r.get::<_, rust_decimal::Decimal>(3).to_string()))
+        .collect();
+    assert_eq!(
+        win_rate,
+        vec![(1, 0, "100.00".into()), (1, 1, "50.00".into())],
+        "November, then October"
+    );
 
     let active = query(&db, "SELECT count(*) FROM v_active_deals").await;
     assert_eq!(active[0].get::<_, i64>(0), 3);
@@ -173,9 +211,14 @@ async fn the_guides_dashboard_queries_answer_correctly_on_a_filled_database() {
         "SELECT name, active_deals, won_deals, contacts, activities FROM v_company_engagement ORDER BY name",
     )
     .await;
-    let engagement: Vec<(String, i64, i64, i64, i64)> =
-        engagement.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))).collect();
-    assert_eq!(engagement, vec![("Alpha".into(), 2, 1, 1, 1), ("Beta".into(), 1, 1, 0, 1)]);
+    let engagement: Vec<(String, i64, i64, i64, i64)> = engagement
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    assert_eq!(
+        engagement,
+        vec![("Alpha".into(), 2, 1, 1, 1), ("Beta".into(), 1, 1, 0, 1)]
+    );
 }
 
 #[tokio::test]
@@ -192,11 +235,21 @@ async fn updated_at_is_kept_current_by_a_trigger_on_every_table() {
     )
     .await;
     assert_eq!(tables.len(), 11, "every table has updated_at");
-    client.batch_execute("UPDATE companies SET updated_at = '2000-01-01', created_at = '2000-01-01'").await.unwrap();
+    client
+        .batch_execute("UPDATE companies SET updated_at = '2000-01-01', created_at = '2000-01-01'")
+        .await
+        .unwrap();
     // The trigger overrides any explicit value with now().
-    let stale = query(&db, "SELECT count(*) FROM companies WHERE updated_at < now() - interval '1 minute'").await;
+    let stale = query(
+        &db,
+        "SELECT count(*) FROM companies WHERE updated_at < now() - interval '1 minute'",
+    )
+    .await;
     assert_eq!(stale[0].get::<_, i64>(0), 0);
-    client.batch_execute("UPDATE companies SET phone = '1' WHERE name = 'Alpha'").await.unwrap();
+    client
+        .batch_execute("UPDATE companies SET phone = '1' WHERE name = 'Alpha'")
+        .await
+        .unwrap();
     let fresh = query(&db, "SELECT count(*) FROM companies WHERE updated_at > created_at").await;
     assert_eq!(fresh[0].get::<_, i64>(0), 2);
 }
@@ -207,19 +260,52 @@ async fn constraints_refuse_unknown_stages_out_of_range_scores_and_half_closed_d
     let client = db.pool().get().await.unwrap();
     client.batch_execute(FILL).await.unwrap();
     let refused = [
-        ("deals_stage_check", "UPDATE deals SET stage = 'won' WHERE deal_name = 'A1'"),
-        ("deals_closed_at_check", "UPDATE deals SET stage = 'closed_won' WHERE deal_name = 'A1'"),
-        ("deals_closed_at_check", "UPDATE deals SET closed_at = now() WHERE deal_name = 'A1'"),
+        (
+            "deals_stage_check",
+            "UPDATE deals SET stage = 'won' WHERE deal_name = 'A1'",
+        ),
+        (
+            "deals_closed_at_check",
+            "UPDATE deals SET stage = 'closed_won' WHERE deal_name = 'A1'",
+        ),
+        (
+            "deals_closed_at_check",
+            "UPDATE deals SET closed_at = now() WHERE deal_name = 'A1'",
+        ),
         ("deals_win_probability_check", "UPDATE deals SET win_probability = 101"),
         ("deals_priority_check", "UPDATE deals SET priority = 'urgent'"),
-        ("companies_readiness_score_check", "UPDATE companies SET readiness_score = -1"),
-        ("companies_qualification_status_check", "UPDATE companies SET qualification_status = 'maybe'"),
-        ("sync_queue_status_check", "INSERT INTO sync_queue (entity_type, entity_id, operation, status) VALUES ('deal', gen_random_uuid(), 'create', 'lost')"),
-        ("contractors_uei_check", "INSERT INTO contractors (uei, name) VALUES ('lowercase123', 'x')"),
-        ("contractors_uei_key", "INSERT INTO contractors (uei, name) VALUES ('AAAAAAAAAAA1', 'dup')"),
-        ("opportunities_notice_id_key", "INSERT INTO opportunities (notice_id, title) VALUES ('N-1', 'dup')"),
-        ("activities_target_check", "INSERT INTO activities (activity_type, subject) VALUES ('note', 'orphan')"),
-        ("contacts_email_key", "INSERT INTO contacts (full_name, email) VALUES ('Ada again', 'ADA@alpha.example')"),
+        (
+            "companies_readiness_score_check",
+            "UPDATE companies SET readiness_score = -1",
+        ),
+        (
+            "companies_qualification_status_check",
+            "UPDATE companies SET qualification_status = 'maybe'",
+        ),
+        (
+            "sync_queue_status_check",
+            "INSERT INTO sync_queue (entity_type, entity_id, operation, status) VALUES ('deal', gen_random_uuid(), 'create', 'lost')",
+        ),
+        (
+            "contractors_uei_check",
+            "INSERT INTO contractors (uei, name) VALUES ('lowercase123', 'x')",
+        ),
+        (
+            "contractors_uei_key",
+            "INSERT INTO contractors (uei, name) VALUES ('AAAAAAAAAAA1', 'dup')",
+        ),
+        (
+            "opportunities_notice_id_key",
+            "INSERT INTO opportunities (notice_id, title) VALUES ('N-1', 'dup')",
+        ),
+        (
+            "activities_target_check",
+            "INSERT INTO activities (activity_type, subject) VALUES ('note', 'orphan')",
+        ),
+        (
+            "contacts_email_key",
+            "INSERT INTO contacts (full_name, email) VALUES ('Ada again', 'ADA@alpha.example')",
+        ),
     ];
     for (constraint, sql) in refused {
         let error = client.batch_execute(sql).await.expect_err(sql);
@@ -251,19 +337,36 @@ async fn two_instances_migrating_an_empty_database_at_once_apply_each_migration_
     let (first, second) = tokio::join!(run(url.clone()), run(url.clone()));
     let mut applied = [first.applied.clone(), second.applied.clone()].concat();
     applied.sort();
-    assert_eq!(applied, MIGRATIONS.iter().map(|m| m.version).collect::<Vec<_>>(), "{first:?} {second:?}");
+    assert_eq!(
+        applied,
+        MIGRATIONS.iter().map(|m| m.version).collect::<Vec<_>>(),
+        "{first:?} {second:?}"
+    );
     let client = migrate::connect(&url).await.unwrap();
-    let history: i64 = client.query_one("SELECT count(*) FROM crmsync.schema_migrations", &[]).await.unwrap().get(0);
+    let history: i64 = client
+        .query_one("SELECT count(*) FROM crmsync.schema_migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(history, MIGRATIONS.len() as i64);
     drop(client);
-    admin.batch_execute(&format!("DROP DATABASE {empty} WITH (FORCE)")).await.unwrap();
+    admin
+        .batch_execute(&format!("DROP DATABASE {empty} WITH (FORCE)"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn an_edited_migration_is_refused_rather_than_silently_skipped() {
     let db = TestDb::new().await;
     let mut client = migrate::connect(db.url()).await.unwrap();
-    client.batch_execute("UPDATE crmsync.schema_migrations SET checksum = 'edited' WHERE version = 2").await.unwrap();
+    client
+        .batch_execute("UPDATE crmsync.schema_migrations SET checksum = 'edited' WHERE version = 2")
+        .await
+        .unwrap();
     let error = migrate::migrate(&mut client).await.unwrap_err();
-    assert!(error.to_string().contains("migration 2 (core_indexes) was changed"), "{error}");
+    assert!(
+        error.to_string().contains("migration 2 (core_indexes) was changed"),
+        "{error}"
+    );
 }
