@@ -1,0 +1,475 @@
+//! Batch plumbing shared by the object and association APIs: hidden chunking, per-input outcomes in input
+//! order, and mapping a (207) batch answer's results and errors back to the inputs, by `objectWriteTraceId`
+//! first and by record id or unique value second.
+
+use std::future::Future;
+use std::sync::Mutex;
+
+use futures::StreamExt as _;
+use serde::Deserialize;
+
+use crate::error::{ErrorBody, ErrorClass, HubSpotError, PermanentKind, context_values};
+
+/// Per-input outcome of a batch call, each list sorted by input index. Every input index of the call appears
+/// exactly once, in `succeeded` or in `failed`.
+#[derive(Clone, Debug)]
+pub struct BatchOutcome<T> {
+    /// `(index of the input in the caller's slice, result)`.
+    pub succeeded: Vec<(usize, T)>,
+    /// `(index of the input in the caller's slice, why it failed)`. A chunk that failed as a whole (after the
+    /// client's retries) reports its error for each of its inputs.
+    pub failed: Vec<(usize, HubSpotError)>,
+}
+
+impl<T> Default for BatchOutcome<T> {
+    fn default() -> Self {
+        BatchOutcome {
+            succeeded: Vec::new(),
+            failed: Vec::new(),
+        }
+    }
+}
+
+impl<T> BatchOutcome<T> {
+    /// True when no input failed.
+    pub fn is_complete(&self) -> bool {
+        self.failed.is_empty()
+    }
+
+    /// Number of inputs covered.
+    pub fn len(&self) -> usize {
+        self.succeeded.len() + self.failed.len()
+    }
+
+    /// True when the call had no inputs.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// One `Result` per input, in input order.
+    pub fn into_results(self) -> Vec<Result<T, HubSpotError>> {
+        let mut all: Vec<(usize, Result<T, HubSpotError>)> = self
+            .succeeded
+            .into_iter()
+            .map(|(i, t)| (i, Ok(t)))
+            .chain(self.failed.into_iter().map(|(i, e)| (i, Err(e))))
+            .collect();
+        all.sort_by_key(|(i, _)| *i);
+        all.into_iter().map(|(_, r)| r).collect()
+    }
+
+    pub(crate) fn sort(&mut self) {
+        self.succeeded.sort_by_key(|(i, _)| *i);
+        self.failed.sort_by_key(|(i, _)| *i);
+    }
+}
+
+/// A chunk and what came back for it.
+type ChunkAnswer<'a, I, T> = (&'a [(usize, I)], Result<BatchOutcome<T>, HubSpotError>);
+
+/// Errors after which sending more chunks is pointless: the daily limit and a rejected token.
+fn halts(error: &HubSpotError) -> bool {
+    matches!(
+        error.class(),
+        ErrorClass::Daily | ErrorClass::Permanent(PermanentKind::Unauthorized | PermanentKind::Forbidden)
+    )
+}
+
+/// Sends `items` (pairs of caller index and input) in chunks of `chunk_size`, up to `concurrency` chunks in
+/// flight, and merges the per-input outcomes.
+///
+/// A chunk that fails as a whole reports its error for each of its inputs; after a DAILY or 401/403 no further
+/// chunk is sent (the unsent inputs carry that error). Returns `Err` only when every chunk failed as a whole,
+/// i.e. no input got a per-input answer; the error is the first chunk's.
+pub(crate) async fn run_chunks<'a, I, T, F, Fut>(
+    items: &'a [(usize, I)],
+    chunk_size: usize,
+    concurrency: usize,
+    send: F,
+) -> Result<BatchOutcome<T>, HubSpotError>
+where
+    F: Fn(&'a [(usize, I)]) -> Fut,
+    Fut: Future<Output = Result<BatchOutcome<T>, HubSpotError>>,
+{
+    if items.is_empty() {
+        return Ok(BatchOutcome::default());
+    }
+    let halted: Mutex<Option<HubSpotError>> = Mutex::new(None);
+    let (halted, send) = (&halted, &send);
+    let answers: Vec<ChunkAnswer<'a, I, T>> = futures::stream::iter(items.chunks(chunk_size.max(1)))
+        .map(|chunk| async move {
+            if let Some(error) = halted.lock().expect("halt lock").clone() {
+                return (chunk, Err(error));
+            }
+            let answer = send(chunk).await;
+            if let Err(error) = &answer
+                && halts(error)
+            {
+                halted.lock().expect("halt lock").get_or_insert_with(|| error.clone());
+            }
+            (chunk, answer)
+        })
+        .buffered(concurrency.max(1))
+        .collect()
+        .await;
+    if answers.iter().all(|(_, answer)| answer.is_err()) {
+        let (_, first) = answers.into_iter().next().expect("at least one chunk");
+        return Err(first.err().expect("all failed"));
+    }
+    let mut outcome = BatchOutcome::default();
+    for (chunk, answer) in answers {
+        match answer {
+            Ok(part) => {
+                outcome.succeeded.extend(part.succeeded);
+                outcome.failed.extend(part.failed);
+            }
+            Err(error) => outcome
+                .failed
+                .extend(chunk.iter().map(|(index, _)| (*index, error.clone()))),
+        }
+    }
+    outcome.sort();
+    Ok(outcome)
+}
+
+/// A batch answer: `results` plus, in a 207 multi-status, per-input `errors`.
+#[derive(Debug, Deserialize)]
+#[serde(bound(deserialize = "R: Deserialize<'de>"))]
+pub(crate) struct BatchAnswer<R> {
+    #[serde(default)]
+    pub results: Vec<R>,
+    #[serde(default)]
+    pub errors: Vec<ErrorBody>,
+}
+
+impl<R> Default for BatchAnswer<R> {
+    fn default() -> Self {
+        BatchAnswer {
+            results: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+}
+
+/// How to match one input against the answer.
+#[derive(Clone, Debug)]
+pub(crate) struct InputKey {
+    /// Caller index of the input (also sent as its `objectWriteTraceId`, when the endpoint takes one).
+    pub index: usize,
+    /// Record id, unique-property value, or association pair the answer echoes.
+    pub natural: String,
+}
+
+/// How to match one result against the inputs.
+pub(crate) struct ResultKey {
+    pub trace_id: Option<String>,
+    pub natural: Vec<String>,
+}
+
+/// What an input with neither result nor error means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Missing {
+    /// Reads: HubSpot leaves out what it did not find.
+    NotFound,
+    /// Writes: the outcome is unknown.
+    Unknown,
+    /// Creates without trace ids: results come in input order when counts match and nothing failed.
+    ByOrder,
+}
+
+/// Where the answer came from, for per-input errors.
+pub(crate) struct Origin<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub status: u16,
+}
+
+/// Assigns results and errors of one chunk's answer to its inputs.
+pub(crate) fn assign<R: Clone>(
+    origin: &Origin<'_>,
+    inputs: &[InputKey],
+    results: Vec<(ResultKey, R)>,
+    errors: Vec<ErrorBody>,
+    missing: Missing,
+) -> BatchOutcome<R> {
+    let mut slots: Vec<Option<Result<R, HubSpotError>>> = vec![None; inputs.len()];
+    let position = |index: usize| inputs.iter().position(|k| k.index == index);
+    let mut any_keyed = false;
+    let mut unkeyed = Vec::new();
+    for (key, result) in results {
+        let by_trace = key
+            .trace_id
+            .as_deref()
+            .and_then(|t| t.parse::<usize>().ok())
+            .and_then(position)
+            .filter(|&p| slots[p].is_none());
+        if let Some(p) = by_trace {
+            slots[p] = Some(Ok(result));
+            any_keyed = true;
+            continue;
+        }
+        // Same record for every input naming it (duplicates in reads, both directions of an association).
+        let mut matched = false;
+        for (p, input) in inputs.iter().enumerate() {
+            if slots[p].is_none() && key.natural.contains(&input.natural) {
+                slots[p] = Some(Ok(result.clone()));
+                matched = true;
+            }
+        }
+        if matched {
+            any_keyed = true;
+        } else {
+            unkeyed.push(result);
+        }
+    }
+
+    let mut unattributed = Vec::new();
+    let had_errors = !errors.is_empty();
+    for body in errors {
+        let traces = context_values(body.context.as_ref(), "objectWriteTraceId");
+        let ids = context_values(body.context.as_ref(), "ids");
+        let api = body.into_api_error(origin.method, origin.path, origin.status);
+        let mut targets: Vec<usize> = traces
+            .iter()
+            .filter_map(|t| t.parse::<usize>().ok())
+            .filter_map(position)
+            .collect();
+        if targets.is_empty() {
+            targets = inputs
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| ids.contains(&k.natural))
+                .map(|(p, _)| p)
+                .collect();
+        }
+        if targets.is_empty() {
+            unattributed.push(api);
+            continue;
+        }
+        for p in targets {
+            if slots[p].is_none() {
+                let mut per_input = api.clone();
+                per_input.input_index = Some(inputs[p].index);
+                per_input.object_write_trace_id = traces.first().cloned();
+                slots[p] = Some(Err(HubSpotError::Api(Box::new(per_input))));
+            }
+        }
+    }
+
+    let open: Vec<usize> = (0..inputs.len()).filter(|&p| slots[p].is_none()).collect();
+    if missing == Missing::ByOrder && !any_keyed && !had_errors && unkeyed.len() == inputs.len() {
+        for (p, result) in unkeyed.into_iter().enumerate() {
+            slots[p] = Some(Ok(result));
+        }
+    } else if unattributed.len() == 1 && !open.is_empty() {
+        let api = unattributed.pop().expect("one error");
+        for p in open {
+            let mut per_input = api.clone();
+            per_input.input_index = Some(inputs[p].index);
+            slots[p] = Some(Err(HubSpotError::Api(Box::new(per_input))));
+        }
+    }
+
+    let mut outcome = BatchOutcome::default();
+    for (p, slot) in slots.into_iter().enumerate() {
+        let index = inputs[p].index;
+        match slot {
+            Some(Ok(result)) => outcome.succeeded.push((index, result)),
+            Some(Err(error)) => outcome.failed.push((index, error)),
+            None if missing == Missing::NotFound => outcome.failed.push((index, not_found(origin, index))),
+            None => outcome.failed.push((
+                index,
+                HubSpotError::MissingResult {
+                    path: origin.path.to_owned(),
+                    input_index: index,
+                },
+            )),
+        }
+    }
+    outcome
+}
+
+fn not_found(origin: &Origin<'_>, index: usize) -> HubSpotError {
+    let mut api = ErrorBody {
+        message: Some("HubSpot returned no record for this input".into()),
+        category: Some("OBJECT_NOT_FOUND".into()),
+        ..ErrorBody::default()
+    }
+    .into_api_error(origin.method, origin.path, 404);
+    api.input_index = Some(index);
+    HubSpotError::Api(Box::new(api))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORIGIN: Origin<'static> = Origin {
+        method: "POST",
+        path: "/crm/objects/2026-03/deals/batch/upsert",
+        status: 207,
+    };
+
+    fn keys(naturals: &[&str], first_index: usize) -> Vec<InputKey> {
+        naturals
+            .iter()
+            .enumerate()
+            .map(|(i, n)| InputKey {
+                index: first_index + i,
+                natural: (*n).to_owned(),
+            })
+            .collect()
+    }
+
+    fn error(json: &str) -> ErrorBody {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn results_and_errors_map_back_by_trace_id() {
+        let inputs = keys(&["a", "b", "c"], 10);
+        let results = vec![
+            (
+                ResultKey {
+                    trace_id: Some("12".into()),
+                    natural: vec![],
+                },
+                "third",
+            ),
+            (
+                ResultKey {
+                    trace_id: Some("10".into()),
+                    natural: vec![],
+                },
+                "first",
+            ),
+        ];
+        let errors = vec![error(
+            r#"{"status":"error","category":"VALIDATION_ERROR","message":"Property values were not valid","context":{"objectWriteTraceId":["11"]}}"#,
+        )];
+        let outcome = assign(&ORIGIN, &inputs, results, errors, Missing::Unknown);
+        assert_eq!(outcome.succeeded, vec![(10, "first"), (12, "third")]);
+        assert_eq!(outcome.failed.len(), 1);
+        let (index, err) = &outcome.failed[0];
+        assert_eq!(*index, 11);
+        let api = err.api().unwrap();
+        assert_eq!(api.input_index, Some(11));
+        assert_eq!(api.object_write_trace_id.as_deref(), Some("11"));
+        assert_eq!(err.class(), ErrorClass::Permanent(PermanentKind::Validation));
+    }
+
+    #[test]
+    fn results_without_trace_ids_map_by_natural_key_and_unknowns_are_reported() {
+        let inputs = keys(&["a", "b"], 0);
+        let results = vec![(
+            ResultKey {
+                trace_id: None,
+                natural: vec!["b".into()],
+            },
+            "b-result",
+        )];
+        let outcome = assign(&ORIGIN, &inputs, results, vec![], Missing::Unknown);
+        assert_eq!(outcome.succeeded, vec![(1, "b-result")]);
+        assert!(matches!(
+            outcome.failed[0],
+            (0, HubSpotError::MissingResult { input_index: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn reads_report_not_found_ids_from_the_error_context() {
+        let inputs = keys(&["1", "2", "3"], 0);
+        let results = vec![(
+            ResultKey {
+                trace_id: None,
+                natural: vec!["2".into()],
+            },
+            "two",
+        )];
+        let errors = vec![error(
+            r#"{"status":"error","category":"OBJECT_NOT_FOUND","message":"Could not get some DEAL objects, they may be deleted or not exist. Check that ids are valid.","context":{"ids":["1"]}}"#,
+        )];
+        let outcome = assign(&ORIGIN, &inputs, results, errors, Missing::NotFound);
+        assert_eq!(outcome.succeeded, vec![(1, "two")]);
+        assert_eq!(outcome.failed.len(), 2);
+        assert!(outcome.failed.iter().all(|(_, e)| e.is_not_found()));
+    }
+
+    #[test]
+    fn creates_without_any_keys_fall_back_to_answer_order() {
+        let inputs = keys(&["", ""], 5);
+        let results = vec![
+            (
+                ResultKey {
+                    trace_id: None,
+                    natural: vec![],
+                },
+                "x",
+            ),
+            (
+                ResultKey {
+                    trace_id: None,
+                    natural: vec![],
+                },
+                "y",
+            ),
+        ];
+        let outcome = assign(&ORIGIN, &inputs, results, vec![], Missing::ByOrder);
+        assert_eq!(outcome.succeeded, vec![(5, "x"), (6, "y")]);
+    }
+
+    #[tokio::test]
+    async fn chunking_splits_inputs_and_keeps_every_index() {
+        let items: Vec<(usize, u32)> = (0..250).map(|i| (i, i as u32)).collect();
+        let calls = Mutex::new(Vec::new());
+        let outcome = run_chunks(&items, 100, 2, |chunk| {
+            calls.lock().unwrap().push(chunk.len());
+            let part = BatchOutcome {
+                succeeded: chunk.iter().map(|(i, v)| (*i, *v)).collect(),
+                failed: vec![],
+            };
+            async move { Ok(part) }
+        })
+        .await
+        .unwrap();
+        let mut sizes = calls.into_inner().unwrap();
+        sizes.sort_unstable();
+        assert_eq!(sizes, vec![50, 100, 100]);
+        assert_eq!(outcome.succeeded.len(), 250);
+        assert!(
+            outcome
+                .succeeded
+                .iter()
+                .enumerate()
+                .all(|(n, (i, v))| n == *i && *v == n as u32)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_chunk_reports_its_error_for_each_of_its_inputs() {
+        let items: Vec<(usize, ())> = (0..150).map(|i| (i, ())).collect();
+        let outcome = run_chunks(&items, 100, 1, |chunk| {
+            let first = chunk[0].0;
+            let part = BatchOutcome {
+                succeeded: chunk.iter().map(|(i, _)| (*i, ())).collect(),
+                failed: vec![],
+            };
+            async move {
+                if first == 100 {
+                    Err(HubSpotError::InvalidInput {
+                        field: "inputs".into(),
+                        reason: "test".into(),
+                    })
+                } else {
+                    Ok(part)
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(outcome.succeeded.len(), 100);
+        assert_eq!(outcome.failed.len(), 50);
+        assert_eq!(outcome.failed[0].0, 100);
+        assert_eq!(outcome.failed[49].0, 149);
+    }
+}

@@ -1,0 +1,45 @@
+//! `HubSpotClient`: the handle every HubSpot call goes through (cheap to clone, shares one limiter).
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::config::HubSpotConfig;
+use crate::error::HubSpotError;
+use crate::transport::{ClientStats, Transport};
+
+/// Typed client for HubSpot's CRM APIs. Clones share the connection pool, the rate limiters and the counters,
+/// so build one per process and lend it out. Its operations live in [`crate::objects`], [`crate::search`],
+/// [`crate::associations`], [`crate::pipelines`] and [`crate::properties`].
+#[derive(Clone)]
+pub struct HubSpotClient {
+    pub(crate) transport: Arc<Transport>,
+}
+
+impl HubSpotClient {
+    /// Validates `config` and builds the HTTP client and limiters. Fails with [`HubSpotError::Config`] naming
+    /// the bad field.
+    pub fn new(config: HubSpotConfig) -> Result<Self, HubSpotError> {
+        Ok(HubSpotClient {
+            transport: Arc::new(Transport::new(config)?),
+        })
+    }
+
+    /// The configuration the client was built with.
+    pub fn config(&self) -> &HubSpotConfig {
+        &self.transport.config
+    }
+
+    /// Counters of requests sent, 429s seen, retries, timeouts ... since the client was built.
+    pub fn stats(&self) -> ClientStats {
+        self.transport.stats()
+    }
+}
+
+impl fmt::Debug for HubSpotClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HubSpotClient")
+            .field("base_url", &self.transport.config.base_url)
+            .field("api_version", &self.transport.config.api_version)
+            .finish_non_exhaustive()
+    }
+}

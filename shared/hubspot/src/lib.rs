@@ -1,0 +1,25 @@
+//! Typed HubSpot client, rate limiter and webhook signatures.
+
+pub mod signature;
+
+pub mod associations;
+mod batch;
+mod client;
+pub mod config;
+pub mod error;
+mod limiter;
+pub mod objects;
+pub mod pipelines;
+pub mod properties;
+pub mod search;
+pub mod setup;
+mod transport;
+pub mod values;
+
+pub use batch::BatchOutcome;
+pub use client::HubSpotClient;
+pub use config::{HubSpotConfig, RateLimitConfig};
+pub use error::{ApiError, ErrorClass, HubSpotError, PermanentKind};
+pub use objects::{CreateInput, HubSpotObject, ObjectType, Properties, UpdateInput, UpsertInput, UpsertedObject};
+pub use setup::{SetupReport, ensure_b2g_setup};
+pub use transport::ClientStats;

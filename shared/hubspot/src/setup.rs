@@ -1,0 +1,315 @@
+//! `hubspot-setup`: makes the portal hold what the sync needs (contract.md) — property group "b2g", the
+//! properties on companies, contacts and deals, and the "B2G Opportunities" deal pipeline with its stages —
+//! creating only what is missing, so a second run sends no write at all.
+
+use std::collections::BTreeMap;
+use std::str::FromStr as _;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::client::HubSpotClient;
+use crate::error::{ErrorClass, HubSpotError, PermanentKind};
+use crate::objects::ObjectType;
+use crate::pipelines::{PipelineInput, StageInput, StagePatch};
+use crate::properties::{PropertyCreate, PropertyGroupCreate, PropertyType};
+
+/// The property group holding the sync's properties.
+pub const GROUP_NAME: &str = "b2g";
+/// Its label.
+pub const GROUP_LABEL: &str = "B2G";
+/// Unique property holding our local uuid; the batch-upsert key on companies, contacts and deals.
+pub const LOCAL_ID_PROPERTY: &str = "crmsync_id";
+/// Label of the sync's deal pipeline.
+pub const PIPELINE_LABEL: &str = "B2G Opportunities";
+
+/// One property setup ensures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PropertySpec {
+    pub object_type: ObjectType,
+    pub name: &'static str,
+    pub label: &'static str,
+    pub property_type: PropertyType,
+    pub unique: bool,
+}
+
+const fn prop(
+    object_type: ObjectType,
+    name: &'static str,
+    label: &'static str,
+    property_type: PropertyType,
+    unique: bool,
+) -> PropertySpec {
+    PropertySpec {
+        object_type,
+        name,
+        label,
+        property_type,
+        unique,
+    }
+}
+
+/// The properties of contract.md.
+pub const PROPERTIES: [PropertySpec; 10] = [
+    prop(
+        ObjectType::Companies,
+        LOCAL_ID_PROPERTY,
+        "CRMSync ID",
+        PropertyType::String,
+        true,
+    ),
+    prop(
+        ObjectType::Contacts,
+        LOCAL_ID_PROPERTY,
+        "CRMSync ID",
+        PropertyType::String,
+        true,
+    ),
+    prop(
+        ObjectType::Deals,
+        LOCAL_ID_PROPERTY,
+        "CRMSync ID",
+        PropertyType::String,
+        true,
+    ),
+    prop(
+        ObjectType::Deals,
+        "b2g_match_score",
+        "Match score",
+        PropertyType::Number,
+        false,
+    ),
+    prop(
+        ObjectType::Deals,
+        "b2g_win_probability",
+        "Win probability",
+        PropertyType::Number,
+        false,
+    ),
+    prop(
+        ObjectType::Deals,
+        "b2g_notice_id",
+        "Notice ID",
+        PropertyType::String,
+        false,
+    ),
+    prop(
+        ObjectType::Companies,
+        "b2g_readiness_score",
+        "Readiness score",
+        PropertyType::Number,
+        false,
+    ),
+    prop(ObjectType::Companies, "b2g_uei", "UEI", PropertyType::String, false),
+    prop(
+        ObjectType::Companies,
+        "b2g_cage_code",
+        "CAGE code",
+        PropertyType::String,
+        false,
+    ),
+    prop(
+        ObjectType::Companies,
+        "b2g_primary_naics",
+        "Primary NAICS",
+        PropertyType::String,
+        false,
+    ),
+];
+
+/// One deal stage of the pipeline: local key, label, probability, closed flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StageSpec {
+    pub key: &'static str,
+    pub label: &'static str,
+    pub probability: &'static str,
+    pub closed: bool,
+}
+
+const fn stage(key: &'static str, label: &'static str, probability: &'static str, closed: bool) -> StageSpec {
+    StageSpec {
+        key,
+        label,
+        probability,
+        closed,
+    }
+}
+
+/// The stages of contract.md, in order. The local key is matched to HubSpot's generated stage id by label.
+pub const STAGES: [StageSpec; 8] = [
+    stage("new_match", "New Match", "0.1", false),
+    stage("initial_outreach", "Initial Outreach", "0.2", false),
+    stage("contact_made", "Contact Made", "0.3", false),
+    stage("qualified", "Qualified", "0.4", false),
+    stage("proposal_sent", "Proposal Sent", "0.6", false),
+    stage("negotiation", "Negotiation", "0.8", false),
+    stage("closed_won", "Closed Won", "1.0", true),
+    stage("closed_lost", "Closed Lost", "0.0", true),
+];
+
+impl StageSpec {
+    fn input(&self, display_order: i32) -> StageInput {
+        StageInput::deal_stage(self.label, display_order, self.probability(), self.closed)
+    }
+
+    /// The stage's probability as a decimal.
+    pub fn probability(&self) -> Decimal {
+        Decimal::from_str(self.probability).expect("stage probabilities are decimals")
+    }
+}
+
+/// What setup found or made. Stored by the lead in schema `crmsync`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetupReport {
+    /// HubSpot id of the "B2G Opportunities" deal pipeline.
+    pub pipeline_id: String,
+    /// Local stage key (`new_match` ...) → HubSpot stage id.
+    pub stage_ids: BTreeMap<String, String>,
+    /// What this run created, e.g. `property deals.b2g_match_score`; empty when everything existed.
+    pub created: Vec<String>,
+    /// Stages whose probability or closed flag this run corrected.
+    pub updated: Vec<String>,
+}
+
+/// Ensures the group, properties and pipeline of contract.md exist. Reads first (3 group lists, 3 property
+/// lists, 1 pipeline list) and writes only what is missing: a second run creates nothing and sends no write.
+///
+/// Fails with [`HubSpotError::SetupConflict`] when an existing property cannot serve (wrong type, or
+/// `crmsync_id` without unique values, which HubSpot cannot change afterwards).
+pub async fn ensure_b2g_setup(client: &HubSpotClient) -> Result<SetupReport, HubSpotError> {
+    let mut report = SetupReport::default();
+    for object_type in [ObjectType::Companies, ObjectType::Contacts, ObjectType::Deals] {
+        ensure_group(client, object_type, &mut report).await?;
+        ensure_properties(client, object_type, &mut report).await?;
+    }
+    ensure_pipeline(client, &mut report).await?;
+    Ok(report)
+}
+
+fn is_conflict(error: &HubSpotError) -> bool {
+    matches!(error.class(), ErrorClass::Permanent(PermanentKind::Conflict { .. }))
+}
+
+async fn ensure_group(
+    client: &HubSpotClient,
+    object_type: ObjectType,
+    report: &mut SetupReport,
+) -> Result<(), HubSpotError> {
+    let groups = client.list_property_groups(object_type).await?;
+    if groups.iter().any(|g| g.name == GROUP_NAME) {
+        return Ok(());
+    }
+    let input = PropertyGroupCreate {
+        name: GROUP_NAME.into(),
+        label: GROUP_LABEL.into(),
+        display_order: -1,
+    };
+    match client.create_property_group(object_type, &input).await {
+        Ok(_) => report
+            .created
+            .push(format!("property group {object_type}.{GROUP_NAME}")),
+        // Another setup run created it meanwhile.
+        Err(e) if is_conflict(&e) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}
+
+async fn ensure_properties(
+    client: &HubSpotClient,
+    object_type: ObjectType,
+    report: &mut SetupReport,
+) -> Result<(), HubSpotError> {
+    let existing = client.list_properties(object_type).await?;
+    for spec in PROPERTIES.iter().filter(|p| p.object_type == object_type) {
+        if let Some(found) = existing.iter().find(|p| p.name == spec.name) {
+            if found.property_type != spec.property_type {
+                return Err(HubSpotError::SetupConflict {
+                    what: format!("property {object_type}.{}", spec.name),
+                    reason: format!(
+                        "exists with type {:?}, the sync needs {:?}",
+                        found.property_type, spec.property_type
+                    ),
+                });
+            }
+            if spec.unique && !found.has_unique_value {
+                return Err(HubSpotError::SetupConflict {
+                    what: format!("property {object_type}.{}", spec.name),
+                    reason: "exists without hasUniqueValue, which HubSpot cannot change; archive it and rerun".into(),
+                });
+            }
+            continue;
+        }
+        let input = PropertyCreate {
+            name: spec.name.into(),
+            label: spec.label.into(),
+            property_type: spec.property_type,
+            field_type: match spec.property_type {
+                PropertyType::Number => "number".into(),
+                _ => "text".into(),
+            },
+            group_name: GROUP_NAME.into(),
+            description: String::new(),
+            has_unique_value: spec.unique,
+            form_field: false,
+        };
+        match client.create_property(object_type, &input).await {
+            Ok(_) => report.created.push(format!("property {object_type}.{}", spec.name)),
+            Err(e) if is_conflict(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+async fn ensure_pipeline(client: &HubSpotClient, report: &mut SetupReport) -> Result<(), HubSpotError> {
+    let pipelines = client.list_pipelines(ObjectType::Deals).await?;
+    let found = pipelines.into_iter().find(|p| p.label == PIPELINE_LABEL && !p.archived);
+    let mut pipeline = match found {
+        Some(pipeline) => pipeline,
+        None => {
+            let input = PipelineInput {
+                label: PIPELINE_LABEL.into(),
+                display_order: 1,
+                stages: STAGES.iter().zip(0..).map(|(s, order)| s.input(order)).collect(),
+            };
+            let created = client.create_pipeline(ObjectType::Deals, &input).await?;
+            report.created.push(format!("deals pipeline {PIPELINE_LABEL}"));
+            created
+        }
+    };
+    for (spec, order) in STAGES.iter().zip(0..) {
+        let existing = pipeline
+            .stages
+            .iter()
+            .find(|s| s.label == spec.label && !s.archived)
+            .cloned();
+        let stage = match existing {
+            None => {
+                let created = client
+                    .create_pipeline_stage(ObjectType::Deals, &pipeline.id, &spec.input(order))
+                    .await?;
+                report.created.push(format!("deals pipeline stage {}", spec.label));
+                pipeline.stages.push(created.clone());
+                created
+            }
+            Some(stage)
+                if stage.probability() != Some(spec.probability()) || stage.is_closed() != Some(spec.closed) =>
+            {
+                let patch = StagePatch {
+                    metadata: spec.input(order).metadata,
+                    ..StagePatch::default()
+                };
+                let updated = client
+                    .update_pipeline_stage(ObjectType::Deals, &pipeline.id, &stage.id, &patch)
+                    .await?;
+                report.updated.push(format!("deals pipeline stage {}", spec.label));
+                updated
+            }
+            Some(stage) => stage,
+        };
+        report.stage_ids.insert(spec.key.to_owned(), stage.id);
+    }
+    report.pipeline_id = pipeline.id;
+    Ok(())
+}
