@@ -22,6 +22,7 @@ pub const WRITE_BATCH_SIZE: usize = 1_000;
 pub async fn ingest_matches(store: &impl MatchStore, event: &Value, source: &str) -> Result<IngestReport, AppError> {
     let items = event_items(event).map_err(AppError::InvalidEvent)?;
     let mut rejections: Vec<(Rejection, Value)> = Vec::new();
+    let mut report = IngestReport::default();
     let mut specs: Vec<(usize, MatchSpec)> = Vec::with_capacity(items.len());
     let mut references: Vec<(usize, Uuid)> = Vec::new();
     for (index, item) in items.iter().enumerate() {
@@ -40,6 +41,7 @@ pub async fn ingest_matches(store: &impl MatchStore, event: &Value, source: &str
             .map_err(AppError::Unavailable)?
             .into_iter()
             .collect();
+        report.round_trips += 1;
         for (index, match_id) in references {
             match loaded.get(&match_id) {
                 Some(spec) => specs.push((index, spec.clone())),
@@ -52,7 +54,6 @@ pub async fn ingest_matches(store: &impl MatchStore, event: &Value, source: &str
         specs.sort_by_key(|(index, _)| *index);
     }
 
-    let mut report = IngestReport::default();
     for chunk in specs.chunks(WRITE_BATCH_SIZE) {
         let batch: Vec<MatchSpec> = chunk.iter().map(|(_, spec)| spec.clone()).collect();
         match store.write_matches(&batch).await {
@@ -89,6 +90,7 @@ pub async fn ingest_matches(store: &impl MatchStore, event: &Value, source: &str
     if let Err(error) = store.record_delivery(source, &summary, &rejections).await {
         tracing::error!(error = %error, "could not record the delivery in workflow_logs");
     }
+    report.round_trips += 1;
     tracing::info!(source, matches = items.len(), report = %summary, "ingested matches");
     Ok(report)
 }
@@ -100,4 +102,5 @@ fn add(report: &mut IngestReport, outcome: crmsync_domain::ports::BatchWriteOutc
     report.deals_updated += outcome.deals_updated;
     report.unchanged += outcome.unchanged;
     report.queued += outcome.queued;
+    report.round_trips += outcome.round_trips;
 }

@@ -169,6 +169,9 @@ pub struct IngestReport {
     /// sync_queue rows added.
     pub queued: u64,
     pub rejected: Vec<Rejection>,
+    /// Statements sent to the database, for benchmarks and logs; not part of the wire format.
+    #[serde(skip)]
+    pub round_trips: u64,
 }
 
 /// A match that was not ingested, by its position in the event.
