@@ -32,7 +32,7 @@ fn generate() -> Vec<Value> {
                     "title": format!("Opportunity {o}: modernization of legacy case management systems"),
                     "agency": "Department of Veterans Affairs", "naics_code": "541512",
                     "estimated_value": 50_000 + o * 10, "deadline": "2027-09-30",
-                    "priority_flag": if o % 5 == 0 { "FAST_TRACK" } else { "STANDARD" }
+                    "priority_flag": if o.is_multiple_of(5) { "FAST_TRACK" } else { "STANDARD" }
                 },
                 "contractor": {
                     "uei": format!("BENCH{c:07}"), "name": format!("Contractor {c} LLC"), "state": "VA",
@@ -157,7 +157,13 @@ async fn naive_ingest(client: &deadpool_postgres::Object, item: &Value) -> u64 {
                          VALUES ($1, $2, $3, $4, $5) RETURNING id",
                     )
                     .await,
-                    &[&contractor_id, &text(&c["name"]), &text(&c["uei"]), &readiness, &qualification],
+                    &[
+                        &contractor_id,
+                        &text(&c["name"]),
+                        &text(&c["uei"]),
+                        &readiness,
+                        &qualification,
+                    ],
                 )
                 .await
                 .expect("company")

@@ -27,7 +27,7 @@ pub async fn ingest_matches(store: &impl MatchStore, event: &Value, source: &str
     let mut references: Vec<(usize, Uuid)> = Vec::new();
     for (index, item) in items.iter().enumerate() {
         match parse_match(item) {
-            Ok(MatchInput::Embedded(spec)) => specs.push((index, spec)),
+            Ok(MatchInput::Embedded(spec)) => specs.push((index, *spec)),
             Ok(MatchInput::Reference { match_id }) => references.push((index, match_id)),
             Err(error) => rejections.push((Rejection::new(index, &error), (*item).clone())),
         }

@@ -13,7 +13,7 @@ fn contractor(n: usize) -> Value {
         "cage_code": format!("C{n:04}"),
         "city": "Arlington", "state": "VA", "primary_naics": "541512",
         "sam_registered": true,
-        "readiness_score": if n % 2 == 0 { json!(85) } else { json!(79.99) },
+        "readiness_score": if n.is_multiple_of(2) { json!(85) } else { json!(79.99) },
     })
 }
 
@@ -25,7 +25,7 @@ fn opportunity(n: usize) -> Value {
         "naics_code": "541512",
         "estimated_value": 100000 + n,
         "deadline": "2027-06-30",
-        "priority_flag": if n % 3 == 0 { "FAST_TRACK" } else { "STANDARD" },
+        "priority_flag": if n.is_multiple_of(3) { "FAST_TRACK" } else { "STANDARD" },
     })
 }
 

@@ -30,7 +30,7 @@ pub enum MatchInput {
     /// `{"match_id": "<uuid>"}`: a match already in `matches`, loaded with its opportunity and contractor.
     Reference { match_id: Uuid },
     /// `{"opportunity": {...}, "contractor": {...}, "match_score": 87.5}`.
-    Embedded(MatchSpec),
+    Embedded(Box<MatchSpec>),
 }
 
 /// A validated match: everything Steps A and B need.
@@ -247,12 +247,12 @@ pub fn parse_match(item: &Value) -> Result<MatchInput, DomainError> {
         .decimal("match_score", Decimal::ZERO, Decimal::ONE_HUNDRED, SCORE_SCALE)?
         .ok_or_else(|| DomainError::invalid("match_score", "is required (a number from 0 to 100)"))?;
     let match_reasons = object.get("match_reasons").filter(|v| !v.is_null()).cloned();
-    Ok(MatchInput::Embedded(MatchSpec {
+    Ok(MatchInput::Embedded(Box::new(MatchSpec {
         opportunity,
         contractor,
         match_score,
         match_reasons,
-    }))
+    })))
 }
 
 fn parse_opportunity(value: Option<&Value>) -> Result<Opportunity, DomainError> {
@@ -473,7 +473,7 @@ mod tests {
 
     fn embedded(value: &Value) -> MatchSpec {
         match parse_match(value) {
-            Ok(MatchInput::Embedded(spec)) => spec,
+            Ok(MatchInput::Embedded(spec)) => *spec,
             other => panic!("expected an embedded match, got {other:?}"),
         }
     }
@@ -517,7 +517,8 @@ mod tests {
 
     #[test]
     fn rejections_name_the_offending_field() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(&str, Mutation, &str)> = vec![
             (
                 "missing title",
                 Box::new(|m| m["opportunity"]["title"] = json!("  ")),
