@@ -33,6 +33,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "crm_schema",
         sql: include_str!("../../../migrations/0003_crm_schema.sql"),
     },
+    Migration {
+        version: 4,
+        name: "outbound_sync",
+        sql: include_str!("../../../migrations/0004_outbound_sync.sql"),
+    },
 ];
 
 /// Any fixed 64-bit key unique to this runner ("crmsync" in ASCII).

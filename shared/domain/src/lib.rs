@@ -9,5 +9,6 @@ pub mod ingest;
 pub mod ports;
 pub mod rules;
 pub mod stage;
+pub mod sync;
 
 pub use error::DomainError;

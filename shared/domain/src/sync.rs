@@ -1,0 +1,400 @@
+//! The outbound sync's rules: which queue items exist, how a local record becomes HubSpot properties, which of
+//! them changed since the last successful sync (by value hash), and how long a failed item waits.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::DomainError;
+
+/// HubSpot property name → value; every value is a string (HubSpot's format).
+pub type Properties = BTreeMap<String, String>;
+
+/// What a sync_queue row is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EntityType {
+    Company,
+    Contact,
+    Deal,
+    Activity,
+}
+
+impl EntityType {
+    /// Sync order: a deal and a contact need their company in HubSpot first; an activity needs its targets.
+    pub const SYNC_ORDER: [EntityType; 4] = [Self::Company, Self::Contact, Self::Deal, Self::Activity];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Company => "company",
+            Self::Contact => "contact",
+            Self::Deal => "deal",
+            Self::Activity => "activity",
+        }
+    }
+}
+
+impl fmt::Display for EntityType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EntityType {
+    type Err = DomainError;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Self::SYNC_ORDER
+            .into_iter()
+            .find(|t| t.as_str() == value)
+            .ok_or_else(|| DomainError::invalid("entity_type", format!("unknown entity type {value:?}")))
+    }
+}
+
+/// A claimed sync_queue row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncItem {
+    pub id: Uuid,
+    pub entity_type: EntityType,
+    pub entity_id: Uuid,
+    pub operation: String,
+    /// Attempts made before this one.
+    pub attempts: i32,
+}
+
+/// How failed items are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts after which an item is dead (default 8).
+    pub max_attempts: i32,
+    /// Delay after the first failure; doubles per attempt.
+    pub base_delay: Duration,
+    /// Longest delay between attempts.
+    pub max_delay: Duration,
+}
+
+/// SQS's longest message delay: <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html>
+pub const MAX_SQS_DELAY: Duration = Duration::from_secs(900);
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            base_delay: Duration::from_secs(30),
+            max_delay: Duration::from_secs(6 * 3600),
+        }
+    }
+}
+
+/// What to do with an item that failed with a retryable error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryDecision {
+    /// Try again after `delay`; this was attempt `attempts`.
+    RetryAfter { delay: Duration, attempts: i32 },
+    /// Attempts are spent: the item is dead.
+    Dead { attempts: i32 },
+}
+
+impl RetryPolicy {
+    /// Exponential backoff with "equal jitter": half the exponential delay, plus up to the other half at random.
+    /// `jitter` is a number in `[0, 1)`, passed in so this stays pure. `suggested` (HubSpot's hint, e.g. a
+    /// rate-limit window) is a floor.
+    pub fn after_failure(&self, attempts_before: i32, jitter: f64, suggested: Option<Duration>) -> RetryDecision {
+        let attempts = attempts_before.saturating_add(1);
+        if attempts >= self.max_attempts {
+            return RetryDecision::Dead { attempts };
+        }
+        let exponent = u32::try_from(attempts - 1).unwrap_or(0).min(30);
+        let exponential = self.base_delay.saturating_mul(1 << exponent).min(self.max_delay);
+        let half = exponential / 2;
+        let delay = half + half.mul_f64(jitter.clamp(0.0, 1.0));
+        RetryDecision::RetryAfter {
+            delay: delay.max(suggested.unwrap_or_default()),
+            attempts,
+        }
+    }
+}
+
+/// The hash stored per synced property value (SHA-256, hex).
+pub fn value_hash(value: &str) -> String {
+    hex::encode(Sha256::digest(value.as_bytes()))
+}
+
+/// The properties that differ from what was last written. `last_written` maps property → value hash. A property
+/// never written whose value is empty is left out: there is nothing to clear.
+pub fn changed_properties(current: &Properties, last_written: &HashMap<String, String>) -> Properties {
+    current
+        .iter()
+        .filter(|(name, value)| match last_written.get(*name) {
+            Some(hash) => *hash != value_hash(value),
+            None => !value.is_empty(),
+        })
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect()
+}
+
+/// A company as the sync reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompanyRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub uei: Option<String>,
+    pub cage_code: Option<String>,
+    pub website: Option<String>,
+    pub phone: Option<String>,
+    pub address: Option<String>,
+    pub city: Option<String>,
+    pub state: Option<String>,
+    pub zip: Option<String>,
+    pub primary_naics: Option<String>,
+    pub readiness_score: Option<Decimal>,
+    pub lifecycle_stage: String,
+    pub hubspot_company_id: Option<String>,
+}
+
+/// A deal as the sync reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DealRecord {
+    pub id: Uuid,
+    pub company_id: Option<Uuid>,
+    pub deal_name: String,
+    pub deal_value: Option<Decimal>,
+    pub expected_close_date: Option<NaiveDate>,
+    pub stage: String,
+    pub match_score: Option<Decimal>,
+    pub win_probability: Option<i32>,
+    pub priority: String,
+    pub notice_id: Option<String>,
+    pub hubspot_deal_id: Option<String>,
+}
+
+/// The pipeline hubspot-setup made: its id and the HubSpot stage id of each local stage.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct PipelineMap {
+    pub pipeline_id: String,
+    pub stage_ids: BTreeMap<String, String>,
+}
+
+fn opt(value: Option<&str>) -> String {
+    value.unwrap_or_default().to_owned()
+}
+
+/// A decimal without float noise or trailing zeros ("2500000", "87.5").
+pub fn decimal_text(value: Decimal) -> String {
+    value.normalize().to_string()
+}
+
+/// The HubSpot properties of a company. Local owns all of them (SAM data); `lifecyclestage` is sent only when the
+/// company is created, because salespeople move it in HubSpot afterwards.
+pub fn company_properties(company: &CompanyRecord) -> Properties {
+    let mut properties = Properties::from([
+        ("name".to_owned(), company.name.clone()),
+        ("website".to_owned(), opt(company.website.as_deref())),
+        ("phone".to_owned(), opt(company.phone.as_deref())),
+        ("address".to_owned(), opt(company.address.as_deref())),
+        ("city".to_owned(), opt(company.city.as_deref())),
+        ("state".to_owned(), opt(company.state.as_deref())),
+        ("zip".to_owned(), opt(company.zip.as_deref())),
+        ("b2g_uei".to_owned(), opt(company.uei.as_deref())),
+        ("b2g_cage_code".to_owned(), opt(company.cage_code.as_deref())),
+        ("b2g_primary_naics".to_owned(), opt(company.primary_naics.as_deref())),
+        (
+            "b2g_readiness_score".to_owned(),
+            company.readiness_score.map(decimal_text).unwrap_or_default(),
+        ),
+    ]);
+    if company.hubspot_company_id.is_none() {
+        properties.insert("lifecyclestage".to_owned(), company.lifecycle_stage.clone());
+    }
+    properties
+}
+
+/// The HubSpot properties of a deal: the stage maps to the pipeline's stage id, the close date is a date
+/// (`YYYY-MM-DD`, midnight UTC), the amount a decimal string.
+pub fn deal_properties(deal: &DealRecord, pipeline: &PipelineMap) -> Result<Properties, DomainError> {
+    let stage_id = pipeline.stage_ids.get(&deal.stage).ok_or_else(|| {
+        DomainError::invalid(
+            "stage",
+            format!("no HubSpot stage for {:?}: run `crmsync hubspot-setup`", deal.stage),
+        )
+    })?;
+    Ok(Properties::from([
+        ("dealname".to_owned(), deal.deal_name.clone()),
+        ("pipeline".to_owned(), pipeline.pipeline_id.clone()),
+        ("dealstage".to_owned(), stage_id.clone()),
+        (
+            "amount".to_owned(),
+            deal.deal_value.map(decimal_text).unwrap_or_default(),
+        ),
+        (
+            "closedate".to_owned(),
+            deal.expected_close_date
+                .map(|d| d.format("%Y-%m-%d").to_string())
+                .unwrap_or_default(),
+        ),
+        ("hs_priority".to_owned(), deal.priority.clone()),
+        (
+            "b2g_match_score".to_owned(),
+            deal.match_score.map(decimal_text).unwrap_or_default(),
+        ),
+        (
+            "b2g_win_probability".to_owned(),
+            deal.win_probability.map(|p| p.to_string()).unwrap_or_default(),
+        ),
+        ("b2g_notice_id".to_owned(), opt(deal.notice_id.as_deref())),
+    ]))
+}
+
+/// The pseudo-property under which a deal's primary company association is tracked like a property value.
+pub const COMPANY_ASSOCIATION: &str = "assoc:company";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deal() -> DealRecord {
+        DealRecord {
+            id: Uuid::nil(),
+            company_id: None,
+            deal_name: "Cloud - Acme".into(),
+            deal_value: Some(Decimal::new(250_000_000, 2)),
+            expected_close_date: NaiveDate::from_ymd_opt(2027, 3, 31),
+            stage: "new_match".into(),
+            match_score: Some(Decimal::new(87_500, 3)),
+            win_probability: Some(70),
+            priority: "high".into(),
+            notice_id: Some("N-1".into()),
+            hubspot_deal_id: None,
+        }
+    }
+
+    fn pipeline() -> PipelineMap {
+        PipelineMap {
+            pipeline_id: "777".into(),
+            stage_ids: BTreeMap::from([("new_match".to_owned(), "1001".to_owned())]),
+        }
+    }
+
+    #[test]
+    fn deal_properties_use_hubspots_formats_and_the_pipelines_stage_ids() {
+        let properties = deal_properties(&deal(), &pipeline()).unwrap();
+        assert_eq!(properties["amount"], "2500000", "no float noise, no trailing zeros");
+        assert_eq!(properties["closedate"], "2027-03-31");
+        assert_eq!(properties["dealstage"], "1001");
+        assert_eq!(properties["pipeline"], "777");
+        assert_eq!(properties["b2g_match_score"], "87.5");
+        assert_eq!(properties["b2g_win_probability"], "70");
+    }
+
+    #[test]
+    fn a_stage_without_a_hubspot_id_is_an_error_naming_the_stage() {
+        let mut unknown = deal();
+        unknown.stage = "negotiation".into();
+        let error = deal_properties(&unknown, &pipeline()).unwrap_err();
+        assert_eq!(error.field(), Some("stage"));
+        assert!(error.to_string().contains("hubspot-setup"));
+    }
+
+    #[test]
+    fn only_changed_properties_are_sent_and_cleared_values_are_sent_empty() {
+        let current = Properties::from([
+            ("a".to_owned(), "same".to_owned()),
+            ("b".to_owned(), "new".to_owned()),
+            ("c".to_owned(), String::new()),
+            ("d".to_owned(), String::new()),
+        ]);
+        let written = HashMap::from([
+            ("a".to_owned(), value_hash("same")),
+            ("b".to_owned(), value_hash("old")),
+            ("c".to_owned(), value_hash("was set")),
+        ]);
+        let changed = changed_properties(&current, &written);
+        assert_eq!(
+            changed.keys().collect::<Vec<_>>(),
+            ["b", "c"],
+            "d was never written and is empty"
+        );
+        assert_eq!(changed["c"], "");
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_ends_in_death() {
+        let policy = RetryPolicy {
+            max_attempts: 4,
+            base_delay: Duration::from_secs(10),
+            max_delay: Duration::from_secs(60),
+        };
+        assert_eq!(
+            policy.after_failure(0, 0.0, None),
+            RetryDecision::RetryAfter {
+                delay: Duration::from_secs(5),
+                attempts: 1
+            }
+        );
+        assert_eq!(
+            policy.after_failure(1, 0.999_999, None),
+            RetryDecision::RetryAfter {
+                delay: Duration::from_secs(20).mul_f64(0.5 + 0.5 * 0.999_999),
+                attempts: 2
+            }
+        );
+        assert_eq!(
+            policy.after_failure(2, 0.5, None),
+            RetryDecision::RetryAfter {
+                delay: Duration::from_secs(30),
+                attempts: 3
+            },
+            "40 s, half fixed plus half of the other half"
+        );
+        assert_eq!(policy.after_failure(3, 0.5, None), RetryDecision::Dead { attempts: 4 });
+        let capped = RetryPolicy {
+            max_attempts: 50,
+            ..policy
+        };
+        assert_eq!(
+            capped.after_failure(20, 1.0, None),
+            RetryDecision::RetryAfter {
+                delay: Duration::from_secs(60),
+                attempts: 21
+            },
+            "capped at max_delay"
+        );
+        assert_eq!(
+            policy.after_failure(0, 0.0, Some(Duration::from_secs(10))),
+            RetryDecision::RetryAfter {
+                delay: Duration::from_secs(10),
+                attempts: 1
+            },
+            "HubSpot's suggested wait is a floor"
+        );
+    }
+
+    #[test]
+    fn lifecycle_stage_is_sent_only_on_creation() {
+        let mut company = CompanyRecord {
+            id: Uuid::nil(),
+            name: "Acme".into(),
+            uei: Some("ABCDEFGHIJK1".into()),
+            cage_code: None,
+            website: None,
+            phone: None,
+            address: None,
+            city: None,
+            state: None,
+            zip: None,
+            primary_naics: None,
+            readiness_score: Some(Decimal::new(8650, 2)),
+            lifecycle_stage: "lead".into(),
+            hubspot_company_id: None,
+        };
+        assert_eq!(company_properties(&company)["lifecyclestage"], "lead");
+        assert_eq!(company_properties(&company)["b2g_readiness_score"], "86.5");
+        company.hubspot_company_id = Some("55".into());
+        assert!(!company_properties(&company).contains_key("lifecyclestage"));
+    }
+}
