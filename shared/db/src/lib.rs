@@ -7,6 +7,7 @@ pub mod error;
 pub mod ingest;
 pub mod migrate;
 pub mod pool;
+pub mod sync;
 #[cfg(feature = "test-util")]
 pub mod test_db;
 
@@ -14,3 +15,4 @@ pub use deadpool_postgres::{GenericClient, Pool};
 pub use error::DbError;
 pub use ingest::PgMatchStore;
 pub use pool::connect_pool;
+pub use sync::PgSyncStore;

@@ -1,0 +1,484 @@
+//! `PgSyncStore`: the outbound sync's side of PostgreSQL. Claims due sync_queue rows with FOR UPDATE SKIP LOCKED
+//! and a lease, loads the records to send, and writes back results: each write-back is one transaction.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crmsync_domain::sync::{
+    CompanyRecord, DealRecord, EntityType, PipelineMap, Properties, RetryDecision, SyncItem, value_hash,
+};
+use deadpool_postgres::{GenericClient, Pool};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::DbError;
+
+/// The settings key under which hubspot-setup's pipeline map is stored.
+const PIPELINE_SETTING: &str = "hubspot_pipeline";
+
+#[derive(Clone, Debug)]
+pub struct PgSyncStore {
+    pool: Pool,
+}
+
+/// An entity HubSpot accepted: what to write back.
+#[derive(Debug, Clone)]
+pub struct SyncedEntity {
+    pub entity_type: EntityType,
+    pub entity_id: Uuid,
+    /// HubSpot's object type name (companies, deals, ...), for the echo ledger.
+    pub object_type: &'static str,
+    pub hubspot_id: String,
+    /// The properties sent (name → value); their hashes become the new baseline and enter the echo ledger.
+    pub written: Properties,
+}
+
+/// Queue counts for `crmsync status`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct QueueStatus {
+    /// (status, entity_type, count)
+    pub counts: Vec<(String, String, i64)>,
+    pub oldest_pending_age_seconds: Option<f64>,
+    pub problems: Vec<ProblemItem>,
+    pub last_runs: Vec<Value>,
+}
+
+/// A failed or dead item with its last error.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProblemItem {
+    pub id: Uuid,
+    pub entity_type: String,
+    pub entity_id: Uuid,
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub next_attempt_at: chrono::DateTime<chrono::Utc>,
+}
+
+fn hubspot_id_column(entity_type: EntityType) -> (&'static str, &'static str) {
+    match entity_type {
+        EntityType::Company => ("companies", "hubspot_company_id"),
+        EntityType::Contact => ("contacts", "hubspot_contact_id"),
+        EntityType::Deal => ("deals", "hubspot_deal_id"),
+        EntityType::Activity => ("activities", "hubspot_engagement_id"),
+    }
+}
+
+fn item_from_row(row: &tokio_postgres::Row) -> Result<SyncItem, DbError> {
+    let entity_type: String = row.get("entity_type");
+    Ok(SyncItem {
+        id: row.get("id"),
+        entity_type: entity_type.parse().map_err(|e: crmsync_domain::DomainError| DbError::Config(e.to_string()))?,
+        entity_id: row.get("entity_id"),
+        operation: row.get("operation"),
+        attempts: row.get("attempts"),
+    })
+}
+
+impl PgSyncStore {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Claims up to `limit` due rows (pending, failed and due, or in progress with an expired lease) for `lease`.
+    /// Concurrent claimers never get the same row: SKIP LOCKED passes over rows another claim holds, and a
+    /// claimed row is not due again until its lease expires, which is how a crashed run's rows come back.
+    pub async fn claim(&self, limit: i64, lease: Duration, worker: &str) -> Result<Vec<SyncItem>, DbError> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(
+                "WITH due AS (
+                   SELECT id FROM sync_queue
+                   WHERE (status IN ('pending', 'failed') AND next_attempt_at <= now())
+                      OR (status = 'in_progress' AND locked_until < now())
+                   ORDER BY next_attempt_at
+                   LIMIT $1
+                   FOR UPDATE SKIP LOCKED
+                 )
+                 UPDATE sync_queue q
+                 SET status = 'in_progress', locked_until = now() + make_interval(secs => $2), locked_by = $3
+                 FROM due WHERE q.id = due.id
+                 RETURNING q.id, q.entity_type, q.entity_id, q.operation, q.attempts",
+            )
+            .await?;
+        let rows = client.query(&statement, &[&limit, &lease.as_secs_f64(), &worker]).await?;
+        rows.iter().map(item_from_row).collect()
+    }
+
+    /// Claims the given rows if they are still open (pending or failed, due or not, or with an expired lease):
+    /// the SQS retry path, where a message names the row to retry now.
+    pub async fn claim_ids(&self, ids: &[Uuid], lease: Duration, worker: &str) -> Result<Vec<SyncItem>, DbError> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(
+                "WITH due AS (
+                   SELECT id FROM sync_queue
+                   WHERE id = ANY($1)
+                     AND (status IN ('pending', 'failed') OR (status = 'in_progress' AND locked_until < now()))
+                   FOR UPDATE SKIP LOCKED
+                 )
+                 UPDATE sync_queue q
+                 SET status = 'in_progress', locked_until = now() + make_interval(secs => $2), locked_by = $3
+                 FROM due WHERE q.id = due.id
+                 RETURNING q.id, q.entity_type, q.entity_id, q.operation, q.attempts",
+            )
+            .await?;
+        let rows = client.query(&statement, &[&ids, &lease.as_secs_f64(), &worker]).await?;
+        rows.iter().map(item_from_row).collect()
+    }
+
+    /// Rows a dry run would take: due now, without claiming them.
+    pub async fn peek_due(&self, limit: i64) -> Result<Vec<SyncItem>, DbError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT id, entity_type, entity_id, operation, attempts FROM sync_queue
+                 WHERE (status IN ('pending', 'failed') AND next_attempt_at <= now())
+                    OR (status = 'in_progress' AND locked_until < now())
+                 ORDER BY next_attempt_at LIMIT $1",
+                &[&limit],
+            )
+            .await?;
+        rows.iter().map(item_from_row).collect()
+    }
+
+    /// The status of rows, by id (for the SQS path: completed, dead, ...).
+    pub async fn statuses(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, String>, DbError> {
+        let client = self.pool.get().await?;
+        let rows = client.query("SELECT id, status FROM sync_queue WHERE id = ANY($1)", &[&ids]).await?;
+        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+    }
+
+    pub async fn load_companies(&self, ids: &[Uuid]) -> Result<Vec<CompanyRecord>, DbError> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT id, name, uei, cage_code, website, phone, address, city, state, zip, primary_naics,
+                        readiness_score, lifecycle_stage, hubspot_company_id
+                 FROM companies WHERE id = ANY($1) AND hubspot_sync_status <> 'deleted'",
+            )
+            .await?;
+        let rows = client.query(&statement, &[&ids]).await?;
+        Ok(rows
+            .iter()
+            .map(|row| CompanyRecord {
+                id: row.get(0),
+                name: row.get(1),
+                uei: row.get(2),
+                cage_code: row.get(3),
+                website: row.get(4),
+                phone: row.get(5),
+                address: row.get(6),
+                city: row.get(7),
+                state: row.get(8),
+                zip: row.get(9),
+                primary_naics: row.get(10),
+                readiness_score: row.get(11),
+                lifecycle_stage: row.get(12),
+                hubspot_company_id: row.get(13),
+            })
+            .collect())
+    }
+
+    pub async fn load_deals(&self, ids: &[Uuid]) -> Result<Vec<DealRecord>, DbError> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT d.id, d.company_id, d.deal_name, d.deal_value, d.expected_close_date, d.stage, d.match_score,
+                        d.win_probability, d.priority, o.notice_id, d.hubspot_deal_id
+                 FROM deals d LEFT JOIN opportunities o ON o.id = d.opportunity_id
+                 WHERE d.id = ANY($1) AND d.hubspot_sync_status <> 'deleted'",
+            )
+            .await?;
+        let rows = client.query(&statement, &[&ids]).await?;
+        Ok(rows
+            .iter()
+            .map(|row| DealRecord {
+                id: row.get(0),
+                company_id: row.get(1),
+                deal_name: row.get(2),
+                deal_value: row.get(3),
+                expected_close_date: row.get(4),
+                stage: row.get(5),
+                match_score: row.get(6),
+                win_probability: row.get(7),
+                priority: row.get(8),
+                notice_id: row.get(9),
+                hubspot_deal_id: row.get(10),
+            })
+            .collect())
+    }
+
+    /// The property hashes last written, per entity.
+    pub async fn property_hashes(
+        &self,
+        entity_type: EntityType,
+        ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, HashMap<String, String>>, DbError> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT entity_id, property, value_hash FROM crmsync.property_hashes
+                 WHERE entity_type = $1 AND entity_id = ANY($2)",
+            )
+            .await?;
+        let mut hashes: HashMap<Uuid, HashMap<String, String>> = HashMap::new();
+        for row in client.query(&statement, &[&entity_type.as_str(), &ids]).await? {
+            hashes.entry(row.get(0)).or_default().insert(row.get(1), row.get(2));
+        }
+        Ok(hashes)
+    }
+
+    pub async fn pipeline_map(&self) -> Result<Option<PipelineMap>, DbError> {
+        let client = self.pool.get().await?;
+        let row = client.query_opt("SELECT value FROM crmsync.settings WHERE key = $1", &[&PIPELINE_SETTING]).await?;
+        Ok(row.and_then(|row| serde_json::from_value(row.get(0)).ok()))
+    }
+
+    pub async fn save_pipeline_map(&self, map: &PipelineMap) -> Result<(), DbError> {
+        let client = self.pool.get().await?;
+        let value = serde_json::to_value(map).map_err(|e| DbError::Config(e.to_string()))?;
+        client
+            .execute(
+                "INSERT INTO crmsync.settings (key, value) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value WHERE settings.value <> EXCLUDED.value",
+                &[&PIPELINE_SETTING, &value],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Writes back what HubSpot accepted and completes the queue rows, in one transaction: hubspot ids,
+    /// hubspot_sync_status 'synced', last_hubspot_sync, the new property hashes, the echo ledger, and
+    /// sync_queue rows 'completed'. If this never commits (a crash), the rows come back when their lease
+    /// expires and the upsert key makes the resend harmless.
+    pub async fn complete(&self, synced: &[SyncedEntity], item_ids: &[Uuid]) -> Result<(), DbError> {
+        let mut client = self.pool.get().await?;
+        let transaction = client.transaction().await?;
+        for entity_type in EntityType::SYNC_ORDER {
+            let of_type: Vec<&SyncedEntity> = synced.iter().filter(|s| s.entity_type == entity_type).collect();
+            if of_type.is_empty() {
+                continue;
+            }
+            let (table, column) = hubspot_id_column(entity_type);
+            let ids: Vec<Uuid> = of_type.iter().map(|s| s.entity_id).collect();
+            let hubspot_ids: Vec<&str> = of_type.iter().map(|s| s.hubspot_id.as_str()).collect();
+            // Table and column come from the fixed match above, never from input.
+            let sql = format!(
+                "UPDATE {table} t SET {column} = k.hubspot_id, hubspot_sync_status = 'synced', last_hubspot_sync = now()
+                 FROM UNNEST($1::uuid[], $2::text[]) AS k (id, hubspot_id)
+                 WHERE t.id = k.id AND t.hubspot_sync_status <> 'deleted'"
+            );
+            let statement = transaction.prepare_cached(&sql).await?;
+            transaction.execute(&statement, &[&ids, &hubspot_ids]).await?;
+        }
+        write_hashes(&transaction, synced).await?;
+        let statement = transaction
+            .prepare_cached(
+                "UPDATE sync_queue SET status = 'completed', completed_at = now(), locked_until = NULL,
+                        locked_by = NULL, last_error = NULL
+                 WHERE id = ANY($1)",
+            )
+            .await?;
+        transaction.execute(&statement, &[&item_ids]).await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Completes rows that needed no HubSpot call (nothing changed since the last sync).
+    pub async fn complete_unchanged(&self, item_ids: &[Uuid]) -> Result<(), DbError> {
+        self.complete(&[], item_ids).await
+    }
+
+    /// Records a failure: 'failed' with the next attempt time, or 'dead' when attempts are spent.
+    pub async fn fail(&self, item_ids: &[Uuid], error: &str, decision: RetryDecision) -> Result<(), DbError> {
+        let client = self.pool.get().await?;
+        let error: String = error.chars().take(2_000).collect();
+        match decision {
+            RetryDecision::RetryAfter { delay, attempts } => {
+                client
+                    .execute(
+                        "UPDATE sync_queue SET status = 'failed', attempts = $2, last_error = $3,
+                                next_attempt_at = now() + make_interval(secs => $4), locked_until = NULL,
+                                locked_by = NULL
+                         WHERE id = ANY($1)",
+                        &[&item_ids, &attempts, &error, &delay.as_secs_f64()],
+                    )
+                    .await?;
+            }
+            RetryDecision::Dead { attempts } => {
+                client
+                    .execute(
+                        "UPDATE sync_queue SET status = 'dead', attempts = $2, last_error = $3, locked_until = NULL,
+                                locked_by = NULL
+                         WHERE id = ANY($1)",
+                        &[&item_ids, &attempts, &error],
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts rows back without counting an attempt: they wait for something else (a deal for its company).
+    pub async fn defer(&self, item_ids: &[Uuid], reason: &str, delay: Duration) -> Result<(), DbError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "UPDATE sync_queue SET status = 'pending', last_error = $2,
+                        next_attempt_at = now() + make_interval(secs => $3), locked_until = NULL, locked_by = NULL
+                 WHERE id = ANY($1)",
+                &[&item_ids, &reason, &delay.as_secs_f64()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn start_run(&self, trigger: &str) -> Result<Uuid, DbError> {
+        let client = self.pool.get().await?;
+        let row = client.query_one("INSERT INTO crmsync.sync_runs (trigger) VALUES ($1) RETURNING id", &[&trigger]).await?;
+        Ok(row.get(0))
+    }
+
+    pub async fn finish_run(&self, run_id: Uuid, status: &str, counts: &Value, error: Option<&str>) -> Result<(), DbError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "UPDATE crmsync.sync_runs SET status = $2, counts = $3, error = $4, finished_at = now() WHERE id = $1",
+                &[&run_id, &status, counts, &error],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Queue counts by status and entity type, the oldest pending row's age, failed and dead rows with their
+    /// errors, and the last runs.
+    pub async fn status(&self, problems_limit: i64, runs_limit: i64) -> Result<QueueStatus, DbError> {
+        let client = self.pool.get().await?;
+        let counts = client
+            .query(
+                "SELECT status, entity_type, count(*) FROM sync_queue GROUP BY status, entity_type ORDER BY 1, 2",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .collect();
+        let oldest: Option<f64> = client
+            .query_one(
+                "SELECT EXTRACT(EPOCH FROM now() - min(created_at))::float8 FROM sync_queue WHERE status = 'pending'",
+                &[],
+            )
+            .await?
+            .get(0);
+        let problems = self.problem_items(&client, &["failed", "dead"], problems_limit).await?;
+        let last_runs = client
+            .query(
+                "SELECT jsonb_build_object('id', id, 'trigger', trigger, 'status', status, 'started_at', started_at,
+                        'finished_at', finished_at, 'counts', counts, 'error', error)
+                 FROM crmsync.sync_runs ORDER BY started_at DESC LIMIT $1",
+                &[&runs_limit],
+            )
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        Ok(QueueStatus { counts, oldest_pending_age_seconds: oldest, problems, last_runs })
+    }
+
+    async fn problem_items(
+        &self,
+        client: &impl GenericClient,
+        statuses: &[&str],
+        limit: i64,
+    ) -> Result<Vec<ProblemItem>, DbError> {
+        let rows = client
+            .query(
+                "SELECT id, entity_type, entity_id, status, attempts, last_error, next_attempt_at FROM sync_queue
+                 WHERE status = ANY($1) ORDER BY updated_at DESC LIMIT $2",
+                &[&statuses, &limit],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| ProblemItem {
+                id: row.get(0),
+                entity_type: row.get(1),
+                entity_id: row.get(2),
+                status: row.get(3),
+                attempts: row.get(4),
+                last_error: row.get(5),
+                next_attempt_at: row.get(6),
+            })
+            .collect())
+    }
+
+    /// Dead rows, newest first.
+    pub async fn dead_items(&self, limit: i64) -> Result<Vec<ProblemItem>, DbError> {
+        let client = self.pool.get().await?;
+        self.problem_items(&client, &["dead"], limit).await
+    }
+
+    /// Re-queues up to `limit` dead rows (oldest first) as pending with their attempts reset; returns their ids.
+    pub async fn redrive(&self, limit: i64) -> Result<Vec<Uuid>, DbError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "WITH dead AS (
+                   SELECT id FROM sync_queue WHERE status = 'dead' ORDER BY updated_at LIMIT $1 FOR UPDATE SKIP LOCKED
+                 )
+                 UPDATE sync_queue q SET status = 'pending', attempts = 0, next_attempt_at = now(),
+                        last_error = 'redriven: ' || coalesce(q.last_error, '')
+                 FROM dead WHERE q.id = dead.id RETURNING q.id",
+                &[&limit],
+            )
+            .await?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+}
+
+async fn write_hashes(client: &impl GenericClient, synced: &[SyncedEntity]) -> Result<(), DbError> {
+    let mut entity_types = Vec::new();
+    let mut entity_ids = Vec::new();
+    let mut properties = Vec::new();
+    let mut hashes = Vec::new();
+    let mut object_types = Vec::new();
+    let mut hubspot_ids = Vec::new();
+    for entity in synced {
+        for (property, value) in &entity.written {
+            entity_types.push(entity.entity_type.as_str());
+            entity_ids.push(entity.entity_id);
+            properties.push(property.as_str());
+            hashes.push(value_hash(value));
+            object_types.push(entity.object_type);
+            hubspot_ids.push(entity.hubspot_id.as_str());
+        }
+    }
+    if properties.is_empty() {
+        return Ok(());
+    }
+    let statement = client
+        .prepare_cached(
+            "WITH k AS (
+               SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])
+                 AS k (entity_type, entity_id, property, value_hash, object_type, hubspot_id)
+             ), hashes AS (
+               INSERT INTO crmsync.property_hashes (entity_type, entity_id, property, value_hash)
+               SELECT entity_type, entity_id, property, value_hash FROM k
+               ON CONFLICT (entity_type, entity_id, property)
+               DO UPDATE SET value_hash = EXCLUDED.value_hash, synced_at = now()
+             )
+             INSERT INTO crmsync.echo_ledger (object_type, hubspot_id, entity_id, property, value_hash)
+             SELECT object_type, hubspot_id, entity_id, property, value_hash FROM k
+             WHERE property NOT LIKE 'assoc:%'",
+        )
+        .await?;
+    client
+        .execute(&statement, &[&entity_types, &entity_ids, &properties, &hashes, &object_types, &hubspot_ids])
+        .await?;
+    Ok(())
+}
