@@ -1,0 +1,282 @@
+//! The CRM object types the simulator serves, their names and type ids, the stored record, and
+//! the small value helpers (timestamps, JSON to HubSpot string values) shared by the handlers.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+/// A CRM object type. Type ids: <https://developers.hubspot.com/docs/api-reference/latest/crm/using-object-apis>.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ObjectType {
+    Companies,
+    Contacts,
+    Deals,
+    Notes,
+    Calls,
+    Emails,
+    Meetings,
+    Tasks,
+}
+
+impl ObjectType {
+    pub const ALL: [ObjectType; 8] = [
+        ObjectType::Companies,
+        ObjectType::Contacts,
+        ObjectType::Deals,
+        ObjectType::Notes,
+        ObjectType::Calls,
+        ObjectType::Emails,
+        ObjectType::Meetings,
+        ObjectType::Tasks,
+    ];
+
+    /// Accepts the plural (`deals`), singular (`deal`) or type id (`0-3`), case-insensitively,
+    /// as HubSpot's paths do.
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.to_ascii_lowercase();
+        Self::ALL
+            .into_iter()
+            .find(|t| t.plural() == text || t.singular() == text || t.type_id() == text)
+    }
+
+    pub fn plural(self) -> &'static str {
+        match self {
+            Self::Companies => "companies",
+            Self::Contacts => "contacts",
+            Self::Deals => "deals",
+            Self::Notes => "notes",
+            Self::Calls => "calls",
+            Self::Emails => "emails",
+            Self::Meetings => "meetings",
+            Self::Tasks => "tasks",
+        }
+    }
+
+    pub fn singular(self) -> &'static str {
+        match self {
+            Self::Companies => "company",
+            Self::Contacts => "contact",
+            Self::Deals => "deal",
+            Self::Notes => "note",
+            Self::Calls => "call",
+            Self::Emails => "email",
+            Self::Meetings => "meeting",
+            Self::Tasks => "task",
+        }
+    }
+
+    pub fn type_id(self) -> &'static str {
+        match self {
+            Self::Contacts => "0-1",
+            Self::Companies => "0-2",
+            Self::Deals => "0-3",
+            Self::Tasks => "0-27",
+            Self::Notes => "0-46",
+            Self::Meetings => "0-47",
+            Self::Calls => "0-48",
+            Self::Emails => "0-49",
+        }
+    }
+
+    pub fn is_activity(self) -> bool {
+        !matches!(self, Self::Companies | Self::Contacts | Self::Deals)
+    }
+
+    /// Legacy webhook subscriptions (`deal.creation`, …) exist for companies, contacts and deals.
+    pub fn emits_webhooks(self) -> bool {
+        !self.is_activity()
+    }
+
+    /// Companies, contacts and deals can be merged.
+    pub fn mergeable(self) -> bool {
+        !self.is_activity()
+    }
+
+    pub fn created_property(self) -> &'static str {
+        if self.is_activity() {
+            "hs_createdate"
+        } else {
+            "createdate"
+        }
+    }
+
+    /// Contacts use `lastmodifieddate`; everything else `hs_lastmodifieddate`.
+    pub fn modified_property(self) -> &'static str {
+        if self == Self::Contacts {
+            "lastmodifieddate"
+        } else {
+            "hs_lastmodifieddate"
+        }
+    }
+
+    /// Properties returned when a request names none.
+    pub fn default_properties(self) -> &'static [&'static str] {
+        match self {
+            Self::Companies => &["createdate", "domain", "hs_lastmodifieddate", "hs_object_id", "name"],
+            Self::Contacts => &[
+                "createdate",
+                "email",
+                "firstname",
+                "hs_object_id",
+                "lastmodifieddate",
+                "lastname",
+            ],
+            Self::Deals => &[
+                "amount",
+                "closedate",
+                "createdate",
+                "dealname",
+                "dealstage",
+                "hs_lastmodifieddate",
+                "hs_object_id",
+                "pipeline",
+            ],
+            _ => &["hs_createdate", "hs_lastmodifieddate", "hs_object_id"],
+        }
+    }
+
+    /// Properties that must be set at creation. Deals per the contract; activities per
+    /// <https://developers.hubspot.com/docs/api-reference/latest/crm/using-object-apis>.
+    pub fn required_properties(self) -> &'static [&'static str] {
+        match self {
+            Self::Deals => &["dealname", "dealstage", "pipeline"],
+            Self::Emails => &["hs_timestamp", "hs_email_direction"],
+            Self::Notes | Self::Calls | Self::Meetings | Self::Tasks => &["hs_timestamp"],
+            Self::Companies | Self::Contacts => &[],
+        }
+    }
+
+    /// Properties a free-text `query` search looks in.
+    pub fn query_properties(self) -> &'static [&'static str] {
+        match self {
+            Self::Companies => &["name", "domain", "website", "phone"],
+            Self::Contacts => &["firstname", "lastname", "email", "phone", "company"],
+            Self::Deals => &["dealname"],
+            _ => &[],
+        }
+    }
+}
+
+/// Who made a change: the API (our integration) or a person in HubSpot's UI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    Integration,
+    User,
+}
+
+/// One stored record. Property values are strings, system properties included.
+#[derive(Debug, Clone)]
+pub struct CrmObject {
+    pub id: u64,
+    pub properties: BTreeMap<String, String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub archived_at: Option<DateTime<Utc>>,
+}
+
+impl CrmObject {
+    pub fn archived(&self) -> bool {
+        self.archived_at.is_some()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.properties.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    /// HubSpot's `SimplePublicObject`: the named properties (null when unset).
+    pub fn render(&self, names: &[String]) -> Value {
+        let properties: serde_json::Map<String, Value> = names
+            .iter()
+            .map(|name| {
+                (
+                    name.clone(),
+                    self.get(name).map_or(Value::Null, |v| Value::String(v.to_string())),
+                )
+            })
+            .collect();
+        let mut out = json!({
+            "id": self.id.to_string(),
+            "properties": properties,
+            "createdAt": iso(self.created_at),
+            "updatedAt": iso(self.updated_at),
+            "archived": self.archived(),
+        });
+        if let Some(at) = self.archived_at {
+            out["archivedAt"] = Value::String(iso(at));
+        }
+        out
+    }
+}
+
+/// Which properties to render: the requested ones plus the always-present system properties, or
+/// the type's defaults when none were requested.
+pub fn property_names(object_type: ObjectType, requested: &[String], extra: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = if requested.is_empty() {
+        object_type.default_properties().iter().map(|s| s.to_string()).collect()
+    } else {
+        let mut names = requested.to_vec();
+        for always in [
+            object_type.created_property(),
+            object_type.modified_property(),
+            "hs_object_id",
+        ] {
+            names.push(always.to_string());
+        }
+        names
+    };
+    names.extend(extra.iter().cloned());
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// ISO 8601 UTC with milliseconds, the form HubSpot returns.
+pub fn iso(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+pub fn now() -> DateTime<Utc> {
+    Utc::now()
+}
+
+/// A JSON property value as HubSpot stores it: strings as they are, numbers and booleans as their
+/// text, null as "" (which clears the value). Arrays and objects are not property values.
+pub fn value_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Null => Some(String::new()),
+        Value::Array(_) | Value::Object(_) => None,
+    }
+}
+
+/// A JSON id (string or number) as text.
+pub fn id_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_types_parse_from_plural_singular_and_type_id() {
+        assert_eq!(ObjectType::parse("deals"), Some(ObjectType::Deals));
+        assert_eq!(ObjectType::parse("Company"), Some(ObjectType::Companies));
+        assert_eq!(ObjectType::parse("0-1"), Some(ObjectType::Contacts));
+        assert_eq!(ObjectType::parse("0-46"), Some(ObjectType::Notes));
+        assert_eq!(ObjectType::parse("tickets"), None);
+    }
+
+    #[test]
+    fn requested_properties_always_include_the_system_ones() {
+        let names = property_names(ObjectType::Contacts, &["email".to_string()], &[]);
+        assert_eq!(names, ["createdate", "email", "hs_object_id", "lastmodifieddate"]);
+    }
+}
