@@ -10,7 +10,10 @@
 //! Rejected requests (429) consume no budget: HubSpot does not document whether they count, and
 //! counting them would let a client that retries too eagerly lock itself out forever, which
 //! would hide rather than show a limiter bug. Search requests count against the daily allowance
-//! but not the burst window (the spec marks search exempt from "ten-secondly").
+//! but not the burst window (the spec marks search exempt from "ten-secondly"). Association batch
+//! endpoints do count against the burst window: HubSpot gives them a separate 100–150 per 10 s
+//! limit, and one shared window is the stricter of the two models, so a client that stays under
+//! it here stays under both there.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;

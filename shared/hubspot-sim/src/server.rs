@@ -22,7 +22,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tower::Service;
 
-use crate::config::{FaultConfig, FaultKind, SimConfig};
+use crate::config::{FaultConfig, FaultKind, SimConfig, WebhookTarget};
 use crate::error::ApiError;
 use crate::limits::{Admission, apply_headers};
 use crate::state::{Sim, lock};
@@ -112,6 +112,12 @@ impl RunningSim {
     /// Replaces the fault settings (same as `POST /__sim/faults`).
     pub fn set_faults(&self, faults: FaultConfig) {
         lock(&self.sim.shared().faults).set(faults);
+    }
+
+    /// Sets or clears the webhook target (same as `POST /__sim/webhooks/target`); useful when the
+    /// receiver's port is only known after the simulator started.
+    pub fn set_webhook_target(&self, target: Option<WebhookTarget>) {
+        self.sim.shared().webhooks.set_target(target);
     }
 
     /// How many API requests to `endpoint` (`"POST /crm/v3/objects/{object_type}/batch/upsert"`)
