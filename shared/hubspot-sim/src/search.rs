@@ -128,6 +128,25 @@ struct Compiled<'a> {
     association: Option<ObjectType>,
     kind: String,
     case_sensitive: bool,
+    /// The filter's `value`, `highValue` and `values`, typed once.
+    wanted: Option<Typed>,
+    high: Option<Typed>,
+    set: Vec<Typed>,
+}
+
+impl<'a> Compiled<'a> {
+    fn new(filter: &'a Filter, association: Option<ObjectType>, kind: &str, case_sensitive: bool) -> Self {
+        let typed_filter = |v: &Value| value_text(v).map(|t| typed(kind, &t, case_sensitive));
+        Self {
+            filter,
+            association,
+            kind: kind.to_string(),
+            case_sensitive,
+            wanted: filter.value.as_ref().and_then(typed_filter),
+            high: filter.high_value.as_ref().and_then(typed_filter),
+            set: filter.values.iter().flatten().filter_map(typed_filter).collect(),
+        }
+    }
 }
 
 fn compile<'a>(store: &Store, object_type: ObjectType, filter: &'a Filter) -> Result<Compiled<'a>, ApiError> {
@@ -181,12 +200,7 @@ fn compile<'a>(store: &Store, object_type: ObjectType, filter: &'a Filter) -> Re
                 filter.property_name
             ))
         })?;
-        return Ok(Compiled {
-            filter,
-            association: Some(association),
-            kind: "number".into(),
-            case_sensitive: true,
-        });
+        return Ok(Compiled::new(filter, Some(association), "number", true));
     }
     let name = if filter.property_name == "id" {
         "hs_object_id"
@@ -200,12 +214,7 @@ fn compile<'a>(store: &Store, object_type: ObjectType, filter: &'a Filter) -> Re
             object_type.plural()
         ))
     })?;
-    Ok(Compiled {
-        filter,
-        association: None,
-        kind: def.kind.clone(),
-        case_sensitive: def.kind == "enumeration",
-    })
+    Ok(Compiled::new(filter, None, &def.kind, def.kind == "enumeration"))
 }
 
 impl Compiled<'_> {
@@ -228,8 +237,7 @@ impl Compiled<'_> {
                 object.get(name).map(|v| vec![v.to_string()]).unwrap_or_default()
             }
         };
-        let typed_filter = |v: &Value| value_text(v).map(|t| typed(&self.kind, &t, self.case_sensitive));
-        let wanted = filter.value.as_ref().and_then(typed_filter);
+        let wanted = &self.wanted;
         let any =
             |test: &dyn Fn(&Typed) -> bool| values.iter().any(|v| test(&typed(&self.kind, v, self.case_sensitive)));
         let ordered = |accept: &dyn Fn(Ordering) -> bool| {
@@ -246,19 +254,15 @@ impl Compiled<'_> {
             "LTE" => ordered(&|o| o != Ordering::Greater),
             "GT" => ordered(&|o| o == Ordering::Greater),
             "GTE" => ordered(&|o| o != Ordering::Less),
-            "BETWEEN" => {
-                let high = filter.high_value.as_ref().and_then(typed_filter);
-                match (&wanted, &high) {
-                    (Some(low), Some(high)) => any(&|v| {
-                        compare(v, low).is_some_and(|o| o != Ordering::Less)
-                            && compare(v, high).is_some_and(|o| o != Ordering::Greater)
-                    }),
-                    _ => false,
-                }
-            }
+            "BETWEEN" => match (wanted, &self.high) {
+                (Some(low), Some(high)) => any(&|v| {
+                    compare(v, low).is_some_and(|o| o != Ordering::Less)
+                        && compare(v, high).is_some_and(|o| o != Ordering::Greater)
+                }),
+                _ => false,
+            },
             "IN" | "NOT_IN" => {
-                let set: Vec<Typed> = filter.values.iter().flatten().filter_map(typed_filter).collect();
-                let hit = any(&|v| set.iter().any(|s| compare(v, s) == Some(Ordering::Equal)));
+                let hit = any(&|v| self.set.iter().any(|s| compare(v, s) == Some(Ordering::Equal)));
                 if filter.operator == "IN" { hit } else { !hit }
             }
             "CONTAINS_TOKEN" | "NOT_CONTAINS_TOKEN" => {
@@ -374,15 +378,19 @@ pub async fn search(
             })
             .collect();
         if let Some((name, descending)) = &sort {
+            // Parse each sort value once, not on every comparison.
             let kind = store
                 .schema
                 .get(object_type, name)
                 .map(|d| d.kind.clone())
                 .unwrap_or_default();
-            hits.sort_by(|a, b| {
-                let key = |o: &CrmObject| o.get(name).map(|v| typed(&kind, v, false));
-                let ordering = match (key(a), key(b)) {
-                    (Some(x), Some(y)) => compare(&x, &y).unwrap_or(Ordering::Equal),
+            let mut keyed: Vec<(Option<Typed>, &CrmObject)> = hits
+                .into_iter()
+                .map(|o| (o.get(name).map(|v| typed(&kind, v, false)), o))
+                .collect();
+            keyed.sort_by(|(x, a), (y, b)| {
+                let ordering = match (x, y) {
+                    (Some(x), Some(y)) => compare(x, y).unwrap_or(Ordering::Equal),
                     (Some(_), None) => Ordering::Less,
                     (None, Some(_)) => Ordering::Greater,
                     (None, None) => Ordering::Equal,
@@ -390,6 +398,7 @@ pub async fn search(
                 let ordering = if *descending { ordering.reverse() } else { ordering };
                 ordering.then(a.id.cmp(&b.id))
             });
+            hits = keyed.into_iter().map(|(_, o)| o).collect();
         }
         let end = (after + limit).min(hits.len()).min(MAX_RESULTS);
         let page: Vec<Value> = hits
