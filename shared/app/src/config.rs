@@ -1,6 +1,8 @@
 //! Typed configuration, read once from the environment at start-up. A missing or malformed variable fails fast
 //! with its name; secrets are `SecretString`s, redacted in `Debug` and never logged.
 
+use std::time::Duration;
+
 use secrecy::SecretString;
 
 use crate::AppError;
@@ -14,6 +16,25 @@ pub struct Config {
     pub database_pool_size: usize,
     /// `API_TOKEN`: the bearer token the HTTP routes require. `crmsync serve` refuses to start without it.
     pub api_token: Option<SecretString>,
+    /// `HUBSPOT_BASE_URL` (default `https://api.hubapi.com`; the simulator's URL locally).
+    pub hubspot_base_url: String,
+    /// `HUBSPOT_ACCESS_TOKEN`: the private app or service key token. Without it `crmsync serve` starts the
+    /// built-in HubSpot simulator.
+    pub hubspot_access_token: Option<SecretString>,
+    /// `HUBSPOT_API_VERSION` (default `2026-03`).
+    pub hubspot_api_version: String,
+    /// `HUBSPOT_REQUESTS_PER_10S` (default 100; 190 on Professional and Enterprise).
+    pub hubspot_requests_per_10s: u32,
+    /// `RETRY_QUEUE_URL`: the SQS retry queue. Unset: retries come back through the schedule only.
+    pub retry_queue_url: Option<String>,
+    /// `RETRY_DLQ_URL`: its dead-letter queue, for `crmsync status` and `crmsync dlq`.
+    pub retry_dlq_url: Option<String>,
+    /// `SYNC_MAX_ATTEMPTS` (default 8): attempts before a sync item is dead.
+    pub sync_max_attempts: i32,
+    /// `SYNC_BATCH_SIZE` (default 500): queue rows claimed per round.
+    pub sync_batch_size: i64,
+    /// `SYNC_INTERVAL_SECONDS` (default 300): how often `crmsync serve` drains the queue.
+    pub sync_interval: Duration,
 }
 
 impl Config {
@@ -48,11 +69,51 @@ impl Config {
                 })?,
         };
         let api_token = lookup("API_TOKEN").filter(|v| !v.is_empty()).map(SecretString::from);
+        let text = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let number = |name: &'static str, default: i64, range: std::ops::RangeInclusive<i64>| match text(name) {
+            None => Ok(default),
+            Some(value) => value
+                .parse::<i64>()
+                .ok()
+                .filter(|n| range.contains(n))
+                .ok_or(AppError::Config {
+                    variable: name,
+                    reason: format!(
+                        "must be a whole number from {} to {}, got {value:?}",
+                        range.start(),
+                        range.end()
+                    ),
+                }),
+        };
         Ok(Self {
             database_url: SecretString::from(database_url),
             database_pool_size,
             api_token,
+            hubspot_base_url: text("HUBSPOT_BASE_URL").unwrap_or_else(|| "https://api.hubapi.com".to_owned()),
+            hubspot_access_token: text("HUBSPOT_ACCESS_TOKEN").map(SecretString::from),
+            hubspot_api_version: text("HUBSPOT_API_VERSION").unwrap_or_else(|| "2026-03".to_owned()),
+            hubspot_requests_per_10s: number("HUBSPOT_REQUESTS_PER_10S", 100, 1..=1_000)? as u32,
+            retry_queue_url: text("RETRY_QUEUE_URL"),
+            retry_dlq_url: text("RETRY_DLQ_URL"),
+            sync_max_attempts: number("SYNC_MAX_ATTEMPTS", 8, 1..=100)? as i32,
+            sync_batch_size: number("SYNC_BATCH_SIZE", 500, 1..=10_000)?,
+            sync_interval: Duration::from_secs(number("SYNC_INTERVAL_SECONDS", 300, 1..=86_400)? as u64),
         })
+    }
+}
+
+impl Config {
+    /// The HubSpot client configuration; fails naming `HUBSPOT_ACCESS_TOKEN` when no token is set.
+    pub fn hubspot(&self) -> Result<crmsync_hubspot::HubSpotConfig, AppError> {
+        let token = self.hubspot_access_token.clone().ok_or(AppError::Config {
+            variable: "HUBSPOT_ACCESS_TOKEN",
+            reason: "is not set (for the simulator use its token, sim-token)".into(),
+        })?;
+        let mut config = crmsync_hubspot::HubSpotConfig::new(self.hubspot_base_url.clone(), token);
+        config.api_version = self.hubspot_api_version.clone();
+        config.rate_limit =
+            crmsync_hubspot::RateLimitConfig::new(self.hubspot_requests_per_10s, Duration::from_secs(10));
+        Ok(config)
     }
 }
 
@@ -81,8 +142,37 @@ mod tests {
 
     #[test]
     fn secrets_do_not_appear_in_debug_output() {
-        let config = config(&[("DATABASE_URL", "postgres://u:hunter2@h/db"), ("API_TOKEN", "tok-123")]).unwrap();
-        let debug = format!("{config:?}");
-        assert!(!debug.contains("hunter2") && !debug.contains("tok-123"), "{debug}");
+        let config = config(&[
+            ("DATABASE_URL", "postgres://u:hunter2@h/db"),
+            ("API_TOKEN", "tok-123"),
+            ("HUBSPOT_ACCESS_TOKEN", "pat-na1-secret"),
+        ])
+        .unwrap();
+        let debug = format!("{config:?} {:?}", config.hubspot().unwrap());
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("tok-123") && !debug.contains("pat-na1"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn sync_settings_have_defaults_and_name_bad_values() {
+        let defaults = config(&[("DATABASE_URL", "postgres://x/y")]).unwrap();
+        assert_eq!((defaults.sync_max_attempts, defaults.sync_batch_size), (8, 500));
+        assert_eq!(defaults.sync_interval, Duration::from_secs(300));
+        assert!(
+            defaults
+                .hubspot()
+                .unwrap_err()
+                .to_string()
+                .contains("HUBSPOT_ACCESS_TOKEN")
+        );
+        let error = config(&[("DATABASE_URL", "postgres://x/y"), ("SYNC_MAX_ATTEMPTS", "0")]).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("SYNC_MAX_ATTEMPTS must be a whole number from 1 to 100"),
+            "{error}"
+        );
     }
 }

@@ -18,11 +18,19 @@ pub enum AppError {
 
     #[error(transparent)]
     Db(#[from] crmsync_db::DbError),
+
+    /// HubSpot refused or could not be reached (after the client's own retries).
+    #[error("HubSpot: {0}")]
+    HubSpot(#[source] Box<crmsync_hubspot::HubSpotError>),
 }
 
 impl AppError {
     /// True when retrying the same call later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Unavailable(_) | Self::Db(_))
+        match self {
+            Self::Unavailable(_) | Self::Db(_) => true,
+            Self::HubSpot(error) => error.class().is_retryable(),
+            _ => false,
+        }
     }
 }

@@ -4,7 +4,9 @@
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod hubspot_setup;
 pub mod ingest;
+pub mod sync;
 pub mod telemetry;
 
 pub use config::Config;

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use crate::DomainError;
 use crate::ingest::{MatchSpec, Rejection};
+use crate::sync::RetryMessage;
 
 /// What writing one batch of matches did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -50,5 +51,15 @@ pub trait MatchStore: Send + Sync {
         source: &str,
         summary: &Value,
         rejections: &[(Rejection, Value)],
+    ) -> impl Future<Output = Result<(), DomainError>> + Send;
+}
+
+/// The fast path for retries (SQS in production). Postgres stays the durable truth: a retry that cannot be
+/// scheduled here still comes back through the scheduled drain, so implementations may fail without loss.
+pub trait RetryQueue: Send + Sync {
+    /// Schedules each message to become visible after its delay (capped at SQS's 15 minutes).
+    fn schedule(
+        &self,
+        messages: &[(RetryMessage, std::time::Duration)],
     ) -> impl Future<Output = Result<(), DomainError>> + Send;
 }

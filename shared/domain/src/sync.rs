@@ -67,6 +67,27 @@ pub struct SyncItem {
     pub attempts: i32,
 }
 
+/// The body of a message on the SQS retry queue: which sync_queue row to retry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RetryMessage {
+    pub sync_queue_id: Uuid,
+    pub entity_type: String,
+    pub entity_id: Uuid,
+    /// The attempt this message triggers (1-based count of attempts made before it).
+    pub attempts: i32,
+}
+
+impl RetryMessage {
+    pub fn for_item(item: &SyncItem, attempts: i32) -> Self {
+        Self {
+            sync_queue_id: item.id,
+            entity_type: item.entity_type.as_str().to_owned(),
+            entity_id: item.entity_id,
+            attempts,
+        }
+    }
+}
+
 /// How failed items are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {

@@ -1,0 +1,603 @@
+//! The outbound sync use case: drain due sync_queue rows to HubSpot in batches. Replaces the guide's Step C
+//! (10 rows per run, one call each).
+//!
+//! A round claims due rows (lease + SKIP LOCKED), coalesces them per entity, writes companies first (batch
+//! upsert on `crmsync_id`, ≤100 per call), then deals with their primary company association (≤2,000 per call),
+//! sends only the properties whose value hash changed since the last successful sync, and writes the results back
+//! in one transaction per entity type. Retryable failures back off (Postgres `next_attempt_at`, plus a delayed
+//! SQS message when a retry queue is configured); permanent ones fail only their own items.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use crmsync_db::PgSyncStore;
+use crmsync_db::sync::SyncedEntity;
+use crmsync_domain::ports::RetryQueue;
+use crmsync_domain::sync::{
+    COMPANY_ASSOCIATION, CompanyRecord, DealRecord, EntityType, Properties, RetryDecision, RetryMessage, RetryPolicy,
+    SyncItem, changed_properties, company_properties, deal_properties,
+};
+use crmsync_hubspot::associations::{AssociationInput, AssociationSpec, type_ids};
+use crmsync_hubspot::setup::LOCAL_ID_PROPERTY;
+use crmsync_hubspot::{ErrorClass, HubSpotClient, HubSpotError, ObjectType, UpsertInput};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::AppError;
+
+/// How long a deal waits before its next try when its company is not in HubSpot yet. Not an attempt.
+pub const WAIT_FOR_COMPANY: Duration = Duration::from_secs(60);
+
+/// Tunables of a drain.
+#[derive(Debug, Clone)]
+pub struct SyncSettings {
+    /// Rows claimed per round.
+    pub batch_size: i64,
+    /// How long a claim holds its rows; a crashed run's rows come back after it.
+    pub lease: Duration,
+    pub retry: RetryPolicy,
+    /// Written to `sync_queue.locked_by`.
+    pub worker: String,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            lease: Duration::from_secs(300),
+            retry: RetryPolicy::default(),
+            worker: format!("crmsync-{}", std::process::id()),
+        }
+    }
+}
+
+/// What a drain did. Serialized into the run's log line and its crmsync.sync_runs row.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SyncReport {
+    pub rounds: u64,
+    pub claimed: u64,
+    pub companies_created: u64,
+    pub companies_updated: u64,
+    pub deals_created: u64,
+    pub deals_updated: u64,
+    pub associations: u64,
+    /// Items completed without a HubSpot call: nothing changed since the last sync.
+    pub unchanged: u64,
+    /// Items put back to wait for another record (a deal for its company).
+    pub deferred: u64,
+    /// Items failed with a retryable error, to be retried.
+    pub failed: u64,
+    /// Items that are dead: attempts spent, or a permanent error.
+    pub dead: u64,
+    /// Retry messages sent to SQS.
+    pub retry_messages: u64,
+    /// True when HubSpot's daily limit stopped the run.
+    pub daily_limit_reached: bool,
+    pub elapsed_ms: u64,
+}
+
+/// What a dry run would send, per entity type: `{"company": {"create": 2, "update": 1, "unchanged": 0}, ...}`.
+pub type DryRunReport = BTreeMap<String, BTreeMap<String, u64>>;
+
+/// The outbound sync, built once per process and lent to handlers.
+#[derive(Debug, Clone)]
+pub struct OutboundSync<Q> {
+    store: PgSyncStore,
+    hubspot: HubSpotClient,
+    retry_queue: Option<Q>,
+    settings: SyncSettings,
+}
+
+/// Per-item results of one round, gathered before they are written.
+#[derive(Default)]
+struct RoundOutcome {
+    synced: Vec<SyncedEntity>,
+    completed: Vec<Uuid>,
+    /// (items, error text, class)
+    failures: Vec<(Vec<SyncItem>, String, ErrorClass)>,
+    deferred: Vec<(Vec<Uuid>, String)>,
+}
+
+impl<Q: RetryQueue> OutboundSync<Q> {
+    pub fn new(store: PgSyncStore, hubspot: HubSpotClient, retry_queue: Option<Q>, settings: SyncSettings) -> Self {
+        Self {
+            store,
+            hubspot,
+            retry_queue,
+            settings,
+        }
+    }
+
+    pub fn store(&self) -> &PgSyncStore {
+        &self.store
+    }
+
+    pub fn hubspot(&self) -> &HubSpotClient {
+        &self.hubspot
+    }
+
+    /// Drains due rows until the queue is empty or `budget` is spent, and records the run.
+    pub async fn drain(&self, trigger: &str, budget: Duration) -> Result<SyncReport, AppError> {
+        let started = Instant::now();
+        let run_id = self.store.start_run(trigger).await?;
+        let mut report = SyncReport::default();
+        let result = async {
+            while started.elapsed() < budget && !report.daily_limit_reached {
+                let items = self
+                    .store
+                    .claim(self.settings.batch_size, self.settings.lease, &self.settings.worker)
+                    .await?;
+                if items.is_empty() {
+                    break;
+                }
+                report.rounds += 1;
+                self.process(items, &mut report).await?;
+            }
+            Ok::<_, AppError>(())
+        }
+        .await;
+        report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.finish(run_id, trigger, &report, result.as_ref().err()).await;
+        result.map(|()| report)
+    }
+
+    /// Retries the named rows now (the SQS path). Returns the rows' statuses afterwards, by id, so the caller can
+    /// report per message.
+    pub async fn retry_items(&self, ids: &[Uuid]) -> Result<(SyncReport, HashMap<Uuid, String>), AppError> {
+        let started = Instant::now();
+        let run_id = self.store.start_run("retry_queue").await?;
+        let mut report = SyncReport::default();
+        let result = async {
+            let items = self
+                .store
+                .claim_ids(ids, self.settings.lease, &self.settings.worker)
+                .await?;
+            if !items.is_empty() {
+                report.rounds = 1;
+                self.process(items, &mut report).await?;
+            }
+            Ok::<_, AppError>(self.store.statuses(ids).await?)
+        }
+        .await;
+        report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.finish(run_id, "retry_queue", &report, result.as_ref().err()).await;
+        result.map(|statuses| (report, statuses))
+    }
+
+    async fn finish(&self, run_id: Uuid, trigger: &str, report: &SyncReport, error: Option<&AppError>) {
+        let status = match (error, report.failed + report.dead) {
+            (Some(_), _) => "failed",
+            (None, 0) => "succeeded",
+            (None, _) => "partial",
+        };
+        let counts = serde_json::to_value(report).unwrap_or_default();
+        let error_text = error.map(|e| format!("{e}: {:?}", std::error::Error::source(e)));
+        tracing::info!(run_id = %run_id, trigger, status, counts = %counts, hubspot = ?self.hubspot.stats(), "sync run finished");
+        if let Err(write_error) = self
+            .store
+            .finish_run(run_id, status, &counts, error_text.as_deref())
+            .await
+        {
+            tracing::error!(error = %write_error, "could not record the sync run");
+        }
+    }
+
+    /// Reports what a drain would create or update, per entity type, without claiming rows or calling HubSpot.
+    pub async fn dry_run(&self) -> Result<DryRunReport, AppError> {
+        let items = self.store.peek_due(100_000).await?;
+        let mut report = DryRunReport::new();
+        let mut count = |entity: EntityType, what: &str| {
+            *report
+                .entry(entity.as_str().to_owned())
+                .or_default()
+                .entry(what.to_owned())
+                .or_default() += 1;
+        };
+        let pipeline = self.store.pipeline_map().await?.unwrap_or_default();
+        let companies = self
+            .store
+            .load_companies(&entity_ids(&items, EntityType::Company))
+            .await?;
+        let company_hashes = self
+            .store
+            .property_hashes(EntityType::Company, &entity_ids(&items, EntityType::Company))
+            .await?;
+        for company in &companies {
+            let changed = changed_properties(
+                &company_properties(company),
+                &company_hashes.get(&company.id).cloned().unwrap_or_default(),
+            );
+            count(
+                EntityType::Company,
+                classify(company.hubspot_company_id.is_some(), changed.is_empty()),
+            );
+        }
+        let deals = self.store.load_deals(&entity_ids(&items, EntityType::Deal)).await?;
+        let deal_hashes = self
+            .store
+            .property_hashes(EntityType::Deal, &entity_ids(&items, EntityType::Deal))
+            .await?;
+        for deal in &deals {
+            let properties = deal_properties(deal, &pipeline).unwrap_or_default();
+            let changed = changed_properties(&properties, &deal_hashes.get(&deal.id).cloned().unwrap_or_default());
+            count(
+                EntityType::Deal,
+                classify(deal.hubspot_deal_id.is_some(), changed.is_empty()),
+            );
+        }
+        for item in items
+            .iter()
+            .filter(|i| matches!(i.entity_type, EntityType::Contact | EntityType::Activity))
+        {
+            count(item.entity_type, "pending");
+        }
+        Ok(report)
+    }
+
+    /// One round: companies first, then deals, then the write-back of each.
+    async fn process(&self, items: Vec<SyncItem>, report: &mut SyncReport) -> Result<(), AppError> {
+        report.claimed += items.len() as u64;
+        let by_entity = coalesce(&items);
+        let mut outcome = RoundOutcome::default();
+
+        let deal_ids = ids_of(&by_entity, EntityType::Deal);
+        let deals = self.store.load_deals(&deal_ids).await?;
+        // Deals whose company is not in HubSpot bring their company into this round, so it is written first.
+        let mut company_ids = ids_of(&by_entity, EntityType::Company);
+        for deal in &deals {
+            if let Some(company_id) = deal.company_id.filter(|id| !company_ids.contains(id)) {
+                company_ids.push(company_id);
+            }
+        }
+        let companies = self.store.load_companies(&company_ids).await?;
+        let company_hubspot_ids = self
+            .sync_companies(&companies, &by_entity, &mut outcome, report)
+            .await?;
+        self.write_back(&mut outcome, report).await?;
+
+        self.sync_deals(&deals, &company_hubspot_ids, &by_entity, &mut outcome, report)
+            .await?;
+        // Contacts and activities are queued by the dashboard API; until their sync lands they wait, uncounted.
+        for ((entity_type, _), items) in &by_entity {
+            if matches!(entity_type, EntityType::Contact | EntityType::Activity) {
+                outcome.deferred.push((
+                    items.iter().map(|i| i.id).collect(),
+                    format!("{entity_type} sync is not available in this version"),
+                ));
+            }
+        }
+        // Items whose record no longer exists (deleted locally, or deleted in HubSpot) have nothing to send.
+        for ((entity_type, entity_id), items) in &by_entity {
+            let exists = match entity_type {
+                EntityType::Company => companies.iter().any(|c| c.id == *entity_id),
+                EntityType::Deal => deals.iter().any(|d| d.id == *entity_id),
+                _ => true,
+            };
+            if !exists {
+                outcome.completed.extend(items.iter().map(|i| i.id));
+            }
+        }
+        self.write_back(&mut outcome, report).await
+    }
+
+    /// Upserts the companies that changed; returns the HubSpot id of every company known after this step.
+    async fn sync_companies(
+        &self,
+        companies: &[CompanyRecord],
+        by_entity: &BTreeMap<(EntityType, Uuid), Vec<SyncItem>>,
+        outcome: &mut RoundOutcome,
+        report: &mut SyncReport,
+    ) -> Result<HashMap<Uuid, String>, AppError> {
+        let ids: Vec<Uuid> = companies.iter().map(|c| c.id).collect();
+        let hashes = self.store.property_hashes(EntityType::Company, &ids).await?;
+        let mut hubspot_ids: HashMap<Uuid, String> = HashMap::new();
+        let mut to_send: Vec<(&CompanyRecord, Properties)> = Vec::new();
+        for company in companies {
+            let items = items_of(by_entity, EntityType::Company, company.id);
+            let changed = changed_properties(
+                &company_properties(company),
+                &hashes.get(&company.id).cloned().unwrap_or_default(),
+            );
+            match (&company.hubspot_company_id, changed.is_empty()) {
+                (Some(hubspot_id), true) => {
+                    hubspot_ids.insert(company.id, hubspot_id.clone());
+                    report.unchanged += items.len() as u64;
+                    outcome.completed.extend(items.iter().map(|i| i.id));
+                }
+                _ => to_send.push((company, changed)),
+            }
+        }
+        if to_send.is_empty() {
+            return Ok(hubspot_ids);
+        }
+        let inputs: Vec<UpsertInput> = to_send
+            .iter()
+            .map(|(company, properties)| UpsertInput {
+                id: company.id.to_string(),
+                properties: properties.clone(),
+            })
+            .collect();
+        let results = self.upsert(ObjectType::Companies, &inputs).await;
+        for ((company, properties), result) in to_send.into_iter().zip(results) {
+            let items = items_of(by_entity, EntityType::Company, company.id).to_vec();
+            match result {
+                Ok((hubspot_id, created)) => {
+                    if created {
+                        report.companies_created += 1
+                    } else {
+                        report.companies_updated += 1
+                    }
+                    hubspot_ids.insert(company.id, hubspot_id.clone());
+                    outcome.completed.extend(items.iter().map(|i| i.id));
+                    outcome.synced.push(SyncedEntity {
+                        entity_type: EntityType::Company,
+                        entity_id: company.id,
+                        object_type: "companies",
+                        hubspot_id,
+                        written: properties,
+                    });
+                }
+                Err(error) if !items.is_empty() => outcome.failures.push((items, error.to_string(), error.class())),
+                Err(error) => {
+                    tracing::warn!(company_id = %company.id, %error, "company brought in for its deals failed")
+                }
+            }
+        }
+        Ok(hubspot_ids)
+    }
+
+    /// Upserts the deals that changed and sets their primary company association.
+    async fn sync_deals(
+        &self,
+        deals: &[DealRecord],
+        company_hubspot_ids: &HashMap<Uuid, String>,
+        by_entity: &BTreeMap<(EntityType, Uuid), Vec<SyncItem>>,
+        outcome: &mut RoundOutcome,
+        report: &mut SyncReport,
+    ) -> Result<(), AppError> {
+        if deals.is_empty() {
+            return Ok(());
+        }
+        let Some(pipeline) = self.store.pipeline_map().await? else {
+            let ids = deals
+                .iter()
+                .flat_map(|d| items_of(by_entity, EntityType::Deal, d.id))
+                .map(|i| i.id)
+                .collect();
+            outcome
+                .deferred
+                .push((ids, "no HubSpot pipeline recorded: run `crmsync hubspot-setup`".into()));
+            return Ok(());
+        };
+        let ids: Vec<Uuid> = deals.iter().map(|d| d.id).collect();
+        let hashes = self.store.property_hashes(EntityType::Deal, &ids).await?;
+        let mut to_send: Vec<(&DealRecord, Properties, Option<String>)> = Vec::new();
+        for deal in deals {
+            let items = items_of(by_entity, EntityType::Deal, deal.id);
+            let company_hubspot_id = match deal.company_id {
+                Some(company_id) => match company_hubspot_ids.get(&company_id) {
+                    Some(id) => Some(id.clone()),
+                    None => {
+                        outcome.deferred.push((
+                            items.iter().map(|i| i.id).collect(),
+                            format!("waiting for company {company_id} to reach HubSpot"),
+                        ));
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            let properties = match deal_properties(deal, &pipeline) {
+                Ok(properties) => properties,
+                Err(error) => {
+                    outcome.failures.push((
+                        items.to_vec(),
+                        error.to_string(),
+                        ErrorClass::Permanent(crmsync_hubspot::PermanentKind::Validation),
+                    ));
+                    continue;
+                }
+            };
+            let last = hashes.get(&deal.id).cloned().unwrap_or_default();
+            let changed = changed_properties(&properties, &last);
+            let association = company_hubspot_id.filter(|id| {
+                last.get(COMPANY_ASSOCIATION) != Some(&crmsync_domain::sync::value_hash(id))
+                    || deal.hubspot_deal_id.is_none()
+            });
+            if changed.is_empty() && association.is_none() && deal.hubspot_deal_id.is_some() {
+                report.unchanged += items.len() as u64;
+                outcome.completed.extend(items.iter().map(|i| i.id));
+            } else {
+                to_send.push((deal, changed, association));
+            }
+        }
+        if to_send.is_empty() {
+            return Ok(());
+        }
+        let inputs: Vec<UpsertInput> = to_send
+            .iter()
+            .map(|(deal, properties, _)| UpsertInput {
+                id: deal.id.to_string(),
+                properties: properties.clone(),
+            })
+            .collect();
+        let results = self.upsert(ObjectType::Deals, &inputs).await;
+        let mut upserted: Vec<(SyncedEntity, Vec<SyncItem>, Option<String>)> = Vec::new();
+        for ((deal, properties, association), result) in to_send.into_iter().zip(results) {
+            let items = items_of(by_entity, EntityType::Deal, deal.id).to_vec();
+            match result {
+                Ok((hubspot_id, created)) => {
+                    if created {
+                        report.deals_created += 1
+                    } else {
+                        report.deals_updated += 1
+                    }
+                    let entity = SyncedEntity {
+                        entity_type: EntityType::Deal,
+                        entity_id: deal.id,
+                        object_type: "deals",
+                        hubspot_id,
+                        written: properties,
+                    };
+                    upserted.push((entity, items, association));
+                }
+                Err(error) => outcome.failures.push((items, error.to_string(), error.class())),
+            }
+        }
+
+        let associations: Vec<AssociationInput> = upserted
+            .iter()
+            .filter_map(|(entity, _, company)| {
+                company.as_ref().map(|company| AssociationInput {
+                    from_id: entity.hubspot_id.clone(),
+                    to_id: company.clone(),
+                    types: vec![AssociationSpec::hubspot_defined(type_ids::DEAL_TO_COMPANY_PRIMARY)],
+                })
+            })
+            .collect();
+        let mut association_results = match self
+            .hubspot
+            .batch_create_associations(ObjectType::Deals, ObjectType::Companies, &associations)
+            .await
+        {
+            Ok(outcome) => outcome.into_results().into_iter(),
+            Err(error) => vec![Err(error); associations.len()].into_iter(),
+        };
+        for (mut entity, items, company) in upserted {
+            let association_result = match &company {
+                Some(_) => association_results.next().unwrap_or(Ok(())),
+                None => Ok(()),
+            };
+            match (association_result, company) {
+                (Ok(()), Some(company)) => {
+                    report.associations += 1;
+                    entity.written.insert(COMPANY_ASSOCIATION.to_owned(), company);
+                    outcome.completed.extend(items.iter().map(|i| i.id));
+                }
+                (Ok(()), None) => outcome.completed.extend(items.iter().map(|i| i.id)),
+                // The deal's properties are in HubSpot and recorded; only the association is retried.
+                (Err(error), _) => outcome
+                    .failures
+                    .push((items, format!("association: {error}"), error.class())),
+            }
+            outcome.synced.push(entity);
+        }
+        Ok(())
+    }
+
+    /// Batch-upserts on `crmsync_id`; one result per input, in order: (HubSpot id, created).
+    async fn upsert(
+        &self,
+        object_type: ObjectType,
+        inputs: &[UpsertInput],
+    ) -> Vec<Result<(String, bool), HubSpotError>> {
+        match self.hubspot.batch_upsert(object_type, LOCAL_ID_PROPERTY, inputs).await {
+            Ok(outcome) => outcome
+                .into_results()
+                .into_iter()
+                .map(|r| r.map(|u| (u.object.id, u.created)))
+                .collect(),
+            Err(error) => vec![Err(error); inputs.len()],
+        }
+    }
+
+    /// Writes a round's results: successes in one transaction, then failures and deferrals, then retry messages.
+    async fn write_back(&self, outcome: &mut RoundOutcome, report: &mut SyncReport) -> Result<(), AppError> {
+        let synced = std::mem::take(&mut outcome.synced);
+        let completed = std::mem::take(&mut outcome.completed);
+        if !synced.is_empty() || !completed.is_empty() {
+            self.store.complete(&synced, &completed).await?;
+        }
+        for (ids, reason) in std::mem::take(&mut outcome.deferred) {
+            report.deferred += ids.len() as u64;
+            self.store.defer(&ids, &reason, WAIT_FOR_COMPANY).await?;
+        }
+        let mut messages = Vec::new();
+        for (items, error, class) in std::mem::take(&mut outcome.failures) {
+            let attempts_before = items.iter().map(|i| i.attempts).max().unwrap_or(0);
+            let decision = match &class {
+                ErrorClass::Retryable { suggested_wait } => {
+                    self.settings
+                        .retry
+                        .after_failure(attempts_before, rand::random::<f64>(), *suggested_wait)
+                }
+                ErrorClass::Daily => {
+                    report.daily_limit_reached = true;
+                    // Until the portal's midnight: at most a day; an hour's wait re-checks without burning attempts.
+                    RetryDecision::RetryAfter {
+                        delay: Duration::from_secs(3600),
+                        attempts: attempts_before,
+                    }
+                }
+                ErrorClass::Permanent(_) => RetryDecision::Dead {
+                    attempts: attempts_before + 1,
+                },
+            };
+            let text = match class {
+                ErrorClass::Permanent(_) => format!("permanent: {error}"),
+                _ => error,
+            };
+            let ids: Vec<Uuid> = items.iter().map(|i| i.id).collect();
+            self.store.fail(&ids, &text, decision).await?;
+            match decision {
+                RetryDecision::RetryAfter { delay, attempts } => {
+                    report.failed += ids.len() as u64;
+                    messages.extend(items.iter().map(|item| (RetryMessage::for_item(item, attempts), delay)));
+                }
+                RetryDecision::Dead { .. } => report.dead += ids.len() as u64,
+            }
+            tracing::warn!(items = ids.len(), error = %text, ?decision, "sync items failed");
+        }
+        if let (Some(queue), false) = (&self.retry_queue, messages.is_empty()) {
+            // Postgres already holds next_attempt_at: if SQS is unreachable the schedule still retries these.
+            match queue.schedule(&messages).await {
+                Ok(()) => report.retry_messages += messages.len() as u64,
+                Err(error) => tracing::warn!(%error, "could not send retry messages; the schedule will retry"),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn classify(exists: bool, unchanged: bool) -> &'static str {
+    match (exists, unchanged) {
+        (false, _) => "create",
+        (true, false) => "update",
+        (true, true) => "unchanged",
+    }
+}
+
+/// Several rows for one entity become one write of its current state.
+fn coalesce(items: &[SyncItem]) -> BTreeMap<(EntityType, Uuid), Vec<SyncItem>> {
+    let mut by_entity: BTreeMap<(EntityType, Uuid), Vec<SyncItem>> = BTreeMap::new();
+    for item in items {
+        by_entity
+            .entry((item.entity_type, item.entity_id))
+            .or_default()
+            .push(item.clone());
+    }
+    by_entity
+}
+
+fn ids_of(by_entity: &BTreeMap<(EntityType, Uuid), Vec<SyncItem>>, entity_type: EntityType) -> Vec<Uuid> {
+    by_entity
+        .keys()
+        .filter(|(t, _)| *t == entity_type)
+        .map(|(_, id)| *id)
+        .collect()
+}
+
+fn items_of(by_entity: &BTreeMap<(EntityType, Uuid), Vec<SyncItem>>, entity_type: EntityType, id: Uuid) -> &[SyncItem] {
+    by_entity.get(&(entity_type, id)).map(Vec::as_slice).unwrap_or(&[])
+}
+
+fn entity_ids(items: &[SyncItem], entity_type: EntityType) -> Vec<Uuid> {
+    let mut ids: Vec<Uuid> = items
+        .iter()
+        .filter(|i| i.entity_type == entity_type)
+        .map(|i| i.entity_id)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}

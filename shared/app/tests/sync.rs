@@ -1,0 +1,498 @@
+//! The outbound sync against real parts: a fresh PostgreSQL database per test and the HubSpot simulator on
+//! port 0, over real HTTP.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crmsync_app::hubspot_setup::hubspot_setup;
+use crmsync_app::ingest::ingest_matches;
+use crmsync_app::sync::{OutboundSync, SyncReport, SyncSettings};
+use crmsync_db::test_db::TestDb;
+use crmsync_db::{PgMatchStore, PgSyncStore};
+use crmsync_domain::sync::RetryPolicy;
+use crmsync_hubspot::{HubSpotClient, HubSpotConfig, RateLimitConfig};
+use crmsync_hubspot_sim::{FaultConfig, HubSpotSim, RunningSim, SimConfig};
+use crmsync_queue::SqsRetryQueue;
+use serde_json::{Value, json};
+
+type Sync = OutboundSync<SqsRetryQueue>;
+
+struct SyncApp {
+    db: TestDb,
+    sim: RunningSim,
+    sync: Sync,
+}
+
+fn quick_retries() -> SyncSettings {
+    SyncSettings {
+        batch_size: 500,
+        lease: Duration::from_secs(300),
+        retry: RetryPolicy {
+            max_attempts: 8,
+            base_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(200),
+        },
+        worker: "test".into(),
+    }
+}
+
+fn client_for(sim: &RunningSim, requests: u32, window: Duration) -> HubSpotClient {
+    let mut config = HubSpotConfig::new(sim.base_url(), sim.access_token().to_owned().into());
+    config.rate_limit = RateLimitConfig::new(requests, window);
+    config.request_timeout = Duration::from_secs(5);
+    config.retry_min_delay = Duration::from_millis(10);
+    config.retry_max_delay = Duration::from_millis(100);
+    HubSpotClient::new(config).expect("client")
+}
+
+impl SyncApp {
+    async fn spawn() -> Self {
+        Self::spawn_with(
+            SimConfig {
+                requests_per_window: 1_000,
+                ..SimConfig::default()
+            },
+            1_000,
+            Duration::from_secs(10),
+            quick_retries(),
+        )
+        .await
+    }
+
+    async fn spawn_with(sim_config: SimConfig, requests: u32, window: Duration, settings: SyncSettings) -> Self {
+        let db = TestDb::new().await;
+        let sim = HubSpotSim::start(sim_config, "127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("simulator");
+        let store = PgSyncStore::new(db.pool().clone());
+        let client = client_for(&sim, requests, window);
+        hubspot_setup(&store, &client).await.expect("hubspot setup");
+        let sync = OutboundSync::new(store, client, None, settings);
+        Self { db, sim, sync }
+    }
+
+    fn sync_with(&self, client: HubSpotClient, queue: Option<SqsRetryQueue>, settings: SyncSettings) -> Sync {
+        OutboundSync::new(PgSyncStore::new(self.db.pool().clone()), client, queue, settings)
+    }
+
+    /// Ingests `deals` matches spread over `companies` contractors.
+    async fn ingest(&self, deals: usize, companies: usize) {
+        let matches: Vec<Value> = (0..deals)
+            .map(|i| {
+                json!({
+                    "opportunity": { "notice_id": format!("SYNC-{i:05}"), "title": format!("Opportunity {i}"),
+                                     "estimated_value": 1000 + i, "deadline": "2027-05-01" },
+                    "contractor": { "uei": format!("SYNCUEI{:05}", i % companies), "name": format!("Company {}", i % companies),
+                                    "readiness_score": 85 },
+                    "match_score": 50 + (i % 50)
+                })
+            })
+            .collect();
+        let store = PgMatchStore::new(self.db.pool().clone());
+        for chunk in matches.chunks(1_000) {
+            let report = ingest_matches(&store, &json!({ "matches": chunk }), "test")
+                .await
+                .expect("ingest");
+            assert!(report.rejected.is_empty());
+        }
+    }
+
+    async fn drain(&self) -> SyncReport {
+        self.sync.drain("cli", Duration::from_secs(120)).await.expect("drain")
+    }
+
+    /// Drains until nothing is due or waiting, sleeping between rounds so backoffs expire.
+    async fn drain_until_settled(&self, sync: &Sync) -> Vec<SyncReport> {
+        let mut reports = Vec::new();
+        for _ in 0..200 {
+            reports.push(sync.drain("cli", Duration::from_secs(120)).await.expect("drain"));
+            if self
+                .count("SELECT count(*) FROM sync_queue WHERE status NOT IN ('completed', 'dead')")
+                .await
+                == 0
+            {
+                return reports;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the queue did not settle: {reports:?}");
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        let client = self.db.pool().get().await.expect("client");
+        client
+            .query_one(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
+    }
+
+    async fn execute(&self, sql: &str) {
+        self.db
+            .pool()
+            .get()
+            .await
+            .expect("client")
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    async fn sim_objects(&self, object_type: &str) -> Vec<Value> {
+        let url = format!("{}/__sim/state?type={object_type}", self.sim.base_url());
+        let state: Value = reqwest::get(url).await.expect("state").json().await.expect("json");
+        state["objects"][object_type].as_array().cloned().unwrap_or_default()
+    }
+
+    /// HubSpot records by crmsync_id; panics on a duplicate key.
+    async fn sim_by_local_id(&self, object_type: &str) -> HashMap<String, Value> {
+        let mut by_id = HashMap::new();
+        for object in self.sim_objects(object_type).await {
+            let key = object["properties"]["crmsync_id"]
+                .as_str()
+                .expect("crmsync_id")
+                .to_owned();
+            assert!(
+                by_id.insert(key.clone(), object).is_none(),
+                "duplicate {object_type} for {key}"
+            );
+        }
+        by_id
+    }
+
+    async fn write_requests(&self) -> u64 {
+        let url = format!("{}/__sim/requests", self.sim.base_url());
+        let requests: Value = reqwest::get(url).await.expect("requests").json().await.expect("json");
+        requests["byEndpoint"]
+            .as_object()
+            .expect("byEndpoint")
+            .iter()
+            .filter(|(endpoint, _)| {
+                endpoint.starts_with("POST") || endpoint.starts_with("PATCH") || endpoint.starts_with("PUT")
+            })
+            .flat_map(|(_, outcomes)| outcomes.as_object().expect("outcomes").values())
+            .map(|n| n.as_u64().unwrap_or(0))
+            .sum()
+    }
+}
+
+#[tokio::test]
+async fn a_drain_creates_companies_then_deals_with_primary_associations_and_writes_back_ids() {
+    let app = SyncApp::spawn().await;
+    app.ingest(30, 6).await;
+    let report = app.drain().await;
+    assert_eq!(
+        (report.companies_created, report.deals_created, report.associations),
+        (6, 30, 30),
+        "{report:?}"
+    );
+    assert_eq!((report.failed, report.dead, report.deferred), (0, 0, 0));
+
+    let companies = app.sim_by_local_id("companies").await;
+    let deals = app.sim_by_local_id("deals").await;
+    assert_eq!((companies.len(), deals.len()), (6, 30));
+    let client = app.db.pool().get().await.unwrap();
+    for row in client
+        .query(
+            "SELECT d.id::text, d.hubspot_deal_id, c.hubspot_company_id, d.hubspot_sync_status, d.last_hubspot_sync IS NOT NULL,
+                    d.deal_value::text
+             FROM deals d JOIN companies c ON c.id = d.company_id",
+            &[],
+        )
+        .await
+        .unwrap()
+    {
+        let deal = &deals[&row.get::<_, String>(0)];
+        assert_eq!(deal["id"].as_str(), row.get::<_, Option<&str>>(1), "local row holds HubSpot's deal id");
+        assert_eq!(row.get::<_, String>(3), "synced");
+        assert!(row.get::<_, bool>(4));
+        assert_eq!(deal["associations"]["companies"], json!([row.get::<_, String>(2)]), "associated with its own company");
+        assert_eq!(deal["properties"]["closedate"].as_str().map(|d| &d[..10]), Some("2027-05-01"));
+        let amount: rust_decimal::Decimal = deal["properties"]["amount"].as_str().unwrap().parse().unwrap();
+        assert_eq!(amount, row.get::<_, String>(5).parse::<rust_decimal::Decimal>().unwrap());
+    }
+    assert_eq!(
+        app.count("SELECT count(*) FROM sync_queue WHERE status <> 'completed'")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM crmsync.sync_runs WHERE status = 'succeeded'")
+            .await,
+        1
+    );
+    assert!(
+        app.count("SELECT count(*) FROM crmsync.echo_ledger WHERE property = 'dealname'")
+            .await
+            >= 30
+    );
+}
+
+#[tokio::test]
+async fn a_second_run_sends_nothing_and_creates_nothing() {
+    let app = SyncApp::spawn().await;
+    app.ingest(10, 3).await;
+    app.drain().await;
+    let writes = app.write_requests().await;
+    // The same rows queued again (as a redelivered change would) find nothing changed.
+    app.execute("INSERT INTO sync_queue (entity_type, entity_id, operation) SELECT 'deal', id, 'update' FROM deals")
+        .await;
+    let report = app.drain().await;
+    assert_eq!(report.unchanged, 10, "{report:?}");
+    assert_eq!(report.deals_updated + report.deals_created, 0);
+    assert_eq!(app.write_requests().await, writes, "no write request reached HubSpot");
+    assert_eq!(app.sim_objects("deals").await.len(), 10);
+}
+
+#[tokio::test]
+async fn several_rows_for_one_deal_become_one_write_of_only_the_changed_properties() {
+    let app = SyncApp::spawn().await;
+    app.ingest(3, 1).await;
+    app.drain().await;
+    let ledger_before = app.count("SELECT count(*) FROM crmsync.echo_ledger").await;
+    app.execute(
+        "UPDATE deals SET deal_value = 4242 WHERE deal_name LIKE 'Opportunity 1 %';
+         INSERT INTO sync_queue (entity_type, entity_id, operation)
+         SELECT 'deal', id, 'update' FROM deals, generate_series(1, 3) WHERE deal_name LIKE 'Opportunity 1 %';",
+    )
+    .await;
+    let report = app.drain().await;
+    assert_eq!(
+        (report.claimed, report.deals_updated),
+        (3, 1),
+        "three rows, one write: {report:?}"
+    );
+    let written: Vec<String> = app
+        .db
+        .pool()
+        .get()
+        .await
+        .unwrap()
+        .query(
+            "SELECT property FROM crmsync.echo_ledger ORDER BY id OFFSET $1",
+            &[&ledger_before],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(written, vec!["amount"], "only the changed property was sent");
+    let deals = app.sim_objects("deals").await;
+    assert!(deals.iter().any(|d| d["properties"]["amount"] == "4242"));
+}
+
+#[tokio::test]
+async fn a_deal_queued_alone_brings_its_company_into_hubspot_first() {
+    let app = SyncApp::spawn().await;
+    app.ingest(2, 1).await;
+    app.execute("DELETE FROM sync_queue WHERE entity_type = 'company'")
+        .await;
+    let report = app.drain().await;
+    assert_eq!(
+        (report.companies_created, report.deals_created, report.deferred),
+        (1, 2, 0),
+        "{report:?}"
+    );
+    let company_id = app.sim_objects("companies").await[0]["id"].as_str().unwrap().to_owned();
+    for deal in app.sim_objects("deals").await {
+        assert_eq!(deal["associations"]["companies"], json!([company_id]));
+    }
+}
+
+#[tokio::test]
+async fn a_deal_waits_without_failing_while_its_company_cannot_be_written() {
+    let app = SyncApp::spawn().await;
+    app.ingest(1, 1).await;
+    // HubSpot answers every write with 423 Locked for a while: the company fails (retryable), the deal waits.
+    app.sim.set_faults(FaultConfig {
+        next: vec![crmsync_hubspot_sim::FaultKind::Locked; 60],
+        ..FaultConfig::default()
+    });
+    let report = app.drain().await;
+    assert_eq!(report.deals_created, 0);
+    assert_eq!(report.deferred, 1, "{report:?}");
+    assert_eq!(
+        app.count("SELECT count(*) FROM sync_queue WHERE entity_type = 'deal' AND status = 'pending' AND attempts = 0")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM sync_queue WHERE entity_type = 'company' AND status = 'failed'")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_dry_run_reports_per_entity_type_and_sends_nothing() {
+    let app = SyncApp::spawn().await;
+    app.ingest(5, 2).await;
+    let before = app.sim.total_requests();
+    let report = app.sync.dry_run().await.expect("dry run");
+    assert_eq!(report["company"]["create"], 2);
+    assert_eq!(report["deal"]["create"], 5);
+    assert_eq!(app.sim.total_requests(), before, "no request reached HubSpot");
+    assert_eq!(
+        app.count("SELECT count(*) FROM sync_queue WHERE status = 'pending'")
+            .await,
+        7,
+        "nothing claimed"
+    );
+}
+
+#[tokio::test]
+async fn a_rejected_input_fails_only_itself_and_its_neighbours_sync() {
+    let app = SyncApp::spawn().await;
+    app.ingest(5, 1).await;
+    // One deal points at a stage id HubSpot does not have: a per-input validation error in a 207.
+    app.execute(
+        "UPDATE crmsync.settings SET value = jsonb_set(value, '{stage_ids,qualified}', '\"999999\"');
+         UPDATE deals SET stage = 'qualified' WHERE deal_name LIKE 'Opportunity 2 %';",
+    )
+    .await;
+    let report = app.drain().await;
+    assert_eq!((report.deals_created, report.dead), (4, 1), "{report:?}");
+    let dead_error: String = app
+        .db
+        .pool()
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT last_error FROM sync_queue WHERE status = 'dead'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(dead_error.starts_with("permanent:"), "{dead_error}");
+    assert_eq!(app.sim_objects("deals").await.len(), 4);
+}
+
+#[tokio::test]
+async fn the_rate_limit_holds_with_no_429_on_2000_deals() {
+    // 100 requests per 10 s on both sides, as HubSpot's Free/Starter private apps; the batch APIs need ~35.
+    let app = SyncApp::spawn_with(SimConfig::default(), 100, Duration::from_secs(10), quick_retries()).await;
+    app.ingest(2_000, 400).await;
+    let report = app.drain().await;
+    assert_eq!(
+        (report.companies_created, report.deals_created),
+        (400, 2_000),
+        "{report:?}"
+    );
+    assert_eq!(app.sim.outcome_count("429"), 0);
+    assert_eq!(app.sync.hubspot().stats().responses_429, 0);
+}
+
+#[tokio::test]
+async fn the_limiter_paces_a_run_that_needs_more_than_one_window() {
+    // 5 requests per second: 300 deals over 300 companies need 3 + 3 upserts + 1 association call + setup reads.
+    let sim_config = SimConfig {
+        requests_per_window: 5,
+        rate_window: Duration::from_secs(1),
+        ..SimConfig::default()
+    };
+    let app = SyncApp::spawn_with(sim_config, 5, Duration::from_secs(1), quick_retries()).await;
+    app.ingest(300, 300).await;
+    let report = app.drain().await;
+    assert_eq!(
+        (report.companies_created, report.deals_created),
+        (300, 300),
+        "{report:?}"
+    );
+    assert_eq!(app.sim.outcome_count("429"), 0, "the client never exceeded the window");
+}
+
+#[tokio::test]
+async fn retryable_faults_on_a_fifth_of_calls_converge_with_no_duplicate_and_nothing_lost() {
+    let app = SyncApp::spawn().await;
+    app.ingest(300, 40).await;
+    app.sim.set_faults(FaultConfig {
+        error_rate: 0.2,
+        lock_rate: 0.05,
+        ..FaultConfig::default()
+    });
+    // No retries inside the client, so the queue's own retry path does the work.
+    let mut config = HubSpotConfig::new(app.sim.base_url(), app.sim.access_token().to_owned().into());
+    config.max_retries = 0;
+    let sync = app.sync_with(HubSpotClient::new(config).unwrap(), None, quick_retries());
+    let reports = app.drain_until_settled(&sync).await;
+    assert!(
+        reports.iter().map(|r| r.failed).sum::<u64>() > 0,
+        "faults were injected and retried"
+    );
+    assert_eq!(app.sim_by_local_id("companies").await.len(), 40);
+    assert_eq!(app.sim_by_local_id("deals").await.len(), 300);
+    assert_eq!(
+        app.count("SELECT count(*) FROM deals WHERE hubspot_deal_id IS NULL")
+            .await,
+        0,
+        "nothing lost"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM sync_queue WHERE status <> 'completed'")
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_connection_dropped_after_the_write_was_applied_creates_no_duplicate() {
+    let app = SyncApp::spawn().await;
+    app.ingest(50, 5).await;
+    app.sim.set_faults(FaultConfig {
+        drop_after_write_rate: 0.5,
+        ..FaultConfig::default()
+    });
+    let mut config = HubSpotConfig::new(app.sim.base_url(), app.sim.access_token().to_owned().into());
+    config.max_retries = 0;
+    let sync = app.sync_with(HubSpotClient::new(config).unwrap(), None, quick_retries());
+    app.drain_until_settled(&sync).await;
+    assert!(
+        app.sim.outcome_count("dropped") > 0,
+        "writes were applied and their answers dropped"
+    );
+    assert_eq!(app.sim_by_local_id("companies").await.len(), 5);
+    assert_eq!(app.sim_by_local_id("deals").await.len(), 50);
+}
+
+#[tokio::test]
+async fn two_concurrent_runs_process_each_row_once() {
+    let app = SyncApp::spawn().await;
+    app.ingest(600, 60).await;
+    let small_batches = SyncSettings {
+        batch_size: 50,
+        ..quick_retries()
+    };
+    let first = app.sync_with(
+        client_for(&app.sim, 1_000, Duration::from_secs(10)),
+        None,
+        small_batches.clone(),
+    );
+    let second = app.sync_with(
+        client_for(&app.sim, 1_000, Duration::from_secs(10)),
+        None,
+        small_batches,
+    );
+    let (a, b) = tokio::join!(
+        first.drain("cli", Duration::from_secs(120)),
+        second.drain("cli", Duration::from_secs(120))
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(a.claimed > 0 && b.claimed > 0, "both runs took work: {a:?} {b:?}");
+    assert_eq!(a.claimed + b.claimed, 660, "every row claimed exactly once");
+    assert_eq!(a.deals_created + b.deals_created, 600);
+    assert_eq!(app.sim_by_local_id("deals").await.len(), 600);
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_taken_over_which_recovers_a_crashed_run() {
+    let app = SyncApp::spawn().await;
+    app.ingest(4, 1).await;
+    // A run that claimed everything and died: its lease is in the past.
+    app.execute("UPDATE sync_queue SET status = 'in_progress', locked_until = now() - interval '1 second', locked_by = 'dead-run'").await;
+    let report = app.drain().await;
+    assert_eq!((report.claimed, report.deals_created), (5, 4), "{report:?}");
+    // A live lease is left alone.
+    app.execute("UPDATE sync_queue SET status = 'in_progress', locked_until = now() + interval '1 hour'")
+        .await;
+    assert_eq!(app.drain().await.claimed, 0);
+}
