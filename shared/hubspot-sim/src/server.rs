@@ -57,9 +57,9 @@ impl HubSpotSim {
         })
     }
 
-    /// The simulator as an axum router with fresh state, for serving it some other way.
-    /// Drop-after-write faults need [`HubSpotSim::start`]'s accept loop; under another server
-    /// they answer 500 instead.
+    /// The simulator as an axum router with fresh state, for serving it some other way. Call
+    /// inside a Tokio runtime (the webhook worker is spawned here). Drop-after-write faults need
+    /// [`HubSpotSim::start`]'s accept loop; under another server they answer 500 instead.
     pub fn router(config: SimConfig) -> Result<Router, SimError> {
         Ok(router(Sim::new(config)?))
     }
