@@ -1,15 +1,19 @@
 //! `crmsync`: the local and operations CLI. Every command reads its configuration from the environment
 //! (see README.md); logs go to stderr, so stdout carries only a command's result.
 
+#![recursion_limit = "256"]
+
+mod ops;
+mod serve;
+
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use crmsync_app::Config;
-use crmsync_app::http::{AppState, router};
 use crmsync_app::ingest::ingest_matches;
 use crmsync_db::{PgMatchStore, connect_pool, migrate};
 use secrecy::ExposeSecret;
@@ -35,7 +39,48 @@ enum Command {
         /// A file holding {"matches": [...]}, a bare array, or one match; `-` reads stdin.
         file: PathBuf,
     },
-    /// Run the HTTP server: GET /healthz and POST /ingest/matches (bearer API_TOKEN).
+    /// Drain due sync_queue rows to HubSpot until the queue is empty or the time budget is spent.
+    Sync {
+        /// Stop starting new rounds after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        max_seconds: u64,
+        /// Report what would be created or updated, per entity type, and send nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Queue counts by status and entity type, failed and dead items, the DLQ depth and the last runs.
+    Status {
+        /// How many failed/dead items and runs to list.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// Inspect or re-queue dead items.
+    Dlq {
+        #[command(subcommand)]
+        action: ops::DlqAction,
+    },
+    /// Create (or find) the HubSpot property group, properties and deal pipeline the sync needs, and record the
+    /// pipeline and stage ids. Running it twice changes nothing.
+    HubspotSetup,
+    /// Run the HubSpot simulator (configured by HUBSPOT_SIM_* variables; token `sim-token` by default).
+    HubspotSim {
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        bind: SocketAddr,
+    },
+    /// Create the SQS retry queue and its DLQ (with the redrive policy) in a local SQS such as moto; prints their URLs.
+    QueueSetup {
+        /// The retry queue's name; the DLQ is `<name>-dlq`.
+        #[arg(long, default_value = "crmsync-retry")]
+        name: String,
+        /// Receives before SQS moves a message to the DLQ.
+        #[arg(long, default_value_t = 3)]
+        max_receive_count: u32,
+        /// Seconds a received message stays invisible (≥ 6× the function timeout in AWS).
+        #[arg(long, default_value_t = 30)]
+        visibility_timeout: u64,
+    },
+    /// Run the HTTP server (GET /healthz, POST /ingest/matches), the sync schedule and the retry-queue poller.
+    /// Without HUBSPOT_ACCESS_TOKEN it starts the built-in HubSpot simulator and talks to it.
     Serve {
         /// The address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -56,6 +101,32 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::HubspotSim { bind } = cli.command {
+        let config = crmsync_hubspot_sim::SimConfig::from_env()?;
+        tracing::info!(%bind, "HubSpot simulator listening");
+        crmsync_hubspot_sim::serve(config, bind).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Command::QueueSetup {
+        name,
+        max_receive_count,
+        visibility_timeout,
+    } = cli.command
+    {
+        let client = crmsync_queue::SqsRetryQueue::client_from_env().await;
+        let queue = crmsync_queue::SqsRetryQueue::ensure_queues(
+            client,
+            &name,
+            max_receive_count,
+            std::time::Duration::from_secs(visibility_timeout),
+        )
+        .await?;
+        println!(
+            "{}",
+            serde_json::json!({ "RETRY_QUEUE_URL": queue.queue_url(), "RETRY_DLQ_URL": queue.dlq_url() })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let config = Config::from_env()?;
     match cli.command {
         Command::Migrate => {
@@ -88,25 +159,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::Serve { bind } => {
-            let Some(api_token) = config.api_token.clone() else {
-                bail!("API_TOKEN must be set: every API route requires it as a bearer token");
-            };
-            let pool = connect_pool(config.database_url.expose_secret(), config.database_pool_size)?;
-            let app = router(AppState::new(pool, api_token));
-            let listener = tokio::net::TcpListener::bind(bind)
-                .await
-                .with_context(|| format!("could not bind {bind}"))?;
-            tracing::info!(address = %listener.local_addr()?, "crmsync serve listening");
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
-                .await?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Sync { max_seconds, dry_run } => ops::sync(&config, max_seconds, dry_run).await,
+        Command::Status { limit } => ops::status(&config, limit).await,
+        Command::Dlq { action } => ops::dlq(&config, action).await,
+        Command::HubspotSetup => ops::hubspot_setup(&config).await,
+        Command::Serve { bind } => serve::serve(config, bind).await,
+        Command::HubspotSim { .. } | Command::QueueSetup { .. } => unreachable!("handled above"),
     }
-}
-
-async fn shutdown_signal() {
-    let _ = tokio::signal::ctrl_c().await;
-    tracing::info!("shutting down");
 }

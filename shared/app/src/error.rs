@@ -19,6 +19,10 @@ pub enum AppError {
     #[error(transparent)]
     Db(#[from] crmsync_db::DbError),
 
+    /// The SQS retry queue failed.
+    #[error("retry queue: {0}")]
+    Queue(#[source] Box<crmsync_queue::QueueError>),
+
     /// HubSpot refused or could not be reached (after the client's own retries).
     #[error("HubSpot: {0}")]
     HubSpot(#[source] Box<crmsync_hubspot::HubSpotError>),
@@ -28,7 +32,7 @@ impl AppError {
     /// True when retrying the same call later may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Unavailable(_) | Self::Db(_) => true,
+            Self::Unavailable(_) | Self::Db(_) | Self::Queue(_) => true,
             Self::HubSpot(error) => error.class().is_retryable(),
             _ => false,
         }

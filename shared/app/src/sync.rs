@@ -118,27 +118,44 @@ impl<Q: RetryQueue> OutboundSync<Q> {
 
     /// Drains due rows until the queue is empty or `budget` is spent, and records the run.
     pub async fn drain(&self, trigger: &str, budget: Duration) -> Result<SyncReport, AppError> {
+        self.drain_observed(trigger, budget, |_| {}).await
+    }
+
+    /// [`OutboundSync::drain`], calling `on_round` with the running totals after each round (progress display).
+    pub async fn drain_observed(
+        &self,
+        trigger: &str,
+        budget: Duration,
+        on_round: impl Fn(&SyncReport),
+    ) -> Result<SyncReport, AppError> {
         let started = Instant::now();
         let run_id = self.store.start_run(trigger).await?;
         let mut report = SyncReport::default();
-        let result = async {
-            while started.elapsed() < budget && !report.daily_limit_reached {
-                let items = self
-                    .store
-                    .claim(self.settings.batch_size, self.settings.lease, &self.settings.worker)
-                    .await?;
-                if items.is_empty() {
-                    break;
-                }
-                report.rounds += 1;
-                self.process(items, &mut report).await?;
-            }
-            Ok::<_, AppError>(())
-        }
-        .await;
+        let result = self.drain_rounds(started + budget, &on_round, &mut report).await;
         report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.finish(run_id, trigger, &report, result.as_ref().err()).await;
         result.map(|()| report)
+    }
+
+    async fn drain_rounds(
+        &self,
+        deadline: Instant,
+        on_round: &impl Fn(&SyncReport),
+        report: &mut SyncReport,
+    ) -> Result<(), AppError> {
+        while Instant::now() < deadline && !report.daily_limit_reached {
+            let items = self
+                .store
+                .claim(self.settings.batch_size, self.settings.lease, &self.settings.worker)
+                .await?;
+            if items.is_empty() {
+                break;
+            }
+            report.rounds += 1;
+            self.process(items, report).await?;
+            on_round(report);
+        }
+        Ok(())
     }
 
     /// Retries the named rows now (the SQS path). Returns the rows' statuses afterwards, by id, so the caller can
@@ -147,21 +164,22 @@ impl<Q: RetryQueue> OutboundSync<Q> {
         let started = Instant::now();
         let run_id = self.store.start_run("retry_queue").await?;
         let mut report = SyncReport::default();
-        let result = async {
-            let items = self
-                .store
-                .claim_ids(ids, self.settings.lease, &self.settings.worker)
-                .await?;
-            if !items.is_empty() {
-                report.rounds = 1;
-                self.process(items, &mut report).await?;
-            }
-            Ok::<_, AppError>(self.store.statuses(ids).await?)
-        }
-        .await;
+        let result = self.retry_round(ids, &mut report).await;
         report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.finish(run_id, "retry_queue", &report, result.as_ref().err()).await;
         result.map(|statuses| (report, statuses))
+    }
+
+    async fn retry_round(&self, ids: &[Uuid], report: &mut SyncReport) -> Result<HashMap<Uuid, String>, AppError> {
+        let items = self
+            .store
+            .claim_ids(ids, self.settings.lease, &self.settings.worker)
+            .await?;
+        if !items.is_empty() {
+            report.rounds = 1;
+            self.process(items, report).await?;
+        }
+        Ok(self.store.statuses(ids).await?)
     }
 
     async fn finish(&self, run_id: Uuid, trigger: &str, report: &SyncReport, error: Option<&AppError>) {
@@ -600,4 +618,154 @@ fn entity_ids(items: &[SyncItem], entity_type: EntityType) -> Vec<Uuid> {
     ids.sort();
     ids.dedup();
     ids
+}
+
+/// One SQS message as the retry handler sees it.
+#[derive(Debug, Clone)]
+pub struct RetryDelivery {
+    pub message_id: String,
+    pub body: String,
+}
+
+impl<Q: RetryQueue> OutboundSync<Q> {
+    /// Handles a batch of retry-queue messages; returns the ids of the messages that failed, for SQS's partial
+    /// batch response. A message succeeds when its row is completed, retrying again (a new delayed message
+    /// carries the next attempt), waiting, or gone; it fails while its row is dead (so SQS's redrive policy
+    /// moves it to the DLQ after maxReceiveCount receives), held by another run, or when its body is unreadable.
+    pub async fn handle_retry_messages(&self, deliveries: &[RetryDelivery]) -> Result<Vec<String>, AppError> {
+        let mut failed = Vec::new();
+        let mut wanted: Vec<(String, Uuid)> = Vec::new();
+        for delivery in deliveries {
+            match serde_json::from_str::<RetryMessage>(&delivery.body) {
+                Ok(message) => wanted.push((delivery.message_id.clone(), message.sync_queue_id)),
+                Err(error) => {
+                    tracing::warn!(message_id = %delivery.message_id, %error, "unreadable retry message");
+                    failed.push(delivery.message_id.clone());
+                }
+            }
+        }
+        let ids: Vec<Uuid> = wanted.iter().map(|(_, id)| *id).collect();
+        let (_, statuses) = self.retry_items(&ids).await?;
+        for (message_id, id) in wanted {
+            let _span = tracing::info_span!("retry_message", %message_id, sync_queue_id = %id).entered();
+            match statuses.get(&id).map(String::as_str) {
+                Some("dead" | "in_progress") => failed.push(message_id),
+                Some(status) => tracing::debug!(status, "retry message handled"),
+                None => tracing::warn!("retry message names a sync_queue row that no longer exists"),
+            }
+        }
+        Ok(failed)
+    }
+}
+
+/// Builds the outbound sync from the configuration: pool, HubSpot client, and the SQS retry queue when
+/// `RETRY_QUEUE_URL` is set.
+pub async fn from_config(config: &crate::Config) -> Result<OutboundSync<crmsync_queue::SqsRetryQueue>, AppError> {
+    use secrecy::ExposeSecret;
+    let pool = crmsync_db::connect_pool(config.database_url.expose_secret(), config.database_pool_size)?;
+    let hubspot = HubSpotClient::new(config.hubspot()?).map_err(|e| AppError::HubSpot(Box::new(e)))?;
+    let retry_queue = match &config.retry_queue_url {
+        Some(url) => Some(crmsync_queue::SqsRetryQueue::new(
+            crmsync_queue::SqsRetryQueue::client_from_env().await,
+            url.clone(),
+            config.retry_dlq_url.clone(),
+        )),
+        None => None,
+    };
+    let settings = SyncSettings {
+        batch_size: config.sync_batch_size,
+        lease: config.sync_lease,
+        retry: RetryPolicy {
+            max_attempts: config.sync_max_attempts,
+            ..RetryPolicy::default()
+        },
+        ..SyncSettings::default()
+    };
+    Ok(OutboundSync::new(
+        PgSyncStore::new(pool),
+        hubspot,
+        retry_queue,
+        settings,
+    ))
+}
+
+impl<Q> OutboundSync<Q> {
+    pub fn retry_queue(&self) -> Option<&Q> {
+        self.retry_queue.as_ref()
+    }
+}
+
+impl OutboundSync<crmsync_queue::SqsRetryQueue> {
+    /// One long poll of the retry queue (the local stand-in for the Lambda's SQS event source): handles the
+    /// messages received and deletes those that succeeded; failed ones reappear after their visibility timeout
+    /// and, after maxReceiveCount receives, move to the DLQ. Returns (received, failed).
+    pub async fn poll_retry_queue_once(&self, wait: Duration) -> Result<(usize, usize), AppError> {
+        let Some(queue) = &self.retry_queue else {
+            return Ok((0, 0));
+        };
+        let received = queue
+            .receive(wait, None)
+            .await
+            .map_err(|e| AppError::Queue(Box::new(e)))?;
+        if received.is_empty() {
+            return Ok((0, 0));
+        }
+        let deliveries: Vec<RetryDelivery> = received
+            .iter()
+            .map(|m| RetryDelivery {
+                message_id: m.message_id.clone(),
+                body: m.body.clone(),
+            })
+            .collect();
+        let failed = self.handle_retry_messages(&deliveries).await?;
+        let succeeded: Vec<String> = received
+            .iter()
+            .filter(|m| !failed.contains(&m.message_id))
+            .map(|m| m.receipt_handle.clone())
+            .collect();
+        for receipt_handle in succeeded {
+            queue
+                .delete(&receipt_handle)
+                .await
+                .map_err(|e| AppError::Queue(Box::new(e)))?;
+        }
+        Ok((received.len(), failed.len()))
+    }
+}
+
+/// After a redrive, removes from the DLQ the messages whose rows are no longer dead. Returns how many it removed.
+pub async fn purge_redriven(store: &PgSyncStore, queue: &crmsync_queue::SqsRetryQueue) -> Result<usize, AppError> {
+    let mut removed = 0;
+    loop {
+        let messages = queue
+            .receive_dead(Duration::from_secs(30))
+            .await
+            .map_err(|e| AppError::Queue(Box::new(e)))?;
+        if messages.is_empty() {
+            return Ok(removed);
+        }
+        let parsed: Vec<(String, Option<Uuid>)> = messages
+            .iter()
+            .map(|m| {
+                (
+                    m.receipt_handle.clone(),
+                    serde_json::from_str::<RetryMessage>(&m.body)
+                        .ok()
+                        .map(|r| r.sync_queue_id),
+                )
+            })
+            .collect();
+        let ids: Vec<Uuid> = parsed.iter().filter_map(|(_, id)| *id).collect();
+        let statuses = store.statuses(&ids).await?;
+        for (receipt, id) in parsed {
+            let still_dead = id.and_then(|id| statuses.get(&id)).is_some_and(|s| s == "dead");
+            if !still_dead {
+                queue
+                    .delete_dead(&receipt)
+                    .await
+                    .map_err(|e| AppError::Queue(Box::new(e)))?;
+                removed += 1;
+            }
+        }
+    }
 }

@@ -56,10 +56,13 @@ pub trait MatchStore: Send + Sync {
 
 /// The fast path for retries (SQS in production). Postgres stays the durable truth: a retry that cannot be
 /// scheduled here still comes back through the scheduled drain, so implementations may fail without loss.
+///
+/// The future is boxed: a boxed `Send` future keeps callers spawnable on a multi-threaded runtime (an
+/// `impl Future + Send` return here trips rustc's higher-ranked `Send` inference in spawned tasks).
 pub trait RetryQueue: Send + Sync {
     /// Schedules each message to become visible after its delay (capped at SQS's 15 minutes).
-    fn schedule(
-        &self,
-        messages: &[(RetryMessage, std::time::Duration)],
-    ) -> impl Future<Output = Result<(), DomainError>> + Send;
+    fn schedule<'a>(
+        &'a self,
+        messages: &'a [(RetryMessage, std::time::Duration)],
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), DomainError>> + Send + 'a>>;
 }

@@ -95,20 +95,14 @@ where
         return Ok(BatchOutcome::default());
     }
     let halted: Mutex<Option<HubSpotError>> = Mutex::new(None);
-    let (halted, send) = (&halted, &send);
-    let answers: Vec<ChunkAnswer<'a, I, T>> = futures::stream::iter(items.chunks(chunk_size.max(1)))
-        .map(|chunk| async move {
-            if let Some(error) = halted.lock().expect("halt lock").clone() {
-                return (chunk, Err(error));
-            }
-            let answer = send(chunk).await;
-            if let Err(error) = &answer
-                && halts(error)
-            {
-                halted.lock().expect("halt lock").get_or_insert_with(|| error.clone());
-            }
-            (chunk, answer)
-        })
+    // The chunk futures are built up front (they do nothing until polled) rather than by a closure inside the
+    // stream: a closure returning an async block there makes the whole future fail rustc's higher-ranked `Send`
+    // check, so callers could not spawn it.
+    let pending: Vec<_> = items
+        .chunks(chunk_size.max(1))
+        .map(|chunk| send_chunk(chunk, &halted, &send))
+        .collect();
+    let answers: Vec<ChunkAnswer<'a, I, T>> = futures::stream::iter(pending)
         .buffered(concurrency.max(1))
         .collect()
         .await;
@@ -130,6 +124,28 @@ where
     }
     outcome.sort();
     Ok(outcome)
+}
+
+/// Sends one chunk unless an earlier chunk's error halted the batch.
+async fn send_chunk<'a, I, T, F, Fut>(
+    chunk: &'a [(usize, I)],
+    halted: &Mutex<Option<HubSpotError>>,
+    send: &F,
+) -> ChunkAnswer<'a, I, T>
+where
+    F: Fn(&'a [(usize, I)]) -> Fut,
+    Fut: Future<Output = Result<BatchOutcome<T>, HubSpotError>>,
+{
+    if let Some(error) = halted.lock().expect("halt lock").clone() {
+        return (chunk, Err(error));
+    }
+    let answer = send(chunk).await;
+    if let Err(error) = &answer
+        && halts(error)
+    {
+        halted.lock().expect("halt lock").get_or_insert_with(|| error.clone());
+    }
+    (chunk, answer)
 }
 
 /// A batch answer: `results` plus, in a 207 multi-status, per-input `errors`.

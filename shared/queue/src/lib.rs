@@ -263,9 +263,14 @@ async fn delete(client: &Client, url: &str, receipt_handle: &str) -> Result<(), 
 }
 
 impl RetryQueue for SqsRetryQueue {
-    async fn schedule(&self, messages: &[(RetryMessage, Duration)]) -> Result<(), DomainError> {
-        self.send(messages)
-            .await
-            .map_err(|e| DomainError::Unavailable(Box::new(e)))
+    fn schedule<'a>(
+        &'a self,
+        messages: &'a [(RetryMessage, Duration)],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), DomainError>> + Send + 'a>> {
+        Box::pin(async move {
+            self.send(messages)
+                .await
+                .map_err(|e| DomainError::Unavailable(Box::new(e)))
+        })
     }
 }

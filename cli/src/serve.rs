@@ -1,0 +1,80 @@
+//! `crmsync serve`: every handler on one port, the sync schedule, and the retry-queue poller. Without
+//! HUBSPOT_ACCESS_TOKEN it starts the built-in HubSpot simulator, sets it up, and syncs to it.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use crmsync_app::Config;
+use crmsync_app::http::{AppState, router};
+use crmsync_app::sync::from_config;
+use secrecy::ExposeSecret;
+
+pub async fn serve(mut config: Config, bind: SocketAddr) -> anyhow::Result<ExitCode> {
+    let Some(api_token) = config.api_token.clone() else {
+        bail!("API_TOKEN must be set: every API route requires it as a bearer token");
+    };
+    let simulator = match config.hubspot_access_token {
+        Some(_) => None,
+        None => {
+            let sim_config = crmsync_hubspot_sim::SimConfig::from_env()?;
+            let sim = crmsync_hubspot_sim::HubSpotSim::start(sim_config, "127.0.0.1:0".parse()?).await?;
+            tracing::info!(base_url = %sim.base_url(), "no HUBSPOT_ACCESS_TOKEN: using the built-in HubSpot simulator");
+            config.hubspot_base_url = sim.base_url();
+            config.hubspot_access_token = Some(sim.access_token().to_owned().into());
+            Some(sim)
+        }
+    };
+    let sync = Arc::new(from_config(&config).await?);
+    if simulator.is_some() && sync.store().pipeline_map().await?.is_none() {
+        crmsync_app::hubspot_setup::hubspot_setup(sync.store(), sync.hubspot()).await?;
+    }
+
+    let schedule = {
+        let sync = Arc::clone(&sync);
+        let interval = config.sync_interval;
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            loop {
+                ticks.tick().await;
+                if let Err(error) = sync.drain("serve", interval).await {
+                    tracing::error!(%error, "scheduled sync failed");
+                }
+            }
+        })
+    };
+    let poller = sync.retry_queue().is_some().then(|| {
+        let sync = Arc::clone(&sync);
+        tokio::spawn(async move {
+            loop {
+                if let Err(error) = sync.poll_retry_queue_once(Duration::from_secs(20)).await {
+                    tracing::warn!(%error, "retry queue poll failed");
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+            }
+        })
+    });
+
+    let pool = crmsync_db::connect_pool(config.database_url.expose_secret(), config.database_pool_size)?;
+    let app = router(AppState::new(pool, api_token));
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("could not bind {bind}"))?;
+    tracing::info!(address = %listener.local_addr()?, interval_seconds = config.sync_interval.as_secs(), "crmsync serve listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    schedule.abort();
+    if let Some(poller) = poller {
+        poller.abort();
+    }
+    drop(simulator);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("shutting down");
+}

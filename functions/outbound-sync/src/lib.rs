@@ -1,0 +1,90 @@
+//! The outbound-sync Lambda. Two event sources share one function:
+//! - the EventBridge schedule (every 5 minutes): drain due sync_queue rows until empty or the time budget (the
+//!   invocation's remaining time minus a margin) is spent;
+//! - the SQS retry queue (ReportBatchItemFailures): retry the rows the messages name, and report failures one
+//!   message at a time.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use crmsync_app::AppError;
+use crmsync_app::sync::{OutboundSync, RetryDelivery};
+use crmsync_queue::SqsRetryQueue;
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use serde_json::Value;
+
+/// Time kept back from the invocation's deadline for the write-back and the run record.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(20);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncFailure {
+    #[error(transparent)]
+    App(#[from] AppError),
+    #[error("the event is neither an SQS batch nor a scheduled event: {0}")]
+    UnknownEvent(String),
+}
+
+impl From<SyncFailure> for Diagnostic {
+    fn from(failure: SyncFailure) -> Self {
+        let retryable = matches!(&failure, SyncFailure::App(error) if error.is_retryable());
+        Diagnostic {
+            error_type: if retryable { "Retryable" } else { "NonRetryable" }.into(),
+            error_message: failure.to_string(),
+        }
+    }
+}
+
+/// Handles one invocation: an SQS batch gets a partial batch response, a schedule tick a drain report.
+pub async fn handle(sync: &OutboundSync<SqsRetryQueue>, event: LambdaEvent<Value>) -> Result<Value, SyncFailure> {
+    let (payload, context) = event.into_parts();
+    if payload.get("Records").is_some() {
+        let sqs: SqsEvent =
+            serde_json::from_value(payload).map_err(|e| SyncFailure::UnknownEvent(format!("bad SQS event: {e}")))?;
+        let response = handle_sqs(sync, sqs).await?;
+        return serde_json::to_value(response).map_err(|e| SyncFailure::UnknownEvent(e.to_string()));
+    }
+    if payload.get("detail-type").is_none() && payload.get("source").is_none() {
+        return Err(SyncFailure::UnknownEvent(
+            "expected SQS Records or an EventBridge event".into(),
+        ));
+    }
+    let budget = remaining(context.deadline)
+        .saturating_sub(DEADLINE_MARGIN)
+        .max(Duration::from_secs(1));
+    let report = sync.drain("schedule", budget).await?;
+    serde_json::to_value(report).map_err(|e| SyncFailure::UnknownEvent(e.to_string()))
+}
+
+/// Retries the rows the messages name; a message whose row is still not done is reported as a failure.
+pub async fn handle_sqs(sync: &OutboundSync<SqsRetryQueue>, event: SqsEvent) -> Result<SqsBatchResponse, SyncFailure> {
+    let deliveries: Vec<RetryDelivery> = event
+        .records
+        .into_iter()
+        .filter_map(|record| {
+            Some(RetryDelivery {
+                message_id: record.message_id?,
+                body: record.body.unwrap_or_default(),
+            })
+        })
+        .collect();
+    let failed = sync.handle_retry_messages(&deliveries).await?;
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failed
+        .into_iter()
+        .map(|id| {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            failure
+        })
+        .collect();
+    Ok(response)
+}
+
+/// Time left until a deadline given in milliseconds since the epoch.
+fn remaining(deadline_ms: u64) -> Duration {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+}
