@@ -68,7 +68,9 @@ fn item_from_row(row: &tokio_postgres::Row) -> Result<SyncItem, DbError> {
     let entity_type: String = row.get("entity_type");
     Ok(SyncItem {
         id: row.get("id"),
-        entity_type: entity_type.parse().map_err(|e: crmsync_domain::DomainError| DbError::Config(e.to_string()))?,
+        entity_type: entity_type
+            .parse()
+            .map_err(|e: crmsync_domain::DomainError| DbError::Config(e.to_string()))?,
         entity_id: row.get("entity_id"),
         operation: row.get("operation"),
         attempts: row.get("attempts"),
@@ -105,7 +107,9 @@ impl PgSyncStore {
                  RETURNING q.id, q.entity_type, q.entity_id, q.operation, q.attempts",
             )
             .await?;
-        let rows = client.query(&statement, &[&limit, &lease.as_secs_f64(), &worker]).await?;
+        let rows = client
+            .query(&statement, &[&limit, &lease.as_secs_f64(), &worker])
+            .await?;
         rows.iter().map(item_from_row).collect()
     }
 
@@ -149,7 +153,9 @@ impl PgSyncStore {
     /// The status of rows, by id (for the SQS path: completed, dead, ...).
     pub async fn statuses(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, String>, DbError> {
         let client = self.pool.get().await?;
-        let rows = client.query("SELECT id, status FROM sync_queue WHERE id = ANY($1)", &[&ids]).await?;
+        let rows = client
+            .query("SELECT id, status FROM sync_queue WHERE id = ANY($1)", &[&ids])
+            .await?;
         Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
     }
 
@@ -235,7 +241,12 @@ impl PgSyncStore {
 
     pub async fn pipeline_map(&self) -> Result<Option<PipelineMap>, DbError> {
         let client = self.pool.get().await?;
-        let row = client.query_opt("SELECT value FROM crmsync.settings WHERE key = $1", &[&PIPELINE_SETTING]).await?;
+        let row = client
+            .query_opt(
+                "SELECT value FROM crmsync.settings WHERE key = $1",
+                &[&PIPELINE_SETTING],
+            )
+            .await?;
         Ok(row.and_then(|row| serde_json::from_value(row.get(0)).ok()))
     }
 
@@ -277,6 +288,22 @@ impl PgSyncStore {
             transaction.execute(&statement, &[&ids, &hubspot_ids]).await?;
         }
         write_hashes(&transaction, synced).await?;
+        // Deals that were waiting for one of these companies are due now, not after their wait.
+        let companies: Vec<Uuid> = synced
+            .iter()
+            .filter(|s| s.entity_type == EntityType::Company)
+            .map(|s| s.entity_id)
+            .collect();
+        if !companies.is_empty() {
+            let statement = transaction
+                .prepare_cached(
+                    "UPDATE sync_queue SET next_attempt_at = now()
+                     WHERE entity_type = 'deal' AND status = 'pending' AND next_attempt_at > now()
+                       AND entity_id IN (SELECT id FROM deals WHERE company_id = ANY($1))",
+                )
+                .await?;
+            transaction.execute(&statement, &[&companies]).await?;
+        }
         let statement = transaction
             .prepare_cached(
                 "UPDATE sync_queue SET status = 'completed', completed_at = now(), locked_until = NULL,
@@ -340,11 +367,22 @@ impl PgSyncStore {
 
     pub async fn start_run(&self, trigger: &str) -> Result<Uuid, DbError> {
         let client = self.pool.get().await?;
-        let row = client.query_one("INSERT INTO crmsync.sync_runs (trigger) VALUES ($1) RETURNING id", &[&trigger]).await?;
+        let row = client
+            .query_one(
+                "INSERT INTO crmsync.sync_runs (trigger) VALUES ($1) RETURNING id",
+                &[&trigger],
+            )
+            .await?;
         Ok(row.get(0))
     }
 
-    pub async fn finish_run(&self, run_id: Uuid, status: &str, counts: &Value, error: Option<&str>) -> Result<(), DbError> {
+    pub async fn finish_run(
+        &self,
+        run_id: Uuid,
+        status: &str,
+        counts: &Value,
+        error: Option<&str>,
+    ) -> Result<(), DbError> {
         let client = self.pool.get().await?;
         client
             .execute(
@@ -387,7 +425,12 @@ impl PgSyncStore {
             .iter()
             .map(|row| row.get(0))
             .collect();
-        Ok(QueueStatus { counts, oldest_pending_age_seconds: oldest, problems, last_runs })
+        Ok(QueueStatus {
+            counts,
+            oldest_pending_age_seconds: oldest,
+            problems,
+            last_runs,
+        })
     }
 
     async fn problem_items(
@@ -478,7 +521,17 @@ async fn write_hashes(client: &impl GenericClient, synced: &[SyncedEntity]) -> R
         )
         .await?;
     client
-        .execute(&statement, &[&entity_types, &entity_ids, &properties, &hashes, &object_types, &hubspot_ids])
+        .execute(
+            &statement,
+            &[
+                &entity_types,
+                &entity_ids,
+                &properties,
+                &hashes,
+                &object_types,
+                &hubspot_ids,
+            ],
+        )
         .await?;
     Ok(())
 }

@@ -2,6 +2,9 @@
 //! the backoff, at most 900); the queue's redrive policy moves a message to the DLQ after maxReceiveCount
 //! receives. Locally the queues live in moto's server, reached through `AWS_ENDPOINT_URL`.
 
+#[cfg(feature = "test-util")]
+pub mod test_support;
+
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;

@@ -1,0 +1,227 @@
+//! The outbound-sync handler called as the Lambda runtime would, against real PostgreSQL, the HubSpot simulator
+//! and moto's SQS: the schedule, retries through SQS, the DLQ after max attempts, and the redrive back.
+
+use std::time::Duration;
+
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use crmsync_app::hubspot_setup::hubspot_setup;
+use crmsync_app::ingest::ingest_matches;
+use crmsync_app::sync::{OutboundSync, SyncSettings, purge_redriven};
+use crmsync_db::test_db::TestDb;
+use crmsync_db::{PgMatchStore, PgSyncStore};
+use crmsync_domain::sync::RetryPolicy;
+use crmsync_hubspot::{HubSpotClient, HubSpotConfig};
+use crmsync_hubspot_sim::{FaultConfig, HubSpotSim, RunningSim, SimConfig};
+use crmsync_queue::SqsRetryQueue;
+use crmsync_queue::test_support::sqs_client;
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::{Value, json};
+
+struct Harness {
+    db: TestDb,
+    sim: RunningSim,
+    sync: OutboundSync<SqsRetryQueue>,
+}
+
+async fn harness(queue: Option<SqsRetryQueue>, max_attempts: i32) -> Harness {
+    let db = TestDb::new().await;
+    let sim = HubSpotSim::start(
+        SimConfig {
+            requests_per_window: 1_000,
+            ..SimConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let mut config = HubSpotConfig::new(sim.base_url(), sim.access_token().to_owned().into());
+    config.max_retries = 0;
+    let client = HubSpotClient::new(config).unwrap();
+    let store = PgSyncStore::new(db.pool().clone());
+    hubspot_setup(&store, &client).await.unwrap();
+    let settings = SyncSettings {
+        retry: RetryPolicy {
+            max_attempts,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(1),
+        },
+        ..SyncSettings::default()
+    };
+    let sync = OutboundSync::new(store, client, queue, settings);
+    let event = json!({ "opportunity": { "notice_id": "FN-1", "title": "Satellite ground station support" },
+                        "contractor": { "uei": "FNUEI0000001", "name": "Orbit LLC" }, "match_score": 77 });
+    ingest_matches(&PgMatchStore::new(db.pool().clone()), &event, "test")
+        .await
+        .unwrap();
+    Harness { db, sim, sync }
+}
+
+fn scheduled_event() -> LambdaEvent<Value> {
+    let mut context = Context::default();
+    context.deadline = (std::time::SystemTime::now() + Duration::from_secs(120))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let event = json!({ "version": "0", "id": "1", "detail-type": "Scheduled Event", "source": "aws.events",
+                        "account": "123456789012", "time": "2026-11-25T10:00:00Z", "region": "us-east-1",
+                        "resources": [], "detail": {} });
+    LambdaEvent::new(event, context)
+}
+
+async fn status_of(db: &TestDb, entity_type: &str) -> String {
+    db.pool()
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT status FROM sync_queue WHERE entity_type = $1", &[&entity_type])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn a_scheduled_event_drains_the_queue() {
+    let h = harness(None, 8).await;
+    let report = outbound_sync::handle(&h.sync, scheduled_event())
+        .await
+        .expect("handled");
+    assert_eq!(report["companies_created"], 1);
+    assert_eq!(report["deals_created"], 1);
+    assert_eq!(status_of(&h.db, "deal").await, "completed");
+}
+
+#[tokio::test]
+async fn an_unknown_event_is_refused_as_non_retryable() {
+    let h = harness(None, 8).await;
+    let error = outbound_sync::handle(&h.sync, LambdaEvent::new(json!({ "hello": 1 }), Context::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(lambda_runtime::Diagnostic::from(error).error_type, "NonRetryable");
+}
+
+#[tokio::test]
+async fn without_sqs_a_failed_item_still_comes_back_through_the_schedule() {
+    // RETRY_QUEUE_URL unset: Postgres alone carries the retry.
+    let h = harness(None, 8).await;
+    h.sim.set_faults(FaultConfig {
+        error_rate: 1.0,
+        ..FaultConfig::default()
+    });
+    let report = outbound_sync::handle(&h.sync, scheduled_event()).await.unwrap();
+    assert_eq!(
+        (report["failed"].as_u64(), report["retry_messages"].as_u64()),
+        (Some(1), Some(0))
+    );
+    h.sim.set_faults(FaultConfig::default());
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let report = outbound_sync::handle(&h.sync, scheduled_event()).await.unwrap();
+    assert_eq!(
+        (report["companies_created"].as_u64(), report["deals_created"].as_u64()),
+        (Some(1), Some(1))
+    );
+}
+
+#[tokio::test]
+async fn retries_flow_through_sqs_into_the_dlq_after_max_attempts_and_redrive_back() {
+    let name = format!("crmsync-test-{}", uuid_suffix());
+    let queue = SqsRetryQueue::ensure_queues(sqs_client().await, &name, 2, Duration::from_secs(1))
+        .await
+        .unwrap();
+    let h = harness(Some(queue.clone()), 3).await;
+    h.sim.set_faults(FaultConfig {
+        error_rate: 1.0,
+        ..FaultConfig::default()
+    });
+
+    // Attempt 1 on the schedule: the company fails, a delayed retry message is sent, the deal waits for it.
+    let report = outbound_sync::handle(&h.sync, scheduled_event()).await.unwrap();
+    assert_eq!(
+        (
+            report["failed"].as_u64(),
+            report["retry_messages"].as_u64(),
+            report["deferred"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
+    assert_eq!(
+        status_of(&h.db, "deal").await,
+        "pending",
+        "the deal waits; it is not failed for its company"
+    );
+
+    // The Lambda's SQS event source: deliver what the queue holds; SQS deletes what the handler did not fail.
+    let mut failures_reported = 0;
+    for _ in 0..40 {
+        let messages = queue.receive(Duration::from_secs(1), None).await.unwrap();
+        if messages.is_empty() {
+            if queue.dlq_depth().await.unwrap() == Some(1) {
+                break;
+            }
+            continue;
+        }
+        let event = SqsEvent {
+            records: messages
+                .iter()
+                .map(|m| {
+                    let mut record = SqsMessage::default();
+                    record.message_id = Some(m.message_id.clone());
+                    record.body = Some(m.body.clone());
+                    record
+                })
+                .collect(),
+        };
+        let response = outbound_sync::handle_sqs(&h.sync, event).await.unwrap();
+        failures_reported += response.batch_item_failures.len();
+        for message in &messages {
+            if !response
+                .batch_item_failures
+                .iter()
+                .any(|f| f.item_identifier == message.message_id)
+            {
+                queue.delete(&message.receipt_handle).await.unwrap();
+            }
+        }
+    }
+    assert_eq!(status_of(&h.db, "company").await, "dead", "attempt 3 of 3 failed");
+    assert!(failures_reported >= 1, "the dead item's message was reported failed");
+    assert_eq!(
+        queue.dlq_depth().await.unwrap(),
+        Some(1),
+        "the redrive policy moved it to the DLQ"
+    );
+    let attempts: i32 =
+        h.db.pool()
+            .get()
+            .await
+            .unwrap()
+            .query_one("SELECT attempts FROM sync_queue WHERE entity_type = 'company'", &[])
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(attempts, 3);
+
+    // HubSpot recovers; an operator redrives: the row is pending again, its DLQ message is gone, and it syncs.
+    h.sim.set_faults(FaultConfig::default());
+    let redriven = h.sync.store().redrive(10).await.unwrap();
+    assert_eq!(redriven.len(), 1);
+    assert_eq!(purge_redriven(h.sync.store(), &queue).await.unwrap(), 1);
+    assert_eq!(queue.dlq_depth().await.unwrap(), Some(0));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let report = outbound_sync::handle(&h.sync, scheduled_event()).await.unwrap();
+    assert_eq!(
+        (report["companies_created"].as_u64(), report["deals_created"].as_u64()),
+        (Some(1), Some(1)),
+        "{report}"
+    );
+}
+
+fn uuid_suffix() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
