@@ -3,6 +3,7 @@
 //!
 //! Repository functions take `&impl GenericClient` so they join the caller's transaction.
 
+pub mod crm;
 pub mod error;
 pub mod ingest;
 pub mod migrate;

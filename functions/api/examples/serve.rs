@@ -1,0 +1,30 @@
+//! The api function's router on a local port, for the end-to-end tests (schemathesis, the browser test) and for
+//! trying the dashboard without `crmsync serve`: `cargo run -p api --example serve -- 127.0.0.1:8090`.
+//! Migrates `DATABASE_URL` first; reads API_TOKEN, API_JWT_SECRET and API_CORS_ORIGINS like the Lambda.
+
+use anyhow::Context;
+use crmsync_app::Config;
+use crmsync_app::api::ApiConfig;
+use crmsync_db::{connect_pool, migrate};
+use secrecy::ExposeSecret;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    crmsync_app::telemetry::init();
+    let bind = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8090".to_owned());
+    let config = Config::from_env()?;
+    let api_config = ApiConfig::from_env()?;
+    let mut client = migrate::connect(config.database_url.expose_secret()).await?;
+    migrate::migrate(&mut client).await.context("migration failed")?;
+    let pool = connect_pool(config.database_url.expose_secret(), config.database_pool_size)?;
+    let listener = tokio::net::TcpListener::bind(&bind)
+        .await
+        .with_context(|| format!("could not bind {bind}"))?;
+    tracing::info!(address = %listener.local_addr()?, "api listening");
+    axum::serve(listener, api::app(pool, &api_config))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,261 @@
+//! The API's handlers: decode the request, call one use case from [`service`](super::service), encode the answer.
+//! Their `#[utoipa::path]` attributes are the OpenAPI document.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+
+use super::ApiState;
+use super::auth::Principal;
+use super::cache::Lookup;
+use super::error::ApiFailure;
+use super::extract::{ApiJson, ApiQuery, IdPath};
+use super::model::{
+    Activity, ActivityPage, ActivityQuery, Company, CompanyDetail, CompanyPage, CompanyQuery, Contact, ContactPage,
+    ContactQuery, DashboardStats, Deal, DealPage, DealQuery, ErrorBody, NewActivityBody, NewContactBody, StageMoveBody,
+    StageMoveResult,
+};
+use super::openapi::ApiDoc;
+use super::service;
+
+/// `GET /api/openapi.json`: this API's OpenAPI 3.1 document.
+pub async fn openapi_json() -> Response {
+    use utoipa::OpenApi;
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        ApiDoc::openapi().to_json().unwrap_or_default(),
+    )
+        .into_response()
+}
+
+#[utoipa::path(
+    get, path = "/api/dashboard/stats", tag = "dashboard",
+    summary = "Dashboard statistics",
+    description = "The guide's four dashboard queries (pipeline overview, top companies, recent activities, win rate) \
+                   and the outbound sync's health. Each query is cached for 5 minutes; writes through this API clear \
+                   the cache. The Cache-Status header says whether every part came from the cache.",
+    responses(
+        (status = 200, description = "The statistics", body = DashboardStats,
+         headers(("cache-status" = String, description = "`crmsync; hit`, or `crmsync; fwd=miss` when any query ran"))),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn dashboard_stats(State(state): State<ApiState>) -> Result<Response, ApiFailure> {
+    let (stats, lookup) = service::dashboard_stats(&state).await?;
+    let cache_status = match lookup {
+        Lookup::Hit => "crmsync; hit",
+        Lookup::Miss => "crmsync; fwd=miss",
+    };
+    Ok((
+        [(
+            axum::http::HeaderName::from_static("cache-status"),
+            HeaderValue::from_static(cache_status),
+        )],
+        Json(stats),
+    )
+        .into_response())
+}
+
+#[utoipa::path(
+    get, path = "/api/deals", tag = "deals",
+    summary = "List deals",
+    params(DealQuery),
+    responses(
+        (status = 200, description = "A page of deals in id order", body = DealPage),
+        (status = 400, description = "A malformed parameter (named in `field`)", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn list_deals(
+    State(state): State<ApiState>,
+    ApiQuery(query): ApiQuery<DealQuery>,
+) -> Result<Json<DealPage>, ApiFailure> {
+    let page = service::list_deals(&state, query).await?;
+    Ok(Json(DealPage {
+        items: page.items.into_iter().map(Deal::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+#[utoipa::path(
+    get, path = "/api/deals/{id}", tag = "deals",
+    summary = "One deal",
+    params(("id" = uuid::Uuid, Path, description = "The deal's id")),
+    responses(
+        (status = 200, description = "The deal", body = Deal),
+        (status = 400, description = "The id is not a UUID", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "No such deal", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn get_deal(State(state): State<ApiState>, IdPath(id): IdPath) -> Result<Json<Deal>, ApiFailure> {
+    Ok(Json(service::get_deal(&state, id).await?.into()))
+}
+
+#[utoipa::path(
+    post, path = "/api/deals/{id}/stage", tag = "deals",
+    summary = "Move a deal to another stage",
+    description = "Moving to closed_won or closed_lost sets closed_at; moving to an open stage clears it. The move is \
+                   logged as a stage_change activity and queued for HubSpot. Moving a deal to its current stage \
+                   changes nothing.",
+    params(("id" = uuid::Uuid, Path, description = "The deal's id")),
+    request_body = StageMoveBody,
+    responses(
+        (status = 200, description = "The deal after the move", body = StageMoveResult),
+        (status = 400, description = "An unknown stage, a malformed id or body (named in `field`)", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "No such deal", body = ErrorBody),
+        (status = 413, description = "The body is larger than 1 MiB", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn move_deal_stage(
+    State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<StageMoveBody>,
+) -> Result<Json<StageMoveResult>, ApiFailure> {
+    let (moved, activity) = service::move_deal_stage(&state, id, &body.stage, &principal).await?;
+    Ok(Json(StageMoveResult {
+        changed: moved.changed(),
+        previous_stage: moved.previous_stage,
+        deal: moved.deal.into(),
+        activity: activity.map(Activity::from),
+    }))
+}
+
+#[utoipa::path(
+    get, path = "/api/companies", tag = "companies",
+    summary = "List companies",
+    params(CompanyQuery),
+    responses(
+        (status = 200, description = "A page of companies by name", body = CompanyPage),
+        (status = 400, description = "A malformed parameter (named in `field`)", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn list_companies(
+    State(state): State<ApiState>,
+    ApiQuery(query): ApiQuery<CompanyQuery>,
+) -> Result<Json<CompanyPage>, ApiFailure> {
+    let page = service::list_companies(&state, query).await?;
+    Ok(Json(CompanyPage {
+        items: page.items.into_iter().map(Company::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+#[utoipa::path(
+    get, path = "/api/companies/{id}", tag = "companies",
+    summary = "One company with its engagement",
+    params(("id" = uuid::Uuid, Path, description = "The company's id")),
+    responses(
+        (status = 200, description = "The company", body = CompanyDetail),
+        (status = 400, description = "The id is not a UUID", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "No such company", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn get_company(State(state): State<ApiState>, IdPath(id): IdPath) -> Result<Json<CompanyDetail>, ApiFailure> {
+    Ok(Json(service::get_company(&state, id).await?.into()))
+}
+
+#[utoipa::path(
+    get, path = "/api/contacts", tag = "contacts",
+    summary = "List contacts",
+    params(ContactQuery),
+    responses(
+        (status = 200, description = "A page of contacts by name", body = ContactPage),
+        (status = 400, description = "A malformed parameter (named in `field`)", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn list_contacts(
+    State(state): State<ApiState>,
+    ApiQuery(query): ApiQuery<ContactQuery>,
+) -> Result<Json<ContactPage>, ApiFailure> {
+    let page = service::list_contacts(&state, query).await?;
+    Ok(Json(ContactPage {
+        items: page.items.into_iter().map(Contact::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+#[utoipa::path(
+    post, path = "/api/contacts", tag = "contacts",
+    summary = "Add a contact by hand",
+    description = "The contact is stored and queued for HubSpot.",
+    request_body = NewContactBody,
+    responses(
+        (status = 201, description = "The contact", body = Contact),
+        (status = 400, description = "An invalid field (named in `field`)", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "company_id names no company", body = ErrorBody),
+        (status = 409, description = "A contact with this email already exists", body = ErrorBody),
+        (status = 413, description = "The body is larger than 1 MiB", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn create_contact(
+    State(state): State<ApiState>,
+    ApiJson(body): ApiJson<NewContactBody>,
+) -> Result<(StatusCode, Json<Contact>), ApiFailure> {
+    let contact = service::create_contact(&state, body).await?;
+    Ok((StatusCode::CREATED, Json(contact.into())))
+}
+
+#[utoipa::path(
+    get, path = "/api/activities", tag = "activities",
+    summary = "List activities",
+    params(ActivityQuery),
+    responses(
+        (status = 200, description = "A page of activities, newest first", body = ActivityPage),
+        (status = 400, description = "A malformed parameter (named in `field`)", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn list_activities(
+    State(state): State<ApiState>,
+    ApiQuery(query): ApiQuery<ActivityQuery>,
+) -> Result<Json<ActivityPage>, ApiFailure> {
+    let page = service::list_activities(&state, query).await?;
+    Ok(Json(ActivityPage {
+        items: page.items.into_iter().map(Activity::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+#[utoipa::path(
+    post, path = "/api/activities", tag = "activities",
+    summary = "Log an activity",
+    description = "The activity is stored and queued for HubSpot as an engagement. Without a company_id, the deal's \
+                   (or else the contact's) company is used.",
+    request_body = NewActivityBody,
+    responses(
+        (status = 201, description = "The activity", body = Activity),
+        (status = 400, description = "An invalid field, or no target (named in `field`)", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "deal_id, company_id or contact_id names nothing", body = ErrorBody),
+        (status = 413, description = "The body is larger than 1 MiB", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn create_activity(
+    State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
+    ApiJson(body): ApiJson<NewActivityBody>,
+) -> Result<(StatusCode, Json<Activity>), ApiFailure> {
+    let activity = service::create_activity(&state, body, &principal).await?;
+    Ok((StatusCode::CREATED, Json(activity.into())))
+}

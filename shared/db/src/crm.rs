@@ -1,0 +1,880 @@
+//! The CRM repositories behind the dashboard REST API: keyset-paginated reads of deals, companies, contacts and
+//! activities, the guide's four dashboard queries (verbatim) with sync health, and the manual writes (a contact, an
+//! activity, a deal's stage move) together with the sync_queue rows that tell HubSpot about them.
+//!
+//! Every function takes `&impl GenericClient`, so it joins the caller's transaction: a write and its sync_queue row
+//! are committed together or not at all. Filters are assembled into one statement per combination of present
+//! filters (not `$1 IS NULL OR ...`), so each combination gets a plan that uses its index.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use crmsync_domain::stage::DealStage;
+use deadpool_postgres::GenericClient;
+use rust_decimal::Decimal;
+use serde_json::Value;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+use crate::DbError;
+
+/// The guide's "Pipeline Overview" dashboard query, verbatim.
+pub const PIPELINE_OVERVIEW: &str = "SELECT
+  stage,
+  COUNT(*) as count,
+  SUM(deal_value) as total_value
+FROM deals
+WHERE stage NOT IN ('closed_won', 'closed_lost')
+GROUP BY stage
+ORDER BY
+  CASE stage
+    WHEN 'new_match' THEN 1
+    WHEN 'initial_outreach' THEN 2
+    WHEN 'contact_made' THEN 3
+    WHEN 'qualified' THEN 4
+    WHEN 'proposal_sent' THEN 5
+    WHEN 'negotiation' THEN 6
+  END;";
+
+/// The guide's "Top Companies" dashboard query, verbatim. Its `ORDER BY pipeline_value DESC` puts companies whose
+/// open deals all lack a value (a NULL sum) first, as PostgreSQL sorts NULLs first in descending order; the guide's
+/// text is the contract, so it is kept.
+pub const TOP_COMPANIES: &str = "SELECT
+  c.name,
+  c.readiness_score,
+  COUNT(d.id) as active_deals,
+  SUM(d.deal_value) as pipeline_value
+FROM companies c
+LEFT JOIN deals d ON c.id = d.company_id
+WHERE d.stage NOT IN ('closed_won', 'closed_lost')
+GROUP BY c.id
+ORDER BY pipeline_value DESC
+LIMIT 10;";
+
+/// The guide's "Recent Activities" dashboard query, verbatim.
+pub const RECENT_ACTIVITIES: &str = "SELECT
+  a.activity_type,
+  a.subject,
+  c.name as company_name,
+  con.full_name as contact_name,
+  a.created_at
+FROM activities a
+LEFT JOIN companies c ON a.company_id = c.id
+LEFT JOIN contacts con ON a.contact_id = con.id
+ORDER BY a.created_at DESC
+LIMIT 20;";
+
+/// The guide's "Win Rate Analysis" dashboard query, verbatim.
+pub const WIN_RATE: &str = "SELECT
+  DATE_TRUNC('month', closed_at) as month,
+  COUNT(*) FILTER (WHERE stage = 'closed_won') as won,
+  COUNT(*) FILTER (WHERE stage = 'closed_lost') as lost,
+  ROUND(
+    COUNT(*) FILTER (WHERE stage = 'closed_won')::numeric /
+    NULLIF(COUNT(*), 0) * 100,
+    2
+  ) as win_rate_pct
+FROM deals
+WHERE closed_at IS NOT NULL
+GROUP BY month
+ORDER BY month DESC;";
+
+/// One row of [`PIPELINE_OVERVIEW`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineStage {
+    pub stage: String,
+    pub count: i64,
+    pub total_value: Option<Decimal>,
+}
+
+/// One row of [`TOP_COMPANIES`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopCompany {
+    pub name: String,
+    pub readiness_score: Option<Decimal>,
+    pub active_deals: i64,
+    pub pipeline_value: Option<Decimal>,
+}
+
+/// One row of [`RECENT_ACTIVITIES`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecentActivity {
+    pub activity_type: String,
+    pub subject: String,
+    pub company_name: Option<String>,
+    pub contact_name: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One row of [`WIN_RATE`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct WinRateMonth {
+    pub month: DateTime<Utc>,
+    pub won: i64,
+    pub lost: i64,
+    pub win_rate_pct: Option<Decimal>,
+}
+
+/// The outbound queue's state: items waiting, failing, given up on, and the latest sync run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncHealth {
+    /// Rows with status `pending`.
+    pub pending: i64,
+    /// Rows with status `failed` (they are retried with backoff).
+    pub failed: i64,
+    /// Rows with status `dead` (out of attempts; an operator must look).
+    pub dead: i64,
+    /// The most recently started run of the outbound sync, if any.
+    pub last_run: Option<SyncRun>,
+}
+
+/// One row of `crmsync.sync_runs`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncRun {
+    pub id: Uuid,
+    pub trigger: String,
+    pub status: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub counts: Value,
+}
+
+/// Runs [`PIPELINE_OVERVIEW`].
+pub async fn pipeline_overview(client: &impl GenericClient) -> Result<Vec<PipelineStage>, DbError> {
+    let statement = client.prepare_cached(PIPELINE_OVERVIEW).await?;
+    let rows = client.query(&statement, &[]).await?;
+    Ok(rows
+        .iter()
+        .map(|row| PipelineStage {
+            stage: row.get(0),
+            count: row.get(1),
+            total_value: row.get(2),
+        })
+        .collect())
+}
+
+/// Runs [`TOP_COMPANIES`].
+pub async fn top_companies(client: &impl GenericClient) -> Result<Vec<TopCompany>, DbError> {
+    let statement = client.prepare_cached(TOP_COMPANIES).await?;
+    let rows = client.query(&statement, &[]).await?;
+    Ok(rows
+        .iter()
+        .map(|row| TopCompany {
+            name: row.get(0),
+            readiness_score: row.get(1),
+            active_deals: row.get(2),
+            pipeline_value: row.get(3),
+        })
+        .collect())
+}
+
+/// Runs [`RECENT_ACTIVITIES`].
+pub async fn recent_activities(client: &impl GenericClient) -> Result<Vec<RecentActivity>, DbError> {
+    let statement = client.prepare_cached(RECENT_ACTIVITIES).await?;
+    let rows = client.query(&statement, &[]).await?;
+    Ok(rows
+        .iter()
+        .map(|row| RecentActivity {
+            activity_type: row.get(0),
+            subject: row.get(1),
+            company_name: row.get(2),
+            contact_name: row.get(3),
+            created_at: row.get(4),
+        })
+        .collect())
+}
+
+/// Runs [`WIN_RATE`].
+pub async fn win_rate(client: &impl GenericClient) -> Result<Vec<WinRateMonth>, DbError> {
+    let statement = client.prepare_cached(WIN_RATE).await?;
+    let rows = client.query(&statement, &[]).await?;
+    Ok(rows
+        .iter()
+        .map(|row| WinRateMonth {
+            month: row.get(0),
+            won: row.get(1),
+            lost: row.get(2),
+            win_rate_pct: row.get(3),
+        })
+        .collect())
+}
+
+/// Counts the queue's pending, failed and dead rows (one scan of `sync_queue_status_idx`) and reads the latest
+/// sync run, in one round trip.
+pub async fn sync_health(client: &impl GenericClient) -> Result<SyncHealth, DbError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT
+               (SELECT count(*) FROM sync_queue WHERE status = 'pending'),
+               (SELECT count(*) FROM sync_queue WHERE status = 'failed'),
+               (SELECT count(*) FROM sync_queue WHERE status = 'dead'),
+               r.id, r.trigger, r.status, r.started_at, r.finished_at, r.counts
+             FROM (SELECT 1) AS one
+             LEFT JOIN LATERAL (
+               SELECT id, trigger, status, started_at, finished_at, counts
+               FROM crmsync.sync_runs ORDER BY started_at DESC LIMIT 1
+             ) r ON true",
+        )
+        .await?;
+    let row = client.query_one(&statement, &[]).await?;
+    let last_run = row.get::<_, Option<Uuid>>(3).map(|id| SyncRun {
+        id,
+        trigger: row.get(4),
+        status: row.get(5),
+        started_at: row.get(6),
+        finished_at: row.get(7),
+        counts: row.get(8),
+    });
+    Ok(SyncHealth {
+        pending: row.get(0),
+        failed: row.get(1),
+        dead: row.get(2),
+        last_run,
+    })
+}
+
+/// A deal with its company's name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deal {
+    pub id: Uuid,
+    pub deal_name: String,
+    pub stage: String,
+    pub priority: String,
+    pub pipeline: String,
+    pub deal_value: Option<Decimal>,
+    pub expected_close_date: Option<NaiveDate>,
+    pub match_score: Option<Decimal>,
+    pub win_probability: Option<i32>,
+    pub company_id: Option<Uuid>,
+    pub company_name: Option<String>,
+    pub opportunity_id: Option<Uuid>,
+    pub hubspot_deal_id: Option<String>,
+    pub hubspot_sync_status: String,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const DEAL_COLUMNS: &str = "d.id, d.deal_name, d.stage, d.priority, d.pipeline, d.deal_value, d.expected_close_date,
+  d.match_score, d.win_probability, d.company_id, c.name, d.opportunity_id, d.hubspot_deal_id,
+  d.hubspot_sync_status, d.closed_at, d.created_at, d.updated_at";
+
+fn deal(row: &Row) -> Deal {
+    Deal {
+        id: row.get(0),
+        deal_name: row.get(1),
+        stage: row.get(2),
+        priority: row.get(3),
+        pipeline: row.get(4),
+        deal_value: row.get(5),
+        expected_close_date: row.get(6),
+        match_score: row.get(7),
+        win_probability: row.get(8),
+        company_id: row.get(9),
+        company_name: row.get(10),
+        opportunity_id: row.get(11),
+        hubspot_deal_id: row.get(12),
+        hubspot_sync_status: row.get(13),
+        closed_at: row.get(14),
+        created_at: row.get(15),
+        updated_at: row.get(16),
+    }
+}
+
+/// Which deals to list. Absent filters match everything.
+#[derive(Debug, Clone, Default)]
+pub struct DealFilter {
+    pub stage: Option<DealStage>,
+    /// `low`, `medium` or `high` (the caller validates; an unknown value simply matches nothing).
+    pub priority: Option<String>,
+    pub company_id: Option<Uuid>,
+}
+
+/// A WHERE clause under construction, with its parameters numbered as they are added.
+#[derive(Default)]
+struct Conditions<'a> {
+    clauses: Vec<String>,
+    params: Vec<&'a (dyn ToSql + Sync)>,
+}
+
+impl<'a> Conditions<'a> {
+    /// Adds `template` with each `$` replaced by the next parameter number (one parameter per value).
+    fn push(&mut self, template: &str, values: &[&'a (dyn ToSql + Sync)]) {
+        let mut clause = String::with_capacity(template.len() + 4);
+        let mut values = values.iter();
+        for ch in template.chars() {
+            if ch == '$' {
+                let value = values.next().expect("one value per placeholder");
+                self.params.push(*value);
+                clause.push_str(&format!("${}", self.params.len()));
+            } else {
+                clause.push(ch);
+            }
+        }
+        self.clauses.push(clause);
+    }
+
+    fn placeholder_for(&mut self, value: &'a (dyn ToSql + Sync)) -> String {
+        self.params.push(value);
+        format!("${}", self.params.len())
+    }
+
+    fn where_sql(&self) -> String {
+        if self.clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.clauses.join(" AND "))
+        }
+    }
+}
+
+/// Deals matching `filter` in id order, after the deal `after` (exclusive), at most `limit` of them.
+/// Keyset pagination over the primary key: a page costs the same at any depth.
+pub async fn list_deals(
+    client: &impl GenericClient,
+    filter: &DealFilter,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Deal>, DbError> {
+    let stage = filter.stage.map(DealStage::as_str);
+    let mut conditions = Conditions::default();
+    if let Some(stage) = &stage {
+        conditions.push("d.stage = $", &[stage]);
+    }
+    if let Some(priority) = &filter.priority {
+        conditions.push("d.priority = $", &[priority]);
+    }
+    if let Some(company_id) = &filter.company_id {
+        conditions.push("d.company_id = $", &[company_id]);
+    }
+    if let Some(after) = &after {
+        conditions.push("d.id > $", &[after]);
+    }
+    let limit_placeholder = conditions.placeholder_for(&limit);
+    let sql = format!(
+        "SELECT {DEAL_COLUMNS} FROM deals d LEFT JOIN companies c ON c.id = d.company_id {} ORDER BY d.id LIMIT {}",
+        conditions.where_sql(),
+        limit_placeholder
+    );
+    let statement = client.prepare_cached(&sql).await?;
+    let rows = client.query(&statement, &conditions.params).await?;
+    Ok(rows.iter().map(deal).collect())
+}
+
+/// One deal, or `None` when there is no deal with that id.
+pub async fn get_deal(client: &impl GenericClient, id: Uuid) -> Result<Option<Deal>, DbError> {
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {DEAL_COLUMNS} FROM deals d LEFT JOIN companies c ON c.id = d.company_id WHERE d.id = $1"
+        ))
+        .await?;
+    Ok(client.query_opt(&statement, &[&id]).await?.as_ref().map(deal))
+}
+
+/// What [`move_deal_stage`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageMove {
+    /// The deal after the move.
+    pub deal: Deal,
+    /// The stage it left; equal to `deal.stage` when the deal was already there (nothing was changed).
+    pub previous_stage: String,
+}
+
+impl StageMove {
+    /// False when the deal was already in the requested stage.
+    pub fn changed(&self) -> bool {
+        self.previous_stage != self.deal.stage
+    }
+}
+
+/// Moves a deal to `stage`, locking its row first so concurrent moves apply one after the other. Moving into
+/// closed_won or closed_lost sets `closed_at` to the transaction's time; moving to an open stage clears it (the
+/// schema's deals_closed_at_check holds either way). The deal becomes `pending` for HubSpot again unless HubSpot
+/// deleted it. Moving a deal to the stage it is in changes nothing. `None` when there is no such deal.
+///
+/// Call it inside a transaction, with [`insert_activity`] and [`enqueue`] for the stage_change activity and the
+/// HubSpot update, so the three are committed together.
+pub async fn move_deal_stage(
+    client: &impl GenericClient,
+    id: Uuid,
+    stage: DealStage,
+) -> Result<Option<StageMove>, DbError> {
+    let lock = client
+        .prepare_cached("SELECT stage FROM deals WHERE id = $1 FOR UPDATE")
+        .await?;
+    let Some(current) = client.query_opt(&lock, &[&id]).await? else {
+        return Ok(None);
+    };
+    let previous_stage: String = current.get(0);
+    if previous_stage == stage.as_str() {
+        let deal = get_deal(client, id).await?.expect("the locked deal exists");
+        return Ok(Some(StageMove { deal, previous_stage }));
+    }
+    let statement = client
+        .prepare_cached(&format!(
+            "WITH d AS (
+               UPDATE deals SET
+                 stage = $2,
+                 closed_at = CASE WHEN $3 THEN now() END,
+                 hubspot_sync_status = CASE WHEN hubspot_sync_status = 'deleted' THEN 'deleted' ELSE 'pending' END
+               WHERE id = $1
+               RETURNING *
+             )
+             SELECT {DEAL_COLUMNS} FROM d LEFT JOIN companies c ON c.id = d.company_id"
+        ))
+        .await?;
+    let row = client
+        .query_one(&statement, &[&id, &stage.as_str(), &stage.is_closed()])
+        .await?;
+    Ok(Some(StageMove {
+        deal: deal(&row),
+        previous_stage,
+    }))
+}
+
+/// A company as the API shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Company {
+    pub id: Uuid,
+    pub name: String,
+    pub source: String,
+    pub uei: Option<String>,
+    pub cage_code: Option<String>,
+    pub website: Option<String>,
+    pub phone: Option<String>,
+    pub address: Option<String>,
+    pub city: Option<String>,
+    pub state: Option<String>,
+    pub zip: Option<String>,
+    pub primary_naics: Option<String>,
+    pub sam_registered: Option<bool>,
+    pub readiness_score: Option<Decimal>,
+    pub qualification_status: String,
+    pub lifecycle_stage: String,
+    pub hubspot_company_id: Option<String>,
+    pub hubspot_sync_status: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const COMPANY_COLUMNS: &str = "c.id, c.name, c.source, c.uei, c.cage_code, c.website, c.phone, c.address, c.city,
+  c.state, c.zip, c.primary_naics, c.sam_registered, c.readiness_score, c.qualification_status, c.lifecycle_stage,
+  c.hubspot_company_id, c.hubspot_sync_status, c.created_at, c.updated_at";
+
+fn company(row: &Row) -> Company {
+    Company {
+        id: row.get(0),
+        name: row.get(1),
+        source: row.get(2),
+        uei: row.get(3),
+        cage_code: row.get(4),
+        website: row.get(5),
+        phone: row.get(6),
+        address: row.get(7),
+        city: row.get(8),
+        state: row.get(9),
+        zip: row.get(10),
+        primary_naics: row.get(11),
+        sam_registered: row.get(12),
+        readiness_score: row.get(13),
+        qualification_status: row.get(14),
+        lifecycle_stage: row.get(15),
+        hubspot_company_id: row.get(16),
+        hubspot_sync_status: row.get(17),
+        created_at: row.get(18),
+        updated_at: row.get(19),
+    }
+}
+
+/// Which companies to list.
+#[derive(Debug, Clone, Default)]
+pub struct CompanyFilter {
+    /// `qualified` or `unqualified`.
+    pub qualification_status: Option<String>,
+    /// A case-insensitive substring of the name (LIKE wildcards in it are matched literally).
+    pub name_contains: Option<String>,
+}
+
+/// Companies matching `filter` in (name, id) order, after the company `after` (exclusive; its position is looked up
+/// by id, so a cursor is just the last id of the previous page, and an id that no longer exists ends the list), at
+/// most `limit`.
+pub async fn list_companies(
+    client: &impl GenericClient,
+    filter: &CompanyFilter,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Company>, DbError> {
+    let pattern = filter.name_contains.as_deref().map(like_pattern);
+    let mut conditions = Conditions::default();
+    if let Some(status) = &filter.qualification_status {
+        conditions.push("c.qualification_status = $", &[status]);
+    }
+    if let Some(pattern) = &pattern {
+        conditions.push("c.name ILIKE $", &[pattern]);
+    }
+    if let Some(after) = &after {
+        conditions.push(
+            "(c.name, c.id) > (SELECT name, id FROM companies WHERE id = $)",
+            &[after],
+        );
+    }
+    let limit_placeholder = conditions.placeholder_for(&limit);
+    let sql = format!(
+        "SELECT {COMPANY_COLUMNS} FROM companies c {} ORDER BY c.name, c.id LIMIT {}",
+        conditions.where_sql(),
+        limit_placeholder
+    );
+    let statement = client.prepare_cached(&sql).await?;
+    let rows = client.query(&statement, &conditions.params).await?;
+    Ok(rows.iter().map(company).collect())
+}
+
+/// A company's engagement summary: the guide's `v_company_engagement` view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Engagement {
+    pub total_deals: i64,
+    pub active_deals: i64,
+    pub won_deals: i64,
+    pub pipeline_value: Decimal,
+    pub contacts: i64,
+    pub activities: i64,
+    pub last_activity_at: Option<DateTime<Utc>>,
+}
+
+/// One company with its engagement summary, or `None`.
+pub async fn get_company(client: &impl GenericClient, id: Uuid) -> Result<Option<(Company, Engagement)>, DbError> {
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {COMPANY_COLUMNS}, e.total_deals, e.active_deals, e.won_deals, e.pipeline_value, e.contacts,
+               e.activities, e.last_activity_at
+             FROM companies c JOIN v_company_engagement e ON e.company_id = c.id
+             WHERE c.id = $1"
+        ))
+        .await?;
+    Ok(client.query_opt(&statement, &[&id]).await?.map(|row| {
+        let engagement = Engagement {
+            total_deals: row.get(20),
+            active_deals: row.get(21),
+            won_deals: row.get(22),
+            pipeline_value: row.get(23),
+            contacts: row.get(24),
+            activities: row.get(25),
+            last_activity_at: row.get(26),
+        };
+        (company(&row), engagement)
+    }))
+}
+
+/// A contact.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contact {
+    pub id: Uuid,
+    pub company_id: Option<Uuid>,
+    pub full_name: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub job_title: Option<String>,
+    pub is_primary: bool,
+    pub source: String,
+    pub lifecycle_stage: String,
+    pub notes: Option<String>,
+    pub hubspot_contact_id: Option<String>,
+    pub hubspot_sync_status: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const CONTACT_COLUMNS: &str = "id, company_id, full_name, first_name, last_name, email, phone, job_title, is_primary,
+  source, lifecycle_stage, notes, hubspot_contact_id, hubspot_sync_status, created_at, updated_at";
+
+fn contact(row: &Row) -> Contact {
+    Contact {
+        id: row.get(0),
+        company_id: row.get(1),
+        full_name: row.get(2),
+        first_name: row.get(3),
+        last_name: row.get(4),
+        email: row.get(5),
+        phone: row.get(6),
+        job_title: row.get(7),
+        is_primary: row.get(8),
+        source: row.get(9),
+        lifecycle_stage: row.get(10),
+        notes: row.get(11),
+        hubspot_contact_id: row.get(12),
+        hubspot_sync_status: row.get(13),
+        created_at: row.get(14),
+        updated_at: row.get(15),
+    }
+}
+
+/// Contacts (of one company, when given) in (full_name, id) order after the contact `after` (looked up by id, as
+/// for [`list_companies`]), at most `limit`.
+pub async fn list_contacts(
+    client: &impl GenericClient,
+    company_id: Option<Uuid>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Contact>, DbError> {
+    let mut conditions = Conditions::default();
+    if let Some(company_id) = &company_id {
+        conditions.push("company_id = $", &[company_id]);
+    }
+    if let Some(after) = &after {
+        conditions.push(
+            "(full_name, id) > (SELECT full_name, id FROM contacts WHERE id = $)",
+            &[after],
+        );
+    }
+    let limit_placeholder = conditions.placeholder_for(&limit);
+    let sql = format!(
+        "SELECT {CONTACT_COLUMNS} FROM contacts {} ORDER BY full_name, id LIMIT {}",
+        conditions.where_sql(),
+        limit_placeholder
+    );
+    let statement = client.prepare_cached(&sql).await?;
+    let rows = client.query(&statement, &conditions.params).await?;
+    Ok(rows.iter().map(contact).collect())
+}
+
+/// A contact entered by hand.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NewContact {
+    pub company_id: Option<Uuid>,
+    pub full_name: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub job_title: Option<String>,
+    pub is_primary: bool,
+    pub notes: Option<String>,
+}
+
+/// Inserts a contact (source `manual`, HubSpot status `pending`). Errors: a duplicate email violates
+/// `contacts_email_key` (SQLSTATE 23505), an unknown company `contacts_company_id_fkey` (23503).
+pub async fn insert_contact(client: &impl GenericClient, new: &NewContact) -> Result<Contact, DbError> {
+    let statement = client
+        .prepare_cached(&format!(
+            "INSERT INTO contacts (company_id, full_name, first_name, last_name, email, phone, job_title, is_primary,
+               notes, source, hubspot_sync_status)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'manual', 'pending')
+             RETURNING {CONTACT_COLUMNS}"
+        ))
+        .await?;
+    let row = client
+        .query_one(
+            &statement,
+            &[
+                &new.company_id,
+                &new.full_name,
+                &new.first_name,
+                &new.last_name,
+                &new.email,
+                &new.phone,
+                &new.job_title,
+                &new.is_primary,
+                &new.notes,
+            ],
+        )
+        .await?;
+    Ok(contact(&row))
+}
+
+/// An activity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Activity {
+    pub id: Uuid,
+    pub activity_type: String,
+    pub subject: String,
+    pub body: Option<String>,
+    pub deal_id: Option<Uuid>,
+    pub company_id: Option<Uuid>,
+    pub contact_id: Option<Uuid>,
+    pub occurred_at: DateTime<Utc>,
+    pub created_by: Option<String>,
+    pub hubspot_engagement_id: Option<String>,
+    pub hubspot_sync_status: String,
+    pub created_at: DateTime<Utc>,
+}
+
+const ACTIVITY_COLUMNS: &str = "id, activity_type, subject, body, deal_id, company_id, contact_id, occurred_at,
+  created_by, hubspot_engagement_id, hubspot_sync_status, created_at";
+
+fn activity(row: &Row) -> Activity {
+    Activity {
+        id: row.get(0),
+        activity_type: row.get(1),
+        subject: row.get(2),
+        body: row.get(3),
+        deal_id: row.get(4),
+        company_id: row.get(5),
+        contact_id: row.get(6),
+        occurred_at: row.get(7),
+        created_by: row.get(8),
+        hubspot_engagement_id: row.get(9),
+        hubspot_sync_status: row.get(10),
+        created_at: row.get(11),
+    }
+}
+
+/// Which activities to list: all given targets must match.
+#[derive(Debug, Clone, Default)]
+pub struct ActivityFilter {
+    pub deal_id: Option<Uuid>,
+    pub company_id: Option<Uuid>,
+    pub contact_id: Option<Uuid>,
+}
+
+/// Activities matching `filter`, newest first ((created_at, id) descending), after the activity `after` (looked up
+/// by id, as for [`list_companies`]), at most `limit`.
+pub async fn list_activities(
+    client: &impl GenericClient,
+    filter: &ActivityFilter,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Activity>, DbError> {
+    let mut conditions = Conditions::default();
+    if let Some(deal_id) = &filter.deal_id {
+        conditions.push("deal_id = $", &[deal_id]);
+    }
+    if let Some(company_id) = &filter.company_id {
+        conditions.push("company_id = $", &[company_id]);
+    }
+    if let Some(contact_id) = &filter.contact_id {
+        conditions.push("contact_id = $", &[contact_id]);
+    }
+    if let Some(after) = &after {
+        conditions.push(
+            "(created_at, id) < (SELECT created_at, id FROM activities WHERE id = $)",
+            &[after],
+        );
+    }
+    let limit_placeholder = conditions.placeholder_for(&limit);
+    let sql = format!(
+        "SELECT {ACTIVITY_COLUMNS} FROM activities {} ORDER BY created_at DESC, id DESC LIMIT {}",
+        conditions.where_sql(),
+        limit_placeholder
+    );
+    let statement = client.prepare_cached(&sql).await?;
+    let rows = client.query(&statement, &conditions.params).await?;
+    Ok(rows.iter().map(activity).collect())
+}
+
+/// An activity to log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewActivity {
+    /// One of the schema's types; `stage_change` and `system` are for crmsync's own entries.
+    pub activity_type: String,
+    pub subject: String,
+    pub body: Option<String>,
+    pub deal_id: Option<Uuid>,
+    pub company_id: Option<Uuid>,
+    pub contact_id: Option<Uuid>,
+    /// When it happened; `None` means now.
+    pub occurred_at: Option<DateTime<Utc>>,
+    /// Who logged it (the API's principal).
+    pub created_by: Option<String>,
+    /// `pending` for engagements HubSpot should get, `local_only` for crmsync's own entries.
+    pub hubspot_sync_status: &'static str,
+}
+
+/// Inserts an activity. A missing `company_id` is taken from the deal, else from the contact, so an activity
+/// logged on a deal shows under its company too (the dashboard's recent-activities query joins the company).
+/// Errors: an unknown deal, company or contact violates `activities_<field>_fkey` (SQLSTATE 23503).
+pub async fn insert_activity(client: &impl GenericClient, new: &NewActivity) -> Result<Activity, DbError> {
+    let statement = client
+        .prepare_cached(&format!(
+            "INSERT INTO activities (activity_type, subject, body, deal_id, contact_id, company_id, occurred_at,
+               created_by, hubspot_sync_status)
+             VALUES ($1, $2, $3, $4, $5,
+               COALESCE($6, (SELECT company_id FROM deals WHERE id = $4), (SELECT company_id FROM contacts WHERE id = $5)),
+               COALESCE($7, now()), $8, $9)
+             RETURNING {ACTIVITY_COLUMNS}"
+        ))
+        .await?;
+    let row = client
+        .query_one(
+            &statement,
+            &[
+                &new.activity_type,
+                &new.subject,
+                &new.body,
+                &new.deal_id,
+                &new.contact_id,
+                &new.company_id,
+                &new.occurred_at,
+                &new.created_by,
+                &new.hubspot_sync_status,
+            ],
+        )
+        .await?;
+    Ok(activity(&row))
+}
+
+/// Queues a change for HubSpot: one `pending` sync_queue row. `entity_type` is company, contact, deal or activity;
+/// `operation` create, update or delete (the schema's checks). Returns the row's id.
+pub async fn enqueue(
+    client: &impl GenericClient,
+    entity_type: &str,
+    entity_id: Uuid,
+    operation: &str,
+    payload: &Value,
+) -> Result<Uuid, DbError> {
+    let statement = client
+        .prepare_cached(
+            "INSERT INTO sync_queue (entity_type, entity_id, operation, status, payload)
+             VALUES ($1, $2, $3, 'pending', $4) RETURNING id",
+        )
+        .await?;
+    let row = client
+        .query_one(&statement, &[&entity_type, &entity_id, &operation, payload])
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Escapes LIKE's wildcards and wraps the text in `%...%`: a substring match of exactly what was typed.
+fn like_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for ch in text.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(ch);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// The constraint a server-side error names, if any (e.g. `contacts_email_key`).
+pub fn violated_constraint(error: &DbError) -> Option<&str> {
+    match error {
+        DbError::Postgres(pg) => pg.as_db_error().and_then(|db| db.constraint()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns_match_wildcards_literally() {
+        assert_eq!(like_pattern("acme"), "%acme%");
+        assert_eq!(like_pattern("100%_a\\b"), "%100\\%\\_a\\\\b%");
+    }
+
+    #[test]
+    fn conditions_number_their_placeholders_in_order() {
+        let (a, b, c) = ("x".to_owned(), 1_i64, 2_i64);
+        let mut conditions = Conditions::default();
+        conditions.push("a = $", &[&a]);
+        conditions.push("(b, c) > ($, $)", &[&b, &c]);
+        let limit = conditions.placeholder_for(&b);
+        assert_eq!(conditions.where_sql(), "WHERE a = $1 AND (b, c) > ($2, $3)");
+        assert_eq!(limit, "$4");
+        assert_eq!(conditions.params.len(), 4);
+    }
+}
