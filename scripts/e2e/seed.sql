@@ -1,0 +1,32 @@
+-- Seed data for the end-to-end tests (schemathesis and the browser test): a few companies with deals in every
+-- stage, contacts, activities, queue rows and a sync run. Fixed ids, so the tests can name them.
+INSERT INTO companies (id, name, uei, readiness_score, qualification_status, city, state) VALUES
+  ('10000000-0000-4000-8000-000000000001', 'Atlas Federal Services', 'ATLASFED0001', 92, 'qualified', 'Arlington', 'VA'),
+  ('10000000-0000-4000-8000-000000000002', 'Beacon Cyber LLC', 'BEACONCY0002', 81, 'qualified', 'Columbia', 'MD'),
+  ('10000000-0000-4000-8000-000000000003', 'Cobalt Logistics', 'COBALTLG0003', 64, 'unqualified', 'Dayton', 'OH');
+
+INSERT INTO deals (id, company_id, deal_name, deal_value, stage, priority, win_probability, closed_at) VALUES
+  ('20000000-0000-4000-8000-000000000001', '10000000-0000-4000-8000-000000000001', 'Cloud migration for VA - Atlas Federal Services', 1250000, 'new_match', 'high', 70, NULL),
+  ('20000000-0000-4000-8000-000000000002', '10000000-0000-4000-8000-000000000001', 'Help desk modernization - Atlas Federal Services', 480000, 'initial_outreach', 'medium', 62, NULL),
+  ('20000000-0000-4000-8000-000000000003', '10000000-0000-4000-8000-000000000002', 'Zero trust assessment - Beacon Cyber LLC', 860000, 'contact_made', 'high', 74, NULL),
+  ('20000000-0000-4000-8000-000000000004', '10000000-0000-4000-8000-000000000002', 'SOC as a service - Beacon Cyber LLC', 2100000, 'qualified', 'medium', 58, NULL),
+  ('20000000-0000-4000-8000-000000000005', '10000000-0000-4000-8000-000000000003', 'Fleet telematics - Cobalt Logistics', 340000, 'proposal_sent', 'low', 40, NULL),
+  ('20000000-0000-4000-8000-000000000006', '10000000-0000-4000-8000-000000000003', 'Warehouse RFID - Cobalt Logistics', 150000, 'negotiation', 'medium', 55, NULL),
+  ('20000000-0000-4000-8000-000000000007', '10000000-0000-4000-8000-000000000001', 'Records digitization - Atlas Federal Services', 720000, 'closed_won', 'medium', 80, '2026-09-14T16:00:00Z'),
+  ('20000000-0000-4000-8000-000000000008', '10000000-0000-4000-8000-000000000002', 'Pen testing IDIQ - Beacon Cyber LLC', 300000, 'closed_lost', 'low', 35, '2026-10-03T16:00:00Z'),
+  ('20000000-0000-4000-8000-000000000009', '10000000-0000-4000-8000-000000000002', 'Identity platform - Beacon Cyber LLC', 910000, 'closed_won', 'high', 77, '2026-10-21T16:00:00Z');
+
+INSERT INTO contacts (id, company_id, full_name, email, job_title) VALUES
+  ('30000000-0000-4000-8000-000000000001', '10000000-0000-4000-8000-000000000001', 'Dana Whitfield', 'dana@atlasfed.example', 'Capture Manager'),
+  ('30000000-0000-4000-8000-000000000002', '10000000-0000-4000-8000-000000000002', 'Marcus Ruiz', 'marcus@beaconcyber.example', 'CEO');
+
+INSERT INTO activities (activity_type, subject, company_id, contact_id, deal_id, created_at) VALUES
+  ('call', 'Intro call with capture team', '10000000-0000-4000-8000-000000000001', '30000000-0000-4000-8000-000000000001', '20000000-0000-4000-8000-000000000001', now() - interval '2 days'),
+  ('email', 'Sent capability statement', '10000000-0000-4000-8000-000000000002', '30000000-0000-4000-8000-000000000002', '20000000-0000-4000-8000-000000000003', now() - interval '1 day');
+
+INSERT INTO sync_queue (entity_type, entity_id, operation, status) VALUES
+  ('deal', '20000000-0000-4000-8000-000000000001', 'create', 'pending'),
+  ('company', '10000000-0000-4000-8000-000000000003', 'update', 'failed');
+
+INSERT INTO crmsync.sync_runs (trigger, status, started_at, finished_at, counts) VALUES
+  ('schedule', 'succeeded', now() - interval '4 minutes', now() - interval '4 minutes' + interval '3 seconds', '{"companies": 2, "deals": 5}');
