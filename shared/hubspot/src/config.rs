@@ -62,14 +62,15 @@ pub struct RateLimitConfig {
 }
 
 impl RateLimitConfig {
-    /// `requests_per_window` per `window`, search at 5/s, a latency allowance of 2 % of the window and a remaining
+    /// `requests_per_window` per `window`, search at 5/s, a latency allowance of 5 % of the window (500 ms for
+    /// 10 s: arrival delays may vary that much before HubSpot could count more than the limit) and a remaining
     /// floor of 0.
     pub fn new(requests_per_window: u32, window: Duration) -> Self {
         Self {
             requests_per_window,
             window,
             search_per_second: 5,
-            latency_allowance: window / 50,
+            latency_allowance: window / 20,
             remaining_floor: 0,
         }
     }

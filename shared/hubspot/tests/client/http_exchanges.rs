@@ -1084,3 +1084,136 @@ async fn neither_the_client_nor_its_errors_print_the_token() {
         assert!(!printed.contains(TOKEN), "{printed}");
     }
 }
+
+#[tokio::test]
+async fn setup_adds_a_missing_stage_and_corrects_a_wrong_probability_without_touching_the_rest() {
+    use crmsync_hubspot::setup::{PROPERTIES, STAGES};
+    use wiremock::matchers::path_regex;
+
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path_regex(r"^/crm/properties/2026-03/[a-z]+/groups$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"results": [
+            {"name": "b2g", "label": "B2G", "displayOrder": -1, "archived": false},
+        ]})))
+        .expect(3)
+        .mount(&server)
+        .await;
+    let all_properties: Vec<Value> = PROPERTIES
+        .iter()
+        .map(|p| {
+            json!({"name": p.name, "label": p.label, "type": p.property_type, "fieldType": "text",
+                   "groupName": "b2g", "hasUniqueValue": p.unique})
+        })
+        .collect();
+    Mock::given(method("GET"))
+        .and(path_regex(r"^/crm/properties/2026-03/[a-z]+$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"results": all_properties})))
+        .expect(3)
+        .mount(&server)
+        .await;
+    // The pipeline exists with every stage but "Closed Lost", and "Qualified" at 0.5 instead of 0.4.
+    let stages: Vec<Value> = STAGES
+        .iter()
+        .zip(0..)
+        .filter(|(s, _)| s.key != "closed_lost")
+        .map(|(s, order)| {
+            let probability = if s.key == "qualified" { "0.5" } else { s.probability };
+            json!({"id": format!("st-{}", s.key), "label": s.label, "displayOrder": order, "archived": false,
+                   "metadata": {"probability": probability, "isClosed": s.closed.to_string()}})
+        })
+        .collect();
+    Mock::given(method("GET"))
+        .and(path("/crm/pipelines/2026-03/deals"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"results": [
+            {"id": "default", "label": "Sales Pipeline", "displayOrder": 0, "stages": [], "archived": false},
+            {"id": "811", "label": "B2G Opportunities", "displayOrder": 1, "stages": stages, "archived": false},
+        ]})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/crm/pipelines/2026-03/deals/811/stages"))
+        .and(body_json(json!({"label": "Closed Lost", "displayOrder": 7,
+                              "metadata": {"isClosed": "true", "probability": "0.0"}})))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "id": "st-new", "label": "Closed Lost", "displayOrder": 7, "archived": false,
+            "metadata": {"isClosed": "true", "probability": "0.0"},
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/crm/pipelines/2026-03/deals/811/stages/st-qualified"))
+        .and(body_json(
+            json!({"metadata": {"isClosed": "false", "probability": "0.4"}}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "st-qualified", "label": "Qualified", "displayOrder": 3, "archived": false,
+            "metadata": {"isClosed": "false", "probability": "0.4"},
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let report = crmsync_hubspot::ensure_b2g_setup(&client(&server.uri())).await.unwrap();
+    assert_eq!(report.pipeline_id, "811");
+    assert_eq!(report.created, vec!["deals pipeline stage Closed Lost".to_owned()]);
+    assert_eq!(report.updated, vec!["deals pipeline stage Qualified".to_owned()]);
+    assert_eq!(report.stage_ids["closed_lost"], "st-new");
+    assert_eq!(report.stage_ids["new_match"], "st-new_match");
+    assert_eq!(report.stage_ids.len(), 8);
+}
+
+#[tokio::test]
+async fn setup_refuses_a_local_id_property_without_unique_values() {
+    use wiremock::matchers::path_regex;
+
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path_regex(r"^/crm/properties/2026-03/[a-z]+/groups$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"results": [{"name": "b2g", "label": "B2G"}]})))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path_regex(r"^/crm/properties/2026-03/[a-z]+$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"results": [
+            {"name": "crmsync_id", "label": "id", "type": "string", "fieldType": "text", "groupName": "b2g", "hasUniqueValue": false},
+        ]})))
+        .mount(&server)
+        .await;
+    let err = crmsync_hubspot::ensure_b2g_setup(&client(&server.uri()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HubSpotError::SetupConflict { .. }), "{err:?}");
+    assert!(err.to_string().contains("companies.crmsync_id"), "{err}");
+    let writes = requests(&server)
+        .await
+        .iter()
+        .filter(|r| r.method.as_str() != "GET")
+        .count();
+    assert_eq!(writes, 0);
+}
+
+#[tokio::test]
+async fn pipeline_update_patches_only_the_given_fields() {
+    let server = MockServer::start().await;
+    // PipelinePatchInput in the 2026-03 pipelines spec.
+    Mock::given(method("PATCH"))
+        .and(path("/crm/pipelines/2026-03/deals/811"))
+        .and(body_json(json!({"displayOrder": 3})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "811", "label": "B2G Opportunities", "displayOrder": 3, "stages": [], "archived": false,
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let patch = crmsync_hubspot::pipelines::PipelinePatch {
+        display_order: Some(3),
+        ..Default::default()
+    };
+    let pipeline = client(&server.uri())
+        .update_pipeline(ObjectType::Deals, "811", &patch)
+        .await
+        .unwrap();
+    assert_eq!(pipeline.display_order, 3);
+}

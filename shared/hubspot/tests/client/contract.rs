@@ -1,0 +1,657 @@
+//! Contract tests: the client against the simulator over real HTTP on 127.0.0.1 (port 0), with both sides
+//! configured alike. Every operation, every error class the simulator can produce, chunking, 207 mapping,
+//! the limiter under a burst, and setup idempotency.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crmsync_hubspot::associations::{AssociationInput, AssociationPair, AssociationSpec, type_ids};
+use crmsync_hubspot::objects::NewAssociation;
+use crmsync_hubspot::search::{Filter, FilterGroup, Operator, SearchRequest};
+use crmsync_hubspot::setup::{LOCAL_ID_PROPERTY, PIPELINE_LABEL, STAGES};
+use crmsync_hubspot::{
+    CreateInput, ErrorClass, HubSpotClient, HubSpotConfig, HubSpotError, ObjectType, PermanentKind, RateLimitConfig,
+    SetupReport, UpdateInput, UpsertInput, ensure_b2g_setup,
+};
+use crmsync_hubspot_sim::{FaultConfig, FaultKind, HubSpotSim, RunningSim, SimConfig};
+use secrecy::SecretString;
+use serde_json::Value;
+
+const UPSERT: &str = "POST /crm/objects/{version}/{object_type}/batch/upsert";
+
+/// A simulator on port 0 and a client configured with the same limits.
+struct SimApp {
+    sim: RunningSim,
+    client: HubSpotClient,
+}
+
+impl SimApp {
+    async fn start() -> Self {
+        Self::with(SimConfig::default(), |_| {}).await
+    }
+
+    /// Starts the simulator with `sim_config`; the client gets the same window limits, then `tweak`.
+    async fn with(sim_config: SimConfig, tweak: impl FnOnce(&mut HubSpotConfig)) -> Self {
+        let mut rate_limit = RateLimitConfig::new(sim_config.requests_per_window, sim_config.rate_window);
+        rate_limit.search_per_second = sim_config.search_per_second;
+        let sim = HubSpotSim::start(sim_config, "127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("simulator starts");
+        let mut config = HubSpotConfig::new(sim.base_url(), SecretString::from(sim.access_token().to_owned()));
+        config.rate_limit = rate_limit;
+        config.retry_min_delay = Duration::from_millis(5);
+        config.retry_max_delay = Duration::from_millis(100);
+        config.request_timeout = Duration::from_secs(5);
+        tweak(&mut config);
+        let client = HubSpotClient::new(config).expect("valid config");
+        SimApp { sim, client }
+    }
+
+    async fn admin(&self, path: &str) -> Value {
+        reqwest::get(format!("{}/__sim/{path}", self.sim.base_url()))
+            .await
+            .expect("admin answers")
+            .json()
+            .await
+            .expect("admin JSON")
+    }
+
+    /// Write requests (POST, PATCH, PUT, DELETE) the simulator received, any outcome.
+    async fn write_requests(&self) -> u64 {
+        let requests = self.admin("requests").await;
+        requests["byEndpoint"]
+            .as_object()
+            .expect("byEndpoint")
+            .iter()
+            .filter(|(endpoint, _)| {
+                ["POST ", "PATCH ", "PUT ", "DELETE "]
+                    .iter()
+                    .any(|m| endpoint.starts_with(m))
+            })
+            .flat_map(|(_, outcomes)| outcomes.as_object().expect("outcomes").values())
+            .map(|n| n.as_u64().expect("count"))
+            .sum()
+    }
+
+    /// Records of one type in the simulator's state (archived included).
+    async fn records(&self, object_type: ObjectType) -> Vec<Value> {
+        let state = self.admin(&format!("state?type={object_type}")).await;
+        state["objects"][object_type.as_str()]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    async fn setup(&self) -> SetupReport {
+        ensure_b2g_setup(&self.client).await.expect("setup")
+    }
+}
+
+fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+fn deal(key: &str, report: &SetupReport, extra: &[(&str, &str)]) -> UpsertInput {
+    let mut properties = props(&[
+        ("dealname", &format!("Deal {key}")),
+        ("pipeline", &report.pipeline_id),
+        ("dealstage", &report.stage_ids["new_match"]),
+    ]);
+    properties.extend(props(extra));
+    UpsertInput {
+        id: key.to_owned(),
+        properties,
+    }
+}
+
+#[tokio::test]
+async fn setup_creates_the_contract_and_a_second_run_changes_nothing() {
+    let app = SimApp::start().await;
+    let first = app.setup().await;
+    assert_eq!(first.stage_ids.len(), STAGES.len());
+    assert!(
+        first
+            .created
+            .iter()
+            .any(|c| c == &format!("deals pipeline {PIPELINE_LABEL}"))
+    );
+    assert!(first.created.iter().any(|c| c == "property deals.crmsync_id"));
+    assert!(first.created.iter().any(|c| c == "property group companies.b2g"));
+    let state = app.admin("state").await;
+    let pipeline = state["pipelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["label"] == PIPELINE_LABEL)
+        .expect("pipeline in the simulator")
+        .clone();
+    assert_eq!(pipeline["id"], Value::from(first.pipeline_id.clone()));
+    let unique = app
+        .client
+        .get_property(ObjectType::Companies, LOCAL_ID_PROPERTY)
+        .await
+        .unwrap();
+    assert!(unique.has_unique_value);
+    let stage = app
+        .client
+        .get_pipeline(ObjectType::Deals, &first.pipeline_id)
+        .await
+        .unwrap()
+        .stages
+        .into_iter()
+        .find(|s| s.id == first.stage_ids["closed_won"])
+        .unwrap();
+    assert_eq!((stage.label.as_str(), stage.is_closed()), ("Closed Won", Some(true)));
+
+    let writes_before = app.write_requests().await;
+    let second = app.setup().await;
+    assert!(second.created.is_empty(), "{:?}", second.created);
+    assert!(second.updated.is_empty(), "{:?}", second.updated);
+    assert_eq!(second.pipeline_id, first.pipeline_id);
+    assert_eq!(second.stage_ids, first.stage_ids);
+    assert_eq!(app.write_requests().await, writes_before, "the second run sent writes");
+}
+
+#[tokio::test]
+async fn upserts_are_chunked_and_a_second_upsert_updates_without_duplicating() {
+    let app = SimApp::start().await;
+    let report = app.setup().await;
+    let inputs: Vec<UpsertInput> = (0..250)
+        .map(|i| {
+            deal(
+                &format!("3f0c2a8e-0000-4000-8000-{i:012}"),
+                &report,
+                &[("amount", "1000.5")],
+            )
+        })
+        .collect();
+    let first = app
+        .client
+        .batch_upsert(ObjectType::Deals, LOCAL_ID_PROPERTY, &inputs)
+        .await
+        .unwrap();
+    assert!(first.is_complete(), "{:?}", first.failed);
+    assert_eq!(first.succeeded.len(), 250);
+    assert!(first.succeeded.iter().all(|(_, u)| u.created));
+    assert_eq!(app.sim.request_count(UPSERT, "200"), 3);
+    let again = app
+        .client
+        .batch_upsert(ObjectType::Deals, LOCAL_ID_PROPERTY, &inputs)
+        .await
+        .unwrap();
+    assert!(again.succeeded.iter().all(|(_, u)| !u.created));
+    for ((i, a), (j, b)) in first.succeeded.iter().zip(&again.succeeded) {
+        assert_eq!((i, &a.object.id), (j, &b.object.id), "same record for the same key");
+    }
+    assert_eq!(app.records(ObjectType::Deals).await.len(), 250);
+}
+
+#[tokio::test]
+async fn a_207_from_the_simulator_fails_only_the_offending_input() {
+    let app = SimApp::start().await;
+    let report = app.setup().await;
+    let inputs = [
+        deal("k-0", &report, &[("closedate", "2026-06-30")]),
+        deal("k-1", &report, &[("closedate", "1635535135865")]),
+        deal("k-2", &report, &[]),
+    ];
+    let outcome = app
+        .client
+        .batch_upsert(ObjectType::Deals, LOCAL_ID_PROPERTY, &inputs)
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome.succeeded.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        vec![0, 2]
+    );
+    assert_eq!(outcome.failed.len(), 1);
+    let (index, error) = &outcome.failed[0];
+    assert_eq!(*index, 1);
+    assert_eq!(error.class(), ErrorClass::Permanent(PermanentKind::Validation));
+    assert!(error.to_string().contains("not midnight"), "{error}");
+    assert_eq!(error.api().unwrap().object_write_trace_id.as_deref(), Some("1"));
+}
+
+#[tokio::test]
+async fn records_can_be_created_read_updated_searched_and_archived() {
+    let app = SimApp::start().await;
+    let report = app.setup().await;
+    let companies = app
+        .client
+        .batch_upsert(
+            ObjectType::Companies,
+            LOCAL_ID_PROPERTY,
+            &[UpsertInput {
+                id: "company-1".into(),
+                properties: props(&[("name", "Acme Federal"), ("b2g_uei", "ABCDEF123456")]),
+            }],
+        )
+        .await
+        .unwrap();
+    let company_id = companies.succeeded[0].1.object.id.clone();
+    let deals = app
+        .client
+        .batch_upsert(ObjectType::Deals, LOCAL_ID_PROPERTY, &[deal("deal-1", &report, &[])])
+        .await
+        .unwrap();
+    let deal_id = deals.succeeded[0].1.object.id.clone();
+
+    // Batch create an activity associated with the deal.
+    let note = CreateInput {
+        properties: props(&[
+            ("hs_note_body", "Kickoff"),
+            ("hs_timestamp", "2026-03-30T10:00:00.000Z"),
+        ]),
+        associations: vec![NewAssociation {
+            to_id: deal_id.clone(),
+            types: vec![AssociationSpec::hubspot_defined(type_ids::NOTE_TO_DEAL)],
+        }],
+    };
+    let notes = app.client.batch_create(ObjectType::Notes, &[note]).await.unwrap();
+    assert!(notes.is_complete(), "{:?}", notes.failed);
+    let note_id = notes.succeeded[0].1.id.clone();
+    let linked = app
+        .client
+        .batch_read_associations(ObjectType::Notes, ObjectType::Deals, &[note_id.as_str()])
+        .await
+        .unwrap();
+    assert_eq!(
+        linked.succeeded[0]
+            .1
+            .iter()
+            .map(|r| r.to_id.as_str())
+            .collect::<Vec<_>>(),
+        vec![deal_id.as_str()]
+    );
+
+    // Batch read by unique value and by id; unknown values are not found.
+    let read = app
+        .client
+        .batch_read(
+            ObjectType::Companies,
+            &["company-1", "company-404"],
+            Some(LOCAL_ID_PROPERTY),
+            &["name"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(read.succeeded.len(), 1);
+    assert_eq!(read.succeeded[0].1.property("name"), Some("Acme Federal"));
+    assert_eq!(read.failed[0].0, 1);
+    assert!(read.failed[0].1.is_not_found());
+    let by_id = app
+        .client
+        .batch_read(ObjectType::Deals, &[deal_id.as_str()], None, &["dealname"])
+        .await
+        .unwrap();
+    assert_eq!(by_id.succeeded[0].1.property("dealname"), Some("Deal deal-1"));
+
+    // Batch update by id, then single read by unique value.
+    let updated = app
+        .client
+        .batch_update(
+            ObjectType::Companies,
+            None,
+            &[UpdateInput {
+                id: company_id.clone(),
+                properties: props(&[("b2g_cage_code", "1ABC2")]),
+            }],
+        )
+        .await
+        .unwrap();
+    assert!(updated.is_complete(), "{:?}", updated.failed);
+    let company = app
+        .client
+        .get_object(
+            ObjectType::Companies,
+            "company-1",
+            Some(LOCAL_ID_PROPERTY),
+            &["b2g_cage_code"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(company.property("b2g_cage_code"), Some("1ABC2"));
+
+    // Search (own lane).
+    let request = SearchRequest {
+        filter_groups: vec![FilterGroup {
+            filters: vec![Filter::new("b2g_uei", Operator::Eq, "ABCDEF123456")],
+        }],
+        properties: vec!["name".into()],
+        ..SearchRequest::default()
+    };
+    let found = app.client.search_all(ObjectType::Companies, &request).await.unwrap();
+    assert_eq!(
+        found.results.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(),
+        vec![company_id.as_str()]
+    );
+    assert_eq!(app.client.stats().search_requests, 1);
+
+    // Archive, then the single read is a 404.
+    app.client.archive_object(ObjectType::Deals, &deal_id).await.unwrap();
+    let gone = app
+        .client
+        .get_object(ObjectType::Deals, &deal_id, None, &[])
+        .await
+        .unwrap_err();
+    assert!(gone.is_not_found(), "{gone:?}");
+}
+
+#[tokio::test]
+async fn search_pages_through_results_in_pages_of_the_requested_size() {
+    let app = SimApp::start().await;
+    let inputs: Vec<UpsertInput> = (0..7)
+        .map(|i| UpsertInput {
+            id: format!("c-{i}"),
+            properties: props(&[("name", &format!("Company {i}")), ("b2g_primary_naics", "541512")]),
+        })
+        .collect();
+    app.setup().await;
+    app.client
+        .batch_upsert(ObjectType::Companies, LOCAL_ID_PROPERTY, &inputs)
+        .await
+        .unwrap();
+    let request = SearchRequest {
+        filter_groups: vec![FilterGroup {
+            filters: vec![Filter::new("b2g_primary_naics", Operator::Eq, "541512")],
+        }],
+        limit: 3,
+        ..SearchRequest::default()
+    };
+    let all = app.client.search_all(ObjectType::Companies, &request).await.unwrap();
+    assert_eq!(all.results.len(), 7);
+    assert_eq!(all.total, 7);
+    assert!(!all.capped);
+    assert_eq!(app.client.stats().search_requests, 3);
+}
+
+#[tokio::test]
+async fn associations_are_created_read_defaulted_and_archived() {
+    let app = SimApp::start().await;
+    let report = app.setup().await;
+    let company = app
+        .client
+        .batch_upsert(
+            ObjectType::Companies,
+            LOCAL_ID_PROPERTY,
+            &[UpsertInput {
+                id: "co".into(),
+                properties: props(&[("name", "Co")]),
+            }],
+        )
+        .await
+        .unwrap()
+        .succeeded[0]
+        .1
+        .object
+        .id
+        .clone();
+    let deals = app
+        .client
+        .batch_upsert(
+            ObjectType::Deals,
+            LOCAL_ID_PROPERTY,
+            &[deal("d1", &report, &[]), deal("d2", &report, &[])],
+        )
+        .await
+        .unwrap();
+    let deal_ids: Vec<String> = deals.succeeded.iter().map(|(_, u)| u.object.id.clone()).collect();
+    let inputs: Vec<AssociationInput> = deal_ids
+        .iter()
+        .map(|d| AssociationInput {
+            from_id: d.clone(),
+            to_id: company.clone(),
+            types: vec![AssociationSpec::hubspot_defined(type_ids::DEAL_TO_COMPANY_PRIMARY)],
+        })
+        .collect();
+    let made = app
+        .client
+        .batch_create_associations(ObjectType::Deals, ObjectType::Companies, &inputs)
+        .await
+        .unwrap();
+    assert!(made.is_complete(), "{:?}", made.failed);
+    let read = app
+        .client
+        .batch_read_associations(ObjectType::Deals, ObjectType::Companies, &deal_ids)
+        .await
+        .unwrap();
+    for (_, records) in &read.succeeded {
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].to_id, company);
+        assert!(
+            records[0]
+                .types
+                .iter()
+                .any(|t| t.type_id == type_ids::DEAL_TO_COMPANY_PRIMARY)
+        );
+    }
+
+    let contact = app
+        .client
+        .batch_create(
+            ObjectType::Contacts,
+            &[CreateInput {
+                properties: props(&[("email", "officer@agency.gov")]),
+                associations: vec![],
+            }],
+        )
+        .await
+        .unwrap()
+        .succeeded[0]
+        .1
+        .id
+        .clone();
+    let pair = AssociationPair {
+        from_id: contact.clone(),
+        to_id: company.clone(),
+    };
+    let defaulted = app
+        .client
+        .batch_associate_default(ObjectType::Contacts, ObjectType::Companies, std::slice::from_ref(&pair))
+        .await
+        .unwrap();
+    assert!(defaulted.is_complete(), "{:?}", defaulted.failed);
+    let archived = app
+        .client
+        .batch_archive_associations(ObjectType::Contacts, ObjectType::Companies, &[pair])
+        .await
+        .unwrap();
+    assert!(archived.is_complete(), "{:?}", archived.failed);
+    let after = app
+        .client
+        .batch_read_associations(ObjectType::Contacts, ObjectType::Companies, &[contact.as_str()])
+        .await
+        .unwrap();
+    assert!(after.succeeded[0].1.is_empty());
+}
+
+#[tokio::test]
+async fn properties_groups_and_pipelines_are_listed() {
+    let app = SimApp::start().await;
+    let report = app.setup().await;
+    let properties = app.client.list_properties(ObjectType::Deals).await.unwrap();
+    assert!(properties.iter().any(|p| p.name == "b2g_match_score"));
+    let groups = app.client.list_property_groups(ObjectType::Deals).await.unwrap();
+    assert!(groups.iter().any(|g| g.name == "b2g"));
+    let group = app.client.get_property_group(ObjectType::Deals, "b2g").await.unwrap();
+    assert_eq!(group.label, "B2G");
+    let pipelines = app.client.list_pipelines(ObjectType::Deals).await.unwrap();
+    assert!(
+        pipelines.iter().any(|p| p.id == "default"),
+        "HubSpot's default pipeline"
+    );
+    assert!(pipelines.iter().any(|p| p.id == report.pipeline_id));
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_a_permanent_unauthorized_error() {
+    let app = SimApp::with(SimConfig::default(), |c| c.access_token = SecretString::from("wrong")).await;
+    let err = app.client.list_pipelines(ObjectType::Deals).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Permanent(PermanentKind::Unauthorized));
+    assert_eq!(app.sim.total_requests(), 1, "not retried");
+}
+
+#[tokio::test]
+async fn injected_server_errors_and_locks_are_retried_to_success() {
+    let app = SimApp::start().await;
+    app.sim.set_faults(FaultConfig {
+        next: vec![
+            FaultKind::BadGateway,
+            FaultKind::Unavailable,
+            FaultKind::InternalError,
+            FaultKind::Locked,
+        ],
+        ..FaultConfig::default()
+    });
+    let mut config = app.client.config().clone();
+    config.max_retries = 5;
+    let client = HubSpotClient::new(config).unwrap();
+    let pipelines = client.list_pipelines(ObjectType::Deals).await.unwrap();
+    assert!(!pipelines.is_empty());
+    let stats = client.stats();
+    assert_eq!((stats.retries, stats.responses_5xx, stats.requests_sent), (4, 3, 5));
+}
+
+#[tokio::test]
+async fn a_write_dropped_after_it_was_applied_is_retried_without_a_duplicate() {
+    let app = SimApp::start().await;
+    let report = app.setup().await;
+    app.sim.set_faults(FaultConfig {
+        next: vec![FaultKind::DropAfterWrite],
+        ..FaultConfig::default()
+    });
+    let outcome = app
+        .client
+        .batch_upsert(ObjectType::Deals, LOCAL_ID_PROPERTY, &[deal("once", &report, &[])])
+        .await
+        .unwrap();
+    assert!(outcome.is_complete(), "{:?}", outcome.failed);
+    assert_eq!(app.sim.request_count(UPSERT, "dropped"), 1);
+    assert_eq!(app.client.stats().transport_errors, 1);
+    assert_eq!(
+        app.records(ObjectType::Deals).await.len(),
+        1,
+        "the upsert key prevented a duplicate"
+    );
+}
+
+#[tokio::test]
+async fn a_create_dropped_after_it_was_applied_is_reported_not_resent() {
+    let app = SimApp::start().await;
+    app.sim.set_faults(FaultConfig {
+        next: vec![FaultKind::DropAfterWrite],
+        ..FaultConfig::default()
+    });
+    let err = app
+        .client
+        .batch_create(
+            ObjectType::Notes,
+            &[CreateInput {
+                properties: props(&[("hs_timestamp", "2026-03-30T10:00:00.000Z")]),
+                associations: vec![],
+            }],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, HubSpotError::Transport { not_sent: false, .. }),
+        "{err:?}"
+    );
+    assert!(err.class().is_retryable());
+    assert_eq!(
+        app.records(ObjectType::Notes).await.len(),
+        1,
+        "applied once, not resent"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_answer_times_out_as_a_retryable_error() {
+    let app = SimApp::with(SimConfig::default(), |c| {
+        c.request_timeout = Duration::from_millis(300);
+        c.max_retries = 0;
+    })
+    .await;
+    app.sim.set_faults(FaultConfig {
+        slow_delay_ms: 2_000,
+        next: vec![FaultKind::Slow],
+        ..FaultConfig::default()
+    });
+    let err = app.client.list_pipelines(ObjectType::Deals).await.unwrap_err();
+    assert!(matches!(err, HubSpotError::Timeout { .. }), "{err:?}");
+    assert_eq!(err.class(), ErrorClass::Retryable { suggested_wait: None });
+}
+
+#[tokio::test]
+async fn the_daily_limit_stops_calls_without_retrying() {
+    let app = SimApp::with(
+        SimConfig {
+            daily_limit: 2,
+            ..SimConfig::default()
+        },
+        |_| {},
+    )
+    .await;
+    app.client.list_pipelines(ObjectType::Deals).await.unwrap();
+    app.client.list_pipelines(ObjectType::Deals).await.unwrap();
+    let err = app.client.list_pipelines(ObjectType::Deals).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Daily);
+    assert_eq!(app.sim.total_requests(), 3);
+    assert_eq!(app.client.stats().retries, 0);
+}
+
+#[tokio::test]
+async fn a_client_configured_above_the_portal_limit_recovers_from_ten_secondly_429s() {
+    // The simulator allows 5 per 500 ms; the client believes 1,000 per second until HubSpot's headers tell it.
+    let app = SimApp::with(
+        SimConfig {
+            requests_per_window: 5,
+            rate_window: Duration::from_millis(500),
+            ..SimConfig::default()
+        },
+        |c| c.rate_limit = RateLimitConfig::new(1_000, Duration::from_secs(1)),
+    )
+    .await;
+    let calls = (0..20).map(|_| app.client.list_pipelines(ObjectType::Deals));
+    let results = futures::future::join_all(calls).await;
+    assert!(results.iter().all(Result::is_ok), "every call retried to success");
+    let stats = app.client.stats();
+    assert!(stats.responses_429 >= 1, "the portal limit was hit: {stats:?}");
+    assert_eq!(stats.retries, stats.responses_429);
+    assert_eq!(app.sim.outcome_count("429"), stats.responses_429);
+}
+
+#[tokio::test]
+async fn the_limiter_holds_a_burst_of_a_thousand_calls_without_a_single_429() {
+    // 100 per 1 s on both sides, so the burst takes about 10 s rather than 100 s.
+    let app = SimApp::with(
+        SimConfig {
+            requests_per_window: 100,
+            rate_window: Duration::from_secs(1),
+            ..SimConfig::default()
+        },
+        |c| {
+            // Slack for arrival jitter on a loaded test machine (the default is 5 % of the window).
+            c.rate_limit.latency_allowance = Duration::from_millis(100);
+            c.max_concurrency = 8;
+        },
+    )
+    .await;
+    let calls = (0..1_000).map(|_| app.client.list_pipelines(ObjectType::Deals));
+    let results = futures::future::join_all(calls).await;
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(app.sim.outcome_count("429"), 0);
+    let stats = app.client.stats();
+    assert_eq!((stats.responses_429, stats.requests_sent), (0, 1_000));
+}
+
+#[tokio::test]
+async fn searches_keep_to_five_per_second_without_a_429() {
+    let app = SimApp::start().await;
+    let request = SearchRequest::default();
+    let calls = (0..12).map(|_| app.client.search_page(ObjectType::Deals, &request, None));
+    let results = futures::future::join_all(calls).await;
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(app.sim.outcome_count("429"), 0);
+    assert_eq!(app.client.stats().search_requests, 12);
+}
