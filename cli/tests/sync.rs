@@ -1,0 +1,186 @@
+//! `crmsync hubspot-setup`, `sync`, `status` and `dlq` as an operator runs them: real processes, a fresh database,
+//! and the HubSpot simulator. Includes kill -9 of a sync mid-batch. Multi-threaded runtimes: the simulator keeps
+//! serving while a test waits on a child process.
+
+use std::collections::HashSet;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crmsync_db::test_db::TestDb;
+use crmsync_hubspot_sim::{FaultConfig, HubSpotSim, RunningSim, SimConfig};
+use serde_json::{Value, json};
+
+fn command(db: &TestDb, sim: &RunningSim, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_crmsync"));
+    command
+        .args(args)
+        .env("DATABASE_URL", db.url())
+        .env("HUBSPOT_BASE_URL", sim.base_url())
+        .env("HUBSPOT_ACCESS_TOKEN", sim.access_token())
+        .env("HUBSPOT_REQUESTS_PER_10S", "1000")
+        .env("SYNC_BATCH_SIZE", "100")
+        .env("SYNC_LEASE_SECONDS", "2")
+        .env_remove("RETRY_QUEUE_URL")
+        .env("RUST_LOG", "warn");
+    command
+}
+
+fn run(db: &TestDb, sim: &RunningSim, args: &[&str]) -> (Output, Value) {
+    let output = command(db, sim, args).output().expect("run crmsync");
+    let json = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    (output, json)
+}
+
+async fn setup(deals: usize) -> (TestDb, RunningSim) {
+    let db = TestDb::new().await;
+    let sim = HubSpotSim::start(
+        SimConfig {
+            requests_per_window: 1_000,
+            ..SimConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let matches: Vec<Value> = (0..deals)
+        .map(|i| {
+            json!({ "opportunity": { "notice_id": format!("K-{i}"), "title": format!("Notice {i}") },
+                         "contractor": { "uei": format!("KILLUEI{i:05}"), "name": format!("Vendor {i}") },
+                         "match_score": 60 })
+        })
+        .collect();
+    let mut ingest = command(&db, &sim, &["ingest", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut ingest.stdin.take().unwrap(),
+        json!({ "matches": matches }).to_string().as_bytes(),
+    )
+    .unwrap();
+    assert!(ingest.wait_with_output().unwrap().status.success());
+    (db, sim)
+}
+
+async fn sim_deal_keys(sim: &RunningSim) -> Vec<String> {
+    let state: Value = reqwest::get(format!("{}/__sim/state?type=deals", sim.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    state["objects"]["deals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["properties"]["crmsync_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn count(db: &TestDb, sql: &str) -> i64 {
+    db.pool().get().await.unwrap().query_one(sql, &[]).await.unwrap().get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubspot_setup_twice_changes_nothing_the_second_time() {
+    let (db, sim) = setup(0).await;
+    let (first, report) = run(&db, &sim, &["hubspot-setup"]);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(!report["created"].as_array().unwrap().is_empty());
+    assert_eq!(report["stage_ids"].as_object().unwrap().len(), 8);
+    let writes_before = sim.total_requests();
+    let (second, report) = run(&db, &sim, &["hubspot-setup"]);
+    assert!(second.status.success());
+    assert_eq!(report["created"], json!([]));
+    assert!(sim.total_requests() > writes_before, "it did read");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM crmsync.settings WHERE key = 'hubspot_pipeline'"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_then_sync_then_status() {
+    let (db, sim) = setup(20).await;
+    run(&db, &sim, &["hubspot-setup"]);
+    let before = sim.total_requests();
+    let (output, dry) = run(&db, &sim, &["sync", "--dry-run"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(dry, json!({ "company": { "create": 20 }, "deal": { "create": 20 } }));
+    assert_eq!(sim.total_requests(), before, "a dry run sends nothing");
+
+    let (output, report) = run(&db, &sim, &["sync", "--max-seconds", "60"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        (report["companies_created"].as_u64(), report["deals_created"].as_u64()),
+        (Some(20), Some(20))
+    );
+
+    let (output, status) = run(&db, &sim, &["status"]);
+    assert!(output.status.success());
+    assert_eq!(
+        status["queue"],
+        json!([
+            { "status": "completed", "entity_type": "company", "count": 20 },
+            { "status": "completed", "entity_type": "deal", "count": 20 },
+        ])
+    );
+    assert_eq!(status["last_runs"][0]["status"], "succeeded");
+    assert_eq!(status["oldest_pending_age_seconds"], Value::Null);
+    let (_, dlq) = run(&db, &sim, &["dlq", "list"]);
+    assert_eq!(dlq["dead"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_batch_then_a_rerun_loses_nothing_and_duplicates_nothing() {
+    let total = 600;
+    let (db, sim) = setup(total).await;
+    run(&db, &sim, &["hubspot-setup"]);
+    // Every answer takes 150 ms, so the run is killed while batches are in flight.
+    sim.set_faults(FaultConfig {
+        slow_rate: 1.0,
+        slow_delay_ms: 150,
+        ..FaultConfig::default()
+    });
+    let mut child = command(&db, &sim, &["sync"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let synced = sim_deal_keys(&sim).await.len();
+        if synced > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the sync never wrote a deal");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap(); // SIGKILL: no cleanup, leases left behind
+    child.wait().unwrap();
+    let unfinished = count(&db, "SELECT count(*) FROM sync_queue WHERE status <> 'completed'").await;
+    assert!(unfinished > 0, "killed mid-run, with work left");
+
+    sim.set_faults(FaultConfig::default());
+    tokio::time::sleep(Duration::from_millis(2_200)).await; // the dead run's leases expire
+    let (output, _) = run(&db, &sim, &["sync"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    let keys = sim_deal_keys(&sim).await;
+    let distinct: HashSet<&String> = keys.iter().collect();
+    assert_eq!(distinct.len(), keys.len(), "no duplicate deal in HubSpot");
+    assert_eq!(keys.len(), total, "every deal reached HubSpot");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM deals WHERE hubspot_deal_id IS NULL").await,
+        0
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM sync_queue WHERE status <> 'completed'").await,
+        0
+    );
+}
