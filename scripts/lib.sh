@@ -74,3 +74,24 @@ ensure_venv() {
   fi
   export PATH="$VENV/bin:$PATH"
 }
+
+# Starts moto's SQS-compatible server (from .venv) on 127.0.0.1:${CRMSYNC_MOTO_PORT:-5055} unless one answers
+# there, and exports AWS_ENDPOINT_URL plus dummy credentials. The server stops when the calling script exits.
+ensure_moto() {
+  command -v curl >/dev/null || apt_install curl
+  ensure_venv 'moto[server]'
+  local port="${CRMSYNC_MOTO_PORT:-5055}"
+  export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
+  export AWS_REGION="${AWS_REGION:-us-east-1}" AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
+  export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-test}" AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-test}"
+  if curl -s -o /dev/null "$AWS_ENDPOINT_URL/moto-api/" 2>/dev/null; then return; fi
+  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"${TMPDIR:-/tmp}/crmsync-moto.log" 2>&1 &
+  CRMSYNC_MOTO_PID=$!
+  trap 'kill "$CRMSYNC_MOTO_PID" 2>/dev/null || true' EXIT
+  for _ in $(seq 1 100); do
+    curl -s -o /dev/null "$AWS_ENDPOINT_URL/moto-api/" 2>/dev/null && return
+    sleep 0.2
+  done
+  log "moto_server did not start; see ${TMPDIR:-/tmp}/crmsync-moto.log"
+  exit 1
+}

@@ -190,7 +190,27 @@ impl<Q: RetryQueue> OutboundSync<Q> {
         };
         let counts = serde_json::to_value(report).unwrap_or_default();
         let error_text = error.map(|e| format!("{e}: {:?}", std::error::Error::source(e)));
-        tracing::info!(run_id = %run_id, trigger, status, counts = %counts, hubspot = ?self.hubspot.stats(), "sync run finished");
+        let hubspot = self.hubspot.stats();
+        tracing::info!(
+            run_id = %run_id,
+            trigger,
+            status,
+            claimed = report.claimed,
+            companies_created = report.companies_created,
+            companies_updated = report.companies_updated,
+            deals_created = report.deals_created,
+            deals_updated = report.deals_updated,
+            associations = report.associations,
+            unchanged = report.unchanged,
+            deferred = report.deferred,
+            failed = report.failed,
+            dead = report.dead,
+            retry_messages = report.retry_messages,
+            elapsed_ms = report.elapsed_ms,
+            hubspot_requests = hubspot.requests_sent,
+            hubspot_429 = hubspot.responses_429,
+            "sync run finished"
+        );
         if let Err(write_error) = self
             .store
             .finish_run(run_id, status, &counts, error_text.as_deref())
