@@ -3,6 +3,9 @@
 //! pages deep in the list by cursor, a stage filter, a company filter, 100 per page). Requests go through the real
 //! router in process (tower `oneshot`): routing, authentication, the queries over a pool of real PostgreSQL
 //! connections and JSON encoding, without a socket. Prints a markdown table for BENCHMARKS.md.
+//!
+//! `cargo test --all-targets` runs this binary without `--bench`: it then does a small smoke run (2,000 deals, a
+//! few requests of each kind) so the benchmark stays working without costing the test suite minutes.
 
 use std::time::{Duration, Instant};
 
@@ -17,8 +20,9 @@ use tower::ServiceExt;
 use uuid::Uuid;
 
 const TOKEN: &str = "bench-token-0123456789";
-const DEALS: i64 = 100_000;
-const COMPANIES: i64 = 2_000;
+/// The full run's size, and the smoke run's.
+const DEALS: [i64; 2] = [100_000, 2_000];
+const COMPANIES: [i64; 2] = [2_000, 200];
 
 /// 100,000 deals over 2,000 companies: three quarters open, spread over the six open stages; a quarter closed (won
 /// or lost) over the last 24 months. Contacts, activities, queue rows and sync runs in proportion.
@@ -100,19 +104,30 @@ fn ms(duration: Duration) -> String {
 
 #[tokio::main]
 async fn main() {
+    // `cargo bench` passes --bench; `cargo test` does not.
+    let full = std::env::args().any(|arg| arg == "--bench");
+    let size = usize::from(!full);
+    let (deals, companies_count) = (DEALS[size], COMPANIES[size]);
+    // Requests per case in the full run are divided by this in the smoke run.
+    let divisor = if full { 1 } else { 50 };
+
     let db = TestDb::new().await;
     let fill = FILL
-        .replace("$companies", &COMPANIES.to_string())
-        .replace("$deals", &DEALS.to_string());
+        .replace("$companies", &companies_count.to_string())
+        .replace("$deals", &deals.to_string());
     let started = Instant::now();
     {
         let client = db.pool().get().await.expect("client");
         client.batch_execute(&fill).await.expect("fill");
         client.batch_execute("VACUUM ANALYZE").await.expect("vacuum");
-        let deals: i64 = client.query_one("SELECT count(*) FROM deals", &[]).await.unwrap().get(0);
-        assert_eq!(deals, DEALS);
+        let count: i64 = client
+            .query_one("SELECT count(*) FROM deals", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(count, deals);
     }
-    eprintln!("filled {DEALS} deals in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!("filled {deals} deals in {:.1} s", started.elapsed().as_secs_f64());
 
     let state = ApiState::new(db.pool().clone(), &ApiConfig::with_token(TOKEN));
     let bench = Bench {
@@ -146,7 +161,7 @@ async fn main() {
 
     let mut rows = Vec::new();
     let mut samples = Vec::new();
-    for _ in 0..100 {
+    for _ in 0..(100 / divisor).max(2) {
         bench.state.stats_cache().invalidate();
         samples.push(bench.get("/api/dashboard/stats").await);
     }
@@ -157,20 +172,20 @@ async fn main() {
     });
 
     bench.get("/api/dashboard/stats").await;
-    let samples = sequentially(&bench, 2_000, || "/api/dashboard/stats".to_owned()).await;
+    let samples = sequentially(&bench, 2_000 / divisor, || "/api/dashboard/stats".to_owned()).await;
     rows.push(Row {
         case: "GET /api/dashboard/stats, cached",
         samples,
         goal: Some(Duration::from_millis(2)),
     });
 
-    let samples = sequentially(&bench, 1_000, || "/api/deals".to_owned()).await;
+    let samples = sequentially(&bench, 1_000 / divisor, || "/api/deals".to_owned()).await;
     rows.push(Row {
         case: "GET /api/deals (first page of 20)",
         samples,
         goal: Some(Duration::from_millis(10)),
     });
-    let samples = sequentially(&bench, 1_000, || {
+    let samples = sequentially(&bench, 1_000 / divisor, || {
         format!("/api/deals?cursor={}", ids.choose(&mut rng).expect("ids"))
     })
     .await;
@@ -179,8 +194,11 @@ async fn main() {
         samples,
         goal: Some(Duration::from_millis(10)),
     });
-    let samples = sequentially(&bench, 1_000, || {
-        format!("/api/deals?stage=negotiation&cursor={}", ids.choose(&mut rng).expect("ids"))
+    let samples = sequentially(&bench, 1_000 / divisor, || {
+        format!(
+            "/api/deals?stage=negotiation&cursor={}",
+            ids.choose(&mut rng).expect("ids")
+        )
     })
     .await;
     rows.push(Row {
@@ -188,8 +206,11 @@ async fn main() {
         samples,
         goal: Some(Duration::from_millis(10)),
     });
-    let samples = sequentially(&bench, 1_000, || {
-        format!("/api/deals?company_id={}", companies.choose(&mut rng).expect("companies"))
+    let samples = sequentially(&bench, 1_000 / divisor, || {
+        format!(
+            "/api/deals?company_id={}",
+            companies.choose(&mut rng).expect("companies")
+        )
     })
     .await;
     rows.push(Row {
@@ -197,7 +218,7 @@ async fn main() {
         samples,
         goal: Some(Duration::from_millis(10)),
     });
-    let samples = sequentially(&bench, 500, || {
+    let samples = sequentially(&bench, 500 / divisor, || {
         format!("/api/deals?limit=100&cursor={}", ids.choose(&mut rng).expect("ids"))
     })
     .await;
@@ -207,14 +228,17 @@ async fn main() {
         goal: None,
     });
 
-    println!("| request ({DEALS} deals) | requests | p50 ms | p99 ms | goal (p99) | met |");
+    println!("| request ({deals} deals) | requests | p50 ms | p99 ms | goal (p99) | met |");
     println!("|---|---:|---:|---:|---:|:---:|");
     for mut row in rows {
         row.samples.sort();
         let p50 = percentile(&row.samples, 50.0);
         let p99 = percentile(&row.samples, 99.0);
         let (goal, met) = match row.goal {
-            Some(goal) => (format!("≤ {} ms", ms(goal).trim_end_matches('0').trim_end_matches('.')), if p99 <= goal { "yes" } else { "no" }),
+            Some(goal) => (
+                format!("≤ {} ms", ms(goal).trim_end_matches('0').trim_end_matches('.')),
+                if p99 <= goal { "yes" } else { "no" },
+            ),
             None => ("—".to_owned(), "—"),
         };
         println!(

@@ -1,0 +1,27 @@
+//! The api Lambda's router takes lambda_http's request type and serves the dashboard and the authenticated API.
+
+use crmsync_app::api::ApiConfig;
+use crmsync_db::test_db::TestDb;
+use lambda_http::http::{Request, StatusCode, header};
+use lambda_http::{Body, tower::ServiceExt};
+
+const TOKEN: &str = "lambda-test-token-0123456789";
+
+async fn status(app: axum::Router, path: &str, token: Option<&str>) -> StatusCode {
+    let mut request = Request::get(path);
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = request.body(Body::Empty).expect("request");
+    app.oneshot(request).await.expect("response").status()
+}
+
+#[tokio::test]
+async fn the_function_serves_the_dashboard_publicly_and_the_api_behind_the_token() {
+    let db = TestDb::new().await;
+    let app = api::app(db.pool().clone(), &ApiConfig::with_token(TOKEN));
+    assert_eq!(status(app.clone(), "/", None).await, StatusCode::OK);
+    assert_eq!(status(app.clone(), "/api/deals", None).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status(app.clone(), "/api/deals", Some(TOKEN)).await, StatusCode::OK);
+    assert_eq!(status(app, "/api/dashboard/stats", Some(TOKEN)).await, StatusCode::OK);
+}
