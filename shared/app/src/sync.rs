@@ -43,7 +43,7 @@ pub struct SyncSettings {
 impl Default for SyncSettings {
     fn default() -> Self {
         Self {
-            batch_size: 500,
+            batch_size: 5_000,
             lease: Duration::from_secs(300),
             retry: RetryPolicy::default(),
             worker: format!("crmsync-{}", std::process::id()),

@@ -484,7 +484,25 @@ impl PgSyncStore {
     }
 }
 
+/// Property rows written per statement: bounds the size of one message (and the process's peak memory).
+const HASH_ROWS_PER_STATEMENT: usize = 20_000;
+
 async fn write_hashes(client: &impl GenericClient, synced: &[SyncedEntity]) -> Result<(), DbError> {
+    let mut start = 0;
+    while start < synced.len() {
+        let mut end = start;
+        let mut rows = 0;
+        while end < synced.len() && (rows == 0 || rows + synced[end].written.len() <= HASH_ROWS_PER_STATEMENT) {
+            rows += synced[end].written.len();
+            end += 1;
+        }
+        write_hash_rows(client, &synced[start..end]).await?;
+        start = end;
+    }
+    Ok(())
+}
+
+async fn write_hash_rows(client: &impl GenericClient, synced: &[SyncedEntity]) -> Result<(), DbError> {
     let mut entity_types = Vec::new();
     let mut entity_ids = Vec::new();
     let mut properties = Vec::new();
