@@ -10,5 +10,6 @@ pub mod ports;
 pub mod rules;
 pub mod stage;
 pub mod sync;
+pub mod webhook;
 
 pub use error::DomainError;

@@ -1,0 +1,870 @@
+//! Inbound HubSpot webhook events: parsing a delivery (a JSON array naming its type in `subscriptionType` or
+//! `eventType`), the order events are applied in, recognising our own writes, and field ownership: which side
+//! wins when HubSpot reports a changed property.
+//!
+//! Payload fields: <https://developers.hubspot.com/docs/api/webhooks>. Real deliveries name the type in
+//! `subscriptionType`, the docs' table in `eventType`; generic `object.*` subscriptions add `objectTypeId`.
+
+use std::cmp::Ordering;
+
+use serde_json::Value;
+
+use crate::DomainError;
+use crate::stage::DealStage;
+use crate::sync::{EntityType, PipelineMap};
+
+/// The `entity_type` of a retry-queue message that names a webhook inbox row (its id in `sync_queue_id` and
+/// `entity_id`) instead of a sync_queue row.
+pub const INBOX_RETRY_KIND: &str = "webhook_inbox";
+
+/// An echo-ledger entry matches an event only when it was written this close to the event's `occurredAt`:
+/// our write and HubSpot's event about it are seconds apart, while a salesperson setting the same value again
+/// later is a real change.
+pub const ECHO_WINDOW_MS: i64 = 10 * 60 * 1000;
+
+/// The CRM objects the sync keeps locally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ObjectKind {
+    Company,
+    Contact,
+    Deal,
+}
+
+impl ObjectKind {
+    pub const ALL: [ObjectKind; 3] = [Self::Company, Self::Contact, Self::Deal];
+
+    /// The sync_queue / property_hashes entity type.
+    pub fn entity_type(self) -> EntityType {
+        match self {
+            Self::Company => EntityType::Company,
+            Self::Contact => EntityType::Contact,
+            Self::Deal => EntityType::Deal,
+        }
+    }
+
+    /// HubSpot's object type name, as in API paths and the echo ledger (`companies`).
+    pub fn object_type(self) -> &'static str {
+        match self {
+            Self::Company => "companies",
+            Self::Contact => "contacts",
+            Self::Deal => "deals",
+        }
+    }
+
+    /// The prefix of legacy subscription types (`deal.propertyChange`).
+    pub fn singular(self) -> &'static str {
+        match self {
+            Self::Company => "company",
+            Self::Contact => "contact",
+            Self::Deal => "deal",
+        }
+    }
+
+    /// The local table and its HubSpot id column.
+    pub fn table(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Company => ("companies", "hubspot_company_id"),
+            Self::Contact => ("contacts", "hubspot_contact_id"),
+            Self::Deal => ("deals", "hubspot_deal_id"),
+        }
+    }
+
+    /// HubSpot's object type ids: <https://developers.hubspot.com/docs/api-reference/latest/crm/using-object-apis>.
+    fn from_type_id(id: &str) -> Option<Self> {
+        match id {
+            "0-1" => Some(Self::Contact),
+            "0-2" => Some(Self::Company),
+            "0-3" => Some(Self::Deal),
+            _ => None,
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        let name = name.to_ascii_lowercase();
+        Self::ALL
+            .into_iter()
+            .find(|k| k.singular() == name || k.object_type() == name)
+    }
+
+    pub fn parse_object_type(name: &str) -> Option<Self> {
+        Self::from_name(name)
+    }
+}
+
+/// What an event reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventKind {
+    Creation,
+    Deletion,
+    /// `contact.privacyDeletion` (GDPR): handled like a deletion.
+    PrivacyDeletion,
+    Restore,
+    PropertyChange {
+        name: String,
+        value: String,
+    },
+    Merge {
+        primary: String,
+        merged: Vec<String>,
+        /// "in some cases a new record is created as a result of the merge".
+        new_object: Option<String>,
+    },
+    AssociationChange {
+        /// e.g. `DEAL_TO_COMPANY`.
+        association_type: String,
+        from: String,
+        to: String,
+        removed: bool,
+        primary: bool,
+    },
+    /// A type this service does not subscribe to or does not know: acknowledged, recorded, not applied.
+    Unknown,
+}
+
+impl EventKind {
+    /// Rank among events with the same `occurredAt`: a record is created before its properties change, a merge is
+    /// applied before the deletion of the merged id that follows it, and deletions come last.
+    fn rank(&self) -> u8 {
+        match self {
+            Self::Creation => 0,
+            Self::Restore => 1,
+            Self::Merge { .. } => 2,
+            Self::PropertyChange { .. } => 3,
+            Self::AssociationChange { .. } => 4,
+            Self::Deletion | Self::PrivacyDeletion => 5,
+            Self::Unknown => 6,
+        }
+    }
+}
+
+/// One webhook event, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookEvent {
+    pub portal_id: i64,
+    pub subscription_id: i64,
+    /// "not guaranteed to be unique": the inbox deduplicates on all four ids.
+    pub event_id: i64,
+    /// Milliseconds since the epoch.
+    pub occurred_at: i64,
+    /// `subscriptionType` or, failing that, `eventType`, as sent.
+    pub event_type: String,
+    /// `None` for objects the sync does not keep (tickets, line items, ...).
+    pub object: Option<ObjectKind>,
+    pub object_id: Option<String>,
+    pub kind: EventKind,
+    pub change_source: Option<String>,
+    pub source_id: Option<String>,
+}
+
+/// A link between a deal or contact and a company, from an association event, whichever way it was reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompanyLink {
+    /// Deal or Contact.
+    pub child: ObjectKind,
+    pub child_id: String,
+    pub company_id: String,
+    pub removed: bool,
+    pub primary: bool,
+}
+
+fn id_text(value: &Value) -> Option<String> {
+    match value {
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        _ => None,
+    }
+}
+
+fn integer(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn flag(value: &Value) -> bool {
+    match value {
+        Value::Bool(b) => *b,
+        Value::String(s) => s.eq_ignore_ascii_case("true"),
+        _ => false,
+    }
+}
+
+impl WebhookEvent {
+    /// Parses one event. The four ids of the dedupe key and the type are required; everything else is optional,
+    /// and a type this service does not know parses as [`EventKind::Unknown`]. `index` names the event in errors.
+    pub fn from_value(value: &Value, index: usize) -> Result<Self, DomainError> {
+        let field = |name: &str| format!("[{index}].{name}");
+        let Value::Object(map) = value else {
+            return Err(DomainError::invalid(format!("[{index}]"), "must be a JSON object"));
+        };
+        let get = |name: &str| map.get(name).unwrap_or(&Value::Null);
+        let required = |name: &str| {
+            integer(get(name)).ok_or_else(|| DomainError::invalid(field(name), "is required and must be an integer"))
+        };
+        let portal_id = required("portalId")?;
+        let subscription_id = required("subscriptionId")?;
+        let event_id = required("eventId")?;
+        let occurred_at = required("occurredAt")?;
+        let event_type = get("subscriptionType")
+            .as_str()
+            .or_else(|| get("eventType").as_str())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                DomainError::invalid(
+                    field("subscriptionType"),
+                    "is required (or eventType) and must be a string",
+                )
+            })?;
+        let (prefix, action) = event_type.split_once('.').unwrap_or((event_type.as_str(), ""));
+        let object = if prefix.eq_ignore_ascii_case("object") {
+            get("objectTypeId").as_str().and_then(ObjectKind::from_type_id)
+        } else {
+            ObjectKind::from_name(prefix)
+        };
+        let kind = match action {
+            "creation" => EventKind::Creation,
+            "deletion" => EventKind::Deletion,
+            "privacyDeletion" => EventKind::PrivacyDeletion,
+            "restore" => EventKind::Restore,
+            "propertyChange" => match text(get("propertyName")) {
+                Some(name) => EventKind::PropertyChange {
+                    name,
+                    value: text(get("propertyValue")).unwrap_or_default(),
+                },
+                None => EventKind::Unknown,
+            },
+            "merge" => match id_text(get("primaryObjectId")) {
+                Some(primary) => EventKind::Merge {
+                    primary,
+                    merged: get("mergedObjectIds")
+                        .as_array()
+                        .map(|ids| ids.iter().filter_map(id_text).collect())
+                        .unwrap_or_default(),
+                    new_object: id_text(get("newObjectId")),
+                },
+                None => EventKind::Unknown,
+            },
+            "associationChange" => match (
+                get("associationType").as_str(),
+                id_text(get("fromObjectId")),
+                id_text(get("toObjectId")),
+            ) {
+                (Some(association_type), Some(from), Some(to)) => EventKind::AssociationChange {
+                    association_type: association_type.to_owned(),
+                    from,
+                    to,
+                    removed: flag(get("associationRemoved")),
+                    primary: flag(get("isPrimaryAssociation")),
+                },
+                _ => EventKind::Unknown,
+            },
+            _ => EventKind::Unknown,
+        };
+        Ok(Self {
+            portal_id,
+            subscription_id,
+            event_id,
+            occurred_at,
+            object,
+            object_id: id_text(get("objectId")),
+            kind,
+            change_source: text(get("changeSource")),
+            source_id: text(get("sourceId")),
+            event_type,
+        })
+    }
+
+    /// True when the event reports a write made through the API by our app (`changeSource: INTEGRATION`,
+    /// `sourceId` = the app id).
+    pub fn is_own_write(&self, app_id: Option<&str>) -> bool {
+        let Some(app_id) = app_id.map(str::trim).filter(|id| !id.is_empty()) else {
+            return false;
+        };
+        self.change_source
+            .as_deref()
+            .is_some_and(|s| s.eq_ignore_ascii_case("INTEGRATION"))
+            && self.source_id.as_deref().map(str::trim) == Some(app_id)
+    }
+
+    /// For a merge: the id that survives (`newObjectId`, else `primaryObjectId`) and the ids it replaces.
+    pub fn merge_ids(&self) -> Option<(String, Vec<String>)> {
+        let EventKind::Merge {
+            primary,
+            merged,
+            new_object,
+        } = &self.kind
+        else {
+            return None;
+        };
+        let survivor = new_object.clone().unwrap_or_else(|| primary.clone());
+        let mut replaced: Vec<String> = merged.iter().filter(|id| **id != survivor).cloned().collect();
+        if *primary != survivor {
+            replaced.push(primary.clone());
+        }
+        replaced.sort();
+        replaced.dedup();
+        Some((survivor, replaced))
+    }
+
+    /// For an association change between a deal or contact and a company: the link, whichever way round it was
+    /// reported (`DEAL_TO_COMPANY` or `COMPANY_TO_DEAL`). Other pairs give `None`.
+    pub fn company_link(&self) -> Option<CompanyLink> {
+        let EventKind::AssociationChange {
+            association_type,
+            from,
+            to,
+            removed,
+            primary,
+        } = &self.kind
+        else {
+            return None;
+        };
+        let (from_name, to_name) = association_type.split_once("_TO_")?;
+        let (from_kind, to_kind) = (ObjectKind::from_name(from_name)?, ObjectKind::from_name(to_name)?);
+        let (child, child_id, company_id) = match (from_kind, to_kind) {
+            (ObjectKind::Deal | ObjectKind::Contact, ObjectKind::Company) => (from_kind, from, to),
+            (ObjectKind::Company, ObjectKind::Deal | ObjectKind::Contact) => (to_kind, to, from),
+            _ => return None,
+        };
+        Some(CompanyLink {
+            child,
+            child_id: child_id.clone(),
+            company_id: company_id.clone(),
+            removed: *removed,
+            primary: *primary,
+        })
+    }
+}
+
+/// The order events are applied in: `occurredAt`, then creations before changes before deletions, then eventId.
+pub fn apply_order(a: &WebhookEvent, b: &WebhookEvent) -> Ordering {
+    (a.occurred_at, a.kind.rank(), a.event_id).cmp(&(b.occurred_at, b.kind.rank(), b.event_id))
+}
+
+/// Parses a delivery: a JSON array of event objects. Returns each event with its original JSON (what the inbox
+/// stores). Errors name the event and field; the caller answers 400.
+pub fn parse_batch(body: &[u8]) -> Result<Vec<(WebhookEvent, Value)>, DomainError> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| DomainError::invalid("body", format!("is not valid JSON: {e}")))?;
+    let Value::Array(events) = value else {
+        return Err(DomainError::invalid("body", "must be a JSON array of events"));
+    };
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(index, raw)| WebhookEvent::from_value(&raw, index).map(|event| (event, raw)))
+        .collect()
+}
+
+/// Who wins a property changed in HubSpot. See ARCHITECTURE.md, "Ownership of fields".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldOwner {
+    /// Computed by the matching pipeline or SAM: a HubSpot edit is ignored and re-asserted by the next sync.
+    Local,
+    /// Changed by salespeople in HubSpot: applied unless the local side changed the field later.
+    HubSpot,
+    /// Whichever side changed the field last wins.
+    NewerWins,
+}
+
+impl FieldOwner {
+    /// The rule's name in crmsync.sync_conflicts.
+    pub fn rule_name(self) -> &'static str {
+        match self {
+            Self::Local => "local_owned",
+            Self::HubSpot => "hubspot_owned",
+            Self::NewerWins => "newer_wins",
+        }
+    }
+}
+
+/// A HubSpot property the sync knows: its owner and, unless local-owned, the local column it lands in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldRule {
+    pub owner: FieldOwner,
+    /// `None` for local-owned properties (nothing is written locally).
+    pub column: Option<&'static str>,
+}
+
+const fn rule(owner: FieldOwner, column: Option<&'static str>) -> Option<FieldRule> {
+    Some(FieldRule { owner, column })
+}
+
+/// The rule for `property` of `object`, or `None` for a property the sync does not map (recorded, not applied).
+pub fn field_rule(object: ObjectKind, property: &str) -> Option<FieldRule> {
+    use FieldOwner::{HubSpot, Local, NewerWins};
+    match (object, property) {
+        // Written by the sync from the pipeline's data (crmsync_domain::sync::deal_properties).
+        (
+            ObjectKind::Deal,
+            "amount"
+            | "dealname"
+            | "closedate"
+            | "pipeline"
+            | "b2g_match_score"
+            | "b2g_win_probability"
+            | "b2g_notice_id"
+            | "crmsync_id",
+        ) => rule(Local, None),
+        (ObjectKind::Deal, "dealstage") => rule(HubSpot, Some("stage")),
+        (ObjectKind::Deal, "hubspot_owner_id") => rule(HubSpot, Some("owner_id")),
+        (ObjectKind::Deal, "description") => rule(HubSpot, Some("description")),
+        (ObjectKind::Deal, "hs_priority") => rule(NewerWins, Some("priority")),
+        // SAM data (crmsync_domain::sync::company_properties).
+        (
+            ObjectKind::Company,
+            "name"
+            | "address"
+            | "city"
+            | "state"
+            | "zip"
+            | "b2g_uei"
+            | "b2g_cage_code"
+            | "b2g_primary_naics"
+            | "b2g_readiness_score"
+            | "crmsync_id",
+        ) => rule(Local, None),
+        (ObjectKind::Company, "lifecyclestage") => rule(HubSpot, Some("lifecycle_stage")),
+        (ObjectKind::Company, "hubspot_owner_id") => rule(HubSpot, Some("owner_id")),
+        (ObjectKind::Company, "description") => rule(HubSpot, Some("description")),
+        (ObjectKind::Company, "website") => rule(NewerWins, Some("website")),
+        (ObjectKind::Company, "phone") => rule(NewerWins, Some("phone")),
+        // Contacts' details are kept by salespeople in HubSpot.
+        (ObjectKind::Contact, "firstname") => rule(HubSpot, Some("first_name")),
+        (ObjectKind::Contact, "lastname") => rule(HubSpot, Some("last_name")),
+        (ObjectKind::Contact, "email") => rule(HubSpot, Some("email")),
+        (ObjectKind::Contact, "phone") => rule(HubSpot, Some("phone")),
+        (ObjectKind::Contact, "mobilephone") => rule(HubSpot, Some("mobile_phone")),
+        (ObjectKind::Contact, "jobtitle") => rule(HubSpot, Some("job_title")),
+        (ObjectKind::Contact, "lifecyclestage") => rule(HubSpot, Some("lifecycle_stage")),
+        (ObjectKind::Contact, "hubspot_owner_id") => rule(HubSpot, Some("owner_id")),
+        (ObjectKind::Contact, "crmsync_id") => rule(Local, None),
+        _ => None,
+    }
+}
+
+/// What to do with a HubSpot change of a mapped property.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Write the value locally.
+    Apply,
+    /// Local owns the field: leave it, and have the next sync write the local value back to HubSpot.
+    Reassert,
+    /// The field changed locally (or in a later HubSpot event already applied) after this event: keep it.
+    KeepNewer,
+}
+
+/// Decides a HubSpot change made at `occurred_at_ms` of a field last changed at `field_changed_at_ms` (either
+/// side; `None` when never recorded). A tie goes to HubSpot.
+pub fn decide(owner: FieldOwner, occurred_at_ms: i64, field_changed_at_ms: Option<i64>) -> Decision {
+    match owner {
+        FieldOwner::Local => Decision::Reassert,
+        FieldOwner::HubSpot | FieldOwner::NewerWins => match field_changed_at_ms {
+            Some(changed) if changed > occurred_at_ms => Decision::KeepNewer,
+            _ => Decision::Apply,
+        },
+    }
+}
+
+/// HubSpot's lifecycle stages (internal values), as the local check constraints list them.
+const LIFECYCLE_STAGES: [&str; 8] = [
+    "subscriber",
+    "lead",
+    "marketingqualifiedlead",
+    "salesqualifiedlead",
+    "opportunity",
+    "customer",
+    "evangelist",
+    "other",
+];
+
+/// Turns a HubSpot value into the local column's value: `Ok(None)` clears a nullable column; `Err` says why the
+/// value cannot be stored (the event is recorded and skipped). Not for `stage` (see [`local_stage`]).
+pub fn column_value(column: &str, value: &str) -> Result<Option<String>, DomainError> {
+    let value = value.trim();
+    match column {
+        "lifecycle_stage" => {
+            let lower = value.to_ascii_lowercase();
+            if LIFECYCLE_STAGES.contains(&lower.as_str()) {
+                Ok(Some(lower))
+            } else {
+                Err(DomainError::invalid(
+                    column,
+                    format!("unknown lifecycle stage {value:?}"),
+                ))
+            }
+        }
+        "priority" => {
+            let lower = value.to_ascii_lowercase();
+            if ["low", "medium", "high"].contains(&lower.as_str()) {
+                Ok(Some(lower))
+            } else {
+                Err(DomainError::invalid(
+                    column,
+                    format!("must be low, medium or high, not {value:?}"),
+                ))
+            }
+        }
+        "email" if !value.is_empty() && !is_email(value) => Err(DomainError::invalid(
+            column,
+            format!("{value:?} is not an email address"),
+        )),
+        _ if value.is_empty() => Ok(None),
+        _ => Ok(Some(value.to_owned())),
+    }
+}
+
+/// The shape the contacts_email_check constraint accepts: `x@y.z` without spaces.
+pub fn is_email(value: &str) -> bool {
+    let Some((local, domain)) = value.split_once('@') else {
+        return false;
+    };
+    let clean = |s: &str| !s.is_empty() && !s.contains('@') && !s.chars().any(char::is_whitespace);
+    clean(local)
+        && clean(domain)
+        && domain
+            .split_once('.')
+            .is_some_and(|(host, tld)| !host.is_empty() && !tld.is_empty())
+}
+
+/// The local stage of a HubSpot stage id, through the pipeline map hubspot-setup stored.
+pub fn local_stage(pipeline: &PipelineMap, stage_id: &str) -> Option<DealStage> {
+    pipeline
+        .stage_ids
+        .iter()
+        .find(|(_, id)| id.as_str() == stage_id)
+        .and_then(|(local, _)| local.parse().ok())
+}
+
+/// A contact's full name from its parts, falling back to the email and then to the HubSpot id.
+pub fn contact_full_name(first: Option<&str>, last: Option<&str>, email: Option<&str>, hubspot_id: &str) -> String {
+    let joined = [first, last]
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if !joined.is_empty() {
+        joined
+    } else if let Some(email) = email.map(str::trim).filter(|e| !e.is_empty()) {
+        email.to_owned()
+    } else {
+        format!("HubSpot contact {hubspot_id}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn event(value: &Value) -> WebhookEvent {
+        WebhookEvent::from_value(value, 0).expect("event")
+    }
+
+    fn base(kind: &str) -> Value {
+        json!({"eventId": 1, "subscriptionId": 2, "portalId": 3, "occurredAt": 1_700_000_000_000_i64,
+               "subscriptionType": kind, "objectId": 42, "changeSource": "CRM_UI", "sourceId": "userId:7"})
+    }
+
+    #[test]
+    fn the_documented_v1_example_parses_with_subscription_type() {
+        let body = r#"[{"eventId":1,"subscriptionId":12345,"portalId":62515,"occurredAt":1564113600000,"subscriptionType":"contact.creation","attemptNumber":0,"objectId":123,"changeSource":"CRM","changeFlag":"NEW","appId":54321}]"#;
+        let events = parse_batch(body.as_bytes()).expect("parse");
+        assert_eq!(events.len(), 1);
+        let (parsed, raw) = &events[0];
+        assert_eq!(
+            (
+                parsed.portal_id,
+                parsed.subscription_id,
+                parsed.event_id,
+                parsed.occurred_at
+            ),
+            (62515, 12345, 1, 1_564_113_600_000)
+        );
+        assert_eq!(parsed.object, Some(ObjectKind::Contact));
+        assert_eq!(parsed.kind, EventKind::Creation);
+        assert_eq!(parsed.object_id.as_deref(), Some("123"));
+        assert_eq!(raw["changeFlag"], "NEW");
+    }
+
+    #[test]
+    fn the_docs_event_type_field_is_accepted_like_subscription_type() {
+        let mut value = base("unused");
+        value.as_object_mut().unwrap().remove("subscriptionType");
+        value["eventType"] = json!("deal.propertyChange");
+        value["propertyName"] = json!("dealstage");
+        value["propertyValue"] = json!("closedwon");
+        let parsed = event(&value);
+        assert_eq!(parsed.object, Some(ObjectKind::Deal));
+        assert_eq!(
+            parsed.kind,
+            EventKind::PropertyChange {
+                name: "dealstage".into(),
+                value: "closedwon".into()
+            }
+        );
+        assert_eq!(parsed.event_type, "deal.propertyChange");
+    }
+
+    #[test]
+    fn generic_object_events_take_their_object_from_object_type_id() {
+        let mut value = base("object.deletion");
+        value["objectTypeId"] = json!("0-2");
+        assert_eq!(event(&value).object, Some(ObjectKind::Company));
+        value["objectTypeId"] = json!("0-5");
+        let parsed = event(&value);
+        assert_eq!(parsed.object, None, "tickets are not kept locally");
+        assert_eq!(parsed.kind, EventKind::Deletion);
+    }
+
+    #[test]
+    fn unknown_types_parse_as_unknown_instead_of_failing() {
+        let parsed = event(&base("conversation.newMessage"));
+        assert_eq!((parsed.object, parsed.kind), (None, EventKind::Unknown));
+        let parsed = event(&base("deal.somethingNew"));
+        assert_eq!(
+            (parsed.object, parsed.kind),
+            (Some(ObjectKind::Deal), EventKind::Unknown)
+        );
+    }
+
+    #[test]
+    fn missing_dedupe_ids_and_non_arrays_are_errors_naming_the_field() {
+        let mut value = base("deal.creation");
+        value.as_object_mut().unwrap().remove("occurredAt");
+        let error = parse_batch(
+            serde_json::to_vec(&json!([base("deal.creation"), value]))
+                .unwrap()
+                .as_slice(),
+        )
+        .expect_err("missing occurredAt");
+        assert_eq!(error.field(), Some("[1].occurredAt"));
+        assert_eq!(parse_batch(b"{}").expect_err("object").field(), Some("body"));
+        assert_eq!(parse_batch(b"[1,").expect_err("broken").field(), Some("body"));
+        assert_eq!(parse_batch(b"[7]").expect_err("number").field(), Some("[0]"));
+        let mut no_type = base("x");
+        no_type.as_object_mut().unwrap().remove("subscriptionType");
+        assert_eq!(
+            parse_batch(serde_json::to_vec(&json!([no_type])).unwrap().as_slice())
+                .expect_err("no type")
+                .field(),
+            Some("[0].subscriptionType")
+        );
+    }
+
+    #[test]
+    fn numeric_strings_are_accepted_for_ids() {
+        let mut value = base("deal.deletion");
+        value["eventId"] = json!("99");
+        value["objectId"] = json!("123");
+        let parsed = event(&value);
+        assert_eq!((parsed.event_id, parsed.object_id.as_deref()), (99, Some("123")));
+    }
+
+    #[test]
+    fn own_writes_are_integration_changes_from_our_app_id_only() {
+        let mut value = base("deal.propertyChange");
+        value["propertyName"] = json!("amount");
+        value["changeSource"] = json!("INTEGRATION");
+        value["sourceId"] = json!("54321");
+        assert!(event(&value).is_own_write(Some("54321")));
+        assert!(!event(&value).is_own_write(Some("999")), "another app's write");
+        assert!(!event(&value).is_own_write(None), "no app id configured");
+        value["sourceId"] = json!(54321);
+        assert!(event(&value).is_own_write(Some("54321")), "numeric sourceId");
+        value["changeSource"] = json!("CRM_UI");
+        assert!(!event(&value).is_own_write(Some("54321")));
+    }
+
+    #[test]
+    fn merges_survive_as_new_object_id_else_primary() {
+        let mut value = base("company.merge");
+        value["primaryObjectId"] = json!(10);
+        value["mergedObjectIds"] = json!([11, 12]);
+        value["newObjectId"] = json!(10);
+        assert_eq!(
+            event(&value).merge_ids(),
+            Some(("10".into(), vec!["11".into(), "12".into()]))
+        );
+        value["newObjectId"] = json!(99);
+        assert_eq!(
+            event(&value).merge_ids(),
+            Some(("99".into(), vec!["10".into(), "11".into(), "12".into()]))
+        );
+        value.as_object_mut().unwrap().remove("newObjectId");
+        assert_eq!(
+            event(&value).merge_ids(),
+            Some(("10".into(), vec!["11".into(), "12".into()]))
+        );
+    }
+
+    #[test]
+    fn association_changes_become_company_links_whichever_way_round() {
+        let mut value = base("deal.associationChange");
+        value["associationType"] = json!("DEAL_TO_COMPANY");
+        value["fromObjectId"] = json!(5);
+        value["toObjectId"] = json!(6);
+        value["associationRemoved"] = json!(false);
+        value["isPrimaryAssociation"] = json!(true);
+        let link = event(&value).company_link().expect("link");
+        assert_eq!(
+            link,
+            CompanyLink {
+                child: ObjectKind::Deal,
+                child_id: "5".into(),
+                company_id: "6".into(),
+                removed: false,
+                primary: true
+            }
+        );
+        value["associationType"] = json!("COMPANY_TO_CONTACT");
+        value["associationRemoved"] = json!(true);
+        let link = event(&value).company_link().expect("link");
+        assert_eq!(
+            (
+                link.child,
+                link.child_id.as_str(),
+                link.company_id.as_str(),
+                link.removed
+            ),
+            (ObjectKind::Contact, "6", "5", true)
+        );
+        value["associationType"] = json!("DEAL_TO_CONTACT");
+        assert_eq!(event(&value).company_link(), None);
+    }
+
+    #[test]
+    fn events_apply_in_occurred_at_order_with_creations_first_and_deletions_last() {
+        let at = |kind: &str, occurred_at: i64, event_id: i64| {
+            let mut value = base(kind);
+            value["occurredAt"] = json!(occurred_at);
+            value["eventId"] = json!(event_id);
+            value["propertyName"] = json!("x");
+            event(&value)
+        };
+        let mut events = [
+            at("deal.deletion", 5, 1),
+            at("deal.propertyChange", 5, 2),
+            at("deal.creation", 5, 3),
+            at("deal.propertyChange", 4, 9),
+        ];
+        events.sort_by(apply_order);
+        let order: Vec<i64> = events.iter().map(|e| e.event_id).collect();
+        assert_eq!(order, [9, 3, 2, 1]);
+    }
+
+    #[test]
+    fn every_mapped_property_has_the_documented_owner() {
+        use FieldOwner::{HubSpot, Local, NewerWins};
+        let cases = [
+            (ObjectKind::Deal, "amount", Local, None),
+            (ObjectKind::Deal, "dealname", Local, None),
+            (ObjectKind::Deal, "closedate", Local, None),
+            (ObjectKind::Deal, "pipeline", Local, None),
+            (ObjectKind::Deal, "b2g_match_score", Local, None),
+            (ObjectKind::Deal, "b2g_win_probability", Local, None),
+            (ObjectKind::Deal, "b2g_notice_id", Local, None),
+            (ObjectKind::Deal, "dealstage", HubSpot, Some("stage")),
+            (ObjectKind::Deal, "hubspot_owner_id", HubSpot, Some("owner_id")),
+            (ObjectKind::Deal, "description", HubSpot, Some("description")),
+            (ObjectKind::Deal, "hs_priority", NewerWins, Some("priority")),
+            (ObjectKind::Company, "name", Local, None),
+            (ObjectKind::Company, "b2g_uei", Local, None),
+            (ObjectKind::Company, "b2g_cage_code", Local, None),
+            (ObjectKind::Company, "b2g_primary_naics", Local, None),
+            (ObjectKind::Company, "b2g_readiness_score", Local, None),
+            (ObjectKind::Company, "address", Local, None),
+            (ObjectKind::Company, "city", Local, None),
+            (ObjectKind::Company, "state", Local, None),
+            (ObjectKind::Company, "zip", Local, None),
+            (ObjectKind::Company, "lifecyclestage", HubSpot, Some("lifecycle_stage")),
+            (ObjectKind::Company, "hubspot_owner_id", HubSpot, Some("owner_id")),
+            (ObjectKind::Company, "description", HubSpot, Some("description")),
+            (ObjectKind::Company, "website", NewerWins, Some("website")),
+            (ObjectKind::Company, "phone", NewerWins, Some("phone")),
+            (ObjectKind::Contact, "firstname", HubSpot, Some("first_name")),
+            (ObjectKind::Contact, "lastname", HubSpot, Some("last_name")),
+            (ObjectKind::Contact, "email", HubSpot, Some("email")),
+            (ObjectKind::Contact, "phone", HubSpot, Some("phone")),
+            (ObjectKind::Contact, "mobilephone", HubSpot, Some("mobile_phone")),
+            (ObjectKind::Contact, "jobtitle", HubSpot, Some("job_title")),
+            (ObjectKind::Contact, "lifecyclestage", HubSpot, Some("lifecycle_stage")),
+            (ObjectKind::Contact, "hubspot_owner_id", HubSpot, Some("owner_id")),
+        ];
+        for (object, property, owner, column) in cases {
+            assert_eq!(
+                field_rule(object, property),
+                Some(FieldRule { owner, column }),
+                "{object:?}.{property}"
+            );
+        }
+        assert_eq!(field_rule(ObjectKind::Deal, "hs_lastmodifieddate"), None);
+    }
+
+    #[test]
+    fn local_owned_fields_are_reasserted_and_the_newer_change_wins_otherwise() {
+        assert_eq!(decide(FieldOwner::Local, 10, None), Decision::Reassert);
+        assert_eq!(decide(FieldOwner::Local, 10, Some(1)), Decision::Reassert);
+        for owner in [FieldOwner::HubSpot, FieldOwner::NewerWins] {
+            assert_eq!(decide(owner, 10, None), Decision::Apply);
+            assert_eq!(decide(owner, 10, Some(9)), Decision::Apply);
+            assert_eq!(decide(owner, 10, Some(10)), Decision::Apply, "a tie goes to HubSpot");
+            assert_eq!(decide(owner, 10, Some(11)), Decision::KeepNewer);
+        }
+    }
+
+    #[test]
+    fn column_values_are_validated_against_the_local_constraints() {
+        assert_eq!(
+            column_value("lifecycle_stage", "Customer").unwrap(),
+            Some("customer".into())
+        );
+        assert!(column_value("lifecycle_stage", "").is_err());
+        assert_eq!(column_value("priority", "HIGH").unwrap(), Some("high".into()));
+        assert!(column_value("priority", "urgent").is_err());
+        assert!(column_value("email", "not-an-email").is_err());
+        assert_eq!(column_value("email", "").unwrap(), None);
+        assert_eq!(column_value("email", "a@b.co").unwrap(), Some("a@b.co".into()));
+        assert_eq!(column_value("owner_id", " 77 ").unwrap(), Some("77".into()));
+        assert_eq!(column_value("description", "").unwrap(), None);
+    }
+
+    #[test]
+    fn stage_ids_map_back_through_the_pipeline_map() {
+        let pipeline = PipelineMap {
+            pipeline_id: "p".into(),
+            stage_ids: BTreeMap::from([
+                ("new_match".to_owned(), "101".to_owned()),
+                ("closed_won".to_owned(), "107".to_owned()),
+            ]),
+        };
+        assert_eq!(local_stage(&pipeline, "107"), Some(DealStage::ClosedWon));
+        assert_eq!(local_stage(&pipeline, "999"), None);
+    }
+
+    #[test]
+    fn contact_names_fall_back_to_email_then_id() {
+        assert_eq!(
+            contact_full_name(Some("Ada"), Some("Lovelace"), None, "1"),
+            "Ada Lovelace"
+        );
+        assert_eq!(contact_full_name(None, Some(" "), Some("a@b.co"), "1"), "a@b.co");
+        assert_eq!(contact_full_name(None, None, None, "7"), "HubSpot contact 7");
+    }
+}
