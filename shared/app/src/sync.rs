@@ -14,12 +14,15 @@ use crmsync_db::PgSyncStore;
 use crmsync_db::sync::SyncedEntity;
 use crmsync_domain::ports::RetryQueue;
 use crmsync_domain::sync::{
-    COMPANY_ASSOCIATION, CompanyRecord, DealRecord, EntityType, Properties, RetryDecision, RetryMessage, RetryPolicy,
-    SyncItem, changed_properties, company_properties, deal_properties,
+    ActivityRecord, COMPANY_ASSOCIATION, CompanyRecord, ContactRecord, DealRecord, EntityType, Properties,
+    RetryDecision, RetryMessage, RetryPolicy, SyncItem, activity_properties, changed_properties, company_properties,
+    contact_properties, deal_properties, engagement_object,
 };
 use crmsync_hubspot::associations::{AssociationInput, AssociationSpec, type_ids};
+use crmsync_hubspot::objects::NewAssociation;
+use crmsync_hubspot::search::{Filter, FilterGroup, Operator, SearchRequest};
 use crmsync_hubspot::setup::LOCAL_ID_PROPERTY;
-use crmsync_hubspot::{ErrorClass, HubSpotClient, HubSpotError, ObjectType, UpsertInput};
+use crmsync_hubspot::{CreateInput, ErrorClass, HubSpotClient, HubSpotError, ObjectType, UpdateInput, UpsertInput};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -60,6 +63,9 @@ pub struct SyncReport {
     pub companies_updated: u64,
     pub deals_created: u64,
     pub deals_updated: u64,
+    pub contacts_created: u64,
+    pub contacts_updated: u64,
+    pub engagements_created: u64,
     pub associations: u64,
     /// Items completed without a HubSpot call: nothing changed since the last sync.
     pub unchanged: u64,
@@ -263,11 +269,30 @@ impl<Q: RetryQueue> OutboundSync<Q> {
                 classify(deal.hubspot_deal_id.is_some(), changed.is_empty()),
             );
         }
-        for item in items
-            .iter()
-            .filter(|i| matches!(i.entity_type, EntityType::Contact | EntityType::Activity))
+        let contact_ids = entity_ids(&items, EntityType::Contact);
+        let contact_hashes = self.store.property_hashes(EntityType::Contact, &contact_ids).await?;
+        for contact in self.store.load_contacts(&contact_ids).await? {
+            let last = contact_hashes.get(&contact.id).cloned().unwrap_or_default();
+            let changed = changed_properties(&contact_properties(&contact), &last);
+            count(
+                EntityType::Contact,
+                classify(contact.hubspot_contact_id.is_some(), changed.is_empty()),
+            );
+        }
+        for activity in self
+            .store
+            .load_activities(&entity_ids(&items, EntityType::Activity))
+            .await?
         {
-            count(item.entity_type, "pending");
+            let sendable = engagement_object(&activity.activity_type).is_some();
+            count(
+                EntityType::Activity,
+                if sendable {
+                    classify(activity.hubspot_engagement_id.is_some(), true)
+                } else {
+                    "local_only"
+                },
+            );
         }
         Ok(report)
     }
@@ -278,12 +303,19 @@ impl<Q: RetryQueue> OutboundSync<Q> {
         let by_entity = coalesce(&items);
         let mut outcome = RoundOutcome::default();
 
-        let deal_ids = ids_of(&by_entity, EntityType::Deal);
-        let deals = self.store.load_deals(&deal_ids).await?;
-        // Deals whose company is not in HubSpot bring their company into this round, so it is written first.
+        let deals = self.store.load_deals(&ids_of(&by_entity, EntityType::Deal)).await?;
+        let contacts = self
+            .store
+            .load_contacts(&ids_of(&by_entity, EntityType::Contact))
+            .await?;
+        // Deals and contacts whose company is not in HubSpot bring it into this round, so it is written first.
         let mut company_ids = ids_of(&by_entity, EntityType::Company);
-        for deal in &deals {
-            if let Some(company_id) = deal.company_id.filter(|id| !company_ids.contains(id)) {
+        for company_id in deals
+            .iter()
+            .filter_map(|d| d.company_id)
+            .chain(contacts.iter().filter_map(|c| c.company_id))
+        {
+            if !company_ids.contains(&company_id) {
                 company_ids.push(company_id);
             }
         }
@@ -293,29 +325,349 @@ impl<Q: RetryQueue> OutboundSync<Q> {
             .await?;
         self.write_back(&mut outcome, report).await?;
 
+        self.sync_contacts(&contacts, &company_hubspot_ids, &by_entity, &mut outcome, report)
+            .await?;
         self.sync_deals(&deals, &company_hubspot_ids, &by_entity, &mut outcome, report)
             .await?;
-        // Contacts and activities are queued by the dashboard API; until their sync lands they wait, uncounted.
-        for ((entity_type, _), items) in &by_entity {
-            if matches!(entity_type, EntityType::Contact | EntityType::Activity) {
-                outcome.deferred.push((
-                    items.iter().map(|i| i.id).collect(),
-                    format!("{entity_type} sync is not available in this version"),
-                ));
-            }
-        }
-        // Items whose record no longer exists (deleted locally, or deleted in HubSpot) have nothing to send.
+        self.write_back(&mut outcome, report).await?;
+
+        // Activities last: their targets' HubSpot ids are read after the write-backs above.
+        let activities = self
+            .store
+            .load_activities(&ids_of(&by_entity, EntityType::Activity))
+            .await?;
+        self.sync_activities(&activities, &by_entity, &mut outcome, report)
+            .await?;
+
+        // Items whose record no longer exists (deleted locally, deleted in HubSpot, or local-only) have nothing to
+        // send.
         for ((entity_type, entity_id), items) in &by_entity {
             let exists = match entity_type {
                 EntityType::Company => companies.iter().any(|c| c.id == *entity_id),
                 EntityType::Deal => deals.iter().any(|d| d.id == *entity_id),
-                _ => true,
+                EntityType::Contact => contacts.iter().any(|c| c.id == *entity_id),
+                EntityType::Activity => activities.iter().any(|a| a.id == *entity_id),
             };
             if !exists {
                 outcome.completed.extend(items.iter().map(|i| i.id));
             }
         }
         self.write_back(&mut outcome, report).await
+    }
+
+    /// Upserts the contacts that changed and sets their primary company association. A contact whose email
+    /// already exists in HubSpot (HubSpot deduplicates contacts by email) is linked to that record instead.
+    async fn sync_contacts(
+        &self,
+        contacts: &[ContactRecord],
+        company_hubspot_ids: &HashMap<Uuid, String>,
+        by_entity: &BTreeMap<(EntityType, Uuid), Vec<SyncItem>>,
+        outcome: &mut RoundOutcome,
+        report: &mut SyncReport,
+    ) -> Result<(), AppError> {
+        if contacts.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = contacts.iter().map(|c| c.id).collect();
+        let hashes = self.store.property_hashes(EntityType::Contact, &ids).await?;
+        let mut to_send: Vec<(Uuid, Properties, Option<String>)> = Vec::new();
+        for contact in contacts {
+            let items = items_of(by_entity, EntityType::Contact, contact.id);
+            let Some(company) = self.company_or_wait(contact.company_id, company_hubspot_ids, items, outcome) else {
+                continue;
+            };
+            let last = hashes.get(&contact.id).cloned().unwrap_or_default();
+            let changed = changed_properties(&contact_properties(contact), &last);
+            let association = company.filter(|id| {
+                contact.hubspot_contact_id.is_none()
+                    || last.get(COMPANY_ASSOCIATION) != Some(&crmsync_domain::sync::value_hash(id))
+            });
+            if changed.is_empty() && association.is_none() && contact.hubspot_contact_id.is_some() {
+                report.unchanged += items.len() as u64;
+                outcome.completed.extend(items.iter().map(|i| i.id));
+            } else {
+                to_send.push((contact.id, changed, association));
+            }
+        }
+        if to_send.is_empty() {
+            return Ok(());
+        }
+        let inputs: Vec<UpsertInput> = to_send
+            .iter()
+            .map(|(id, properties, _)| UpsertInput {
+                id: id.to_string(),
+                properties: properties.clone(),
+            })
+            .collect();
+        let mut results = self.upsert(ObjectType::Contacts, &inputs).await;
+        // An email HubSpot already knows: update that record by its id, writing our key onto it.
+        let conflicts: Vec<(usize, UpdateInput)> = results
+            .iter()
+            .enumerate()
+            .filter_map(|(index, result)| match result.as_ref().err().map(HubSpotError::class) {
+                Some(ErrorClass::Permanent(crmsync_hubspot::PermanentKind::Conflict {
+                    existing_id: Some(existing),
+                })) => {
+                    let mut properties = to_send[index].1.clone();
+                    properties.insert(LOCAL_ID_PROPERTY.to_owned(), to_send[index].0.to_string());
+                    Some((
+                        index,
+                        UpdateInput {
+                            id: existing,
+                            properties,
+                        },
+                    ))
+                }
+                _ => None,
+            })
+            .collect();
+        if !conflicts.is_empty() {
+            let updates: Vec<UpdateInput> = conflicts.iter().map(|(_, input)| input.clone()).collect();
+            let answers = match self.hubspot.batch_update(ObjectType::Contacts, None, &updates).await {
+                Ok(outcome) => outcome.into_results(),
+                Err(error) => vec![Err(error); updates.len()],
+            };
+            for ((index, _), answer) in conflicts.into_iter().zip(answers) {
+                results[index] = answer.map(|object| (object.id, false));
+            }
+        }
+        let mut upserted = Vec::new();
+        for ((id, properties, association), result) in to_send.into_iter().zip(results) {
+            let items = items_of(by_entity, EntityType::Contact, id).to_vec();
+            match result {
+                Ok((hubspot_id, created)) => {
+                    if created {
+                        report.contacts_created += 1
+                    } else {
+                        report.contacts_updated += 1
+                    }
+                    let entity = SyncedEntity {
+                        entity_type: EntityType::Contact,
+                        entity_id: id,
+                        object_type: "contacts",
+                        hubspot_id,
+                        written: properties,
+                    };
+                    upserted.push((entity, items, association));
+                }
+                Err(error) => outcome.failures.push((items, error.to_string(), error.class())),
+            }
+        }
+        self.associate_with_companies(
+            ObjectType::Contacts,
+            type_ids::CONTACT_TO_COMPANY_PRIMARY,
+            upserted,
+            outcome,
+            report,
+        )
+        .await;
+        Ok(())
+    }
+
+    /// The company's HubSpot id when the record has a company that is in HubSpot (`Some(Some(id))`) or has no
+    /// company (`Some(None)`); `None` after deferring the items, when the company is not in HubSpot yet.
+    fn company_or_wait(
+        &self,
+        company_id: Option<Uuid>,
+        company_hubspot_ids: &HashMap<Uuid, String>,
+        items: &[SyncItem],
+        outcome: &mut RoundOutcome,
+    ) -> Option<Option<String>> {
+        match company_id {
+            None => Some(None),
+            Some(company_id) => match company_hubspot_ids.get(&company_id) {
+                Some(id) => Some(Some(id.clone())),
+                None => {
+                    outcome.deferred.push((
+                        items.iter().map(|i| i.id).collect(),
+                        format!("waiting for company {company_id} to reach HubSpot"),
+                    ));
+                    None
+                }
+            },
+        }
+    }
+
+    /// Creates the primary company association of each upserted record that needs one (≤2,000 per call), then
+    /// records the results: a record whose association failed keeps its properties' new hashes, and only the
+    /// association is retried.
+    async fn associate_with_companies(
+        &self,
+        from: ObjectType,
+        type_id: u32,
+        upserted: Vec<(SyncedEntity, Vec<SyncItem>, Option<String>)>,
+        outcome: &mut RoundOutcome,
+        report: &mut SyncReport,
+    ) {
+        let inputs: Vec<AssociationInput> = upserted
+            .iter()
+            .filter_map(|(entity, _, company)| {
+                company.as_ref().map(|company| AssociationInput {
+                    from_id: entity.hubspot_id.clone(),
+                    to_id: company.clone(),
+                    types: vec![AssociationSpec::hubspot_defined(type_id)],
+                })
+            })
+            .collect();
+        let mut results = match self
+            .hubspot
+            .batch_create_associations(from, ObjectType::Companies, &inputs)
+            .await
+        {
+            Ok(outcome) => outcome.into_results().into_iter(),
+            Err(error) => vec![Err(error); inputs.len()].into_iter(),
+        };
+        for (mut entity, items, company) in upserted {
+            let result = match &company {
+                Some(_) => results.next().unwrap_or(Ok(())),
+                None => Ok(()),
+            };
+            match (result, company) {
+                (Ok(()), Some(company)) => {
+                    report.associations += 1;
+                    entity.written.insert(COMPANY_ASSOCIATION.to_owned(), company);
+                    outcome.completed.extend(items.iter().map(|i| i.id));
+                }
+                (Ok(()), None) => outcome.completed.extend(items.iter().map(|i| i.id)),
+                (Err(error), _) => outcome
+                    .failures
+                    .push((items, format!("association: {error}"), error.class())),
+            }
+            outcome.synced.push(entity);
+        }
+    }
+
+    /// Creates engagements for new activities, associated with their deal, company and contact. Engagements have no
+    /// unique key in HubSpot, so an activity retried after an attempt that may have reached HubSpot first looks
+    /// itself up by `crmsync_id` and links what it finds instead of creating a second one.
+    async fn sync_activities(
+        &self,
+        activities: &[ActivityRecord],
+        by_entity: &BTreeMap<(EntityType, Uuid), Vec<SyncItem>>,
+        outcome: &mut RoundOutcome,
+        report: &mut SyncReport,
+    ) -> Result<(), AppError> {
+        let mut creates: BTreeMap<&'static str, Vec<(&ActivityRecord, Properties, CreateInput)>> = BTreeMap::new();
+        for activity in activities {
+            let items = items_of(by_entity, EntityType::Activity, activity.id);
+            let (Some(object), Some(properties)) = (
+                engagement_object(&activity.activity_type),
+                activity_properties(activity),
+            ) else {
+                outcome.completed.extend(items.iter().map(|i| i.id));
+                continue;
+            };
+            if activity.hubspot_engagement_id.is_some() {
+                // Engagements are created once; later local edits stay local.
+                report.unchanged += items.len() as u64;
+                outcome.completed.extend(items.iter().map(|i| i.id));
+                continue;
+            }
+            let object_type = engagement_type(object);
+            let mut associations = Vec::new();
+            let mut waiting = None;
+            for (target, target_type) in [
+                (&activity.deal, ObjectType::Deals),
+                (&activity.company, ObjectType::Companies),
+                (&activity.contact, ObjectType::Contacts),
+            ] {
+                match target {
+                    Some((_, Some(hubspot_id))) => {
+                        if let Some(type_id) = crmsync_hubspot::associations::default_type_id(object_type, target_type)
+                        {
+                            associations.push(NewAssociation {
+                                to_id: hubspot_id.clone(),
+                                types: vec![AssociationSpec::hubspot_defined(type_id)],
+                            });
+                        }
+                    }
+                    Some((local, None)) => {
+                        waiting = Some(format!("waiting for {target_type} {local} to reach HubSpot"))
+                    }
+                    None => {}
+                }
+            }
+            if let Some(reason) = waiting {
+                outcome.deferred.push((items.iter().map(|i| i.id).collect(), reason));
+                continue;
+            }
+            if items.iter().any(|i| i.attempts > 0) {
+                match self.find_engagement(object_type, activity.id).await {
+                    Ok(Some(hubspot_id)) => {
+                        outcome.completed.extend(items.iter().map(|i| i.id));
+                        outcome.synced.push(SyncedEntity {
+                            entity_type: EntityType::Activity,
+                            entity_id: activity.id,
+                            object_type: object,
+                            hubspot_id,
+                            written: properties,
+                        });
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        outcome
+                            .failures
+                            .push((items.to_vec(), error.to_string(), error.class()));
+                        continue;
+                    }
+                }
+            }
+            let input = CreateInput {
+                properties: properties.clone(),
+                associations,
+            };
+            creates.entry(object).or_default().push((activity, properties, input));
+        }
+        for (object, batch) in creates {
+            let inputs: Vec<CreateInput> = batch.iter().map(|(_, _, input)| input.clone()).collect();
+            let results = match self.hubspot.batch_create(engagement_type(object), &inputs).await {
+                Ok(answer) => answer.into_results(),
+                Err(error) => vec![Err(error); inputs.len()],
+            };
+            for ((activity, properties, _), result) in batch.into_iter().zip(results) {
+                let items = items_of(by_entity, EntityType::Activity, activity.id).to_vec();
+                match result {
+                    Ok(created) => {
+                        report.engagements_created += 1;
+                        outcome.completed.extend(items.iter().map(|i| i.id));
+                        outcome.synced.push(SyncedEntity {
+                            entity_type: EntityType::Activity,
+                            entity_id: activity.id,
+                            object_type: object,
+                            hubspot_id: created.id,
+                            written: properties,
+                        });
+                    }
+                    Err(error) => outcome.failures.push((items, error.to_string(), error.class())),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An engagement an earlier attempt created, found by its `crmsync_id` (search lags by seconds; retries come
+    /// later than that).
+    async fn find_engagement(
+        &self,
+        object_type: ObjectType,
+        activity_id: Uuid,
+    ) -> Result<Option<String>, HubSpotError> {
+        let request = SearchRequest {
+            filter_groups: vec![FilterGroup {
+                filters: vec![Filter::new(LOCAL_ID_PROPERTY, Operator::Eq, activity_id.to_string())],
+            }],
+            limit: 1,
+            ..SearchRequest::default()
+        };
+        Ok(self
+            .hubspot
+            .search_page(object_type, &request, None)
+            .await?
+            .results
+            .into_iter()
+            .next()
+            .map(|o| o.id))
     }
 
     /// Upserts the companies that changed; returns the HubSpot id of every company known after this step.
@@ -412,18 +764,9 @@ impl<Q: RetryQueue> OutboundSync<Q> {
         let mut to_send: Vec<(&DealRecord, Properties, Option<String>)> = Vec::new();
         for deal in deals {
             let items = items_of(by_entity, EntityType::Deal, deal.id);
-            let company_hubspot_id = match deal.company_id {
-                Some(company_id) => match company_hubspot_ids.get(&company_id) {
-                    Some(id) => Some(id.clone()),
-                    None => {
-                        outcome.deferred.push((
-                            items.iter().map(|i| i.id).collect(),
-                            format!("waiting for company {company_id} to reach HubSpot"),
-                        ));
-                        continue;
-                    }
-                },
-                None => None,
+            let Some(company_hubspot_id) = self.company_or_wait(deal.company_id, company_hubspot_ids, items, outcome)
+            else {
+                continue;
             };
             let properties = match deal_properties(deal, &pipeline) {
                 Ok(properties) => properties,
@@ -483,43 +826,14 @@ impl<Q: RetryQueue> OutboundSync<Q> {
             }
         }
 
-        let associations: Vec<AssociationInput> = upserted
-            .iter()
-            .filter_map(|(entity, _, company)| {
-                company.as_ref().map(|company| AssociationInput {
-                    from_id: entity.hubspot_id.clone(),
-                    to_id: company.clone(),
-                    types: vec![AssociationSpec::hubspot_defined(type_ids::DEAL_TO_COMPANY_PRIMARY)],
-                })
-            })
-            .collect();
-        let mut association_results = match self
-            .hubspot
-            .batch_create_associations(ObjectType::Deals, ObjectType::Companies, &associations)
-            .await
-        {
-            Ok(outcome) => outcome.into_results().into_iter(),
-            Err(error) => vec![Err(error); associations.len()].into_iter(),
-        };
-        for (mut entity, items, company) in upserted {
-            let association_result = match &company {
-                Some(_) => association_results.next().unwrap_or(Ok(())),
-                None => Ok(()),
-            };
-            match (association_result, company) {
-                (Ok(()), Some(company)) => {
-                    report.associations += 1;
-                    entity.written.insert(COMPANY_ASSOCIATION.to_owned(), company);
-                    outcome.completed.extend(items.iter().map(|i| i.id));
-                }
-                (Ok(()), None) => outcome.completed.extend(items.iter().map(|i| i.id)),
-                // The deal's properties are in HubSpot and recorded; only the association is retried.
-                (Err(error), _) => outcome
-                    .failures
-                    .push((items, format!("association: {error}"), error.class())),
-            }
-            outcome.synced.push(entity);
-        }
+        self.associate_with_companies(
+            ObjectType::Deals,
+            type_ids::DEAL_TO_COMPANY_PRIMARY,
+            upserted,
+            outcome,
+            report,
+        )
+        .await;
         Ok(())
     }
 
@@ -594,6 +908,17 @@ impl<Q: RetryQueue> OutboundSync<Q> {
             }
         }
         Ok(())
+    }
+}
+
+/// The client's object type for an engagement object name from the domain.
+fn engagement_type(object: &str) -> ObjectType {
+    match object {
+        "calls" => ObjectType::Calls,
+        "emails" => ObjectType::Emails,
+        "meetings" => ObjectType::Meetings,
+        "tasks" => ObjectType::Tasks,
+        _ => ObjectType::Notes,
     }
 }
 

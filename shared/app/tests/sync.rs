@@ -496,3 +496,133 @@ async fn an_expired_lease_is_taken_over_which_recovers_a_crashed_run() {
         .await;
     assert_eq!(app.drain().await.claimed, 0);
 }
+
+#[tokio::test]
+async fn contacts_and_engagements_reach_hubspot_associated_with_their_records() {
+    let app = SyncApp::spawn().await;
+    app.ingest(1, 1).await;
+    app.execute(
+        "INSERT INTO contacts (id, company_id, full_name, email, job_title)
+           SELECT '00000000-0000-0000-0000-00000000c0a1', id, 'Grace Hopper', 'grace@navy.example', 'Admiral' FROM companies;
+         INSERT INTO activities (id, activity_type, subject, body, deal_id, contact_id)
+           SELECT '00000000-0000-0000-0000-00000000ac01', 'note', 'Capability statement', 'Sent the PDF', d.id,
+                  '00000000-0000-0000-0000-00000000c0a1' FROM deals d;
+         INSERT INTO activities (id, activity_type, subject, company_id, direction, duration_seconds)
+           SELECT '00000000-0000-0000-0000-00000000ac02', 'call', 'Intro call', id, 'outbound', 300 FROM companies;
+         INSERT INTO sync_queue (entity_type, entity_id, operation) VALUES
+           ('contact', '00000000-0000-0000-0000-00000000c0a1', 'create'),
+           ('activity', '00000000-0000-0000-0000-00000000ac01', 'create'),
+           ('activity', '00000000-0000-0000-0000-00000000ac02', 'create');",
+    )
+    .await;
+    let report = app.drain().await;
+    assert_eq!(
+        (
+            report.contacts_created,
+            report.engagements_created,
+            report.deals_created
+        ),
+        (1, 2, 1),
+        "{report:?}"
+    );
+    let company_id = app.sim_objects("companies").await[0]["id"].as_str().unwrap().to_owned();
+    let deal_id = app.sim_objects("deals").await[0]["id"].as_str().unwrap().to_owned();
+    let contacts = app.sim_objects("contacts").await;
+    assert_eq!(contacts[0]["properties"]["firstname"], "Grace");
+    assert_eq!(contacts[0]["associations"]["companies"], json!([company_id]));
+    let contact_id = contacts[0]["id"].as_str().unwrap().to_owned();
+    let notes = app.sim_objects("notes").await;
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0]["associations"]["deals"], json!([deal_id]));
+    assert_eq!(notes[0]["associations"]["contacts"], json!([contact_id]));
+    let calls = app.sim_objects("calls").await;
+    assert_eq!(calls[0]["properties"]["hs_call_duration"], "300000");
+    assert_eq!(calls[0]["associations"]["companies"], json!([company_id]));
+    assert_eq!(
+        app.count("SELECT count(*) FROM activities WHERE hubspot_engagement_id IS NOT NULL")
+            .await,
+        2
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM sync_queue WHERE status <> 'completed'")
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_contact_whose_email_hubspot_already_has_is_linked_to_that_record() {
+    let app = SyncApp::spawn().await;
+    let url = format!("{}/__sim/act/create-contact", app.sim.base_url());
+    let created: Value = reqwest::Client::new()
+        .post(url)
+        .json(&json!({ "properties": { "email": "ada@example.com", "firstname": "Ada" } }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let existing_id = created["id"].as_str().expect("created contact id").to_owned();
+    app.execute(
+        "INSERT INTO contacts (id, full_name, email) VALUES ('00000000-0000-0000-0000-00000000c0a2', 'Ada Lovelace', 'ada@example.com');
+         INSERT INTO sync_queue (entity_type, entity_id, operation) VALUES ('contact', '00000000-0000-0000-0000-00000000c0a2', 'create');",
+    )
+    .await;
+    let report = app.drain().await;
+    assert_eq!(
+        (report.contacts_updated, report.failed, report.dead),
+        (1, 0, 0),
+        "{report:?}"
+    );
+    let contacts = app.sim_objects("contacts").await;
+    assert_eq!(contacts.len(), 1, "no duplicate contact");
+    assert_eq!(
+        contacts[0]["properties"]["crmsync_id"],
+        "00000000-0000-0000-0000-00000000c0a2"
+    );
+    let linked: String = app
+        .db
+        .pool()
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT hubspot_contact_id FROM contacts", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(linked, existing_id);
+}
+
+#[tokio::test]
+async fn an_engagement_create_whose_answer_was_lost_is_found_not_duplicated() {
+    let app = SyncApp::spawn().await;
+    app.ingest(1, 1).await;
+    app.drain().await;
+    app.execute(
+        "INSERT INTO activities (id, activity_type, subject, deal_id)
+           SELECT '00000000-0000-0000-0000-00000000ac03', 'note', 'Debrief', id FROM deals;
+         INSERT INTO sync_queue (entity_type, entity_id, operation) VALUES ('activity', '00000000-0000-0000-0000-00000000ac03', 'create');",
+    )
+    .await;
+    // The create is applied, then the connection drops before any answer: the client cannot know it worked.
+    app.sim.set_faults(FaultConfig {
+        next: vec![crmsync_hubspot_sim::FaultKind::DropAfterWrite],
+        ..FaultConfig::default()
+    });
+    let mut config = HubSpotConfig::new(app.sim.base_url(), app.sim.access_token().to_owned().into());
+    config.max_retries = 0;
+    let sync = app.sync_with(HubSpotClient::new(config).unwrap(), None, quick_retries());
+    let reports = app.drain_until_settled(&sync).await;
+    assert_eq!(reports[0].failed, 1, "{reports:?}");
+    assert_eq!(
+        app.sim_objects("notes").await.len(),
+        1,
+        "the retry found the note instead of creating another"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM activities WHERE hubspot_engagement_id IS NOT NULL")
+            .await,
+        1
+    );
+}

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crmsync_domain::sync::{
-    CompanyRecord, DealRecord, EntityType, PipelineMap, Properties, RetryDecision, SyncItem, value_hash,
+    ActivityRecord, CompanyRecord, ContactRecord, DealRecord, EntityType, PipelineMap, Properties, RetryDecision,
+    SyncItem, value_hash,
 };
 use deadpool_postgres::{GenericClient, Pool};
 use serde_json::Value;
@@ -215,6 +216,74 @@ impl PgSyncStore {
                 priority: row.get(8),
                 notice_id: row.get(9),
                 hubspot_deal_id: row.get(10),
+            })
+            .collect())
+    }
+
+    pub async fn load_contacts(&self, ids: &[Uuid]) -> Result<Vec<ContactRecord>, DbError> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT id, company_id, full_name, first_name, last_name, email, phone, mobile_phone, job_title,
+                        lifecycle_stage, hubspot_contact_id
+                 FROM contacts WHERE id = ANY($1) AND hubspot_sync_status <> 'deleted'",
+            )
+            .await?;
+        let rows = client.query(&statement, &[&ids]).await?;
+        Ok(rows
+            .iter()
+            .map(|row| ContactRecord {
+                id: row.get(0),
+                company_id: row.get(1),
+                full_name: row.get(2),
+                first_name: row.get(3),
+                last_name: row.get(4),
+                email: row.get(5),
+                phone: row.get(6),
+                mobile_phone: row.get(7),
+                job_title: row.get(8),
+                lifecycle_stage: row.get(9),
+                hubspot_contact_id: row.get(10),
+            })
+            .collect())
+    }
+
+    /// Activities with the HubSpot ids their targets have now.
+    pub async fn load_activities(&self, ids: &[Uuid]) -> Result<Vec<ActivityRecord>, DbError> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT a.id, a.activity_type, a.subject, a.body, a.occurred_at, a.direction, a.status, a.due_at,
+                        a.duration_seconds, a.hubspot_engagement_id,
+                        a.deal_id, d.hubspot_deal_id, a.company_id, c.hubspot_company_id, a.contact_id,
+                        ct.hubspot_contact_id
+                 FROM activities a
+                 LEFT JOIN deals d ON d.id = a.deal_id
+                 LEFT JOIN companies c ON c.id = a.company_id
+                 LEFT JOIN contacts ct ON ct.id = a.contact_id
+                 WHERE a.id = ANY($1) AND a.hubspot_sync_status NOT IN ('deleted', 'local_only')",
+            )
+            .await?;
+        let rows = client.query(&statement, &[&ids]).await?;
+        let target = |row: &tokio_postgres::Row, id: usize| -> Option<(Uuid, Option<String>)> {
+            row.get::<_, Option<Uuid>>(id).map(|local| (local, row.get(id + 1)))
+        };
+        Ok(rows
+            .iter()
+            .map(|row| ActivityRecord {
+                id: row.get(0),
+                activity_type: row.get(1),
+                subject: row.get(2),
+                body: row.get(3),
+                occurred_at: row.get(4),
+                direction: row.get(5),
+                status: row.get(6),
+                due_at: row.get(7),
+                duration_seconds: row.get(8),
+                hubspot_engagement_id: row.get(9),
+                deal: target(row, 10),
+                company: target(row, 12),
+                contact: target(row, 14),
             })
             .collect())
     }

@@ -271,6 +271,146 @@ pub fn deal_properties(deal: &DealRecord, pipeline: &PipelineMap) -> Result<Prop
     ]))
 }
 
+/// A contact as the sync reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContactRecord {
+    pub id: Uuid,
+    pub company_id: Option<Uuid>,
+    pub full_name: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub mobile_phone: Option<String>,
+    pub job_title: Option<String>,
+    pub lifecycle_stage: String,
+    pub hubspot_contact_id: Option<String>,
+}
+
+/// The HubSpot properties of a contact. Without first and last names, the full name is split at its last space.
+pub fn contact_properties(contact: &ContactRecord) -> Properties {
+    let (first, last) = match (&contact.first_name, &contact.last_name) {
+        (None, None) => match contact.full_name.trim().rsplit_once(' ') {
+            Some((first, last)) => (first.trim().to_owned(), last.to_owned()),
+            None => (contact.full_name.trim().to_owned(), String::new()),
+        },
+        (first, last) => (opt(first.as_deref()), opt(last.as_deref())),
+    };
+    let mut properties = Properties::from([
+        ("firstname".to_owned(), first),
+        ("lastname".to_owned(), last),
+        ("email".to_owned(), opt(contact.email.as_deref())),
+        ("phone".to_owned(), opt(contact.phone.as_deref())),
+        ("mobilephone".to_owned(), opt(contact.mobile_phone.as_deref())),
+        ("jobtitle".to_owned(), opt(contact.job_title.as_deref())),
+    ]);
+    if contact.hubspot_contact_id.is_none() {
+        properties.insert("lifecyclestage".to_owned(), contact.lifecycle_stage.clone());
+    }
+    properties
+}
+
+/// An activity as the sync reads it, with the HubSpot ids of its targets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivityRecord {
+    pub id: Uuid,
+    pub activity_type: String,
+    pub subject: String,
+    pub body: Option<String>,
+    pub occurred_at: chrono::DateTime<chrono::Utc>,
+    pub direction: Option<String>,
+    pub status: Option<String>,
+    pub due_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub duration_seconds: Option<i32>,
+    pub hubspot_engagement_id: Option<String>,
+    /// (local id, HubSpot id once synced) of the deal, company and contact it is about.
+    pub deal: Option<(Uuid, Option<String>)>,
+    pub company: Option<(Uuid, Option<String>)>,
+    pub contact: Option<(Uuid, Option<String>)>,
+}
+
+/// The HubSpot object type (plural, as in the API path) an activity becomes; `None` for local-only types
+/// (stage_change, system).
+pub fn engagement_object(activity_type: &str) -> Option<&'static str> {
+    match activity_type {
+        "note" => Some("notes"),
+        "call" => Some("calls"),
+        "email" => Some("emails"),
+        "meeting" => Some("meetings"),
+        "task" => Some("tasks"),
+        _ => None,
+    }
+}
+
+fn millis(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The HubSpot properties of an engagement, per type (`hs_timestamp` is required on all of them; emails also
+/// need a direction). `crmsync_id` lets a retried create find an engagement an earlier attempt made.
+pub fn activity_properties(activity: &ActivityRecord) -> Option<Properties> {
+    let body = opt(activity.body.as_deref());
+    let mut properties = Properties::from([
+        ("hs_timestamp".to_owned(), millis(activity.occurred_at)),
+        ("crmsync_id".to_owned(), activity.id.to_string()),
+    ]);
+    let mut set = |name: &str, value: String| {
+        properties.insert(name.to_owned(), value);
+    };
+    match activity.activity_type.as_str() {
+        "note" => set(
+            "hs_note_body",
+            if body.is_empty() {
+                activity.subject.clone()
+            } else {
+                format!("{}\n\n{body}", activity.subject)
+            },
+        ),
+        "call" => {
+            set("hs_call_title", activity.subject.clone());
+            set("hs_call_body", body);
+            if let Some(direction) = &activity.direction {
+                set("hs_call_direction", direction.to_ascii_uppercase());
+            }
+            if let Some(seconds) = activity.duration_seconds {
+                set("hs_call_duration", (i64::from(seconds) * 1000).to_string());
+            }
+        }
+        "email" => {
+            set("hs_email_subject", activity.subject.clone());
+            set("hs_email_text", body);
+            let direction = if activity.direction.as_deref() == Some("inbound") {
+                "INCOMING_EMAIL"
+            } else {
+                "EMAIL"
+            };
+            set("hs_email_direction", direction.to_owned());
+        }
+        "meeting" => {
+            set("hs_meeting_title", activity.subject.clone());
+            set("hs_meeting_body", body);
+            set("hs_meeting_start_time", millis(activity.occurred_at));
+            let end =
+                activity.occurred_at + chrono::Duration::seconds(i64::from(activity.duration_seconds.unwrap_or(1800)));
+            set("hs_meeting_end_time", millis(end));
+        }
+        "task" => {
+            set("hs_task_subject", activity.subject.clone());
+            set("hs_task_body", body);
+            let done = matches!(activity.status.as_deref(), Some("completed" | "done"));
+            set(
+                "hs_task_status",
+                if done { "COMPLETED" } else { "NOT_STARTED" }.to_owned(),
+            );
+            if let Some(due) = activity.due_at {
+                set("hs_timestamp", millis(due));
+            }
+        }
+        _ => return None,
+    }
+    Some(properties)
+}
+
 /// The pseudo-property under which a deal's primary company association is tracked like a property value.
 pub const COMPANY_ASSOCIATION: &str = "assoc:company";
 
@@ -393,6 +533,73 @@ mod tests {
             },
             "HubSpot's suggested wait is a floor"
         );
+    }
+
+    #[test]
+    fn a_contact_without_name_parts_is_split_at_the_last_space() {
+        let contact = ContactRecord {
+            id: Uuid::nil(),
+            company_id: None,
+            full_name: "Mary Ann Smith".into(),
+            first_name: None,
+            last_name: None,
+            email: Some("mary@agency.gov".into()),
+            phone: None,
+            mobile_phone: None,
+            job_title: Some("Contracting Officer".into()),
+            lifecycle_stage: "lead".into(),
+            hubspot_contact_id: None,
+        };
+        let properties = contact_properties(&contact);
+        assert_eq!(
+            (properties["firstname"].as_str(), properties["lastname"].as_str()),
+            ("Mary Ann", "Smith")
+        );
+        assert_eq!(properties["jobtitle"], "Contracting Officer");
+    }
+
+    #[test]
+    fn each_activity_type_becomes_its_engagement_with_hubspots_required_properties() {
+        let activity = |activity_type: &str| ActivityRecord {
+            id: Uuid::nil(),
+            activity_type: activity_type.into(),
+            subject: "Kick-off".into(),
+            body: Some("Agenda".into()),
+            occurred_at: chrono::DateTime::from_timestamp(1_767_225_600, 0).unwrap(),
+            direction: Some("inbound".into()),
+            status: None,
+            due_at: None,
+            duration_seconds: Some(90),
+            hubspot_engagement_id: None,
+            deal: None,
+            company: None,
+            contact: None,
+        };
+        for (activity_type, object, required) in [
+            ("note", "notes", "hs_note_body"),
+            ("call", "calls", "hs_call_title"),
+            ("email", "emails", "hs_email_direction"),
+            ("meeting", "meetings", "hs_meeting_end_time"),
+            ("task", "tasks", "hs_task_status"),
+        ] {
+            assert_eq!(engagement_object(activity_type), Some(object));
+            let properties = activity_properties(&activity(activity_type)).unwrap();
+            assert_eq!(
+                properties["hs_timestamp"], "2026-01-01T00:00:00.000Z",
+                "{activity_type}"
+            );
+            assert!(properties.contains_key(required), "{activity_type} needs {required}");
+        }
+        assert_eq!(
+            activity_properties(&activity("call")).unwrap()["hs_call_duration"],
+            "90000"
+        );
+        assert_eq!(
+            activity_properties(&activity("email")).unwrap()["hs_email_direction"],
+            "INCOMING_EMAIL"
+        );
+        assert_eq!(engagement_object("stage_change"), None);
+        assert_eq!(activity_properties(&activity("stage_change")), None);
     }
 
     #[test]

@@ -49,8 +49,9 @@ const fn prop(
     }
 }
 
-/// The properties of contract.md.
-pub const PROPERTIES: [PropertySpec; 10] = [
+/// The properties of contract.md, plus `crmsync_id` on the five activity types: not unique (HubSpot does not
+/// promise unique values there), but searchable, so a retried engagement create can first look for itself.
+pub const PROPERTIES: [PropertySpec; 15] = [
     prop(
         ObjectType::Companies,
         LOCAL_ID_PROPERTY,
@@ -112,6 +113,41 @@ pub const PROPERTIES: [PropertySpec; 10] = [
         ObjectType::Companies,
         "b2g_primary_naics",
         "Primary NAICS",
+        PropertyType::String,
+        false,
+    ),
+    prop(
+        ObjectType::Notes,
+        LOCAL_ID_PROPERTY,
+        "CRMSync ID",
+        PropertyType::String,
+        false,
+    ),
+    prop(
+        ObjectType::Calls,
+        LOCAL_ID_PROPERTY,
+        "CRMSync ID",
+        PropertyType::String,
+        false,
+    ),
+    prop(
+        ObjectType::Emails,
+        LOCAL_ID_PROPERTY,
+        "CRMSync ID",
+        PropertyType::String,
+        false,
+    ),
+    prop(
+        ObjectType::Meetings,
+        LOCAL_ID_PROPERTY,
+        "CRMSync ID",
+        PropertyType::String,
+        false,
+    ),
+    prop(
+        ObjectType::Tasks,
+        LOCAL_ID_PROPERTY,
+        "CRMSync ID",
         PropertyType::String,
         false,
     ),
@@ -178,7 +214,7 @@ pub struct SetupReport {
 /// `crmsync_id` without unique values, which HubSpot cannot change afterwards).
 pub async fn ensure_b2g_setup(client: &HubSpotClient) -> Result<SetupReport, HubSpotError> {
     let mut report = SetupReport::default();
-    for object_type in [ObjectType::Companies, ObjectType::Contacts, ObjectType::Deals] {
+    for object_type in ObjectType::ALL {
         ensure_group(client, object_type, &mut report).await?;
         ensure_properties(client, object_type, &mut report).await?;
     }

@@ -1096,7 +1096,7 @@ async fn setup_adds_a_missing_stage_and_corrects_a_wrong_probability_without_tou
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"results": [
             {"name": "b2g", "label": "B2G", "displayOrder": -1, "archived": false},
         ]})))
-        .expect(3)
+        .expect(8) // one list per object type: companies, contacts, deals and the five activity types
         .mount(&server)
         .await;
     let all_properties: Vec<Value> = PROPERTIES
@@ -1109,7 +1109,7 @@ async fn setup_adds_a_missing_stage_and_corrects_a_wrong_probability_without_tou
     Mock::given(method("GET"))
         .and(path_regex(r"^/crm/properties/2026-03/[a-z]+$"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"results": all_properties})))
-        .expect(3)
+        .expect(8) // one list per object type: companies, contacts, deals and the five activity types
         .mount(&server)
         .await;
     // The pipeline exists with every stage but "Closed Lost", and "Qualified" at 0.5 instead of 0.4.
