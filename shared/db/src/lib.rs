@@ -5,6 +5,7 @@
 
 pub mod crm;
 pub mod error;
+pub mod inbox;
 pub mod ingest;
 pub mod migrate;
 pub mod pool;

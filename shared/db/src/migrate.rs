@@ -38,6 +38,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "outbound_sync",
         sql: include_str!("../../../migrations/0004_outbound_sync.sql"),
     },
+    Migration {
+        version: 5,
+        name: "webhooks",
+        sql: include_str!("../../../migrations/0005_webhooks.sql"),
+    },
 ];
 
 /// Any fixed 64-bit key unique to this runner ("crmsync" in ASCII).
