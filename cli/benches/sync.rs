@@ -18,7 +18,9 @@ const LIMIT_PER_10S: f64 = 100.0;
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let db = TestDb::new().await;
-    let sim = HubSpotSim::start(SimConfig::default(), "127.0.0.1:0".parse().unwrap()).await.expect("simulator");
+    let sim = HubSpotSim::start(SimConfig::default(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("simulator");
     let crmsync = |args: &[&str]| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_crmsync"));
         command
@@ -41,10 +43,24 @@ async fn main() {
             "match_score": 55 + (i % 40)
         }))
         .collect();
-    let mut ingest = crmsync(&["ingest", "-"]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().expect("ingest");
-    std::io::Write::write_all(&mut ingest.stdin.take().unwrap(), json!({ "matches": matches }).to_string().as_bytes()).unwrap();
+    let mut ingest = crmsync(&["ingest", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("ingest");
+    std::io::Write::write_all(
+        &mut ingest.stdin.take().unwrap(),
+        json!({ "matches": matches }).to_string().as_bytes(),
+    )
+    .unwrap();
     assert!(ingest.wait().unwrap().success());
-    assert!(crmsync(&["hubspot-setup"]).stdout(Stdio::null()).status().unwrap().success());
+    assert!(
+        crmsync(&["hubspot-setup"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    );
     // Let setup's requests leave the simulator's rolling window, so the run starts with a full budget.
     tokio::time::sleep(Duration::from_secs(11)).await;
     let before = sim.total_requests();
@@ -55,7 +71,11 @@ async fn main() {
     let mut peak_kb = 0_u64;
     while child.try_wait().unwrap().is_none() {
         if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-            if let Some(kb) = status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)) {
+            if let Some(kb) = status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+            {
                 peak_kb = peak_kb.max(kb.parse().unwrap_or(0));
             }
         }
@@ -76,15 +96,29 @@ async fn main() {
 
     println!("| measure | crmsync | floor / goal | ratio |");
     println!("|---|---:|---:|---:|");
-    println!("| HubSpot requests | {requests} | {floor} | {:.3}× (goal ≤ 1.05×) |", requests as f64 / floor as f64);
-    println!("| wall time | {:.1} s | {floor_seconds:.1} s at 100/10 s | {:.2}× (goal ≤ 1.3×) |", wall.as_secs_f64(), wall.as_secs_f64() / floor_seconds);
+    println!(
+        "| HubSpot requests | {requests} | {floor} | {:.3}× (goal ≤ 1.05×) |",
+        requests as f64 / floor as f64
+    );
+    println!(
+        "| wall time | {:.1} s | {floor_seconds:.1} s at 100/10 s | {:.2}× (goal ≤ 1.3×) |",
+        wall.as_secs_f64(),
+        wall.as_secs_f64() / floor_seconds
+    );
     println!("| 429 answers | {throttled} | 0 | |");
-    println!("| peak RSS of `crmsync sync` | {:.1} MB | ≤ 128 MB | |", peak_kb as f64 / 1024.0);
+    println!(
+        "| peak RSS of `crmsync sync` | {:.1} MB | ≤ 128 MB | |",
+        peak_kb as f64 / 1024.0
+    );
     println!();
     println!("| approach | requests | time at 100 requests / 10 s |");
     println!("|---|---:|---:|");
     println!("| crmsync (measured) | {requests} | {:.1} s |", wall.as_secs_f64());
-    println!("| naive per-record client (computed) | {naive_requests} | {:.0} s ({:.1} min) |", naive_requests as f64 / 10.0, naive_requests as f64 / 600.0);
+    println!(
+        "| naive per-record client (computed) | {naive_requests} | {:.0} s ({:.1} min) |",
+        naive_requests as f64 / 10.0,
+        naive_requests as f64 / 600.0
+    );
     println!(
         "| the guide's Step C, 10 rows per 5-minute run (computed) | {} | {guide_runs} runs = {:.1} h |",
         COMPANIES + DEALS,

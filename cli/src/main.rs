@@ -79,7 +79,8 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         visibility_timeout: u64,
     },
-    /// Run the HTTP server (GET /healthz, POST /ingest/matches), the sync schedule and the retry-queue poller.
+    /// Run the HTTP server (GET /healthz, POST /ingest/matches, the dashboard at / and /api/*), the sync schedule
+    /// and the retry-queue poller.
     /// Without HUBSPOT_ACCESS_TOKEN it starts the built-in HubSpot simulator and talks to it.
     Serve {
         /// The address to listen on.

@@ -1,4 +1,4 @@
-//! `crmsync serve`: every handler on one port, the sync schedule, and the retry-queue poller. Without
+//! `crmsync serve`: every handler on one port (ingestion, the dashboard API and page), the sync schedule, and the retry-queue poller. Without
 //! HUBSPOT_ACCESS_TOKEN it starts the built-in HubSpot simulator, sets it up, and syncs to it.
 
 use std::net::SocketAddr;
@@ -58,7 +58,10 @@ pub async fn serve(mut config: Config, bind: SocketAddr) -> anyhow::Result<ExitC
     });
 
     let pool = crmsync_db::connect_pool(config.database_url.expose_secret(), config.database_pool_size)?;
-    let app = router(AppState::new(pool, api_token));
+    let api_config = crmsync_app::api::ApiConfig::from_env()?;
+    let app = router(AppState::new(pool.clone(), api_token)).merge(crmsync_app::api::router(
+        crmsync_app::api::ApiState::new(pool, &api_config),
+    ));
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("could not bind {bind}"))?;
