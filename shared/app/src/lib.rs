@@ -9,6 +9,7 @@ pub mod hubspot_setup;
 pub mod ingest;
 pub mod sync;
 pub mod telemetry;
+pub mod webhook;
 
 pub use config::Config;
 pub use error::AppError;

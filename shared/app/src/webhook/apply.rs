@@ -1,0 +1,768 @@
+//! Applying stored webhook events to the local CRM, in occurredAt order, by field ownership.
+//!
+//! One pass takes due inbox rows, reads from HubSpot the records created there (batch read, ≤100 per call),
+//! then applies every event inside one transaction with a savepoint per event: an event that breaks a database
+//! rule is marked dead alone. Each event locks its inbox row (SKIP LOCKED), so concurrent passes never apply an
+//! event twice, and its local record (FOR UPDATE), so events about one record apply one at a time. An event
+//! that cannot be applied yet (a deal whose company is not local) stays in the inbox as `retry` with a backoff,
+//! and a retry-queue message makes it come back early when SQS is configured.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use crmsync_db::inbox::{self, Conflict, NewCompany, NewContact, NewDeal};
+use crmsync_db::{DbError, GenericClient, PgSyncStore, Pool};
+use crmsync_domain::ports::RetryQueue;
+use crmsync_domain::stage::DealStage;
+use crmsync_domain::sync::{COMPANY_ASSOCIATION, PipelineMap, RetryDecision, RetryMessage, RetryPolicy, value_hash};
+use crmsync_domain::webhook::{
+    Decision, ECHO_WINDOW_MS, EventKind, FieldOwner, INBOX_RETRY_KIND, ObjectKind, WebhookEvent, apply_order,
+    column_value, contact_full_name, decide, field_rule, is_email, local_stage,
+};
+use crmsync_hubspot::setup::LOCAL_ID_PROPERTY;
+use crmsync_hubspot::{HubSpotClient, HubSpotObject, ObjectType, UpdateInput};
+use serde::Serialize;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::AppError;
+
+/// Events taken per pass by [`apply_pending_inbox`].
+pub const DEFAULT_PASS_LIMIT: i64 = 500;
+
+/// What a pass did, by outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ApplyReport {
+    pub applied: u64,
+    pub skipped: u64,
+    /// Left for a later attempt.
+    pub waiting: u64,
+    pub dead: u64,
+    /// Records created locally from HubSpot.
+    pub created: u64,
+    /// Outcome label → count (`echo`, `local_owned`, `older_than_local`, `stage_changed`, ...).
+    pub outcomes: std::collections::BTreeMap<String, u64>,
+}
+
+/// Applies stored events. Built once per process; cheap to clone.
+#[derive(Clone)]
+pub struct Applier {
+    pool: Pool,
+    hubspot: HubSpotClient,
+    retry_queue: Option<Arc<dyn RetryQueue>>,
+    app_id: Option<String>,
+    retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for Applier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Applier")
+            .field("app_id", &self.app_id)
+            .field("retry_queue", &self.retry_queue.is_some())
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How one event ended.
+enum Outcome {
+    Applied(&'static str),
+    Skipped(&'static str),
+    /// Not applicable yet: try again later.
+    Wait(String),
+}
+
+/// What every event of a pass shares.
+struct PassContext<'a> {
+    pipeline: Option<&'a PipelineMap>,
+    /// Records created in HubSpot, read before the transaction: `Ok(None)` = HubSpot has no such record.
+    fetched: &'a HashMap<(ObjectKind, String), Result<Option<HubSpotObject>, String>>,
+    app_id: Option<&'a str>,
+}
+
+impl Applier {
+    pub fn new(pool: Pool, hubspot: HubSpotClient, app_id: Option<String>) -> Self {
+        Self {
+            pool,
+            hubspot,
+            retry_queue: None,
+            app_id,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// Sends a message per postponed event to the SQS retry queue (kind [`INBOX_RETRY_KIND`]).
+    pub fn with_retry_queue(mut self, queue: Arc<dyn RetryQueue>) -> Self {
+        self.retry_queue = Some(queue);
+        self
+    }
+
+    /// Backoff and attempts for events that cannot be applied yet.
+    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Applies the given inbox rows (those still open), in occurredAt order.
+    pub async fn apply_ids(&self, ids: &[Uuid]) -> Result<ApplyReport, AppError> {
+        let mut report = ApplyReport::default();
+        if ids.is_empty() {
+            return Ok(report);
+        }
+        let store = inbox::PgInboxStore::new(self.pool.clone());
+        let mut events: Vec<(Uuid, WebhookEvent)> = Vec::new();
+        for (id, payload) in store.open_payloads(ids).await? {
+            match WebhookEvent::from_value(&payload, 0) {
+                Ok(event) => events.push((id, event)),
+                Err(error) => {
+                    // Stored events passed the same parser; a row edited by hand is the only way here.
+                    tracing::warn!(inbox_id = %id, %error, "unreadable inbox row");
+                }
+            }
+        }
+        events.sort_by(|(_, a), (_, b)| apply_order(a, b));
+        let pipeline = PgSyncStore::new(self.pool.clone()).pipeline_map().await?;
+        let fetched = self.fetch_created(&events).await;
+        let context = PassContext {
+            pipeline: pipeline.as_ref(),
+            fetched: &fetched,
+            app_id: self.app_id.as_deref(),
+        };
+
+        let mut client = self.pool.get().await.map_err(DbError::from)?;
+        let mut transaction = client.transaction().await.map_err(DbError::from)?;
+        let mut postponed: Vec<(Uuid, i32, Duration)> = Vec::new();
+        let mut created: Vec<(ObjectKind, String, Uuid)> = Vec::new();
+        for (id, event) in &events {
+            let savepoint = transaction.savepoint("event").await.map_err(DbError::from)?;
+            let Some(row) = inbox::lock_open(&savepoint, *id).await? else {
+                continue;
+            };
+            let span = tracing::debug_span!("webhook_event", inbox_id = %id, event_type = %event.event_type,
+                object_id = ?event.object_id);
+            let outcome = apply_event(&savepoint, *id, event, &context, &mut created)
+                .instrument(span)
+                .await;
+            match outcome {
+                Ok(Outcome::Applied(label)) => {
+                    inbox::finish(&savepoint, *id, "applied", label).await?;
+                    savepoint.commit().await.map_err(DbError::from)?;
+                    report.applied += 1;
+                    *report.outcomes.entry(label.to_owned()).or_default() += 1;
+                }
+                Ok(Outcome::Skipped(label)) => {
+                    inbox::finish(&savepoint, *id, "skipped", label).await?;
+                    savepoint.commit().await.map_err(DbError::from)?;
+                    report.skipped += 1;
+                    *report.outcomes.entry(label.to_owned()).or_default() += 1;
+                }
+                Ok(Outcome::Wait(reason)) => {
+                    // Nothing of the event was written; only the row's attempt bookkeeping.
+                    let decision = self.retry.after_failure(row.attempts, rand::random::<f64>(), None);
+                    match decision {
+                        RetryDecision::RetryAfter { delay, attempts } => {
+                            inbox::postpone(&savepoint, *id, attempts, Some(delay.as_secs_f64()), &reason).await?;
+                            postponed.push((*id, attempts, delay));
+                            report.waiting += 1;
+                        }
+                        RetryDecision::Dead { attempts } => {
+                            inbox::postpone(&savepoint, *id, attempts, None, &reason).await?;
+                            report.dead += 1;
+                            tracing::warn!(%reason, attempts, "webhook event dead after its last attempt");
+                        }
+                    }
+                    savepoint.commit().await.map_err(DbError::from)?;
+                }
+                Err(error) if error.is_data_error() => {
+                    // The event's writes broke a database rule: undo them, and give the event up with the reason.
+                    savepoint.rollback().await.map_err(DbError::from)?;
+                    let reason = crmsync_domain::DomainError::from(error).to_string();
+                    tracing::warn!(%reason, "webhook event refused by the database");
+                    inbox::postpone(&transaction, *id, row.attempts + 1, None, &reason).await?;
+                    report.dead += 1;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        transaction.commit().await.map_err(DbError::from)?;
+        report.created = created.len() as u64;
+        self.link_created(&created).await;
+        self.schedule_retries(&postponed).await;
+        Ok(report)
+    }
+
+    /// Reads the records that creation events name (not our own writes), ≤100 per call.
+    async fn fetch_created(
+        &self,
+        events: &[(Uuid, WebhookEvent)],
+    ) -> HashMap<(ObjectKind, String), Result<Option<HubSpotObject>, String>> {
+        let mut fetched = HashMap::new();
+        for kind in ObjectKind::ALL {
+            let ids: Vec<String> = events
+                .iter()
+                .filter(|(_, e)| {
+                    e.kind == EventKind::Creation && e.object == Some(kind) && !e.is_own_write(self.app_id.as_deref())
+                })
+                .filter_map(|(_, e)| e.object_id.clone())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let object_type = hubspot_type(kind);
+            match self
+                .hubspot
+                .batch_read(object_type, &ids, None, creation_properties(kind))
+                .await
+            {
+                Ok(outcome) => {
+                    let mut found: HashMap<String, HubSpotObject> = HashMap::new();
+                    for (_, object) in outcome.succeeded {
+                        found.insert(object.id.clone(), object);
+                    }
+                    let failed: HashMap<usize, String> =
+                        outcome.failed.into_iter().map(|(i, e)| (i, e.to_string())).collect();
+                    for (index, id) in ids.into_iter().enumerate() {
+                        let result = match (found.remove(&id), failed.get(&index)) {
+                            (Some(object), _) => Ok(Some(object)),
+                            // A 207 "not found" entry: the record is gone (deleted or merged since).
+                            (None, Some(error))
+                                if error.contains("404") || error.to_lowercase().contains("not found") =>
+                            {
+                                Ok(None)
+                            }
+                            (None, Some(error)) => Err(error.clone()),
+                            (None, None) => Ok(None),
+                        };
+                        fetched.insert((kind, id), result);
+                    }
+                }
+                Err(error) => {
+                    let text = error.to_string();
+                    for id in ids {
+                        fetched.insert((kind, id), Err(text.clone()));
+                    }
+                }
+            }
+        }
+        fetched
+    }
+
+    /// Writes our id into `crmsync_id` of records created in HubSpot, so the outbound sync's upsert on it finds
+    /// them instead of creating duplicates. A failure is logged: the write is retried by the next creation
+    /// webhook, and until then the outbound sync leaves these records alone (nothing queues them but an edit).
+    async fn link_created(&self, created: &[(ObjectKind, String, Uuid)]) {
+        for kind in ObjectKind::ALL {
+            let inputs: Vec<UpdateInput> = created
+                .iter()
+                .filter(|(k, _, _)| *k == kind)
+                .map(|(_, hubspot_id, local_id)| UpdateInput {
+                    id: hubspot_id.clone(),
+                    properties: [(LOCAL_ID_PROPERTY.to_owned(), local_id.to_string())].into(),
+                })
+                .collect();
+            if inputs.is_empty() {
+                continue;
+            }
+            match self.hubspot.batch_update(hubspot_type(kind), None, &inputs).await {
+                Ok(outcome) if outcome.is_complete() => {}
+                Ok(outcome) => {
+                    tracing::warn!(
+                        failed = outcome.failed.len(),
+                        object_type = kind.object_type(),
+                        "could not write crmsync_id to some records created in HubSpot"
+                    )
+                }
+                Err(error) => {
+                    tracing::warn!(%error, object_type = kind.object_type(), "could not write crmsync_id to records created in HubSpot")
+                }
+            }
+        }
+    }
+
+    /// Retry-queue messages for postponed events. Postgres stays the truth: a failed send only means the event
+    /// waits for the next pass.
+    async fn schedule_retries(&self, postponed: &[(Uuid, i32, Duration)]) {
+        let Some(queue) = &self.retry_queue else { return };
+        if postponed.is_empty() {
+            return;
+        }
+        let messages: Vec<(RetryMessage, Duration)> = postponed
+            .iter()
+            .map(|(id, attempts, delay)| {
+                (
+                    RetryMessage {
+                        sync_queue_id: *id,
+                        entity_type: INBOX_RETRY_KIND.to_owned(),
+                        entity_id: *id,
+                        attempts: *attempts,
+                    },
+                    *delay,
+                )
+            })
+            .collect();
+        if let Err(error) = queue.schedule(&messages).await {
+            tracing::warn!(%error, events = messages.len(), "could not schedule webhook retries on SQS; the next pass takes them");
+        }
+    }
+}
+
+/// The re-apply pass: applies due inbox events (pending ones a crashed or busy handler left, and postponed ones
+/// whose wait is over), up to `limit`, oldest occurredAt first. Call it from the outbound sync's drain (before
+/// the drain claims sync_queue rows, so HubSpot's changes land before local values are sent) and for retry-queue
+/// messages of kind [`INBOX_RETRY_KIND`].
+pub async fn apply_pending_inbox(applier: &Applier, limit: i64) -> Result<ApplyReport, AppError> {
+    let ids = inbox::PgInboxStore::new(applier.pool.clone()).due(limit).await?;
+    applier.apply_ids(&ids).await
+}
+
+fn hubspot_type(kind: ObjectKind) -> ObjectType {
+    match kind {
+        ObjectKind::Company => ObjectType::Companies,
+        ObjectKind::Contact => ObjectType::Contacts,
+        ObjectKind::Deal => ObjectType::Deals,
+    }
+}
+
+fn creation_properties(kind: ObjectKind) -> &'static [&'static str] {
+    match kind {
+        ObjectKind::Company => &[
+            "name",
+            "domain",
+            "website",
+            "phone",
+            "address",
+            "city",
+            "state",
+            "zip",
+            "lifecyclestage",
+            "description",
+            "hubspot_owner_id",
+            LOCAL_ID_PROPERTY,
+        ],
+        ObjectKind::Contact => &[
+            "firstname",
+            "lastname",
+            "email",
+            "phone",
+            "mobilephone",
+            "jobtitle",
+            "lifecyclestage",
+            "hubspot_owner_id",
+            LOCAL_ID_PROPERTY,
+        ],
+        ObjectKind::Deal => &[
+            "dealname",
+            "amount",
+            "closedate",
+            "dealstage",
+            "pipeline",
+            "description",
+            "hubspot_owner_id",
+            LOCAL_ID_PROPERTY,
+        ],
+    }
+}
+
+fn millis(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_else(Utc::now)
+}
+
+async fn apply_event(
+    client: &impl GenericClient,
+    inbox_id: Uuid,
+    event: &WebhookEvent,
+    context: &PassContext<'_>,
+    created: &mut Vec<(ObjectKind, String, Uuid)>,
+) -> Result<Outcome, DbError> {
+    let Some(kind) = event.object else {
+        return Ok(Outcome::Skipped("unknown_object"));
+    };
+    if event.kind == EventKind::Unknown {
+        return Ok(Outcome::Skipped("unknown_type"));
+    }
+    if event.is_own_write(context.app_id) {
+        return Ok(Outcome::Skipped("echo"));
+    }
+    let object_id = event.object_id.as_deref();
+    match &event.kind {
+        EventKind::PropertyChange { name, value } => match object_id {
+            Some(id) => property_change(client, inbox_id, event, kind, id, name, value, context).await,
+            None => Ok(Outcome::Skipped("no_object_id")),
+        },
+        EventKind::Creation => match object_id {
+            Some(id) => creation(client, kind, id, context, created).await,
+            None => Ok(Outcome::Skipped("no_object_id")),
+        },
+        EventKind::Deletion | EventKind::PrivacyDeletion => match object_id {
+            Some(id) => deletion(client, event, kind, id, true).await,
+            None => Ok(Outcome::Skipped("no_object_id")),
+        },
+        EventKind::Restore => match object_id {
+            Some(id) => deletion(client, event, kind, id, false).await,
+            None => Ok(Outcome::Skipped("no_object_id")),
+        },
+        EventKind::Merge { .. } => merge(client, event, kind).await,
+        EventKind::AssociationChange { .. } => association(client, event).await,
+        EventKind::Unknown => Ok(Outcome::Skipped("unknown_type")),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn property_change(
+    client: &impl GenericClient,
+    inbox_id: Uuid,
+    event: &WebhookEvent,
+    kind: ObjectKind,
+    hubspot_id: &str,
+    property: &str,
+    value: &str,
+    context: &PassContext<'_>,
+) -> Result<Outcome, DbError> {
+    let Some(rule) = field_rule(kind, property) else {
+        return Ok(Outcome::Skipped("unmapped_property"));
+    };
+    let Some(local) = inbox::find_local(client, kind, hubspot_id).await? else {
+        return Ok(Outcome::Wait(format!(
+            "{} {hubspot_id} is not in the local CRM yet",
+            kind.singular()
+        )));
+    };
+    if local.hubspot_sync_status == "deleted" {
+        return Ok(Outcome::Skipped("deleted_locally"));
+    }
+    let occurred = millis(event.occurred_at);
+    let hash = value_hash(value);
+    if inbox::echo_ledger_matches(client, kind, hubspot_id, property, &hash, occurred, ECHO_WINDOW_MS).await? {
+        return Ok(Outcome::Skipped("echo"));
+    }
+    let conflict =
+        |local_value: Option<String>, winner: &'static str, local_changed_at: Option<DateTime<Utc>>| Conflict {
+            kind,
+            entity_id: local.id,
+            hubspot_id,
+            property,
+            local_value,
+            hubspot_value: Some(value),
+            winner,
+            rule: rule.owner.rule_name(),
+            local_changed_at,
+            hubspot_changed_at: occurred,
+            inbox_id,
+        };
+    let Some(column) = rule.column.filter(|_| rule.owner != FieldOwner::Local) else {
+        // Local owns it: HubSpot keeps our value unless it differs; then forget the written hash so the next sync
+        // sends the local value again, and queue that sync.
+        if inbox::property_hash(client, kind, local.id, property).await?.as_deref() == Some(hash.as_str()) {
+            return Ok(Outcome::Skipped("unchanged"));
+        }
+        inbox::forget_property_hash(client, kind, local.id, Some(property)).await?;
+        inbox::enqueue_update(client, kind, local.id).await?;
+        inbox::record_conflict(client, &conflict(None, "local", None)).await?;
+        return Ok(Outcome::Skipped("local_owned"));
+    };
+    let changed = inbox::field_changed_at(client, kind, local.id, column).await?;
+    let current = if column == "stage" {
+        inbox::deal_stage(client, local.id).await?.map(|(stage, _)| stage)
+    } else {
+        inbox::column_text(client, kind, local.id, column).await?
+    };
+    match decide(
+        rule.owner,
+        event.occurred_at,
+        changed.as_ref().map(|(at, _)| at.timestamp_millis()),
+    ) {
+        Decision::Reassert => unreachable!("local-owned properties returned above"),
+        Decision::KeepNewer => {
+            let (at, source) = changed.expect("KeepNewer needs a change time");
+            if source == "local" {
+                inbox::record_conflict(client, &conflict(current.clone(), "local", Some(at))).await?;
+            }
+            return Ok(Outcome::Skipped("older_than_local"));
+        }
+        Decision::Apply => {}
+    }
+    let new_value = if column == "stage" {
+        let Some(pipeline) = context.pipeline else {
+            return Ok(Outcome::Wait("no pipeline map yet: run `crmsync hubspot-setup`".into()));
+        };
+        match local_stage(pipeline, value) {
+            Some(stage) => Some(stage.as_str().to_owned()),
+            None => return Ok(Outcome::Skipped("unmapped_stage")),
+        }
+    } else {
+        match column_value(column, value) {
+            Ok(v) => v,
+            Err(error) => {
+                tracing::info!(%error, "HubSpot value not stored");
+                return Ok(Outcome::Skipped("invalid_value"));
+            }
+        }
+    };
+    let label = if current == new_value {
+        "unchanged"
+    } else {
+        // A local edit not yet in HubSpot (its value is not what the sync last wrote) that HubSpot's newer change
+        // replaces: an override worth recording.
+        if let Some((at, source)) = &changed
+            && source == "local"
+        {
+            let synced = inbox::property_hash(client, kind, local.id, property).await?;
+            if synced.as_deref() != Some(hash_of_local(context, column, current.as_deref()).as_str()) {
+                inbox::record_conflict(client, &conflict(current.clone(), "hubspot", Some(*at))).await?;
+            }
+        }
+        if column == "stage" {
+            let (from, company) = inbox::deal_stage(client, local.id).await?.unwrap_or_default();
+            let to = new_value.clone().unwrap_or_default();
+            inbox::set_deal_stage(client, local.id, &to, occurred).await?;
+            inbox::insert_stage_activity(client, local.id, company, &from, &to, occurred).await?;
+            "stage_changed"
+        } else {
+            inbox::set_column(client, kind, local.id, column, new_value.as_deref()).await?;
+            "applied"
+        }
+    };
+    inbox::record_hubspot_change(client, kind, local.id, column, occurred).await?;
+    // HubSpot holds this value now: the outbound sync must not send it back.
+    inbox::set_property_hash(client, kind, local.id, property, &hash).await?;
+    Ok(Outcome::Applied(label))
+}
+
+/// The hash the outbound sync would have stored for a local column's value (for conflict detection): the stage
+/// goes through the pipeline map, everything else is sent as it is.
+fn hash_of_local(context: &PassContext<'_>, column: &str, value: Option<&str>) -> String {
+    let value = value.unwrap_or_default();
+    if column == "stage" {
+        let id = context
+            .pipeline
+            .and_then(|p| p.stage_ids.get(value))
+            .map(String::as_str)
+            .unwrap_or(value);
+        value_hash(id)
+    } else {
+        value_hash(value)
+    }
+}
+
+async fn creation(
+    client: &impl GenericClient,
+    kind: ObjectKind,
+    hubspot_id: &str,
+    context: &PassContext<'_>,
+    created: &mut Vec<(ObjectKind, String, Uuid)>,
+) -> Result<Outcome, DbError> {
+    if inbox::find_local(client, kind, hubspot_id).await?.is_some() {
+        return Ok(Outcome::Skipped("already_local"));
+    }
+    let object = match context.fetched.get(&(kind, hubspot_id.to_owned())) {
+        Some(Ok(Some(object))) => object,
+        Some(Ok(None)) => return Ok(Outcome::Skipped("gone_from_hubspot")),
+        Some(Err(error)) => return Ok(Outcome::Wait(format!("could not read it from HubSpot: {error}"))),
+        None => return Ok(Outcome::Wait("not read from HubSpot in this pass".into())),
+    };
+    if object.property(LOCAL_ID_PROPERTY).is_some_and(|v| !v.trim().is_empty()) {
+        // One of ours (created by the outbound sync): already linked by the sync's write-back.
+        return Ok(Outcome::Skipped("ours"));
+    }
+    let text = |name: &str| {
+        object
+            .property(name)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let checked = |column: &str, name: &str| text(name).and_then(|v| column_value(column, &v).ok().flatten());
+    let id = match kind {
+        ObjectKind::Company => {
+            let company = NewCompany {
+                hubspot_id: hubspot_id.to_owned(),
+                name: text("name")
+                    .or_else(|| text("domain"))
+                    .unwrap_or_else(|| format!("HubSpot company {hubspot_id}")),
+                website: text("website").or_else(|| text("domain")),
+                phone: text("phone"),
+                address: text("address"),
+                city: text("city"),
+                state: text("state"),
+                zip: text("zip"),
+                lifecycle_stage: checked("lifecycle_stage", "lifecyclestage"),
+                description: text("description"),
+                owner_id: text("hubspot_owner_id"),
+            };
+            inbox::insert_company(client, &company).await?
+        }
+        ObjectKind::Contact => {
+            let email = text("email").filter(|e| is_email(e));
+            let contact = NewContact {
+                hubspot_id: hubspot_id.to_owned(),
+                full_name: contact_full_name(
+                    text("firstname").as_deref(),
+                    text("lastname").as_deref(),
+                    email.as_deref(),
+                    hubspot_id,
+                ),
+                first_name: text("firstname"),
+                last_name: text("lastname"),
+                email,
+                phone: text("phone"),
+                mobile_phone: text("mobilephone"),
+                job_title: text("jobtitle"),
+                lifecycle_stage: checked("lifecycle_stage", "lifecyclestage"),
+                owner_id: text("hubspot_owner_id"),
+            };
+            inbox::insert_contact(client, &contact).await?
+        }
+        ObjectKind::Deal => {
+            let stage = text("dealstage")
+                .and_then(|id| context.pipeline.and_then(|p| local_stage(p, &id)))
+                .unwrap_or(DealStage::NewMatch);
+            let deal = NewDeal {
+                hubspot_id: hubspot_id.to_owned(),
+                deal_name: text("dealname").unwrap_or_else(|| format!("HubSpot deal {hubspot_id}")),
+                deal_value: text("amount")
+                    .and_then(|a| a.parse::<rust_decimal::Decimal>().ok())
+                    .filter(|a| !a.is_sign_negative()),
+                expected_close_date: text("closedate").and_then(|d| {
+                    d.get(..10)
+                        .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+                }),
+                stage: stage.as_str().to_owned(),
+                closed_at: stage.is_closed().then(|| object.updated_at.unwrap_or_else(Utc::now)),
+                description: text("description"),
+                owner_id: text("hubspot_owner_id"),
+            };
+            inbox::insert_deal(client, &deal).await?
+        }
+    };
+    let Some(id) = id else {
+        return Ok(Outcome::Skipped("already_local"));
+    };
+    // What HubSpot holds is what we hold: the outbound sync has nothing to send for these values.
+    for property in creation_properties(kind) {
+        if let Some(value) = object.property(property) {
+            inbox::set_property_hash(client, kind, id, property, &value_hash(value)).await?;
+        }
+    }
+    created.push((kind, hubspot_id.to_owned(), id));
+    Ok(Outcome::Applied("created"))
+}
+
+async fn deletion(
+    client: &impl GenericClient,
+    event: &WebhookEvent,
+    kind: ObjectKind,
+    hubspot_id: &str,
+    deleted: bool,
+) -> Result<Outcome, DbError> {
+    const FIELD: &str = "@deleted";
+    let Some(local) = inbox::find_local(client, kind, hubspot_id).await? else {
+        return Ok(Outcome::Skipped("not_local"));
+    };
+    if let Some((at, _)) = inbox::field_changed_at(client, kind, local.id, FIELD).await?
+        && at.timestamp_millis() > event.occurred_at
+    {
+        return Ok(Outcome::Skipped("older_than_local"));
+    }
+    let occurred = millis(event.occurred_at);
+    inbox::record_hubspot_change(client, kind, local.id, FIELD, occurred).await?;
+    if (local.hubspot_sync_status == "deleted") == deleted {
+        return Ok(Outcome::Applied("unchanged"));
+    }
+    inbox::set_deleted(client, kind, local.id, deleted).await?;
+    if deleted {
+        Ok(Outcome::Applied("deleted"))
+    } else {
+        // Back from the recycle bin: catch HubSpot up with anything that changed locally meanwhile.
+        inbox::enqueue_update(client, kind, local.id).await?;
+        Ok(Outcome::Applied("restored"))
+    }
+}
+
+async fn merge(client: &impl GenericClient, event: &WebhookEvent, kind: ObjectKind) -> Result<Outcome, DbError> {
+    let Some((survivor, replaced)) = event.merge_ids() else {
+        return Ok(Outcome::Skipped("unknown_type"));
+    };
+    let survivor_local = inbox::find_local(client, kind, &survivor).await?;
+    let mut replaced_locals = Vec::new();
+    for id in &replaced {
+        if let Some(local) = inbox::find_local(client, kind, id).await? {
+            replaced_locals.push(local);
+        }
+    }
+    let (keeper, others) = match survivor_local {
+        Some(keeper) => (keeper, replaced_locals),
+        None if replaced_locals.is_empty() => return Ok(Outcome::Skipped("not_local")),
+        None => {
+            let keeper = replaced_locals.remove(0);
+            (keeper, replaced_locals)
+        }
+    };
+    for other in &others {
+        inbox::retire_merged(client, kind, other.id, keeper.id).await?;
+    }
+    inbox::set_hubspot_id(client, kind, keeper.id, &survivor).await?;
+    if keeper.hubspot_sync_status == "deleted" {
+        inbox::set_deleted(client, kind, keeper.id, false).await?;
+    }
+    // The merged record's values may differ from ours: send every property again on the next sync.
+    inbox::forget_property_hash(client, kind, keeper.id, None).await?;
+    inbox::enqueue_update(client, kind, keeper.id).await?;
+    Ok(Outcome::Applied("merged"))
+}
+
+async fn association(client: &impl GenericClient, event: &WebhookEvent) -> Result<Outcome, DbError> {
+    let Some(link) = event.company_link() else {
+        return Ok(Outcome::Skipped("unmapped_association"));
+    };
+    let child = inbox::find_local(client, link.child, &link.child_id).await?;
+    let company = inbox::find_local(client, ObjectKind::Company, &link.company_id).await?;
+    if link.removed {
+        let (Some(child), Some(company)) = (child, company) else {
+            return Ok(Outcome::Skipped("not_local"));
+        };
+        if inbox::company_of(client, link.child, child.id).await? != Some(company.id) {
+            return Ok(Outcome::Applied("unchanged"));
+        }
+        inbox::set_company(client, link.child, child.id, None).await?;
+        if link.child == ObjectKind::Deal {
+            inbox::forget_property_hash(client, ObjectKind::Deal, child.id, Some(COMPANY_ASSOCIATION)).await?;
+        }
+        return Ok(Outcome::Applied("unlinked"));
+    }
+    let (Some(child), Some(company)) = (child, company) else {
+        return Ok(Outcome::Wait(format!(
+            "{} {} or company {} is not in the local CRM yet",
+            link.child.singular(),
+            link.child_id,
+            link.company_id
+        )));
+    };
+    let current = inbox::company_of(client, link.child, child.id).await?;
+    if current == Some(company.id) {
+        return Ok(Outcome::Applied("unchanged"));
+    }
+    if current.is_some() && !link.primary {
+        // An extra, unlabeled company: the local record keeps its primary one.
+        return Ok(Outcome::Skipped("not_primary"));
+    }
+    inbox::set_company(client, link.child, child.id, Some(company.id)).await?;
+    if link.child == ObjectKind::Deal {
+        inbox::set_property_hash(
+            client,
+            ObjectKind::Deal,
+            child.id,
+            COMPANY_ASSOCIATION,
+            &value_hash(&link.company_id),
+        )
+        .await?;
+    }
+    Ok(Outcome::Applied("linked"))
+}
