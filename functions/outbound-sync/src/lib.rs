@@ -68,16 +68,11 @@ pub async fn handle_sqs(sync: &OutboundSync<SqsRetryQueue>, event: SqsEvent) -> 
         })
         .collect();
     let failed = sync.handle_retry_messages(&deliveries).await?;
-    let mut response = SqsBatchResponse::default();
-    response.batch_item_failures = failed
+    let batch_item_failures = failed
         .into_iter()
-        .map(|id| {
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
-            failure
-        })
+        .map(|item_identifier| BatchItemFailure { item_identifier })
         .collect();
-    Ok(response)
+    Ok(SqsBatchResponse { batch_item_failures })
 }
 
 /// Time left until a deadline given in milliseconds since the epoch.

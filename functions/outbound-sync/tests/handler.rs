@@ -162,11 +162,10 @@ async fn retries_flow_through_sqs_into_the_dlq_after_max_attempts_and_redrive_ba
         let event = SqsEvent {
             records: messages
                 .iter()
-                .map(|m| {
-                    let mut record = SqsMessage::default();
-                    record.message_id = Some(m.message_id.clone());
-                    record.body = Some(m.body.clone());
-                    record
+                .map(|m| SqsMessage {
+                    message_id: Some(m.message_id.clone()),
+                    body: Some(m.body.clone()),
+                    ..SqsMessage::default()
                 })
                 .collect(),
         };
