@@ -221,22 +221,23 @@ pub async fn find_local(
         }))
 }
 
-/// When `field` of a record last changed, on either side.
+/// When `field` of a record last changed, and on which side (`local` or `hubspot`).
 pub async fn field_changed_at(
     client: &impl GenericClient,
     kind: ObjectKind,
     id: Uuid,
     field: &str,
-) -> Result<Option<DateTime<Utc>>, DbError> {
+) -> Result<Option<(DateTime<Utc>, String)>, DbError> {
     let statement = client
         .prepare_cached(
-            "SELECT changed_at FROM crmsync.field_changes WHERE entity_type = $1 AND entity_id = $2 AND field = $3",
+            "SELECT changed_at, source FROM crmsync.field_changes
+             WHERE entity_type = $1 AND entity_id = $2 AND field = $3",
         )
         .await?;
     Ok(client
         .query_opt(&statement, &[&kind.entity_type().as_str(), &id, &field])
         .await?
-        .map(|row| row.get(0)))
+        .map(|row| (row.get(0), row.get(1))))
 }
 
 /// Records a HubSpot change of `field` at `at` (the event's occurredAt). Runs after the column's UPDATE, whose
@@ -277,7 +278,8 @@ pub async fn echo_ledger_matches(
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM crmsync.echo_ledger
                WHERE object_type = $1 AND hubspot_id = $2 AND property = $3 AND value_hash = $4
-                 AND written_at BETWEEN $5 - make_interval(secs => $6) AND $5 + make_interval(secs => $6))",
+                 AND written_at BETWEEN $5::timestamptz - make_interval(secs => $6)
+                                    AND $5::timestamptz + make_interval(secs => $6))",
         )
         .await?;
     let window_seconds = window_ms as f64 / 1000.0;
@@ -498,7 +500,7 @@ pub struct Conflict<'a> {
     pub entity_id: Uuid,
     pub hubspot_id: &'a str,
     pub property: &'a str,
-    pub local_value: Option<&'a str>,
+    pub local_value: Option<String>,
     pub hubspot_value: Option<&'a str>,
     /// `local` or `hubspot`.
     pub winner: &'a str,

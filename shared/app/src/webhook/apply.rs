@@ -54,6 +54,9 @@ pub struct Applier {
     retry_queue: Option<Arc<dyn RetryQueue>>,
     app_id: Option<String>,
     retry: RetryPolicy,
+    /// One pass at a time per process: concurrent deliveries would otherwise lock the same records in different
+    /// orders and deadlock (PostgreSQL would abort one, whose events then wait for the next pass).
+    serial: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Applier {
@@ -90,6 +93,7 @@ impl Applier {
             retry_queue: None,
             app_id,
             retry: RetryPolicy::default(),
+            serial: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -115,6 +119,7 @@ impl Applier {
         if ids.is_empty() {
             return Ok(report);
         }
+        let _serial = self.serial.lock().await;
         let store = inbox::PgInboxStore::new(self.pool.clone());
         let mut events: Vec<(Uuid, WebhookEvent)> = Vec::new();
         for (id, payload) in store.open_payloads(ids).await? {
@@ -437,6 +442,10 @@ async fn property_change(
     };
     if local.hubspot_sync_status == "deleted" {
         return Ok(Outcome::Skipped("deleted_locally"));
+    }
+    if property == LOCAL_ID_PROPERTY && value == local.id.to_string() {
+        // The outbound sync's upsert key, written with the record: not in the echo ledger, but plainly ours.
+        return Ok(Outcome::Skipped("echo"));
     }
     let occurred = millis(event.occurred_at);
     let hash = value_hash(value);

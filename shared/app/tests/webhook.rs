@@ -1,0 +1,1358 @@
+//! Inbound webhooks against real parts: a fresh PostgreSQL database per test, the HubSpot simulator on port 0, and
+//! the webhook router served over real HTTP on port 0 (the simulator delivers its signed webhooks there).
+
+use std::time::Duration;
+
+use crmsync_app::hubspot_setup::hubspot_setup;
+use crmsync_app::ingest::ingest_matches;
+use crmsync_app::sync::{OutboundSync, SyncReport, SyncSettings};
+use crmsync_app::webhook::{Applier, ApplyMode, WebhookConfig, WebhookState, apply_pending_inbox, router};
+use crmsync_db::test_db::TestDb;
+use crmsync_db::{PgMatchStore, PgSyncStore};
+use crmsync_domain::sync::RetryPolicy;
+use crmsync_hubspot::signature::{sign_v1, sign_v3};
+use crmsync_hubspot::{HubSpotClient, HubSpotConfig, RateLimitConfig};
+use crmsync_hubspot_sim::{HubSpotSim, RunningSim, SimConfig, WebhookTarget};
+use crmsync_queue::SqsRetryQueue;
+use serde_json::{Value, json};
+
+const SECRET: &str = "test-client-secret-0123456789";
+const PREVIOUS_SECRET: &str = "previous-client-secret-9876543210";
+const APP_ID: &str = "54321";
+
+struct WebhookApp {
+    db: TestDb,
+    sim: RunningSim,
+    sync: OutboundSync<SqsRetryQueue>,
+    applier: Applier,
+    url: String,
+    http: reqwest::Client,
+}
+
+#[derive(Clone, Copy)]
+struct Options {
+    app_id: bool,
+    accept_v1: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            app_id: true,
+            accept_v1: false,
+        }
+    }
+}
+
+fn client_for(sim: &RunningSim) -> HubSpotClient {
+    let mut config = HubSpotConfig::new(sim.base_url(), sim.access_token().to_owned().into());
+    config.rate_limit = RateLimitConfig::new(1_000, Duration::from_secs(10));
+    config.request_timeout = Duration::from_secs(5);
+    config.retry_min_delay = Duration::from_millis(10);
+    config.retry_max_delay = Duration::from_millis(100);
+    HubSpotClient::new(config).expect("client")
+}
+
+fn quick_retries() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(2),
+    }
+}
+
+impl WebhookApp {
+    async fn spawn() -> Self {
+        Self::spawn_with(Options::default()).await
+    }
+
+    async fn spawn_with(options: Options) -> Self {
+        let db = TestDb::new().await;
+        let sim = HubSpotSim::start(
+            SimConfig {
+                requests_per_window: 1_000,
+                ..SimConfig::default()
+            },
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .expect("simulator");
+        let store = PgSyncStore::new(db.pool().clone());
+        hubspot_setup(&store, &client_for(&sim)).await.expect("hubspot setup");
+        let sync = OutboundSync::new(
+            store,
+            client_for(&sim),
+            None,
+            SyncSettings {
+                worker: "test".into(),
+                ..SyncSettings::default()
+            },
+        );
+        let config = WebhookConfig::from_lookup(|name| match name {
+            "HUBSPOT_CLIENT_SECRET" => Some(SECRET.into()),
+            "HUBSPOT_CLIENT_SECRET_PREVIOUS" => Some(PREVIOUS_SECRET.into()),
+            "HUBSPOT_APP_ID" if options.app_id => Some(APP_ID.into()),
+            "HUBSPOT_WEBHOOK_ACCEPT_V1" => Some(options.accept_v1.to_string()),
+            _ => None,
+        })
+        .expect("config");
+        let applier =
+            Applier::new(db.pool().clone(), client_for(&sim), config.app_id.clone()).with_retry_policy(quick_retries());
+        let state = WebhookState::new(&config, applier.clone(), ApplyMode::Inline);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/webhooks/hubspot", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router(state)).await });
+        Self {
+            db,
+            sim,
+            sync,
+            applier,
+            url,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Points the simulator's webhooks at our server.
+    fn subscribe(&self) {
+        self.sim.set_webhook_target(Some(WebhookTarget {
+            url: self.url.clone(),
+            client_secret: SECRET.into(),
+            send_v1: false,
+        }));
+    }
+
+    async fn wait_for_webhooks(&self) {
+        assert!(
+            self.sim.wait_webhooks_idle(Duration::from_secs(30)).await,
+            "webhooks still pending"
+        );
+    }
+
+    async fn ingest(&self, deals: usize, companies: usize) {
+        let matches: Vec<Value> = (0..deals)
+            .map(|i| {
+                json!({
+                    "opportunity": { "notice_id": format!("WH-{i:05}"), "title": format!("Opportunity {i}"),
+                                     "estimated_value": 1000 + i, "deadline": "2027-05-01" },
+                    "contractor": { "uei": format!("WHOOKUEI{:04}", i % companies), "name": format!("Company {}", i % companies),
+                                    "readiness_score": 85 },
+                    "match_score": 50 + (i % 50)
+                })
+            })
+            .collect();
+        let store = PgMatchStore::new(self.db.pool().clone());
+        let report = ingest_matches(&store, &json!({ "matches": matches }), "test")
+            .await
+            .expect("ingest");
+        assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+    }
+
+    async fn drain(&self) -> SyncReport {
+        self.sync.drain("cli", Duration::from_secs(60)).await.expect("drain")
+    }
+
+    /// POSTs a body signed with v3 at `timestamp_ms`.
+    async fn post_signed(&self, body: &[u8], timestamp_ms: i64, secret: &str) -> reqwest::Response {
+        let signature = sign_v3(secret, "POST", &self.url, body, timestamp_ms);
+        self.http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("x-hubspot-signature-v3", signature)
+            .header("x-hubspot-request-timestamp", timestamp_ms.to_string())
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("post")
+    }
+
+    /// Delivers events signed now with the current secret; asserts a 200.
+    async fn deliver(&self, events: &Value) {
+        let body = serde_json::to_vec(events).unwrap();
+        let response = self.post_signed(&body, now_ms(), SECRET).await;
+        assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    }
+
+    async fn sim_act(&self, action: &str, body: Value) -> Value {
+        let response = self
+            .http
+            .post(format!("{}/__sim/act/{action}", self.sim.base_url()))
+            .json(&body)
+            .send()
+            .await
+            .expect("act");
+        assert!(response.status().is_success(), "{action}: {}", response.status());
+        response.json().await.unwrap_or(Value::Null)
+    }
+
+    async fn sim_object(&self, object_type: &str, id: &str) -> Value {
+        let url = format!("{}/__sim/state?type={object_type}", self.sim.base_url());
+        let state: Value = reqwest::get(url).await.expect("state").json().await.expect("json");
+        state["objects"][object_type]
+            .as_array()
+            .and_then(|all| all.iter().find(|o| o["id"].as_str() == Some(id)).cloned())
+            .unwrap_or(Value::Null)
+    }
+
+    async fn write_requests(&self) -> u64 {
+        let url = format!("{}/__sim/requests", self.sim.base_url());
+        let requests: Value = reqwest::get(url).await.expect("requests").json().await.expect("json");
+        requests["byEndpoint"]
+            .as_object()
+            .expect("byEndpoint")
+            .iter()
+            .filter(|(endpoint, _)| !endpoint.starts_with("GET") && !endpoint.contains("/batch/read"))
+            .flat_map(|(_, outcomes)| outcomes.as_object().expect("outcomes").values())
+            .map(|n| n.as_u64().unwrap_or(0))
+            .sum()
+    }
+
+    async fn query(&self, sql: &str) -> Vec<tokio_postgres::Row> {
+        let client = self.db.pool().get().await.expect("client");
+        client.query(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        self.query(sql).await[0].get(0)
+    }
+
+    async fn text(&self, sql: &str) -> Option<String> {
+        self.query(sql).await.first().and_then(|row| row.get(0))
+    }
+
+    async fn execute(&self, sql: &str) {
+        let client = self.db.pool().get().await.expect("client");
+        client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// A synced deal's local id and HubSpot id (the first by notice id).
+    async fn synced_deal(&self) -> (String, String) {
+        let row = &self
+            .query(
+                "SELECT d.id::text, d.hubspot_deal_id FROM deals d JOIN opportunities o ON o.id = d.opportunity_id
+                 WHERE d.hubspot_deal_id IS NOT NULL ORDER BY o.notice_id LIMIT 1",
+            )
+            .await[0];
+        (row.get(0), row.get(1))
+    }
+
+    async fn synced_company(&self, index: usize) -> (String, String) {
+        let row = &self
+            .query(&format!(
+                "SELECT id::text, hubspot_company_id FROM companies WHERE hubspot_company_id IS NOT NULL
+                 ORDER BY uei OFFSET {index} LIMIT 1"
+            ))
+            .await[0];
+        (row.get(0), row.get(1))
+    }
+
+    async fn stage_id(&self, stage: &str) -> String {
+        let map = PgSyncStore::new(self.db.pool().clone())
+            .pipeline_map()
+            .await
+            .unwrap()
+            .expect("pipeline map");
+        map.stage_ids[stage].clone()
+    }
+
+    async fn inbox_outcomes(&self) -> Vec<(String, Option<String>, i64)> {
+        self.query("SELECT status, outcome, count(*) FROM crmsync.webhook_inbox GROUP BY 1, 2 ORDER BY 1, 2")
+            .await
+            .iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .collect()
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+static NEXT_EVENT_ID: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1);
+
+/// A user's event (changeSource CRM_UI) of `kind` (e.g. `deal.propertyChange`) on `object_id`.
+fn user_event(kind: &str, object_id: &str, occurred_at: i64, extra: Value) -> Value {
+    let mut event = json!({
+        "eventId": NEXT_EVENT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        "subscriptionId": 1000, "portalId": 62515, "appId": 54321, "occurredAt": occurred_at,
+        "subscriptionType": kind, "attemptNumber": 0, "objectId": object_id.parse::<u64>().unwrap_or(0),
+        "changeSource": "CRM_UI", "sourceId": "userId:74322246",
+    });
+    if let (Some(map), Value::Object(extra)) = (event.as_object_mut(), extra) {
+        map.extend(extra);
+    }
+    event
+}
+
+fn property_change(kind: &str, object_id: &str, occurred_at: i64, name: &str, value: &str) -> Value {
+    user_event(
+        kind,
+        object_id,
+        occurred_at,
+        json!({"propertyName": name, "propertyValue": value}),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Verification
+
+#[tokio::test]
+async fn a_signed_batch_is_stored_and_answered_200() {
+    let app = WebhookApp::spawn().await;
+    let events = json!([user_event("ticket.creation", "1", now_ms(), json!({}))]);
+    let body = serde_json::to_vec(&events).unwrap();
+    let response = app.post_signed(&body, now_ms(), SECRET).await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(
+        (answer["received"].as_u64(), answer["stored"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(app.count("SELECT count(*) FROM crmsync.webhook_inbox").await, 1);
+}
+
+#[tokio::test]
+async fn unsigned_forged_stale_future_and_tampered_requests_get_401_with_an_empty_body_and_store_nothing() {
+    let app = WebhookApp::spawn().await;
+    let body = serde_json::to_vec(&json!([property_change(
+        "deal.propertyChange",
+        "1",
+        now_ms(),
+        "description",
+        "x"
+    )]))
+    .unwrap();
+    let now = now_ms();
+    let mut cases: Vec<(&str, reqwest::RequestBuilder)> = Vec::new();
+    cases.push(("unsigned", app.http.post(&app.url).body(body.clone())));
+    cases.push((
+        "forged with another secret",
+        app.http
+            .post(&app.url)
+            .header(
+                "x-hubspot-signature-v3",
+                sign_v3("not-the-secret", "POST", &app.url, &body, now),
+            )
+            .header("x-hubspot-request-timestamp", now.to_string())
+            .body(body.clone()),
+    ));
+    let stale = now - 5 * 60 * 1000 - 1_000;
+    cases.push((
+        "stale (over 5 minutes old)",
+        app.http
+            .post(&app.url)
+            .header(
+                "x-hubspot-signature-v3",
+                sign_v3(SECRET, "POST", &app.url, &body, stale),
+            )
+            .header("x-hubspot-request-timestamp", stale.to_string())
+            .body(body.clone()),
+    ));
+    let future = now + 5 * 60 * 1000 + 1_000;
+    cases.push((
+        "from the future (over 5 minutes ahead)",
+        app.http
+            .post(&app.url)
+            .header(
+                "x-hubspot-signature-v3",
+                sign_v3(SECRET, "POST", &app.url, &body, future),
+            )
+            .header("x-hubspot-request-timestamp", future.to_string())
+            .body(body.clone()),
+    ));
+    let mut tampered = body.clone();
+    let position = tampered.iter().position(|b| *b == b'x').unwrap();
+    tampered[position] = b'y';
+    cases.push((
+        "tampered body",
+        app.http
+            .post(&app.url)
+            .header("x-hubspot-signature-v3", sign_v3(SECRET, "POST", &app.url, &body, now))
+            .header("x-hubspot-request-timestamp", now.to_string())
+            .body(tampered),
+    ));
+    cases.push((
+        "signed for another URL",
+        app.http
+            .post(&app.url)
+            .header(
+                "x-hubspot-signature-v3",
+                sign_v3(SECRET, "POST", "https://elsewhere.example/webhooks/hubspot", &body, now),
+            )
+            .header("x-hubspot-request-timestamp", now.to_string())
+            .body(body.clone()),
+    ));
+    cases.push((
+        "signature without a timestamp",
+        app.http
+            .post(&app.url)
+            .header("x-hubspot-signature-v3", sign_v3(SECRET, "POST", &app.url, &body, now))
+            .body(body.clone()),
+    ));
+    cases.push((
+        "v1 signature while v1 is off",
+        app.http
+            .post(&app.url)
+            .header("x-hubspot-signature", sign_v1(SECRET, &body))
+            .header("x-hubspot-signature-version", "v1")
+            .body(body.clone()),
+    ));
+    for (case, request) in cases {
+        let response = request.send().await.expect("send");
+        assert_eq!(response.status(), 401, "{case}");
+        assert_eq!(response.text().await.unwrap(), "", "{case}: no detail in the body");
+    }
+    assert_eq!(app.count("SELECT count(*) FROM crmsync.webhook_inbox").await, 0);
+    assert_eq!(app.count("SELECT count(*) FROM crmsync.sync_conflicts").await, 0);
+}
+
+#[tokio::test]
+async fn a_body_over_one_mebibyte_gets_413_and_stores_nothing() {
+    let app = WebhookApp::spawn().await;
+    let padding = "x".repeat(1024 * 1024);
+    let body = serde_json::to_vec(&json!([user_event(
+        "deal.creation",
+        "1",
+        now_ms(),
+        json!({"padding": padding})
+    )]))
+    .unwrap();
+    let response = app.post_signed(&body, now_ms(), SECRET).await;
+    assert_eq!(response.status(), 413);
+    assert_eq!(app.count("SELECT count(*) FROM crmsync.webhook_inbox").await, 0);
+}
+
+#[tokio::test]
+async fn malformed_json_and_non_event_bodies_get_400_and_store_nothing() {
+    let app = WebhookApp::spawn().await;
+    for body in [
+        &b"[{\"eventId\": 1,"[..],
+        b"{\"eventId\": 1}",
+        b"[{\"eventId\": 1}]",
+        b"not json",
+    ] {
+        let response = app.post_signed(body, now_ms(), SECRET).await;
+        assert_eq!(response.status(), 400, "{}", String::from_utf8_lossy(body));
+    }
+    assert_eq!(app.count("SELECT count(*) FROM crmsync.webhook_inbox").await, 0);
+}
+
+#[tokio::test]
+async fn the_previous_secret_is_accepted_during_a_rotation() {
+    let app = WebhookApp::spawn().await;
+    let body = serde_json::to_vec(&json!([user_event("ticket.creation", "1", now_ms(), json!({}))])).unwrap();
+    assert_eq!(app.post_signed(&body, now_ms(), PREVIOUS_SECRET).await.status(), 200);
+    assert_eq!(app.count("SELECT count(*) FROM crmsync.webhook_inbox").await, 1);
+}
+
+#[tokio::test]
+async fn v1_signatures_are_accepted_only_when_enabled() {
+    let app = WebhookApp::spawn_with(Options {
+        accept_v1: true,
+        ..Options::default()
+    })
+    .await;
+    let body = serde_json::to_vec(&json!([user_event("ticket.creation", "1", now_ms(), json!({}))])).unwrap();
+    let send = |signature: String| {
+        app.http
+            .post(&app.url)
+            .header("x-hubspot-signature", signature)
+            .header("x-hubspot-signature-version", "v1")
+            .body(body.clone())
+            .send()
+    };
+    assert_eq!(send(sign_v1(SECRET, &body)).await.unwrap().status(), 200);
+    assert_eq!(send(sign_v1("wrong", &body)).await.unwrap().status(), 401);
+    assert_eq!(app.count("SELECT count(*) FROM crmsync.webhook_inbox").await, 1);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Ordering and deduplication
+
+#[tokio::test]
+async fn a_redelivered_batch_is_stored_once_and_applied_once() {
+    let app = WebhookApp::spawn().await;
+    app.ingest(1, 1).await;
+    app.drain().await;
+    let (deal, hubspot_id) = app.synced_deal().await;
+    let events = json!([property_change(
+        "deal.propertyChange",
+        &hubspot_id,
+        now_ms(),
+        "dealstage",
+        &app.stage_id("contact_made").await
+    )]);
+    app.deliver(&events).await;
+    // HubSpot re-sends the same batch with attemptNumber 1: same dedupe key.
+    let mut again = events.clone();
+    again[0]["attemptNumber"] = json!(1);
+    app.deliver(&again).await;
+    assert_eq!(app.count("SELECT count(*) FROM crmsync.webhook_inbox").await, 1);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM activities WHERE deal_id = '{deal}' AND activity_type = 'stage_change'"
+        ))
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_older_change_arriving_after_a_newer_one_leaves_the_newer_in_place() {
+    let app = WebhookApp::spawn().await;
+    app.ingest(1, 1).await;
+    app.drain().await;
+    let (deal, hubspot_id) = app.synced_deal().await;
+    let now = now_ms();
+    app.deliver(&json!([property_change(
+        "deal.propertyChange",
+        &hubspot_id,
+        now,
+        "description",
+        "newer"
+    )]))
+    .await;
+    app.deliver(&json!([property_change(
+        "deal.propertyChange",
+        &hubspot_id,
+        now - 60_000,
+        "description",
+        "older"
+    )]))
+    .await;
+    let stage_newer = app.stage_id("negotiation").await;
+    let stage_older = app.stage_id("contact_made").await;
+    app.deliver(&json!([
+        property_change("deal.propertyChange", &hubspot_id, now, "dealstage", &stage_newer),
+        property_change("deal.propertyChange", &hubspot_id, now - 1, "dealstage", &stage_older),
+    ]))
+    .await;
+    let row = &app
+        .query(&format!("SELECT description, stage FROM deals WHERE id = '{deal}'"))
+        .await[0];
+    assert_eq!(row.get::<_, Option<String>>(0).as_deref(), Some("newer"));
+    assert_eq!(row.get::<_, String>(1), "negotiation");
+}
+
+#[tokio::test]
+async fn events_in_one_batch_apply_in_occurred_at_order_whatever_their_position() {
+    let app = WebhookApp::spawn().await;
+    app.ingest(1, 1).await;
+    app.drain().await;
+    let (deal, hubspot_id) = app.synced_deal().await;
+    let now = now_ms();
+    app.deliver(&json!([
+        property_change("deal.propertyChange", &hubspot_id, now + 2, "description", "third"),
+        property_change("deal.propertyChange", &hubspot_id, now, "description", "first"),
+        property_change("deal.propertyChange", &hubspot_id, now + 1, "description", "second"),
+    ]))
+    .await;
+    assert_eq!(
+        app.text(&format!("SELECT description FROM deals WHERE id = '{deal}'"))
+            .await
+            .as_deref(),
+        Some("third")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Ownership
+
+#[tokio::test]
+async fn every_hubspot_owned_and_newer_wins_field_is_applied_and_not_sent_back() {
+    let app = WebhookApp::spawn().await;
+    app.ingest(1, 1).await;
+    app.drain().await;
+    let (deal, deal_hs) = app.synced_deal().await;
+    let (company, company_hs) = app.synced_company(0).await;
+    let contact = app
+        .sim_act(
+            "create-contact",
+            json!({"properties": {"email": "first@example.com", "firstname": "First"}, "companyId": company_hs}),
+        )
+        .await;
+    let contact_hs = contact["id"].as_str().unwrap().to_owned();
+    app.deliver(&json!([user_event(
+        "contact.creation",
+        &contact_hs,
+        now_ms(),
+        json!({})
+    )]))
+    .await;
+    let contact_id = app
+        .text(&format!(
+            "SELECT id::text FROM contacts WHERE hubspot_contact_id = '{contact_hs}'"
+        ))
+        .await
+        .expect("contact created locally");
+    let later = now_ms() + 1_000;
+    let cases: Vec<(&str, String, &str, &str, String)> = vec![
+        (
+            "deal",
+            deal_hs.clone(),
+            "hubspot_owner_id",
+            "8801",
+            format!("SELECT owner_id FROM deals WHERE id = '{deal}'"),
+        ),
+        (
+            "deal",
+            deal_hs.clone(),
+            "description",
+            "From HubSpot",
+            format!("SELECT description FROM deals WHERE id = '{deal}'"),
+        ),
+        (
+            "deal",
+            deal_hs.clone(),
+            "hs_priority",
+            "LOW",
+            format!("SELECT priority FROM deals WHERE id = '{deal}'"),
+        ),
+        (
+            "company",
+            company_hs.clone(),
+            "lifecyclestage",
+            "customer",
+            format!("SELECT lifecycle_stage FROM companies WHERE id = '{company}'"),
+        ),
+        (
+            "company",
+            company_hs.clone(),
+            "hubspot_owner_id",
+            "8802",
+            format!("SELECT owner_id FROM companies WHERE id = '{company}'"),
+        ),
+        (
+            "company",
+            company_hs.clone(),
+            "description",
+            "Company notes",
+            format!("SELECT description FROM companies WHERE id = '{company}'"),
+        ),
+        (
+            "company",
+            company_hs.clone(),
+            "website",
+            "https://acme.example",
+            format!("SELECT website FROM companies WHERE id = '{company}'"),
+        ),
+        (
+            "company",
+            company_hs.clone(),
+            "phone",
+            "+1 555 0100",
+            format!("SELECT phone FROM companies WHERE id = '{company}'"),
+        ),
+        (
+            "contact",
+            contact_hs.clone(),
+            "firstname",
+            "Ada",
+            format!("SELECT first_name FROM contacts WHERE id = '{contact_id}'"),
+        ),
+        (
+            "contact",
+            contact_hs.clone(),
+            "lastname",
+            "Lovelace",
+            format!("SELECT last_name FROM contacts WHERE id = '{contact_id}'"),
+        ),
+        (
+            "contact",
+            contact_hs.clone(),
+            "email",
+            "ada@example.com",
+            format!("SELECT email FROM contacts WHERE id = '{contact_id}'"),
+        ),
+        (
+            "contact",
+            contact_hs.clone(),
+            "phone",
+            "+1 555 0101",
+            format!("SELECT phone FROM contacts WHERE id = '{contact_id}'"),
+        ),
+        (
+            "contact",
+            contact_hs.clone(),
+            "mobilephone",
+            "+1 555 0102",
+            format!("SELECT mobile_phone FROM contacts WHERE id = '{contact_id}'"),
+        ),
+        (
+            "contact",
+            contact_hs.clone(),
+            "jobtitle",
+            "CTO",
+            format!("SELECT job_title FROM contacts WHERE id = '{contact_id}'"),
+        ),
+        (
+            "contact",
+            contact_hs.clone(),
+            "lifecyclestage",
+            "opportunity",
+            format!("SELECT lifecycle_stage FROM contacts WHERE id = '{contact_id}'"),
+        ),
+        (
+            "contact",
+            contact_hs.clone(),
+            "hubspot_owner_id",
+            "8803",
+            format!("SELECT owner_id FROM contacts WHERE id = '{contact_id}'"),
+        ),
+    ];
+    let events: Vec<Value> = cases
+        .iter()
+        .map(|(object, id, property, value, _)| {
+            property_change(&format!("{object}.propertyChange"), id, later, property, value)
+        })
+        .collect();
+    app.deliver(&Value::Array(events)).await;
+    for (object, _, property, value, sql) in &cases {
+        let expected = if *property == "hs_priority" { "low" } else { value };
+        assert_eq!(app.text(sql).await.as_deref(), Some(expected), "{object}.{property}");
+    }
+    assert_eq!(
+        app.text(&format!("SELECT full_name FROM contacts WHERE id = '{contact_id}'"))
+            .await
+            .as_deref(),
+        Some("Ada Lovelace")
+    );
+    // Each applied value is recorded as what HubSpot holds: the next sync has nothing to send.
+    let writes_before = app.write_requests().await;
+    let report = app.drain().await;
+    assert_eq!((report.companies_updated, report.deals_updated), (0, 0), "{report:?}");
+    assert_eq!(app.write_requests().await, writes_before);
+}
+
+#[tokio::test]
+async fn local_owned_fields_changed_in_hubspot_are_ignored_and_reasserted_by_the_next_sync() {
+    let app = WebhookApp::spawn().await;
+    app.ingest(1, 1).await;
+    app.drain().await;
+    let (deal, deal_hs) = app.synced_deal().await;
+    let (company, company_hs) = app.synced_company(0).await;
+    let local_amount = app
+        .text(&format!("SELECT deal_value::text FROM deals WHERE id = '{deal}'"))
+        .await;
+    let local_name = app
+        .text(&format!("SELECT name FROM companies WHERE id = '{company}'"))
+        .await;
+    // A salesperson edits pipeline-owned values in HubSpot.
+    app.sim_act(
+        "edit",
+        json!({"objectType": "deals", "id": deal_hs, "properties": {"amount": "1"}}),
+    )
+    .await;
+    app.sim_act(
+        "edit-company",
+        json!({"companyId": company_hs, "properties": {"name": "Renamed in HubSpot"}}),
+    )
+    .await;
+    let events = json!([
+        property_change("deal.propertyChange", &deal_hs, now_ms(), "amount", "1"),
+        property_change(
+            "company.propertyChange",
+            &company_hs,
+            now_ms(),
+            "name",
+            "Renamed in HubSpot"
+        ),
+    ]);
+    app.deliver(&events).await;
+    assert_eq!(
+        app.text(&format!("SELECT deal_value::text FROM deals WHERE id = '{deal}'"))
+            .await,
+        local_amount,
+        "local keeps its amount"
+    );
+    assert_eq!(
+        app.text(&format!("SELECT name FROM companies WHERE id = '{company}'"))
+            .await,
+        local_name
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM crmsync.sync_conflicts WHERE winner = 'local' AND rule = 'local_owned'")
+            .await,
+        2
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM sync_queue WHERE status = 'pending' AND operation = 'update'")
+            .await,
+        2,
+        "both records are queued for the re-assertion"
+    );
+    let report = app.drain().await;
+    assert_eq!((report.companies_updated, report.deals_updated), (1, 1), "{report:?}");
+    let deal_in_hubspot = app.sim_object("deals", &deal_hs).await;
+    assert_eq!(
+        deal_in_hubspot["properties"]["amount"].as_str(),
+        local_amount.as_deref().map(|a| a.trim_end_matches(".00")),
+        "the sync wrote the local amount back"
+    );
+    let company_in_hubspot = app.sim_object("companies", &company_hs).await;
+    assert_eq!(company_in_hubspot["properties"]["name"].as_str(), local_name.as_deref());
+}
+
+#[tokio::test]
+async fn a_newer_local_edit_beats_an_older_hubspot_change_and_the_conflict_is_recorded() {
+    let app = WebhookApp::spawn().await;
+    app.ingest(1, 1).await;
+    app.drain().await;
+    let (deal, deal_hs) = app.synced_deal().await;
+    let (company, company_hs) = app.synced_company(0).await;
+    let before_edit = now_ms() - 5_000;
+    app.execute(&format!(
+        "UPDATE deals SET priority = 'low', description = 'local notes' WHERE id = '{deal}';
+         UPDATE companies SET website = 'https://local.example' WHERE id = '{company}'"
+    ))
+    .await;
+    app.deliver(&json!([
+        property_change("deal.propertyChange", &deal_hs, before_edit, "hs_priority", "high"),
+        property_change(
+            "deal.propertyChange",
+            &deal_hs,
+            before_edit,
+            "description",
+            "hubspot notes"
+        ),
+        property_change(
+            "company.propertyChange",
+            &company_hs,
+            before_edit,
+            "website",
+            "https://hubspot.example"
+        ),
+    ]))
+    .await;
+    let row = &app
+        .query(&format!("SELECT priority, description FROM deals WHERE id = '{deal}'"))
+        .await[0];
+    assert_eq!(
+        (
+            row.get::<_, String>(0).as_str(),
+            row.get::<_, Option<String>>(1).as_deref()
+        ),
+        ("low", Some("local notes"))
+    );
+    assert_eq!(
+        app.text(&format!("SELECT website FROM companies WHERE id = '{company}'"))
+            .await
+            .as_deref(),
+        Some("https://local.example")
+    );
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM crmsync.sync_conflicts WHERE winner = 'local' AND local_changed_at IS NOT NULL"
+        )
+        .await,
+        3
+    );
+    // A HubSpot change newer than the local edit wins, and overriding the unsynced local value is recorded.
+    app.deliver(&json!([property_change(
+        "deal.propertyChange",
+        &deal_hs,
+        now_ms() + 1_000,
+        "hs_priority",
+        "high"
+    )]))
+    .await;
+    assert_eq!(
+        app.text(&format!("SELECT priority FROM deals WHERE id = '{deal}'"))
+            .await
+            .as_deref(),
+        Some("high")
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM crmsync.sync_conflicts WHERE winner = 'hubspot' AND property = 'hs_priority'")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_stage_change_in_hubspot_maps_through_the_pipeline_and_closes_and_reopens_the_deal() {
+    let app = WebhookApp::spawn().await;
+    app.ingest(1, 1).await;
+    app.drain().await;
+    let (deal, deal_hs) = app.synced_deal().await;
+    let t = now_ms();
+    app.deliver(&json!([property_change(
+        "deal.propertyChange",
+        &deal_hs,
+        t,
+        "dealstage",
+        &app.stage_id("closed_lost").await
+    )]))
+    .await;
+    let row = &app
+        .query(&format!(
+            "SELECT stage, (extract(epoch from closed_at) * 1000)::int8 FROM deals WHERE id = '{deal}'"
+        ))
+        .await[0];
+    assert_eq!(row.get::<_, String>(0), "closed_lost");
+    assert_eq!(
+        row.get::<_, Option<i64>>(1),
+        Some(t),
+        "closed_at is when it closed in HubSpot"
+    );
+    app.deliver(&json!([property_change(
+        "deal.propertyChange",
+        &deal_hs,
+        t + 1,
+        "dealstage",
+        &app.stage_id("negotiation").await
+    )]))
+    .await;
+    let row = &app
+        .query(&format!(
+            "SELECT stage, closed_at IS NULL FROM deals WHERE id = '{deal}'"
+        ))
+        .await[0];
+    assert_eq!(
+        (row.get::<_, String>(0).as_str(), row.get::<_, bool>(1)),
+        ("negotiation", true)
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM activities WHERE deal_id = '{deal}' AND activity_type = 'stage_change'
+               AND hubspot_sync_status = 'local_only'"
+        ))
+        .await,
+        2
+    );
+    // A stage of another pipeline is recorded and skipped.
+    app.deliver(&json!([property_change(
+        "deal.propertyChange",
+        &deal_hs,
+        t + 2,
+        "dealstage",
+        "appointmentscheduled"
+    )]))
+    .await;
+    assert_eq!(
+        app.text(&format!("SELECT stage FROM deals WHERE id = '{deal}'"))
+            .await
+            .as_deref(),
+        Some("negotiation")
+    );
+    assert!(
+        app.inbox_outcomes()
+            .await
+            .contains(&("skipped".into(), Some("unmapped_stage".into()), 1))
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Echo suppression, end to end
+
+async fn assert_echoes_change_nothing_and_send_nothing(app: &WebhookApp, expected_echo_outcome: &str) {
+    app.ingest(20, 4).await;
+    app.subscribe();
+    let snapshot = "SELECT string_agg(t::text, '|' ORDER BY t::text) FROM (
+                      SELECT id, deal_name, deal_value, stage, priority, description, owner_id, company_id,
+                             hubspot_deal_id, closed_at FROM deals) t";
+    let companies = "SELECT string_agg(t::text, '|' ORDER BY t::text) FROM (
+                       SELECT id, name, website, phone, lifecycle_stage, owner_id, description, hubspot_company_id
+                       FROM companies) t";
+    let first = app.drain().await;
+    assert_eq!((first.companies_created, first.deals_created), (4, 20), "{first:?}");
+    let (deals_before, companies_before) = (app.text(snapshot).await, app.text(companies).await);
+    app.wait_for_webhooks().await;
+    let stored = app.count("SELECT count(*) FROM crmsync.webhook_inbox").await;
+    assert!(stored >= 24, "the simulator sent the echoes of our writes ({stored})");
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM crmsync.webhook_inbox WHERE status = 'applied' AND outcome NOT IN ('unchanged')"
+        )
+        .await,
+        0,
+        "{:?}",
+        app.inbox_outcomes().await
+    );
+    assert!(
+        app.inbox_outcomes()
+            .await
+            .iter()
+            .any(|(status, outcome, _)| status == "skipped" && outcome.as_deref() == Some(expected_echo_outcome)),
+        "{:?}",
+        app.inbox_outcomes().await
+    );
+    assert_eq!(app.count("SELECT count(*) FROM crmsync.sync_conflicts").await, 0);
+    assert_eq!(
+        (app.text(snapshot).await, app.text(companies).await),
+        (deals_before, companies_before)
+    );
+    let writes = app.write_requests().await;
+    let second = app.drain().await;
+    assert_eq!(second.claimed, 0, "nothing was queued by the echoes: {second:?}");
+    assert_eq!(app.write_requests().await, writes, "nothing is sent back");
+}
+
+#[tokio::test]
+async fn echoes_of_our_writes_are_recognised_by_app_id_and_change_nothing_and_send_nothing() {
+    let app = WebhookApp::spawn().await;
+    assert_echoes_change_nothing_and_send_nothing(&app, "echo").await;
+}
+
+#[tokio::test]
+async fn without_an_app_id_the_echo_ledger_recognises_our_writes() {
+    let app = WebhookApp::spawn_with(Options {
+        app_id: false,
+        ..Options::default()
+    })
+    .await;
+    assert_echoes_change_nothing_and_send_nothing(&app, "echo").await;
+    // Our creations come back too: they name records already linked locally, so nothing is created.
+    assert!(
+        app.inbox_outcomes()
+            .await
+            .iter()
+            .any(|(_, outcome, n)| outcome.as_deref() == Some("already_local") && *n == 24)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Lifecycle
+
+#[tokio::test]
+async fn a_deal_deleted_in_hubspot_is_marked_deleted_stops_syncing_and_restore_brings_it_back() {
+    let app = WebhookApp::spawn().await;
+    app.ingest(1, 1).await;
+    app.drain().await;
+    app.subscribe();
+    let (deal, deal_hs) = app.synced_deal().await;
+    app.sim_act("delete-deal", json!({"dealId": deal_hs})).await;
+    app.wait_for_webhooks().await;
+    assert_eq!(
+        app.text(&format!("SELECT hubspot_sync_status FROM deals WHERE id = '{deal}'"))
+            .await
+            .as_deref(),
+        Some("deleted")
+    );
+    assert_eq!(
+        app.count(&format!("SELECT count(*) FROM deals WHERE id = '{deal}'"))
+            .await,
+        1,
+        "not hard-deleted"
+    );
+    // A local change to a deleted deal is not sent.
+    app.execute(&format!(
+        "UPDATE deals SET win_probability = 5 WHERE id = '{deal}';
+         INSERT INTO sync_queue (entity_type, entity_id, operation) VALUES ('deal', '{deal}', 'update')"
+    ))
+    .await;
+    let report = app.drain().await;
+    assert_eq!(report.deals_updated, 0, "{report:?}");
+
+    app.sim_act("restore-deal", json!({"dealId": deal_hs})).await;
+    app.wait_for_webhooks().await;
+    assert_eq!(
+        app.text(&format!("SELECT hubspot_sync_status FROM deals WHERE id = '{deal}'"))
+            .await
+            .as_deref(),
+        Some("synced")
+    );
+    let report = app.drain().await;
+    assert_eq!(report.deals_updated, 1, "the restored deal catches up: {report:?}");
+    assert_eq!(
+        app.sim_object("deals", &deal_hs).await["properties"]["b2g_win_probability"].as_str(),
+        Some("5")
+    );
+}
+
+#[tokio::test]
+async fn merging_two_companies_in_hubspot_moves_the_merged_companys_deals_to_the_survivor() {
+    let app = WebhookApp::spawn().await;
+    app.ingest(4, 2).await;
+    app.drain().await;
+    app.subscribe();
+    let (survivor, survivor_hs) = app.synced_company(0).await;
+    let (merged, merged_hs) = app.synced_company(1).await;
+    app.sim_act(
+        "merge-companies",
+        json!({"primaryId": survivor_hs, "mergedId": merged_hs}),
+    )
+    .await;
+    app.wait_for_webhooks().await;
+    assert_eq!(
+        app.count(&format!("SELECT count(*) FROM deals WHERE company_id = '{survivor}'"))
+            .await,
+        4
+    );
+    let row = &app
+        .query(&format!(
+            "SELECT hubspot_company_id, hubspot_sync_status FROM companies WHERE id = '{merged}'"
+        ))
+        .await[0];
+    assert_eq!(
+        (row.get::<_, Option<String>>(0), row.get::<_, String>(1).as_str()),
+        (None, "deleted")
+    );
+    assert_eq!(
+        app.text(&format!(
+            "SELECT hubspot_company_id FROM companies WHERE id = '{survivor}'"
+        ))
+        .await,
+        Some(survivor_hs)
+    );
+}
+
+#[tokio::test]
+async fn a_merge_whose_survivor_is_not_local_relinks_the_merged_record_to_the_survivor_id() {
+    let app = WebhookApp::spawn().await;
+    app.ingest(1, 1).await;
+    app.drain().await;
+    let (company, company_hs) = app.synced_company(0).await;
+    app.deliver(&json!([user_event(
+        "company.merge",
+        "999001",
+        now_ms(),
+        json!({"primaryObjectId": 999001, "mergedObjectIds": [company_hs.parse::<u64>().unwrap()], "newObjectId": 999001})
+    )]))
+    .await;
+    assert_eq!(
+        app.text(&format!(
+            "SELECT hubspot_company_id FROM companies WHERE id = '{company}'"
+        ))
+        .await
+        .as_deref(),
+        Some("999001")
+    );
+}
+
+#[tokio::test]
+async fn association_changes_move_deals_and_contacts_between_companies() {
+    let app = WebhookApp::spawn().await;
+    app.ingest(2, 2).await;
+    app.drain().await;
+    app.subscribe();
+    let (deal, deal_hs) = app.synced_deal().await;
+    let (first, first_hs) = app.synced_company(0).await;
+    let (second, second_hs) = app.synced_company(1).await;
+    let target = if app
+        .text(&format!("SELECT company_id::text FROM deals WHERE id = '{deal}'"))
+        .await
+        == Some(first.clone())
+    {
+        (second.clone(), second_hs.clone())
+    } else {
+        (first.clone(), first_hs.clone())
+    };
+    app.sim_act(
+        "associate",
+        json!({"fromType": "deals", "fromId": deal_hs, "toType": "companies", "toId": target.1, "primary": true}),
+    )
+    .await;
+    app.wait_for_webhooks().await;
+    assert_eq!(
+        app.text(&format!("SELECT company_id::text FROM deals WHERE id = '{deal}'"))
+            .await,
+        Some(target.0.clone())
+    );
+    // A contact made in HubSpot with a company comes in linked to it.
+    let contact = app
+        .sim_act(
+            "create-contact",
+            json!({"properties": {"email": "linked@example.com", "firstname": "Lin"}, "companyId": first_hs}),
+        )
+        .await;
+    app.wait_for_webhooks().await;
+    let contact_hs = contact["id"].as_str().unwrap();
+    assert_eq!(
+        app.text(&format!(
+            "SELECT company_id::text FROM contacts WHERE hubspot_contact_id = '{contact_hs}'"
+        ))
+        .await,
+        Some(first.clone())
+    );
+    // Removing the association unlinks it.
+    app.sim_act(
+        "associate",
+        json!({"fromType": "contacts", "fromId": contact_hs, "toType": "companies", "toId": first_hs, "remove": true}),
+    )
+    .await;
+    app.wait_for_webhooks().await;
+    assert_eq!(
+        app.text(&format!(
+            "SELECT company_id::text FROM contacts WHERE hubspot_contact_id = '{contact_hs}'"
+        ))
+        .await,
+        None
+    );
+}
+
+#[tokio::test]
+async fn a_contact_created_in_hubspot_is_created_locally_and_tagged_with_our_id_in_hubspot() {
+    let app = WebhookApp::spawn().await;
+    app.subscribe();
+    let contact = app
+        .sim_act(
+            "create-contact",
+            json!({"properties": {"email": "new@example.com", "firstname": "New", "lastname": "Person", "jobtitle": "CEO"}}),
+        )
+        .await;
+    app.wait_for_webhooks().await;
+    let contact_hs = contact["id"].as_str().unwrap();
+    let row = &app
+        .query(&format!(
+            "SELECT id::text, full_name, email, job_title, source, hubspot_sync_status FROM contacts
+             WHERE hubspot_contact_id = '{contact_hs}'"
+        ))
+        .await[0];
+    assert_eq!(
+        (
+            row.get::<_, String>(1).as_str(),
+            row.get::<_, Option<String>>(2).as_deref(),
+            row.get::<_, Option<String>>(3).as_deref(),
+            row.get::<_, String>(4).as_str(),
+            row.get::<_, String>(5).as_str()
+        ),
+        ("New Person", Some("new@example.com"), Some("CEO"), "hubspot", "synced")
+    );
+    let local_id: String = row.get(0);
+    app.wait_for_webhooks().await;
+    assert_eq!(
+        app.sim_object("contacts", contact_hs).await["properties"]["crmsync_id"].as_str(),
+        Some(local_id.as_str()),
+        "HubSpot's record carries our id, so an upsert on it finds the record"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM contacts").await,
+        1,
+        "the crmsync_id write's echo created nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_deal_whose_company_is_not_local_yet_waits_and_applies_on_the_re_apply_pass() {
+    let app = WebhookApp::spawn().await;
+    app.ingest(1, 1).await;
+    app.drain().await;
+    let (deal, deal_hs) = app.synced_deal().await;
+    let t = now_ms();
+    let association = user_event(
+        "deal.associationChange",
+        &deal_hs,
+        t,
+        json!({"associationType": "DEAL_TO_COMPANY", "fromObjectId": deal_hs.parse::<u64>().unwrap(),
+               "toObjectId": 777001, "associationRemoved": false, "isPrimaryAssociation": true}),
+    );
+    app.deliver(&json!([association])).await;
+    assert_eq!(
+        app.inbox_outcomes().await,
+        vec![("retry".to_owned(), Some("waiting".to_owned()), 1)]
+    );
+    // The company arrives (made in HubSpot; its creation event is applied), then the pass applies the link.
+    app.execute(
+        "INSERT INTO companies (name, hubspot_company_id, hubspot_sync_status, source) VALUES ('Late Co', '777001', 'synced', 'hubspot')",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let report = apply_pending_inbox(&app.applier, 100).await.expect("pass");
+    assert_eq!(report.applied, 1, "{report:?}");
+    assert_eq!(
+        app.text(&format!(
+            "SELECT c.name FROM deals d JOIN companies c ON c.id = d.company_id WHERE d.id = '{deal}'"
+        ))
+        .await
+        .as_deref(),
+        Some("Late Co")
+    );
+}
+
+#[tokio::test]
+async fn an_event_that_can_never_apply_is_dead_after_its_last_attempt() {
+    let app = WebhookApp::spawn().await;
+    app.deliver(&json!([property_change(
+        "deal.propertyChange",
+        "424242",
+        now_ms(),
+        "description",
+        "x"
+    )]))
+    .await;
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        apply_pending_inbox(&app.applier, 100).await.expect("pass");
+    }
+    let row = &app
+        .query("SELECT status, attempts, last_error FROM crmsync.webhook_inbox")
+        .await[0];
+    assert_eq!((row.get::<_, String>(0).as_str(), row.get::<_, i32>(1)), ("dead", 3));
+    assert!(row.get::<_, Option<String>>(2).unwrap().contains("424242"));
+}
+
+#[tokio::test]
+async fn unknown_types_and_objects_are_acknowledged_recorded_and_not_applied() {
+    let app = WebhookApp::spawn().await;
+    app.ingest(1, 1).await;
+    app.drain().await;
+    let (deal, deal_hs) = app.synced_deal().await;
+    let mut generic = user_event(
+        "object.propertyChange",
+        "5",
+        now_ms(),
+        json!({"propertyName": "subject", "propertyValue": "x"}),
+    );
+    generic["objectTypeId"] = json!("0-5");
+    app.deliver(&json!([
+        user_event("conversation.newMessage", "1", now_ms(), json!({})),
+        user_event("deal.somethingNew", &deal_hs, now_ms(), json!({})),
+        generic,
+        property_change("deal.propertyChange", &deal_hs, now_ms(), "hs_lastmodifieddate", "x"),
+    ]))
+    .await;
+    let outcomes = app.inbox_outcomes().await;
+    assert_eq!(
+        outcomes,
+        vec![
+            ("skipped".to_owned(), Some("unknown_object".to_owned()), 2),
+            ("skipped".to_owned(), Some("unknown_type".to_owned()), 1),
+            ("skipped".to_owned(), Some("unmapped_property".to_owned()), 1),
+        ]
+    );
+    assert_eq!(
+        app.text(&format!("SELECT hubspot_sync_status FROM deals WHERE id = '{deal}'"))
+            .await
+            .as_deref(),
+        Some("synced")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// End to end with the simulator's webhooks
+
+#[tokio::test]
+async fn a_deal_moved_to_closed_won_in_hubspot_is_closed_won_locally_within_one_delivery() {
+    let app = WebhookApp::spawn().await;
+    app.ingest(3, 1).await;
+    app.drain().await;
+    app.subscribe();
+    let (deal, deal_hs) = app.synced_deal().await;
+    let closed_won = app.stage_id("closed_won").await;
+    app.sim_act("move-deal-stage", json!({"dealId": deal_hs, "stage": closed_won}))
+        .await;
+    app.wait_for_webhooks().await;
+    let deliveries = app.sim.webhooks_json();
+    assert_eq!(deliveries["deliveredBatches"], 1, "one delivery: {deliveries}");
+    let row = &app
+        .query(&format!(
+            "SELECT stage, closed_at IS NOT NULL FROM deals WHERE id = '{deal}'"
+        ))
+        .await[0];
+    assert_eq!(
+        (row.get::<_, String>(0).as_str(), row.get::<_, bool>(1)),
+        ("closed_won", true)
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM activities WHERE deal_id = '{deal}' AND activity_type = 'stage_change'"
+        ))
+        .await,
+        1
+    );
+    // Nothing goes back to HubSpot for it.
+    let writes = app.write_requests().await;
+    let report = app.drain().await;
+    assert_eq!(report.claimed, 0, "{report:?}");
+    assert_eq!(app.write_requests().await, writes);
+}
