@@ -15,9 +15,12 @@ use std::time::Duration;
 pub use apply::{Applier, ApplyReport, DEFAULT_PASS_LIMIT, apply_pending_inbox};
 pub use config::WebhookConfig;
 use crmsync_db::inbox::PgInboxStore;
+use crmsync_domain::sync::RetryPolicy;
 use crmsync_hubspot::signature::Verifier;
 pub use http::{MAX_WEBHOOK_BODY_BYTES, PublicUri, WEBHOOK_PATH, public_uri, router};
 use tokio::sync::Notify;
+
+use crate::AppError;
 
 /// When stored events are applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +93,35 @@ impl WebhookState {
     fn wake_worker(&self) {
         self.inner.wake.notify_one();
     }
+}
+
+/// Builds the state from the configuration: a pool, the HubSpot client (creation events read records with it),
+/// and the SQS retry queue when `RETRY_QUEUE_URL` is set. Events that cannot be applied yet get
+/// `SYNC_MAX_ATTEMPTS` attempts, like sync_queue rows.
+pub async fn from_config(
+    config: &crate::Config,
+    webhook: &WebhookConfig,
+    mode: ApplyMode,
+) -> Result<WebhookState, AppError> {
+    use secrecy::ExposeSecret;
+    let pool = crmsync_db::connect_pool(config.database_url.expose_secret(), config.database_pool_size)?;
+    let hubspot = crmsync_hubspot::HubSpotClient::new(config.hubspot()?).map_err(|e| AppError::HubSpot(Box::new(e)))?;
+    let mut applier = Applier::new(pool, hubspot, webhook.app_id.clone()).with_retry_policy(RetryPolicy {
+        max_attempts: config.sync_max_attempts,
+        ..RetryPolicy::default()
+    });
+    if let Some(url) = &config.retry_queue_url {
+        let queue = crmsync_queue::SqsRetryQueue::new(
+            crmsync_queue::SqsRetryQueue::client_from_env().await,
+            url.clone(),
+            config.retry_dlq_url.clone(),
+        );
+        applier = applier.with_retry_queue(Arc::new(queue));
+    }
+    if webhook.client_secret.is_none() {
+        tracing::warn!("HUBSPOT_CLIENT_SECRET is not set: every webhook request will be refused (401)");
+    }
+    Ok(WebhookState::new(webhook, applier, mode))
 }
 
 async fn background_applier(inner: std::sync::Weak<Inner>, wake: Arc<Notify>) {

@@ -1,0 +1,17 @@
+//! Lambda entry point: configuration, the pool, the HubSpot client and the retry queue are built once per cold start.
+
+use crmsync_app::Config;
+use crmsync_app::webhook::{ApplyMode, WebhookConfig};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    crmsync_app::telemetry::init();
+    let config = Config::from_env()?;
+    let webhook = WebhookConfig::from_env()?;
+    if webhook.client_secret.is_none() {
+        return Err("HUBSPOT_CLIENT_SECRET must be set: it verifies HubSpot's signatures".into());
+    }
+    // Lambda freezes the process once the response is sent, so events are applied before answering.
+    let state = crmsync_app::webhook::from_config(&config, &webhook, ApplyMode::Inline).await?;
+    lambda_http::run(hubspot_webhook::app(state)).await
+}
