@@ -1282,6 +1282,52 @@ async fn an_event_that_can_never_apply_is_dead_after_its_last_attempt() {
 }
 
 #[tokio::test]
+async fn an_event_that_breaks_a_database_rule_is_given_up_alone_and_the_rest_of_the_batch_applies() {
+    let app = WebhookApp::spawn().await;
+    app.execute(
+        "INSERT INTO contacts (full_name, email, hubspot_contact_id, hubspot_sync_status) VALUES
+           ('A', 'a@example.com', '9001', 'synced'), ('B', 'b@example.com', '9002', 'synced')",
+    )
+    .await;
+    let t = now_ms();
+    app.deliver(&json!([
+        property_change("contact.propertyChange", "9001", t, "jobtitle", "CFO"),
+        // HubSpot would not allow this, but a unique index locally refuses it: the event alone is given up.
+        property_change("contact.propertyChange", "9002", t + 1, "email", "A@example.com"),
+        property_change("contact.propertyChange", "9002", t + 2, "jobtitle", "COO"),
+    ]))
+    .await;
+    let titles: Vec<(Option<String>, Option<String>)> = app
+        .query("SELECT job_title, email FROM contacts ORDER BY hubspot_contact_id")
+        .await
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(
+        titles,
+        vec![
+            (Some("CFO".into()), Some("a@example.com".into())),
+            (Some("COO".into()), Some("b@example.com".into()))
+        ]
+    );
+    let dead = app
+        .query("SELECT last_error FROM crmsync.webhook_inbox WHERE status = 'dead'")
+        .await;
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0]
+            .get::<_, Option<String>>(0)
+            .unwrap()
+            .contains("contacts_email_key")
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM crmsync.webhook_inbox WHERE status = 'applied'")
+            .await,
+        2
+    );
+}
+
+#[tokio::test]
 async fn unknown_types_and_objects_are_acknowledged_recorded_and_not_applied() {
     let app = WebhookApp::spawn().await;
     app.ingest(1, 1).await;

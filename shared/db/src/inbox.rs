@@ -157,6 +157,46 @@ pub async fn lock_open(client: &impl GenericClient, id: Uuid) -> Result<Option<I
     }))
 }
 
+/// Locks the open rows among `ids` (pending or retry) for applying, skipping rows another applier holds.
+/// Returns each locked row's attempts so far.
+pub async fn lock_open_many(
+    client: &impl GenericClient,
+    ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, i32>, DbError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT id, attempts FROM crmsync.webhook_inbox
+             WHERE id = ANY($1) AND status IN ('pending', 'retry') FOR UPDATE SKIP LOCKED",
+        )
+        .await?;
+    Ok(client
+        .query(&statement, &[&ids])
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect())
+}
+
+/// Closes rows in one statement: (id, `applied` or `skipped`, outcome).
+pub async fn finish_many(client: &impl GenericClient, rows: &[(Uuid, &str, &str)]) -> Result<(), DbError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
+    let statuses: Vec<&str> = rows.iter().map(|r| r.1).collect();
+    let outcomes: Vec<&str> = rows.iter().map(|r| r.2).collect();
+    let statement = client
+        .prepare_cached(
+            "UPDATE crmsync.webhook_inbox i
+             SET status = k.status, outcome = k.outcome, processed_at = now(), last_error = NULL
+             FROM UNNEST($1::uuid[], $2::text[], $3::text[]) AS k (id, status, outcome)
+             WHERE i.id = k.id",
+        )
+        .await?;
+    client.execute(&statement, &[&ids, &statuses, &outcomes]).await?;
+    Ok(())
+}
+
 /// Closes a row: `applied` or `skipped`, with the outcome that says why.
 pub async fn finish(client: &impl GenericClient, id: Uuid, status: &str, outcome: &str) -> Result<(), DbError> {
     let statement = client
@@ -297,6 +337,88 @@ pub async fn echo_ledger_matches(
         )
         .await?;
     Ok(row.get(0))
+}
+
+/// What a property change needs to know before deciding, in one round trip: whether the echo ledger holds the
+/// value (see [`echo_ledger_matches`]) and when `field` last changed, on which side (see [`field_changed_at`]).
+#[allow(clippy::too_many_arguments)]
+pub async fn echo_and_field_change(
+    client: &impl GenericClient,
+    kind: ObjectKind,
+    hubspot_id: &str,
+    property: &str,
+    value_hash: &str,
+    at: DateTime<Utc>,
+    window_ms: i64,
+    entity_id: Uuid,
+    field: &str,
+) -> Result<(bool, Option<(DateTime<Utc>, String)>), DbError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM crmsync.echo_ledger
+                      WHERE object_type = $1 AND hubspot_id = $2 AND property = $3 AND value_hash = $4
+                        AND written_at BETWEEN $5::timestamptz - make_interval(secs => $6)
+                                           AND $5::timestamptz + make_interval(secs => $6)),
+                    f.changed_at, f.source
+             FROM (SELECT 1) one
+             LEFT JOIN crmsync.field_changes f ON f.entity_type = $7 AND f.entity_id = $8 AND f.field = $9",
+        )
+        .await?;
+    let window_seconds = window_ms as f64 / 1000.0;
+    let row = client
+        .query_one(
+            &statement,
+            &[
+                &kind.object_type(),
+                &hubspot_id,
+                &property,
+                &value_hash,
+                &at,
+                &window_seconds,
+                &kind.entity_type().as_str(),
+                &entity_id,
+                &field,
+            ],
+        )
+        .await?;
+    let changed: Option<DateTime<Utc>> = row.get(1);
+    Ok((row.get(0), changed.map(|at| (at, row.get(2)))))
+}
+
+/// Records an applied HubSpot change in one statement: the field's change time (the event's occurredAt, over
+/// the `now()` the column's trigger wrote) and the property's hash as what HubSpot holds, so the outbound sync
+/// does not send it back.
+#[allow(clippy::too_many_arguments)]
+pub async fn record_applied(
+    client: &impl GenericClient,
+    kind: ObjectKind,
+    id: Uuid,
+    field: &str,
+    at: DateTime<Utc>,
+    property: &str,
+    value_hash: &str,
+) -> Result<(), DbError> {
+    let statement = client
+        .prepare_cached(
+            "WITH changed AS (
+               INSERT INTO crmsync.field_changes (entity_type, entity_id, field, changed_at, source)
+               VALUES ($1, $2, $3, $4, 'hubspot')
+               ON CONFLICT (entity_type, entity_id, field)
+               DO UPDATE SET changed_at = EXCLUDED.changed_at, source = 'hubspot'
+             )
+             INSERT INTO crmsync.property_hashes (entity_type, entity_id, property, value_hash)
+             VALUES ($1, $2, $5, $6)
+             ON CONFLICT (entity_type, entity_id, property) DO UPDATE SET value_hash = EXCLUDED.value_hash,
+               synced_at = now()",
+        )
+        .await?;
+    client
+        .execute(
+            &statement,
+            &[&kind.entity_type().as_str(), &id, &field, &at, &property, &value_hash],
+        )
+        .await?;
+    Ok(())
 }
 
 /// The columns the applier may read and write, per table: the only names allowed into dynamic SQL.

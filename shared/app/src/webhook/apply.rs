@@ -69,6 +69,14 @@ impl std::fmt::Debug for Applier {
     }
 }
 
+/// What one pass did, kept until its transaction commits.
+#[derive(Default)]
+struct Pass {
+    report: ApplyReport,
+    postponed: Vec<(Uuid, i32, Duration)>,
+    created: Vec<(ObjectKind, String, Uuid)>,
+}
+
 /// How one event ended.
 enum Outcome {
     Applied(&'static str),
@@ -115,9 +123,8 @@ impl Applier {
 
     /// Applies the given inbox rows (those still open), in occurredAt order.
     pub async fn apply_ids(&self, ids: &[Uuid]) -> Result<ApplyReport, AppError> {
-        let mut report = ApplyReport::default();
         if ids.is_empty() {
-            return Ok(report);
+            return Ok(ApplyReport::default());
         }
         let _serial = self.serial.lock().await;
         let store = inbox::PgInboxStore::new(self.pool.clone());
@@ -140,66 +147,107 @@ impl Applier {
             app_id: self.app_id.as_deref(),
         };
 
+        // Fast path: the whole pass in one transaction, no savepoints. If an event breaks a database rule, that
+        // transaction is dropped (rolled back) and the pass runs again with a savepoint per event, so that event
+        // alone is given up.
+        let pass = match self.run_pass(&events, &context, false).await? {
+            Some(pass) => pass,
+            None => self
+                .run_pass(&events, &context, true)
+                .await?
+                .expect("a careful pass isolates data errors"),
+        };
+        let Pass {
+            mut report,
+            postponed,
+            created,
+        } = pass;
+        report.created = created.len() as u64;
+        self.link_created(&created).await;
+        self.schedule_retries(&postponed).await;
+        Ok(report)
+    }
+
+    /// One transaction over the events still open. `careful` wraps each event in a savepoint; without it, a data
+    /// error returns `None` (nothing of the pass is kept).
+    async fn run_pass(
+        &self,
+        events: &[(Uuid, WebhookEvent)],
+        context: &PassContext<'_>,
+        careful: bool,
+    ) -> Result<Option<Pass>, AppError> {
         let mut client = self.pool.get().await.map_err(DbError::from)?;
         let mut transaction = client.transaction().await.map_err(DbError::from)?;
-        let mut postponed: Vec<(Uuid, i32, Duration)> = Vec::new();
-        let mut created: Vec<(ObjectKind, String, Uuid)> = Vec::new();
-        for (id, event) in &events {
-            let savepoint = transaction.savepoint("event").await.map_err(DbError::from)?;
-            let Some(row) = inbox::lock_open(&savepoint, *id).await? else {
+        let ids: Vec<Uuid> = events.iter().map(|(id, _)| *id).collect();
+        let locked = inbox::lock_open_many(&transaction, &ids).await?;
+        let mut pass = Pass::default();
+        let mut finished: Vec<(Uuid, &'static str, &'static str)> = Vec::new();
+        for (id, event) in events {
+            let Some(&attempts_before) = locked.get(id) else {
                 continue;
             };
             let span = tracing::debug_span!("webhook_event", inbox_id = %id, event_type = %event.event_type,
                 object_id = ?event.object_id);
-            let outcome = apply_event(&savepoint, *id, event, &context, &mut created)
-                .instrument(span)
-                .await;
+            let outcome = if careful {
+                let savepoint = transaction.savepoint("event").await.map_err(DbError::from)?;
+                let outcome = apply_event(&savepoint, *id, event, context, &mut pass.created)
+                    .instrument(span)
+                    .await;
+                if matches!(&outcome, Err(error) if error.is_data_error()) {
+                    savepoint.rollback().await.map_err(DbError::from)?;
+                } else {
+                    savepoint.commit().await.map_err(DbError::from)?;
+                }
+                outcome
+            } else {
+                apply_event(&transaction, *id, event, context, &mut pass.created)
+                    .instrument(span)
+                    .await
+            };
+            let report = &mut pass.report;
             match outcome {
                 Ok(Outcome::Applied(label)) => {
-                    inbox::finish(&savepoint, *id, "applied", label).await?;
-                    savepoint.commit().await.map_err(DbError::from)?;
+                    finished.push((*id, "applied", label));
                     report.applied += 1;
                     *report.outcomes.entry(label.to_owned()).or_default() += 1;
                 }
                 Ok(Outcome::Skipped(label)) => {
-                    inbox::finish(&savepoint, *id, "skipped", label).await?;
-                    savepoint.commit().await.map_err(DbError::from)?;
+                    finished.push((*id, "skipped", label));
                     report.skipped += 1;
                     *report.outcomes.entry(label.to_owned()).or_default() += 1;
                 }
                 Ok(Outcome::Wait(reason)) => {
                     // Nothing of the event was written; only the row's attempt bookkeeping.
-                    let decision = self.retry.after_failure(row.attempts, rand::random::<f64>(), None);
-                    match decision {
+                    match self.retry.after_failure(attempts_before, rand::random::<f64>(), None) {
                         RetryDecision::RetryAfter { delay, attempts } => {
-                            inbox::postpone(&savepoint, *id, attempts, Some(delay.as_secs_f64()), &reason).await?;
-                            postponed.push((*id, attempts, delay));
+                            inbox::postpone(&transaction, *id, attempts, Some(delay.as_secs_f64()), &reason).await?;
+                            pass.postponed.push((*id, attempts, delay));
                             report.waiting += 1;
                         }
                         RetryDecision::Dead { attempts } => {
-                            inbox::postpone(&savepoint, *id, attempts, None, &reason).await?;
+                            inbox::postpone(&transaction, *id, attempts, None, &reason).await?;
                             report.dead += 1;
                             tracing::warn!(%reason, attempts, "webhook event dead after its last attempt");
                         }
                     }
-                    savepoint.commit().await.map_err(DbError::from)?;
+                }
+                Err(error) if error.is_data_error() && !careful => {
+                    tracing::info!(inbox_id = %id, "a webhook event broke a database rule; applying the pass event by event");
+                    return Ok(None);
                 }
                 Err(error) if error.is_data_error() => {
-                    // The event's writes broke a database rule: undo them, and give the event up with the reason.
-                    savepoint.rollback().await.map_err(DbError::from)?;
+                    // The event's writes broke a database rule: they are undone; give the event up with the reason.
                     let reason = crmsync_domain::DomainError::from(error).to_string();
-                    tracing::warn!(%reason, "webhook event refused by the database");
-                    inbox::postpone(&transaction, *id, row.attempts + 1, None, &reason).await?;
+                    tracing::warn!(inbox_id = %id, %reason, "webhook event refused by the database");
+                    inbox::postpone(&transaction, *id, attempts_before + 1, None, &reason).await?;
                     report.dead += 1;
                 }
                 Err(error) => return Err(error.into()),
             }
         }
+        inbox::finish_many(&transaction, &finished).await?;
         transaction.commit().await.map_err(DbError::from)?;
-        report.created = created.len() as u64;
-        self.link_created(&created).await;
-        self.schedule_retries(&postponed).await;
-        Ok(report)
+        Ok(Some(pass))
     }
 
     /// Reads the records that creation events name (not our own writes), ≤100 per call.
@@ -449,7 +497,20 @@ async fn property_change(
     }
     let occurred = millis(event.occurred_at);
     let hash = value_hash(value);
-    if inbox::echo_ledger_matches(client, kind, hubspot_id, property, &hash, occurred, ECHO_WINDOW_MS).await? {
+    let field = rule.column.filter(|_| rule.owner != FieldOwner::Local).unwrap_or("");
+    let (echo, changed) = inbox::echo_and_field_change(
+        client,
+        kind,
+        hubspot_id,
+        property,
+        &hash,
+        occurred,
+        ECHO_WINDOW_MS,
+        local.id,
+        field,
+    )
+    .await?;
+    if echo {
         return Ok(Outcome::Skipped("echo"));
     }
     let conflict =
@@ -477,7 +538,6 @@ async fn property_change(
         inbox::record_conflict(client, &conflict(None, "local", None)).await?;
         return Ok(Outcome::Skipped("local_owned"));
     };
-    let changed = inbox::field_changed_at(client, kind, local.id, column).await?;
     let current = if column == "stage" {
         inbox::deal_stage(client, local.id).await?.map(|(stage, _)| stage)
     } else {
@@ -539,9 +599,8 @@ async fn property_change(
             "applied"
         }
     };
-    inbox::record_hubspot_change(client, kind, local.id, column, occurred).await?;
     // HubSpot holds this value now: the outbound sync must not send it back.
-    inbox::set_property_hash(client, kind, local.id, property, &hash).await?;
+    inbox::record_applied(client, kind, local.id, column, occurred, property, &hash).await?;
     Ok(Outcome::Applied(label))
 }
 
