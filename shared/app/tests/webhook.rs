@@ -1001,13 +1001,20 @@ async fn without_an_app_id_the_echo_ledger_recognises_our_writes() {
     })
     .await;
     assert_echoes_change_nothing_and_send_nothing(&app, "echo").await;
-    // Our creations come back too: they name records already linked locally, so nothing is created.
-    assert!(
-        app.inbox_outcomes()
-            .await
-            .iter()
-            .any(|(_, outcome, n)| outcome.as_deref() == Some("already_local") && *n == 24)
+    // Our creations come back too: records already linked locally, or (when the event beats the sync's write-back)
+    // records carrying our crmsync_id. Either way nothing is created.
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM crmsync.webhook_inbox
+             WHERE event_type LIKE '%.creation' AND status = 'skipped' AND outcome IN ('already_local', 'ours')"
+        )
+        .await,
+        24,
+        "{:?}",
+        app.inbox_outcomes().await
     );
+    assert_eq!(app.count("SELECT count(*) FROM companies").await, 4);
+    assert_eq!(app.count("SELECT count(*) FROM deals").await, 20);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
