@@ -150,12 +150,21 @@ impl Applier {
         // Fast path: the whole pass in one transaction, no savepoints. If an event breaks a database rule, that
         // transaction is dropped (rolled back) and the pass runs again with a savepoint per event, so that event
         // alone is given up.
-        let pass = match self.run_pass(&events, &context, false).await? {
-            Some(pass) => pass,
-            None => self
-                .run_pass(&events, &context, true)
-                .await?
-                .expect("a careful pass isolates data errors"),
+        let mut careful = false;
+        let mut conflicts = 0;
+        let pass = loop {
+            match self.run_pass(&events, &context, careful).await {
+                Ok(Some(pass)) => break pass,
+                Ok(None) => careful = true,
+                // Passes in other processes (Lambda instances) lock the same records in another order: PostgreSQL
+                // aborts one of them. Nothing of it was kept, so run it again.
+                Err(AppError::Db(error)) if error.is_transaction_conflict() && conflicts < 3 => {
+                    conflicts += 1;
+                    tracing::info!(%error, conflicts, "webhook pass aborted by a deadlock; running it again");
+                    tokio::time::sleep(Duration::from_millis(20 * conflicts)).await;
+                }
+                Err(error) => return Err(error),
+            }
         };
         let Pass {
             mut report,
