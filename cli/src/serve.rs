@@ -1,5 +1,6 @@
-//! `crmsync serve`: every handler on one port (ingestion, the dashboard API and page), the sync schedule, and the retry-queue poller. Without
-//! HUBSPOT_ACCESS_TOKEN it starts the built-in HubSpot simulator, sets it up, and syncs to it.
+//! `crmsync serve`: every handler on one port (ingestion, the dashboard API and page, HubSpot webhooks), the sync schedule, and the retry-queue poller. Without
+//! HUBSPOT_ACCESS_TOKEN it starts the built-in HubSpot simulator, sets it up, syncs to it, and has it deliver its
+//! signed webhooks back to this server.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -16,10 +17,18 @@ pub async fn serve(mut config: Config, bind: SocketAddr) -> anyhow::Result<ExitC
     let Some(api_token) = config.api_token.clone() else {
         bail!("API_TOKEN must be set: every API route requires it as a bearer token");
     };
+    let mut webhook_config = crmsync_app::webhook::WebhookConfig::from_env()?;
     let simulator = match config.hubspot_access_token {
         Some(_) => None,
         None => {
             let sim_config = crmsync_hubspot_sim::SimConfig::from_env()?;
+            // The simulator signs its webhooks with our client secret and marks API writes with its app id.
+            if webhook_config.client_secret.is_none() {
+                webhook_config.client_secret = Some(format!("sim-secret-{}", uuid::Uuid::new_v4().simple()).into());
+            }
+            webhook_config
+                .app_id
+                .get_or_insert_with(|| sim_config.app_id.to_string());
             let sim = crmsync_hubspot_sim::HubSpotSim::start(sim_config, "127.0.0.1:0".parse()?).await?;
             tracing::info!(base_url = %sim.base_url(), "no HUBSPOT_ACCESS_TOKEN: using the built-in HubSpot simulator");
             config.hubspot_base_url = sim.base_url();
@@ -27,8 +36,13 @@ pub async fn serve(mut config: Config, bind: SocketAddr) -> anyhow::Result<ExitC
             Some(sim)
         }
     };
-    let sync = Arc::new(from_config(&config).await?);
-    if simulator.is_some() && sync.store().pipeline_map().await?.is_none() {
+    let webhook_state =
+        crmsync_app::webhook::from_config(&config, &webhook_config, crmsync_app::webhook::ApplyMode::Background)
+            .await?;
+    // One applier per process: the webhook route and the drain share its one-pass-at-a-time lock.
+    let sync = Arc::new(from_config(&config).await?.with_inbox(webhook_state.applier().clone()));
+    // The built-in simulator starts empty every time: set it up and record its pipeline ids.
+    if simulator.is_some() {
         crmsync_app::hubspot_setup::hubspot_setup(sync.store(), sync.hubspot()).await?;
     }
 
@@ -59,12 +73,25 @@ pub async fn serve(mut config: Config, bind: SocketAddr) -> anyhow::Result<ExitC
 
     let pool = crmsync_db::connect_pool(config.database_url.expose_secret(), config.database_pool_size)?;
     let api_config = crmsync_app::api::ApiConfig::from_env()?;
-    let app = router(AppState::new(pool.clone(), api_token)).merge(crmsync_app::api::router(
-        crmsync_app::api::ApiState::new(pool, &api_config),
-    ));
+    let app = router(AppState::new(pool.clone(), api_token))
+        .merge(crmsync_app::api::router(crmsync_app::api::ApiState::new(
+            pool,
+            &api_config,
+        )))
+        .merge(crmsync_app::webhook::router(webhook_state));
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("could not bind {bind}"))?;
+    if let (Some(sim), Some(secret)) = (&simulator, &webhook_config.client_secret) {
+        use secrecy::ExposeSecret;
+        let url = format!("http://{}/webhooks/hubspot", listener.local_addr()?);
+        tracing::info!(%url, "the simulator delivers its webhooks here");
+        sim.set_webhook_target(Some(crmsync_hubspot_sim::WebhookTarget {
+            url,
+            client_secret: secret.expose_secret().to_owned(),
+            send_v1: false,
+        }));
+    }
     tracing::info!(address = %listener.local_addr()?, interval_seconds = config.sync_interval.as_secs(), "crmsync serve listening");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())

@@ -36,6 +36,8 @@ pub struct Config {
     pub sync_batch_size: i64,
     /// `SYNC_INTERVAL_SECONDS` (default 300): how often `crmsync serve` drains the queue.
     pub sync_interval: Duration,
+    /// `HUBSPOT_APP_ID`: our app's id; webhook events with changeSource INTEGRATION from it are our own echoes.
+    pub hubspot_app_id: Option<String>,
     /// `SYNC_LEASE_SECONDS` (default 300): how long a claim holds its rows before another run may take them over.
     pub sync_lease: Duration,
 }
@@ -101,6 +103,7 @@ impl Config {
             sync_max_attempts: number("SYNC_MAX_ATTEMPTS", 8, 1..=100)? as i32,
             sync_batch_size: number("SYNC_BATCH_SIZE", 5_000, 1..=20_000)?,
             sync_interval: Duration::from_secs(number("SYNC_INTERVAL_SECONDS", 300, 1..=86_400)? as u64),
+            hubspot_app_id: text("HUBSPOT_APP_ID"),
             sync_lease: Duration::from_secs(number("SYNC_LEASE_SECONDS", 300, 1..=86_400)? as u64),
         })
     }

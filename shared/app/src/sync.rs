@@ -92,6 +92,8 @@ pub struct OutboundSync<Q> {
     hubspot: HubSpotClient,
     retry_queue: Option<Q>,
     settings: SyncSettings,
+    /// Applies waiting webhook events before each drain, and inbox retry messages.
+    inbox: Option<crate::webhook::Applier>,
 }
 
 /// Per-item results of one round, gathered before they are written.
@@ -111,7 +113,15 @@ impl<Q: RetryQueue> OutboundSync<Q> {
             hubspot,
             retry_queue,
             settings,
+            inbox: None,
         }
+    }
+
+    /// Also applies waiting webhook events (HubSpot's changes land before ours are sent) and handles the retry
+    /// queue's inbox messages.
+    pub fn with_inbox(mut self, applier: crate::webhook::Applier) -> Self {
+        self.inbox = Some(applier);
+        self
     }
 
     pub fn store(&self) -> &PgSyncStore {
@@ -135,6 +145,12 @@ impl<Q: RetryQueue> OutboundSync<Q> {
         on_round: impl Fn(&SyncReport),
     ) -> Result<SyncReport, AppError> {
         let started = Instant::now();
+        if let Some(applier) = &self.inbox {
+            // HubSpot's changes first, so a drain never re-sends a value a salesperson just replaced.
+            if let Err(error) = crate::webhook::apply_pending_inbox(applier, crate::webhook::DEFAULT_PASS_LIMIT).await {
+                tracing::warn!(%error, "could not apply waiting webhook events before the drain");
+            }
+        }
         let run_id = self.store.start_run(trigger).await?;
         let mut report = SyncReport::default();
         let result = self.drain_rounds(started + budget, &on_round, &mut report).await;
@@ -980,8 +996,12 @@ impl<Q: RetryQueue> OutboundSync<Q> {
     pub async fn handle_retry_messages(&self, deliveries: &[RetryDelivery]) -> Result<Vec<String>, AppError> {
         let mut failed = Vec::new();
         let mut wanted: Vec<(String, Uuid)> = Vec::new();
+        let mut inbox_events: Vec<Uuid> = Vec::new();
         for delivery in deliveries {
             match serde_json::from_str::<RetryMessage>(&delivery.body) {
+                Ok(message) if message.entity_type == crmsync_domain::webhook::INBOX_RETRY_KIND => {
+                    inbox_events.push(message.sync_queue_id);
+                }
                 Ok(message) => wanted.push((delivery.message_id.clone(), message.sync_queue_id)),
                 Err(error) => {
                     tracing::warn!(message_id = %delivery.message_id, %error, "unreadable retry message");
@@ -989,7 +1009,22 @@ impl<Q: RetryQueue> OutboundSync<Q> {
                 }
             }
         }
+        if !inbox_events.is_empty() {
+            match &self.inbox {
+                // The applier records what it could not apply (attempts, next try, or dead) in the inbox itself.
+                Some(applier) => {
+                    applier.apply_ids(&inbox_events).await?;
+                }
+                None => tracing::warn!(
+                    events = inbox_events.len(),
+                    "inbox retry messages but no applier; the next pass applies them"
+                ),
+            }
+        }
         let ids: Vec<Uuid> = wanted.iter().map(|(_, id)| *id).collect();
+        if ids.is_empty() {
+            return Ok(failed);
+        }
         let (_, statuses) = self.retry_items(&ids).await?;
         for (message_id, id) in wanted {
             let _span = tracing::info_span!("retry_message", %message_id, sync_queue_id = %id).entered();
@@ -1026,12 +1061,12 @@ pub async fn from_config(config: &crate::Config) -> Result<OutboundSync<crmsync_
         },
         ..SyncSettings::default()
     };
-    Ok(OutboundSync::new(
-        PgSyncStore::new(pool),
-        hubspot,
-        retry_queue,
-        settings,
-    ))
+    let mut applier = crate::webhook::Applier::new(pool.clone(), hubspot.clone(), config.hubspot_app_id.clone())
+        .with_retry_policy(settings.retry);
+    if let Some(queue) = &retry_queue {
+        applier = applier.with_retry_queue(std::sync::Arc::new(queue.clone()));
+    }
+    Ok(OutboundSync::new(PgSyncStore::new(pool), hubspot, retry_queue, settings).with_inbox(applier))
 }
 
 impl<Q> OutboundSync<Q> {

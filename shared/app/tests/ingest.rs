@@ -48,7 +48,10 @@ impl TestApp {
     /// Ingests and returns the report's counts (round trips zeroed; a dedicated test checks them).
     async fn ingest(&self, event: Value) -> IngestReport {
         let report = ingest_matches(&self.store, &event, "test").await.expect("ingest");
-        IngestReport { round_trips: 0, ..report }
+        IngestReport {
+            round_trips: 0,
+            ..report
+        }
     }
 
     async fn count(&self, sql: &str) -> i64 {

@@ -626,3 +626,63 @@ async fn an_engagement_create_whose_answer_was_lost_is_found_not_duplicated() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_drain_applies_waiting_webhook_events_before_it_sends_anything() {
+    let app = SyncApp::spawn().await;
+    app.ingest(1, 1).await;
+    app.drain().await;
+    let (hubspot_deal_id, won_stage): (String, String) = {
+        let client = app.db.pool().get().await.unwrap();
+        let row = client
+            .query_one(
+                "SELECT d.hubspot_deal_id, s.value->'stage_ids'->>'closed_won'
+                 FROM deals d, crmsync.settings s WHERE s.key = 'hubspot_pipeline'",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    // A salesperson's stage move, stored by the webhook route but not applied yet (e.g. the process stopped).
+    let occurred_at = chrono::Utc::now().timestamp_millis();
+    let event = json!({ "eventId": 1, "subscriptionId": 2, "portalId": 62515, "appId": 54321, "occurredAt": occurred_at,
+                        "subscriptionType": "deal.propertyChange", "attemptNumber": 0, "objectId": hubspot_deal_id.parse::<i64>().unwrap(),
+                        "propertyName": "dealstage", "propertyValue": won_stage, "changeSource": "CRM_UI" });
+    app.db
+        .pool()
+        .get()
+        .await
+        .unwrap()
+        .execute(
+            "INSERT INTO crmsync.webhook_inbox (portal_id, subscription_id, event_id, occurred_at, event_type, object_type, object_id, payload)
+             VALUES (62515, 2, 1, $1, 'deal.propertyChange', 'deal', $2, $3)",
+            &[&occurred_at, &hubspot_deal_id, &event],
+        )
+        .await
+        .unwrap();
+    let applier = crmsync_app::webhook::Applier::new(
+        app.db.pool().clone(),
+        client_for(&app.sim, 1_000, Duration::from_secs(10)),
+        Some("54321".into()),
+    );
+    let sync = app
+        .sync_with(
+            client_for(&app.sim, 1_000, Duration::from_secs(10)),
+            None,
+            quick_retries(),
+        )
+        .with_inbox(applier);
+    let writes = app.write_requests().await;
+    sync.drain("cli", Duration::from_secs(60)).await.unwrap();
+    assert_eq!(
+        app.count("SELECT count(*) FROM deals WHERE stage = 'closed_won' AND closed_at IS NOT NULL")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.write_requests().await,
+        writes,
+        "HubSpot's own change is not sent back"
+    );
+}
