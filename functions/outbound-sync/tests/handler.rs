@@ -149,38 +149,7 @@ async fn retries_flow_through_sqs_into_the_dlq_after_max_attempts_and_redrive_ba
         "the deal waits; it is not failed for its company"
     );
 
-    // The Lambda's SQS event source: deliver what the queue holds; SQS deletes what the handler did not fail.
-    let mut failures_reported = 0;
-    for _ in 0..40 {
-        let messages = queue.receive(Duration::from_secs(1), None).await.unwrap();
-        if messages.is_empty() {
-            if queue.dlq_depth().await.unwrap() == Some(1) {
-                break;
-            }
-            continue;
-        }
-        let event = SqsEvent {
-            records: messages
-                .iter()
-                .map(|m| SqsMessage {
-                    message_id: Some(m.message_id.clone()),
-                    body: Some(m.body.clone()),
-                    ..SqsMessage::default()
-                })
-                .collect(),
-        };
-        let response = outbound_sync::handle_sqs(&h.sync, event).await.unwrap();
-        failures_reported += response.batch_item_failures.len();
-        for message in &messages {
-            if !response
-                .batch_item_failures
-                .iter()
-                .any(|f| f.item_identifier == message.message_id)
-            {
-                queue.delete(&message.receipt_handle).await.unwrap();
-            }
-        }
-    }
+    let failures_reported = deliver_until_dead_lettered(&h, &queue, 1).await;
     assert_eq!(status_of(&h.db, "company").await, "dead", "attempt 3 of 3 failed");
     assert!(failures_reported >= 1, "the dead item's message was reported failed");
     assert_eq!(
@@ -223,4 +192,67 @@ fn uuid_suffix() -> String {
             .unwrap()
             .as_nanos()
     )
+}
+
+/// Plays the Lambda's SQS event source: delivers what the queue holds to the handler and deletes what it did not
+/// report failed, until the DLQ holds `dlq_depth` messages. Returns how many failures the handler reported.
+async fn deliver_until_dead_lettered(h: &Harness, queue: &SqsRetryQueue, dlq_depth: i64) -> usize {
+    let mut failures_reported = 0;
+    for _ in 0..40 {
+        let messages = queue.receive(Duration::from_secs(1), None).await.unwrap();
+        if messages.is_empty() {
+            if queue.dlq_depth().await.unwrap() == Some(dlq_depth) {
+                break;
+            }
+            continue;
+        }
+        let event = SqsEvent {
+            records: messages
+                .iter()
+                .map(|m| SqsMessage {
+                    message_id: Some(m.message_id.clone()),
+                    body: Some(m.body.clone()),
+                    ..SqsMessage::default()
+                })
+                .collect(),
+        };
+        let response = outbound_sync::handle_sqs(&h.sync, event).await.unwrap();
+        failures_reported += response.batch_item_failures.len();
+        for message in &messages {
+            if !response
+                .batch_item_failures
+                .iter()
+                .any(|f| f.item_identifier == message.message_id)
+            {
+                queue.delete(&message.receipt_handle).await.unwrap();
+            }
+        }
+    }
+    failures_reported
+}
+
+#[tokio::test]
+async fn an_item_dead_on_a_permanent_error_also_reaches_the_dlq_so_its_alarm_fires() {
+    let name = format!("crmsync-test-{}", uuid_suffix());
+    let queue = SqsRetryQueue::ensure_queues(sqs_client().await, &name, 2, Duration::from_secs(1))
+        .await
+        .unwrap();
+    let h = harness(Some(queue.clone()), 8).await;
+    // HubSpot refuses the deal's stage id (a per-input validation error): dead at once, no retries.
+    h.db.pool()
+        .get()
+        .await
+        .unwrap()
+        .batch_execute("UPDATE crmsync.settings SET value = jsonb_set(value, '{stage_ids,new_match}', '\"999999\"')")
+        .await
+        .unwrap();
+    let report = outbound_sync::handle(&h.sync, scheduled_event()).await.unwrap();
+    assert_eq!(
+        (report["dead"].as_u64(), report["companies_created"].as_u64()),
+        (Some(1), Some(1)),
+        "{report}"
+    );
+    assert!(deliver_until_dead_lettered(&h, &queue, 1).await >= 1);
+    assert_eq!(queue.dlq_depth().await.unwrap(), Some(1));
+    assert_eq!(status_of(&h.db, "deal").await, "dead");
 }

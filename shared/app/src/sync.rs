@@ -104,6 +104,9 @@ struct RoundOutcome {
     /// (items, error text, class)
     failures: Vec<(Vec<SyncItem>, String, ErrorClass)>,
     deferred: Vec<(Vec<Uuid>, String)>,
+    /// The round retries rows named by retry-queue messages: a row that dies here already has a message, which the
+    /// handler reports failed.
+    from_retry_queue: bool,
 }
 
 impl<Q: RetryQueue> OutboundSync<Q> {
@@ -174,7 +177,7 @@ impl<Q: RetryQueue> OutboundSync<Q> {
                 break;
             }
             report.rounds += 1;
-            self.process(items, report).await?;
+            self.process(items, report, false).await?;
             on_round(report);
         }
         Ok(())
@@ -199,7 +202,7 @@ impl<Q: RetryQueue> OutboundSync<Q> {
             .await?;
         if !items.is_empty() {
             report.rounds = 1;
-            self.process(items, report).await?;
+            self.process(items, report, true).await?;
         }
         Ok(self.store.statuses(ids).await?)
     }
@@ -314,10 +317,18 @@ impl<Q: RetryQueue> OutboundSync<Q> {
     }
 
     /// One round: companies first, then deals, then the write-back of each.
-    async fn process(&self, items: Vec<SyncItem>, report: &mut SyncReport) -> Result<(), AppError> {
+    async fn process(
+        &self,
+        items: Vec<SyncItem>,
+        report: &mut SyncReport,
+        from_retry_queue: bool,
+    ) -> Result<(), AppError> {
         report.claimed += items.len() as u64;
         let by_entity = coalesce(&items);
-        let mut outcome = RoundOutcome::default();
+        let mut outcome = RoundOutcome {
+            from_retry_queue,
+            ..RoundOutcome::default()
+        };
 
         let deals = self.store.load_deals(&ids_of(&by_entity, EntityType::Deal)).await?;
         let contacts = self
@@ -912,7 +923,18 @@ impl<Q: RetryQueue> OutboundSync<Q> {
                     report.failed += ids.len() as u64;
                     messages.extend(items.iter().map(|item| (RetryMessage::for_item(item, attempts), delay)));
                 }
-                RetryDecision::Dead { .. } => report.dead += ids.len() as u64,
+                RetryDecision::Dead { attempts } => {
+                    report.dead += ids.len() as u64;
+                    // A message for the dead item, reported failed on every receive, so the redrive policy puts it
+                    // in the DLQ and its alarm fires, however the item died.
+                    if !outcome.from_retry_queue {
+                        messages.extend(
+                            items
+                                .iter()
+                                .map(|item| (RetryMessage::for_item(item, attempts), Duration::ZERO)),
+                        );
+                    }
+                }
             }
             tracing::warn!(items = ids.len(), error = %text, ?decision, "sync items failed");
         }
