@@ -354,6 +354,7 @@ fn input_error(category: &str, message: &str, from: &Value, to: &Value) -> Value
         "status": "error",
         "category": category,
         "message": message,
+        "correlationId": uuid::Uuid::new_v4().to_string(),
         "context": {"fromObjectId": [id_text(from).unwrap_or_default()], "toObjectId": [id_text(to).unwrap_or_default()]},
         "errors": [],
     })
@@ -556,13 +557,15 @@ pub async fn batch_read(
                 Ok(id) => {
                     errors.push(json!({
                         "status": "error", "category": "OBJECT_NOT_FOUND", "errors": [],
+                        "correlationId": uuid::Uuid::new_v4().to_string(),
                         "message": format!("{} {id} does not exist or is archived", capital(from_type.singular())),
                         "context": {"ids": [id.to_string()]},
                     }));
                     continue;
                 }
                 Err(message) => {
-                    errors.push(json!({"status": "error", "category": "VALIDATION_ERROR", "message": message, "errors": [], "context": {}}));
+                    errors.push(json!({"status": "error", "category": "VALIDATION_ERROR", "message": message, "errors": [],
+                        "correlationId": uuid::Uuid::new_v4().to_string(), "context": {}}));
                     continue;
                 }
             };

@@ -5,8 +5,10 @@
 //! and HUBSPOT-FACTS §3. Batches take at most 100 inputs. A batch write whose inputs all carry an
 //! `objectWriteTraceId` applies the valid inputs and answers 207 with one error per failed input
 //! (its trace id in `context.objectWriteTraceId`); otherwise one bad input fails the whole batch
-//! and nothing is applied. Two inputs naming the same record, and an `idProperty` that is not a
-//! unique property, fail the whole batch with a 400.
+//! and nothing is applied. Each result of a batch create, update or upsert echoes its input's
+//! `objectWriteTraceId` (as HubSpot's 2026-03 API does), and each per-input error carries its own
+//! `correlationId`. Two inputs naming the same record, and an `idProperty` that is not a unique
+//! property, fail the whole batch with a 400.
 
 use std::collections::BTreeSet;
 
@@ -55,7 +57,7 @@ fn trace_id(item: &Value) -> Option<String> {
         .map(str::to_string)
 }
 
-/// One entry of a 207's `errors`.
+/// One entry of a 207's `errors`, with its own `correlationId` like HubSpot's.
 fn batch_error(error: &WriteError, trace: Option<&str>) -> Value {
     let api = error.to_api();
     let context = match trace {
@@ -66,6 +68,7 @@ fn batch_error(error: &WriteError, trace: Option<&str>) -> Value {
         "status": "error",
         "category": api.category(),
         "message": api.message(),
+        "correlationId": api.body["correlationId"],
         "context": context,
         "errors": api.body.get("errors").cloned().unwrap_or_else(|| json!([])),
     })
@@ -189,7 +192,7 @@ fn run_batch(
         let mut failed = Vec::new();
         for item in items {
             match plan(store, item, &mut claims) {
-                Ok(p) => planned.push(p),
+                Ok(p) => planned.push((trace_id(item), p)),
                 Err(e) => failed.push((trace_id(item), e)),
             }
         }
@@ -198,7 +201,16 @@ fn run_batch(
         {
             return Err(first.to_api());
         }
-        let results: Vec<Value> = planned.into_iter().map(|p| apply(store, object_type, p)).collect();
+        let results: Vec<Value> = planned
+            .into_iter()
+            .map(|(trace, p)| {
+                let mut result = apply(store, object_type, p);
+                if let Some(trace) = trace {
+                    result["objectWriteTraceId"] = Value::String(trace);
+                }
+                result
+            })
+            .collect();
         let errors: Vec<Value> = failed
             .iter()
             .map(|(trace, e)| batch_error(e, trace.as_deref()))
@@ -369,6 +381,7 @@ pub async fn batch_read(
                 "Could not get some {} objects, they may be deleted or not exist. Check that ids are valid.",
                 object_type.plural()
             ),
+            "correlationId": uuid::Uuid::new_v4().to_string(),
             "context": {"ids": missing},
             "errors": [],
         })]

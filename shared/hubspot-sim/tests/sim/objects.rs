@@ -211,6 +211,75 @@ async fn a_batch_with_trace_ids_applies_the_good_inputs_and_answers_207_for_the_
 }
 
 #[tokio::test]
+async fn batch_results_echo_their_inputs_trace_ids_and_each_error_has_its_own_correlation_id() {
+    let sim = TestSim::start().await;
+    sim.setup_b2g().await;
+    let note = |trace: &str, timestamp: Option<&str>| {
+        let mut input = json!({"properties": {"hs_note_body": trace}, "objectWriteTraceId": trace});
+        if let Some(at) = timestamp {
+            input["properties"]["hs_timestamp"] = json!(at);
+        }
+        input
+    };
+    let created = sim
+        .post(
+            "/crm/objects/2026-03/notes/batch/create",
+            json!({"inputs": [
+                note("n-0", Some("2026-03-30T10:00:00.000Z")),
+                note("n-1", None),
+                note("n-2", Some("2026-03-30T11:00:00.000Z")),
+                note("n-3", None),
+            ]}),
+        )
+        .await;
+    assert_eq!(created.status, 207, "{:?}", created.body);
+    let traces: Vec<(&str, &str)> = created.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["objectWriteTraceId"].as_str().unwrap(),
+                r["properties"]["hs_note_body"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(traces, [("n-0", "n-0"), ("n-2", "n-2")]);
+    let errors = created.body["errors"].as_array().unwrap();
+    let correlation: Vec<&str> = errors.iter().map(|e| e["correlationId"].as_str().unwrap()).collect();
+    assert_eq!(correlation.len(), 2);
+    assert!(correlation.iter().all(|c| c.len() == 36), "{correlation:?}");
+    assert_ne!(correlation[0], correlation[1]);
+
+    let upserted = sim
+        .post(
+            "/crm/objects/2026-03/deals/batch/upsert",
+            json!({"inputs": [deal_input("k1", Some("u-1"))]}),
+        )
+        .await;
+    assert_eq!(upserted.status, 200, "{:?}", upserted.body);
+    assert_eq!(upserted.body["results"][0]["objectWriteTraceId"], "u-1");
+    let id = upserted.body["results"][0]["id"].clone();
+    let updated = sim
+        .post(
+            "/crm/objects/2026-03/deals/batch/update",
+            json!({"inputs": [{"id": id, "properties": {"amount": "5"}, "objectWriteTraceId": "p-1"}]}),
+        )
+        .await;
+    assert_eq!(updated.status, 200, "{:?}", updated.body);
+    assert_eq!(updated.body["results"][0]["objectWriteTraceId"], "p-1");
+    // Without a trace id in the input, the result has none either.
+    let untraced = sim
+        .post(
+            "/crm/objects/2026-03/companies/batch/create",
+            json!({"inputs": [{"properties": {"name": "Plain"}}]}),
+        )
+        .await;
+    assert_eq!(untraced.status, 201, "{:?}", untraced.body);
+    assert!(untraced.body["results"][0].get("objectWriteTraceId").is_none());
+}
+
+#[tokio::test]
 async fn a_batch_without_trace_ids_fails_whole_on_one_bad_input_and_applies_nothing() {
     let sim = TestSim::start().await;
     let good = json!({"properties": {"name": "Good"}});
