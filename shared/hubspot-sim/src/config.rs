@@ -95,6 +95,9 @@ pub struct FaultConfig {
     pub drop_after_write_rate: f64,
     /// Scripted faults for the next requests, in order.
     pub next: Vec<FaultKind>,
+    /// `Retry-After` (seconds) sent with a scripted 477 Migration in Progress. HubSpot sends up to about a day;
+    /// tests keep it short. 0 by default.
+    pub migration_retry_after_secs: u64,
 }
 
 /// One injected failure.
@@ -108,6 +111,18 @@ pub enum FaultKind {
     Unavailable,
     #[serde(rename = "423")]
     Locked,
+    /// 477 Migration in Progress, with `Retry-After: migration_retry_after_secs` (scripted only).
+    #[serde(rename = "477")]
+    MigrationInProgress,
+    /// 504 Gateway Timeout (scripted only).
+    #[serde(rename = "504")]
+    GatewayTimeout,
+    /// 524, Cloudflare's "a timeout occurred" (no answer within 100 s), with its HTML body (scripted only).
+    #[serde(rename = "524")]
+    OriginTimeout,
+    /// 403 MISSING_SCOPES: the token lacks a scope (scripted only).
+    #[serde(rename = "403")]
+    Forbidden,
     /// Answer after `slow_delay_ms`.
     #[serde(rename = "slow")]
     Slow,

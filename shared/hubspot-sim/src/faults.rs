@@ -1,12 +1,17 @@
 //! Fault injection: decides, per API request, whether to answer 500/502/503, 423, slowly, or to
 //! drop the connection after applying a write. Draws come from one generator seeded by
 //! `SimConfig::seed`, in request order, so a sequential client sees the same faults every run.
+//! Scripted faults can also answer 477 (with `Retry-After`), 504, 524 and 403; the random draws
+//! never pick those, so seeded runs keep their sequences.
 //!
-//! 423 and 5xx answers: <https://developers.hubspot.com/docs/api-reference/error-handling>.
+//! 423, 477, 5xx and 524 answers: <https://developers.hubspot.com/docs/api-reference/error-handling>
+//! (HUBSPOT-FACTS §3); 403 `MISSING_SCOPES` is HubSpot's answer to a token without a needed scope.
 
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use serde_json::json;
 
 use crate::config::{FaultConfig, FaultKind};
 use crate::error::ApiError;
@@ -72,7 +77,49 @@ impl Faults {
     }
 }
 
-/// The answer for a fault that replaces the response (5xx and 423).
+/// The answer for a fault that replaces the response (every kind but slow and drop-after-write).
+/// `retry_after_secs` is the 477's `Retry-After`.
+pub fn fault_response(kind: FaultKind, retry_after_secs: u64) -> Option<Response> {
+    match kind {
+        FaultKind::MigrationInProgress => {
+            let mut response = ApiError::new(
+                StatusCode::from_u16(477).expect("477 is a valid status"),
+                "MIGRATION_IN_PROGRESS",
+                "This portal is being migrated; retry after the time given in Retry-After.",
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            Some(response)
+        }
+        FaultKind::OriginTimeout => {
+            // Cloudflare answers 524 itself, with an HTML page rather than HubSpot's JSON.
+            let status = StatusCode::from_u16(524).expect("524 is a valid status");
+            let page = "<!DOCTYPE html><html><head><title>api.hubapi.com | 524: A timeout occurred</title></head>\
+                        <body>Error code 524</body></html>";
+            Some((status, [(header::CONTENT_TYPE, "text/html; charset=UTF-8")], page).into_response())
+        }
+        FaultKind::Forbidden => Some(
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "MISSING_SCOPES",
+                "This app hasn't been granted all required scopes to make this call. Read more about required \
+                 scopes here: https://developers.hubspot.com/scopes.",
+            )
+            .with(
+                "errors",
+                json!([{"message": "One or more of the following scopes are required.",
+                        "context": {"requiredGranularScopes": ["crm.objects.deals.read"]}}]),
+            )
+            .with("links", json!({"scopes": "https://developers.hubspot.com/scopes"}))
+            .into_response(),
+        ),
+        other => error_response(other).map(IntoResponse::into_response),
+    }
+}
+
+/// The HubSpot-shaped JSON answer of a 5xx, 423 or 504 fault.
 pub fn error_response(kind: FaultKind) -> Option<ApiError> {
     let (status, category, message) = match kind {
         FaultKind::InternalError => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "internal error"),
@@ -87,7 +134,12 @@ pub fn error_response(kind: FaultKind) -> Option<ApiError> {
             "LOCKED",
             "The resource is locked by another request; wait at least 2 seconds and retry.",
         ),
-        FaultKind::Slow | FaultKind::DropAfterWrite => return None,
+        FaultKind::GatewayTimeout => (StatusCode::GATEWAY_TIMEOUT, "GATEWAY_TIMEOUT", "Gateway timeout"),
+        FaultKind::Slow
+        | FaultKind::DropAfterWrite
+        | FaultKind::MigrationInProgress
+        | FaultKind::OriginTimeout
+        | FaultKind::Forbidden => return None,
     };
     Some(ApiError::new(status, category, message))
 }
@@ -133,6 +185,22 @@ mod tests {
         let mut faults = Faults::new(config, 1);
         assert_eq!(faults.decide(false), None);
         assert_eq!(faults.decide(true), Some(FaultKind::DropAfterWrite));
+    }
+
+    #[test]
+    fn scripted_477_504_524_and_403_answers_have_hubspots_shapes() {
+        let migration = fault_response(FaultKind::MigrationInProgress, 7).unwrap();
+        assert_eq!(migration.status().as_u16(), 477);
+        assert_eq!(migration.headers()[header::RETRY_AFTER], "7");
+        for (kind, status) in [
+            (FaultKind::GatewayTimeout, 504),
+            (FaultKind::OriginTimeout, 524),
+            (FaultKind::Forbidden, 403),
+        ] {
+            assert_eq!(fault_response(kind, 7).unwrap().status().as_u16(), status);
+        }
+        assert!(fault_response(FaultKind::Slow, 7).is_none());
+        assert!(fault_response(FaultKind::DropAfterWrite, 7).is_none());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
@@ -223,8 +223,15 @@ fn api_routes() -> Router<Sim> {
         let at = |tail: &str| format!("{prefix}/{{object_type}}{tail}");
         router = router
             .route(&at(""), get(pipelines::list).post(pipelines::create))
-            .route(&at("/{pipeline_id}"), get(pipelines::get))
-            .route(&at("/{pipeline_id}/stages"), get(pipelines::stages));
+            .route(&at("/{pipeline_id}"), get(pipelines::get).patch(pipelines::update))
+            .route(
+                &at("/{pipeline_id}/stages"),
+                get(pipelines::stages).post(pipelines::create_stage),
+            )
+            .route(
+                &at("/{pipeline_id}/stages/{stage_id}"),
+                patch(pipelines::update_stage).delete(pipelines::delete_stage),
+            );
     }
     router
 }
@@ -264,12 +271,22 @@ async fn gate(State(sim): State<Sim>, matched: Option<MatchedPath>, request: Req
     };
 
     let is_write = request.method() != Method::GET && !is_search && !path.ends_with("/batch/read");
-    let fault = lock(&sim.shared().faults).decide(is_write);
+    let (fault, retry_after_secs) = {
+        let mut faults = lock(&sim.shared().faults);
+        (faults.decide(is_write), faults.config().migration_retry_after_secs)
+    };
     let mut response = match fault {
         Some(
-            kind @ (FaultKind::InternalError | FaultKind::BadGateway | FaultKind::Unavailable | FaultKind::Locked),
-        ) => match faults::error_response(kind) {
-            Some(error) => error.into_response(),
+            kind @ (FaultKind::InternalError
+            | FaultKind::BadGateway
+            | FaultKind::Unavailable
+            | FaultKind::Locked
+            | FaultKind::MigrationInProgress
+            | FaultKind::GatewayTimeout
+            | FaultKind::OriginTimeout
+            | FaultKind::Forbidden),
+        ) => match faults::fault_response(kind, retry_after_secs) {
+            Some(response) => response,
             None => next.run(request).await,
         },
         Some(FaultKind::Slow) => {

@@ -225,3 +225,66 @@ async fn the_default_pipeline_exists_and_a_custom_one_gets_generated_stage_ids()
         .await;
     assert_eq!(moved.status, 400);
 }
+
+#[tokio::test]
+async fn stages_are_added_patched_and_deleted_and_pipelines_patched_through_the_pipelines_api() {
+    let sim = TestSim::start().await;
+    let base = "/crm/pipelines/2026-03/deals/default";
+    let added = sim
+        .post(
+            &format!("{base}/stages"),
+            json!({"label": "Verbal Yes", "displayOrder": 7, "metadata": {"probability": "0.9", "isClosed": "false"}}),
+        )
+        .await;
+    assert_eq!(added.status, 201, "{:?}", added.body);
+    let stage_id = added.body["id"].as_str().unwrap().to_string();
+    assert!(stage_id.parse::<u64>().is_ok(), "{stage_id}");
+    assert_eq!(
+        added.body["metadata"],
+        json!({"isClosed": "false", "probability": "0.9"})
+    );
+    assert_eq!(
+        sim.post(&format!("{base}/stages"), added.body.clone()).await.status,
+        409,
+        "labels are unique within a pipeline"
+    );
+    let no_probability = sim
+        .post(&format!("{base}/stages"), json!({"label": "Maybe", "metadata": {}}))
+        .await;
+    assert_eq!(no_probability.status, 400);
+
+    let patched = sim
+        .patch(
+            &format!("{base}/stages/{stage_id}"),
+            json!({"metadata": {"probability": "0.7", "isClosed": "false"}}),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{:?}", patched.body);
+    assert_eq!(patched.body["label"], "Verbal Yes");
+    assert_eq!(patched.body["metadata"]["probability"], "0.7");
+    let out_of_range = sim
+        .patch(
+            &format!("{base}/stages/{stage_id}"),
+            json!({"metadata": {"probability": 2}}),
+        )
+        .await;
+    assert_eq!(out_of_range.status, 400);
+    assert_eq!(out_of_range.body["category"], "VALIDATION_ERROR");
+
+    let renamed = sim.patch(base, json!({"label": "Sales", "displayOrder": 2})).await;
+    assert_eq!(renamed.status, 200, "{:?}", renamed.body);
+    assert_eq!(
+        (renamed.body["label"].as_str(), renamed.body["displayOrder"].as_i64()),
+        (Some("Sales"), Some(2))
+    );
+
+    // A stage holding a deal cannot go; an empty one can.
+    let deal = sim.deal("In use").await;
+    let in_use = sim.delete(&format!("{base}/stages/appointmentscheduled")).await;
+    assert_eq!(in_use.status, 400, "{:?}", in_use.body);
+    assert!(sim.stored("deals", &deal).await.is_some());
+    assert_eq!(sim.delete(&format!("{base}/stages/{stage_id}")).await.status, 204);
+    assert_eq!(sim.delete(&format!("{base}/stages/{stage_id}")).await.status, 404);
+    let stages = sim.get(&format!("{base}/stages")).await;
+    assert_eq!(stages.body["results"].as_array().unwrap().len(), 7);
+}

@@ -198,3 +198,29 @@ async fn a_drop_rate_applies_to_writes_and_leaves_reads_alone() {
     assert!(write.is_err());
     assert_eq!(sim.sim.outcome_count("dropped"), 1);
 }
+
+#[tokio::test]
+async fn scripted_477_504_524_and_403_answer_like_hubspot_and_its_edge() {
+    let sim = TestSim::start().await;
+    let set = sim
+        .admin_post(
+            "/__sim/faults",
+            json!({"next": ["477", "504", "524", "403"], "migrationRetryAfterSecs": 3}),
+        )
+        .await;
+    assert_eq!(set.status, 200, "{:?}", set.body);
+    let migration = sim.get("/crm/objects/2026-03/deals").await;
+    assert_eq!(migration.status, 477);
+    assert_eq!(migration.header("retry-after"), Some("3"));
+    assert_eq!(migration.body["category"], "MIGRATION_IN_PROGRESS");
+    let gateway = sim.get("/crm/objects/2026-03/deals").await;
+    assert_eq!((gateway.status, gateway.body["status"].as_str()), (504, Some("error")));
+    let edge = sim.get("/crm/objects/2026-03/deals").await;
+    assert_eq!(edge.status, 524);
+    assert_eq!(edge.body, serde_json::Value::Null, "Cloudflare's HTML page, not JSON");
+    let forbidden = sim.get("/crm/objects/2026-03/deals").await;
+    assert_eq!(forbidden.status, 403);
+    assert_eq!(forbidden.body["category"], "MISSING_SCOPES");
+    assert!(forbidden.body["correlationId"].is_string());
+    assert_eq!(sim.get("/crm/objects/2026-03/deals").await.status, 200);
+}
