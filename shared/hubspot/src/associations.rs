@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Value, json};
 use tracing::Instrument as _;
 
-use crate::batch::{BatchAnswer, BatchOutcome, InputKey, Missing, Origin, ResultKey, assign, run_chunks};
+use crate::batch::{BatchAnswer, BatchOutcome, InputKey, Missing, Origin, ResultKey, assign, pair_key, run_chunks};
 use crate::client::HubSpotClient;
 use crate::error::HubSpotError;
 use crate::objects::ObjectType;
@@ -224,10 +224,6 @@ struct Paging {
 #[derive(Debug, Deserialize)]
 struct NextPage {
     after: String,
-}
-
-fn pair_key(from: &str, to: &str) -> String {
-    format!("{from}\u{1f}{to}")
 }
 
 impl HubSpotClient {

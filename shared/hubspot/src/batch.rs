@@ -1,6 +1,6 @@
 //! Batch plumbing shared by the object and association APIs: hidden chunking, per-input outcomes in input
 //! order, and mapping a (207) batch answer's results and errors back to the inputs, by `objectWriteTraceId`
-//! first and by record id or unique value second.
+//! first and by record id, unique value or association pair (`context.fromObjectId` / `toObjectId`) second.
 
 use std::future::Future;
 use std::sync::Mutex;
@@ -189,8 +189,26 @@ pub(crate) enum Missing {
     NotFound,
     /// Writes: the outcome is unknown.
     Unknown,
-    /// Creates without trace ids: results come in input order when counts match and nothing failed.
+    /// Creates whose results carry no trace id: HubSpot answers results in input order, so when every error was
+    /// mapped to its input and the untraced results are exactly as many as the inputs left, they fill those inputs
+    /// in order. Any other shape is ambiguous and stays [`HubSpotError::MissingResult`].
     ByOrder,
+}
+
+/// The natural key of an association pair (`from` → `to`), as inputs and answers name it.
+pub(crate) fn pair_key(from: &str, to: &str) -> String {
+    format!("{from}\u{1f}{to}")
+}
+
+/// Association pairs a per-input error names in `context.fromObjectId` / `context.toObjectId` (position by
+/// position), as pair keys.
+fn context_pairs(context: Option<&serde_json::Value>) -> Vec<String> {
+    let from = context_values(context, "fromObjectId");
+    let to = context_values(context, "toObjectId");
+    if from.len() != to.len() {
+        return Vec::new();
+    }
+    from.iter().zip(&to).map(|(f, t)| pair_key(f, t)).collect()
 }
 
 /// Where the answer came from, for per-input errors.
@@ -240,10 +258,10 @@ pub(crate) fn assign<R: Clone>(
     }
 
     let mut unattributed = Vec::new();
-    let had_errors = !errors.is_empty();
     for body in errors {
         let traces = context_values(body.context.as_ref(), "objectWriteTraceId");
-        let ids = context_values(body.context.as_ref(), "ids");
+        let mut naturals = context_values(body.context.as_ref(), "ids");
+        naturals.extend(context_pairs(body.context.as_ref()));
         let api = body.into_api_error(origin.method, origin.path, origin.status);
         let mut targets: Vec<usize> = traces
             .iter()
@@ -254,7 +272,7 @@ pub(crate) fn assign<R: Clone>(
             targets = inputs
                 .iter()
                 .enumerate()
-                .filter(|(_, k)| ids.contains(&k.natural))
+                .filter(|(_, k)| !k.natural.is_empty() && naturals.contains(&k.natural))
                 .map(|(p, _)| p)
                 .collect();
         }
@@ -273,11 +291,13 @@ pub(crate) fn assign<R: Clone>(
     }
 
     let open: Vec<usize> = (0..inputs.len()).filter(|&p| slots[p].is_none()).collect();
-    if missing == Missing::ByOrder && !any_keyed && !had_errors && unkeyed.len() == inputs.len() {
-        for (p, result) in unkeyed.into_iter().enumerate() {
+    if missing == Missing::ByOrder && !any_keyed && unattributed.is_empty() && unkeyed.len() == open.len() {
+        for (p, result) in open.into_iter().zip(unkeyed) {
             slots[p] = Some(Ok(result));
         }
-    } else if unattributed.len() == 1 && !open.is_empty() {
+    } else if unattributed.len() == 1 && !open.is_empty() && unkeyed.is_empty() {
+        // One error for the whole rest of the chunk; with unmatched results around, which inputs it belongs to
+        // is unknown, so those inputs stay MissingResult rather than be reported failed when they may have worked.
         let api = unattributed.pop().expect("one error");
         for p in open {
             let mut per_input = api.clone();
@@ -432,6 +452,113 @@ mod tests {
         ];
         let outcome = assign(&ORIGIN, &inputs, results, vec![], Missing::ByOrder);
         assert_eq!(outcome.succeeded, vec![(5, "x"), (6, "y")]);
+    }
+
+    fn untraced<T>(value: T) -> (ResultKey, T) {
+        (
+            ResultKey {
+                trace_id: None,
+                natural: vec![],
+            },
+            value,
+        )
+    }
+
+    #[test]
+    fn untraced_create_results_fill_the_inputs_without_an_error_in_order() {
+        let inputs = keys(&["", "", ""], 0);
+        let errors = vec![error(
+            r#"{"status":"error","category":"VALIDATION_ERROR","message":"hs_timestamp is required","context":{"objectWriteTraceId":["1"]}}"#,
+        )];
+        let outcome = assign(
+            &ORIGIN,
+            &inputs,
+            vec![untraced("first"), untraced("third")],
+            errors,
+            Missing::ByOrder,
+        );
+        assert_eq!(outcome.succeeded, vec![(0, "first"), (2, "third")]);
+        assert_eq!(outcome.failed.len(), 1);
+        assert_eq!(outcome.failed[0].0, 1);
+        assert!(outcome.failed[0].1.api().is_some());
+    }
+
+    #[test]
+    fn untraced_create_results_stay_unknown_when_the_order_is_ambiguous() {
+        // An error nobody can place: which two inputs the two results belong to is unknown.
+        let unplaced = || {
+            vec![error(
+                r#"{"status":"error","category":"VALIDATION_ERROR","message":"one input was bad","context":{}}"#,
+            )]
+        };
+        let inputs = keys(&["", "", ""], 0);
+        let outcome = assign(
+            &ORIGIN,
+            &inputs,
+            vec![untraced("x"), untraced("y")],
+            unplaced(),
+            Missing::ByOrder,
+        );
+        assert!(outcome.succeeded.is_empty());
+        assert!(
+            outcome
+                .failed
+                .iter()
+                .all(|(_, e)| matches!(e, HubSpotError::MissingResult { .. })),
+            "{:?}",
+            outcome.failed
+        );
+        // Counts that do not match the inputs left are ambiguous too.
+        let outcome = assign(&ORIGIN, &inputs, vec![untraced("x")], vec![], Missing::ByOrder);
+        assert!(outcome.succeeded.is_empty());
+        assert_eq!(outcome.failed.len(), 3);
+    }
+
+    #[test]
+    fn association_errors_map_back_to_their_pairs_from_the_context() {
+        let inputs = vec![
+            InputKey {
+                index: 0,
+                natural: pair_key("1", "10"),
+            },
+            InputKey {
+                index: 1,
+                natural: pair_key("2", "404"),
+            },
+            InputKey {
+                index: 2,
+                natural: pair_key("3", "405"),
+            },
+        ];
+        let results = vec![(
+            ResultKey {
+                trace_id: None,
+                natural: vec![pair_key("1", "10"), pair_key("10", "1")],
+            },
+            "made",
+        )];
+        let errors = vec![
+            error(
+                r#"{"status":"error","category":"OBJECT_NOT_FOUND","message":"Company 405 does not exist","context":{"fromObjectId":["3"],"toObjectId":["405"]}}"#,
+            ),
+            error(
+                r#"{"status":"error","category":"OBJECT_NOT_FOUND","message":"Company 404 does not exist","context":{"fromObjectId":["2"],"toObjectId":["404"]}}"#,
+            ),
+        ];
+        let outcome = assign(&ORIGIN, &inputs, results, errors, Missing::Unknown);
+        assert_eq!(outcome.succeeded, vec![(0, "made")]);
+        let messages: Vec<(usize, String)> = outcome
+            .failed
+            .iter()
+            .map(|(i, e)| (*i, e.api().unwrap().message.clone()))
+            .collect();
+        assert_eq!(
+            messages,
+            vec![
+                (1, "Company 404 does not exist".to_owned()),
+                (2, "Company 405 does not exist".to_owned())
+            ]
+        );
     }
 
     #[tokio::test]

@@ -183,7 +183,10 @@ impl HubSpotClient {
     }
 
     /// Creates records, ≤100 per HTTP call, any number per call of this method. Each input is sent with its
-    /// index as `objectWriteTraceId`, so HubSpot's 207 per-input errors map back to it.
+    /// index as `objectWriteTraceId`; HubSpot (2026-03) echoes it in each result and in each 207 per-input error,
+    /// so both map back to their input. Should results come without it, they fill the inputs that got no error in
+    /// input order, but only when that is unambiguous (every error placed, as many results as inputs left);
+    /// otherwise those inputs fail with [`HubSpotError::MissingResult`] (outcome unknown).
     ///
     /// Not idempotent: a create that timed out or lost its connection is not resent (it may have been applied);
     /// prefer [`HubSpotClient::batch_upsert`] for records with a unique key.
@@ -501,8 +504,8 @@ impl HubSpotClient {
         Ok(object)
     }
 
-    /// Moves one record to the recycle bin (restorable for 90 days). Archiving an archived or unknown record is
-    /// HubSpot's 404.
+    /// Moves one record to the recycle bin (restorable for 90 days). Idempotent: HubSpot answers 204 also when
+    /// the record is already archived or the id is unknown, so `Ok(())` does not prove the record existed.
     pub async fn archive_object(&self, object_type: ObjectType, id: &str) -> Result<(), HubSpotError> {
         let call = Call::new(Method::DELETE, self.object_segments(object_type, &[id]));
         let (_, _ignored): (u16, Value) = self.transport.send(&call).await?;

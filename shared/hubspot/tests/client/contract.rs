@@ -655,3 +655,223 @@ async fn searches_keep_to_five_per_second_without_a_429() {
     assert_eq!(app.sim.outcome_count("429"), 0);
     assert_eq!(app.client.stats().search_requests, 12);
 }
+
+fn note(body: &str, timestamp: Option<&str>) -> CreateInput {
+    let mut properties = props(&[("hs_note_body", body)]);
+    if let Some(at) = timestamp {
+        properties.insert("hs_timestamp".into(), at.into());
+    }
+    CreateInput {
+        properties,
+        associations: vec![],
+    }
+}
+
+#[tokio::test]
+async fn a_batch_create_with_one_invalid_note_maps_both_successes_and_the_error_to_their_inputs() {
+    let app = SimApp::start().await;
+    let inputs = [
+        note("first", Some("2026-03-30T10:00:00.000Z")),
+        note("no timestamp", None),
+        note("third", Some("2026-03-30T11:00:00.000Z")),
+    ];
+    let outcome = app.client.batch_create(ObjectType::Notes, &inputs).await.unwrap();
+    assert_eq!(
+        app.sim
+            .request_count("POST /crm/objects/{version}/{object_type}/batch/create", "207"),
+        1
+    );
+    let succeeded: Vec<(usize, Option<&str>, Option<&str>)> = outcome
+        .succeeded
+        .iter()
+        .map(|(i, o)| (*i, o.property("hs_note_body"), o.object_write_trace_id.as_deref()))
+        .collect();
+    assert_eq!(
+        succeeded,
+        vec![(0, Some("first"), Some("0")), (2, Some("third"), Some("2"))]
+    );
+    assert_eq!(outcome.failed.len(), 1, "{:?}", outcome.failed);
+    let (index, error) = &outcome.failed[0];
+    assert_eq!(*index, 1);
+    assert_eq!(error.class(), ErrorClass::Permanent(PermanentKind::Validation));
+    let api = error.api().expect("HubSpot's per-input error");
+    assert_eq!(api.object_write_trace_id.as_deref(), Some("1"));
+    assert!(api.message.contains("hs_timestamp"), "{}", api.message);
+    assert!(api.correlation_id.is_some(), "per-input errors carry a correlationId");
+    assert_eq!(app.records(ObjectType::Notes).await.len(), 2);
+}
+
+#[tokio::test]
+async fn association_errors_map_back_to_their_own_pairs() {
+    let app = SimApp::start().await;
+    let report = app.setup().await;
+    let company = app
+        .client
+        .batch_upsert(
+            ObjectType::Companies,
+            LOCAL_ID_PROPERTY,
+            &[UpsertInput {
+                id: "co".into(),
+                properties: props(&[("name", "Co")]),
+            }],
+        )
+        .await
+        .unwrap()
+        .succeeded[0]
+        .1
+        .object
+        .id
+        .clone();
+    let deals = app
+        .client
+        .batch_upsert(
+            ObjectType::Deals,
+            LOCAL_ID_PROPERTY,
+            &[
+                deal("a", &report, &[]),
+                deal("b", &report, &[]),
+                deal("c", &report, &[]),
+            ],
+        )
+        .await
+        .unwrap();
+    let deal_ids: Vec<String> = deals.succeeded.iter().map(|(_, u)| u.object.id.clone()).collect();
+    // Two different companies that do not exist, around one that does.
+    let targets = ["990001", company.as_str(), "990002"];
+    let inputs: Vec<AssociationInput> = deal_ids
+        .iter()
+        .zip(targets)
+        .map(|(d, to)| AssociationInput {
+            from_id: d.clone(),
+            to_id: to.to_owned(),
+            types: vec![AssociationSpec::hubspot_defined(type_ids::DEAL_TO_COMPANY)],
+        })
+        .collect();
+    let made = app
+        .client
+        .batch_create_associations(ObjectType::Deals, ObjectType::Companies, &inputs)
+        .await
+        .unwrap();
+    assert_eq!(made.succeeded.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![1]);
+    let failed: Vec<(usize, String)> = made
+        .failed
+        .iter()
+        .map(|(i, e)| {
+            (
+                *i,
+                e.api().map(|a| a.message.clone()).unwrap_or_else(|| format!("{e:?}")),
+            )
+        })
+        .collect();
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert_eq!(failed[0].0, 0);
+    assert!(failed[0].1.contains("990001"), "{failed:?}");
+    assert_eq!(failed[1].0, 2);
+    assert!(failed[1].1.contains("990002"), "{failed:?}");
+    assert!(made.failed.iter().all(|(_, e)| e.is_not_found()));
+
+    // Default-associate reports its per-pair errors the same way.
+    let pairs: Vec<AssociationPair> = deal_ids
+        .iter()
+        .zip(targets)
+        .map(|(d, to)| AssociationPair {
+            from_id: d.clone(),
+            to_id: to.to_owned(),
+        })
+        .collect();
+    let defaulted = app
+        .client
+        .batch_associate_default(ObjectType::Deals, ObjectType::Companies, &pairs)
+        .await
+        .unwrap();
+    assert_eq!(defaulted.succeeded.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![1]);
+    assert_eq!(defaulted.failed.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![0, 2]);
+    assert!(
+        defaulted.failed.iter().all(|(_, e)| e.is_not_found()),
+        "{:?}",
+        defaulted.failed
+    );
+}
+
+#[tokio::test]
+async fn a_duplicate_unique_value_in_a_batch_create_is_a_conflict_naming_the_existing_id() {
+    let app = SimApp::start().await;
+    let contact = |email: &str| CreateInput {
+        properties: props(&[("email", email)]),
+        associations: vec![],
+    };
+    let first = app
+        .client
+        .batch_create(ObjectType::Contacts, &[contact("officer@agency.gov")])
+        .await
+        .unwrap();
+    let existing = first.succeeded[0].1.id.clone();
+    let outcome = app
+        .client
+        .batch_create(
+            ObjectType::Contacts,
+            &[contact("new@agency.gov"), contact("Officer@Agency.gov")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome.succeeded.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![0]);
+    let (index, error) = &outcome.failed[0];
+    assert_eq!(*index, 1);
+    assert_eq!(
+        error.class(),
+        ErrorClass::Permanent(PermanentKind::Conflict {
+            existing_id: Some(existing.clone())
+        })
+    );
+    assert_eq!(error.api().unwrap().existing_id.as_deref(), Some(existing.as_str()));
+    assert_eq!(app.records(ObjectType::Contacts).await.len(), 2);
+}
+
+#[tokio::test]
+async fn archiving_an_unknown_record_succeeds_like_hubspots_204() {
+    let app = SimApp::start().await;
+    app.client.archive_object(ObjectType::Deals, "987654321").await.unwrap();
+    assert_eq!(
+        app.sim
+            .request_count("DELETE /crm/objects/{version}/{object_type}/{object_id}", "204"),
+        1
+    );
+}
+
+#[tokio::test]
+async fn injected_477_504_and_524_answers_are_retried_to_success() {
+    let app = SimApp::with(SimConfig::default(), |c| c.max_retries = 5).await;
+    app.sim.set_faults(FaultConfig {
+        next: vec![
+            FaultKind::MigrationInProgress,
+            FaultKind::GatewayTimeout,
+            FaultKind::OriginTimeout,
+        ],
+        migration_retry_after_secs: 1,
+        ..FaultConfig::default()
+    });
+    let started = std::time::Instant::now();
+    let pipelines = app.client.list_pipelines(ObjectType::Deals).await.unwrap();
+    assert!(!pipelines.is_empty());
+    let stats = app.client.stats();
+    assert_eq!((stats.retries, stats.responses_5xx, stats.requests_sent), (3, 2, 4));
+    for outcome in ["477", "504", "524", "200"] {
+        assert_eq!(app.sim.outcome_count(outcome), 1, "{outcome}");
+    }
+    // The 477's Retry-After of 1 s was honoured (a lower bound, independent of machine speed).
+    assert!(started.elapsed() >= Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn a_403_missing_scopes_answer_is_permanent_and_not_retried() {
+    let app = SimApp::start().await;
+    app.sim.set_faults(FaultConfig {
+        next: vec![FaultKind::Forbidden],
+        ..FaultConfig::default()
+    });
+    let err = app.client.list_pipelines(ObjectType::Deals).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Permanent(PermanentKind::Forbidden));
+    assert_eq!(err.api().unwrap().category.as_deref(), Some("MISSING_SCOPES"));
+    assert_eq!(app.sim.total_requests(), 1, "not retried");
+    assert_eq!(app.client.stats().retries, 0);
+}
