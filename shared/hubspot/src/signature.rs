@@ -167,7 +167,9 @@ impl Verifier {
         if let Some(signature) = request.signature_v3 {
             let timestamp_text = request.timestamp.ok_or(VerifyError::BadTimestamp)?;
             let timestamp: i64 = timestamp_text.trim().parse().map_err(|_| VerifyError::BadTimestamp)?;
-            if (now_ms - timestamp).abs() > MAX_TIMESTAMP_SKEW_MS {
+            // `abs_diff` cannot overflow on a hostile timestamp such as i64::MIN (`(a - b).abs()` can, and
+            // would panic in debug builds before the request is even authenticated).
+            if now_ms.abs_diff(timestamp) > MAX_TIMESTAMP_SKEW_MS.unsigned_abs() {
                 return Err(VerifyError::Stale);
             }
             let matched = self.secrets.iter().any(|secret| {
@@ -314,6 +316,33 @@ mod tests {
             ..v3_request(uri, b"[1]", "", "")
         };
         assert_eq!(verifier.verify(&unsigned, now), Err(VerifyError::Unsigned));
+    }
+
+    #[test]
+    fn extreme_timestamps_are_stale_rather_than_an_overflow() {
+        let uri = "https://example.com/webhooks/hubspot";
+        let verifier = Verifier::new(["s".to_string()], false);
+        for (now, timestamp) in [
+            (1_700_000_000_000, i64::MIN),
+            (1_700_000_000_000, i64::MAX),
+            (i64::MAX, i64::MIN),
+            (i64::MIN, i64::MAX),
+            (-1, i64::MAX),
+        ] {
+            let ts = timestamp.to_string();
+            assert_eq!(
+                verifier.verify(&v3_request(uri, b"[]", "anything", &ts), now),
+                Err(VerifyError::Stale),
+                "now {now}, timestamp {timestamp}"
+            );
+        }
+        // The extremes still work when they are fresh.
+        let ts = i64::MAX.to_string();
+        let sig = sign_v3("s", "POST", uri, b"[]", i64::MAX);
+        assert_eq!(
+            verifier.verify(&v3_request(uri, b"[]", &sig, &ts), i64::MAX),
+            Ok(SignatureVersion::V3)
+        );
     }
 
     #[test]
