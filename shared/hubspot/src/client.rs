@@ -29,6 +29,12 @@ impl HubSpotClient {
         &self.transport.config
     }
 
+    /// While the daily limit is spent (a DAILY 429 or `X-HubSpot-RateLimit-Daily-Remaining: 0` was seen), the
+    /// reset time: until then every call fails locally with [`HubSpotError::DailyLimitSpent`] without sending.
+    pub fn daily_limit_spent_until(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.transport.daily_limit_spent_until()
+    }
+
     /// Counters of requests sent, 429s seen, retries, timeouts ... since the client was built.
     pub fn stats(&self) -> ClientStats {
         self.transport.stats()

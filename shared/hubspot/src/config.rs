@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use chrono::FixedOffset;
 use secrecy::SecretString;
 
 use crate::error::HubSpotError;
@@ -56,23 +57,41 @@ pub struct RateLimitConfig {
     /// Slack for network-latency variation: requests admitted by the client within `window + latency_allowance`
     /// never exceed the limit, so a server-side window cannot see more even when arrival delays vary.
     pub latency_allowance: Duration,
-    /// Pause new requests when `X-HubSpot-RateLimit-Remaining` is at or below this floor (another process of the
-    /// same app is spending the budget).
-    pub remaining_floor: u32,
+    /// Slow down when `X-HubSpot-RateLimit-Remaining` is at or below this floor: several processes (Lambdas) of
+    /// one app share its window, and each sees only its own requests. At the floor the client pauses until enough
+    /// of its own requests have left the window (see the limiter), so together the processes stay under the limit
+    /// and keep the floor as slack for requests sent before they noticed. `None` (the default) is 10 % of the
+    /// server's `X-HubSpot-RateLimit-Max` (10 of 100, 19 of 190); `Some(0)` pauses only at 0 remaining. A single
+    /// process pays for it with about the floor's share of its throughput. The app reads it from
+    /// `HUBSPOT_RATE_REMAINING_FLOOR`.
+    pub remaining_floor: Option<u32>,
+    /// UTC offset of the portal's time zone, whose midnight resets the daily limit
+    /// (<https://developers.hubspot.com/docs/developer-tooling/platform/usage-guidelines>). After a DAILY 429 or
+    /// `X-HubSpot-RateLimit-Daily-Remaining: 0`, requests fail locally with [`crate::ErrorClass::Daily`] until
+    /// the next midnight at this offset. UTC by default; a fixed offset does not follow daylight saving, so the
+    /// stop may end an hour off twice a year (a request sent too early just gets another DAILY 429 and stops
+    /// again until the following midnight).
+    pub daily_reset_offset: FixedOffset,
 }
 
 impl RateLimitConfig {
     /// `requests_per_window` per `window`, search at 5/s, a latency allowance of 5 % of the window (500 ms for
-    /// 10 s: arrival delays may vary that much before HubSpot could count more than the limit) and a remaining
-    /// floor of 0.
+    /// 10 s: arrival delays may vary that much before HubSpot could count more than the limit), a remaining
+    /// floor of 10 % of the server's limit, and the daily reset at midnight UTC.
     pub fn new(requests_per_window: u32, window: Duration) -> Self {
         Self {
             requests_per_window,
             window,
             search_per_second: 5,
             latency_allowance: window / 20,
-            remaining_floor: 0,
+            remaining_floor: None,
+            daily_reset_offset: FixedOffset::east_opt(0).expect("UTC is a valid offset"),
         }
+    }
+
+    /// The floor below which the client slows down, for a server limit of `max` per window.
+    pub fn floor_for(&self, max: u32) -> u32 {
+        self.remaining_floor.unwrap_or(max / 10)
     }
 }
 
@@ -125,6 +144,12 @@ impl HubSpotConfig {
         if rl.window.is_zero() {
             return bad("rate_limit.window", "must be greater than zero");
         }
+        if rl.remaining_floor.is_some_and(|floor| floor >= rl.requests_per_window) {
+            return bad(
+                "rate_limit.remaining_floor",
+                "must be below rate_limit.requests_per_window",
+            );
+        }
         if rl.search_per_second < 2 {
             return bad("rate_limit.search_per_second", "must be at least 2");
         }
@@ -158,6 +183,9 @@ mod tests {
         assert_eq!(config.rate_limit.requests_per_window, 100);
         assert_eq!(config.rate_limit.window, Duration::from_secs(10));
         assert_eq!(config.rate_limit.search_per_second, 5);
+        assert_eq!(config.rate_limit.remaining_floor, None);
+        assert_eq!(config.rate_limit.floor_for(100), 10);
+        assert_eq!(config.rate_limit.daily_reset_offset.local_minus_utc(), 0);
         assert!(config.validate().is_ok());
     }
 
@@ -170,5 +198,9 @@ mod tests {
         config.rate_limit.requests_per_window = 1;
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("rate_limit.requests_per_window"), "{err}");
+        config.rate_limit.requests_per_window = 100;
+        config.rate_limit.remaining_floor = Some(100);
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("rate_limit.remaining_floor"), "{err}");
     }
 }

@@ -8,6 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -163,6 +164,14 @@ pub enum HubSpotError {
     /// The configuration is unusable.
     #[error("invalid HubSpot configuration: {field} {reason}")]
     Config { field: String, reason: String },
+    /// The daily limit is spent (a DAILY 429 or `X-HubSpot-RateLimit-Daily-Remaining: 0` was seen) and resets at
+    /// `until` (midnight at [`crate::RateLimitConfig::daily_reset_offset`]); the request was not sent.
+    #[error("HubSpot daily request limit is spent until {until}; {method} {path} was not sent")]
+    DailyLimitSpent {
+        method: String,
+        path: String,
+        until: DateTime<Utc>,
+    },
     /// The portal holds something setup cannot reconcile (e.g. `crmsync_id` exists without unique values).
     #[error("HubSpot setup: {what}: {reason}")]
     SetupConflict { what: String, reason: String },
@@ -173,7 +182,7 @@ impl HubSpotError {
     ///
     /// - retryable: 429 `TEN_SECONDLY_ROLLING` and the search per-second limit, 423 (≥ 2 s), 477 (`Retry-After`),
     ///   5xx (502, 503, 504, 521, 523, 524 ...), timeouts, connection failures, per-input `RATE_LIMITS` errors;
-    /// - daily: 429 `DAILY`;
+    /// - daily: 429 `DAILY`, and requests refused locally until the daily reset ([`HubSpotError::DailyLimitSpent`]);
     /// - permanent: everything else (400 validation, 401, 403, 404, 409 with its existing id, ...).
     pub fn class(&self) -> ErrorClass {
         match self {
@@ -187,6 +196,7 @@ impl HubSpotError {
             HubSpotError::InvalidInput { .. } | HubSpotError::Config { .. } => {
                 ErrorClass::Permanent(PermanentKind::Validation)
             }
+            HubSpotError::DailyLimitSpent { .. } => ErrorClass::Daily,
         }
     }
 
@@ -218,6 +228,7 @@ impl HubSpotError {
         match self {
             HubSpotError::Api(api) => matches!(api.status, 423 | 429 | 477),
             HubSpotError::Transport { not_sent, .. } => *not_sent,
+            HubSpotError::DailyLimitSpent { .. } => true,
             _ => false,
         }
     }

@@ -12,6 +12,7 @@ use secrecy::ExposeSecret as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use tokio::time::Instant;
 
 use crate::config::HubSpotConfig;
 use crate::error::{ApiError, ErrorBody, ErrorClass, HubSpotError};
@@ -146,6 +147,11 @@ impl Transport {
         })
     }
 
+    /// When the daily limit resets, while it is spent (requests fail locally until then).
+    pub(crate) fn daily_limit_spent_until(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.limiters.daily_spent_until()
+    }
+
     pub(crate) fn stats(&self) -> ClientStats {
         let c = &self.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -212,9 +218,15 @@ impl Transport {
     }
 
     async fn attempt<T: DeserializeOwned>(&self, call: &Call) -> Result<(u16, T), HubSpotError> {
-        self.limiters.acquire(call.lane).await;
         let path = call.path();
         let method = call.method.as_str();
+        if let Err(until) = self.limiters.acquire(call.lane).await {
+            return Err(HubSpotError::DailyLimitSpent {
+                method: method.to_owned(),
+                path,
+                until,
+            });
+        }
         let mut url = self.base.clone();
         {
             let mut segments = url.path_segments_mut().map_err(|()| HubSpotError::Config {
@@ -248,7 +260,7 @@ impl Transport {
             .bytes()
             .await
             .map_err(|e| self.connection_error(method, &path, e))?;
-        if call.lane == Lane::Standard && self.limiters.observe(&WindowHeaders::read(&headers)) {
+        if call.lane == Lane::Standard && self.limiters.observe(&WindowHeaders::read(&headers), Instant::now()) {
             bump(&self.counters.limiter_pauses);
         }
         if (200..300).contains(&status) {
@@ -270,6 +282,9 @@ impl Transport {
         api.suggested_wait = self.suggested_wait(status, &headers, &api);
         if status == 429 {
             bump(&self.counters.responses_429);
+            if api.class() == ErrorClass::Daily {
+                self.limiters.daily_spent();
+            }
             if let (
                 Lane::Standard,
                 ErrorClass::Retryable {

@@ -594,10 +594,82 @@ async fn the_daily_limit_stops_calls_without_retrying() {
     .await;
     app.client.list_pipelines(ObjectType::Deals).await.unwrap();
     app.client.list_pipelines(ObjectType::Deals).await.unwrap();
+    // The second answer said X-HubSpot-RateLimit-Daily-Remaining: 0, so the third call is refused locally.
     let err = app.client.list_pipelines(ObjectType::Deals).await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::Daily);
-    assert_eq!(app.sim.total_requests(), 3);
+    assert!(matches!(err, HubSpotError::DailyLimitSpent { .. }), "{err:?}");
+    assert_eq!(app.sim.total_requests(), 2, "nothing sent once the budget was spent");
     assert_eq!(app.client.stats().retries, 0);
+}
+
+#[tokio::test]
+async fn after_a_daily_429_later_calls_fail_locally_until_the_reset_without_sending() {
+    let app = SimApp::with(
+        SimConfig {
+            daily_limit: 1,
+            ..SimConfig::default()
+        },
+        |_| {},
+    )
+    .await;
+    // Another process of the account spends the day's last request.
+    app.client.list_pipelines(ObjectType::Deals).await.unwrap();
+    let other = HubSpotClient::new(app.client.config().clone()).unwrap();
+    assert_eq!(other.daily_limit_spent_until(), None);
+    let first = other.list_pipelines(ObjectType::Deals).await.unwrap_err();
+    assert_eq!(first.class(), ErrorClass::Daily);
+    assert_eq!(first.api().unwrap().policy_name.as_deref(), Some("DAILY"));
+    assert_eq!(app.sim.outcome_count("429"), 1);
+
+    let until = other
+        .daily_limit_spent_until()
+        .expect("the client remembers the spent limit");
+    let now = chrono::Utc::now();
+    assert!(until > now && until - now <= chrono::Duration::days(1), "{until}");
+    assert_eq!(until.time(), chrono::NaiveTime::MIN, "midnight UTC");
+    for _ in 0..3 {
+        let err = other.list_pipelines(ObjectType::Deals).await.unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Daily);
+        assert!(
+            matches!(err, HubSpotError::DailyLimitSpent { until: u, .. } if u == until),
+            "{err:?}"
+        );
+    }
+    let inputs: Vec<UpsertInput> = (0..250)
+        .map(|i| UpsertInput {
+            id: format!("k-{i}"),
+            properties: props(&[("name", "Co")]),
+        })
+        .collect();
+    let upsert = other
+        .batch_upsert(ObjectType::Companies, LOCAL_ID_PROPERTY, &inputs)
+        .await
+        .unwrap_err();
+    assert_eq!(upsert.class(), ErrorClass::Daily);
+    let search = other
+        .search_page(ObjectType::Deals, &SearchRequest::default(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(search.class(), ErrorClass::Daily);
+    assert_eq!(app.sim.total_requests(), 2, "the refused calls were never sent");
+    assert_eq!(other.stats().requests_sent, 1);
+}
+
+#[tokio::test]
+async fn two_processes_sharing_one_apps_window_stay_under_it_by_keeping_to_the_floor() {
+    // Both clients believe they have the whole 100 per 10 s; only the server's Remaining tells them about each
+    // other. Without the floor they would send about twice the limit.
+    let app = SimApp::start().await;
+    let other = HubSpotClient::new(app.client.config().clone()).unwrap();
+    let mine = (0..150).map(|_| app.client.list_pipelines(ObjectType::Deals));
+    let theirs = (0..150).map(|_| other.list_pipelines(ObjectType::Deals));
+    let (mine, theirs) = tokio::join!(futures::future::join_all(mine), futures::future::join_all(theirs));
+    assert!(mine.iter().chain(&theirs).all(Result::is_ok));
+    assert_eq!(app.sim.outcome_count("429"), 0, "the shared window was never exceeded");
+    let (a, b) = (app.client.stats(), other.stats());
+    assert_eq!((a.responses_429, b.responses_429), (0, 0));
+    assert_eq!(a.requests_sent + b.requests_sent, 300);
+    assert!(a.limiter_pauses > 0 && b.limiter_pauses > 0, "{a:?} {b:?}");
 }
 
 #[tokio::test]
