@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::client::HubSpotClient;
 use crate::error::{ErrorClass, HubSpotError, PermanentKind};
 use crate::objects::ObjectType;
-use crate::pipelines::{PipelineInput, StageInput, StagePatch};
+use crate::pipelines::{Pipeline, PipelineInput, PipelineStage, StageInput, StagePatch};
 use crate::properties::{PropertyCreate, PropertyGroupCreate, PropertyType};
 
 /// The property group holding the sync's properties.
@@ -207,11 +207,17 @@ pub struct SetupReport {
     pub updated: Vec<String>,
 }
 
-/// Ensures the group, properties and pipeline of contract.md exist. Reads first (3 group lists, 3 property
-/// lists, 1 pipeline list) and writes only what is missing: a second run creates nothing and sends no write.
+/// Ensures the group, properties and pipeline of contract.md exist. Reads first (one group list and one property
+/// list for each of the 8 object types, then 1 pipeline list) and writes only what is missing or drifted: a
+/// second run creates nothing and sends no write. Stages are matched by label; a missing stage is added and a
+/// wrong probability or closed flag is corrected.
+///
+/// Safe to run concurrently with itself: a 409 from a create another run won is answered by reading what that run
+/// made (the property, which must still have the right type and unique flag; the pipeline or stage, found by
+/// label) instead of failing.
 ///
 /// Fails with [`HubSpotError::SetupConflict`] when an existing property cannot serve (wrong type, or
-/// `crmsync_id` without unique values, which HubSpot cannot change afterwards).
+/// `crmsync_id` without unique values, which HubSpot cannot change afterwards); the error names the property.
 pub async fn ensure_b2g_setup(client: &HubSpotClient) -> Result<SetupReport, HubSpotError> {
     let mut report = SetupReport::default();
     for object_type in ObjectType::ALL {
@@ -259,21 +265,7 @@ async fn ensure_properties(
     let existing = client.list_properties(object_type).await?;
     for spec in PROPERTIES.iter().filter(|p| p.object_type == object_type) {
         if let Some(found) = existing.iter().find(|p| p.name == spec.name) {
-            if found.property_type != spec.property_type {
-                return Err(HubSpotError::SetupConflict {
-                    what: format!("property {object_type}.{}", spec.name),
-                    reason: format!(
-                        "exists with type {:?}, the sync needs {:?}",
-                        found.property_type, spec.property_type
-                    ),
-                });
-            }
-            if spec.unique && !found.has_unique_value {
-                return Err(HubSpotError::SetupConflict {
-                    what: format!("property {object_type}.{}", spec.name),
-                    reason: "exists without hasUniqueValue, which HubSpot cannot change; archive it and rerun".into(),
-                });
-            }
+            check_property(spec, found)?;
             continue;
         }
         let input = PropertyCreate {
@@ -291,16 +283,52 @@ async fn ensure_properties(
         };
         match client.create_property(object_type, &input).await {
             Ok(_) => report.created.push(format!("property {object_type}.{}", spec.name)),
-            Err(e) if is_conflict(&e) => {}
+            // Another setup run (or a person) created it meanwhile: it must still be what the sync needs.
+            Err(e) if is_conflict(&e) => {
+                let found = client.get_property(object_type, spec.name).await?;
+                check_property(spec, &found)?;
+            }
             Err(e) => return Err(e),
         }
     }
     Ok(())
 }
 
+/// An existing property serves only with the spec's type and, for the upsert key, unique values.
+fn check_property(spec: &PropertySpec, found: &crate::properties::Property) -> Result<(), HubSpotError> {
+    let what = || format!("property {}.{}", spec.object_type, spec.name);
+    if found.property_type != spec.property_type {
+        return Err(HubSpotError::SetupConflict {
+            what: what(),
+            reason: format!(
+                "exists with type {:?}, the sync needs {:?}",
+                found.property_type, spec.property_type
+            ),
+        });
+    }
+    if spec.unique && !found.has_unique_value {
+        return Err(HubSpotError::SetupConflict {
+            what: what(),
+            reason: "exists without hasUniqueValue, which HubSpot cannot change; archive it and rerun".into(),
+        });
+    }
+    Ok(())
+}
+
+fn find_pipeline(pipelines: Vec<Pipeline>) -> Option<Pipeline> {
+    pipelines.into_iter().find(|p| p.label == PIPELINE_LABEL && !p.archived)
+}
+
+fn find_stage(pipeline: &Pipeline, label: &str) -> Option<PipelineStage> {
+    pipeline
+        .stages
+        .iter()
+        .find(|s| s.label == label && !s.archived)
+        .cloned()
+}
+
 async fn ensure_pipeline(client: &HubSpotClient, report: &mut SetupReport) -> Result<(), HubSpotError> {
-    let pipelines = client.list_pipelines(ObjectType::Deals).await?;
-    let found = pipelines.into_iter().find(|p| p.label == PIPELINE_LABEL && !p.archived);
+    let found = find_pipeline(client.list_pipelines(ObjectType::Deals).await?);
     let mut pipeline = match found {
         Some(pipeline) => pipeline,
         None => {
@@ -309,26 +337,36 @@ async fn ensure_pipeline(client: &HubSpotClient, report: &mut SetupReport) -> Re
                 display_order: 1,
                 stages: STAGES.iter().zip(0..).map(|(s, order)| s.input(order)).collect(),
             };
-            let created = client.create_pipeline(ObjectType::Deals, &input).await?;
-            report.created.push(format!("deals pipeline {PIPELINE_LABEL}"));
-            created
+            match client.create_pipeline(ObjectType::Deals, &input).await {
+                Ok(created) => {
+                    report.created.push(format!("deals pipeline {PIPELINE_LABEL}"));
+                    created
+                }
+                // Another setup run created it meanwhile (labels are unique): use that one.
+                Err(e) if is_conflict(&e) => find_pipeline(client.list_pipelines(ObjectType::Deals).await?).ok_or(e)?,
+                Err(e) => return Err(e),
+            }
         }
     };
     for (spec, order) in STAGES.iter().zip(0..) {
-        let existing = pipeline
-            .stages
-            .iter()
-            .find(|s| s.label == spec.label && !s.archived)
-            .cloned();
+        let existing = find_stage(&pipeline, spec.label);
         let stage = match existing {
-            None => {
-                let created = client
-                    .create_pipeline_stage(ObjectType::Deals, &pipeline.id, &spec.input(order))
-                    .await?;
-                report.created.push(format!("deals pipeline stage {}", spec.label));
-                pipeline.stages.push(created.clone());
-                created
-            }
+            None => match client
+                .create_pipeline_stage(ObjectType::Deals, &pipeline.id, &spec.input(order))
+                .await
+            {
+                Ok(created) => {
+                    report.created.push(format!("deals pipeline stage {}", spec.label));
+                    pipeline.stages.push(created.clone());
+                    created
+                }
+                // Another setup run added it meanwhile; the next run checks its metadata.
+                Err(e) if is_conflict(&e) => {
+                    pipeline = client.get_pipeline(ObjectType::Deals, &pipeline.id).await?;
+                    find_stage(&pipeline, spec.label).ok_or(e)?
+                }
+                Err(e) => return Err(e),
+            },
             Some(stage)
                 if stage.probability() != Some(spec.probability()) || stage.is_closed() != Some(spec.closed) =>
             {

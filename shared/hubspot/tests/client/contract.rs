@@ -947,3 +947,102 @@ async fn a_403_missing_scopes_answer_is_permanent_and_not_retried() {
     assert_eq!(app.sim.total_requests(), 1, "not retried");
     assert_eq!(app.client.stats().retries, 0);
 }
+
+#[tokio::test]
+async fn setup_repairs_a_drifted_and_a_deleted_stage_and_a_third_run_changes_nothing() {
+    use crmsync_hubspot::pipelines::{PipelinePatch, StagePatch};
+
+    let app = SimApp::start().await;
+    let first = app.setup().await;
+    let pipeline = first.pipeline_id.clone();
+    // A portal admin edits the pipeline: Qualified's probability changes, Negotiation is deleted, and the
+    // pipeline moves in the list (which setup leaves alone).
+    let drifted = app
+        .client
+        .update_pipeline_stage(
+            ObjectType::Deals,
+            &pipeline,
+            &first.stage_ids["qualified"],
+            &StagePatch {
+                metadata: props(&[("probability", "0.9"), ("isClosed", "false")]),
+                ..StagePatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(drifted.probability(), Some("0.9".parse().unwrap()));
+    let moved = app
+        .client
+        .update_pipeline(
+            ObjectType::Deals,
+            &pipeline,
+            &PipelinePatch {
+                display_order: Some(5),
+                ..PipelinePatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((moved.label.as_str(), moved.display_order), (PIPELINE_LABEL, 5));
+    let deleted = reqwest::Client::new()
+        .delete(format!(
+            "{}/crm/pipelines/2026-03/deals/{pipeline}/stages/{}",
+            app.sim.base_url(),
+            first.stage_ids["negotiation"]
+        ))
+        .bearer_auth(app.sim.access_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+
+    let second = app.setup().await;
+    assert_eq!(second.updated, vec!["deals pipeline stage Qualified".to_owned()]);
+    assert_eq!(second.created, vec!["deals pipeline stage Negotiation".to_owned()]);
+    assert_eq!(second.pipeline_id, pipeline);
+    assert_eq!(second.stage_ids["qualified"], first.stage_ids["qualified"]);
+    assert_ne!(second.stage_ids["negotiation"], first.stage_ids["negotiation"]);
+    let repaired = app.client.get_pipeline(ObjectType::Deals, &pipeline).await.unwrap();
+    for spec in STAGES {
+        let stage = repaired
+            .stages
+            .iter()
+            .find(|s| s.id == second.stage_ids[spec.key])
+            .unwrap_or_else(|| panic!("stage {} in the simulator", spec.label));
+        assert_eq!(
+            (stage.label.as_str(), stage.probability(), stage.is_closed()),
+            (spec.label, Some(spec.probability()), Some(spec.closed))
+        );
+    }
+    assert_eq!(repaired.stages.len(), STAGES.len());
+
+    let writes_before = app.write_requests().await;
+    let third = app.setup().await;
+    assert!(third.created.is_empty() && third.updated.is_empty(), "{third:?}");
+    assert_eq!(third.stage_ids, second.stage_ids);
+    assert_eq!(app.write_requests().await, writes_before, "the third run sent writes");
+}
+
+#[tokio::test]
+async fn two_setups_racing_each_other_both_succeed_with_one_pipeline() {
+    let app = SimApp::start().await;
+    let other = HubSpotClient::new(app.client.config().clone()).unwrap();
+    let (a, b) = tokio::join!(ensure_b2g_setup(&app.client), ensure_b2g_setup(&other));
+    let (a, b) = (a.expect("first setup"), b.expect("second setup"));
+    assert_eq!(a.pipeline_id, b.pipeline_id);
+    assert_eq!(a.stage_ids, b.stage_ids);
+    let state = app.admin("state").await;
+    let ours = state["pipelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["label"] == PIPELINE_LABEL)
+        .count();
+    assert_eq!(ours, 1);
+    let unique = app
+        .client
+        .get_property(ObjectType::Deals, LOCAL_ID_PROPERTY)
+        .await
+        .unwrap();
+    assert!(unique.has_unique_value);
+}

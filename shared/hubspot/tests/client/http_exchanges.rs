@@ -1218,3 +1218,176 @@ async fn pipeline_update_patches_only_the_given_fields() {
         .unwrap();
     assert_eq!(pipeline.display_order, 3);
 }
+
+/// Group lists that already hold "b2g" and property lists with every property setup needs, for all types.
+async fn mount_complete_properties(server: &MockServer) {
+    use crmsync_hubspot::setup::PROPERTIES;
+    use wiremock::matchers::path_regex;
+
+    Mock::given(method("GET"))
+        .and(path_regex(r"^/crm/properties/2026-03/[a-z]+/groups$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"results": [{"name": "b2g", "label": "B2G"}]})))
+        .mount(server)
+        .await;
+    let all_properties: Vec<Value> = PROPERTIES
+        .iter()
+        .map(|p| {
+            json!({"name": p.name, "label": p.label, "type": p.property_type, "fieldType": "text",
+                   "groupName": "b2g", "hasUniqueValue": p.unique})
+        })
+        .collect();
+    Mock::given(method("GET"))
+        .and(path_regex(r"^/crm/properties/2026-03/[a-z]+$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"results": all_properties})))
+        .mount(server)
+        .await;
+}
+
+#[tokio::test]
+async fn a_property_another_setup_created_first_is_reread_and_refused_when_it_cannot_serve() {
+    use wiremock::matchers::path_regex;
+
+    for (wrong, reason) in [
+        (json!({"type": "number", "hasUniqueValue": true}), "type"),
+        (json!({"type": "string", "hasUniqueValue": false}), "hasUniqueValue"),
+    ] {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path_regex(r"^/crm/properties/2026-03/[a-z]+/groups$"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(json!({"results": [{"name": "b2g", "label": "B2G"}]})),
+            )
+            .mount(&server)
+            .await;
+        // The list predates the other run's create ...
+        Mock::given(method("GET"))
+            .and(path("/crm/properties/2026-03/companies"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"results": []})))
+            .mount(&server)
+            .await;
+        // ... so our create conflicts ...
+        Mock::given(method("POST"))
+            .and(path("/crm/properties/2026-03/companies"))
+            .respond_with(ResponseTemplate::new(409).set_body_json(error_body(
+                "OBJECT_ALREADY_EXISTS",
+                "Property named 'crmsync_id' already exists.",
+            )))
+            .expect(1)
+            .mount(&server)
+            .await;
+        // ... and the property it made is read back.
+        let mut property =
+            json!({"name": "crmsync_id", "label": "CRMSync ID", "fieldType": "text", "groupName": "b2g"});
+        property
+            .as_object_mut()
+            .unwrap()
+            .extend(wrong.as_object().unwrap().clone());
+        Mock::given(method("GET"))
+            .and(path("/crm/properties/2026-03/companies/crmsync_id"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(property))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let err = crmsync_hubspot::ensure_b2g_setup(&client(&server.uri()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, HubSpotError::SetupConflict { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("companies.crmsync_id") && text.contains(reason), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn a_property_another_setup_created_first_with_the_right_shape_is_accepted() {
+    let server = MockServer::start().await;
+    mount_complete_properties(&server).await;
+    // Our run's first list predates the other run's create of deals.crmsync_id.
+    Mock::given(method("GET"))
+        .and(path("/crm/properties/2026-03/deals"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"results": [
+            {"name": "b2g_match_score", "type": "number"}, {"name": "b2g_win_probability", "type": "number"},
+            {"name": "b2g_notice_id", "type": "string"},
+        ]})))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/crm/properties/2026-03/deals"))
+        .respond_with(ResponseTemplate::new(409).set_body_json(error_body(
+            "OBJECT_ALREADY_EXISTS",
+            "Property named 'crmsync_id' already exists.",
+        )))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/crm/properties/2026-03/deals/crmsync_id"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "name": "crmsync_id", "label": "CRMSync ID", "type": "string", "fieldType": "text",
+            "groupName": "b2g", "hasUniqueValue": true,
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    mount_complete_pipeline(&server, "811").await;
+    let report = crmsync_hubspot::ensure_b2g_setup(&client(&server.uri())).await.unwrap();
+    assert!(report.created.is_empty(), "{:?}", report.created);
+}
+
+/// The pipeline list holding "B2G Opportunities" with every stage right.
+async fn mount_complete_pipeline(server: &MockServer, id: &str) {
+    use crmsync_hubspot::setup::STAGES;
+    let stages: Vec<Value> = STAGES
+        .iter()
+        .zip(0..)
+        .map(|(s, order)| {
+            json!({"id": format!("st-{}", s.key), "label": s.label, "displayOrder": order, "archived": false,
+                   "metadata": {"probability": s.probability, "isClosed": s.closed.to_string()}})
+        })
+        .collect();
+    Mock::given(method("GET"))
+        .and(path("/crm/pipelines/2026-03/deals"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"results": [
+            {"id": "default", "label": "Sales Pipeline", "displayOrder": 0, "stages": [], "archived": false},
+            {"id": id, "label": "B2G Opportunities", "displayOrder": 1, "stages": stages, "archived": false},
+        ]})))
+        .mount(server)
+        .await;
+}
+
+#[tokio::test]
+async fn a_pipeline_another_setup_created_first_is_found_by_listing_again() {
+    let server = MockServer::start().await;
+    mount_complete_properties(&server).await;
+    // The first list predates the other run's pipeline; the list after the conflict shows it.
+    Mock::given(method("GET"))
+        .and(path("/crm/pipelines/2026-03/deals"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"results": [
+            {"id": "default", "label": "Sales Pipeline", "displayOrder": 0, "stages": [], "archived": false},
+        ]})))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    mount_complete_pipeline(&server, "812").await;
+    Mock::given(method("POST"))
+        .and(path("/crm/pipelines/2026-03/deals"))
+        .respond_with(ResponseTemplate::new(409).set_body_json(error_body(
+            "CONFLICT",
+            "A pipeline with label \"B2G Opportunities\" already exists.",
+        )))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let report = crmsync_hubspot::ensure_b2g_setup(&client(&server.uri())).await.unwrap();
+    assert_eq!(report.pipeline_id, "812");
+    assert_eq!(report.stage_ids["closed_won"], "st-closed_won");
+    assert!(report.created.is_empty() && report.updated.is_empty(), "{report:?}");
+    let writes: Vec<String> = requests(&server)
+        .await
+        .iter()
+        .filter(|r| r.method.as_str() != "GET")
+        .map(|r| format!("{} {}", r.method, r.url.path()))
+        .collect();
+    assert_eq!(writes, vec!["POST /crm/pipelines/2026-03/deals".to_owned()]);
+}
