@@ -187,19 +187,6 @@ impl SqsRetryQueue {
         }
     }
 
-    /// Hands a received message back for another receive after `delay` (a failed item, or one not due yet).
-    pub async fn release(&self, receipt_handle: &str, delay: Duration) -> Result<(), QueueError> {
-        self.client
-            .change_message_visibility()
-            .queue_url(&self.queue_url)
-            .receipt_handle(receipt_handle)
-            .visibility_timeout(i32::try_from(delay.as_secs()).unwrap_or(43_200))
-            .send()
-            .await
-            .map_err(|e| sqs_error("ChangeMessageVisibility", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
-        Ok(())
-    }
-
     /// The DLQ's approximate depth (visible plus in-flight messages), when a DLQ is configured.
     pub async fn dlq_depth(&self) -> Result<Option<i64>, QueueError> {
         let Some(url) = &self.dlq_url else { return Ok(None) };
