@@ -48,7 +48,8 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Queue counts by status and entity type, failed and dead items, the DLQ depth and the last runs.
+    /// Queue counts by status and entity type, failed and dead items, items waiting for another record (a deal for
+    /// its company), the DLQ depth and the last runs.
     Status {
         /// How many failed/dead items and runs to list.
         #[arg(long, default_value_t = 20)]
@@ -72,8 +73,8 @@ enum Command {
         /// The retry queue's name; the DLQ is `<name>-dlq`.
         #[arg(long, default_value = "crmsync-retry")]
         name: String,
-        /// Receives before SQS moves a message to the DLQ.
-        #[arg(long, default_value_t = 3)]
+        /// Receives before SQS moves a message to the DLQ (template.yaml's RetryMaxReceiveCount: at least 5).
+        #[arg(long, default_value_t = 5)]
         max_receive_count: u32,
         /// Seconds a received message stays invisible (≥ 6× the function timeout in AWS).
         #[arg(long, default_value_t = 30)]

@@ -92,6 +92,7 @@ pub async fn status(config: &Config, limit: i64) -> anyhow::Result<ExitCode> {
             "queue": counts,
             "oldest_pending_age_seconds": status.oldest_pending_age_seconds,
             "failed_and_dead": status.problems,
+            "waiting": { "count": status.waiting_count, "items": status.waiting },
             "dlq_depth": dlq_depth,
             "last_runs": status.last_runs,
         }))?

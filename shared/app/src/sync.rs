@@ -11,12 +11,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use crmsync_db::PgSyncStore;
-use crmsync_db::sync::SyncedEntity;
+use crmsync_db::sync::{CompanyState, RETRY_DUE_SLACK, SyncedEntity};
 use crmsync_domain::ports::RetryQueue;
 use crmsync_domain::sync::{
-    ActivityRecord, COMPANY_ASSOCIATION, CompanyRecord, ContactRecord, DealRecord, EntityType, Properties,
-    RetryDecision, RetryMessage, RetryPolicy, SyncItem, activity_properties, changed_properties, company_properties,
-    contact_properties, deal_properties, engagement_object,
+    ActivityRecord, COMPANY_ASSOCIATION, CompanyRecord, ContactRecord, DealRecord, EntityType, MAX_SQS_DELAY,
+    Properties, RetryDecision, RetryMessage, RetryPolicy, SyncItem, activity_properties, changed_properties,
+    company_properties, contact_properties, deal_properties, engagement_object,
 };
 use crmsync_hubspot::associations::{AssociationInput, AssociationSpec, type_ids};
 use crmsync_hubspot::objects::NewAssociation;
@@ -39,8 +39,16 @@ pub struct SyncSettings {
     /// How long a claim holds its rows; a crashed run's rows come back after it.
     pub lease: Duration,
     pub retry: RetryPolicy,
-    /// Written to `sync_queue.locked_by`.
+    /// This process's name. Each claim writes `<worker>/<claim id>` to `sync_queue.locked_by`, and write-backs
+    /// check it, so a run whose lease expired cannot overwrite the result of the run that took its rows over.
     pub worker: String,
+}
+
+/// A name unique to this process: pids repeat across Lambda containers (often pid 1 or a small number).
+fn process_worker_name() -> String {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| format!("crmsync-{}-{}", std::process::id(), Uuid::new_v4().simple()))
+        .clone()
 }
 
 impl Default for SyncSettings {
@@ -49,7 +57,7 @@ impl Default for SyncSettings {
             batch_size: 5_000,
             lease: Duration::from_secs(300),
             retry: RetryPolicy::default(),
-            worker: format!("crmsync-{}", std::process::id()),
+            worker: process_worker_name(),
         }
     }
 }
@@ -71,6 +79,8 @@ pub struct SyncReport {
     pub unchanged: u64,
     /// Items put back to wait for another record (a deal for its company).
     pub deferred: u64,
+    /// Items claimed but not sent before the time budget ran out: due again at once, no attempt counted.
+    pub postponed: u64,
     /// Items failed with a retryable error, to be retried.
     pub failed: u64,
     /// Items that are dead: attempts spent, or a permanent error.
@@ -79,6 +89,10 @@ pub struct SyncReport {
     pub retry_messages: u64,
     /// True when HubSpot's daily limit stopped the run.
     pub daily_limit_reached: bool,
+    /// HubSpot requests this run sent, and 429s it got. From the client's counters, which are per process: runs
+    /// that overlap in one process (`crmsync serve`'s schedule and retry poller) count each other's too.
+    pub hubspot_requests: u64,
+    pub hubspot_429: u64,
     pub elapsed_ms: u64,
 }
 
@@ -99,14 +113,33 @@ pub struct OutboundSync<Q> {
 /// Per-item results of one round, gathered before they are written.
 #[derive(Default)]
 struct RoundOutcome {
+    /// The claim's `locked_by`: write-backs only change rows still held under it.
+    lease: String,
+    /// No HubSpot batch starts after this; items not sent by then go back at once.
+    deadline: Option<Instant>,
     synced: Vec<SyncedEntity>,
     completed: Vec<Uuid>,
     /// (items, error text, class)
     failures: Vec<(Vec<SyncItem>, String, ErrorClass)>,
     deferred: Vec<(Vec<Uuid>, String)>,
-    /// The round retries rows named by retry-queue messages: a row that dies here already has a message, which the
-    /// handler reports failed.
-    from_retry_queue: bool,
+    /// (item, company) for items that wait for their company to reach HubSpot.
+    waiting_for_company: Vec<(Uuid, Uuid)>,
+    /// Items whose attempts ran out through takeovers: the runs holding them kept dying.
+    crashed: Vec<SyncItem>,
+    /// Items not sent before the deadline.
+    unsent: Vec<Uuid>,
+}
+
+impl RoundOutcome {
+    /// True once the round's deadline has passed: no new HubSpot batch may start.
+    fn out_of_time(&self) -> bool {
+        self.deadline.is_some_and(|deadline| Instant::now() >= deadline)
+    }
+
+    /// Puts these items back unsent (the deadline passed before their batch started).
+    fn postpone<'a>(&mut self, items: impl IntoIterator<Item = &'a SyncItem>) {
+        self.unsent.extend(items.into_iter().map(|i| i.id));
+    }
 }
 
 impl<Q: RetryQueue> OutboundSync<Q> {
@@ -154,10 +187,12 @@ impl<Q: RetryQueue> OutboundSync<Q> {
                 tracing::warn!(%error, "could not apply waiting webhook events before the drain");
             }
         }
-        let run_id = self.store.start_run(trigger).await?;
+        let hubspot_before = self.hubspot.stats();
+        let run_id = self.store.start_run(trigger, self.abandon_after()).await?;
         let mut report = SyncReport::default();
         let result = self.drain_rounds(started + budget, &on_round, &mut report).await;
         report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.count_requests(&mut report, &hubspot_before);
         self.finish(run_id, trigger, &report, result.as_ref().err()).await;
         result.map(|()| report)
     }
@@ -169,42 +204,71 @@ impl<Q: RetryQueue> OutboundSync<Q> {
         report: &mut SyncReport,
     ) -> Result<(), AppError> {
         while Instant::now() < deadline && !report.daily_limit_reached {
+            let lease = self.lease_holder();
             let items = self
                 .store
-                .claim(self.settings.batch_size, self.settings.lease, &self.settings.worker)
+                .claim(self.settings.batch_size, self.settings.lease, &lease)
                 .await?;
             if items.is_empty() {
                 break;
             }
             report.rounds += 1;
-            self.process(items, report, false).await?;
+            self.process(items, report, lease, Some(deadline)).await?;
             on_round(report);
         }
         Ok(())
     }
 
-    /// Retries the named rows now (the SQS path). Returns the rows' statuses afterwards, by id, so the caller can
-    /// report per message.
-    pub async fn retry_items(&self, ids: &[Uuid]) -> Result<(SyncReport, HashMap<Uuid, String>), AppError> {
-        let started = Instant::now();
-        let run_id = self.store.start_run("retry_queue").await?;
-        let mut report = SyncReport::default();
-        let result = self.retry_round(ids, &mut report).await;
-        report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.finish(run_id, "retry_queue", &report, result.as_ref().err()).await;
-        result.map(|statuses| (report, statuses))
+    /// A fresh `locked_by` for one claim: this process's name and a claim id.
+    fn lease_holder(&self) -> String {
+        format!("{}/{}", self.settings.worker, Uuid::new_v4().simple())
     }
 
-    async fn retry_round(&self, ids: &[Uuid], report: &mut SyncReport) -> Result<HashMap<Uuid, String>, AppError> {
-        let items = self
-            .store
-            .claim_ids(ids, self.settings.lease, &self.settings.worker)
-            .await?;
+    /// Runs still 'running' after this long were killed or timed out: twice the lease, since a live run renews
+    /// its claim every round.
+    fn abandon_after(&self) -> Duration {
+        self.settings.lease * 2
+    }
+
+    /// Retries the named rows now (the SQS path), each only if its attempts still equal the given ones and it is
+    /// due (see [`PgSyncStore::claim_ids`]). Returns the report, the ids it claimed, and the statuses afterwards
+    /// of all the named rows, so the caller can answer per message.
+    pub async fn retry_items(
+        &self,
+        wanted: &[(Uuid, i32)],
+    ) -> Result<(SyncReport, Vec<Uuid>, HashMap<Uuid, String>), AppError> {
+        let started = Instant::now();
+        let hubspot_before = self.hubspot.stats();
+        let run_id = self.store.start_run("retry_queue", self.abandon_after()).await?;
+        let mut report = SyncReport::default();
+        let result = self.retry_round(wanted, &mut report).await;
+        report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.count_requests(&mut report, &hubspot_before);
+        self.finish(run_id, "retry_queue", &report, result.as_ref().err()).await;
+        result.map(|(claimed, statuses)| (report, claimed, statuses))
+    }
+
+    async fn retry_round(
+        &self,
+        wanted: &[(Uuid, i32)],
+        report: &mut SyncReport,
+    ) -> Result<(Vec<Uuid>, HashMap<Uuid, String>), AppError> {
+        let lease = self.lease_holder();
+        let items = self.store.claim_ids(wanted, self.settings.lease, &lease).await?;
+        let claimed: Vec<Uuid> = items.iter().map(|i| i.id).collect();
         if !items.is_empty() {
             report.rounds = 1;
-            self.process(items, report, true).await?;
+            self.process(items, report, lease, None).await?;
         }
-        Ok(self.store.statuses(ids).await?)
+        let ids: Vec<Uuid> = wanted.iter().map(|(id, _)| *id).collect();
+        Ok((claimed, self.store.statuses(&ids).await?))
+    }
+
+    /// This run's share of the client's counters: the difference from a snapshot taken when it started.
+    fn count_requests(&self, report: &mut SyncReport, before: &crmsync_hubspot::ClientStats) {
+        let now = self.hubspot.stats();
+        report.hubspot_requests = now.requests_sent.saturating_sub(before.requests_sent);
+        report.hubspot_429 = now.responses_429.saturating_sub(before.responses_429);
     }
 
     async fn finish(&self, run_id: Uuid, trigger: &str, report: &SyncReport, error: Option<&AppError>) {
@@ -215,7 +279,6 @@ impl<Q: RetryQueue> OutboundSync<Q> {
         };
         let counts = serde_json::to_value(report).unwrap_or_default();
         let error_text = error.map(|e| format!("{e}: {:?}", std::error::Error::source(e)));
-        let hubspot = self.hubspot.stats();
         tracing::info!(
             run_id = %run_id,
             trigger,
@@ -225,15 +288,19 @@ impl<Q: RetryQueue> OutboundSync<Q> {
             companies_updated = report.companies_updated,
             deals_created = report.deals_created,
             deals_updated = report.deals_updated,
+            contacts_created = report.contacts_created,
+            contacts_updated = report.contacts_updated,
+            engagements_created = report.engagements_created,
             associations = report.associations,
             unchanged = report.unchanged,
             deferred = report.deferred,
+            postponed = report.postponed,
             failed = report.failed,
             dead = report.dead,
             retry_messages = report.retry_messages,
             elapsed_ms = report.elapsed_ms,
-            hubspot_requests = hubspot.requests_sent,
-            hubspot_429 = hubspot.responses_429,
+            hubspot_requests = report.hubspot_requests,
+            hubspot_429 = report.hubspot_429,
             "sync run finished"
         );
         if let Err(write_error) = self
@@ -317,44 +384,69 @@ impl<Q: RetryQueue> OutboundSync<Q> {
     }
 
     /// One round: companies first, then deals, then the write-back of each.
+    /// `lease` is the claim's `locked_by`; no HubSpot batch starts after `deadline`.
     async fn process(
         &self,
         items: Vec<SyncItem>,
         report: &mut SyncReport,
-        from_retry_queue: bool,
+        lease: String,
+        deadline: Option<Instant>,
     ) -> Result<(), AppError> {
         report.claimed += items.len() as u64;
-        let by_entity = coalesce(&items);
         let mut outcome = RoundOutcome {
-            from_retry_queue,
+            lease,
+            deadline,
             ..RoundOutcome::default()
         };
+        // A row taken over from runs that kept dying (killed, or timed out mid-batch) has spent its attempts there.
+        let (crashed, items): (Vec<SyncItem>, Vec<SyncItem>) = items
+            .into_iter()
+            .partition(|i| i.taken_over && i.attempts >= self.settings.retry.max_attempts);
+        outcome.crashed = crashed;
+        let by_entity = coalesce(&items);
 
         let deals = self.store.load_deals(&ids_of(&by_entity, EntityType::Deal)).await?;
         let contacts = self
             .store
             .load_contacts(&ids_of(&by_entity, EntityType::Contact))
             .await?;
-        // Deals and contacts whose company is not in HubSpot bring it into this round, so it is written first.
-        let mut company_ids = ids_of(&by_entity, EntityType::Company);
-        for company_id in deals
+        // Deals and contacts whose company is not in HubSpot bring it into this round, so it is written first;
+        // unless it comes on its own (its row backs off after a failure: the deal waits, and the company is not
+        // re-sent every round) or cannot be written (deleted, or dead: the deal fails, saying why, not waits forever).
+        let own_companies = ids_of(&by_entity, EntityType::Company);
+        let mut company_ids: std::collections::HashSet<Uuid> = own_companies.iter().copied().collect();
+        let referenced: Vec<Uuid> = deals
             .iter()
             .filter_map(|d| d.company_id)
             .chain(contacts.iter().filter_map(|c| c.company_id))
-        {
-            if !company_ids.contains(&company_id) {
-                company_ids.push(company_id);
-            }
-        }
+            .filter(|id| company_ids.insert(*id))
+            .collect();
+        let states = if referenced.is_empty() {
+            HashMap::new()
+        } else {
+            self.store.company_states(&referenced).await?
+        };
+        let company_ids: Vec<Uuid> = company_ids.into_iter().collect();
         let companies = self.store.load_companies(&company_ids).await?;
         let company_hubspot_ids = self
-            .sync_companies(&companies, &by_entity, &mut outcome, report)
+            .sync_companies(&companies, &states, &by_entity, &mut outcome, report)
             .await?;
         self.write_back(&mut outcome, report).await?;
 
-        self.sync_contacts(&contacts, &company_hubspot_ids, &by_entity, &mut outcome, report)
+        let blocked: HashMap<Uuid, String> = states
+            .into_iter()
+            .filter_map(|(id, state)| match state {
+                CompanyState::Blocked(reason) => Some((id, reason)),
+                CompanyState::Queued => None,
+            })
+            .collect();
+        let known = Companies {
+            hubspot_ids: &company_hubspot_ids,
+            blocked: &blocked,
+        };
+        self.sync_contacts(&contacts, &known, &by_entity, &mut outcome, report)
             .await?;
-        self.sync_deals(&deals, &company_hubspot_ids, &by_entity, &mut outcome, report)
+        self.sync_deals(&deals, &known, &by_entity, &mut outcome, report)
             .await?;
         self.write_back(&mut outcome, report).await?;
 
@@ -387,7 +479,7 @@ impl<Q: RetryQueue> OutboundSync<Q> {
     async fn sync_contacts(
         &self,
         contacts: &[ContactRecord],
-        company_hubspot_ids: &HashMap<Uuid, String>,
+        companies: &Companies<'_>,
         by_entity: &BTreeMap<(EntityType, Uuid), Vec<SyncItem>>,
         outcome: &mut RoundOutcome,
         report: &mut SyncReport,
@@ -395,12 +487,18 @@ impl<Q: RetryQueue> OutboundSync<Q> {
         if contacts.is_empty() {
             return Ok(());
         }
+        if outcome.out_of_time() {
+            for contact in contacts {
+                outcome.postpone(items_of(by_entity, EntityType::Contact, contact.id));
+            }
+            return Ok(());
+        }
         let ids: Vec<Uuid> = contacts.iter().map(|c| c.id).collect();
         let hashes = self.store.property_hashes(EntityType::Contact, &ids).await?;
         let mut to_send: Vec<(Uuid, Properties, Option<String>)> = Vec::new();
         for contact in contacts {
             let items = items_of(by_entity, EntityType::Contact, contact.id);
-            let Some(company) = self.company_or_wait(contact.company_id, company_hubspot_ids, items, outcome) else {
+            let Some(company) = company_or_wait(contact.company_id, companies, items, outcome) else {
                 continue;
             };
             let last = hashes.get(&contact.id).cloned().unwrap_or_default();
@@ -417,6 +515,12 @@ impl<Q: RetryQueue> OutboundSync<Q> {
             }
         }
         if to_send.is_empty() {
+            return Ok(());
+        }
+        if outcome.out_of_time() {
+            for (id, ..) in &to_send {
+                outcome.postpone(items_of(by_entity, EntityType::Contact, *id));
+            }
             return Ok(());
         }
         let inputs: Vec<UpsertInput> = to_send
@@ -491,30 +595,6 @@ impl<Q: RetryQueue> OutboundSync<Q> {
         Ok(())
     }
 
-    /// The company's HubSpot id when the record has a company that is in HubSpot (`Some(Some(id))`) or has no
-    /// company (`Some(None)`); `None` after deferring the items, when the company is not in HubSpot yet.
-    fn company_or_wait(
-        &self,
-        company_id: Option<Uuid>,
-        company_hubspot_ids: &HashMap<Uuid, String>,
-        items: &[SyncItem],
-        outcome: &mut RoundOutcome,
-    ) -> Option<Option<String>> {
-        match company_id {
-            None => Some(None),
-            Some(company_id) => match company_hubspot_ids.get(&company_id) {
-                Some(id) => Some(Some(id.clone())),
-                None => {
-                    outcome.deferred.push((
-                        items.iter().map(|i| i.id).collect(),
-                        format!("waiting for company {company_id} to reach HubSpot"),
-                    ));
-                    None
-                }
-            },
-        }
-    }
-
     /// Creates the primary company association of each upserted record that needs one (≤2,000 per call), then
     /// records the results: a record whose association failed keeps its properties' new hashes, and only the
     /// association is retried.
@@ -526,6 +606,17 @@ impl<Q: RetryQueue> OutboundSync<Q> {
         outcome: &mut RoundOutcome,
         report: &mut SyncReport,
     ) {
+        if outcome.out_of_time() && upserted.iter().any(|(_, _, company)| company.is_some()) {
+            // The properties are in HubSpot (their hashes are kept); the association is sent on the next run.
+            for (entity, items, company) in upserted {
+                match company {
+                    Some(_) => outcome.postpone(&items),
+                    None => outcome.completed.extend(items.iter().map(|i| i.id)),
+                }
+                outcome.synced.push(entity);
+            }
+            return;
+        }
         let inputs: Vec<AssociationInput> = upserted
             .iter()
             .filter_map(|(entity, _, company)| {
@@ -577,6 +668,10 @@ impl<Q: RetryQueue> OutboundSync<Q> {
         let mut creates: BTreeMap<&'static str, Vec<(&ActivityRecord, Properties, CreateInput)>> = BTreeMap::new();
         for activity in activities {
             let items = items_of(by_entity, EntityType::Activity, activity.id);
+            if outcome.out_of_time() {
+                outcome.postpone(items);
+                continue;
+            }
             let (Some(object), Some(properties)) = (
                 engagement_object(&activity.activity_type),
                 activity_properties(activity),
@@ -618,7 +713,8 @@ impl<Q: RetryQueue> OutboundSync<Q> {
                 outcome.deferred.push((items.iter().map(|i| i.id).collect(), reason));
                 continue;
             }
-            if items.iter().any(|i| i.attempts > 0) {
+            // An earlier attempt, or a run that died holding this row, may have created the engagement already.
+            if items.iter().any(|i| i.attempts > 0 || i.taken_over) {
                 match self.find_engagement(object_type, activity.id).await {
                     Ok(Some(hubspot_id)) => {
                         outcome.completed.extend(items.iter().map(|i| i.id));
@@ -647,6 +743,12 @@ impl<Q: RetryQueue> OutboundSync<Q> {
             creates.entry(object).or_default().push((activity, properties, input));
         }
         for (object, batch) in creates {
+            if outcome.out_of_time() {
+                for (activity, ..) in &batch {
+                    outcome.postpone(items_of(by_entity, EntityType::Activity, activity.id));
+                }
+                continue;
+            }
             let inputs: Vec<CreateInput> = batch.iter().map(|(_, _, input)| input.clone()).collect();
             let results = match self.hubspot.batch_create(engagement_type(object), &inputs).await {
                 Ok(answer) => answer.into_results(),
@@ -697,17 +799,24 @@ impl<Q: RetryQueue> OutboundSync<Q> {
             .map(|o| o.id))
     }
 
-    /// Upserts the companies that changed; returns the HubSpot id of every company known after this step.
+    /// Upserts the companies that changed, except those `held_back` (brought in for their deals, but they come on
+    /// their own or cannot be written); returns the HubSpot id of every company known after this step. Ids already
+    /// recorded count as known before the upsert, so a company whose update fails still has its deals associated.
     async fn sync_companies(
         &self,
         companies: &[CompanyRecord],
+        held_back: &HashMap<Uuid, CompanyState>,
         by_entity: &BTreeMap<(EntityType, Uuid), Vec<SyncItem>>,
         outcome: &mut RoundOutcome,
         report: &mut SyncReport,
     ) -> Result<HashMap<Uuid, String>, AppError> {
+        let mut hubspot_ids: HashMap<Uuid, String> = companies
+            .iter()
+            .filter_map(|c| c.hubspot_company_id.clone().map(|id| (c.id, id)))
+            .collect();
+        let companies: Vec<&CompanyRecord> = companies.iter().filter(|c| !held_back.contains_key(&c.id)).collect();
         let ids: Vec<Uuid> = companies.iter().map(|c| c.id).collect();
         let hashes = self.store.property_hashes(EntityType::Company, &ids).await?;
-        let mut hubspot_ids: HashMap<Uuid, String> = HashMap::new();
         let mut to_send: Vec<(&CompanyRecord, Properties)> = Vec::new();
         for company in companies {
             let items = items_of(by_entity, EntityType::Company, company.id);
@@ -716,8 +825,7 @@ impl<Q: RetryQueue> OutboundSync<Q> {
                 &hashes.get(&company.id).cloned().unwrap_or_default(),
             );
             match (&company.hubspot_company_id, changed.is_empty()) {
-                (Some(hubspot_id), true) => {
-                    hubspot_ids.insert(company.id, hubspot_id.clone());
+                (Some(_), true) => {
                     report.unchanged += items.len() as u64;
                     outcome.completed.extend(items.iter().map(|i| i.id));
                 }
@@ -725,6 +833,12 @@ impl<Q: RetryQueue> OutboundSync<Q> {
             }
         }
         if to_send.is_empty() {
+            return Ok(hubspot_ids);
+        }
+        if outcome.out_of_time() {
+            for (company, _) in &to_send {
+                outcome.postpone(items_of(by_entity, EntityType::Company, company.id));
+            }
             return Ok(hubspot_ids);
         }
         let inputs: Vec<UpsertInput> = to_send
@@ -767,7 +881,7 @@ impl<Q: RetryQueue> OutboundSync<Q> {
     async fn sync_deals(
         &self,
         deals: &[DealRecord],
-        company_hubspot_ids: &HashMap<Uuid, String>,
+        companies: &Companies<'_>,
         by_entity: &BTreeMap<(EntityType, Uuid), Vec<SyncItem>>,
         outcome: &mut RoundOutcome,
         report: &mut SyncReport,
@@ -791,8 +905,7 @@ impl<Q: RetryQueue> OutboundSync<Q> {
         let mut to_send: Vec<(&DealRecord, Properties, Option<String>)> = Vec::new();
         for deal in deals {
             let items = items_of(by_entity, EntityType::Deal, deal.id);
-            let Some(company_hubspot_id) = self.company_or_wait(deal.company_id, company_hubspot_ids, items, outcome)
-            else {
+            let Some(company_hubspot_id) = company_or_wait(deal.company_id, companies, items, outcome) else {
                 continue;
             };
             let properties = match deal_properties(deal, &pipeline) {
@@ -820,6 +933,12 @@ impl<Q: RetryQueue> OutboundSync<Q> {
             }
         }
         if to_send.is_empty() {
+            return Ok(());
+        }
+        if outcome.out_of_time() {
+            for (deal, ..) in &to_send {
+                outcome.postpone(items_of(by_entity, EntityType::Deal, deal.id));
+            }
             return Ok(());
         }
         let inputs: Vec<UpsertInput> = to_send
@@ -882,19 +1001,72 @@ impl<Q: RetryQueue> OutboundSync<Q> {
 
     /// Writes a round's results: successes in one transaction, then failures and deferrals, then retry messages.
     async fn write_back(&self, outcome: &mut RoundOutcome, report: &mut SyncReport) -> Result<(), AppError> {
+        let lease = outcome.lease.clone();
         let synced = std::mem::take(&mut outcome.synced);
         let completed = std::mem::take(&mut outcome.completed);
         if !synced.is_empty() || !completed.is_empty() {
-            self.store.complete(&synced, &completed).await?;
+            let lost = self.store.complete(&synced, &completed, &lease).await?;
+            lease_lost(&lost, "completed");
         }
         for (ids, reason) in std::mem::take(&mut outcome.deferred) {
             report.deferred += ids.len() as u64;
-            self.store.defer(&ids, &reason, WAIT_FOR_COMPANY).await?;
+            let written = self.store.defer(&ids, &reason, WAIT_FOR_COMPANY, &lease).await?;
+            if written < ids.len() as u64 {
+                tracing::warn!(
+                    items = ids.len() as u64 - written,
+                    "lease lost: items not put back to wait"
+                );
+            }
         }
+        let waiting = std::mem::take(&mut outcome.waiting_for_company);
+        if !waiting.is_empty() {
+            report.deferred += waiting.len() as u64;
+            let written = self
+                .store
+                .defer_for_companies(&waiting, WAIT_FOR_COMPANY, &lease)
+                .await?;
+            if written < waiting.len() as u64 {
+                tracing::warn!(
+                    items = waiting.len() as u64 - written,
+                    "lease lost: items not put back to wait"
+                );
+            }
+        }
+        let unsent = std::mem::take(&mut outcome.unsent);
+        if !unsent.is_empty() {
+            report.postponed += unsent.len() as u64;
+            self.store
+                .defer(
+                    &unsent,
+                    "the run's time budget ran out before it was sent",
+                    Duration::ZERO,
+                    &lease,
+                )
+                .await?;
+        }
+        let mut failures = std::mem::take(&mut outcome.failures);
+        let max_attempts = self.settings.retry.max_attempts;
+        failures.extend(std::mem::take(&mut outcome.crashed).into_iter().map(|item| {
+            let text = format!(
+                "the runs holding it stopped before they finished ({} of {max_attempts} attempts: killed, or timed \
+                 out mid-batch)",
+                item.attempts
+            );
+            (
+                vec![item],
+                text,
+                ErrorClass::Permanent(crmsync_hubspot::PermanentKind::Validation),
+            )
+        }));
         let mut messages = Vec::new();
-        for (items, error, class) in std::mem::take(&mut outcome.failures) {
+        for (items, error, class) in failures {
             let attempts_before = items.iter().map(|i| i.attempts).max().unwrap_or(0);
+            let crashed = items.iter().all(|i| i.taken_over && i.attempts >= max_attempts);
             let decision = match &class {
+                // The crashed runs' attempts were counted when the row was taken over.
+                _ if crashed => RetryDecision::Dead {
+                    attempts: attempts_before,
+                },
                 ErrorClass::Retryable { suggested_wait } => {
                     self.settings
                         .retry
@@ -913,27 +1085,31 @@ impl<Q: RetryQueue> OutboundSync<Q> {
                 },
             };
             let text = match class {
+                _ if crashed => error,
                 ErrorClass::Permanent(_) => format!("permanent: {error}"),
                 _ => error,
             };
             let ids: Vec<Uuid> = items.iter().map(|i| i.id).collect();
-            self.store.fail(&ids, &text, decision).await?;
+            let written = self.store.fail(&ids, &text, decision, &lease).await?;
+            let lost: Vec<Uuid> = ids.iter().copied().filter(|id| !written.contains(id)).collect();
+            lease_lost(&lost, "failed");
+            // Only the rows this run still held: the taker of the others sends its own messages.
+            let items: Vec<&SyncItem> = items.iter().filter(|i| written.contains(&i.id)).collect();
             match decision {
                 RetryDecision::RetryAfter { delay, attempts } => {
-                    report.failed += ids.len() as u64;
+                    report.failed += items.len() as u64;
                     messages.extend(items.iter().map(|item| (RetryMessage::for_item(item, attempts), delay)));
                 }
                 RetryDecision::Dead { attempts } => {
-                    report.dead += ids.len() as u64;
+                    report.dead += items.len() as u64;
                     // A message for the dead item, reported failed on every receive, so the redrive policy puts it
-                    // in the DLQ and its alarm fires, however the item died.
-                    if !outcome.from_retry_queue {
-                        messages.extend(
-                            items
-                                .iter()
-                                .map(|item| (RetryMessage::for_item(item, attempts), Duration::ZERO)),
-                        );
-                    }
+                    // in the DLQ and its alarm fires, however the item died (on the schedule or on the retry path,
+                    // whose triggering message is then acknowledged: its attempts no longer match).
+                    messages.extend(
+                        items
+                            .iter()
+                            .map(|item| (RetryMessage::for_item(item, attempts), Duration::ZERO)),
+                    );
                 }
             }
             tracing::warn!(items = ids.len(), error = %text, ?decision, "sync items failed");
@@ -947,6 +1123,54 @@ impl<Q: RetryQueue> OutboundSync<Q> {
         }
         Ok(())
     }
+}
+
+/// Logs rows a write-back left alone because this run's lease on them expired and another run took them over.
+fn lease_lost(ids: &[Uuid], what: &str) {
+    if !ids.is_empty() {
+        tracing::warn!(
+            items = ids.len(),
+            first = %ids[0],
+            what,
+            "lease lost: another run took these rows over; its result stands and this one is not written"
+        );
+    }
+}
+
+/// What the deals and contacts of a round know about their companies.
+struct Companies<'a> {
+    /// HubSpot ids of the companies in HubSpot (recorded before the round, or written by it).
+    hubspot_ids: &'a HashMap<Uuid, String>,
+    /// Companies that cannot be written, with the reason.
+    blocked: &'a HashMap<Uuid, String>,
+}
+
+/// The company's HubSpot id when the record has a company that is in HubSpot (`Some(Some(id))`) or has no company
+/// (`Some(None)`). `None` after deferring the items when the company is not in HubSpot yet, or failing them when it
+/// cannot be written (deleted, or its own sync item is dead): they would wait forever.
+fn company_or_wait(
+    company_id: Option<Uuid>,
+    companies: &Companies<'_>,
+    items: &[SyncItem],
+    outcome: &mut RoundOutcome,
+) -> Option<Option<String>> {
+    let Some(company_id) = company_id else {
+        return Some(None);
+    };
+    if let Some(id) = companies.hubspot_ids.get(&company_id) {
+        return Some(Some(id.clone()));
+    }
+    match companies.blocked.get(&company_id) {
+        Some(reason) => outcome.failures.push((
+            items.to_vec(),
+            format!("company {company_id} cannot be synced: {reason}"),
+            ErrorClass::Permanent(crmsync_hubspot::PermanentKind::Validation),
+        )),
+        None => outcome
+            .waiting_for_company
+            .extend(items.iter().map(|i| (i.id, company_id))),
+    }
+    None
 }
 
 /// The client's object type for an engagement object name from the domain.
@@ -1012,19 +1236,25 @@ pub struct RetryDelivery {
 
 impl<Q: RetryQueue> OutboundSync<Q> {
     /// Handles a batch of retry-queue messages; returns the ids of the messages that failed, for SQS's partial
-    /// batch response. A message succeeds when its row is completed, retrying again (a new delayed message
-    /// carries the next attempt), waiting, or gone; it fails while its row is dead (so SQS's redrive policy
-    /// moves it to the DLQ after maxReceiveCount receives), held by another run, or when its body is unreadable.
+    /// batch response. Postgres is the truth; a message only says "this row may be due now":
+    /// - its row is retried when the message is current (the row's attempts equal the message's) and the row is due;
+    /// - a row not due yet (its backoff is longer than SQS's 900 s delay cap) gets a fresh message for the rest of
+    ///   the wait, and this one succeeds;
+    /// - a stale message (the row was retried since, by the schedule or another message), or one whose row is
+    ///   completed, gone, or held by another run (which records the outcome and sends its own message), succeeds
+    ///   without a retry, so old messages never add attempts or multiply retry chains;
+    /// - it fails while its row is dead, so SQS's redrive policy moves it to the DLQ after maxReceiveCount
+    ///   receives, or when its body is unreadable.
     pub async fn handle_retry_messages(&self, deliveries: &[RetryDelivery]) -> Result<Vec<String>, AppError> {
         let mut failed = Vec::new();
-        let mut wanted: Vec<(String, Uuid)> = Vec::new();
+        let mut wanted: Vec<(String, RetryMessage)> = Vec::new();
         let mut inbox_events: Vec<Uuid> = Vec::new();
         for delivery in deliveries {
             match serde_json::from_str::<RetryMessage>(&delivery.body) {
                 Ok(message) if message.entity_type == crmsync_domain::webhook::INBOX_RETRY_KIND => {
                     inbox_events.push(message.sync_queue_id);
                 }
-                Ok(message) => wanted.push((delivery.message_id.clone(), message.sync_queue_id)),
+                Ok(message) => wanted.push((delivery.message_id.clone(), message)),
                 Err(error) => {
                     tracing::warn!(message_id = %delivery.message_id, %error, "unreadable retry message");
                     failed.push(delivery.message_id.clone());
@@ -1043,18 +1273,68 @@ impl<Q: RetryQueue> OutboundSync<Q> {
                 ),
             }
         }
-        let ids: Vec<Uuid> = wanted.iter().map(|(_, id)| *id).collect();
-        if ids.is_empty() {
+        if wanted.is_empty() {
             return Ok(failed);
         }
-        let (_, statuses) = self.retry_items(&ids).await?;
-        for (message_id, id) in wanted {
-            let _span = tracing::info_span!("retry_message", %message_id, sync_queue_id = %id).entered();
-            match statuses.get(&id).map(String::as_str) {
-                Some("dead" | "in_progress") => failed.push(message_id),
-                Some(status) => tracing::debug!(status, "retry message handled"),
-                None => tracing::warn!("retry message names a sync_queue row that no longer exists"),
+        let ids: Vec<Uuid> = wanted.iter().map(|(_, m)| m.sync_queue_id).collect();
+        let targets = self.store.retry_targets(&ids).await?;
+        let mut to_retry: Vec<(String, RetryMessage)> = Vec::new();
+        let mut not_due: Vec<(RetryMessage, Duration)> = Vec::new();
+        for (message_id, message) in wanted {
+            let _span =
+                tracing::info_span!("retry_message", %message_id, sync_queue_id = %message.sync_queue_id).entered();
+            let Some(target) = targets.get(&message.sync_queue_id) else {
+                tracing::warn!("retry message names a sync_queue row that no longer exists");
+                continue;
+            };
+            if target.attempts != message.attempts {
+                tracing::debug!(
+                    row_attempts = target.attempts,
+                    message_attempts = message.attempts,
+                    "stale retry message: the row was retried since"
+                );
+                continue;
             }
+            match target.status.as_str() {
+                "dead" => failed.push(message_id),
+                "completed" => tracing::debug!("retry message for a completed row"),
+                _ if target.leased => tracing::debug!("retry message for a row another run holds"),
+                "pending" | "failed" if target.due_in > RETRY_DUE_SLACK => {
+                    tracing::debug!(
+                        due_in_seconds = target.due_in.as_secs(),
+                        "row not due: sending a fresh message"
+                    );
+                    not_due.push((message, target.due_in.min(MAX_SQS_DELAY)));
+                }
+                _ => to_retry.push((message_id, message)),
+            }
+        }
+        if !not_due.is_empty() {
+            match &self.retry_queue {
+                // If this fails the schedule still retries the rows when they are due.
+                Some(queue) => {
+                    if let Err(error) = queue.schedule(&not_due).await {
+                        tracing::warn!(%error, "could not send fresh retry messages; the schedule will retry");
+                    }
+                }
+                None => tracing::warn!("retry messages but no retry queue configured; the schedule will retry"),
+            }
+        }
+        if to_retry.is_empty() {
+            return Ok(failed);
+        }
+        let wanted: Vec<(Uuid, i32)> = to_retry.iter().map(|(_, m)| (m.sync_queue_id, m.attempts)).collect();
+        let (_, claimed, statuses) = self.retry_items(&wanted).await?;
+        for (message_id, message) in to_retry {
+            let id = message.sync_queue_id;
+            let _span = tracing::info_span!("retry_message", %message_id, sync_queue_id = %id).entered();
+            // A row that failed again or died has a fresh message with its new attempts (a dead row's goes to the
+            // DLQ); one claimed by another run in the meantime is that run's to record.
+            tracing::debug!(
+                claimed = claimed.contains(&id),
+                status = statuses.get(&id).map(String::as_str),
+                "retry message handled"
+            );
         }
         Ok(failed)
     }
@@ -1136,9 +1416,12 @@ impl OutboundSync<crmsync_queue::SqsRetryQueue> {
 }
 
 /// After a redrive, removes from the DLQ the messages whose rows are no longer dead. Returns how many it removed.
+/// Only messages that read as sync retry messages for a sync_queue row that exists and is not dead are removed;
+/// anything else (an unreadable body, a webhook inbox message, a row still dead or gone) stays for an operator.
 pub async fn purge_redriven(store: &PgSyncStore, queue: &crmsync_queue::SqsRetryQueue) -> Result<usize, AppError> {
     let mut removed = 0;
     loop {
+        // Messages left alone stay invisible for this long, so the loop ends once it has seen each one.
         let messages = queue
             .receive_dead(Duration::from_secs(30))
             .await
@@ -1149,19 +1432,18 @@ pub async fn purge_redriven(store: &PgSyncStore, queue: &crmsync_queue::SqsRetry
         let parsed: Vec<(String, Option<Uuid>)> = messages
             .iter()
             .map(|m| {
-                (
-                    m.receipt_handle.clone(),
-                    serde_json::from_str::<RetryMessage>(&m.body)
-                        .ok()
-                        .map(|r| r.sync_queue_id),
-                )
+                let id = serde_json::from_str::<RetryMessage>(&m.body)
+                    .ok()
+                    .filter(|r| r.entity_type.parse::<EntityType>().is_ok())
+                    .map(|r| r.sync_queue_id);
+                (m.receipt_handle.clone(), id)
             })
             .collect();
         let ids: Vec<Uuid> = parsed.iter().filter_map(|(_, id)| *id).collect();
         let statuses = store.statuses(&ids).await?;
         for (receipt, id) in parsed {
-            let still_dead = id.and_then(|id| statuses.get(&id)).is_some_and(|s| s == "dead");
-            if !still_dead {
+            let redriven = id.and_then(|id| statuses.get(&id)).is_some_and(|s| s != "dead");
+            if redriven {
                 queue
                     .delete_dead(&receipt)
                     .await

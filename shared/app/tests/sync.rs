@@ -686,3 +686,326 @@ async fn a_drain_applies_waiting_webhook_events_before_it_sends_anything() {
         "HubSpot's own change is not sent back"
     );
 }
+
+#[tokio::test]
+async fn a_takeover_counts_the_crashed_attempt_so_a_row_that_crashes_every_run_ends_dead() {
+    let app = SyncApp::spawn().await;
+    app.ingest(2, 2).await;
+    // One deal's row has been taken over 7 times already (max 8): the run holding it died each time.
+    app.execute(
+        "UPDATE sync_queue SET status = 'in_progress', locked_until = now() - interval '1 second', locked_by = 'dead-run';
+         UPDATE sync_queue SET attempts = 7
+         WHERE entity_type = 'deal' AND entity_id = (SELECT id FROM deals WHERE deal_name LIKE 'Opportunity 0 %');",
+    )
+    .await;
+    let report = app.drain().await;
+    assert_eq!((report.deals_created, report.dead), (1, 1), "{report:?}");
+    let client = app.db.pool().get().await.unwrap();
+    let dead = client
+        .query_one("SELECT attempts, last_error FROM sync_queue WHERE status = 'dead'", &[])
+        .await
+        .unwrap();
+    assert_eq!(dead.get::<_, i32>(0), 8, "the eighth crash was the last attempt");
+    assert!(dead.get::<_, String>(1).contains("stopped before they finished"));
+    // The others were taken over once: that crashed attempt counts.
+    assert_eq!(
+        app.count("SELECT count(*) FROM sync_queue WHERE status = 'completed' AND attempts = 1")
+            .await,
+        3
+    );
+}
+
+#[tokio::test]
+async fn an_engagement_a_crashed_run_created_is_found_not_duplicated() {
+    let app = SyncApp::spawn().await;
+    app.ingest(1, 1).await;
+    app.drain().await;
+    app.execute(
+        "INSERT INTO activities (id, activity_type, subject, deal_id)
+           SELECT '00000000-0000-0000-0000-00000000ac05', 'note', 'Site visit', id FROM deals;
+         INSERT INTO sync_queue (entity_type, entity_id, operation) VALUES ('activity', '00000000-0000-0000-0000-00000000ac05', 'create');",
+    )
+    .await;
+    // A run created the note, then was killed before its write-back: the row is in progress, attempts 0.
+    let created = app
+        .sync
+        .hubspot()
+        .batch_create(
+            crmsync_hubspot::ObjectType::Notes,
+            &[crmsync_hubspot::CreateInput {
+                properties: [
+                    (
+                        "crmsync_id".to_owned(),
+                        "00000000-0000-0000-0000-00000000ac05".to_owned(),
+                    ),
+                    ("hs_note_body".to_owned(), "Site visit".to_owned()),
+                    ("hs_timestamp".to_owned(), "2026-01-01T00:00:00Z".to_owned()),
+                ]
+                .into_iter()
+                .collect(),
+                associations: vec![],
+            }],
+        )
+        .await
+        .expect("create")
+        .into_results()
+        .remove(0)
+        .expect("created");
+    app.execute(
+        "UPDATE sync_queue SET status = 'in_progress', locked_until = now() - interval '1 second', locked_by = 'killed'
+         WHERE entity_type = 'activity'",
+    )
+    .await;
+    let report = app.drain().await;
+    assert_eq!(report.engagements_created, 0, "{report:?}");
+    assert_eq!(app.sim_objects("notes").await.len(), 1, "no second note");
+    let linked: String = app
+        .db
+        .pool()
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT hubspot_engagement_id FROM activities", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(linked, created.id);
+}
+
+#[tokio::test]
+async fn a_run_whose_lease_expired_cannot_overwrite_the_result_of_the_run_that_took_over() {
+    let app = SyncApp::spawn().await;
+    app.ingest(3, 3).await;
+    let store = app.sync.store();
+    let first = store.claim(100, Duration::from_secs(300), "run-a/1").await.unwrap();
+    assert_eq!(first.len(), 6);
+    app.execute("UPDATE sync_queue SET locked_until = now() - interval '1 second'")
+        .await;
+    let second = store.claim(100, Duration::from_secs(300), "run-b/1").await.unwrap();
+    assert_eq!(second.len(), 6);
+    assert!(second.iter().all(|i| i.taken_over && i.attempts == 1), "{second:?}");
+    let ids: Vec<uuid::Uuid> = first.iter().map(|i| i.id).collect();
+
+    // Run A comes back late: none of its write-backs change a row B holds.
+    let lost = store.complete(&[], &ids, "run-a/1").await.unwrap();
+    assert_eq!(lost.len(), 6);
+    let decision = crmsync_domain::sync::RetryDecision::Dead { attempts: 1 };
+    assert!(store.fail(&ids, "late", decision, "run-a/1").await.unwrap().is_empty());
+    assert_eq!(store.defer(&ids, "late", Duration::ZERO, "run-a/1").await.unwrap(), 0);
+    assert_eq!(
+        app.count("SELECT count(*) FROM sync_queue WHERE status = 'in_progress' AND locked_by = 'run-b/1'")
+            .await,
+        6
+    );
+    // B's own write-back goes through.
+    assert!(store.complete(&[], &ids, "run-b/1").await.unwrap().is_empty());
+    assert_eq!(
+        app.count("SELECT count(*) FROM sync_queue WHERE status = 'completed'")
+            .await,
+        6
+    );
+}
+
+#[tokio::test]
+async fn concurrent_claims_never_split_one_entity_between_runs() {
+    let app = SyncApp::spawn().await;
+    // 60 deals with three queued rows each.
+    app.execute(
+        "INSERT INTO sync_queue (entity_type, entity_id, operation)
+         SELECT 'deal', e.id, 'update' FROM (SELECT gen_random_uuid() AS id FROM generate_series(1, 60)) e,
+                generate_series(1, 3)",
+    )
+    .await;
+    let mut owner: HashMap<uuid::Uuid, String> = HashMap::new();
+    let mut rows = 0;
+    for round in 0..30 {
+        let claims: Vec<_> = (0..6)
+            .map(|n| {
+                let store = app.sync.store().clone();
+                tokio::spawn(async move {
+                    let lease = format!("run-{n}/{round}");
+                    let items = store.claim(4, Duration::from_secs(300), &lease).await.unwrap();
+                    (lease, items)
+                })
+            })
+            .collect();
+        let mut any = false;
+        for claim in claims {
+            let (lease, items) = claim.await.unwrap();
+            any |= !items.is_empty();
+            rows += items.len();
+            let mut per_entity: HashMap<uuid::Uuid, usize> = HashMap::new();
+            for item in &items {
+                *per_entity.entry(item.entity_id).or_default() += 1;
+            }
+            for (entity, count) in per_entity {
+                assert_eq!(count, 3, "a claim takes all of an entity's open rows");
+                if let Some(other) = owner.insert(entity, lease.clone()) {
+                    panic!("entity {entity} claimed by {other} and {lease}");
+                }
+            }
+        }
+        if !any {
+            break;
+        }
+    }
+    assert_eq!(rows, 180);
+}
+
+#[tokio::test]
+async fn a_deal_is_associated_with_its_company_even_when_the_companys_own_update_fails() {
+    let app = SyncApp::spawn().await;
+    app.ingest(1, 1).await;
+    app.drain().await;
+    app.execute(
+        "UPDATE companies SET name = 'Renamed Inc';
+         UPDATE deals SET deal_value = 777;
+         INSERT INTO sync_queue (entity_type, entity_id, operation) SELECT 'company', id, 'update' FROM companies;
+         INSERT INTO sync_queue (entity_type, entity_id, operation) SELECT 'deal', id, 'update' FROM deals;",
+    )
+    .await;
+    // The company's upsert (the round's first call) fails; the company is already in HubSpot, so its deal goes on.
+    app.sim.set_faults(FaultConfig {
+        next: vec![crmsync_hubspot_sim::FaultKind::Locked],
+        ..FaultConfig::default()
+    });
+    let mut config = HubSpotConfig::new(app.sim.base_url(), app.sim.access_token().to_owned().into());
+    config.max_retries = 0;
+    let sync = app.sync_with(HubSpotClient::new(config).unwrap(), None, quick_retries());
+    let report = sync.drain("cli", Duration::from_secs(60)).await.unwrap();
+    assert_eq!(
+        (report.failed, report.deals_updated, report.deferred),
+        (1, 1, 0),
+        "{report:?}"
+    );
+    assert!(app.sim_objects("deals").await[0]["properties"]["amount"] == "777");
+}
+
+#[tokio::test]
+async fn a_deal_whose_company_is_dead_fails_saying_why_instead_of_waiting_forever() {
+    let app = SyncApp::spawn().await;
+    app.ingest(1, 1).await;
+    app.execute(
+        "UPDATE sync_queue SET status = 'dead', last_error = 'permanent: refused' WHERE entity_type = 'company'",
+    )
+    .await;
+    let writes = app.write_requests().await;
+    let report = app.drain().await;
+    assert_eq!(
+        (report.deals_created, report.dead, report.deferred),
+        (0, 1, 0),
+        "{report:?}"
+    );
+    assert_eq!(app.write_requests().await, writes, "the dead company is not sent");
+    let (error, company_id): (String, uuid::Uuid) = {
+        let client = app.db.pool().get().await.unwrap();
+        let row = client
+            .query_one(
+                "SELECT q.last_error, d.company_id FROM sync_queue q JOIN deals d ON d.id = q.entity_id
+                 WHERE q.entity_type = 'deal' AND q.status = 'dead'",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert!(
+        error.contains(&format!("company {company_id} cannot be synced: its sync item is dead")),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_deal_whose_company_was_deleted_fails_saying_why() {
+    let app = SyncApp::spawn().await;
+    app.ingest(1, 1).await;
+    app.execute(
+        "UPDATE companies SET hubspot_sync_status = 'deleted';
+         DELETE FROM sync_queue WHERE entity_type = 'company';",
+    )
+    .await;
+    let report = app.drain().await;
+    assert_eq!((report.deals_created, report.dead), (0, 1), "{report:?}");
+    assert_eq!(
+        app.count("SELECT count(*) FROM sync_queue WHERE status = 'dead' AND last_error LIKE '%cannot be synced: its record is deleted'")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_failing_company_is_not_resent_for_its_waiting_deal_before_its_own_backoff() {
+    let app = SyncApp::spawn().await;
+    app.ingest(1, 1).await;
+    // The company failed and backs off for an hour; its deal is due now.
+    app.execute(
+        "UPDATE sync_queue SET status = 'failed', attempts = 1, next_attempt_at = now() + interval '1 hour'
+         WHERE entity_type = 'company'",
+    )
+    .await;
+    let writes = app.write_requests().await;
+    let report = app.drain().await;
+    assert_eq!((report.deferred, report.companies_created), (1, 0), "{report:?}");
+    assert_eq!(app.write_requests().await, writes);
+    assert_eq!(
+        app.count("SELECT count(*) FROM sync_queue WHERE entity_type = 'deal' AND status = 'pending' AND attempts = 0")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn no_hubspot_batch_starts_after_the_deadline_and_unsent_rows_go_back_without_an_attempt() {
+    let app = SyncApp::spawn().await;
+    app.ingest(5, 5).await;
+    // Every answer takes 1.5 s: the companies' batch starts within the 1 s budget and ends after it.
+    app.sim.set_faults(FaultConfig {
+        slow_rate: 1.0,
+        slow_delay_ms: 1_500,
+        ..FaultConfig::default()
+    });
+    let report = app.sync.drain("cli", Duration::from_secs(1)).await.unwrap();
+    assert_eq!(report.deals_created, 0, "{report:?}");
+    assert_eq!(report.postponed, 5, "{report:?}");
+    assert!(app.sim_objects("deals").await.is_empty(), "no deal batch was started");
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM sync_queue WHERE entity_type = 'deal' AND status = 'pending' AND attempts = 0
+               AND next_attempt_at <= now() AND locked_by IS NULL"
+        )
+        .await,
+        5
+    );
+    app.sim.set_faults(FaultConfig::default());
+    let report = app.drain().await;
+    assert_eq!(report.deals_created, 5, "{report:?}");
+}
+
+#[tokio::test]
+async fn a_run_counts_only_its_own_hubspot_requests_and_closes_runs_that_never_finished() {
+    let app = SyncApp::spawn().await;
+    app.ingest(3, 1).await;
+    app.execute(
+        "INSERT INTO crmsync.sync_runs (trigger, started_at) VALUES ('schedule', now() - interval '2 hours');
+         INSERT INTO crmsync.sync_runs (trigger) VALUES ('cli');",
+    )
+    .await;
+    app.drain().await;
+    app.execute("INSERT INTO sync_queue (entity_type, entity_id, operation) SELECT 'deal', id, 'update' FROM deals")
+        .await;
+    let before = app.sim.total_requests();
+    let report = app.drain().await;
+    assert_eq!(report.hubspot_requests, app.sim.total_requests() - before, "{report:?}");
+    assert_eq!(
+        app.count("SELECT count(*) FROM crmsync.sync_runs WHERE status = 'failed' AND error LIKE 'abandoned:%'")
+            .await,
+        1,
+        "the two-hour-old run is closed"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM crmsync.sync_runs WHERE status = 'running'")
+            .await,
+        1,
+        "a recent run is left alone"
+    );
+}

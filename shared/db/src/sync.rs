@@ -17,6 +17,33 @@ use crate::DbError;
 /// The settings key under which hubspot-setup's pipeline map is stored.
 const PIPELINE_SETTING: &str = "hubspot_pipeline";
 
+/// The advisory lock claims take turns on ("crmsync-claim" folded into 64 bits; distinct from the migration
+/// runner's key).
+const CLAIM_LOCK_KEY: i64 = 0x63_6c_61_69_6d_5f_73_71;
+
+/// How early the retry path may take a row before its next_attempt_at: SQS's delivery is not exact to the second.
+pub const RETRY_DUE_SLACK: Duration = Duration::from_secs(1);
+
+/// Why a company that deals wait for is not brought into a round: see [`PgSyncStore::company_states`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompanyState {
+    /// It cannot be written: the reason.
+    Blocked(String),
+    /// It has its own open queue row, not due yet (backing off).
+    Queued,
+}
+
+/// A sync_queue row as the SQS retry path sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryTarget {
+    pub status: String,
+    pub attempts: i32,
+    /// Until next_attempt_at (zero when due).
+    pub due_in: Duration,
+    /// In progress under a live lease: another run holds it.
+    pub leased: bool,
+}
+
 #[derive(Clone, Debug)]
 pub struct PgSyncStore {
     pool: Pool,
@@ -41,6 +68,9 @@ pub struct QueueStatus {
     pub counts: Vec<(String, String, i64)>,
     pub oldest_pending_age_seconds: Option<f64>,
     pub problems: Vec<ProblemItem>,
+    /// Pending items waiting for another record (a deal for its company): how many, and the newest few.
+    pub waiting_count: i64,
+    pub waiting: Vec<ProblemItem>,
     pub last_runs: Vec<Value>,
 }
 
@@ -54,6 +84,21 @@ pub struct ProblemItem {
     pub attempts: i32,
     pub last_error: Option<String>,
     pub next_attempt_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A pending row put back to wait for another record: [`PgSyncStore::defer`] records why in last_error.
+const WAITING: &str = "last_error LIKE 'waiting for %'";
+
+fn problem_from_row(row: &tokio_postgres::Row) -> ProblemItem {
+    ProblemItem {
+        id: row.get(0),
+        entity_type: row.get(1),
+        entity_id: row.get(2),
+        status: row.get(3),
+        attempts: row.get(4),
+        last_error: row.get(5),
+        next_attempt_at: row.get(6),
+    }
 }
 
 fn hubspot_id_column(entity_type: EntityType) -> (&'static str, &'static str) {
@@ -75,6 +120,7 @@ fn item_from_row(row: &tokio_postgres::Row) -> Result<SyncItem, DbError> {
         entity_id: row.get("entity_id"),
         operation: row.get("operation"),
         attempts: row.get("attempts"),
+        taken_over: row.try_get("taken_over").unwrap_or(false),
     })
 }
 
@@ -87,53 +133,125 @@ impl PgSyncStore {
         &self.pool
     }
 
-    /// Claims up to `limit` due rows (pending, failed and due, or in progress with an expired lease) for `lease`.
-    /// Concurrent claimers never get the same row: SKIP LOCKED passes over rows another claim holds, and a
-    /// claimed row is not due again until its lease expires, which is how a crashed run's rows come back.
-    pub async fn claim(&self, limit: i64, lease: Duration, worker: &str) -> Result<Vec<SyncItem>, DbError> {
-        let client = self.pool.get().await?;
-        let statement = client
-            .prepare_cached(
-                "WITH due AS (
-                   SELECT id FROM sync_queue
-                   WHERE (status IN ('pending', 'failed') AND next_attempt_at <= now())
-                      OR (status = 'in_progress' AND locked_until < now())
-                   ORDER BY next_attempt_at
-                   LIMIT $1
-                   FOR UPDATE SKIP LOCKED
-                 )
-                 UPDATE sync_queue q
-                 SET status = 'in_progress', locked_until = now() + make_interval(secs => $2), locked_by = $3
-                 FROM due WHERE q.id = due.id
-                 RETURNING q.id, q.entity_type, q.entity_id, q.operation, q.attempts",
-            )
+    /// Claims up to `limit` due rows (pending, failed and due, or in progress with an expired lease) for `lease`,
+    /// writing `lease_holder` to `locked_by`, together with every other open row of the same entities.
+    ///
+    /// - Concurrent claimers never get the same row (SKIP LOCKED), and never rows of the same entity: claims take
+    ///   turns on an advisory transaction lock, so each sees the ones before it, and an entity with a row in
+    ///   progress under a live lease is left to that lease's holder. Otherwise run A could load v1 of a deal while
+    ///   run B loads and sends v2, and A's slower v1 would land last.
+    /// - A row in progress whose lease expired (a crashed or timed-out run) is taken over: `taken_over` is set and
+    ///   the crashed run's attempt is counted, so a row that crashes every run still ends dead after max attempts.
+    pub async fn claim(&self, limit: i64, lease: Duration, lease_holder: &str) -> Result<Vec<SyncItem>, DbError> {
+        let seeds = "SELECT q.id, q.entity_type, q.entity_id FROM sync_queue q
+                     WHERE ((q.status IN ('pending', 'failed') AND q.next_attempt_at <= now())
+                         OR (q.status = 'in_progress' AND q.locked_until < now()))
+                       AND NOT EXISTS (SELECT 1 FROM sync_queue o
+                                       WHERE o.entity_type = q.entity_type AND o.entity_id = q.entity_id
+                                         AND o.status = 'in_progress' AND o.locked_until >= now())
+                     ORDER BY q.next_attempt_at
+                     LIMIT $3
+                     FOR UPDATE SKIP LOCKED";
+        self.claim_entities(seeds, &[&lease.as_secs_f64(), &lease_holder, &limit])
+            .await
+    }
+
+    /// Claims the named rows for the SQS retry path, with the same entity rules as [`PgSyncStore::claim`], but only
+    /// where the message is current and the row is due: its attempts still equal the message's (an older message,
+    /// from before a retry the schedule already made, is stale), and its next_attempt_at has passed (within
+    /// [`RETRY_DUE_SLACK`]; SQS delays are capped at 900 s, longer backoffs are not cut short).
+    pub async fn claim_ids(
+        &self,
+        wanted: &[(Uuid, i32)],
+        lease: Duration,
+        lease_holder: &str,
+    ) -> Result<Vec<SyncItem>, DbError> {
+        let ids: Vec<Uuid> = wanted.iter().map(|(id, _)| *id).collect();
+        let attempts: Vec<i32> = wanted.iter().map(|(_, attempts)| *attempts).collect();
+        let seeds = "SELECT q.id, q.entity_type, q.entity_id
+                     FROM sync_queue q JOIN UNNEST($3::uuid[], $4::int4[]) AS w (id, attempts)
+                       ON w.id = q.id AND w.attempts = q.attempts
+                     WHERE ((q.status IN ('pending', 'failed')
+                             AND q.next_attempt_at <= now() + make_interval(secs => $5))
+                         OR (q.status = 'in_progress' AND q.locked_until < now()))
+                       AND NOT EXISTS (SELECT 1 FROM sync_queue o
+                                       WHERE o.entity_type = q.entity_type AND o.entity_id = q.entity_id
+                                         AND o.status = 'in_progress' AND o.locked_until >= now())
+                     FOR UPDATE OF q SKIP LOCKED";
+        self.claim_entities(
+            seeds,
+            &[
+                &lease.as_secs_f64(),
+                &lease_holder,
+                &ids,
+                &attempts,
+                &RETRY_DUE_SLACK.as_secs_f64(),
+            ],
+        )
+        .await
+    }
+
+    /// Claims the rows `seeds` selects (its parameters from $3; $1 is the lease in seconds, $2 the holder) and every
+    /// other open row of their entities, in one transaction holding the claim lock.
+    async fn claim_entities(
+        &self,
+        seeds: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<SyncItem>, DbError> {
+        let mut client = self.pool.get().await?;
+        let transaction = client.transaction().await?;
+        // Claims take turns (a claim is one short statement): each starts its statement after the previous one
+        // committed, so it sees that claim's leases and leaves their entities alone.
+        transaction
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK_KEY])
             .await?;
-        let rows = client
-            .query(&statement, &[&limit, &lease.as_secs_f64(), &worker])
-            .await?;
+        let sql = format!(
+            "WITH seeds AS ({seeds}),
+             claimed AS (
+               SELECT s.id, s.status FROM sync_queue s
+               WHERE (s.entity_type, s.entity_id) IN (SELECT entity_type, entity_id FROM seeds)
+                 AND (s.status IN ('pending', 'failed') OR (s.status = 'in_progress' AND s.locked_until < now()))
+               FOR UPDATE SKIP LOCKED
+             )
+             UPDATE sync_queue q
+             SET status = 'in_progress', locked_until = now() + make_interval(secs => $1), locked_by = $2,
+                 attempts = q.attempts + CASE WHEN claimed.status = 'in_progress' THEN 1 ELSE 0 END
+             FROM claimed WHERE q.id = claimed.id
+             RETURNING q.id, q.entity_type, q.entity_id, q.operation, q.attempts,
+                       claimed.status = 'in_progress' AS taken_over"
+        );
+        let statement = transaction.prepare_cached(&sql).await?;
+        let rows = transaction.query(&statement, params).await?;
+        transaction.commit().await?;
         rows.iter().map(item_from_row).collect()
     }
 
-    /// Claims the given rows if they are still open (pending or failed, due or not, or with an expired lease):
-    /// the SQS retry path, where a message names the row to retry now.
-    pub async fn claim_ids(&self, ids: &[Uuid], lease: Duration, worker: &str) -> Result<Vec<SyncItem>, DbError> {
+    /// The rows the retry path asks about, by id: status, attempts, and how long until they are due.
+    pub async fn retry_targets(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, RetryTarget>, DbError> {
         let client = self.pool.get().await?;
-        let statement = client
-            .prepare_cached(
-                "WITH due AS (
-                   SELECT id FROM sync_queue
-                   WHERE id = ANY($1)
-                     AND (status IN ('pending', 'failed') OR (status = 'in_progress' AND locked_until < now()))
-                   FOR UPDATE SKIP LOCKED
-                 )
-                 UPDATE sync_queue q
-                 SET status = 'in_progress', locked_until = now() + make_interval(secs => $2), locked_by = $3
-                 FROM due WHERE q.id = due.id
-                 RETURNING q.id, q.entity_type, q.entity_id, q.operation, q.attempts",
+        let rows = client
+            .query(
+                "SELECT id, status, attempts,
+                        greatest(EXTRACT(EPOCH FROM next_attempt_at - now())::float8, 0),
+                        status = 'in_progress' AND locked_until >= now()
+                 FROM sync_queue WHERE id = ANY($1)",
+                &[&ids],
             )
             .await?;
-        let rows = client.query(&statement, &[&ids, &lease.as_secs_f64(), &worker]).await?;
-        rows.iter().map(item_from_row).collect()
+        Ok(rows
+            .iter()
+            .map(|row| {
+                (
+                    row.get(0),
+                    RetryTarget {
+                        status: row.get(1),
+                        attempts: row.get(2),
+                        due_in: Duration::from_secs_f64(row.get::<_, f64>(3)),
+                        leased: row.get(4),
+                    },
+                )
+            })
+            .collect())
     }
 
     /// Rows a dry run would take: due now, without claiming them.
@@ -288,6 +406,42 @@ impl PgSyncStore {
             .collect())
     }
 
+    /// Why each of these companies cannot be written for the deals and contacts that wait for it, or that it
+    /// comes on its own: [`CompanyState::Blocked`] when its record is deleted or missing, or its sync item is dead
+    /// with no open one after it; [`CompanyState::Queued`] when it has an open queue row that is not due (backing
+    /// off after a failure: it is retried on its own schedule, not every time a waiting deal is tried). Companies
+    /// not in the map may be brought into a round, even one another run holds: its deals would otherwise wait
+    /// for a wake-up that can race with that run's write-back (the upsert key makes the second write harmless).
+    pub async fn company_states(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, CompanyState>, DbError> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT k.id, c.id IS NULL OR c.hubspot_sync_status = 'deleted',
+                        EXISTS (SELECT 1 FROM sync_queue q WHERE q.entity_type = 'company' AND q.entity_id = k.id
+                                AND q.status IN ('pending', 'failed') AND q.next_attempt_at > now()),
+                        EXISTS (SELECT 1 FROM sync_queue q WHERE q.entity_type = 'company' AND q.entity_id = k.id
+                                AND q.status IN ('pending', 'failed', 'in_progress')),
+                        (SELECT coalesce(q.last_error, 'no error recorded') FROM sync_queue q
+                         WHERE q.entity_type = 'company' AND q.entity_id = k.id AND q.status = 'dead'
+                         ORDER BY q.updated_at DESC LIMIT 1)
+                 FROM UNNEST($1::uuid[]) AS k (id) LEFT JOIN companies c ON c.id = k.id",
+            )
+            .await?;
+        let mut states = HashMap::new();
+        for row in client.query(&statement, &[&ids]).await? {
+            let (id, gone, not_due, open): (Uuid, bool, bool, bool) = (row.get(0), row.get(1), row.get(2), row.get(3));
+            let dead: Option<String> = row.get(4);
+            let state = match (gone, not_due, open, dead) {
+                (true, ..) => CompanyState::Blocked("its record is deleted".into()),
+                (false, true, ..) => CompanyState::Queued,
+                (false, false, false, Some(error)) => CompanyState::Blocked(format!("its sync item is dead ({error})")),
+                (false, false, ..) => continue,
+            };
+            states.insert(id, state);
+        }
+        Ok(states)
+    }
+
     /// The property hashes last written, per entity.
     pub async fn property_hashes(
         &self,
@@ -336,11 +490,47 @@ impl PgSyncStore {
     /// hubspot_sync_status 'synced', last_hubspot_sync, the new property hashes, the echo ledger, and
     /// sync_queue rows 'completed'. If this never commits (a crash), the rows come back when their lease
     /// expires and the upsert key makes the resend harmless.
-    pub async fn complete(&self, synced: &[SyncedEntity], item_ids: &[Uuid]) -> Result<(), DbError> {
+    ///
+    /// Only rows still in progress under `lease_holder` are completed. An entity with a claimed row that is not
+    /// (the lease expired and another run took it over) is not written back either: the taker's result stands.
+    /// Entities without rows here (a company brought in for its deals) are written back. Returns the ids of the
+    /// rows whose lease was lost.
+    pub async fn complete(
+        &self,
+        synced: &[SyncedEntity],
+        item_ids: &[Uuid],
+        lease_holder: &str,
+    ) -> Result<Vec<Uuid>, DbError> {
         let mut client = self.pool.get().await?;
         let transaction = client.transaction().await?;
+        let statement = transaction
+            .prepare_cached(
+                "SELECT id, entity_type, entity_id, status = 'in_progress' AND locked_by IS NOT DISTINCT FROM $2
+                 FROM sync_queue WHERE id = ANY($1) FOR UPDATE",
+            )
+            .await?;
+        let mut lost = Vec::new();
+        let mut lost_entities: Vec<(String, Uuid)> = Vec::new();
+        for row in transaction.query(&statement, &[&item_ids, &lease_holder]).await? {
+            if !row.get::<_, bool>(3) {
+                lost.push(row.get(0));
+                lost_entities.push((row.get(1), row.get(2)));
+            }
+        }
+        let synced: Vec<&SyncedEntity> = synced
+            .iter()
+            .filter(|s| {
+                !lost_entities
+                    .iter()
+                    .any(|(t, id)| t == s.entity_type.as_str() && *id == s.entity_id)
+            })
+            .collect();
         for entity_type in EntityType::SYNC_ORDER {
-            let of_type: Vec<&SyncedEntity> = synced.iter().filter(|s| s.entity_type == entity_type).collect();
+            let of_type: Vec<&SyncedEntity> = synced
+                .iter()
+                .copied()
+                .filter(|s| s.entity_type == entity_type)
+                .collect();
             if of_type.is_empty() {
                 continue;
             }
@@ -356,7 +546,7 @@ impl PgSyncStore {
             let statement = transaction.prepare_cached(&sql).await?;
             transaction.execute(&statement, &[&ids, &hubspot_ids]).await?;
         }
-        write_hashes(&transaction, synced).await?;
+        write_hashes(&transaction, &synced).await?;
         // Deals that were waiting for one of these companies are due now, not after their wait.
         let companies: Vec<Uuid> = synced
             .iter()
@@ -377,65 +567,119 @@ impl PgSyncStore {
             .prepare_cached(
                 "UPDATE sync_queue SET status = 'completed', completed_at = now(), locked_until = NULL,
                         locked_by = NULL, last_error = NULL
-                 WHERE id = ANY($1)",
+                 WHERE id = ANY($1) AND status = 'in_progress' AND locked_by = $2",
             )
             .await?;
-        transaction.execute(&statement, &[&item_ids]).await?;
+        transaction.execute(&statement, &[&item_ids, &lease_holder]).await?;
         transaction.commit().await?;
-        Ok(())
+        Ok(lost)
     }
 
-    /// Completes rows that needed no HubSpot call (nothing changed since the last sync).
-    pub async fn complete_unchanged(&self, item_ids: &[Uuid]) -> Result<(), DbError> {
-        self.complete(&[], item_ids).await
-    }
-
-    /// Records a failure: 'failed' with the next attempt time, or 'dead' when attempts are spent.
-    pub async fn fail(&self, item_ids: &[Uuid], error: &str, decision: RetryDecision) -> Result<(), DbError> {
+    /// Records a failure: 'failed' with the next attempt time, or 'dead' when attempts are spent. Only rows still
+    /// in progress under `lease_holder` change; returns the ids that did.
+    pub async fn fail(
+        &self,
+        item_ids: &[Uuid],
+        error: &str,
+        decision: RetryDecision,
+        lease_holder: &str,
+    ) -> Result<Vec<Uuid>, DbError> {
         let client = self.pool.get().await?;
         let error: String = error.chars().take(2_000).collect();
-        match decision {
-            RetryDecision::RetryAfter { delay, attempts } => {
-                client
-                    .execute(
-                        "UPDATE sync_queue SET status = 'failed', attempts = $2, last_error = $3,
+        let rows =
+            match decision {
+                RetryDecision::RetryAfter { delay, attempts } => {
+                    client
+                        .query(
+                            "UPDATE sync_queue SET status = 'failed', attempts = $2, last_error = $3,
                                 next_attempt_at = now() + make_interval(secs => $4), locked_until = NULL,
                                 locked_by = NULL
-                         WHERE id = ANY($1)",
-                        &[&item_ids, &attempts, &error, &delay.as_secs_f64()],
-                    )
-                    .await?;
-            }
-            RetryDecision::Dead { attempts } => {
-                client
-                    .execute(
+                         WHERE id = ANY($1) AND status = 'in_progress' AND locked_by = $5
+                         RETURNING id",
+                            &[&item_ids, &attempts, &error, &delay.as_secs_f64(), &lease_holder],
+                        )
+                        .await?
+                }
+                RetryDecision::Dead { attempts } => client
+                    .query(
                         "UPDATE sync_queue SET status = 'dead', attempts = $2, last_error = $3, locked_until = NULL,
                                 locked_by = NULL
-                         WHERE id = ANY($1)",
-                        &[&item_ids, &attempts, &error],
+                         WHERE id = ANY($1) AND status = 'in_progress' AND locked_by = $4
+                         RETURNING id",
+                        &[&item_ids, &attempts, &error, &lease_holder],
                     )
-                    .await?;
-            }
-        }
-        Ok(())
+                    .await?,
+            };
+        Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
-    /// Puts rows back without counting an attempt: they wait for something else (a deal for its company).
-    pub async fn defer(&self, item_ids: &[Uuid], reason: &str, delay: Duration) -> Result<(), DbError> {
+    /// Puts rows back without counting an attempt: they wait for something else (a deal for its company), or the
+    /// run's time ran out before they were sent (`delay` zero). Only rows still in progress under `lease_holder`
+    /// change; returns how many did.
+    pub async fn defer(
+        &self,
+        item_ids: &[Uuid],
+        reason: &str,
+        delay: Duration,
+        lease_holder: &str,
+    ) -> Result<u64, DbError> {
         let client = self.pool.get().await?;
-        client
+        Ok(client
             .execute(
                 "UPDATE sync_queue SET status = 'pending', last_error = $2,
                         next_attempt_at = now() + make_interval(secs => $3), locked_until = NULL, locked_by = NULL
-                 WHERE id = ANY($1)",
-                &[&item_ids, &reason, &delay.as_secs_f64()],
+                 WHERE id = ANY($1) AND status = 'in_progress' AND locked_by = $4",
+                &[&item_ids, &reason, &delay.as_secs_f64(), &lease_holder],
             )
-            .await?;
-        Ok(())
+            .await?)
     }
 
-    pub async fn start_run(&self, trigger: &str) -> Result<Uuid, DbError> {
+    /// Records a new run. First closes runs still 'running' after `abandon_after` (killed, or timed out before
+    /// they could record their end): 'failed' with an error saying they were abandoned. (0004's status check has no
+    /// 'abandoned'; a run that is in fact still going overwrites this when it finishes.)
+    /// Puts rows back to wait for their company (`(row id, company id)` pairs), like [`PgSyncStore::defer`]. A row
+    /// whose company reached HubSpot meanwhile (another run wrote it while this one held the row, after that run's
+    /// write-back woke the waiting deals) is due at once instead of after `delay`.
+    pub async fn defer_for_companies(
+        &self,
+        waiting: &[(Uuid, Uuid)],
+        delay: Duration,
+        lease_holder: &str,
+    ) -> Result<u64, DbError> {
         let client = self.pool.get().await?;
+        let ids: Vec<Uuid> = waiting.iter().map(|(id, _)| *id).collect();
+        let companies: Vec<Uuid> = waiting.iter().map(|(_, company)| *company).collect();
+        let statement = client
+            .prepare_cached(
+                "UPDATE sync_queue q SET status = 'pending',
+                        last_error = 'waiting for company ' || k.company_id || ' to reach HubSpot',
+                        next_attempt_at = CASE WHEN c.hubspot_company_id IS NULL
+                                               THEN now() + make_interval(secs => $3) ELSE now() END,
+                        locked_until = NULL, locked_by = NULL
+                 FROM UNNEST($1::uuid[], $2::uuid[]) AS k (id, company_id)
+                      LEFT JOIN companies c ON c.id = k.company_id
+                 WHERE q.id = k.id AND q.status = 'in_progress' AND q.locked_by = $4",
+            )
+            .await?;
+        Ok(client
+            .execute(&statement, &[&ids, &companies, &delay.as_secs_f64(), &lease_holder])
+            .await?)
+    }
+
+    pub async fn start_run(&self, trigger: &str, abandon_after: Duration) -> Result<Uuid, DbError> {
+        let client = self.pool.get().await?;
+        let abandoned = client
+            .execute(
+                "UPDATE crmsync.sync_runs
+                 SET status = 'failed', finished_at = now(),
+                     error = 'abandoned: no end recorded within ' || $1::text || ' s (killed or timed out)'
+                 WHERE status = 'running' AND started_at < now() - make_interval(secs => $2)",
+                &[&abandon_after.as_secs().to_string(), &abandon_after.as_secs_f64()],
+            )
+            .await?;
+        if abandoned > 0 {
+            tracing::warn!(runs = abandoned, "marked sync runs that never finished as abandoned");
+        }
         let row = client
             .query_one(
                 "INSERT INTO crmsync.sync_runs (trigger) VALUES ($1) RETURNING id",
@@ -483,6 +727,25 @@ impl PgSyncStore {
             .await?
             .get(0);
         let problems = self.problem_items(&client, &["failed", "dead"], problems_limit).await?;
+        let waiting_count: i64 = client
+            .query_one(
+                &format!("SELECT count(*) FROM sync_queue WHERE status = 'pending' AND {WAITING}"),
+                &[],
+            )
+            .await?
+            .get(0);
+        let waiting = client
+            .query(
+                &format!(
+                    "SELECT id, entity_type, entity_id, status, attempts, last_error, next_attempt_at FROM sync_queue
+                     WHERE status = 'pending' AND {WAITING} ORDER BY updated_at DESC LIMIT $1"
+                ),
+                &[&problems_limit],
+            )
+            .await?
+            .iter()
+            .map(problem_from_row)
+            .collect();
         let last_runs = client
             .query(
                 "SELECT jsonb_build_object('id', id, 'trigger', trigger, 'status', status, 'started_at', started_at,
@@ -498,6 +761,8 @@ impl PgSyncStore {
             counts,
             oldest_pending_age_seconds: oldest,
             problems,
+            waiting_count,
+            waiting,
             last_runs,
         })
     }
@@ -515,18 +780,7 @@ impl PgSyncStore {
                 &[&statuses, &limit],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|row| ProblemItem {
-                id: row.get(0),
-                entity_type: row.get(1),
-                entity_id: row.get(2),
-                status: row.get(3),
-                attempts: row.get(4),
-                last_error: row.get(5),
-                next_attempt_at: row.get(6),
-            })
-            .collect())
+        Ok(rows.iter().map(problem_from_row).collect())
     }
 
     /// Dead rows, newest first.
@@ -556,7 +810,7 @@ impl PgSyncStore {
 /// Property rows written per statement: bounds the size of one message (and the process's peak memory).
 const HASH_ROWS_PER_STATEMENT: usize = 20_000;
 
-async fn write_hashes(client: &impl GenericClient, synced: &[SyncedEntity]) -> Result<(), DbError> {
+async fn write_hashes(client: &impl GenericClient, synced: &[&SyncedEntity]) -> Result<(), DbError> {
     let mut start = 0;
     while start < synced.len() {
         let mut end = start;
@@ -571,7 +825,7 @@ async fn write_hashes(client: &impl GenericClient, synced: &[SyncedEntity]) -> R
     Ok(())
 }
 
-async fn write_hash_rows(client: &impl GenericClient, synced: &[SyncedEntity]) -> Result<(), DbError> {
+async fn write_hash_rows(client: &impl GenericClient, synced: &[&SyncedEntity]) -> Result<(), DbError> {
     let mut entity_types = Vec::new();
     let mut entity_ids = Vec::new();
     let mut properties = Vec::new();

@@ -63,8 +63,12 @@ pub struct SyncItem {
     pub entity_type: EntityType,
     pub entity_id: Uuid,
     pub operation: String,
-    /// Attempts made before this one.
+    /// Attempts made before this one. A takeover of a crashed run's lease counts the crashed run's attempt, so a
+    /// row that crashes every run it is in still ends dead after max attempts.
     pub attempts: i32,
+    /// True when this claim took the row over from a run whose lease expired: that run may have reached HubSpot
+    /// before it died (an engagement it created has no unique key, so look it up before creating another).
+    pub taken_over: bool,
 }
 
 /// The body of a message on the SQS retry queue: which sync_queue row to retry.
