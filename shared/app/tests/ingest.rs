@@ -293,11 +293,54 @@ async fn invalid_matches_are_rejected_by_index_and_field_while_valid_ones_commit
 }
 
 #[tokio::test]
-async fn a_match_the_database_refuses_is_isolated_and_its_neighbours_still_commit() {
+async fn a_nul_character_is_rejected_with_its_field_before_the_database_sees_it() {
     let app = TestApp::spawn().await;
     let mut poisoned = embedded(2, 2, 50.0);
-    // Valid JSON and a valid string, but PostgreSQL text cannot hold NUL: only the database can refuse it.
+    // Valid JSON and a valid string, but PostgreSQL text cannot hold NUL: validation names the field.
     poisoned["opportunity"]["agency"] = json!("Department of\u{0000}Defense");
+    let mut poisoned_reasons = embedded(4, 4, 50.0);
+    poisoned_reasons["match_reasons"] = json!({ "naics": ["5415\u{0000}12"] });
+    let report = app
+        .ingest(json!({ "matches": [embedded(1, 1, 50.0), poisoned, embedded(3, 3, 50.0), poisoned_reasons] }))
+        .await;
+    assert_eq!(report.deals_created, 2);
+    let rejected: Vec<(usize, Option<&str>, &str)> = report
+        .rejected
+        .iter()
+        .map(|r| (r.index, r.field.as_deref(), r.error.as_str()))
+        .collect();
+    assert_eq!(
+        rejected,
+        vec![
+            (
+                1,
+                Some("opportunity.agency"),
+                "opportunity.agency: must not contain a NUL character"
+            ),
+            (
+                3,
+                Some("match_reasons"),
+                "match_reasons: must not contain a NUL character"
+            ),
+        ]
+    );
+    assert_eq!(app.count("SELECT count(*) FROM opportunities").await, 2);
+    assert_eq!(app.count("SELECT count(*) FROM sync_queue").await, 4);
+}
+
+#[tokio::test]
+async fn a_match_the_database_refuses_is_isolated_and_its_neighbours_still_commit() {
+    let app = TestApp::spawn().await;
+    // Break the real database: a constraint that validation knows nothing about, so only the database refuses.
+    app.client()
+        .await
+        .batch_execute(
+            "ALTER TABLE opportunities ADD CONSTRAINT test_refuses_poison CHECK (agency IS DISTINCT FROM 'Poison')",
+        )
+        .await
+        .unwrap();
+    let mut poisoned = embedded(2, 2, 50.0);
+    poisoned["opportunity"]["agency"] = json!("Poison");
     let report = app
         .ingest(json!({ "matches": [embedded(1, 1, 50.0), poisoned, embedded(3, 3, 50.0)] }))
         .await;

@@ -5,7 +5,7 @@
 //! null. Text is trimmed; empty text counts as absent.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
-use rust_decimal::{Decimal, RoundingStrategy};
+use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::str::FromStr;
@@ -21,6 +21,10 @@ const MAX_AMOUNT: Decimal = Decimal::from_parts(0xA4C6_7FFF, 0x0003_8D7E, 0, fal
 /// Match scores keep three decimals (numeric(6,3)): enough that every score whose ×0.8 ends in exactly .5
 /// (such as 85.625) is stored as given, so the win probability's half-up rounding is the guide's.
 pub const SCORE_SCALE: u32 = 3;
+/// Readiness scores keep two decimals (numeric(5,2)).
+pub const READINESS_SCALE: u32 = 2;
+/// Amounts keep cents (numeric(15,2)).
+pub const AMOUNT_SCALE: u32 = 2;
 const MAX_TEXT: usize = 1_000;
 const MAX_LONG_TEXT: usize = 100_000;
 
@@ -146,13 +150,21 @@ impl Contractor {
 impl MatchSpec {
     /// Step B: the deal this match becomes; the company is named after its contractor.
     pub fn deal(&self) -> DealFields {
-        DealFields {
-            deal_name: rules::deal_name(&self.opportunity.title, &self.contractor.name),
-            deal_value: self.opportunity.estimated_value,
-            expected_close_date: self.opportunity.deadline,
-            match_score: self.match_score,
-            win_probability: rules::win_probability(self.match_score),
-            priority: rules::deal_priority(self.opportunity.priority_flag.as_deref()),
+        DealFields::derive(&self.opportunity, &self.contractor, self.match_score)
+    }
+}
+
+impl DealFields {
+    /// Step B from its three sources: the opportunity, the contractor (whose company names the deal) and the
+    /// match's score. A batch that carries one notice or UEI twice builds every deal from the copy it stores.
+    pub fn derive(opportunity: &Opportunity, contractor: &Contractor, match_score: Decimal) -> Self {
+        Self {
+            deal_name: rules::deal_name(&opportunity.title, &contractor.name),
+            deal_value: opportunity.estimated_value,
+            expected_close_date: opportunity.deadline,
+            match_score,
+            win_probability: rules::win_probability(match_score),
+            priority: rules::deal_priority(opportunity.priority_flag.as_deref()),
         }
     }
 }
@@ -247,6 +259,9 @@ pub fn parse_match(item: &Value) -> Result<MatchInput, DomainError> {
         .decimal("match_score", Decimal::ZERO, Decimal::ONE_HUNDRED, SCORE_SCALE)?
         .ok_or_else(|| DomainError::invalid("match_score", "is required (a number from 0 to 100)"))?;
     let match_reasons = object.get("match_reasons").filter(|v| !v.is_null()).cloned();
+    if match_reasons.as_ref().is_some_and(contains_nul) {
+        return Err(DomainError::invalid("match_reasons", NUL_MESSAGE));
+    }
     Ok(MatchInput::Embedded(Box::new(MatchSpec {
         opportunity,
         contractor,
@@ -273,7 +288,7 @@ fn parse_opportunity(value: Option<&Value>) -> Result<Opportunity, DomainError> 
         psc_code: f.text("psc_code", 10)?,
         set_aside: f.text("set_aside", 100)?,
         notice_type: f.text("notice_type", 100)?,
-        estimated_value: f.decimal("estimated_value", Decimal::ZERO, MAX_AMOUNT, 2)?,
+        estimated_value: f.decimal("estimated_value", Decimal::ZERO, MAX_AMOUNT, AMOUNT_SCALE)?,
         posted_date: f.date("posted_date")?,
         deadline: f.date("deadline")?,
         priority_flag: f.text("priority_flag", 50)?,
@@ -320,7 +335,7 @@ fn parse_contractor(value: Option<&Value>) -> Result<Contractor, DomainError> {
         zip: f.text("zip", 20)?,
         primary_naics: f.naics("primary_naics")?,
         sam_registered: f.boolean("sam_registered")?,
-        readiness_score: f.decimal("readiness_score", Decimal::ZERO, Decimal::ONE_HUNDRED, 2)?,
+        readiness_score: f.decimal("readiness_score", Decimal::ZERO, Decimal::ONE_HUNDRED, READINESS_SCALE)?,
     })
 }
 
@@ -336,6 +351,31 @@ pub fn looks_like_email(text: &str) -> bool {
         }
         _ => false,
     }
+}
+
+/// PostgreSQL's text and jsonb cannot hold U+0000; caught here so the rejection names the field.
+const NUL_MESSAGE: &str = "must not contain a NUL character";
+
+/// True when any string or object key anywhere in `value` holds U+0000.
+fn contains_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(object) => object
+            .iter()
+            .any(|(key, item)| key.contains('\0') || contains_nul(item)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
+}
+
+/// Significant digits after the decimal point in a plain number's text (trailing zeros do not count). Numbers in
+/// exponent form are judged by their parsed value alone.
+fn fraction_digits(text: &str) -> usize {
+    if text.contains(['e', 'E']) {
+        return 0;
+    }
+    text.split_once('.')
+        .map_or(0, |(_, fraction)| fraction.trim_end_matches('0').len())
 }
 
 fn required_object<'a>(value: Option<&'a Value>, field: &str) -> Result<&'a Map<String, Value>, DomainError> {
@@ -370,6 +410,9 @@ impl Fields<'_> {
         if text.is_empty() {
             return Ok(None);
         }
+        if text.contains('\0') {
+            return Err(self.error(key, NUL_MESSAGE));
+        }
         if text.chars().count() > max_chars {
             return Err(self.error(key, format!("must be at most {max_chars} characters")));
         }
@@ -396,7 +439,10 @@ impl Fields<'_> {
         Ok(Some(code))
     }
 
-    /// A number (JSON number or numeric string) within `min..=max`, rounded to `scale` decimals half away from zero.
+    /// A number (JSON number or numeric string) within `min..=max` with at most `scale` decimals (trailing zeros
+    /// aside), kept exactly as given. More decimals than the column holds are rejected, not rounded: rounding
+    /// first would move values across the guide's thresholds (readiness 79.995 would become 80.00, qualified;
+    /// score 85.6245 would become 85.625, whose ×0.8 rounds up), so the rules always see the stored value.
     fn decimal(&self, key: &str, min: Decimal, max: Decimal, scale: u32) -> Result<Option<Decimal>, DomainError> {
         let text = match self.present(key) {
             None => return Ok(None),
@@ -411,11 +457,13 @@ impl Fields<'_> {
         if number < min || number > max {
             return Err(self.error(key, format!("must be between {min} and {max}, got {text}")));
         }
-        Ok(Some(
-            number
-                .round_dp_with_strategy(scale, RoundingStrategy::MidpointAwayFromZero)
-                .normalize(),
-        ))
+        let number = number.normalize();
+        // The text is checked too: a decimal parser rounds digits beyond its 28-digit precision, which would let
+        // 79.99999999999999999999999999999 through as 80.
+        if number.scale() > scale || fraction_digits(&text) > scale as usize {
+            return Err(self.error(key, format!("must have at most {scale} decimal places, got {text}")));
+        }
+        Ok(Some(number))
     }
 
     /// A date as `YYYY-MM-DD` or an RFC 3339 date-time (its date as written, in its own offset), 1990..=2100.
@@ -640,15 +688,15 @@ mod tests {
     #[test]
     fn numbers_may_come_as_strings_and_dates_as_timestamps() {
         let mut value = valid_match();
-        value["match_score"] = json!("85.6254");
-        value["opportunity"]["estimated_value"] = json!("1000.005");
+        value["match_score"] = json!("85.6250");
+        value["opportunity"]["estimated_value"] = json!("1000.010");
         value["opportunity"]["deadline"] = json!("2027-05-01T17:00:00-04:00");
         value["opportunity"]["naics_code"] = json!(541512);
         let spec = embedded(&value);
         assert_eq!(
             spec.match_score,
             Decimal::from_str("85.625").unwrap(),
-            "scores keep three decimals"
+            "scores keep three decimals; trailing zeros are not decimals"
         );
         assert_eq!(spec.deal().win_probability, 69, "85.625 × 0.8 = 68.5 rounds up");
         assert_eq!(
@@ -661,6 +709,183 @@ mod tests {
             "the date as written"
         );
         assert_eq!(spec.opportunity.naics_code.as_deref(), Some("541512"));
+    }
+
+    #[test]
+    fn numbers_are_kept_exactly_or_rejected_never_rounded_across_a_rule() {
+        // (case, field, JSON value, Ok(stored value) or Err(message suffix))
+        let cases: Vec<(&str, &str, Value, Result<&str, &str>)> = vec![
+            ("readiness just below 80", "readiness_score", json!(79.99), Ok("79.99")),
+            ("readiness 80", "readiness_score", json!(80), Ok("80")),
+            ("readiness 80.000 is 80", "readiness_score", json!("80.000"), Ok("80")),
+            (
+                "readiness 79.995 is not rounded up to 80",
+                "readiness_score",
+                json!(79.995),
+                Err("must have at most 2 decimal places, got 79.995"),
+            ),
+            (
+                "readiness with 31 decimals is not rounded by the parser",
+                "readiness_score",
+                json!("79.9999999999999999999999999999999"),
+                Err("must have at most 2 decimal places, got 79.9999999999999999999999999999999"),
+            ),
+            ("score with three decimals", "match_score", json!(85.625), Ok("85.625")),
+            ("score as a string", "match_score", json!("85.6250"), Ok("85.625")),
+            (
+                "score 85.6245 is not rounded to 85.625",
+                "match_score",
+                json!(85.6245),
+                Err("must have at most 3 decimal places, got 85.6245"),
+            ),
+            ("score 100", "match_score", json!(100), Ok("100")),
+            ("amount in cents", "estimated_value", json!(1000.01), Ok("1000.01")),
+            ("amount in exponent form", "estimated_value", json!("1.5e3"), Ok("1500")),
+            (
+                "amount in tenths of a cent",
+                "estimated_value",
+                json!(1000.005),
+                Err("must have at most 2 decimal places, got 1000.005"),
+            ),
+        ];
+        for (case, field, input, expected) in cases {
+            let mut value = valid_match();
+            let path = match field {
+                "readiness_score" => {
+                    value["contractor"][field] = input;
+                    format!("contractor.{field}")
+                }
+                "estimated_value" => {
+                    value["opportunity"][field] = input;
+                    format!("opportunity.{field}")
+                }
+                _ => {
+                    value[field] = input;
+                    field.to_owned()
+                }
+            };
+            match (parse_match(&value), expected) {
+                (Ok(MatchInput::Embedded(spec)), Ok(stored)) => {
+                    let got = match field {
+                        "readiness_score" => spec.contractor.readiness_score,
+                        "estimated_value" => spec.opportunity.estimated_value,
+                        _ => Some(spec.match_score),
+                    };
+                    assert_eq!(got.map(|d| d.to_string()).as_deref(), Some(stored), "case: {case}");
+                }
+                (Err(error), Err(message)) => {
+                    assert_eq!(error.field(), Some(path.as_str()), "case: {case}");
+                    assert_eq!(error.to_string(), format!("{path}: {message}"), "case: {case}");
+                }
+                (got, expected) => panic!("case: {case}: got {got:?}, expected {expected:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_rules_see_the_value_as_given() {
+        let cases = [
+            ("79.99", QualificationStatus::Unqualified),
+            ("80", QualificationStatus::Qualified),
+            ("80.00", QualificationStatus::Qualified),
+        ];
+        for (readiness, status) in cases {
+            let mut value = valid_match();
+            value["contractor"]["readiness_score"] = json!(readiness);
+            assert_eq!(
+                embedded(&value).contractor.company().qualification_status,
+                status,
+                "{readiness}"
+            );
+        }
+        let mut value = valid_match();
+        value["contractor"]["readiness_score"] = json!(79.995);
+        assert!(
+            parse_match(&value).is_err(),
+            "79.995 is refused, not qualified as 80.00"
+        );
+        for (score, probability) in [("85.625", 69), ("85.624", 68), ("0.625", 1), ("100", 80)] {
+            let mut value = valid_match();
+            value["match_score"] = json!(score);
+            assert_eq!(embedded(&value).deal().win_probability, probability, "{score}");
+        }
+    }
+
+    #[test]
+    fn a_nul_character_is_rejected_with_the_field_it_is_in() {
+        type Mutation = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(Mutation, &str)> = vec![
+            (
+                Box::new(|m| m["opportunity"]["title"] = json!("Cloud\u{0}")),
+                "opportunity.title",
+            ),
+            (
+                Box::new(|m| m["opportunity"]["notice_id"] = json!("N\u{0}1")),
+                "opportunity.notice_id",
+            ),
+            (
+                Box::new(|m| m["opportunity"]["agency"] = json!("Department of\u{0}Defense")),
+                "opportunity.agency",
+            ),
+            (
+                Box::new(|m| m["opportunity"]["description"] = json!("\u{0}")),
+                "opportunity.description",
+            ),
+            (
+                Box::new(|m| m["opportunity"]["url"] = json!("https://sam.gov/\u{0}")),
+                "opportunity.url",
+            ),
+            (
+                Box::new(|m| m["opportunity"]["priority_flag"] = json!("FAST_TRACK\u{0}")),
+                "opportunity.priority_flag",
+            ),
+            (
+                Box::new(|m| m["contractor"]["name"] = json!("Acme\u{0}")),
+                "contractor.name",
+            ),
+            (
+                Box::new(|m| m["contractor"]["source"] = json!("sam\u{0}")),
+                "contractor.source",
+            ),
+            (
+                Box::new(|m| m["contractor"]["website"] = json!("acme.example\u{0}")),
+                "contractor.website",
+            ),
+            (
+                Box::new(|m| m["contractor"]["phone"] = json!("555\u{0}0100")),
+                "contractor.phone",
+            ),
+            (
+                Box::new(|m| m["contractor"]["address"] = json!("1 Main St\u{0}")),
+                "contractor.address",
+            ),
+            (
+                Box::new(|m| m["contractor"]["zip"] = json!("22201\u{0}")),
+                "contractor.zip",
+            ),
+            (
+                Box::new(|m| m["match_reasons"] = json!(["naics\u{0}"])),
+                "match_reasons",
+            ),
+            (
+                Box::new(|m| m["match_reasons"] = json!({ "deep": [{ "why": "a\u{0}b" }] })),
+                "match_reasons",
+            ),
+            (
+                Box::new(|m| m["match_reasons"] = json!({ "key\u{0}": 1 })),
+                "match_reasons",
+            ),
+        ];
+        for (mutate, field) in cases {
+            let mut value = valid_match();
+            mutate(&mut value);
+            let error = parse_match(&value).expect_err(field);
+            assert_eq!(error.field(), Some(field));
+            assert_eq!(error.to_string(), format!("{field}: must not contain a NUL character"));
+        }
+        let mut fine = valid_match();
+        fine["match_reasons"] = json!({ "naics": ["541512"], "score": 1.5, "ok": true, "none": null });
+        assert!(embedded(&fine).match_reasons.is_some());
     }
 
     #[test]
