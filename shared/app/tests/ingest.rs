@@ -236,6 +236,239 @@ async fn changed_contractor_data_updates_the_company_and_queues_one_update() {
     assert_eq!(ops, vec!["create", "update"]);
 }
 
+/// Applies HubSpot edits as the webhook applier does (crmsync_db::inbox: the column, then the field's change time
+/// and hash as HubSpot's), and marks everything synced: company website and phone, deal priority.
+async fn apply_hubspot_edits(app: &TestApp) -> (uuid::Uuid, uuid::Uuid) {
+    use crmsync_db::inbox;
+    use crmsync_domain::webhook::ObjectKind;
+    let client = app.client().await;
+    let company_id: uuid::Uuid = client.query_one("SELECT id FROM companies", &[]).await.unwrap().get(0);
+    let deal_id: uuid::Uuid = client.query_one("SELECT id FROM deals", &[]).await.unwrap().get(0);
+    client
+        .batch_execute(
+            "UPDATE companies SET hubspot_company_id = 'hs-company-1', hubspot_sync_status = 'synced';
+             UPDATE deals SET hubspot_deal_id = 'hs-deal-1', hubspot_sync_status = 'synced';
+             UPDATE sync_queue SET status = 'completed';",
+        )
+        .await
+        .unwrap();
+    let at = chrono::Utc::now();
+    let edits = [
+        (
+            ObjectKind::Company,
+            company_id,
+            "website",
+            "website",
+            "https://acme-from-hubspot.example",
+        ),
+        (ObjectKind::Company, company_id, "phone", "phone", "+1 202 555 0199"),
+        (ObjectKind::Deal, deal_id, "priority", "hs_priority", "low"),
+    ];
+    for (kind, id, column, property, value) in edits {
+        inbox::set_column(&client, kind, id, column, Some(value)).await.unwrap();
+        inbox::record_applied(&client, kind, id, column, at, property, "hash-from-hubspot")
+            .await
+            .unwrap();
+    }
+    (company_id, deal_id)
+}
+
+#[tokio::test]
+async fn redelivering_an_unchanged_match_keeps_hubspot_edits_and_queues_nothing() {
+    let app = TestApp::spawn().await;
+    let mut event = embedded(1, 1, 70.0);
+    event["contractor"]["website"] = json!("https://acme.example");
+    event["contractor"]["phone"] = json!("+1 703 555 0100");
+    app.ingest(event.clone()).await;
+    apply_hubspot_edits(&app).await;
+    let updated_at = "SELECT (SELECT updated_at FROM companies)::text || (SELECT updated_at FROM deals)::text";
+    let client = app.client().await;
+    let before: String = client.query_one(updated_at, &[]).await.unwrap().get(0);
+
+    let report = app.ingest(event).await;
+    assert_eq!(
+        report,
+        IngestReport {
+            unchanged: 1,
+            ..IngestReport::default()
+        }
+    );
+    let company = client
+        .query_one("SELECT website, phone, hubspot_sync_status FROM companies", &[])
+        .await
+        .unwrap();
+    assert_eq!(company.get::<_, String>(0), "https://acme-from-hubspot.example");
+    assert_eq!(company.get::<_, String>(1), "+1 202 555 0199");
+    assert_eq!(company.get::<_, String>(2), "synced");
+    let deal = client
+        .query_one("SELECT priority, hubspot_sync_status FROM deals", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (deal.get::<_, String>(0), deal.get::<_, String>(1)),
+        ("low".into(), "synced".into())
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM sync_queue WHERE status <> 'completed'")
+            .await,
+        0,
+        "nothing queued"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM crmsync.field_changes WHERE source = 'local'")
+            .await,
+        0,
+        "no local change recorded over HubSpot's"
+    );
+    let after: String = client.query_one(updated_at, &[]).await.unwrap().get(0);
+    assert_eq!(before, after, "neither row touched");
+}
+
+#[tokio::test]
+async fn a_real_contractor_change_updates_only_the_fields_it_changed_and_queues_an_update() {
+    let app = TestApp::spawn().await;
+    let mut event = embedded(1, 1, 70.0);
+    event["contractor"]["website"] = json!("https://acme.example");
+    event["contractor"]["phone"] = json!("+1 703 555 0100");
+    app.ingest(event.clone()).await;
+    apply_hubspot_edits(&app).await;
+
+    // SAM renames the contractor and changes its phone; its website stays as it was.
+    event["contractor"]["name"] = json!("Acme Federal Holdings");
+    event["contractor"]["phone"] = json!("+1 571 555 0123");
+    let report = app.ingest(event.clone()).await;
+    assert_eq!(
+        report,
+        IngestReport {
+            companies_updated: 1,
+            deals_updated: 1,
+            queued: 2,
+            ..IngestReport::default()
+        }
+    );
+    let client = app.client().await;
+    let company = client
+        .query_one("SELECT name, website, phone, hubspot_sync_status FROM companies", &[])
+        .await
+        .unwrap();
+    assert_eq!(company.get::<_, String>(0), "Acme Federal Holdings");
+    assert_eq!(
+        company.get::<_, String>(1),
+        "https://acme-from-hubspot.example",
+        "the website did not change in SAM: HubSpot's edit stays"
+    );
+    assert_eq!(
+        company.get::<_, String>(2),
+        "+1 571 555 0123",
+        "the newer SAM phone wins"
+    );
+    assert_eq!(company.get::<_, String>(3), "pending");
+    let deal = client
+        .query_one("SELECT deal_name, priority, hubspot_sync_status FROM deals", &[])
+        .await
+        .unwrap();
+    assert!(deal.get::<_, String>(0).ends_with(" - Acme Federal Holdings"));
+    assert_eq!(deal.get::<_, String>(1), "low", "the priority's source did not change");
+    assert_eq!(deal.get::<_, String>(2), "pending");
+    let queued: Vec<(String, String)> = client
+        .query(
+            "SELECT entity_type, operation FROM sync_queue WHERE status = 'pending' ORDER BY entity_type",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(
+        queued,
+        vec![("company".into(), "update".into()), ("deal".into(), "update".into())]
+    );
+    let sources: Vec<(String, String)> = client
+        .query("SELECT field, source FROM crmsync.field_changes ORDER BY field", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(
+        sources,
+        vec![
+            ("phone".into(), "local".into()),
+            ("priority".into(), "hubspot".into()),
+            ("website".into(), "hubspot".into()),
+        ]
+    );
+
+    // A changed priority flag is a change of the priority's source: it wins over the older HubSpot edit.
+    event["opportunity"]["priority_flag"] = json!("FAST_TRACK");
+    let report = app.ingest(event).await;
+    assert_eq!(
+        (report.deals_updated, report.companies_updated, report.queued),
+        (1, 0, 1)
+    );
+    assert_eq!(app.count("SELECT count(*) FROM deals WHERE priority = 'high'").await, 1);
+}
+
+#[tokio::test]
+async fn a_notice_or_uei_repeated_in_one_batch_builds_every_deal_from_the_stored_copy() {
+    let app = TestApp::spawn().await;
+    // Notice 7 twice (different title, value and flag), contractor 5 twice (different name), in other matches.
+    let mut first = embedded(7, 1, 50.0);
+    first["opportunity"]["title"] = json!("First title");
+    first["opportunity"]["estimated_value"] = json!(1000);
+    first["opportunity"]["priority_flag"] = json!("FAST_TRACK");
+    let mut second = embedded(7, 2, 60.0);
+    second["opportunity"]["title"] = json!("Second title");
+    second["opportunity"]["estimated_value"] = json!(2000);
+    second["opportunity"]["priority_flag"] = json!("STANDARD");
+    let mut third = embedded(8, 5, 70.0);
+    third["contractor"]["name"] = json!("Old Name LLC");
+    let mut fourth = embedded(9, 5, 80.0);
+    fourth["contractor"]["name"] = json!("New Name LLC");
+    let report = app.ingest(json!([first, second, third, fourth])).await;
+    assert_eq!((report.deals_created, report.companies_created), (4, 3));
+
+    let client = app.client().await;
+    let title: String = client
+        .query_one("SELECT title FROM opportunities WHERE notice_id = 'NOTICE-7'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(title, "Second title", "the last copy is stored");
+    let deals: Vec<(String, String, String)> = client
+        .query(
+            "SELECT d.deal_name, d.deal_value::text, d.priority FROM deals d
+             JOIN opportunities o ON o.id = d.opportunity_id WHERE o.notice_id = 'NOTICE-7' ORDER BY d.deal_name",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    assert_eq!(
+        deals,
+        vec![
+            ("Second title - Contractor 1".into(), "2000.00".into(), "medium".into()),
+            ("Second title - Contractor 2".into(), "2000.00".into(), "medium".into()),
+        ],
+        "both deals follow the stored opportunity"
+    );
+    let company: String = client
+        .query_one("SELECT name FROM companies WHERE uei = 'UEI000000005'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(company, "New Name LLC");
+    assert_eq!(
+        app.count("SELECT count(*) FROM deals WHERE deal_name LIKE '% - New Name LLC'")
+            .await,
+        2,
+        "both deals are named after the stored company"
+    );
+}
+
 #[tokio::test]
 async fn a_changed_match_score_updates_the_deal_and_queues_a_deal_update() {
     let app = TestApp::spawn().await;
@@ -459,13 +692,21 @@ async fn an_unusable_event_is_an_error_and_writes_nothing() {
 }
 
 #[tokio::test]
-async fn a_thousand_matches_take_the_same_thirteen_round_trips_as_one() {
+async fn a_thousand_matches_take_the_same_twelve_round_trips_as_one() {
     let app = TestApp::spawn().await;
     let one = ingest_matches(&app.store, &embedded(0, 0, 50.0), "test").await.unwrap();
     let thousand = json!({ "matches": (1..=1_000).map(|i| embedded(i, i % 200, 50.0)).collect::<Vec<_>>() });
     let thousand = ingest_matches(&app.store, &thousand, "test").await.unwrap();
     assert_eq!(thousand.deals_created, 1_000);
-    // BEGIN, an upsert and an id lookup for each of opportunities, contractors, matches and companies, the deal
-    // upsert, the queue insert, COMMIT, and the workflow_logs row.
-    assert_eq!((one.round_trips, thousand.round_trips), (13, 13));
+    // BEGIN, a locking read and an upsert for each of opportunities, contractors and matches, the company and
+    // deal statements, the queue insert, COMMIT, and the workflow_logs row.
+    assert_eq!((one.round_trips, thousand.round_trips), (12, 12));
+    // A re-delivery of the thousand writes nothing and queues nothing, so it skips the queue insert.
+    let again = json!({ "matches": (1..=1_000).map(|i| embedded(i, i % 200, 50.0)).collect::<Vec<_>>() });
+    let again = ingest_matches(&app.store, &again, "test").await.unwrap();
+    assert_eq!(
+        (again.unchanged, again.queued, again.round_trips),
+        (1_000, 0, 11),
+        "no queue insert"
+    );
 }

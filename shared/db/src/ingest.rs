@@ -2,15 +2,18 @@
 //! (UNNEST arrays), so 1,000 matches cost about a dozen round trips, not thousands.
 //!
 //! Concurrency: every key is written with INSERT ... ON CONFLICT, never check-then-insert, and each statement's
-//! rows are sorted by key so two overlapping batches lock rows in the same order. `DO UPDATE ... WHERE ... IS
-//! DISTINCT FROM` touches a row only when its data changed, which is what makes re-delivery a no-op and tells
-//! "created" (xmax = 0) from "updated".
+//! rows are sorted by key so two overlapping batches lock rows in the same order. A source row (opportunity,
+//! contractor, match) is read `FOR UPDATE` before its upsert, so the batch knows what it changed; `DO UPDATE ...
+//! WHERE ... IS DISTINCT FROM` touches a row only when its data changed, and xmax = 0 tells "created" from
+//! "updated". Companies and deals are then written only where their sources changed, in the fields derived from
+//! what changed: an unchanged re-delivery leaves them, and any HubSpot edits in them, alone.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::LazyLock;
 
 use crmsync_domain::DomainError;
 use crmsync_domain::ingest::{
-    COMPANY_LIFECYCLE_STAGE, Contractor, DEAL_PIPELINE, FIRST_STAGE, MatchSpec, Opportunity, Rejection,
+    COMPANY_LIFECYCLE_STAGE, Contractor, DEAL_PIPELINE, DealFields, FIRST_STAGE, MatchSpec, Opportunity, Rejection,
 };
 use crmsync_domain::ports::{BatchWriteOutcome, MatchStore};
 use deadpool_postgres::{GenericClient, Pool};
@@ -141,7 +144,14 @@ pub async fn load_matches(client: &impl GenericClient, match_ids: &[Uuid]) -> Re
 }
 
 /// Steps A and B for a whole batch inside the caller's transaction. Within a batch the last occurrence of an
-/// opportunity, contractor or match wins, as if the items had been delivered one after another.
+/// opportunity, contractor or match wins, as if the items had been delivered one after another, and every deal is
+/// built from those stored copies.
+///
+/// Companies and deals are derived rows: one is written only when its sources (contractor; opportunity,
+/// contractor name and match) changed, and then only in the fields derived from what changed. Its other fields
+/// may hold a newer HubSpot edit (website, phone and priority are "newer change wins", see ARCHITECTURE.md's
+/// ownership section) that an unchanged re-delivery must not undo. So each source table's rows are read, locked,
+/// before their upsert, and the difference says which derived fields to write.
 pub async fn write_match_batch(client: &impl GenericClient, batch: &[MatchSpec]) -> Result<BatchWriteOutcome, DbError> {
     let mut outcome = BatchWriteOutcome::default();
     if batch.is_empty() {
@@ -165,16 +175,23 @@ pub async fn write_match_batch(client: &impl GenericClient, batch: &[MatchSpec])
         })
         .collect();
 
-    let opportunity_ids = upsert_opportunities(client, &opportunities, &mut outcome).await?;
-    let contractor_ids = upsert_contractors(client, &contractors, &mut outcome).await?;
-    let match_ids = upsert_matches(client, &matches, &opportunity_ids, &contractor_ids, &mut outcome).await?;
-    let companies = upsert_companies(client, &contractors, &contractor_ids, &mut outcome).await?;
-    let deals = upsert_deals(client, &matches, &opportunity_ids, &match_ids, &companies, &mut outcome).await?;
+    let opportunity_rows = upsert_opportunities(client, &opportunities, &mut outcome).await?;
+    let contractor_rows = upsert_contractors(client, &contractors, &mut outcome).await?;
+    let match_rows = upsert_matches(client, &matches, &opportunity_rows, &contractor_rows, &mut outcome).await?;
+    let companies = write_companies(client, &contractors, &contractor_rows, &mut outcome).await?;
+    let sources = DealSources {
+        opportunities: &opportunities,
+        contractors: &contractors,
+        opportunity_rows: &opportunity_rows,
+        contractor_rows: &contractor_rows,
+        match_rows: &match_rows,
+    };
+    let deals = write_deals(client, &matches, &sources, &companies, &mut outcome).await?;
 
     let mut queue = QueueRows::default();
     for (uei, change) in &companies.changes {
         let company_id = companies.ids[uei];
-        let payload = json!({ "company_id": company_id, "contractor_id": contractor_ids[uei], "uei": uei });
+        let payload = json!({ "company_id": company_id, "contractor_id": contractor_rows[uei].id, "uei": uei });
         queue.push("company", company_id, *change, payload);
     }
     for (key, (deal_id, company_id, change)) in &deals {
@@ -204,10 +221,6 @@ enum Change {
 }
 
 impl Change {
-    fn from_created(created: bool) -> Self {
-        if created { Self::Created } else { Self::Updated }
-    }
-
     fn operation(self) -> &'static str {
         match self {
             Self::Created => "create",
@@ -216,14 +229,194 @@ impl Change {
     }
 }
 
+/// A set of derived columns: bit `b` stands for every entry of [`COMPANY_COLUMNS`] or [`DEAL_COLUMNS`] with
+/// that bit.
+type Columns = i32;
+/// Every derived column: a source row whose previous state is unknown.
+const ALL_COLUMNS: Columns = -1;
+
+/// The company columns Step A copies from its contractor; `qualification_status` follows `readiness_score`.
+/// `uei` is the contractor's key and never changes.
+const COMPANY_COLUMNS: &[(&str, Columns)] = &[
+    ("source", 1),
+    ("name", 1 << 1),
+    ("cage_code", 1 << 2),
+    ("website", 1 << 3),
+    ("phone", 1 << 4),
+    ("address", 1 << 5),
+    ("city", 1 << 6),
+    ("state", 1 << 7),
+    ("zip", 1 << 8),
+    ("primary_naics", 1 << 9),
+    ("sam_registered", 1 << 10),
+    ("readiness_score", 1 << 11),
+    ("qualification_status", 1 << 11),
+];
+
+/// The company columns a contractor's change touches, in [`COMPANY_COLUMNS`]' bit order.
+fn company_columns(before: &Contractor, after: &Contractor) -> Columns {
+    flags([
+        before.source != after.source,
+        before.name != after.name,
+        before.cage_code != after.cage_code,
+        before.website != after.website,
+        before.phone != after.phone,
+        before.address != after.address,
+        before.city != after.city,
+        before.state != after.state,
+        before.zip != after.zip,
+        before.primary_naics != after.primary_naics,
+        before.sam_registered != after.sam_registered,
+        before.readiness_score != after.readiness_score,
+    ])
+}
+
+const DEAL_NAME: Columns = 1;
+const DEAL_VALUE: Columns = 1 << 1;
+const DEAL_CLOSE_DATE: Columns = 1 << 2;
+const DEAL_SCORE: Columns = 1 << 3;
+const DEAL_PRIORITY: Columns = 1 << 4;
+
+/// The deal columns Step B derives, by what they come from: the title and the contractor's name (deal_name),
+/// the opportunity's value, deadline and priority flag, the match's score (match_score and win_probability).
+const DEAL_COLUMNS: &[(&str, Columns)] = &[
+    ("deal_name", DEAL_NAME),
+    ("deal_value", DEAL_VALUE),
+    ("expected_close_date", DEAL_CLOSE_DATE),
+    ("match_score", DEAL_SCORE),
+    ("win_probability", DEAL_SCORE),
+    ("priority", DEAL_PRIORITY),
+];
+
+fn flags<const N: usize>(changed: [bool; N]) -> Columns {
+    changed
+        .iter()
+        .enumerate()
+        .filter(|(_, changed)| **changed)
+        .fold(0, |columns, (bit, _)| columns | 1 << bit)
+}
+
+/// The SET list and WHERE test of an UPDATE of table alias `t` from input `k` that writes only the columns whose
+/// bit is in `k.changed`, and only when one of them actually differs.
+fn masked_update(columns: &[(&str, Columns)]) -> (String, String) {
+    let set = columns
+        .iter()
+        .map(|(column, bit)| format!("{column} = CASE WHEN k.changed & {bit} <> 0 THEN k.{column} ELSE t.{column} END"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let differs = columns
+        .iter()
+        .map(|(column, bit)| format!("(k.changed & {bit} <> 0 AND t.{column} IS DISTINCT FROM k.{column})"))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    (set, differs)
+}
+
+/// A source row (opportunity, contractor or match) after its upsert.
+#[derive(Debug, Clone, Copy)]
+struct SourceRow {
+    id: Uuid,
+    /// The company columns its change touches (contractors only).
+    company_columns: Columns,
+    /// The deal columns its change touches.
+    deal_columns: Columns,
+}
+
+/// Combines what a source table held before its upsert (read under lock: id and the derived columns the change
+/// touches) with what the upsert wrote (id, and whether it created the row). A key in neither was created by a
+/// concurrent delivery with the same data after the read; it is returned in the second list for an id lookup.
+fn resolve<K: Copy + Eq + std::hash::Hash>(
+    keys: impl Iterator<Item = K>,
+    mut before: HashMap<K, SourceRow>,
+    mut written: HashMap<K, (Uuid, bool)>,
+) -> (HashMap<K, SourceRow>, Vec<K>) {
+    let mut rows = HashMap::new();
+    let mut missing = Vec::new();
+    for key in keys {
+        let row = match (before.remove(&key), written.remove(&key)) {
+            (Some(row), _) => row,
+            // New: its derived rows do not exist yet and are created whole.
+            (None, Some((id, true))) => SourceRow {
+                id,
+                company_columns: 0,
+                deal_columns: 0,
+            },
+            // Created by a concurrent delivery after the read, then changed by this one: rewrite everything.
+            (None, Some((id, false))) => SourceRow {
+                id,
+                company_columns: ALL_COLUMNS,
+                deal_columns: ALL_COLUMNS,
+            },
+            (None, None) => {
+                missing.push(key);
+                continue;
+            }
+        };
+        rows.insert(key, row);
+    }
+    (rows, missing)
+}
+
+/// Fills in the rows [`resolve`] could not place: unchanged, so nothing derived from them is rewritten.
+fn unchanged_rows<'a>(rows: &mut HashMap<&'a str, SourceRow>, missing: &[&'a str], ids: HashMap<String, Uuid>) {
+    for key in missing {
+        if let Some(id) = ids.get(*key) {
+            rows.insert(
+                key,
+                SourceRow {
+                    id: *id,
+                    company_columns: 0,
+                    deal_columns: 0,
+                },
+            );
+        }
+    }
+}
+
 async fn upsert_opportunities<'a>(
     client: &impl GenericClient,
     opportunities: &BTreeMap<&'a str, &Opportunity>,
     outcome: &mut BatchWriteOutcome,
-) -> Result<HashMap<&'a str, Uuid>, DbError> {
+) -> Result<HashMap<&'a str, SourceRow>, DbError> {
     let rows: Vec<&Opportunity> = opportunities.values().copied().collect();
     let text = |f: fn(&Opportunity) -> &Option<String>| rows.iter().map(|o| f(o).clone()).collect::<Vec<_>>();
     let notice_ids: Vec<&str> = opportunities.keys().copied().collect();
+
+    let statement = client
+        .prepare_cached(
+            "SELECT notice_id, id, title, estimated_value, deadline, priority_flag FROM opportunities
+             WHERE notice_id = ANY($1) ORDER BY notice_id FOR UPDATE",
+        )
+        .await?;
+    let before: HashMap<&'a str, SourceRow> = client
+        .query(&statement, &[&notice_ids])
+        .await?
+        .iter()
+        .filter_map(|row| {
+            let (key, new) = opportunities.get_key_value(row.get::<_, &str>(0))?;
+            let title: String = row.get(2);
+            let value: Option<Decimal> = row.get(3);
+            let deadline: Option<chrono::NaiveDate> = row.get(4);
+            let flag: Option<String> = row.get(5);
+            let deal_columns = flags([
+                title != new.title,
+                value != new.estimated_value,
+                deadline != new.deadline,
+                false,
+                flag != new.priority_flag,
+            ]);
+            Some((
+                *key,
+                SourceRow {
+                    id: row.get(1),
+                    company_columns: 0,
+                    deal_columns,
+                },
+            ))
+        })
+        .collect();
+    outcome.round_trips += 1;
+
     let titles: Vec<&str> = rows.iter().map(|o| o.title.as_str()).collect();
     let values: Vec<Option<Decimal>> = rows.iter().map(|o| o.estimated_value).collect();
     let posted: Vec<_> = rows.iter().map(|o| o.posted_date).collect();
@@ -253,11 +446,12 @@ async fn upsert_opportunities<'a>(
                     EXCLUDED.sub_agency, EXCLUDED.office, EXCLUDED.naics_code, EXCLUDED.psc_code,
                     EXCLUDED.set_aside, EXCLUDED.notice_type, EXCLUDED.priority_flag,
                     EXCLUDED.place_of_performance_state, EXCLUDED.url, EXCLUDED.estimated_value,
-                    EXCLUDED.posted_date, EXCLUDED.deadline)",
+                    EXCLUDED.posted_date, EXCLUDED.deadline)
+             RETURNING o.notice_id, o.id, (o.xmax = 0) AS created",
         )
         .await?;
-    client
-        .execute(
+    let written = client
+        .query(
             &statement,
             &[
                 &notice_ids,
@@ -281,24 +475,82 @@ async fn upsert_opportunities<'a>(
         )
         .await?;
     outcome.round_trips += 1;
-    let ids = select_ids(
-        client,
-        "SELECT notice_id, id FROM opportunities WHERE notice_id = ANY($1)",
-        &notice_ids,
-    )
-    .await?;
-    outcome.round_trips += 1;
-    Ok(key_ids(&notice_ids, ids))
+    let written = written_by_key(opportunities, &written);
+    let (mut rows, missing) = resolve(notice_ids.iter().copied(), before, written);
+    if !missing.is_empty() {
+        let ids = select_ids(
+            client,
+            "SELECT notice_id, id FROM opportunities WHERE notice_id = ANY($1)",
+            &missing,
+        )
+        .await?;
+        outcome.round_trips += 1;
+        unchanged_rows(&mut rows, &missing, ids);
+    }
+    Ok(rows)
+}
+
+/// An upsert's `RETURNING key, id, created` rows by the batch's own key strings.
+fn written_by_key<'a, V>(keys: &BTreeMap<&'a str, V>, rows: &[tokio_postgres::Row]) -> HashMap<&'a str, (Uuid, bool)> {
+    rows.iter()
+        .filter_map(|row| {
+            let (key, _) = keys.get_key_value(row.get::<_, &str>(0))?;
+            Some((*key, (row.get(1), row.get(2))))
+        })
+        .collect()
 }
 
 async fn upsert_contractors<'a>(
     client: &impl GenericClient,
     contractors: &BTreeMap<&'a str, &Contractor>,
     outcome: &mut BatchWriteOutcome,
-) -> Result<HashMap<&'a str, Uuid>, DbError> {
+) -> Result<HashMap<&'a str, SourceRow>, DbError> {
     let rows: Vec<&Contractor> = contractors.values().copied().collect();
     let text = |f: fn(&Contractor) -> &Option<String>| rows.iter().map(|c| f(c).clone()).collect::<Vec<_>>();
     let ueis: Vec<&str> = contractors.keys().copied().collect();
+
+    let statement = client
+        .prepare_cached(
+            "SELECT uei, id, name, source, cage_code, website, phone, address, city, state, zip, primary_naics,
+                    sam_registered, readiness_score
+             FROM contractors WHERE uei = ANY($1) ORDER BY uei FOR UPDATE",
+        )
+        .await?;
+    let before: HashMap<&'a str, SourceRow> = client
+        .query(&statement, &[&ueis])
+        .await?
+        .iter()
+        .filter_map(|row| {
+            let (key, new) = contractors.get_key_value(row.get::<_, &str>(0))?;
+            let stored = Contractor {
+                uei: row.get(0),
+                name: row.get(2),
+                source: row.get(3),
+                cage_code: row.get(4),
+                website: row.get(5),
+                phone: row.get(6),
+                email: None,
+                address: row.get(7),
+                city: row.get(8),
+                state: row.get(9),
+                zip: row.get(10),
+                primary_naics: row.get(11),
+                sam_registered: row.get(12),
+                readiness_score: row.get(13),
+            };
+            let deal_columns = if stored.name != new.name { DEAL_NAME } else { 0 };
+            Some((
+                *key,
+                SourceRow {
+                    id: row.get(1),
+                    company_columns: company_columns(&stored, new),
+                    deal_columns,
+                },
+            ))
+        })
+        .collect();
+    outcome.round_trips += 1;
+
     let names: Vec<&str> = rows.iter().map(|c| c.name.as_str()).collect();
     let sources: Vec<&str> = rows.iter().map(|c| c.source.as_str()).collect();
     let registered: Vec<Option<bool>> = rows.iter().map(|c| c.sam_registered).collect();
@@ -320,11 +572,12 @@ async fn upsert_contractors<'a>(
                IS DISTINCT FROM
                    (EXCLUDED.name, EXCLUDED.source, EXCLUDED.cage_code, EXCLUDED.website, EXCLUDED.phone,
                     EXCLUDED.email, EXCLUDED.address, EXCLUDED.city, EXCLUDED.state, EXCLUDED.zip,
-                    EXCLUDED.primary_naics, EXCLUDED.sam_registered, EXCLUDED.readiness_score)",
+                    EXCLUDED.primary_naics, EXCLUDED.sam_registered, EXCLUDED.readiness_score)
+             RETURNING c.uei, c.id, (c.xmax = 0) AS created",
         )
         .await?;
-    client
-        .execute(
+    let written = client
+        .query(
             &statement,
             &[
                 &ueis,
@@ -345,9 +598,14 @@ async fn upsert_contractors<'a>(
         )
         .await?;
     outcome.round_trips += 1;
-    let ids = select_ids(client, "SELECT uei, id FROM contractors WHERE uei = ANY($1)", &ueis).await?;
-    outcome.round_trips += 1;
-    Ok(key_ids(&ueis, ids))
+    let written = written_by_key(contractors, &written);
+    let (mut rows, missing) = resolve(ueis.iter().copied(), before, written);
+    if !missing.is_empty() {
+        let ids = select_ids(client, "SELECT uei, id FROM contractors WHERE uei = ANY($1)", &missing).await?;
+        outcome.round_trips += 1;
+        unchanged_rows(&mut rows, &missing, ids);
+    }
+    Ok(rows)
 }
 
 type MatchKey<'a> = (&'a str, &'a str);
@@ -355,12 +613,49 @@ type MatchKey<'a> = (&'a str, &'a str);
 async fn upsert_matches<'a>(
     client: &impl GenericClient,
     matches: &BTreeMap<MatchKey<'a>, &MatchSpec>,
-    opportunity_ids: &HashMap<&str, Uuid>,
-    contractor_ids: &HashMap<&str, Uuid>,
+    opportunity_rows: &HashMap<&str, SourceRow>,
+    contractor_rows: &HashMap<&str, SourceRow>,
     outcome: &mut BatchWriteOutcome,
-) -> Result<HashMap<MatchKey<'a>, Uuid>, DbError> {
-    let opportunity_column: Vec<Uuid> = matches.keys().map(|(notice, _)| opportunity_ids[notice]).collect();
-    let contractor_column: Vec<Uuid> = matches.keys().map(|(_, uei)| contractor_ids[uei]).collect();
+) -> Result<HashMap<MatchKey<'a>, SourceRow>, DbError> {
+    let keys: Vec<MatchKey<'a>> = matches.keys().copied().collect();
+    let pair = |(notice, uei): &MatchKey<'_>| (opportunity_rows[notice].id, contractor_rows[uei].id);
+    let key_by_pair: HashMap<(Uuid, Uuid), MatchKey<'a>> = keys.iter().map(|key| (pair(key), *key)).collect();
+    let opportunity_column: Vec<Uuid> = keys.iter().map(|key| pair(key).0).collect();
+    let contractor_column: Vec<Uuid> = keys.iter().map(|key| pair(key).1).collect();
+
+    let statement = client
+        .prepare_cached(
+            "SELECT m.opportunity_id, m.contractor_id, m.id, m.match_score
+             FROM matches m JOIN UNNEST($1::uuid[], $2::uuid[]) AS k (opportunity_id, contractor_id)
+               ON m.opportunity_id = k.opportunity_id AND m.contractor_id = k.contractor_id
+             ORDER BY m.opportunity_id, m.contractor_id
+             FOR UPDATE OF m",
+        )
+        .await?;
+    let before: HashMap<MatchKey<'a>, SourceRow> = client
+        .query(&statement, &[&opportunity_column, &contractor_column])
+        .await?
+        .iter()
+        .filter_map(|row| {
+            let key = *key_by_pair.get(&(row.get(0), row.get(1)))?;
+            let score: Decimal = row.get(3);
+            let deal_columns = if score != matches[&key].match_score {
+                DEAL_SCORE
+            } else {
+                0
+            };
+            Some((
+                key,
+                SourceRow {
+                    id: row.get(2),
+                    company_columns: 0,
+                    deal_columns,
+                },
+            ))
+        })
+        .collect();
+    outcome.round_trips += 1;
+
     let scores: Vec<Decimal> = matches.values().map(|spec| spec.match_score).collect();
     let reasons: Vec<Option<Value>> = matches.values().map(|spec| spec.match_reasons.clone()).collect();
     let statement = client
@@ -369,32 +664,49 @@ async fn upsert_matches<'a>(
              SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::numeric[], $4::jsonb[])
              ON CONFLICT (opportunity_id, contractor_id) DO UPDATE SET
                match_score = EXCLUDED.match_score, match_reasons = EXCLUDED.match_reasons
-             WHERE (m.match_score, m.match_reasons) IS DISTINCT FROM (EXCLUDED.match_score, EXCLUDED.match_reasons)",
+             WHERE (m.match_score, m.match_reasons) IS DISTINCT FROM (EXCLUDED.match_score, EXCLUDED.match_reasons)
+             RETURNING m.opportunity_id, m.contractor_id, m.id, (m.xmax = 0) AS created",
         )
         .await?;
-    client
-        .execute(
+    let written: HashMap<MatchKey<'a>, (Uuid, bool)> = client
+        .query(
             &statement,
             &[&opportunity_column, &contractor_column, &scores, &reasons],
         )
-        .await?;
+        .await?
+        .iter()
+        .filter_map(|row| Some((*key_by_pair.get(&(row.get(0), row.get(1)))?, (row.get(2), row.get(3)))))
+        .collect();
     outcome.round_trips += 1;
-    let statement = client
-        .prepare_cached(
-            "SELECT m.opportunity_id, m.contractor_id, m.id
-             FROM matches m JOIN UNNEST($1::uuid[], $2::uuid[]) AS k (opportunity_id, contractor_id)
-               ON m.opportunity_id = k.opportunity_id AND m.contractor_id = k.contractor_id",
-        )
-        .await?;
-    let rows = client
-        .query(&statement, &[&opportunity_column, &contractor_column])
-        .await?;
-    outcome.round_trips += 1;
-    let by_pair: HashMap<(Uuid, Uuid), Uuid> = rows.iter().map(|row| ((row.get(0), row.get(1)), row.get(2))).collect();
-    Ok(matches
-        .keys()
-        .map(|key @ (notice, uei)| (*key, by_pair[&(opportunity_ids[notice], contractor_ids[uei])]))
-        .collect())
+    let (mut rows, missing) = resolve(keys.iter().copied(), before, written);
+    if !missing.is_empty() {
+        let statement = client
+            .prepare_cached(
+                "SELECT m.opportunity_id, m.contractor_id, m.id
+                 FROM matches m JOIN UNNEST($1::uuid[], $2::uuid[]) AS k (opportunity_id, contractor_id)
+                   ON m.opportunity_id = k.opportunity_id AND m.contractor_id = k.contractor_id",
+            )
+            .await?;
+        let opportunity_column: Vec<Uuid> = missing.iter().map(|key| pair(key).0).collect();
+        let contractor_column: Vec<Uuid> = missing.iter().map(|key| pair(key).1).collect();
+        for row in client
+            .query(&statement, &[&opportunity_column, &contractor_column])
+            .await?
+        {
+            if let Some(key) = key_by_pair.get(&(row.get(0), row.get(1))) {
+                rows.insert(
+                    *key,
+                    SourceRow {
+                        id: row.get(2),
+                        company_columns: 0,
+                        deal_columns: 0,
+                    },
+                );
+            }
+        }
+        outcome.round_trips += 1;
+    }
+    Ok(rows)
 }
 
 struct Companies<'a> {
@@ -404,15 +716,54 @@ struct Companies<'a> {
     changes: BTreeMap<&'a str, Change>,
 }
 
-async fn upsert_companies<'a>(
+/// Step A in one statement: creates the missing companies whole, and updates existing ones only in the columns
+/// their contractor's change touched; returns every company's id.
+static COMPANIES_SQL: LazyLock<String> = LazyLock::new(|| {
+    let (set, differs) = masked_update(COMPANY_COLUMNS);
+    format!(
+        "WITH k AS (
+           SELECT * FROM UNNEST($1::uuid[], $2::int4[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+             $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::bool[], $15::numeric[],
+             $16::text[])
+             AS k (contractor_id, changed, source, name, uei, cage_code, website, phone, address, city, state, zip,
+                   primary_naics, sam_registered, readiness_score, qualification_status)
+         ),
+         created AS (
+           INSERT INTO companies (contractor_id, source, name, uei, cage_code, website, phone, address, city, state,
+             zip, primary_naics, sam_registered, readiness_score, qualification_status, lifecycle_stage,
+             hubspot_sync_status)
+           SELECT contractor_id, source, name, uei, cage_code, website, phone, address, city, state, zip,
+             primary_naics, sam_registered, readiness_score, qualification_status, $17::text, 'pending'
+           FROM k ORDER BY contractor_id
+           ON CONFLICT (contractor_id) DO NOTHING
+           RETURNING contractor_id, id
+         ),
+         updated AS (
+           UPDATE companies t SET {set},
+             hubspot_sync_status = CASE WHEN t.hubspot_sync_status = 'deleted' THEN 'deleted' ELSE 'pending' END
+           FROM k
+           WHERE t.contractor_id = k.contractor_id AND k.changed <> 0 AND ({differs})
+           RETURNING t.contractor_id, t.id
+         )
+         SELECT k.contractor_id, coalesce(created.id, updated.id, existing.id),
+                created.id IS NOT NULL, updated.id IS NOT NULL
+         FROM k
+         LEFT JOIN created ON created.contractor_id = k.contractor_id
+         LEFT JOIN updated ON updated.contractor_id = k.contractor_id
+         LEFT JOIN companies existing ON existing.contractor_id = k.contractor_id"
+    )
+});
+
+async fn write_companies<'a>(
     client: &impl GenericClient,
     contractors: &BTreeMap<&'a str, &Contractor>,
-    contractor_ids: &HashMap<&str, Uuid>,
+    contractor_rows: &HashMap<&str, SourceRow>,
     outcome: &mut BatchWriteOutcome,
 ) -> Result<Companies<'a>, DbError> {
     let companies: Vec<_> = contractors.values().map(|c| c.company()).collect();
-    let ueis: Vec<&str> = contractors.keys().copied().collect();
-    let contractor_column: Vec<Uuid> = ueis.iter().map(|uei| contractor_ids[uei]).collect();
+    let ueis: Vec<&'a str> = contractors.keys().copied().collect();
+    let contractor_column: Vec<Uuid> = ueis.iter().map(|uei| contractor_rows[uei].id).collect();
+    let changed: Vec<Columns> = ueis.iter().map(|uei| contractor_rows[uei].company_columns).collect();
     let text = |f: fn(&crmsync_domain::ingest::CompanyFields) -> &Option<String>| {
         companies.iter().map(|c| f(c).clone()).collect::<Vec<_>>()
     };
@@ -421,37 +772,13 @@ async fn upsert_companies<'a>(
     let registered: Vec<Option<bool>> = companies.iter().map(|c| c.sam_registered).collect();
     let readiness: Vec<Option<Decimal>> = companies.iter().map(|c| c.readiness_score).collect();
     let qualification: Vec<&str> = companies.iter().map(|c| c.qualification_status.as_str()).collect();
-    let statement = client
-        .prepare_cached(
-            "INSERT INTO companies AS c (contractor_id, source, name, uei, cage_code, website, phone, address, city,
-               state, zip, primary_naics, sam_registered, readiness_score, qualification_status, lifecycle_stage,
-               hubspot_sync_status)
-             SELECT k.*, $16::text, 'pending'
-             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-               $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bool[], $14::numeric[],
-               $15::text[]) AS k
-             ON CONFLICT (contractor_id) DO UPDATE SET
-               source = EXCLUDED.source, name = EXCLUDED.name, uei = EXCLUDED.uei, cage_code = EXCLUDED.cage_code,
-               website = EXCLUDED.website, phone = EXCLUDED.phone, address = EXCLUDED.address,
-               city = EXCLUDED.city, state = EXCLUDED.state, zip = EXCLUDED.zip,
-               primary_naics = EXCLUDED.primary_naics, sam_registered = EXCLUDED.sam_registered,
-               readiness_score = EXCLUDED.readiness_score, qualification_status = EXCLUDED.qualification_status,
-               hubspot_sync_status = CASE WHEN c.hubspot_sync_status = 'deleted' THEN 'deleted' ELSE 'pending' END
-             WHERE (c.source, c.name, c.uei, c.cage_code, c.website, c.phone, c.address, c.city, c.state, c.zip,
-                    c.primary_naics, c.sam_registered, c.readiness_score, c.qualification_status)
-               IS DISTINCT FROM
-                   (EXCLUDED.source, EXCLUDED.name, EXCLUDED.uei, EXCLUDED.cage_code, EXCLUDED.website,
-                    EXCLUDED.phone, EXCLUDED.address, EXCLUDED.city, EXCLUDED.state, EXCLUDED.zip,
-                    EXCLUDED.primary_naics, EXCLUDED.sam_registered, EXCLUDED.readiness_score,
-                    EXCLUDED.qualification_status)
-             RETURNING c.contractor_id, (xmax = 0) AS created",
-        )
-        .await?;
-    let changed = client
+    let statement = client.prepare_cached(&COMPANIES_SQL).await?;
+    let rows = client
         .query(
             &statement,
             &[
                 &contractor_column,
+                &changed,
                 &sources,
                 &names,
                 &ueis,
@@ -471,43 +798,115 @@ async fn upsert_companies<'a>(
         )
         .await?;
     outcome.round_trips += 1;
-    let uei_by_contractor: HashMap<Uuid, &str> = ueis.iter().map(|uei| (contractor_ids[uei], *uei)).collect();
-    let changes = changed
-        .iter()
-        .map(|row| {
-            (
-                uei_by_contractor[&row.get::<_, Uuid>(0)],
-                Change::from_created(row.get(1)),
-            )
-        })
-        .collect();
-    let statement = client
-        .prepare_cached("SELECT contractor_id, id FROM companies WHERE contractor_id = ANY($1)")
-        .await?;
-    let rows = client.query(&statement, &[&contractor_column]).await?;
-    outcome.round_trips += 1;
-    let ids = rows
-        .iter()
-        .map(|row| (uei_by_contractor[&row.get::<_, Uuid>(0)], row.get(1)))
-        .collect();
+    let uei_by_contractor: HashMap<Uuid, &'a str> = ueis.iter().map(|uei| (contractor_rows[uei].id, *uei)).collect();
+    let mut ids = HashMap::new();
+    let mut changes = BTreeMap::new();
+    let mut missing = Vec::new();
+    for row in &rows {
+        let uei = uei_by_contractor[&row.get::<_, Uuid>(0)];
+        match row.get::<_, Option<Uuid>>(1) {
+            Some(id) => {
+                ids.insert(uei, id);
+            }
+            // Created by a concurrent transaction after this statement's snapshot.
+            None => missing.push(row.get::<_, Uuid>(0)),
+        }
+        if row.get(2) {
+            changes.insert(uei, Change::Created);
+        } else if row.get(3) {
+            changes.insert(uei, Change::Updated);
+        }
+    }
+    if !missing.is_empty() {
+        let statement = client
+            .prepare_cached("SELECT contractor_id, id FROM companies WHERE contractor_id = ANY($1)")
+            .await?;
+        for row in client.query(&statement, &[&missing]).await? {
+            ids.insert(uei_by_contractor[&row.get::<_, Uuid>(0)], row.get(1));
+        }
+        outcome.round_trips += 1;
+    }
     Ok(Companies { ids, changes })
+}
+
+/// What Step B reads besides the matches: the batch's stored copies and the source rows' changes.
+struct DealSources<'b, 'a> {
+    opportunities: &'b BTreeMap<&'a str, &'b Opportunity>,
+    contractors: &'b BTreeMap<&'a str, &'b Contractor>,
+    opportunity_rows: &'b HashMap<&'a str, SourceRow>,
+    contractor_rows: &'b HashMap<&'a str, SourceRow>,
+    match_rows: &'b HashMap<MatchKey<'a>, SourceRow>,
 }
 
 /// The deals this batch created or changed: (deal id, company id, change) by match key.
 type DealChanges<'a> = BTreeMap<MatchKey<'a>, (Uuid, Uuid, Change)>;
 
-async fn upsert_deals<'a>(
+/// Step B in one statement: creates the missing deals whole, and updates existing ones only in the columns their
+/// sources' changes touched. Stage and pipeline are set at creation only.
+static DEALS_SQL: LazyLock<String> = LazyLock::new(|| {
+    let (set, differs) = masked_update(DEAL_COLUMNS);
+    format!(
+        "WITH k AS (
+           SELECT * FROM UNNEST($1::uuid[], $2::int4[], $3::uuid[], $4::uuid[], $5::text[], $6::numeric[],
+             $7::date[], $8::numeric[], $9::int4[], $10::text[])
+             AS k (match_id, changed, opportunity_id, company_id, deal_name, deal_value, expected_close_date,
+                   match_score, win_probability, priority)
+         ),
+         created AS (
+           INSERT INTO deals (match_id, opportunity_id, company_id, deal_name, deal_value, expected_close_date,
+             match_score, win_probability, priority, pipeline, stage, hubspot_sync_status)
+           SELECT match_id, opportunity_id, company_id, deal_name, deal_value, expected_close_date, match_score,
+             win_probability, priority, $11::text, $12::text, 'pending'
+           FROM k ORDER BY match_id
+           ON CONFLICT (match_id) DO NOTHING
+           RETURNING match_id, id, company_id
+         ),
+         updated AS (
+           UPDATE deals t SET {set},
+             hubspot_sync_status = CASE WHEN t.hubspot_sync_status = 'deleted' THEN 'deleted' ELSE 'pending' END
+           FROM k
+           WHERE t.match_id = k.match_id AND k.changed <> 0 AND ({differs})
+           RETURNING t.match_id, t.id, t.company_id
+         )
+         SELECT match_id, id, company_id, true FROM created
+         UNION ALL
+         SELECT match_id, id, company_id, false FROM updated"
+    )
+});
+
+async fn write_deals<'a>(
     client: &impl GenericClient,
     matches: &BTreeMap<MatchKey<'a>, &MatchSpec>,
-    opportunity_ids: &HashMap<&str, Uuid>,
-    match_ids: &HashMap<MatchKey<'a>, Uuid>,
+    sources: &DealSources<'_, 'a>,
     companies: &Companies<'_>,
     outcome: &mut BatchWriteOutcome,
 ) -> Result<DealChanges<'a>, DbError> {
     let keys: Vec<MatchKey<'a>> = matches.keys().copied().collect();
-    let deals: Vec<_> = matches.values().map(|spec| spec.deal()).collect();
-    let match_column: Vec<Uuid> = keys.iter().map(|key| match_ids[key]).collect();
-    let opportunity_column: Vec<Uuid> = keys.iter().map(|(notice, _)| opportunity_ids[notice]).collect();
+    // Each deal from the copies the batch stored (the last occurrence of its notice and of its UEI), so a deal
+    // never disagrees with its opportunity or company.
+    let deals: Vec<DealFields> = matches
+        .iter()
+        .map(|((notice, uei), spec)| {
+            DealFields::derive(
+                sources.opportunities[notice],
+                sources.contractors[uei],
+                spec.match_score,
+            )
+        })
+        .collect();
+    let changed: Vec<Columns> = keys
+        .iter()
+        .map(|key @ (notice, uei)| {
+            sources.opportunity_rows[notice].deal_columns
+                | sources.contractor_rows[uei].deal_columns
+                | sources.match_rows[key].deal_columns
+        })
+        .collect();
+    let match_column: Vec<Uuid> = keys.iter().map(|key| sources.match_rows[key].id).collect();
+    let opportunity_column: Vec<Uuid> = keys
+        .iter()
+        .map(|(notice, _)| sources.opportunity_rows[notice].id)
+        .collect();
     let company_column: Vec<Uuid> = keys.iter().map(|(_, uei)| companies.ids[uei]).collect();
     let names: Vec<&str> = deals.iter().map(|d| d.deal_name.as_str()).collect();
     let values: Vec<Option<Decimal>> = deals.iter().map(|d| d.deal_value).collect();
@@ -515,30 +914,13 @@ async fn upsert_deals<'a>(
     let scores: Vec<Decimal> = deals.iter().map(|d| d.match_score).collect();
     let probabilities: Vec<i32> = deals.iter().map(|d| d.win_probability).collect();
     let priorities: Vec<&str> = deals.iter().map(|d| d.priority.as_str()).collect();
-    let statement = client
-        .prepare_cached(
-            "INSERT INTO deals AS d (match_id, opportunity_id, company_id, deal_name, deal_value, expected_close_date,
-               match_score, win_probability, priority, pipeline, stage, hubspot_sync_status)
-             SELECT k.*, $10::text, $11::text, 'pending'
-             FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::numeric[], $6::date[], $7::numeric[],
-               $8::int4[], $9::text[]) AS k
-             ON CONFLICT (match_id) DO UPDATE SET
-               deal_name = EXCLUDED.deal_name, deal_value = EXCLUDED.deal_value,
-               expected_close_date = EXCLUDED.expected_close_date, match_score = EXCLUDED.match_score,
-               win_probability = EXCLUDED.win_probability, priority = EXCLUDED.priority,
-               hubspot_sync_status = CASE WHEN d.hubspot_sync_status = 'deleted' THEN 'deleted' ELSE 'pending' END
-             WHERE (d.deal_name, d.deal_value, d.expected_close_date, d.match_score, d.win_probability, d.priority)
-               IS DISTINCT FROM
-                   (EXCLUDED.deal_name, EXCLUDED.deal_value, EXCLUDED.expected_close_date, EXCLUDED.match_score,
-                    EXCLUDED.win_probability, EXCLUDED.priority)
-             RETURNING d.match_id, d.id, d.company_id, (xmax = 0) AS created",
-        )
-        .await?;
+    let statement = client.prepare_cached(&DEALS_SQL).await?;
     let rows = client
         .query(
             &statement,
             &[
                 &match_column,
+                &changed,
                 &opportunity_column,
                 &company_column,
                 &names,
@@ -553,18 +935,15 @@ async fn upsert_deals<'a>(
         )
         .await?;
     outcome.round_trips += 1;
-    let key_by_match: HashMap<Uuid, MatchKey<'a>> = keys.iter().map(|key| (match_ids[key], *key)).collect();
+    let key_by_match: HashMap<Uuid, MatchKey<'a>> = keys.iter().map(|key| (sources.match_rows[key].id, *key)).collect();
     Ok(rows
         .iter()
         .map(|row| {
             let company_id: Option<Uuid> = row.get(2);
+            let change = if row.get(3) { Change::Created } else { Change::Updated };
             (
                 key_by_match[&row.get::<_, Uuid>(0)],
-                (
-                    row.get(1),
-                    company_id.unwrap_or_default(),
-                    Change::from_created(row.get(3)),
-                ),
+                (row.get(1), company_id.unwrap_or_default(), change),
             )
         })
         .collect())
@@ -612,12 +991,6 @@ async fn select_ids(client: &impl GenericClient, sql: &str, keys: &[&str]) -> Re
     let statement = client.prepare_cached(sql).await?;
     let rows = client.query(&statement, &[&keys]).await?;
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
-}
-
-fn key_ids<'a>(keys: &[&'a str], mut ids: HashMap<String, Uuid>) -> HashMap<&'a str, Uuid> {
-    keys.iter()
-        .filter_map(|key| ids.remove(*key).map(|id| (*key, id)))
-        .collect()
 }
 
 /// Writes the delivery's workflow_logs row and one workflow_errors row per rejection, in one statement.
