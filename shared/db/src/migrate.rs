@@ -43,6 +43,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "webhooks",
         sql: include_str!("../../../migrations/0005_webhooks.sql"),
     },
+    Migration {
+        version: 6,
+        name: "constraints",
+        sql: include_str!("../../../migrations/0006_constraints.sql"),
+    },
 ];
 
 /// Any fixed 64-bit key unique to this runner ("crmsync" in ASCII).

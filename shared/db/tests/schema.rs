@@ -221,37 +221,57 @@ async fn the_guides_dashboard_queries_answer_correctly_on_a_filled_database() {
     );
 }
 
+/// A row in each table that [`FILL`] leaves empty, so every table has one to update.
+const FILL_THE_REST: &str = "
+INSERT INTO matches (opportunity_id, contractor_id, match_score) VALUES
+  ('00000000-0000-0000-0000-0000000000a1', '00000000-0000-0000-0000-0000000000b1', 80);
+INSERT INTO failed_opportunities (notice_id, stage, error_message) VALUES ('N-9', 'ai_enrich', 'timeout');
+INSERT INTO workflow_logs (workflow, module, message) VALUES ('crm_ingest', 'test', 'ingested');
+INSERT INTO workflow_errors (workflow, module, error_message) VALUES ('crm_ingest', 'test', 'rejected');
+INSERT INTO sync_queue (entity_type, entity_id, operation) VALUES
+  ('company', '00000000-0000-0000-0000-0000000000c1', 'create');
+";
+
 #[tokio::test]
 async fn updated_at_is_kept_current_by_a_trigger_on_every_table() {
     let db = TestDb::new().await;
     let client = db.pool().get().await.unwrap();
     client.batch_execute(FILL).await.unwrap();
+    client.batch_execute(FILL_THE_REST).await.unwrap();
     let tables = query(
         &db,
-        "SELECT table_name FROM information_schema.columns
+        "SELECT table_name::text FROM information_schema.columns
          WHERE table_schema = 'public' AND column_name = 'updated_at'
            AND table_name IN (SELECT table_name FROM information_schema.tables
-                              WHERE table_schema = 'public' AND table_type = 'BASE TABLE')",
+                              WHERE table_schema = 'public' AND table_type = 'BASE TABLE')
+         ORDER BY table_name",
     )
     .await;
-    assert_eq!(tables.len(), 11, "every table has updated_at");
-    client
-        .batch_execute("UPDATE companies SET updated_at = '2000-01-01', created_at = '2000-01-01'")
-        .await
-        .unwrap();
-    // The trigger overrides any explicit value with now().
-    let stale = query(
-        &db,
-        "SELECT count(*) FROM companies WHERE updated_at < now() - interval '1 minute'",
-    )
-    .await;
-    assert_eq!(stale[0].get::<_, i64>(0), 0);
-    client
-        .batch_execute("UPDATE companies SET phone = '1' WHERE name = 'Alpha'")
-        .await
-        .unwrap();
-    let fresh = query(&db, "SELECT count(*) FROM companies WHERE updated_at > created_at").await;
-    assert_eq!(fresh[0].get::<_, i64>(0), 2);
+    let tables: Vec<String> = tables.iter().map(|row| row.get(0)).collect();
+    assert_eq!(tables.len(), 11, "every table has updated_at: {tables:?}");
+    for table in &tables {
+        let rows = query(&db, &format!("SELECT count(*) FROM {table}")).await;
+        let rows: i64 = rows[0].get(0);
+        assert!(rows > 0, "{table} has a row to update");
+        // The trigger overrides any explicit value with now().
+        client
+            .batch_execute(&format!(
+                "UPDATE {table} SET updated_at = '2000-01-01', created_at = '2000-01-01'"
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{table}: {e:?}"));
+        let counts = query(
+            &db,
+            &format!(
+                "SELECT count(*) FILTER (WHERE updated_at < now() - interval '1 minute'),
+                        count(*) FILTER (WHERE updated_at > created_at)
+                 FROM {table}"
+            ),
+        )
+        .await;
+        let (stale, fresh): (i64, i64) = (counts[0].get(0), counts[0].get(1));
+        assert_eq!((stale, fresh), (0, rows), "{table}: updated_at follows every update");
+    }
 }
 
 #[tokio::test]
@@ -306,11 +326,57 @@ async fn constraints_refuse_unknown_stages_out_of_range_scores_and_half_closed_d
             "contacts_email_key",
             "INSERT INTO contacts (full_name, email) VALUES ('Ada again', 'ADA@alpha.example')",
         ),
+        ("activities_status_check", "UPDATE activities SET status = 'finished'"),
+        (
+            "failed_opportunities_stage_check",
+            "INSERT INTO failed_opportunities (stage, error_message) VALUES ('enrichment', 'timeout')",
+        ),
     ];
     for (constraint, sql) in refused {
         let error = client.batch_execute(sql).await.expect_err(sql);
         let db_error = error.as_db_error().unwrap_or_else(|| panic!("{sql}: {error:?}"));
         assert_eq!(db_error.constraint(), Some(constraint), "{sql}");
+    }
+}
+
+#[tokio::test]
+async fn activity_statuses_and_failure_stages_take_every_value_the_code_and_pipeline_use() {
+    let db = TestDb::new().await;
+    let client = db.pool().get().await.unwrap();
+    client.batch_execute(FILL).await.unwrap();
+    // The outbound sync sends 'completed' and 'done' as a completed HubSpot task; no status is allowed too.
+    for status in [
+        "not_started",
+        "in_progress",
+        "waiting",
+        "deferred",
+        "completed",
+        "done",
+        "scheduled",
+        "cancelled",
+        "no_show",
+    ] {
+        client
+            .execute(
+                "INSERT INTO activities (activity_type, subject, company_id, status)
+                 VALUES ('task', 'Follow up', '00000000-0000-0000-0000-0000000000c1', $1)",
+                &[&status],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{status}: {e:?}"));
+    }
+    client
+        .batch_execute("UPDATE activities SET status = NULL WHERE status = 'done'")
+        .await
+        .unwrap();
+    for stage in ["sam_fetch", "ai_enrich", "vendor_search", "match_engine", "crm_sync"] {
+        client
+            .execute(
+                "INSERT INTO failed_opportunities (notice_id, stage, error_message) VALUES ('N-1', $1, 'failed')",
+                &[&stage],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{stage}: {e:?}"));
     }
 }
 
