@@ -256,3 +256,176 @@ async fn an_item_dead_on_a_permanent_error_also_reaches_the_dlq_so_its_alarm_fir
     assert_eq!(queue.dlq_depth().await.unwrap(), Some(1));
     assert_eq!(status_of(&h.db, "deal").await, "dead");
 }
+
+async fn test_queue() -> SqsRetryQueue {
+    let name = format!("crmsync-test-{}", uuid_suffix());
+    SqsRetryQueue::ensure_queues(sqs_client().await, &name, 2, Duration::from_secs(1))
+        .await
+        .unwrap()
+}
+
+/// The company's queue row as a retry message with `attempts`, after setting the row's state with `sql`.
+async fn company_message(h: &Harness, sql: &str, attempts: i32) -> crmsync_domain::sync::RetryMessage {
+    let client = h.db.pool().get().await.unwrap();
+    client.batch_execute(sql).await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT id, entity_id FROM sync_queue WHERE entity_type = 'company'",
+            &[],
+        )
+        .await
+        .unwrap();
+    crmsync_domain::sync::RetryMessage {
+        sync_queue_id: row.get(0),
+        entity_type: "company".into(),
+        entity_id: row.get(1),
+        attempts,
+    }
+}
+
+/// Receives what the queue holds (waiting up to `wait`), hands it to the handler, and deletes what it did not
+/// report failed. Returns (messages received, failures reported).
+async fn deliver_once(h: &Harness, queue: &SqsRetryQueue, wait: Duration) -> (Vec<String>, usize) {
+    let messages = queue.receive(wait, None).await.unwrap();
+    let event = SqsEvent {
+        records: messages
+            .iter()
+            .map(|m| SqsMessage {
+                message_id: Some(m.message_id.clone()),
+                body: Some(m.body.clone()),
+                ..SqsMessage::default()
+            })
+            .collect(),
+    };
+    let response = outbound_sync::handle_sqs(&h.sync, event).await.unwrap();
+    for message in &messages {
+        if !response
+            .batch_item_failures
+            .iter()
+            .any(|f| f.item_identifier == message.message_id)
+        {
+            queue.delete(&message.receipt_handle).await.unwrap();
+        }
+    }
+    (
+        messages.into_iter().map(|m| m.body).collect(),
+        response.batch_item_failures.len(),
+    )
+}
+
+async fn company_row(db: &TestDb) -> (String, i32) {
+    let row = db
+        .pool()
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT status, attempts FROM sync_queue WHERE entity_type = 'company'",
+            &[],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+#[tokio::test]
+async fn a_retry_message_for_a_row_not_due_yet_is_replaced_by_one_for_the_rest_of_the_wait() {
+    let queue = test_queue().await;
+    let h = harness(Some(queue.clone()), 8).await;
+    // The backoff is longer than the message's delay was (SQS caps delays at 900 s): here 3 s left.
+    let message = company_message(
+        &h,
+        "DELETE FROM sync_queue WHERE entity_type = 'deal';
+         UPDATE sync_queue SET status = 'failed', attempts = 1, next_attempt_at = now() + interval '3 seconds';",
+        1,
+    )
+    .await;
+    queue.send(&[(message.clone(), Duration::ZERO)]).await.unwrap();
+    let before = h.sim.total_requests();
+    let (received, failures) = deliver_once(&h, &queue, Duration::from_secs(2)).await;
+    assert_eq!((received.len(), failures), (1, 0), "acknowledged");
+    assert_eq!(h.sim.total_requests(), before, "not retried before it is due");
+    assert_eq!(company_row(&h.db).await, ("failed".into(), 1));
+
+    // A fresh message with the same attempts arrives when the row is due, and that one retries it.
+    let mut fresh = Vec::new();
+    for _ in 0..8 {
+        let (received, _) = deliver_once(&h, &queue, Duration::from_secs(1)).await;
+        if !received.is_empty() {
+            fresh = received;
+            break;
+        }
+    }
+    let fresh: crmsync_domain::sync::RetryMessage = serde_json::from_str(&fresh[0]).unwrap();
+    assert_eq!(fresh, message);
+    assert_eq!(company_row(&h.db).await.0, "completed");
+}
+
+#[tokio::test]
+async fn a_stale_retry_message_is_acknowledged_without_another_attempt() {
+    let queue = test_queue().await;
+    let h = harness(Some(queue.clone()), 8).await;
+    // The schedule already made attempt 2; a message from after attempt 1 arrives late.
+    let message = company_message(
+        &h,
+        "UPDATE sync_queue SET status = 'failed', attempts = 2, next_attempt_at = now() WHERE entity_type = 'company'",
+        1,
+    )
+    .await;
+    queue.send(&[(message, Duration::ZERO)]).await.unwrap();
+    let before = h.sim.total_requests();
+    let (received, failures) = deliver_once(&h, &queue, Duration::from_secs(2)).await;
+    assert_eq!((received.len(), failures), (1, 0));
+    assert_eq!(h.sim.total_requests(), before, "no extra attempt");
+    assert_eq!(company_row(&h.db).await, ("failed".into(), 2));
+    assert!(
+        queue.receive(Duration::from_secs(1), None).await.unwrap().is_empty(),
+        "no new chain"
+    );
+}
+
+#[tokio::test]
+async fn purge_removes_only_sync_messages_whose_rows_are_no_longer_dead() {
+    let queue = test_queue().await;
+    let h = harness(Some(queue.clone()), 8).await;
+    let redriven = company_message(&h, "UPDATE sync_queue SET status = 'pending'", 1).await;
+    let dead = {
+        let client = h.db.pool().get().await.unwrap();
+        client
+            .batch_execute("UPDATE sync_queue SET status = 'dead' WHERE entity_type = 'deal'")
+            .await
+            .unwrap();
+        let row = client
+            .query_one(
+                "SELECT id::text, entity_id::text FROM sync_queue WHERE entity_type = 'deal'",
+                &[],
+            )
+            .await
+            .unwrap();
+        json!({ "sync_queue_id": row.get::<_, String>(0), "entity_type": "deal",
+                "entity_id": row.get::<_, String>(1), "attempts": 8 })
+    };
+    let inbox = json!({ "sync_queue_id": redriven.sync_queue_id, "entity_type": "webhook_inbox",
+                        "entity_id": redriven.entity_id, "attempts": 1 });
+    let client = sqs_client().await;
+    for body in [
+        serde_json::to_string(&redriven).unwrap(),
+        dead.to_string(),
+        inbox.to_string(),
+        "not a retry message".to_owned(),
+    ] {
+        client
+            .send_message()
+            .queue_url(queue.dlq_url().unwrap())
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    assert_eq!(purge_redriven(h.sync.store(), &queue).await.unwrap(), 1);
+    assert_eq!(
+        queue.dlq_depth().await.unwrap(),
+        Some(3),
+        "the others stay for an operator"
+    );
+}
