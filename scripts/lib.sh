@@ -17,6 +17,10 @@ apt_install() {
 
 ensure_rust_tools() {
   command -v cargo >/dev/null || { log "cargo is required (install Rust with rustup)"; exit 1; }
+  # rustup brings no C compiler, and ring and aws-lc-sys (rustls's crypto) compile C. On x86_64 and aarch64
+  # Linux aws-lc-sys uses its cc builder with pregenerated bindings, so neither cmake nor clang is needed, and
+  # its pkg-config probe for a system AWS-LC is optional.
+  command -v cc >/dev/null || { log "installing a C compiler (build-essential)"; apt_install build-essential; }
   cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
   cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 }
