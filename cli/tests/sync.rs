@@ -183,4 +183,151 @@ async fn kill_9_mid_batch_then_a_rerun_loses_nothing_and_duplicates_nothing() {
         count(&db, "SELECT count(*) FROM sync_queue WHERE status <> 'completed'").await,
         0
     );
+
+    // Engagements have no unique key: a run killed after HubSpot created its notes and before its write-back
+    // committed must not make the next run create them again.
+    let notes = 20;
+    db.pool()
+        .get()
+        .await
+        .unwrap()
+        .batch_execute(&format!(
+            "WITH a AS (
+               INSERT INTO activities (activity_type, subject, body, deal_id)
+               SELECT 'note', 'Call notes ' || d.deal_name, 'Discussed the notice', d.id
+               FROM deals d ORDER BY d.id LIMIT {notes} RETURNING id
+             )
+             INSERT INTO sync_queue (entity_type, entity_id, operation) SELECT 'activity', id, 'create' FROM a"
+        ))
+        .await
+        .unwrap();
+    // Hold the write-back: the run creates the notes in HubSpot, then blocks on its UPDATE of activities.
+    let blocker = db.pool().get().await.unwrap();
+    blocker
+        .batch_execute("BEGIN; LOCK TABLE activities IN SHARE MODE")
+        .await
+        .unwrap();
+    let mut child = command(&db, &sim, &["sync"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sim_note_keys(&sim).await.len() < notes {
+        assert!(Instant::now() < deadline, "the sync never created its notes");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    child.kill().unwrap(); // between HubSpot's create and the commit
+    child.wait().unwrap();
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM activities WHERE hubspot_engagement_id IS NOT NULL"
+        )
+        .await,
+        0,
+        "the killed run wrote nothing back"
+    );
+    tokio::time::sleep(Duration::from_millis(2_200)).await; // the dead run's leases expire
+    let (output, _) = run(&db, &sim, &["sync"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let keys = sim_note_keys(&sim).await;
+    let distinct: HashSet<&String> = keys.iter().collect();
+    assert_eq!(distinct.len(), keys.len(), "no duplicate engagement in HubSpot");
+    assert_eq!(keys.len(), notes);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM activities WHERE hubspot_engagement_id IS NULL"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM sync_queue WHERE status <> 'completed'").await,
+        0
+    );
+}
+
+async fn sim_note_keys(sim: &RunningSim) -> Vec<String> {
+    let state: Value = reqwest::get(format!("{}/__sim/state?type=notes", sim.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    state["objects"]["notes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|d| d["properties"]["crmsync_id"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_redrive_requeues_dead_items_at_its_rate_and_a_sync_then_delivers_them() {
+    let (db, sim) = setup(3).await;
+    run(&db, &sim, &["hubspot-setup"]);
+    db.pool()
+        .get()
+        .await
+        .unwrap()
+        .batch_execute("UPDATE sync_queue SET status = 'dead', attempts = 8, last_error = 'permanent: refused' WHERE entity_type = 'deal'")
+        .await
+        .unwrap();
+    let (_, listed) = run(&db, &sim, &["dlq", "list"]);
+    assert_eq!(listed["dead"].as_array().unwrap().len(), 3);
+    let started = Instant::now();
+    let (output, report) = run(&db, &sim, &["dlq", "redrive", "--rate", "2"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(report, json!({ "redriven": 3, "dlq_messages_removed": 0 }));
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "two per second: a pause between chunks"
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM sync_queue WHERE entity_type = 'deal' AND status = 'pending' AND attempts = 0"
+        )
+        .await,
+        3
+    );
+    let (output, report) = run(&db, &sim, &["sync"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(report["deals_created"], 3);
+    let (_, listed) = run(&db, &sim, &["dlq", "list"]);
+    assert_eq!(listed["dead"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_deals_waiting_for_their_company() {
+    let (db, sim) = setup(1).await;
+    run(&db, &sim, &["hubspot-setup"]);
+    // The company backs off after a failure; its deal waits (not failed) until the company is in HubSpot.
+    db.pool()
+        .get()
+        .await
+        .unwrap()
+        .batch_execute(
+            "UPDATE sync_queue SET status = 'failed', attempts = 1, next_attempt_at = now() + interval '1 hour'
+             WHERE entity_type = 'company'",
+        )
+        .await
+        .unwrap();
+    let (output, report) = run(&db, &sim, &["sync"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(report["deferred"], 1);
+    let (_, status) = run(&db, &sim, &["status"]);
+    assert_eq!(status["waiting"]["count"], 1, "{status}");
+    assert_eq!(status["waiting"]["items"][0]["entity_type"], "deal");
+    assert!(
+        status["waiting"]["items"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("waiting for company")
+    );
 }
