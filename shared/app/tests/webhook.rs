@@ -12,7 +12,7 @@ use crmsync_db::{PgMatchStore, PgSyncStore};
 use crmsync_domain::sync::RetryPolicy;
 use crmsync_hubspot::signature::{sign_v1, sign_v3};
 use crmsync_hubspot::{HubSpotClient, HubSpotConfig, RateLimitConfig};
-use crmsync_hubspot_sim::{HubSpotSim, RunningSim, SimConfig, WebhookTarget};
+use crmsync_hubspot_sim::{FaultConfig, HubSpotSim, RunningSim, SimConfig, WebhookTarget};
 use crmsync_queue::SqsRetryQueue;
 use serde_json::{Value, json};
 
@@ -182,6 +182,33 @@ impl WebhookApp {
             .expect("act");
         assert!(response.status().is_success(), "{action}: {}", response.status());
         response.json().await.unwrap_or(Value::Null)
+    }
+
+    /// Creates a deal in the simulator (as another integration would), without a webhook: returns its id.
+    async fn sim_create_deal(&self, pipeline: &str, stage: &str) -> String {
+        let input = crmsync_hubspot::objects::CreateInput {
+            properties: [
+                ("dealname".to_owned(), "Made in HubSpot".to_owned()),
+                ("pipeline".to_owned(), pipeline.to_owned()),
+                ("dealstage".to_owned(), stage.to_owned()),
+            ]
+            .into(),
+            associations: Vec::new(),
+        };
+        let outcome = client_for(&self.sim)
+            .batch_create(crmsync_hubspot::ObjectType::Deals, &[input])
+            .await
+            .expect("create deal");
+        assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
+        outcome.succeeded[0].1.id.clone()
+    }
+
+    async fn pipeline_map(&self) -> crmsync_domain::sync::PipelineMap {
+        PgSyncStore::new(self.db.pool().clone())
+            .pipeline_map()
+            .await
+            .unwrap()
+            .expect("pipeline map")
     }
 
     async fn sim_object(&self, object_type: &str, id: &str) -> Value {
@@ -919,7 +946,8 @@ async fn a_stage_change_in_hubspot_maps_through_the_pipeline_and_closes_and_reop
         .await,
         2
     );
-    // A stage of another pipeline is recorded and skipped.
+    // A stage id the map does not know, with no move out of our pipeline seen, is an error recorded on the event
+    // (dead, with the reason), and the stage stays.
     app.deliver(&json!([property_change(
         "deal.propertyChange",
         &deal_hs,
@@ -937,7 +965,7 @@ async fn a_stage_change_in_hubspot_maps_through_the_pipeline_and_closes_and_reop
     assert!(
         app.inbox_outcomes()
             .await
-            .contains(&("skipped".into(), Some("unmapped_stage".into()), 1))
+            .contains(&("dead".into(), Some("unknown_stage".into()), 1))
     );
 }
 
@@ -1369,6 +1397,325 @@ async fn unknown_types_and_objects_are_acknowledged_recorded_and_not_applied() {
             .as_deref(),
         Some("synced")
     );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// HubSpot's 5-second timeout
+
+#[tokio::test]
+async fn a_creation_event_gets_its_200_within_the_deadline_while_hubspot_is_slow_and_applies_once_it_recovers() {
+    let app = WebhookApp::spawn().await;
+    let contact = app
+        .sim_act(
+            "create-contact",
+            json!({"properties": {"email": "slow@example.com", "firstname": "Slow", "lastname": "Read"}}),
+        )
+        .await;
+    let contact_hs = contact["id"].as_str().unwrap().to_owned();
+    // Every HubSpot answer now takes 20 s: the creation event's batch read would hold the handler far past
+    // HubSpot's 5-second timeout without the apply deadline (2.5 s by default).
+    app.sim.set_faults(FaultConfig {
+        slow_rate: 1.0,
+        slow_delay_ms: 20_000,
+        ..FaultConfig::default()
+    });
+    let started = std::time::Instant::now();
+    app.deliver(&json!([user_event(
+        "contact.creation",
+        &contact_hs,
+        now_ms(),
+        json!({})
+    )]))
+    .await;
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(10), "answered after {elapsed:?}");
+    assert_eq!(
+        app.query("SELECT status, attempts FROM crmsync.webhook_inbox")
+            .await
+            .iter()
+            .map(|row| (row.get::<_, String>(0), row.get::<_, i32>(1)))
+            .collect::<Vec<_>>(),
+        vec![("pending".to_owned(), 0)],
+        "the event stays in the inbox, untouched, no attempt spent"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM contacts").await, 0);
+
+    app.sim.set_faults(FaultConfig::default());
+    let report = apply_pending_inbox(&app.applier, 100).await.expect("re-apply");
+    assert_eq!((report.applied, report.created), (1, 1), "{report:?}");
+    let local_id = app
+        .text(&format!(
+            "SELECT id::text FROM contacts WHERE hubspot_contact_id = '{contact_hs}'"
+        ))
+        .await
+        .expect("created locally");
+    assert_eq!(
+        app.sim_object("contacts", &contact_hs).await["properties"]["crmsync_id"].as_str(),
+        Some(local_id.as_str())
+    );
+    assert_eq!(
+        app.inbox_outcomes().await,
+        vec![("applied".to_owned(), Some("created".to_owned()), 1)]
+    );
+}
+
+#[tokio::test]
+async fn a_record_created_by_a_pass_that_never_wrote_our_id_back_gets_it_written_on_the_re_apply() {
+    let app = WebhookApp::spawn().await;
+    let contact = app
+        .sim_act("create-contact", json!({"properties": {"email": "half@example.com"}}))
+        .await;
+    let contact_hs = contact["id"].as_str().unwrap().to_owned();
+    // What a pass cut off after its commit leaves: the contact is local and linked, HubSpot lacks our id.
+    app.execute(&format!(
+        "INSERT INTO contacts (full_name, email, hubspot_contact_id, hubspot_sync_status, source)
+         VALUES ('half@example.com', 'half@example.com', '{contact_hs}', 'synced', 'hubspot')"
+    ))
+    .await;
+    app.deliver(&json!([user_event(
+        "contact.creation",
+        &contact_hs,
+        now_ms(),
+        json!({})
+    )]))
+    .await;
+    let local_id = app.text("SELECT id::text FROM contacts").await.unwrap();
+    assert_eq!(
+        app.sim_object("contacts", &contact_hs).await["properties"]["crmsync_id"].as_str(),
+        Some(local_id.as_str())
+    );
+    assert_eq!(
+        app.inbox_outcomes().await,
+        vec![("applied".to_owned(), Some("written_back".to_owned()), 1)]
+    );
+    assert_eq!(app.count("SELECT count(*) FROM contacts").await, 1);
+}
+
+#[tokio::test]
+async fn a_write_back_that_failed_is_retried_and_the_retry_creates_nothing_twice() {
+    let app = WebhookApp::spawn().await;
+    let contact = app
+        .sim_act(
+            "create-contact",
+            json!({"properties": {"email": "dropped@example.com"}}),
+        )
+        .await;
+    let contact_hs = contact["id"].as_str().unwrap().to_owned();
+    // Writes are applied, then their connection is dropped: the client sees every write-back fail.
+    app.sim.set_faults(FaultConfig {
+        drop_after_write_rate: 1.0,
+        ..FaultConfig::default()
+    });
+    app.deliver(&json!([user_event(
+        "contact.creation",
+        &contact_hs,
+        now_ms(),
+        json!({})
+    )]))
+    .await;
+    let row = &app
+        .query("SELECT status, attempts, last_error FROM crmsync.webhook_inbox")
+        .await[0];
+    assert_eq!((row.get::<_, String>(0).as_str(), row.get::<_, i32>(1)), ("retry", 1));
+    assert!(row.get::<_, Option<String>>(2).unwrap().contains("crmsync_id"));
+    app.sim.set_faults(FaultConfig::default());
+    app.execute("UPDATE crmsync.webhook_inbox SET next_attempt_at = now()")
+        .await;
+    let report = apply_pending_inbox(&app.applier, 100).await.expect("re-apply");
+    assert_eq!(report.dead, 0, "{report:?}");
+    assert_eq!(app.count("SELECT count(*) FROM contacts").await, 1, "one local contact");
+    let local_id = app.text("SELECT id::text FROM contacts").await.unwrap();
+    assert_eq!(
+        app.sim_object("contacts", &contact_hs).await["properties"]["crmsync_id"].as_str(),
+        Some(local_id.as_str())
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM crmsync.webhook_inbox WHERE status IN ('applied', 'skipped')")
+            .await,
+        1
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Pipelines
+
+#[tokio::test]
+async fn a_deal_created_in_another_pipeline_is_recorded_and_not_imported() {
+    let app = WebhookApp::spawn().await;
+    let deal_hs = app.sim_create_deal("default", "qualifiedtobuy").await;
+    app.deliver(&json!([user_event("deal.creation", &deal_hs, now_ms(), json!({}))]))
+        .await;
+    assert_eq!(app.count("SELECT count(*) FROM deals").await, 0);
+    assert_eq!(
+        app.inbox_outcomes().await,
+        vec![("skipped".to_owned(), Some("other_pipeline".to_owned()), 1)]
+    );
+}
+
+#[tokio::test]
+async fn a_deal_created_in_our_pipeline_imports_with_its_mapped_stage() {
+    let app = WebhookApp::spawn().await;
+    let map = app.pipeline_map().await;
+    let deal_hs = app.sim_create_deal(&map.pipeline_id, &map.stage_ids["qualified"]).await;
+    app.deliver(&json!([user_event("deal.creation", &deal_hs, now_ms(), json!({}))]))
+        .await;
+    assert_eq!(
+        app.text(&format!("SELECT stage FROM deals WHERE hubspot_deal_id = '{deal_hs}'"))
+            .await
+            .as_deref(),
+        Some("qualified")
+    );
+}
+
+#[tokio::test]
+async fn a_deal_created_in_our_pipeline_with_a_stage_the_map_lacks_is_an_error_not_new_match() {
+    let app = WebhookApp::spawn().await;
+    let mut map = app.pipeline_map().await;
+    let unknown = map.stage_ids.remove("negotiation").unwrap();
+    let deal_hs = app.sim_create_deal(&map.pipeline_id, &unknown).await;
+    // The local map is stale (a stage added in HubSpot since hubspot-setup ran).
+    PgSyncStore::new(app.db.pool().clone())
+        .save_pipeline_map(&map)
+        .await
+        .unwrap();
+    app.deliver(&json!([user_event("deal.creation", &deal_hs, now_ms(), json!({}))]))
+        .await;
+    assert_eq!(
+        app.count("SELECT count(*) FROM deals").await,
+        0,
+        "not imported as new_match"
+    );
+    let row = &app
+        .query("SELECT status, outcome, last_error FROM crmsync.webhook_inbox")
+        .await[0];
+    assert_eq!(
+        (
+            row.get::<_, String>(0).as_str(),
+            row.get::<_, Option<String>>(1).as_deref()
+        ),
+        ("dead", Some("unknown_stage"))
+    );
+    assert!(row.get::<_, Option<String>>(2).unwrap().contains(&unknown));
+}
+
+#[tokio::test]
+async fn a_stage_change_to_a_stage_the_map_lacks_is_an_error_and_leaves_the_stage() {
+    let app = WebhookApp::spawn().await;
+    app.ingest(1, 1).await;
+    app.drain().await;
+    let (deal, deal_hs) = app.synced_deal().await;
+    app.deliver(&json!([property_change(
+        "deal.propertyChange",
+        &deal_hs,
+        now_ms(),
+        "dealstage",
+        "999999"
+    )]))
+    .await;
+    assert_eq!(
+        app.text(&format!("SELECT stage FROM deals WHERE id = '{deal}'"))
+            .await
+            .as_deref(),
+        Some("new_match")
+    );
+    let row = &app
+        .query("SELECT status, outcome, last_error FROM crmsync.webhook_inbox")
+        .await[0];
+    assert_eq!(
+        (
+            row.get::<_, String>(0).as_str(),
+            row.get::<_, Option<String>>(1).as_deref()
+        ),
+        ("dead", Some("unknown_stage"))
+    );
+    assert!(row.get::<_, Option<String>>(2).unwrap().contains("999999"));
+}
+
+#[tokio::test]
+async fn a_deal_moved_to_another_pipeline_is_recorded_and_its_stages_there_are_not_applied() {
+    let app = WebhookApp::spawn().await;
+    app.ingest(1, 1).await;
+    app.drain().await;
+    let (deal, deal_hs) = app.synced_deal().await;
+    let t = now_ms();
+    app.deliver(&json!([
+        property_change("deal.propertyChange", &deal_hs, t, "dealstage", "qualifiedtobuy"),
+        property_change("deal.propertyChange", &deal_hs, t, "pipeline", "default"),
+    ]))
+    .await;
+    app.deliver(&json!([property_change(
+        "deal.propertyChange",
+        &deal_hs,
+        t + 1_000,
+        "dealstage",
+        "closedwon"
+    )]))
+    .await;
+    assert_eq!(
+        app.text(&format!("SELECT stage FROM deals WHERE id = '{deal}'"))
+            .await
+            .as_deref(),
+        Some("new_match")
+    );
+    assert_eq!(
+        app.inbox_outcomes().await,
+        vec![
+            ("skipped".to_owned(), Some("left_pipeline".to_owned()), 1),
+            ("skipped".to_owned(), Some("other_pipeline".to_owned()), 2),
+        ]
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM sync_queue WHERE status = 'pending'")
+            .await,
+        0,
+        "not re-asserted: the deal is not pulled back into our pipeline"
+    );
+    // Moved back: its stages apply again.
+    let map = app.pipeline_map().await;
+    app.deliver(&json!([
+        property_change("deal.propertyChange", &deal_hs, t + 2_000, "pipeline", &map.pipeline_id),
+        property_change(
+            "deal.propertyChange",
+            &deal_hs,
+            t + 2_001,
+            "dealstage",
+            &map.stage_ids["qualified"]
+        ),
+    ]))
+    .await;
+    assert_eq!(
+        app.text(&format!("SELECT stage FROM deals WHERE id = '{deal}'"))
+            .await
+            .as_deref(),
+        Some("qualified")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Dead events are visible
+
+#[tokio::test]
+async fn inbox_status_counts_show_pending_waiting_and_dead_events() {
+    let app = WebhookApp::spawn().await;
+    let client = app.db.pool().get().await.unwrap();
+    let counts = crmsync_db::inbox::status_counts(&client).await.unwrap();
+    assert_eq!((counts.pending, counts.retry, counts.dead), (0, 0, 0));
+    assert!(counts.oldest_open_received_at.is_none());
+    let t = now_ms();
+    app.deliver(&json!([
+        property_change("deal.propertyChange", "424242", t, "description", "waits"),
+        property_change("deal.propertyChange", "424243", t, "description", "dies"),
+    ]))
+    .await;
+    app.execute(
+        "UPDATE crmsync.webhook_inbox SET status = 'dead' WHERE payload->>'propertyValue' = 'dies';
+         INSERT INTO crmsync.webhook_inbox (portal_id, subscription_id, event_id, occurred_at, event_type, payload)
+         VALUES (1, 1, 1, 1, 'deal.creation', '{}')",
+    )
+    .await;
+    let counts = crmsync_db::inbox::status_counts(&client).await.unwrap();
+    assert_eq!((counts.pending, counts.retry, counts.dead), (1, 1, 1));
+    assert!(counts.oldest_open_received_at.is_some());
 }
 
 // ---------------------------------------------------------------------------------------------------------------

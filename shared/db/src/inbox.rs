@@ -232,6 +232,96 @@ pub async fn postpone(
     Ok(())
 }
 
+/// Gives a row up now (`dead`), with the outcome that names the error and the reason in `last_error`: an event that
+/// no retry can apply (a deal stage that is not in the pipeline map). `attempts` counts this one.
+pub async fn give_up(
+    client: &impl GenericClient,
+    id: Uuid,
+    attempts: i32,
+    outcome: &str,
+    reason: &str,
+) -> Result<(), DbError> {
+    let statement = client
+        .prepare_cached(
+            "UPDATE crmsync.webhook_inbox
+             SET status = 'dead', attempts = $2, outcome = $3, last_error = $4, processed_at = now()
+             WHERE id = $1",
+        )
+        .await?;
+    client.execute(&statement, &[&id, &attempts, &outcome, &reason]).await?;
+    Ok(())
+}
+
+/// Holds creation events whose record is created locally while our id is written back to HubSpot: the rows are
+/// `retry` (outcome `created`) and come due again after `delay_seconds` unless [`finish_many`] closes them once
+/// the write-back succeeded. So a process that dies between the commit and the write-back leaves the write-back to
+/// the re-apply pass instead of losing it.
+pub async fn hold_for_write_back(client: &impl GenericClient, ids: &[Uuid], delay_seconds: f64) -> Result<(), DbError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let statement = client
+        .prepare_cached(
+            "UPDATE crmsync.webhook_inbox
+             SET status = 'retry', outcome = 'created', next_attempt_at = now() + make_interval(secs => $2),
+                 last_error = 'created locally; writing crmsync_id to HubSpot'
+             WHERE id = ANY($1)",
+        )
+        .await?;
+    client.execute(&statement, &[&ids, &delay_seconds]).await?;
+    Ok(())
+}
+
+/// The status of each of `ids` that exists.
+pub async fn statuses(
+    client: &impl GenericClient,
+    ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, String>, DbError> {
+    let statement = client
+        .prepare_cached("SELECT id, status FROM crmsync.webhook_inbox WHERE id = ANY($1)")
+        .await?;
+    Ok(client
+        .query(&statement, &[&ids])
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect())
+}
+
+/// How many inbox rows are open or given up, for `status` and sync health.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct InboxStatusCounts {
+    /// Stored and not applied yet (a handler cut off by its deadline, or a busy background applier).
+    pub pending: i64,
+    /// Waiting for a later attempt (a deal whose company is not local yet).
+    pub retry: i64,
+    /// Given up: attempts spent, refused by the database, or an error such as an unknown deal stage. These need an
+    /// operator (their `last_error` says why).
+    pub dead: i64,
+    /// When the oldest open (pending or retry) row was received.
+    pub oldest_open_received_at: Option<DateTime<Utc>>,
+}
+
+/// Counts inbox rows by open status and dead, in one statement. Applied and skipped rows are not counted (the
+/// inbox keeps them; counting them would scan it whole).
+pub async fn status_counts(client: &impl GenericClient) -> Result<InboxStatusCounts, DbError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status = 'retry'),
+                    count(*) FILTER (WHERE status = 'dead'),
+                    min(received_at) FILTER (WHERE status IN ('pending', 'retry'))
+             FROM crmsync.webhook_inbox WHERE status IN ('pending', 'retry', 'dead')",
+        )
+        .await?;
+    let row = client.query_one(&statement, &[]).await?;
+    Ok(InboxStatusCounts {
+        pending: row.get(0),
+        retry: row.get(1),
+        dead: row.get(2),
+        oldest_open_received_at: row.get(3),
+    })
+}
+
 /// A local record found by its HubSpot id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalRecord {
@@ -299,6 +389,22 @@ pub async fn record_hubspot_change(
         .await?;
     client
         .execute(&statement, &[&kind.entity_type().as_str(), &id, &field, &at])
+        .await?;
+    Ok(())
+}
+
+/// Forgets when `field` of a record last changed (a pseudo-field such as `@left_pipeline` that no longer holds).
+pub async fn forget_field_change(
+    client: &impl GenericClient,
+    kind: ObjectKind,
+    id: Uuid,
+    field: &str,
+) -> Result<(), DbError> {
+    let statement = client
+        .prepare_cached("DELETE FROM crmsync.field_changes WHERE entity_type = $1 AND entity_id = $2 AND field = $3")
+        .await?;
+    client
+        .execute(&statement, &[&kind.entity_type().as_str(), &id, &field])
         .await?;
     Ok(())
 }

@@ -1,8 +1,10 @@
 //! Applying stored webhook events to the local CRM, in occurredAt order, by field ownership.
 //!
-//! One pass takes due inbox rows, reads from HubSpot the records created there (batch read, ≤100 per call),
-//! then applies every event inside one transaction with a savepoint per event: an event that breaks a database
-//! rule is marked dead alone. Each event locks its inbox row (SKIP LOCKED), so concurrent passes never apply an
+//! One pass takes due inbox rows, reads from HubSpot the records created there (batch read, ≤100 per call,
+//! before the transaction opens), then applies every event inside one transaction (a savepoint per event only
+//! after an event broke a database rule, so that event alone is marked dead), and after the commit writes our id
+//! back to the records created from HubSpot. A pass dropped before its commit keeps nothing. The webhook handler
+//! bounds a pass with a deadline ([`Applier::apply_ids_until`]); what it cuts off stays in the inbox. Each event locks its inbox row (SKIP LOCKED), so concurrent passes never apply an
 //! event twice, and its local record (FOR UPDATE), so events about one record apply one at a time. An event
 //! that cannot be applied yet (a deal whose company is not local) stays in the inbox as `retry` with a backoff,
 //! and a retry-queue message makes it come back early when SQS is configured.
@@ -15,7 +17,6 @@ use chrono::{DateTime, TimeZone, Utc};
 use crmsync_db::inbox::{self, Conflict, NewCompany, NewContact, NewDeal};
 use crmsync_db::{DbError, GenericClient, PgSyncStore, Pool};
 use crmsync_domain::ports::RetryQueue;
-use crmsync_domain::stage::DealStage;
 use crmsync_domain::sync::{COMPANY_ASSOCIATION, PipelineMap, RetryDecision, RetryMessage, RetryPolicy, value_hash};
 use crmsync_domain::webhook::{
     Decision, ECHO_WINDOW_MS, EventKind, FieldOwner, INBOX_RETRY_KIND, ObjectKind, WebhookEvent, apply_order,
@@ -40,6 +41,9 @@ pub struct ApplyReport {
     /// Left for a later attempt.
     pub waiting: u64,
     pub dead: u64,
+    /// Left untouched (still open) because the pass ran out of time: the re-apply pass or a retry message takes
+    /// them.
+    pub deferred: u64,
     /// Records created locally from HubSpot.
     pub created: u64,
     /// Outcome label → count (`echo`, `local_owned`, `older_than_local`, `stage_changed`, ...).
@@ -69,20 +73,52 @@ impl std::fmt::Debug for Applier {
     }
 }
 
+/// How long a creation event stays held (`retry`) while our id is written back to HubSpot: a pass cut off
+/// before the write-back finished leaves it to the re-apply pass after this.
+const WRITE_BACK_HOLD: Duration = Duration::from_secs(30);
+
+/// Extra time given to the SQS sends after the deadline: they are quick, and they make waiting events come back
+/// in seconds rather than at the next scheduled drain.
+const SQS_GRACE: Duration = Duration::from_millis(250);
+
+/// A record created locally from HubSpot whose HubSpot copy still needs our id.
+#[derive(Debug, Clone)]
+struct Created {
+    inbox_id: Uuid,
+    /// The event's outcome once the write-back succeeded: `created`, or `written_back` (a record created by an
+    /// earlier pass that did not get to write our id).
+    label: &'static str,
+    attempts_before: i32,
+    kind: ObjectKind,
+    hubspot_id: String,
+    local_id: Uuid,
+}
+
 /// What one pass did, kept until its transaction commits.
 #[derive(Default)]
 struct Pass {
     report: ApplyReport,
     postponed: Vec<(Uuid, i32, Duration)>,
-    created: Vec<(ObjectKind, String, Uuid)>,
+    /// Events given up in this pass, with their attempts: each gets a DLQ-bound retry message.
+    dead: Vec<(Uuid, i32)>,
+    /// Events left open, untouched, with their attempts so far.
+    deferred: Vec<(Uuid, i32)>,
+    created: Vec<Created>,
 }
 
 /// How one event ended.
 enum Outcome {
     Applied(&'static str),
+    /// A record created locally from HubSpot (or one whose write-back a cut-off pass left undone): applied once
+    /// our id is written back to HubSpot; until then the row is held.
+    Created(&'static str),
     Skipped(&'static str),
     /// Not applicable yet: try again later.
     Wait(String),
+    /// Cannot be applied by any retry: dead now, with the outcome label and the reason.
+    Error(&'static str, String),
+    /// Not attempted in this pass (it ran out of time): the row stays open and no attempt is spent.
+    Leave,
 }
 
 /// What every event of a pass shares.
@@ -90,7 +126,29 @@ struct PassContext<'a> {
     pipeline: Option<&'a PipelineMap>,
     /// Records created in HubSpot, read before the transaction: `Ok(None)` = HubSpot has no such record.
     fetched: &'a HashMap<(ObjectKind, String), Result<Option<HubSpotObject>, String>>,
+    /// The HubSpot read was cut off by the deadline: creation events are left for a later pass.
+    reads_cut: bool,
+    /// Deals that this pass's events move to another pipeline: their stage changes are not ours to apply.
+    leaving_pipeline: std::collections::HashSet<&'a str>,
     app_id: Option<&'a str>,
+}
+
+/// How a pass is run.
+#[derive(Debug, Clone, Copy, Default)]
+struct Run {
+    /// Stop calling HubSpot and SQS at this instant (the webhook handler answers HubSpot within 5 s).
+    deadline: Option<tokio::time::Instant>,
+    /// The pass handles retry-queue messages: an event that dies is reported by failing its own message, so no
+    /// new DLQ-bound message is sent for it.
+    from_retry_queue: bool,
+}
+
+/// `future`'s output, or `None` when `deadline` passes first (the future is dropped).
+async fn before<F: std::future::Future>(deadline: Option<tokio::time::Instant>, future: F) -> Option<F::Output> {
+    match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, future).await.ok(),
+        None => Some(future.await),
+    }
 }
 
 impl Applier {
@@ -123,10 +181,54 @@ impl Applier {
 
     /// Applies the given inbox rows (those still open), in occurredAt order.
     pub async fn apply_ids(&self, ids: &[Uuid]) -> Result<ApplyReport, AppError> {
+        self.apply(ids, Run::default()).await
+    }
+
+    /// Like [`Applier::apply_ids`], but calls HubSpot and SQS only until `deadline`: what is left then stays in
+    /// the inbox for the re-apply pass (and a retry message when SQS is configured). For the webhook handler
+    /// under Lambda, which must answer HubSpot within 5 s and is frozen once it has answered.
+    ///
+    /// A cut-off HubSpot read leaves the creation events it was for open and untouched; the other events of the
+    /// pass still apply. A cut-off write-back of our id leaves the created records' events held, and the re-apply
+    /// pass writes it again (the write is idempotent: it sets `crmsync_id` to the same local id).
+    pub async fn apply_ids_until(&self, ids: &[Uuid], deadline: tokio::time::Instant) -> Result<ApplyReport, AppError> {
+        self.apply(
+            ids,
+            Run {
+                deadline: Some(deadline),
+                ..Run::default()
+            },
+        )
+        .await
+    }
+
+    /// Applies the events that retry-queue messages name, and returns each event's inbox status afterwards
+    /// (`applied`, `skipped`, `retry`, `dead`, ...). An event that dies here gets no new message: its own message
+    /// is the DLQ-bound one, so the handler should report the messages of `dead` events failed (SQS's redrive
+    /// policy then moves them to the DLQ after maxReceiveCount receives), like it does for dead sync items.
+    pub async fn apply_retried(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, String>, AppError> {
+        self.apply(
+            ids,
+            Run {
+                from_retry_queue: true,
+                ..Run::default()
+            },
+        )
+        .await?;
+        let client = self.pool.get().await.map_err(DbError::from)?;
+        Ok(inbox::statuses(&client, ids).await?)
+    }
+
+    async fn apply(&self, ids: &[Uuid], run: Run) -> Result<ApplyReport, AppError> {
         if ids.is_empty() {
             return Ok(ApplyReport::default());
         }
-        let _serial = self.serial.lock().await;
+        let Some(_serial) = before(run.deadline, self.serial.lock()).await else {
+            return Ok(ApplyReport {
+                deferred: ids.len() as u64,
+                ..ApplyReport::default()
+            });
+        };
         let store = inbox::PgInboxStore::new(self.pool.clone());
         let mut events: Vec<(Uuid, WebhookEvent)> = Vec::new();
         for (id, payload) in store.open_payloads(ids).await? {
@@ -140,10 +242,20 @@ impl Applier {
         }
         events.sort_by(|(_, a), (_, b)| apply_order(a, b));
         let pipeline = PgSyncStore::new(self.pool.clone()).pipeline_map().await?;
-        let fetched = self.fetch_created(&events).await;
+        // HubSpot is called before the transaction opens, so a slow answer holds no locks, and a read cut off by
+        // the deadline is simply dropped.
+        let (fetched, reads_cut) = match before(run.deadline, self.fetch_created(&events)).await {
+            Some(fetched) => (fetched, false),
+            None => {
+                tracing::info!("reading records created in HubSpot ran past the deadline; their events wait");
+                (HashMap::new(), true)
+            }
+        };
         let context = PassContext {
             pipeline: pipeline.as_ref(),
             fetched: &fetched,
+            reads_cut,
+            leaving_pipeline: leaving_pipeline(&events, pipeline.as_ref()),
             app_id: self.app_id.as_deref(),
         };
 
@@ -168,12 +280,41 @@ impl Applier {
         };
         let Pass {
             mut report,
-            postponed,
+            mut postponed,
+            mut dead,
+            deferred,
             created,
         } = pass;
-        report.created = created.len() as u64;
-        self.link_created(&created).await;
-        self.schedule_retries(&postponed).await;
+        report.created = report.outcomes.get("created").copied().unwrap_or(0);
+        if !created.is_empty() {
+            match before(run.deadline, self.write_back(&created)).await {
+                Some(failures) => {
+                    let (more_postponed, more_dead) = self.close_written_back(&created, &failures).await?;
+                    postponed.extend(more_postponed);
+                    dead.extend(more_dead);
+                }
+                // The rows stay held; the re-apply pass writes our id again after WRITE_BACK_HOLD.
+                None => tracing::info!(
+                    records = created.len(),
+                    "writing crmsync_id back to HubSpot ran past the deadline; the re-apply pass finishes it"
+                ),
+            }
+        }
+        let mut messages: Vec<(Uuid, i32, Duration)> = postponed;
+        // Deferred events come back through SQS at once rather than at the next scheduled drain.
+        messages.extend(deferred.iter().map(|(id, attempts)| (*id, *attempts, Duration::ZERO)));
+        if !run.from_retry_queue {
+            // Like a dead sync item: a message the retry handler reports failed on every receive, so the redrive
+            // policy moves it to the DLQ and the DLQ alarm fires, however the event died.
+            messages.extend(dead.iter().map(|(id, attempts)| (*id, *attempts, Duration::ZERO)));
+        }
+        let sqs_deadline = run.deadline.map(|d| d + SQS_GRACE);
+        if before(sqs_deadline, self.schedule_retries(&messages)).await.is_none() {
+            tracing::info!(
+                events = messages.len(),
+                "retry messages ran past the deadline; the next pass takes these events"
+            );
+        }
         Ok(report)
     }
 
@@ -191,15 +332,20 @@ impl Applier {
         let locked = inbox::lock_open_many(&transaction, &ids).await?;
         let mut pass = Pass::default();
         let mut finished: Vec<(Uuid, &'static str, &'static str)> = Vec::new();
+        let mut held: Vec<Uuid> = Vec::new();
         for (id, event) in events {
             let Some(&attempts_before) = locked.get(id) else {
                 continue;
             };
             let span = tracing::debug_span!("webhook_event", inbox_id = %id, event_type = %event.event_type,
                 object_id = ?event.object_id);
+            let target = EventTarget {
+                inbox_id: *id,
+                attempts_before,
+            };
             let outcome = if careful {
                 let savepoint = transaction.savepoint("event").await.map_err(DbError::from)?;
-                let outcome = apply_event(&savepoint, *id, event, context, &mut pass.created)
+                let outcome = apply_event(&savepoint, target, event, context, &mut pass.created)
                     .instrument(span)
                     .await;
                 if matches!(&outcome, Err(error) if error.is_data_error()) {
@@ -209,7 +355,7 @@ impl Applier {
                 }
                 outcome
             } else {
-                apply_event(&transaction, *id, event, context, &mut pass.created)
+                apply_event(&transaction, target, event, context, &mut pass.created)
                     .instrument(span)
                     .await
             };
@@ -220,10 +366,19 @@ impl Applier {
                     report.applied += 1;
                     *report.outcomes.entry(label.to_owned()).or_default() += 1;
                 }
+                Ok(Outcome::Created(label)) => {
+                    held.push(*id);
+                    report.applied += 1;
+                    *report.outcomes.entry(label.to_owned()).or_default() += 1;
+                }
                 Ok(Outcome::Skipped(label)) => {
                     finished.push((*id, "skipped", label));
                     report.skipped += 1;
                     *report.outcomes.entry(label.to_owned()).or_default() += 1;
+                }
+                Ok(Outcome::Leave) => {
+                    pass.deferred.push((*id, attempts_before));
+                    report.deferred += 1;
                 }
                 Ok(Outcome::Wait(reason)) => {
                     // Nothing of the event was written; only the row's attempt bookkeeping.
@@ -235,10 +390,18 @@ impl Applier {
                         }
                         RetryDecision::Dead { attempts } => {
                             inbox::postpone(&transaction, *id, attempts, None, &reason).await?;
+                            pass.dead.push((*id, attempts));
                             report.dead += 1;
                             tracing::warn!(%reason, attempts, "webhook event dead after its last attempt");
                         }
                     }
+                }
+                Ok(Outcome::Error(label, reason)) => {
+                    inbox::give_up(&transaction, *id, attempts_before + 1, label, &reason).await?;
+                    pass.dead.push((*id, attempts_before + 1));
+                    report.dead += 1;
+                    *report.outcomes.entry(label.to_owned()).or_default() += 1;
+                    tracing::warn!(inbox_id = %id, %reason, "webhook event cannot be applied");
                 }
                 Err(error) if error.is_data_error() && !careful => {
                     tracing::info!(inbox_id = %id, "a webhook event broke a database rule; applying the pass event by event");
@@ -249,12 +412,15 @@ impl Applier {
                     let reason = crmsync_domain::DomainError::from(error).to_string();
                     tracing::warn!(inbox_id = %id, %reason, "webhook event refused by the database");
                     inbox::postpone(&transaction, *id, attempts_before + 1, None, &reason).await?;
+                    pass.dead.push((*id, attempts_before + 1));
                     report.dead += 1;
                 }
                 Err(error) => return Err(error.into()),
             }
         }
         inbox::finish_many(&transaction, &finished).await?;
+        inbox::hold_for_write_back(&transaction, &held, WRITE_BACK_HOLD.as_secs_f64()).await?;
+        // Everything above is one transaction: a pass dropped before this line (a deadline, a crash) keeps nothing.
         transaction.commit().await.map_err(DbError::from)?;
         Ok(Some(pass))
     }
@@ -318,39 +484,96 @@ impl Applier {
     }
 
     /// Writes our id into `crmsync_id` of records created in HubSpot, so the outbound sync's upsert on it finds
-    /// them instead of creating duplicates. A failure is logged: the write is retried by the next creation
-    /// webhook, and until then the outbound sync leaves these records alone (nothing queues them but an edit).
-    async fn link_created(&self, created: &[(ObjectKind, String, Uuid)]) {
+    /// them instead of creating duplicates. Returns the indexes (into `created`) that failed, with the reason.
+    /// Idempotent: writing the same local id again changes nothing, so a write-back cut off or lost (the pass's
+    /// rows stay held) is simply made again by the re-apply pass.
+    async fn write_back(&self, created: &[Created]) -> Vec<(usize, String)> {
+        let mut failures = Vec::new();
         for kind in ObjectKind::ALL {
-            let inputs: Vec<UpdateInput> = created
-                .iter()
-                .filter(|(k, _, _)| *k == kind)
-                .map(|(_, hubspot_id, local_id)| UpdateInput {
-                    id: hubspot_id.clone(),
-                    properties: [(LOCAL_ID_PROPERTY.to_owned(), local_id.to_string())].into(),
-                })
-                .collect();
-            if inputs.is_empty() {
+            let indexes: Vec<usize> = (0..created.len()).filter(|i| created[*i].kind == kind).collect();
+            if indexes.is_empty() {
                 continue;
             }
+            let inputs: Vec<UpdateInput> = indexes
+                .iter()
+                .map(|i| UpdateInput {
+                    id: created[*i].hubspot_id.clone(),
+                    properties: [(LOCAL_ID_PROPERTY.to_owned(), created[*i].local_id.to_string())].into(),
+                })
+                .collect();
             match self.hubspot.batch_update(hubspot_type(kind), None, &inputs).await {
-                Ok(outcome) if outcome.is_complete() => {}
                 Ok(outcome) => {
-                    tracing::warn!(
-                        failed = outcome.failed.len(),
-                        object_type = kind.object_type(),
-                        "could not write crmsync_id to some records created in HubSpot"
-                    )
+                    if !outcome.is_complete() {
+                        tracing::warn!(
+                            failed = outcome.failed.len(),
+                            object_type = kind.object_type(),
+                            "could not write crmsync_id to some records created in HubSpot"
+                        );
+                    }
+                    failures.extend(
+                        outcome
+                            .failed
+                            .into_iter()
+                            .map(|(input, error)| (indexes[input], error.to_string())),
+                    );
                 }
                 Err(error) => {
-                    tracing::warn!(%error, object_type = kind.object_type(), "could not write crmsync_id to records created in HubSpot")
+                    tracing::warn!(%error, object_type = kind.object_type(), "could not write crmsync_id to records created in HubSpot");
+                    let text = error.to_string();
+                    failures.extend(indexes.iter().map(|i| (*i, text.clone())));
                 }
             }
         }
+        failures
     }
 
-    /// Retry-queue messages for postponed events. Postgres stays the truth: a failed send only means the event
-    /// waits for the next pass.
+    /// Closes the held creation events whose write-back succeeded (`applied`, `created`); the failed ones get
+    /// another attempt (or die) like any event that could not be applied. Returns (postponed, dead).
+    #[allow(clippy::type_complexity)]
+    async fn close_written_back(
+        &self,
+        created: &[Created],
+        failures: &[(usize, String)],
+    ) -> Result<(Vec<(Uuid, i32, Duration)>, Vec<(Uuid, i32)>), AppError> {
+        let failed: HashMap<usize, &str> = failures.iter().map(|(i, e)| (*i, e.as_str())).collect();
+        let mut client = self.pool.get().await.map_err(DbError::from)?;
+        let transaction = client.transaction().await.map_err(DbError::from)?;
+        let done: Vec<(Uuid, &str, &str)> = (0..created.len())
+            .filter(|i| !failed.contains_key(i))
+            .map(|i| (created[i].inbox_id, "applied", created[i].label))
+            .collect();
+        inbox::finish_many(&transaction, &done).await?;
+        let (mut postponed, mut dead) = (Vec::new(), Vec::new());
+        for (index, error) in failed {
+            let event = &created[index];
+            let reason = format!("created locally; writing crmsync_id to HubSpot failed: {error}");
+            match self
+                .retry
+                .after_failure(event.attempts_before, rand::random::<f64>(), None)
+            {
+                RetryDecision::RetryAfter { delay, attempts } => {
+                    inbox::postpone(
+                        &transaction,
+                        event.inbox_id,
+                        attempts,
+                        Some(delay.as_secs_f64()),
+                        &reason,
+                    )
+                    .await?;
+                    postponed.push((event.inbox_id, attempts, delay));
+                }
+                RetryDecision::Dead { attempts } => {
+                    inbox::postpone(&transaction, event.inbox_id, attempts, None, &reason).await?;
+                    dead.push((event.inbox_id, attempts));
+                }
+            }
+        }
+        transaction.commit().await.map_err(DbError::from)?;
+        Ok((postponed, dead))
+    }
+
+    /// Retry-queue messages: (inbox id, attempts, delay). Postgres stays the truth: a failed send only means the
+    /// event waits for the next pass.
     async fn schedule_retries(&self, postponed: &[(Uuid, i32, Duration)]) {
         let Some(queue) = &self.retry_queue else { return };
         if postponed.is_empty() {
@@ -374,6 +597,22 @@ impl Applier {
             tracing::warn!(%error, events = messages.len(), "could not schedule webhook retries on SQS; the next pass takes them");
         }
     }
+}
+
+/// The deals that `events` move out of our pipeline (a `pipeline` change to another pipeline's id).
+fn leaving_pipeline<'a>(
+    events: &'a [(Uuid, WebhookEvent)],
+    pipeline: Option<&PipelineMap>,
+) -> std::collections::HashSet<&'a str> {
+    let Some(pipeline) = pipeline else {
+        return Default::default();
+    };
+    events
+        .iter()
+        .filter(|(_, e)| e.object == Some(ObjectKind::Deal))
+        .filter(|(_, e)| matches!(&e.kind, EventKind::PropertyChange { name, value } if name == "pipeline" && value.trim() != pipeline.pipeline_id))
+        .filter_map(|(_, e)| e.object_id.as_deref())
+        .collect()
 }
 
 /// The re-apply pass: applies due inbox events (pending ones a crashed or busy handler left, and postponed ones
@@ -433,17 +672,36 @@ fn creation_properties(kind: ObjectKind) -> &'static [&'static str] {
     }
 }
 
+/// The pseudo-field (in `crmsync.field_changes`) that marks a deal moved out of our pipeline in HubSpot.
+const LEFT_PIPELINE: &str = "@left_pipeline";
+
+fn unknown_stage(pipeline: &PipelineMap, stage_id: &str) -> String {
+    format!(
+        "deal stage {stage_id:?} is not in the pipeline map of pipeline {}: run `crmsync hubspot-setup` if the \
+         pipeline changed in HubSpot",
+        pipeline.pipeline_id
+    )
+}
+
 fn millis(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_else(Utc::now)
 }
 
+/// The inbox row an event came from.
+#[derive(Debug, Clone, Copy)]
+struct EventTarget {
+    inbox_id: Uuid,
+    attempts_before: i32,
+}
+
 async fn apply_event(
     client: &impl GenericClient,
-    inbox_id: Uuid,
+    target: EventTarget,
     event: &WebhookEvent,
     context: &PassContext<'_>,
-    created: &mut Vec<(ObjectKind, String, Uuid)>,
+    created: &mut Vec<Created>,
 ) -> Result<Outcome, DbError> {
+    let inbox_id = target.inbox_id;
     let Some(kind) = event.object else {
         return Ok(Outcome::Skipped("unknown_object"));
     };
@@ -460,7 +718,7 @@ async fn apply_event(
             None => Ok(Outcome::Skipped("no_object_id")),
         },
         EventKind::Creation => match object_id {
-            Some(id) => creation(client, kind, id, context, created).await,
+            Some(id) => creation(client, target, kind, id, context, created).await,
             None => Ok(Outcome::Skipped("no_object_id")),
         },
         EventKind::Deletion | EventKind::PrivacyDeletion => match object_id {
@@ -503,6 +761,19 @@ async fn property_change(
     if property == LOCAL_ID_PROPERTY && value == local.id.to_string() {
         // The outbound sync's upsert key, written with the record: not in the echo ledger, but plainly ours.
         return Ok(Outcome::Skipped("echo"));
+    }
+    if kind == ObjectKind::Deal && property == "pipeline" {
+        let Some(pipeline) = context.pipeline else {
+            return Ok(Outcome::Wait("no pipeline map yet: run `crmsync hubspot-setup`".into()));
+        };
+        if value.trim() != pipeline.pipeline_id {
+            // Moved out of our pipeline in HubSpot: recorded (the event and a marker, so its stage changes in that
+            // pipeline are recognised), not applied and not re-asserted.
+            inbox::record_hubspot_change(client, kind, local.id, LEFT_PIPELINE, millis(event.occurred_at)).await?;
+            return Ok(Outcome::Skipped("left_pipeline"));
+        }
+        // Back in (or still in) our pipeline: the local-owned rule below applies again.
+        inbox::forget_field_change(client, kind, local.id, LEFT_PIPELINE).await?;
     }
     let occurred = millis(event.occurred_at);
     let hash = value_hash(value);
@@ -573,7 +844,15 @@ async fn property_change(
         };
         match local_stage(pipeline, value) {
             Some(stage) => Some(stage.as_str().to_owned()),
-            None => return Ok(Outcome::Skipped("unmapped_stage")),
+            None if context.leaving_pipeline.contains(hubspot_id)
+                || inbox::field_changed_at(client, kind, local.id, LEFT_PIPELINE)
+                    .await?
+                    .is_some() =>
+            {
+                // A stage of the other pipeline the deal was moved to: not ours to map.
+                return Ok(Outcome::Skipped("other_pipeline"));
+            }
+            None => return Ok(Outcome::Error("unknown_stage", unknown_stage(pipeline, value))),
         }
     } else {
         match column_value(column, value) {
@@ -631,21 +910,41 @@ fn hash_of_local(context: &PassContext<'_>, column: &str, value: Option<&str>) -
 
 async fn creation(
     client: &impl GenericClient,
+    target: EventTarget,
     kind: ObjectKind,
     hubspot_id: &str,
     context: &PassContext<'_>,
-    created: &mut Vec<(ObjectKind, String, Uuid)>,
+    created: &mut Vec<Created>,
 ) -> Result<Outcome, DbError> {
-    if inbox::find_local(client, kind, hubspot_id).await?.is_some() {
+    let fetched = context.fetched.get(&(kind, hubspot_id.to_owned()));
+    let carries_our_id =
+        |object: &HubSpotObject| object.property(LOCAL_ID_PROPERTY).is_some_and(|v| !v.trim().is_empty());
+    if let Some(local) = inbox::find_local(client, kind, hubspot_id).await? {
+        // Created by an earlier pass whose write-back of our id did not happen (cut off, or HubSpot failed): make
+        // it now. Otherwise the record is simply known already.
+        if let Some(Ok(Some(object))) = fetched
+            && !carries_our_id(object)
+        {
+            created.push(Created {
+                inbox_id: target.inbox_id,
+                label: "written_back",
+                attempts_before: target.attempts_before,
+                kind,
+                hubspot_id: hubspot_id.to_owned(),
+                local_id: local.id,
+            });
+            return Ok(Outcome::Created("written_back"));
+        }
         return Ok(Outcome::Skipped("already_local"));
     }
-    let object = match context.fetched.get(&(kind, hubspot_id.to_owned())) {
+    let object = match fetched {
         Some(Ok(Some(object))) => object,
         Some(Ok(None)) => return Ok(Outcome::Skipped("gone_from_hubspot")),
         Some(Err(error)) => return Ok(Outcome::Wait(format!("could not read it from HubSpot: {error}"))),
+        None if context.reads_cut => return Ok(Outcome::Leave),
         None => return Ok(Outcome::Wait("not read from HubSpot in this pass".into())),
     };
-    if object.property(LOCAL_ID_PROPERTY).is_some_and(|v| !v.trim().is_empty()) {
+    if carries_our_id(object) {
         // One of ours (created by the outbound sync): already linked by the sync's write-back.
         return Ok(Outcome::Skipped("ours"));
     }
@@ -698,9 +997,18 @@ async fn creation(
             inbox::insert_contact(client, &contact).await?
         }
         ObjectKind::Deal => {
-            let stage = text("dealstage")
-                .and_then(|id| context.pipeline.and_then(|p| local_stage(p, &id)))
-                .unwrap_or(DealStage::NewMatch);
+            // Only deals of our pipeline are ours: a deal in another pipeline is recorded and left alone, and a
+            // stage of our pipeline that the map does not know is an error, never a silent new_match.
+            let Some(pipeline) = context.pipeline else {
+                return Ok(Outcome::Wait("no pipeline map yet: run `crmsync hubspot-setup`".into()));
+            };
+            if text("pipeline").as_deref() != Some(pipeline.pipeline_id.as_str()) {
+                return Ok(Outcome::Skipped("other_pipeline"));
+            }
+            let stage_id = text("dealstage").unwrap_or_default();
+            let Some(stage) = local_stage(pipeline, &stage_id) else {
+                return Ok(Outcome::Error("unknown_stage", unknown_stage(pipeline, &stage_id)));
+            };
             let deal = NewDeal {
                 hubspot_id: hubspot_id.to_owned(),
                 deal_name: text("dealname").unwrap_or_else(|| format!("HubSpot deal {hubspot_id}")),
@@ -728,8 +1036,15 @@ async fn creation(
             inbox::set_property_hash(client, kind, id, property, &value_hash(value)).await?;
         }
     }
-    created.push((kind, hubspot_id.to_owned(), id));
-    Ok(Outcome::Applied("created"))
+    created.push(Created {
+        inbox_id: target.inbox_id,
+        label: "created",
+        attempts_before: target.attempts_before,
+        kind,
+        hubspot_id: hubspot_id.to_owned(),
+        local_id: id,
+    });
+    Ok(Outcome::Created("created"))
 }
 
 async fn deletion(

@@ -1,13 +1,19 @@
 //! The webhook handler's settings, read once at start-up: the client secrets that sign HubSpot's requests, whether
 //! legacy v1 signatures are accepted, our app id (echo recognition) and the public URL HubSpot calls.
 
+use std::time::Duration;
+
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::AppError;
 
+/// The default of `WEBHOOK_APPLY_DEADLINE_MS`: half of HubSpot's 5-second timeout
+/// (<https://developers.hubspot.com/docs/api/webhooks>), leaving room for the insert, a cold start and the network.
+pub const DEFAULT_APPLY_DEADLINE: Duration = Duration::from_millis(2_500);
+
 /// `HUBSPOT_CLIENT_SECRET`, `HUBSPOT_CLIENT_SECRET_PREVIOUS`, `HUBSPOT_WEBHOOK_ACCEPT_V1`, `HUBSPOT_APP_ID`,
-/// `WEBHOOK_PUBLIC_URL`. Secrets are redacted in `Debug`.
-#[derive(Clone, Default)]
+/// `WEBHOOK_PUBLIC_URL`, `WEBHOOK_APPLY_DEADLINE_MS`. Secrets are redacted in `Debug`.
+#[derive(Clone)]
 pub struct WebhookConfig {
     /// `HUBSPOT_CLIENT_SECRET`: the app's client secret. Without it every request is refused (401).
     pub client_secret: Option<SecretString>,
@@ -22,6 +28,23 @@ pub struct WebhookConfig {
     /// `https://crm.example.com`. The signed URI is this + the request's path and query. Unset: the URI is rebuilt
     /// from X-Forwarded-Proto (else the listener's scheme) and Host.
     pub public_url: Option<String>,
+    /// `WEBHOOK_APPLY_DEADLINE_MS` (default 2500, 100..=4000): how long the handler applies events before it
+    /// answers when it applies them inline (the Lambda). HubSpot and SQS calls stop at the deadline; what is left
+    /// stays in the inbox for the re-apply pass and the retry queue.
+    pub apply_deadline: Duration,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            client_secret: None,
+            previous_client_secret: None,
+            accept_v1: false,
+            app_id: None,
+            public_url: None,
+            apply_deadline: DEFAULT_APPLY_DEADLINE,
+        }
+    }
 }
 
 impl std::fmt::Debug for WebhookConfig {
@@ -35,6 +58,7 @@ impl std::fmt::Debug for WebhookConfig {
             .field("accept_v1", &self.accept_v1)
             .field("app_id", &self.app_id)
             .field("public_url", &self.public_url)
+            .field("apply_deadline", &self.apply_deadline)
             .finish()
     }
 }
@@ -76,6 +100,18 @@ impl WebhookConfig {
                 reason: format!("must start with https:// or http://, not {url:?}"),
             });
         }
+        let apply_deadline = match get("WEBHOOK_APPLY_DEADLINE_MS") {
+            None => DEFAULT_APPLY_DEADLINE,
+            Some(v) => match v.parse::<u64>() {
+                Ok(ms) if (100..=4_000).contains(&ms) => Duration::from_millis(ms),
+                _ => {
+                    return Err(AppError::Config {
+                        variable: "WEBHOOK_APPLY_DEADLINE_MS",
+                        reason: format!("must be a number of milliseconds from 100 to 4000, not {v:?}"),
+                    });
+                }
+            },
+        };
         Ok(Self {
             client_secret: lookup("HUBSPOT_CLIENT_SECRET")
                 .filter(|v| !v.is_empty())
@@ -86,6 +122,7 @@ impl WebhookConfig {
             accept_v1,
             app_id,
             public_url: public_url.map(|u| u.trim_end_matches('/').to_owned()),
+            apply_deadline,
         })
     }
 
@@ -112,6 +149,8 @@ mod tests {
         let config = config(&[]).expect("config");
         assert!(!config.accept_v1);
         assert!(config.client_secret.is_none() && config.app_id.is_none() && config.public_url.is_none());
+        assert_eq!(config.apply_deadline, DEFAULT_APPLY_DEADLINE);
+        assert_eq!(WebhookConfig::default().apply_deadline, DEFAULT_APPLY_DEADLINE);
     }
 
     #[test]
@@ -123,6 +162,14 @@ mod tests {
             ),
             (&[("HUBSPOT_APP_ID", "app-1")][..], "HUBSPOT_APP_ID"),
             (&[("WEBHOOK_PUBLIC_URL", "crm.example.com")][..], "WEBHOOK_PUBLIC_URL"),
+            (
+                &[("WEBHOOK_APPLY_DEADLINE_MS", "5000")][..],
+                "WEBHOOK_APPLY_DEADLINE_MS",
+            ),
+            (
+                &[("WEBHOOK_APPLY_DEADLINE_MS", "soon")][..],
+                "WEBHOOK_APPLY_DEADLINE_MS",
+            ),
         ] {
             match config(vars) {
                 Err(AppError::Config { variable: named, .. }) => assert_eq!(named, variable),
@@ -139,12 +186,14 @@ mod tests {
             ("HUBSPOT_WEBHOOK_ACCEPT_V1", "true"),
             ("HUBSPOT_APP_ID", "54321"),
             ("WEBHOOK_PUBLIC_URL", "https://crm.example.com/"),
+            ("WEBHOOK_APPLY_DEADLINE_MS", "1500"),
         ])
         .expect("config");
         let debug = format!("{config:?}");
         assert!(!debug.contains("secret-value"), "{debug}");
         assert!(config.accept_v1);
         assert_eq!(config.public_url.as_deref(), Some("https://crm.example.com"));
+        assert_eq!(config.apply_deadline, Duration::from_millis(1_500));
         assert!(format!("{:?}", config.verifier()).contains("2 redacted"));
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! Rejections carry no detail: 401 (unsigned, forged, stale, tampered), 413 (over 1 MiB), 400 (not an array of
 //! events); nothing is stored for any of them. HubSpot retries any 4xx/5xx and times out after 5 s
-//! (<https://developers.hubspot.com/docs/api/webhooks>), so the answer comes right after the insert.
+//! (<https://developers.hubspot.com/docs/api/webhooks>), so the answer comes right after the insert (serve), or
+//! after an apply bounded by the apply deadline (Lambda).
 
 use axum::Router;
 use axum::body::Bytes;
@@ -20,6 +21,10 @@ use serde_json::json;
 
 use super::{ApplyMode, WebhookState};
 use crate::http::ApiError;
+
+/// How long after the apply deadline an inline apply is dropped even if PostgreSQL has not answered: the deadline
+/// plus this stays inside HubSpot's 5 s.
+const HARD_STOP_AFTER_DEADLINE: std::time::Duration = std::time::Duration::from_millis(1_000);
 
 /// The route HubSpot calls.
 pub const WEBHOOK_PATH: &str = "/webhooks/hubspot";
@@ -140,9 +145,19 @@ async fn receive(
     tracing::info!(received = events.len(), stored = stored.len(), "webhook batch stored");
     match state.inner.mode {
         ApplyMode::Inline => {
-            // The batch is stored: an apply error is logged and the events wait for the re-apply pass.
-            if let Err(error) = state.inner.applier.apply_ids(&stored).await {
-                tracing::error!(%error, "applying webhook events failed; they stay in the inbox");
+            // The batch is stored: whatever happens now, the answer is 200 and what did not apply waits in the
+            // inbox for the re-apply pass. HubSpot and SQS calls stop at the deadline; the hard stop after it
+            // only matters if PostgreSQL itself stalls: the pass's transaction is then dropped, which rolls it
+            // back whole.
+            let deadline = tokio::time::Instant::now() + state.inner.apply_deadline;
+            let apply = state.inner.applier.apply_ids_until(&stored, deadline);
+            match tokio::time::timeout_at(deadline + HARD_STOP_AFTER_DEADLINE, apply).await {
+                Ok(Ok(report)) if report.deferred > 0 => {
+                    tracing::info!(deferred = report.deferred, "webhook events left for the re-apply pass")
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => tracing::error!(%error, "applying webhook events failed; they stay in the inbox"),
+                Err(_) => tracing::warn!("applying webhook events passed the hard stop; they stay in the inbox"),
             }
         }
         ApplyMode::Background => state.wake_worker(),

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use apply::{Applier, ApplyReport, DEFAULT_PASS_LIMIT, apply_pending_inbox};
-pub use config::WebhookConfig;
+pub use config::{DEFAULT_APPLY_DEADLINE, WebhookConfig};
 use crmsync_db::inbox::PgInboxStore;
 use crmsync_domain::sync::RetryPolicy;
 use crmsync_hubspot::signature::Verifier;
@@ -25,8 +25,9 @@ use crate::AppError;
 /// When stored events are applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApplyMode {
-    /// Before answering: for Lambda, which freezes the process once the response is sent. A batch of 100 events
-    /// applies in well under HubSpot's 5-second timeout.
+    /// Before answering: for Lambda, which freezes the process once the response is sent. The apply is bounded by
+    /// [`WebhookConfig::apply_deadline`] (HubSpot times out after 5 s): HubSpot and SQS calls stop there, and the
+    /// events left wait in the inbox for the re-apply pass and the retry queue.
     Inline,
     /// In a background task woken by each stored batch (and every [`BACKGROUND_TICK`] for postponed events):
     /// for `crmsync serve`, where the answer then costs only the insert.
@@ -51,6 +52,7 @@ struct Inner {
     inbox: PgInboxStore,
     applier: Applier,
     mode: ApplyMode,
+    apply_deadline: Duration,
     wake: Arc<Notify>,
 }
 
@@ -77,6 +79,7 @@ impl WebhookState {
                 inbox: PgInboxStore::new(applier.pool().clone()),
                 applier,
                 mode,
+                apply_deadline: config.apply_deadline,
                 wake: Arc::clone(&wake),
             }),
         };
@@ -98,6 +101,9 @@ impl WebhookState {
 /// Builds the state from the configuration: a pool, the HubSpot client (creation events read records with it),
 /// and the SQS retry queue when `RETRY_QUEUE_URL` is set. Events that cannot be applied yet get
 /// `SYNC_MAX_ATTEMPTS` attempts, like sync_queue rows.
+///
+/// The client's calls are short here: a request times out after the apply deadline at most and is retried once,
+/// so a slow HubSpot costs the handler its deadline, not the client's 30 s and five retries.
 pub async fn from_config(
     config: &crate::Config,
     webhook: &WebhookConfig,
@@ -105,7 +111,8 @@ pub async fn from_config(
 ) -> Result<WebhookState, AppError> {
     use secrecy::ExposeSecret;
     let pool = crmsync_db::connect_pool(config.database_url.expose_secret(), config.database_pool_size)?;
-    let hubspot = crmsync_hubspot::HubSpotClient::new(config.hubspot()?).map_err(|e| AppError::HubSpot(Box::new(e)))?;
+    let hubspot = crmsync_hubspot::HubSpotClient::new(webhook_hubspot_config(config.hubspot()?, webhook))
+        .map_err(|e| AppError::HubSpot(Box::new(e)))?;
     let mut applier = Applier::new(pool, hubspot, webhook.app_id.clone()).with_retry_policy(RetryPolicy {
         max_attempts: config.sync_max_attempts,
         ..RetryPolicy::default()
@@ -122,6 +129,19 @@ pub async fn from_config(
         tracing::warn!("HUBSPOT_CLIENT_SECRET is not set: every webhook request will be refused (401)");
     }
     Ok(WebhookState::new(webhook, applier, mode))
+}
+
+/// The HubSpot client settings for the webhook path: bounded by the apply deadline.
+fn webhook_hubspot_config(
+    mut hubspot: crmsync_hubspot::HubSpotConfig,
+    webhook: &WebhookConfig,
+) -> crmsync_hubspot::HubSpotConfig {
+    hubspot.request_timeout = hubspot.request_timeout.min(webhook.apply_deadline);
+    hubspot.max_retries = hubspot.max_retries.min(1);
+    hubspot.retry_max_delay = hubspot.retry_max_delay.min(webhook.apply_deadline / 4);
+    hubspot.retry_min_delay = hubspot.retry_min_delay.min(hubspot.retry_max_delay);
+    hubspot.max_retry_wait = hubspot.max_retry_wait.min(webhook.apply_deadline);
+    hubspot
 }
 
 async fn background_applier(inner: std::sync::Weak<Inner>, wake: Arc<Notify>) {
@@ -141,5 +161,25 @@ async fn background_applier(inner: std::sync::Weak<Inner>, wake: Arc<Notify>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_webhook_paths_hubspot_calls_are_bounded_by_the_apply_deadline() {
+        let defaults = crmsync_hubspot::HubSpotConfig::new("http://127.0.0.1:9", "token".to_owned().into());
+        assert!(
+            defaults.request_timeout > DEFAULT_APPLY_DEADLINE,
+            "the default is the long one"
+        );
+        let bounded = webhook_hubspot_config(defaults, &WebhookConfig::default());
+        assert_eq!(bounded.request_timeout, DEFAULT_APPLY_DEADLINE);
+        assert!(bounded.max_retries <= 1);
+        assert!(bounded.max_retry_wait <= DEFAULT_APPLY_DEADLINE);
+        assert!(bounded.retry_min_delay <= bounded.retry_max_delay);
+        bounded.validate().expect("still a valid configuration");
     }
 }
