@@ -1,10 +1,20 @@
 //! The hubspot-webhook Lambda's router, fed lambda_http's own request type built from an API Gateway HTTP API
-//! event: the signed URI is rebuilt from the request context's domain, the raw path and the raw query.
+//! event: the signed URI is rebuilt from the request context's domain, the raw path and the raw query. Events that
+//! must wait go through a real SQS queue (moto's server; `AWS_ENDPOINT_URL` when set, else one started per test
+//! process) and come back through the retry handler.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use crmsync_app::sync::{OutboundSync, RetryDelivery, SyncSettings};
 use crmsync_app::webhook::{Applier, ApplyMode, WebhookConfig, WebhookState};
+use crmsync_db::PgSyncStore;
 use crmsync_db::test_db::TestDb;
+use crmsync_domain::sync::RetryPolicy;
 use crmsync_hubspot::signature::sign_v3;
 use crmsync_hubspot::{HubSpotClient, HubSpotConfig};
+use crmsync_queue::SqsRetryQueue;
+use crmsync_queue::test_support::sqs_client;
 use lambda_http::http::StatusCode;
 use lambda_http::tower::ServiceExt;
 use serde_json::json;
@@ -60,9 +70,13 @@ async fn deliver(app: axum::Router, signed_uri: &str) -> StatusCode {
     let body = json!([{"eventId": 1, "subscriptionId": 2, "portalId": 3, "occurredAt": 4,
                        "subscriptionType": "ticket.creation", "objectId": 5}])
     .to_string();
+    deliver_body(app, signed_uri, &body).await
+}
+
+async fn deliver_body(app: axum::Router, signed_uri: &str, body: &str) -> StatusCode {
     let now = chrono::Utc::now().timestamp_millis();
     let signature = sign_v3(SECRET, "POST", signed_uri, body.as_bytes(), now);
-    let request = lambda_http::request::from_str(&event(&body, &signature, now)).expect("API Gateway event");
+    let request = lambda_http::request::from_str(&event(body, &signature, now)).expect("API Gateway event");
     app.oneshot(request).await.expect("response").status()
 }
 
@@ -100,4 +114,183 @@ async fn a_request_signed_for_the_internal_host_is_refused_and_nothing_is_stored
 fn outside_lambda_there_is_no_public_uri_from_the_environment() {
     let request = lambda_http::http::Request::post("/webhooks/hubspot").body(()).unwrap();
     assert_eq!(hubspot_webhook::lambda_public_uri(&request), None);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Waiting events through SQS
+
+fn unused_hubspot() -> HubSpotClient {
+    // Association events never call HubSpot; the client only has to exist.
+    HubSpotClient::new(HubSpotConfig::new(
+        "http://127.0.0.1:9",
+        "unused-token".to_owned().into(),
+    ))
+    .expect("client")
+}
+
+async fn sqs_queue() -> SqsRetryQueue {
+    let name = format!(
+        "crmsync-webhook-test-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    SqsRetryQueue::ensure_queues(sqs_client().await, &name, 2, Duration::from_secs(1))
+        .await
+        .expect("queues")
+}
+
+/// The Lambda's state with the SQS retry queue, and an applier whose waits are a few milliseconds.
+fn state_with_queue(db: &TestDb, queue: &SqsRetryQueue, max_attempts: i32) -> (WebhookState, Applier) {
+    let config = WebhookConfig::from_lookup(|name| (name == "HUBSPOT_CLIENT_SECRET").then(|| SECRET.to_owned()))
+        .expect("config");
+    let applier = Applier::new(db.pool().clone(), unused_hubspot(), None)
+        .with_retry_queue(Arc::new(queue.clone()))
+        .with_retry_policy(RetryPolicy {
+            max_attempts,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+        });
+    (WebhookState::new(&config, applier.clone(), ApplyMode::Inline), applier)
+}
+
+/// A deal linked to HubSpot deal 5001, whose HubSpot company 777001 is not local.
+async fn deal_without_its_company(db: &TestDb) {
+    db.pool()
+        .get()
+        .await
+        .unwrap()
+        .batch_execute(
+            "INSERT INTO deals (deal_name, stage, hubspot_deal_id, hubspot_sync_status)
+             VALUES ('Waiting deal', 'new_match', '5001', 'synced')",
+        )
+        .await
+        .unwrap();
+}
+
+fn association_body() -> String {
+    json!([{"eventId": 10, "subscriptionId": 2, "portalId": 3, "occurredAt": chrono::Utc::now().timestamp_millis(),
+            "subscriptionType": "deal.associationChange", "objectId": 5001, "changeSource": "CRM_UI",
+            "associationType": "DEAL_TO_COMPANY", "fromObjectId": 5001, "toObjectId": 777001,
+            "associationRemoved": false, "isPrimaryAssociation": true}])
+    .to_string()
+}
+
+async fn inbox_row(db: &TestDb) -> (String, String, i32) {
+    let row = db
+        .pool()
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT id::text, status, attempts FROM crmsync.webhook_inbox", &[])
+        .await
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2))
+}
+
+/// Receives from the queue until a message arrives (or a few seconds pass).
+async fn receive_messages(queue: &SqsRetryQueue) -> Vec<crmsync_queue::ReceivedMessage> {
+    for _ in 0..10 {
+        let messages = queue.receive(Duration::from_secs(1), None).await.expect("receive");
+        if !messages.is_empty() {
+            return messages;
+        }
+    }
+    Vec::new()
+}
+
+#[tokio::test]
+async fn a_waiting_event_gets_a_retry_message_on_sqs_and_handling_it_applies_the_event_once_its_company_is_local() {
+    let db = TestDb::new().await;
+    let queue = sqs_queue().await;
+    let (state, applier) = state_with_queue(&db, &queue, 5);
+    deal_without_its_company(&db).await;
+    let public = format!("https://{DOMAIN}/webhooks/hubspot?{RAW_QUERY}");
+    let status = deliver_body(hubspot_webhook::app(state), &public, &association_body()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (inbox_id, status, attempts) = inbox_row(&db).await;
+    assert_eq!(
+        (status.as_str(), attempts),
+        ("retry", 1),
+        "the company is not local: it waits"
+    );
+
+    let messages = receive_messages(&queue).await;
+    assert_eq!(messages.len(), 1, "one retry message");
+    let body: serde_json::Value = serde_json::from_str(&messages[0].body).unwrap();
+    assert_eq!(body["entity_type"], crmsync_domain::webhook::INBOX_RETRY_KIND);
+    assert_eq!(body["sync_queue_id"].as_str(), Some(inbox_id.as_str()));
+
+    // The company arrives; the retry handler (the outbound-sync Lambda's SQS source) takes the message.
+    let client = db.pool().get().await.unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO companies (name, hubspot_company_id, hubspot_sync_status, source)
+             VALUES ('Late Co', '777001', 'synced', 'hubspot')",
+        )
+        .await
+        .unwrap();
+    let sync = OutboundSync::new(
+        PgSyncStore::new(db.pool().clone()),
+        unused_hubspot(),
+        Some(queue.clone()),
+        SyncSettings::default(),
+    )
+    .with_inbox(applier);
+    let deliveries: Vec<RetryDelivery> = messages
+        .iter()
+        .map(|m| RetryDelivery {
+            message_id: m.message_id.clone(),
+            body: m.body.clone(),
+        })
+        .collect();
+    let failed = sync.handle_retry_messages(&deliveries).await.expect("handled");
+    assert!(failed.is_empty(), "{failed:?}");
+    let (_, status, _) = inbox_row(&db).await;
+    assert_eq!(status, "applied");
+    let company: Option<String> = client
+        .query_one(
+            "SELECT c.name FROM deals d JOIN companies c ON c.id = d.company_id WHERE d.hubspot_deal_id = '5001'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(company.as_deref(), Some("Late Co"));
+}
+
+#[tokio::test]
+async fn an_event_that_dies_gets_a_dlq_bound_message_and_shows_in_the_dead_count() {
+    let db = TestDb::new().await;
+    let queue = sqs_queue().await;
+    let (state, applier) = state_with_queue(&db, &queue, 1);
+    deal_without_its_company(&db).await;
+    let public = format!("https://{DOMAIN}/webhooks/hubspot?{RAW_QUERY}");
+    let status = deliver_body(hubspot_webhook::app(state), &public, &association_body()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (inbox_id, status, attempts) = inbox_row(&db).await;
+    assert_eq!((status.as_str(), attempts), ("dead", 1), "one attempt allowed");
+
+    let messages = receive_messages(&queue).await;
+    assert_eq!(messages.len(), 1, "the dead event has a message, for the DLQ alarm");
+    let body: serde_json::Value = serde_json::from_str(&messages[0].body).unwrap();
+    assert_eq!(body["entity_type"], crmsync_domain::webhook::INBOX_RETRY_KIND);
+    assert_eq!(body["sync_queue_id"].as_str(), Some(inbox_id.as_str()));
+    // The retry handler learns that its event is dead (so it can report the message failed and let the redrive
+    // policy move it to the DLQ), and sends no second message for it.
+    let id: uuid::Uuid = inbox_id.parse().unwrap();
+    let statuses = applier.apply_retried(&[id]).await.expect("applied");
+    assert_eq!(statuses.get(&id).map(String::as_str), Some("dead"));
+    queue.delete(&messages[0].receipt_handle).await.unwrap();
+    assert!(
+        receive_messages(&queue).await.is_empty(),
+        "no new message for a dead event"
+    );
+
+    let counts = crmsync_db::inbox::status_counts(&db.pool().get().await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!((counts.pending, counts.retry, counts.dead), (0, 0, 1));
 }
