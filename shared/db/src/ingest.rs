@@ -358,7 +358,7 @@ fn resolve<K: Copy + Eq + std::hash::Hash>(
 }
 
 /// Fills in the rows [`resolve`] could not place: unchanged, so nothing derived from them is rewritten.
-fn unchanged_rows<'a>(rows: &mut HashMap<&'a str, SourceRow>, missing: &[&'a str], ids: HashMap<String, Uuid>) {
+fn unchanged_rows<'a>(rows: &mut HashMap<&'a str, SourceRow>, missing: &[&'a str], ids: &HashMap<String, Uuid>) {
     for key in missing {
         if let Some(id) = ids.get(*key) {
             rows.insert(
@@ -485,7 +485,7 @@ async fn upsert_opportunities<'a>(
         )
         .await?;
         outcome.round_trips += 1;
-        unchanged_rows(&mut rows, &missing, ids);
+        unchanged_rows(&mut rows, &missing, &ids);
     }
     Ok(rows)
 }
@@ -603,7 +603,7 @@ async fn upsert_contractors<'a>(
     if !missing.is_empty() {
         let ids = select_ids(client, "SELECT uei, id FROM contractors WHERE uei = ANY($1)", &missing).await?;
         outcome.round_trips += 1;
-        unchanged_rows(&mut rows, &missing, ids);
+        unchanged_rows(&mut rows, &missing, &ids);
     }
     Ok(rows)
 }
