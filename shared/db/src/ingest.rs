@@ -398,13 +398,15 @@ async fn upsert_opportunities<'a>(
             let value: Option<Decimal> = row.get(3);
             let deadline: Option<chrono::NaiveDate> = row.get(4);
             let flag: Option<String> = row.get(5);
-            let deal_columns = flags([
-                title != new.title,
-                value != new.estimated_value,
-                deadline != new.deadline,
-                false,
-                flag != new.priority_flag,
-            ]);
+            let deal_columns = [
+                (title != new.title, DEAL_NAME),
+                (value != new.estimated_value, DEAL_VALUE),
+                (deadline != new.deadline, DEAL_CLOSE_DATE),
+                (flag != new.priority_flag, DEAL_PRIORITY),
+            ]
+            .iter()
+            .filter(|(changed, _)| *changed)
+            .fold(0, |columns, (_, column)| columns | column);
             Some((
                 *key,
                 SourceRow {
