@@ -278,11 +278,25 @@ async fn an_event_that_dies_gets_a_dlq_bound_message_and_shows_in_the_dead_count
     let body: serde_json::Value = serde_json::from_str(&messages[0].body).unwrap();
     assert_eq!(body["entity_type"], crmsync_domain::webhook::INBOX_RETRY_KIND);
     assert_eq!(body["sync_queue_id"].as_str(), Some(inbox_id.as_str()));
-    // The retry handler learns that its event is dead (so it can report the message failed and let the redrive
-    // policy move it to the DLQ), and sends no second message for it.
-    let id: uuid::Uuid = inbox_id.parse().unwrap();
-    let statuses = applier.apply_retried(&[id]).await.expect("applied");
-    assert_eq!(statuses.get(&id).map(String::as_str), Some("dead"));
+    // The retry handler (the outbound-sync Lambda's SQS source) reports the dead event's message failed, so the
+    // redrive policy moves it to the DLQ, and sends no second message for it.
+    let sync = OutboundSync::new(
+        PgSyncStore::new(db.pool().clone()),
+        unused_hubspot(),
+        Some(queue.clone()),
+        SyncSettings::default(),
+    )
+    .with_inbox(applier);
+    let deliveries = vec![RetryDelivery {
+        message_id: messages[0].message_id.clone(),
+        body: messages[0].body.clone(),
+    }];
+    let failed = sync.handle_retry_messages(&deliveries).await.expect("handled");
+    assert_eq!(
+        failed,
+        vec![messages[0].message_id.clone()],
+        "the dead event's message is reported failed"
+    );
     queue.delete(&messages[0].receipt_handle).await.unwrap();
     assert!(
         receive_messages(&queue).await.is_empty(),

@@ -1248,11 +1248,11 @@ impl<Q: RetryQueue> OutboundSync<Q> {
     pub async fn handle_retry_messages(&self, deliveries: &[RetryDelivery]) -> Result<Vec<String>, AppError> {
         let mut failed = Vec::new();
         let mut wanted: Vec<(String, RetryMessage)> = Vec::new();
-        let mut inbox_events: Vec<Uuid> = Vec::new();
+        let mut inbox_events: Vec<(String, Uuid)> = Vec::new();
         for delivery in deliveries {
             match serde_json::from_str::<RetryMessage>(&delivery.body) {
                 Ok(message) if message.entity_type == crmsync_domain::webhook::INBOX_RETRY_KIND => {
-                    inbox_events.push(message.sync_queue_id);
+                    inbox_events.push((delivery.message_id.clone(), message.sync_queue_id));
                 }
                 Ok(message) => wanted.push((delivery.message_id.clone(), message)),
                 Err(error) => {
@@ -1264,8 +1264,15 @@ impl<Q: RetryQueue> OutboundSync<Q> {
         if !inbox_events.is_empty() {
             match &self.inbox {
                 // The applier records what it could not apply (attempts, next try, or dead) in the inbox itself.
+                // A dead event's message is reported failed, so the redrive policy moves it to the DLQ.
                 Some(applier) => {
-                    applier.apply_ids(&inbox_events).await?;
+                    let ids: Vec<Uuid> = inbox_events.iter().map(|(_, id)| *id).collect();
+                    let statuses = applier.apply_retried(&ids).await?;
+                    for (message_id, id) in &inbox_events {
+                        if statuses.get(id).map(String::as_str) == Some("dead") {
+                            failed.push(message_id.clone());
+                        }
+                    }
                 }
                 None => tracing::warn!(
                     events = inbox_events.len(),
