@@ -49,7 +49,7 @@ enum Command {
         dry_run: bool,
     },
     /// Queue counts by status and entity type, failed and dead items, items waiting for another record (a deal for
-    /// its company), the DLQ depth and the last runs.
+    /// its company), the DLQ depth, the webhook inbox's pending, retry and dead counts, and the last runs.
     Status {
         /// How many failed/dead items and runs to list.
         #[arg(long, default_value_t = 20)]

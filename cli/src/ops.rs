@@ -81,6 +81,7 @@ pub async fn status(config: &Config, limit: i64) -> anyhow::Result<ExitCode> {
         }),
         None => None,
     };
+    let inbox = crmsync_db::inbox::status_counts(&sync.0.pool().get().await?).await?;
     let counts: Vec<_> = status
         .counts
         .iter()
@@ -94,6 +95,7 @@ pub async fn status(config: &Config, limit: i64) -> anyhow::Result<ExitCode> {
             "failed_and_dead": status.problems,
             "waiting": { "count": status.waiting_count, "items": status.waiting },
             "dlq_depth": dlq_depth,
+            "webhook_inbox": inbox,
             "last_runs": status.last_runs,
         }))?
     );

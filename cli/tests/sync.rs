@@ -132,6 +132,15 @@ async fn dry_run_then_sync_then_status() {
     );
     assert_eq!(status["last_runs"][0]["status"], "succeeded");
     assert_eq!(status["oldest_pending_age_seconds"], Value::Null);
+    assert_eq!(
+        (
+            &status["webhook_inbox"]["pending"],
+            &status["webhook_inbox"]["retry"],
+            &status["webhook_inbox"]["dead"]
+        ),
+        (&Value::from(0), &Value::from(0), &Value::from(0)),
+        "the webhook inbox's open and dead counts are shown"
+    );
     let (_, dlq) = run(&db, &sim, &["dlq", "list"]);
     assert_eq!(dlq["dead"], json!([]));
 }
