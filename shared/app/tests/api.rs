@@ -208,6 +208,25 @@ async fn every_api_route_answers_401_with_a_bearer_challenge_without_valid_crede
 }
 
 #[tokio::test]
+async fn an_unknown_api_path_is_a_json_404_only_with_credentials() {
+    let app = TestApp::seeded().await;
+    for path in [
+        "/api/nothing-here",
+        "/api/deals/00000000-0000-4000-8000-0000000000a1/nothing",
+    ] {
+        let unauthenticated = app.get_as(path, None).await;
+        assert_error(&unauthenticated, StatusCode::UNAUTHORIZED, "unauthorized", None);
+        let answer = app.get(path).await;
+        assert_error(&answer, StatusCode::NOT_FOUND, "not_found", None);
+        assert!(
+            answer.body["error"]["message"].as_str().unwrap().contains(path),
+            "{}",
+            answer.text
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_supabase_user_jwt_is_accepted_and_recorded_as_the_author_of_what_it_logs() {
     let app = TestApp::seeded().await;
     let authorization = jwt(

@@ -19,6 +19,16 @@ use super::model::{
 use super::openapi::ApiDoc;
 use super::service;
 
+/// Any path under `/api` that names no route: the API's JSON error, not an empty 404.
+pub async fn no_such_route(uri: axum::http::Uri) -> Response {
+    crate::http::ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no API route {}", uri.path()),
+    )
+    .into_response()
+}
+
 /// `GET /api/openapi.json`: this API's OpenAPI 3.1 document.
 pub async fn openapi_json() -> Response {
     use utoipa::OpenApi;

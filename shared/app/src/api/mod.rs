@@ -27,7 +27,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use crmsync_db::Pool;
 use secrecy::{ExposeSecret, SecretString};
 use tower_http::cors::CorsLayer;
@@ -167,6 +167,8 @@ pub fn router(state: ApiState) -> Router {
             "/api/activities",
             get(handlers::list_activities).post(handlers::create_activity),
         )
+        // Any other path under /api: a JSON 404 behind the same bearer check, so it reveals nothing unauthenticated.
+        .route("/api/{*rest}", any(handlers::no_such_route))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_auth))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     // CORS wraps authentication, so a browser's preflight (which carries no token) is answered without one.
