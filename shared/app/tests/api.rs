@@ -572,6 +572,37 @@ async fn moving_a_deal_to_closed_won_sets_closed_at_logs_a_stage_change_and_queu
 }
 
 #[tokio::test]
+async fn moving_a_deal_deleted_in_hubspot_is_a_409_that_changes_and_queues_nothing() {
+    let app = TestApp::seeded().await;
+    let client = app.db.pool().get().await.unwrap();
+    client
+        .execute(
+            &format!("UPDATE deals SET hubspot_sync_status = 'deleted' WHERE id = '{DEAL_B2_WON}'"),
+            &[],
+        )
+        .await
+        .unwrap();
+    let activities = app.count("SELECT count(*) FROM activities").await;
+    let answer = app
+        .post(
+            &format!("/api/deals/{DEAL_B2_WON}/stage"),
+            json!({ "stage": "negotiation" }),
+        )
+        .await;
+    assert_error(&answer, StatusCode::CONFLICT, "conflict", Some("id"));
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM deals WHERE id = '{DEAL_B2_WON}' AND stage = 'closed_won'"
+        ))
+        .await,
+        1,
+        "the stage is unchanged"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM activities").await, activities);
+    assert_eq!(app.count("SELECT count(*) FROM sync_queue").await, 0);
+}
+
+#[tokio::test]
 async fn moving_a_closed_deal_back_to_an_open_stage_clears_closed_at() {
     let app = TestApp::seeded().await;
     let answer = app

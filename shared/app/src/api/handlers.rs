@@ -119,6 +119,7 @@ pub async fn get_deal(State(state): State<ApiState>, IdPath(id): IdPath) -> Resu
         (status = 400, description = "An unknown stage, a malformed id or body (named in `field`)", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 404, description = "No such deal", body = ErrorBody),
+        (status = 409, description = "The deal was deleted in HubSpot (restore it there first)", body = ErrorBody),
         (status = 413, description = "The body is larger than 1 MiB", body = ErrorBody),
         (status = 415, description = "The body is not JSON", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),

@@ -4,6 +4,7 @@
 
 use std::str::FromStr;
 
+use axum::http::StatusCode;
 use crmsync_db::crm::{self, ActivityFilter, CompanyFilter, DealFilter, NewActivity, NewContact, StageMove};
 use crmsync_domain::stage::DealStage;
 use serde_json::json;
@@ -238,6 +239,18 @@ pub async fn move_deal_stage(
         .ok_or_else(|| ApiFailure(not_found("id", format!("no deal with id {id}"))))?;
     if !moved.changed() {
         return Ok((moved, None));
+    }
+    if moved.deal.hubspot_sync_status == "deleted" {
+        // Dropping the transaction rolls the move back: a deal deleted in HubSpot no longer syncs, so the move could
+        // never reach HubSpot.
+        return Err(ApiFailure(
+            crate::http::ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "this deal was deleted in HubSpot; restore it there before moving its stage",
+            )
+            .with_field(Some("id")),
+        ));
     }
     let activity = crm::insert_activity(
         &transaction,
