@@ -25,6 +25,9 @@ pub struct Config {
     pub hubspot_api_version: String,
     /// `HUBSPOT_REQUESTS_PER_10S` (default 100; 190 on Professional and Enterprise).
     pub hubspot_requests_per_10s: u32,
+    /// `HUBSPOT_RATE_REMAINING_FLOOR`: pause when HubSpot's `X-HubSpot-RateLimit-Remaining` falls to this, leaving
+    /// slack for the other processes sharing the app's budget (default: 10 % of the server's limit).
+    pub hubspot_rate_remaining_floor: Option<u32>,
     /// `RETRY_QUEUE_URL`: the SQS retry queue. Unset: retries come back through the schedule only.
     pub retry_queue_url: Option<String>,
     /// `RETRY_DLQ_URL`: its dead-letter queue, for `crmsync status` and `crmsync dlq`.
@@ -97,7 +100,11 @@ impl Config {
             hubspot_base_url: text("HUBSPOT_BASE_URL").unwrap_or_else(|| "https://api.hubapi.com".to_owned()),
             hubspot_access_token: text("HUBSPOT_ACCESS_TOKEN").map(SecretString::from),
             hubspot_api_version: text("HUBSPOT_API_VERSION").unwrap_or_else(|| "2026-03".to_owned()),
-            hubspot_requests_per_10s: number("HUBSPOT_REQUESTS_PER_10S", 100, 1..=1_000)? as u32,
+            hubspot_requests_per_10s: number("HUBSPOT_REQUESTS_PER_10S", 100, 2..=1_000)? as u32,
+            hubspot_rate_remaining_floor: match text("HUBSPOT_RATE_REMAINING_FLOOR") {
+                Some(_) => Some(number("HUBSPOT_RATE_REMAINING_FLOOR", 0, 0..=999)? as u32),
+                None => None,
+            },
             retry_queue_url: text("RETRY_QUEUE_URL"),
             retry_dlq_url: text("RETRY_DLQ_URL"),
             sync_max_attempts: number("SYNC_MAX_ATTEMPTS", 8, 1..=100)? as i32,
@@ -120,6 +127,18 @@ impl Config {
         config.api_version = self.hubspot_api_version.clone();
         config.rate_limit =
             crmsync_hubspot::RateLimitConfig::new(self.hubspot_requests_per_10s, Duration::from_secs(10));
+        if let Some(floor) = self.hubspot_rate_remaining_floor {
+            if floor >= self.hubspot_requests_per_10s {
+                return Err(AppError::Config {
+                    variable: "HUBSPOT_RATE_REMAINING_FLOOR",
+                    reason: format!(
+                        "must be below HUBSPOT_REQUESTS_PER_10S ({}), got {floor}",
+                        self.hubspot_requests_per_10s
+                    ),
+                });
+            }
+            config.rate_limit.remaining_floor = Some(floor);
+        }
         Ok(config)
     }
 }
@@ -179,6 +198,28 @@ mod tests {
             error
                 .to_string()
                 .contains("SYNC_MAX_ATTEMPTS must be a whole number from 1 to 100"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_rate_floor_reaches_the_client_and_must_stay_below_the_limit() {
+        let base = [("DATABASE_URL", "postgres://x/y"), ("HUBSPOT_ACCESS_TOKEN", "pat")];
+        let default = config(&base).unwrap().hubspot().unwrap();
+        assert_eq!(default.rate_limit.remaining_floor, None, "10 % of the server's limit");
+        let set = config(&[base[0], base[1], ("HUBSPOT_RATE_REMAINING_FLOOR", "25")]).unwrap();
+        assert_eq!(set.hubspot().unwrap().rate_limit.remaining_floor, Some(25));
+        let too_high = config(&[base[0], base[1], ("HUBSPOT_RATE_REMAINING_FLOOR", "100")]).unwrap();
+        let error = too_high.hubspot().unwrap_err().to_string();
+        assert!(
+            error.contains("HUBSPOT_RATE_REMAINING_FLOOR must be below HUBSPOT_REQUESTS_PER_10S"),
+            "{error}"
+        );
+        let error = config(&[base[0], ("HUBSPOT_REQUESTS_PER_10S", "1")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("HUBSPOT_REQUESTS_PER_10S must be a whole number from 2"),
             "{error}"
         );
     }
