@@ -57,13 +57,18 @@ struct TestApp {
 impl TestApp {
     async fn new() -> Self {
         let db = TestDb::new().await;
+        let app = Self::instance(&db);
+        Self { db, app }
+    }
+
+    /// A router with its own state (and statistics cache) over the database: one API instance, as one Lambda.
+    fn instance(db: &TestDb) -> Router {
         let config = ApiConfig {
             api_token: Some(SecretString::from(TOKEN)),
             jwt_secret: Some(SecretString::from(JWT_SECRET)),
             cors_origins: vec![ORIGIN.parse().unwrap()],
         };
-        let app = router(ApiState::new(db.pool().clone(), &config));
-        Self { db, app }
+        router(ApiState::new(db.pool().clone(), &config))
     }
 
     async fn seeded() -> Self {
@@ -1104,6 +1109,40 @@ async fn dashboard_stats_come_from_the_cache_until_a_write_through_the_api_inval
     assert_eq!(cache_status(&after_move), "crmsync; fwd=miss");
     assert_eq!(open_new_match(&after_move), 2);
     assert_eq!(after_move.body["recent_activities"][0]["activity_type"], "stage_change");
+}
+
+#[tokio::test]
+async fn a_write_through_one_instance_invalidates_the_statistics_another_instance_cached() {
+    let mut app = TestApp::seeded().await;
+    let cache_status = |answer: &Answer| answer.headers["cache-status"].to_str().unwrap().to_owned();
+    let open_new_match = |answer: &Answer| answer.body["pipeline"][0]["count"].as_i64().unwrap();
+    assert_eq!(
+        cache_status(&app.get("/api/dashboard/stats").await),
+        "crmsync; fwd=miss"
+    );
+    let cached = app.get("/api/dashboard/stats").await;
+    assert_eq!(cache_status(&cached), "crmsync; hit");
+    assert_eq!(open_new_match(&cached), 2);
+
+    // Another instance (its own process and cache) moves a new_match deal on.
+    let first_instance = std::mem::replace(&mut app.app, TestApp::instance(&app.db));
+    let moved = app
+        .post(
+            &format!("/api/deals/{DEAL_A1}/stage"),
+            json!({ "stage": "closed_lost" }),
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.text);
+
+    app.app = first_instance;
+    let after = app.get("/api/dashboard/stats").await;
+    assert_eq!(
+        cache_status(&after),
+        "crmsync; fwd=miss",
+        "the first instance's cache was invalidated"
+    );
+    assert_eq!(open_new_match(&after), 1);
+    assert_eq!(after.body["recent_activities"][0]["activity_type"], "stage_change");
 }
 
 // ---------------------------------------------------------------------------------------------------------------

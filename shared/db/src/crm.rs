@@ -834,6 +834,32 @@ pub async fn enqueue(
     Ok(row.get(0))
 }
 
+/// The dashboard statistics cache's generation, shared by every API instance: one primary-key lookup of
+/// crmsync.dashboard_cache_generation's only row (0 if someone deleted it). A value cached under another generation
+/// is stale.
+pub async fn dashboard_cache_generation(client: &impl GenericClient) -> Result<i64, DbError> {
+    let statement = client
+        .prepare_cached("SELECT generation FROM crmsync.dashboard_cache_generation WHERE id = true")
+        .await?;
+    Ok(client.query_opt(&statement, &[]).await?.map_or(0, |row| row.get(0)))
+}
+
+/// Bumps the dashboard statistics cache's generation, invalidating every API instance's cache when the caller's
+/// transaction commits (and not before: a load that runs before the commit is cached under the old generation).
+/// Call it as the last statement of a write's transaction: the one row stays locked until the commit, so taking it
+/// last keeps concurrent writes from waiting on it for long, and always after their other row locks (no deadlock).
+/// Recreates the row if it is missing. Returns the new generation.
+pub async fn bump_dashboard_cache_generation(client: &impl GenericClient) -> Result<i64, DbError> {
+    let statement = client
+        .prepare_cached(
+            "INSERT INTO crmsync.dashboard_cache_generation AS g (id, generation) VALUES (true, 1)
+             ON CONFLICT (id) DO UPDATE SET generation = g.generation + 1, updated_at = now()
+             RETURNING generation",
+        )
+        .await?;
+    Ok(client.query_one(&statement, &[]).await?.get(0))
+}
+
 /// Escapes LIKE's wildcards and wraps the text in `%...%`: a substring match of exactly what was typed.
 fn like_pattern(text: &str) -> String {
     let mut pattern = String::with_capacity(text.len() + 2);

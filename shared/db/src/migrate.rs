@@ -48,6 +48,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "constraints",
         sql: include_str!("../../../migrations/0006_constraints.sql"),
     },
+    Migration {
+        version: 7,
+        name: "api_cache",
+        sql: include_str!("../../../migrations/0007_api_cache.sql"),
+    },
 ];
 
 /// Any fixed 64-bit key unique to this runner ("crmsync" in ASCII).

@@ -1,14 +1,18 @@
 //! The dashboard statistics cache: each of the five statistics queries (the guide's four and sync health) is kept
-//! for [`STATS_CACHE_TTL`](super::STATS_CACHE_TTL), and every write through the API invalidates them all.
+//! for [`STATS_CACHE_TTL`](super::STATS_CACHE_TTL), and every write through the API invalidates them all, on every
+//! instance.
 //!
-//! Why not a general cache crate: the cache holds five fixed slots, and its one subtle rule is not the TTL but
-//! invalidation racing a load. A load that was running when a write committed may have read the data from before
-//! the write, so it must not be stored: each slot remembers the invalidation generation its value was loaded under,
-//! and a value loaded under an older generation is handed to its caller but never kept. Concurrent misses of one
-//! slot wait for a single load (a per-slot async mutex) instead of all querying the database.
+//! The cache lives in each process (each Lambda instance), but its invalidation is shared: every API write bumps a
+//! generation counter in PostgreSQL (crmsync.dashboard_cache_generation) inside its own transaction, and each stats
+//! request reads that counter first (one primary-key lookup). A cached value is served only while the counter still
+//! has the value it was loaded under. Because the bump commits with the write, a load that read the data from
+//! before the write also read the generation from before it, so it is cached under a generation that is already
+//! stale: invalidation cannot race a load into keeping old data.
 //!
-//! The cache lives in one process. Under Lambda each instance has its own, so a write through one instance shows
-//! on another within the TTL at the latest; the guide accepts 5 minutes of staleness for these statistics.
+//! Why not a general cache crate: the cache holds five fixed slots, and its one subtle rule is the generation, not
+//! the TTL. Concurrent misses of one slot wait for a single load (a per-slot async mutex) instead of all querying
+//! the database. [`StatsCache::invalidate`] also forgets this process's values without a write (the benchmark
+//! uses it to measure uncached requests).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,11 +22,18 @@ use std::time::{Duration, Instant};
 use crmsync_db::crm::{PipelineStage, RecentActivity, SyncHealth, TopCompany, WinRateMonth};
 use tokio::sync::Mutex;
 
-/// One cached value: what was loaded, when, and under which invalidation generation.
+/// What a cached value is valid under: the database's shared generation and this process's own invalidations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Generation {
+    shared: i64,
+    local: u64,
+}
+
+/// One cached value: what was loaded, when, and under which generation.
 struct Entry<T> {
     value: Arc<T>,
     loaded_at: Instant,
-    generation: u64,
+    generation: Generation,
 }
 
 /// A cache slot for one query.
@@ -45,10 +56,10 @@ pub enum Lookup {
     Miss,
 }
 
-/// The five statistics slots and the invalidation generation.
+/// The five statistics slots and this process's invalidation count.
 pub struct StatsCache {
     ttl: Duration,
-    generation: AtomicU64,
+    local_generation: AtomicU64,
     pub(crate) pipeline: Slot<Vec<PipelineStage>>,
     pub(crate) top_companies: Slot<Vec<TopCompany>>,
     pub(crate) recent_activities: Slot<Vec<RecentActivity>>,
@@ -60,7 +71,7 @@ impl StatsCache {
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl,
-            generation: AtomicU64::new(0),
+            local_generation: AtomicU64::new(0),
             pipeline: Slot::default(),
             top_companies: Slot::default(),
             recent_activities: Slot::default(),
@@ -69,28 +80,43 @@ impl StatsCache {
         }
     }
 
-    /// Forgets every cached value. Call it after a write has committed: invalidating before the commit would let a
-    /// load that reads the old data store it as current.
+    /// Forgets every value this process has cached (other instances keep theirs: API writes invalidate all of them
+    /// through the shared generation instead). A load running meanwhile is returned but not kept.
     pub fn invalidate(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.local_generation.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// The slot's value if it is younger than the TTL and no write came after it; otherwise loads it with `load`.
-    pub async fn get_or_load<T, E, F, Fut>(&self, slot: &Slot<T>, load: F) -> Result<(Arc<T>, Lookup), E>
+    /// The slot's value if it is younger than the TTL and was loaded under `shared_generation` (the database's
+    /// current one, read before this call) with no local invalidation since; otherwise loads it with `load`.
+    pub async fn get_or_load<T, E, F, Fut>(
+        &self,
+        slot: &Slot<T>,
+        shared_generation: i64,
+        load: F,
+    ) -> Result<(Arc<T>, Lookup), E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.get_or_load_at(slot, Instant::now(), load).await
+        self.get_or_load_at(slot, shared_generation, Instant::now(), load).await
     }
 
-    async fn get_or_load_at<T, E, F, Fut>(&self, slot: &Slot<T>, now: Instant, load: F) -> Result<(Arc<T>, Lookup), E>
+    async fn get_or_load_at<T, E, F, Fut>(
+        &self,
+        slot: &Slot<T>,
+        shared_generation: i64,
+        now: Instant,
+        load: F,
+    ) -> Result<(Arc<T>, Lookup), E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
         let mut entry = slot.entry.lock().await;
-        let generation = self.generation.load(Ordering::Acquire);
+        let generation = Generation {
+            shared: shared_generation,
+            local: self.local_generation.load(Ordering::Acquire),
+        };
         if let Some(cached) = entry.as_ref()
             && cached.generation == generation
             && now.saturating_duration_since(cached.loaded_at) < self.ttl
@@ -98,11 +124,19 @@ impl StatsCache {
             return Ok((Arc::clone(&cached.value), Lookup::Hit));
         }
         let value = Arc::new(load().await?);
-        *entry = (self.generation.load(Ordering::Acquire) == generation).then(|| Entry {
-            value: Arc::clone(&value),
-            loaded_at: now,
-            generation,
-        });
+        // A request that read the shared generation before a write committed may get here after one that read it
+        // after: its value is older, so it must not replace the newer one.
+        let overtaken = self.local_generation.load(Ordering::Acquire) != generation.local
+            || entry
+                .as_ref()
+                .is_some_and(|cached| cached.generation.shared > generation.shared);
+        if !overtaken {
+            *entry = Some(Entry {
+                value: Arc::clone(&value),
+                loaded_at: now,
+                generation,
+            });
+        }
         Ok((value, Lookup::Miss))
     }
 }
@@ -113,8 +147,12 @@ mod tests {
     use std::convert::Infallible;
 
     async fn read(cache: &StatsCache, slot: &Slot<u32>, now: Instant, value: u32) -> (u32, Lookup) {
+        read_under(cache, slot, 0, now, value).await
+    }
+
+    async fn read_under(cache: &StatsCache, slot: &Slot<u32>, shared: i64, now: Instant, value: u32) -> (u32, Lookup) {
         let (value, lookup) = cache
-            .get_or_load_at(slot, now, || async move { Ok::<_, Infallible>(value) })
+            .get_or_load_at(slot, shared, now, || async move { Ok::<_, Infallible>(value) })
             .await
             .unwrap();
         (*value, lookup)
@@ -153,7 +191,7 @@ mod tests {
         let slot = Slot::default();
         let now = Instant::now();
         let (value, lookup) = cache
-            .get_or_load_at(&slot, now, || async {
+            .get_or_load_at(&slot, 0, now, || async {
                 // A write commits and invalidates while this load is running.
                 cache.invalidate();
                 Ok::<_, Infallible>(1)
@@ -170,9 +208,31 @@ mod tests {
         let slot: Slot<u32> = Slot::default();
         let now = Instant::now();
         let failed = cache
-            .get_or_load_at(&slot, now, || async { Err::<u32, &str>("database down") })
+            .get_or_load_at(&slot, 0, now, || async { Err::<u32, &str>("database down") })
             .await;
         assert_eq!(failed.unwrap_err(), "database down");
         assert_eq!(read(&cache, &slot, now, 7).await, (7, Lookup::Miss));
+    }
+
+    #[tokio::test]
+    async fn a_value_loaded_under_another_shared_generation_is_loaded_again() {
+        let cache = StatsCache::new(Duration::from_secs(300));
+        let slot = Slot::default();
+        let now = Instant::now();
+        assert_eq!(read_under(&cache, &slot, 1, now, 1).await, (1, Lookup::Miss));
+        assert_eq!(read_under(&cache, &slot, 1, now, 2).await, (1, Lookup::Hit));
+        assert_eq!(read_under(&cache, &slot, 2, now, 3).await, (3, Lookup::Miss));
+        assert_eq!(read_under(&cache, &slot, 2, now, 4).await, (3, Lookup::Hit));
+    }
+
+    #[tokio::test]
+    async fn a_late_load_under_an_older_shared_generation_does_not_replace_a_newer_value() {
+        let cache = StatsCache::new(Duration::from_secs(300));
+        let slot = Slot::default();
+        let now = Instant::now();
+        assert_eq!(read_under(&cache, &slot, 5, now, 50).await, (50, Lookup::Miss));
+        // A request that read generation 4 before the write committed finishes its load only now.
+        assert_eq!(read_under(&cache, &slot, 4, now, 40).await, (40, Lookup::Miss));
+        assert_eq!(read_under(&cache, &slot, 5, now, 51).await, (50, Lookup::Hit));
     }
 }

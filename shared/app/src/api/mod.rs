@@ -6,7 +6,8 @@
 //!   public: they hold no data, and ask for the token.
 //! - Lists are keyset-paginated: `limit` (1 to 100, default 20) and `cursor`, the last id of the previous page.
 //! - Writes queue their HubSpot work as sync_queue rows in the same transaction ([`service`]), and invalidate the
-//!   dashboard statistics cache ([`cache`]).
+//!   dashboard statistics cache of every instance through a generation counter bumped in that transaction too
+//!   ([`cache`]).
 //! - Errors are JSON, `{"error": {"code", "message", "field"}}`; bad input is a 4xx, never a 5xx.
 //! - `GET /api/openapi.json` is generated from the handlers ([`openapi`]).
 

@@ -1,5 +1,5 @@
 //! The API's use cases: validate the input (naming the field at fault), run the repositories in one transaction,
-//! queue the HubSpot work in that same transaction, and invalidate the statistics cache once it has committed.
+//! queue the HubSpot work in that same transaction, and bump the statistics cache's shared generation in it too.
 //! Handlers call exactly one of these.
 
 use std::str::FromStr;
@@ -216,8 +216,9 @@ pub async fn create_contact(state: &ApiState, body: NewContactBody) -> Result<cr
     let contact = crm::insert_contact(&transaction, &new).await?;
     let payload = json!({ "contact_id": contact.id, "company_id": contact.company_id, "email": contact.email });
     crm::enqueue(&transaction, "contact", contact.id, "create", &payload).await?;
+    // Last, so the shared generation's row lock is held only until the commit (see the function's contract).
+    crm::bump_dashboard_cache_generation(&transaction).await?;
     transaction.commit().await.map_err(crmsync_db::DbError::from)?;
-    state.stats.invalidate();
     tracing::info!(contact_id = %contact.id, "contact created through the API");
     Ok(contact)
 }
@@ -276,8 +277,9 @@ pub async fn move_deal_stage(
         "closed_at": moved.deal.closed_at,
     });
     crm::enqueue(&transaction, "deal", id, "update", &payload).await?;
+    // Last, so the shared generation's row lock is held only until the commit (see the function's contract).
+    crm::bump_dashboard_cache_generation(&transaction).await?;
     transaction.commit().await.map_err(crmsync_db::DbError::from)?;
-    state.stats.invalidate();
     tracing::info!(deal_id = %id, from = %moved.previous_stage, to = %moved.deal.stage, "deal stage moved through the API");
     Ok((moved, Some(activity)))
 }
@@ -319,8 +321,9 @@ pub async fn create_activity(
         "contact_id": activity.contact_id,
     });
     crm::enqueue(&transaction, "activity", activity.id, "create", &payload).await?;
+    // Last, so the shared generation's row lock is held only until the commit (see the function's contract).
+    crm::bump_dashboard_cache_generation(&transaction).await?;
     transaction.commit().await.map_err(crmsync_db::DbError::from)?;
-    state.stats.invalidate();
     tracing::info!(activity_id = %activity.id, activity_type = %activity.activity_type, "activity logged through the API");
     Ok(activity)
 }
@@ -330,20 +333,22 @@ pub async fn create_activity(
 pub async fn dashboard_stats(state: &ApiState) -> Result<(DashboardStats, Lookup), ApiFailure> {
     let cache = &state.stats;
     let pool = &state.pool;
+    // One primary-key lookup: the generation every instance's API writes bump, read before any load.
+    let generation = crm::dashboard_cache_generation(&pool.get().await?).await?;
     let (pipeline, top_companies, recent_activities, win_rate, sync_health) = tokio::try_join!(
-        cache.get_or_load(&cache.pipeline, || async {
+        cache.get_or_load(&cache.pipeline, generation, || async {
             Ok::<_, ApiFailure>(crm::pipeline_overview(&pool.get().await?).await?)
         }),
-        cache.get_or_load(&cache.top_companies, || async {
+        cache.get_or_load(&cache.top_companies, generation, || async {
             Ok::<_, ApiFailure>(crm::top_companies(&pool.get().await?).await?)
         }),
-        cache.get_or_load(&cache.recent_activities, || async {
+        cache.get_or_load(&cache.recent_activities, generation, || async {
             Ok::<_, ApiFailure>(crm::recent_activities(&pool.get().await?).await?)
         }),
-        cache.get_or_load(&cache.win_rate, || async {
+        cache.get_or_load(&cache.win_rate, generation, || async {
             Ok::<_, ApiFailure>(crm::win_rate(&pool.get().await?).await?)
         }),
-        cache.get_or_load(&cache.sync_health, || async {
+        cache.get_or_load(&cache.sync_health, generation, || async {
             Ok::<_, ApiFailure>(crm::sync_health(&pool.get().await?).await?)
         }),
     )?;
