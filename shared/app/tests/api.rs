@@ -232,6 +232,51 @@ async fn an_unknown_api_path_is_a_json_404_only_with_credentials() {
 }
 
 #[tokio::test]
+async fn a_wrong_method_is_a_json_405_naming_the_allowed_methods_only_with_credentials() {
+    let app = TestApp::seeded().await;
+    for (method, path, allowed) in [
+        ("DELETE", "/api/deals", "GET"),
+        ("GET", "/api/deals/00000000-0000-4000-8000-0000000000a1/stage", "POST"),
+        ("PUT", "/api/contacts", "GET"),
+        ("PATCH", "/api/dashboard/stats", "GET"),
+    ] {
+        let request = |authorization: Option<String>| {
+            let mut request = Request::builder()
+                .method(Method::from_bytes(method.as_bytes()).unwrap())
+                .uri(path);
+            if let Some(authorization) = authorization {
+                request = request.header(header::AUTHORIZATION, authorization);
+            }
+            request.body(Body::empty()).unwrap()
+        };
+        let unauthenticated = app.send(request(None)).await;
+        assert_error(&unauthenticated, StatusCode::UNAUTHORIZED, "unauthorized", None);
+        let answer = app.send(request(Some(format!("Bearer {TOKEN}")))).await;
+        assert_error(&answer, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", None);
+        let allow = answer.headers[header::ALLOW].to_str().unwrap();
+        assert!(allow.contains(allowed), "{method} {path}: Allow {allow}");
+        assert!(!allow.contains(method), "{method} {path}: Allow {allow}");
+    }
+    assert_eq!(app.count("SELECT count(*) FROM sync_queue").await, 0);
+}
+
+#[tokio::test]
+async fn the_bare_api_path_and_unknown_paths_outside_it_are_json_404s() {
+    let app = TestApp::new().await;
+    let unauthenticated = app.get_as("/api", None).await;
+    assert_error(&unauthenticated, StatusCode::UNAUTHORIZED, "unauthorized", None);
+    assert_error(&app.get("/api").await, StatusCode::NOT_FOUND, "not_found", None);
+    // Outside /api there is no data to guard: the page is public, and so is its 404.
+    for path in ["/nothing-here", "/assets/missing.js"] {
+        let answer = app.get_as(path, None).await;
+        assert_error(&answer, StatusCode::NOT_FOUND, "not_found", None);
+    }
+    let posted = app.post_as("/", &json!({}), "Bearer x").await;
+    assert_error(&posted, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", None);
+    assert!(posted.headers[header::ALLOW].to_str().unwrap().contains("GET"));
+}
+
+#[tokio::test]
 async fn a_supabase_user_jwt_is_accepted_and_recorded_as_the_author_of_what_it_logs() {
     let app = TestApp::seeded().await;
     let authorization = jwt(

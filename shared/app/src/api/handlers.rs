@@ -19,12 +19,29 @@ use super::model::{
 use super::openapi::ApiDoc;
 use super::service;
 
-/// Any path under `/api` that names no route: the API's JSON error, not an empty 404.
+/// Any path that names no route (under `/api`, behind the bearer check): the API's JSON error, not an empty 404.
 pub async fn no_such_route(uri: axum::http::Uri) -> Response {
     crate::http::ApiError::new(
         StatusCode::NOT_FOUND,
         "not_found",
-        format!("no API route {}", uri.path()),
+        format!(
+            "no route {}; the API's routes are listed in /api/openapi.json",
+            uri.path()
+        ),
+    )
+    .into_response()
+}
+
+/// A method a route does not take: the API's JSON error, not an empty 405. axum adds the `Allow` header naming the
+/// methods it does take.
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    crate::http::ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{method} is not allowed on {}; the Allow header lists what is",
+            uri.path()
+        ),
     )
     .into_response()
 }

@@ -169,7 +169,10 @@ pub fn router(state: ApiState) -> Router {
             get(handlers::list_activities).post(handlers::create_activity),
         )
         // Any other path under /api: a JSON 404 behind the same bearer check, so it reveals nothing unauthenticated.
+        .route("/api", any(handlers::no_such_route))
         .route("/api/{*rest}", any(handlers::no_such_route))
+        // Before the route layer, so a wrong method is a JSON 405 behind the bearer check too.
+        .method_not_allowed_fallback(handlers::method_not_allowed)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_auth))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     // CORS wraps authentication, so a browser's preflight (which carries no token) is answered without one.
@@ -177,7 +180,13 @@ pub fn router(state: ApiState) -> Router {
         Some(cors) => api.layer(cors),
         None => api,
     };
-    Router::new().merge(dashboard::router()).merge(api).with_state(state)
+    // The page's routes answer a wrong method with the same JSON 405, and any other path with a JSON 404.
+    Router::new()
+        .merge(dashboard::router())
+        .method_not_allowed_fallback(handlers::method_not_allowed)
+        .merge(api)
+        .fallback(handlers::no_such_route)
+        .with_state(state)
 }
 
 fn cors_layer(origins: &[HeaderValue]) -> Option<CorsLayer> {
