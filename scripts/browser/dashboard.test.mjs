@@ -1,5 +1,6 @@
 // The dashboard in headless Chromium, against a running server with scripts/e2e/seed.sql loaded: enter the token,
-// see the seeded data, move a deal's stage, log an activity, add a contact, and save a screenshot.
+// see the seeded data, move a deal's stage, log activities on a deal and on a contact, add a contact, and save a
+// screenshot and check that it shows the page.
 //
 //   DASHBOARD_URL=http://127.0.0.1:8090 API_TOKEN=... SCREENSHOT=out.png node --test dashboard.test.mjs
 //
@@ -7,7 +8,7 @@
 // reaching for the network, which this machine does not have.
 
 import assert from "node:assert/strict";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { after, before, test } from "node:test";
 import { chromium } from "playwright-core";
@@ -19,6 +20,9 @@ const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 
 // Seeded records (scripts/e2e/seed.sql).
 const CLOUD_DEAL = "20000000-0000-4000-8000-000000000001";
+const BEACON = "10000000-0000-4000-8000-000000000002";
+const MARCUS = "30000000-0000-4000-8000-000000000002";
+const VIEWPORT = { width: 1400, height: 1000 };
 
 let browser;
 let page;
@@ -33,7 +37,7 @@ before(async () => {
       "--disable-component-update", "--disable-sync", "--disable-default-apps",
     ],
   });
-  page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  page = await browser.newPage({ viewport: VIEWPORT });
   // A Content-Security-Policy violation or a script error shows up here: the page must produce none.
   page.on("console", (message) => {
     if (message.type() === "error") problems.push(message.text());
@@ -139,10 +143,61 @@ test("logging an activity on a deal shows it first in the recent activities", as
   assert.equal(await form.locator("input[name=subject]").inputValue(), "", "the form was reset");
 });
 
+// The values offered by a select, without its "None" and "… more" lines.
+async function offered(select) {
+  return select.evaluate((box) => [...box.options].filter((option) => option.value).map((option) => option.value));
+}
+
+test("logging an activity on a contact found through the company search", async () => {
+  const form = page.locator("#activity-form");
+  const companies = form.locator("select[name=company_id]");
+  const contacts = form.locator("select[name=contact_id]");
+  // Unfiltered, the contact choice offers every contact.
+  await page.waitForFunction(() =>
+    document.querySelector("#activity-form select[name=contact_id]").options.length === 3);
+  await form.locator("input.company-search").fill("beacon");
+  await page.waitForFunction(() =>
+    document.querySelector("#activity-form select[name=company_id]").options.length === 2);
+  assert.deepEqual(await offered(companies), [BEACON], "the search narrowed the companies to Beacon");
+  await companies.selectOption(BEACON);
+  await page.waitForFunction(
+    (marcus) => [...document.querySelector("#activity-form select[name=contact_id]").options]
+      .map((option) => option.value).join() === `,${marcus}`,
+    MARCUS,
+  );
+  const beaconDeals = [3, 4, 8, 9].map((n) => `20000000-0000-4000-8000-00000000000${n}`);
+  assert.deepEqual(await offered(form.locator("select[name=deal_id]")), beaconDeals, "only Beacon's deals, by id");
+  await contacts.selectOption(MARCUS);
+  await form.locator("select[name=activity_type]").selectOption("call");
+  await form.locator("input[name=subject]").fill("Follow-up call with Marcus");
+  await form.locator("button[type=submit]").click();
+  await page.waitForFunction(() => document.querySelector("#status").textContent.startsWith("Logged call"));
+  await page.waitForFunction(() =>
+    document.querySelector("#recent-activities tr")?.textContent.includes("Follow-up call with Marcus"));
+  const first = await page.locator("#recent-activities tr").first().textContent();
+  assert.match(first, /Marcus Ruiz/, "the contact");
+  assert.match(first, /Beacon Cyber LLC/, "the contact's company");
+
+  const logged = await (await fetch(`${BASE}/api/activities?contact_id=${MARCUS}`, {
+    headers: { Authorization: `Bearer ${TOKEN}` },
+  })).json();
+  assert.equal(logged.items[0].subject, "Follow-up call with Marcus");
+  assert.equal(logged.items[0].company_id, BEACON);
+  assert.equal(logged.items[0].deal_id, null);
+  // The form was reset: no search, every company and contact offered again.
+  assert.equal(await form.locator("input.company-search").inputValue(), "");
+  await page.waitForFunction(() =>
+    document.querySelector("#activity-form select[name=company_id]").options.length === 4);
+  assert.equal(await contacts.inputValue(), "");
+});
+
 test("adding a contact confirms it, and a duplicate email is refused with the API's message", async () => {
   const form = page.locator("#contact-form");
   await form.locator("input[name=full_name]").fill("Priya Natarajan");
   await form.locator("input[name=email]").fill("priya@cobalt.example");
+  await form.locator("input.company-search").fill("Cobalt");
+  await page.waitForFunction(() =>
+    document.querySelector("#contact-form select[name=company_id]").options.length === 2);
   await form.locator("select[name=company_id]").selectOption({ label: "Cobalt Logistics" });
   await form.locator("button[type=submit]").click();
   await page.waitForFunction(() => document.querySelector("#status").textContent.startsWith("Added Priya"));
@@ -154,13 +209,52 @@ test("adding a contact confirms it, and a duplicate email is refused with the AP
   assert.equal(await page.getAttribute("#status", "class"), "status error");
 });
 
-test("the token survives a reload of the tab, and a screenshot is saved", async () => {
+test("the token survives a reload of the tab, and a screenshot of the whole page is saved and shows it", async () => {
   await page.reload();
   await page.waitForSelector("#pipeline-chart rect.bar");
   await page.waitForFunction(() => document.querySelector("#status").textContent === "Up to date.");
   assert.equal(await page.locator("#token-form").isVisible(), false);
   mkdirSync(dirname(SCREENSHOT), { recursive: true });
+  // Where the first pipeline bar and the page's left margin are, in the full page's coordinates.
+  const bar = await page.evaluate(() => {
+    const box = document.querySelector("#pipeline-chart rect.bar").getBoundingClientRect();
+    return { x: Math.round(box.left + box.width / 2 + scrollX), y: Math.round(box.top + box.height / 2 + scrollY) };
+  });
+  const pageHeight = await page.evaluate(() =>
+    Math.max(document.documentElement.scrollHeight, document.body.scrollHeight));
   await page.screenshot({ path: SCREENSHOT, fullPage: true });
+
+  // A PNG of the whole page: its IHDR chunk (right after the 8-byte signature) holds the width and height.
+  const png = readFileSync(SCREENSHOT);
+  assert.equal(png.subarray(0, 8).toString("hex"), "89504e470d0a1a0a", "a PNG signature");
+  assert.equal(png.subarray(12, 16).toString("latin1"), "IHDR");
+  assert.equal(png.readUInt32BE(16), VIEWPORT.width, "the viewport's width");
+  const height = png.readUInt32BE(20);
+  assert.ok(Math.abs(height - pageHeight) <= 2, `the full page's height: ${height}, the page ${pageHeight}`);
+  assert.ok(pageHeight > VIEWPORT.height, `the page is taller than the viewport: ${pageHeight}`);
+  assert.ok(png.length > 30_000, `a page with charts and tables, not a blank image: ${png.length} bytes`);
+
+  // Its pixels, decoded by the browser in a blank page of its own (the dashboard's CSP is left alone): the first
+  // pipeline bar is the accent blue (#2f6fdf) and the left margin the page's grey (#f3f5f8).
+  const decoder = await browser.newPage();
+  try {
+    const pixels = await decoder.evaluate(async ({ data, points }) => {
+      const image = new Image();
+      image.src = `data:image/png;base64,${data}`;
+      await image.decode();
+      const canvas = document.createElement("canvas");
+      canvas.width = image.width;
+      canvas.height = image.height;
+      const context = canvas.getContext("2d");
+      context.drawImage(image, 0, 0);
+      return points.map(({ x, y }) => [...context.getImageData(x, y, 1, 1).data.slice(0, 3)]);
+    }, { data: png.toString("base64"), points: [bar, { x: 4, y: bar.y }] });
+    const near = (actual, expected) => actual.every((value, index) => Math.abs(value - expected[index]) <= 8);
+    assert.ok(near(pixels[0], [0x2f, 0x6f, 0xdf]), `the bar's pixel is the accent blue: ${pixels[0]}`);
+    assert.ok(near(pixels[1], [0xf3, 0xf5, 0xf8]), `the margin's pixel is the page's grey: ${pixels[1]}`);
+  } finally {
+    await decoder.close();
+  }
 });
 
 test("the page logged no errors (script errors or Content-Security-Policy violations)", () => {

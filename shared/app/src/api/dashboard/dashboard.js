@@ -191,21 +191,59 @@ async function loadDeals(cursor) {
   fillRows($("#deals"), page.items.map(dealRow), 6, "No deals match.");
   dealPages.next = page.next_cursor;
   $("#deals-next").disabled = !page.next_cursor;
-  const select = document.querySelectorAll(".deal-select");
-  for (const box of select) {
-    const keep = box.value;
-    box.replaceChildren(el("option", { value: "" }, "None"),
-      ...page.items.map((deal) => el("option", { value: deal.id }, deal.deal_name)));
-    box.value = keep && page.items.some((deal) => deal.id === keep) ? keep : "";
-  }
 }
 
-async function loadCompanies() {
-  const page = await api("/api/companies?limit=100");
-  for (const box of document.querySelectorAll(".company-select")) {
-    box.replaceChildren(el("option", { value: "" }, "None"),
-      ...page.items.map((company) => el("option", { value: company.id }, company.name)));
+// Fills a select with "None" and `items`, keeping its current choice when it is still offered. `more` adds a
+// disabled last line saying the list was cut.
+function fillSelect(box, items, text, more = false) {
+  const keep = box.value;
+  box.replaceChildren(el("option", { value: "" }, "None"),
+    ...items.map((item) => el("option", { value: item.id }, text(item))));
+  if (more) box.append(el("option", { value: "", disabled: "" }, "… more: refine the search"));
+  box.value = keep && items.some((item) => item.id === keep) ? keep : "";
+}
+
+// Each form's company picker: a search box whose text narrows its select to the companies with that in their name
+// (the API's q filter), so any company can be chosen, not only the first page. A choice already made stays offered
+// while the search changes. `seq` drops answers that arrive after a later search's.
+const companySearches = new WeakMap();
+
+async function searchCompanies(form) {
+  const seq = (companySearches.get(form) ?? 0) + 1;
+  companySearches.set(form, seq);
+  const select = form.querySelector(".company-select");
+  const params = new URLSearchParams({ limit: "20" });
+  const q = form.querySelector(".company-search").value.trim();
+  if (q) params.set("q", q);
+  const page = await api(`/api/companies?${params}`);
+  if (companySearches.get(form) !== seq) return;
+  const chosen = select.selectedOptions[0];
+  const items = page.items.map((company) => ({ id: company.id, name: company.name }));
+  if (select.value && !items.some((item) => item.id === select.value)) {
+    items.unshift({ id: select.value, name: chosen.textContent });
   }
+  fillSelect(select, items, (company) => company.name, page.next_cursor !== null);
+}
+
+// The activity form's deal and contact choices: the chosen company's (up to 100 each), or the first 100 of all.
+let targetsSeq = 0;
+
+async function loadActivityTargets() {
+  const seq = ++targetsSeq;
+  const form = $("#activity-form");
+  const params = new URLSearchParams({ limit: "100" });
+  if (form.elements.company_id.value) params.set("company_id", form.elements.company_id.value);
+  const [deals, contacts] = await Promise.all([api(`/api/deals?${params}`), api(`/api/contacts?${params}`)]);
+  if (seq !== targetsSeq) return;
+  fillSelect(form.elements.deal_id, deals.items, (deal) => deal.deal_name, deals.next_cursor !== null);
+  fillSelect(form.elements.contact_id, contacts.items,
+    (contact) => (contact.email ? `${contact.full_name} (${contact.email})` : contact.full_name),
+    contacts.next_cursor !== null);
+}
+
+// After a form was reset: its company list from an empty search, and the activity form's targets again.
+function reloadChoices(form) {
+  return Promise.all([searchCompanies(form), loadActivityTargets()]);
 }
 
 async function moveDeal(deal, stage, button) {
@@ -241,6 +279,7 @@ async function submitContact(event) {
     const contact = await api("/api/contacts", { method: "POST", body: formBody(form) });
     form.reset();
     setStatus(`Added ${contact.full_name}; it will be sent to HubSpot.`, "ok");
+    await reloadChoices(form);
   } catch (error) {
     setStatus(`Could not add the contact: ${error.message}`, "error");
   }
@@ -253,7 +292,7 @@ async function submitActivity(event) {
     const activity = await api("/api/activities", { method: "POST", body: formBody(form) });
     form.reset();
     setStatus(`Logged ${activity.activity_type} "${activity.subject}".`, "ok");
-    await refresh();
+    await Promise.all([refresh(), reloadChoices(form)]);
   } catch (error) {
     setStatus(`Could not log the activity: ${error.message}`, "error");
   }
@@ -269,7 +308,8 @@ async function start() {
   $("#signed-in").hidden = false;
   $("#app").hidden = false;
   try {
-    await Promise.all([refresh(), loadCompanies()]);
+    await Promise.all([refresh(), loadActivityTargets(),
+      ...[...document.querySelectorAll("form.stack")].map(searchCompanies)]);
     setStatus("Up to date.", "ok");
   } catch (error) {
     if (error.status !== 401) setStatus(`Could not load the dashboard: ${error.message}`, "error");
@@ -310,6 +350,15 @@ function init() {
   $("#sign-out").addEventListener("click", () => signOut());
   $("#refresh").addEventListener("click", () => refresh().then(() => setStatus("Up to date.", "ok"),
     (error) => setStatus(error.message, "error")));
+  for (const form of document.querySelectorAll("form.stack")) {
+    let timer;
+    form.querySelector(".company-search").addEventListener("input", () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => searchCompanies(form).catch((error) => setStatus(error.message, "error")), 250);
+    });
+  }
+  $("#activity-form").elements.company_id.addEventListener("change",
+    () => loadActivityTargets().catch((error) => setStatus(error.message, "error")));
   $("#contact-form").addEventListener("submit", submitContact);
   $("#activity-form").addEventListener("submit", submitActivity);
   if (sessionStorage.getItem(TOKEN_KEY)) start();
