@@ -201,6 +201,28 @@ async fn receive_messages(queue: &SqsRetryQueue) -> Vec<crmsync_queue::ReceivedM
     Vec::new()
 }
 
+/// The outbound-sync Lambda's SQS handler over the test database and queue, applying inbox events with `applier`.
+fn retry_handler(db: &TestDb, queue: &SqsRetryQueue, applier: Applier) -> OutboundSync<SqsRetryQueue> {
+    OutboundSync::new(
+        PgSyncStore::new(db.pool().clone()),
+        unused_hubspot(),
+        Some(queue.clone()),
+        SyncSettings::default(),
+    )
+    .with_inbox(applier)
+}
+
+/// The SQS messages as the Lambda's event hands them to the handler.
+fn deliveries(messages: &[crmsync_queue::ReceivedMessage]) -> Vec<RetryDelivery> {
+    messages
+        .iter()
+        .map(|m| RetryDelivery {
+            message_id: m.message_id.clone(),
+            body: m.body.clone(),
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn a_waiting_event_gets_a_retry_message_on_sqs_and_handling_it_applies_the_event_once_its_company_is_local() {
     let db = TestDb::new().await;
@@ -232,20 +254,8 @@ async fn a_waiting_event_gets_a_retry_message_on_sqs_and_handling_it_applies_the
         )
         .await
         .unwrap();
-    let sync = OutboundSync::new(
-        PgSyncStore::new(db.pool().clone()),
-        unused_hubspot(),
-        Some(queue.clone()),
-        SyncSettings::default(),
-    )
-    .with_inbox(applier);
-    let deliveries: Vec<RetryDelivery> = messages
-        .iter()
-        .map(|m| RetryDelivery {
-            message_id: m.message_id.clone(),
-            body: m.body.clone(),
-        })
-        .collect();
+    let sync = retry_handler(&db, &queue, applier);
+    let deliveries = deliveries(&messages);
     let failed = sync.handle_retry_messages(&deliveries).await.expect("handled");
     assert!(failed.is_empty(), "{failed:?}");
     let (_, status, _) = inbox_row(&db).await;
@@ -280,17 +290,8 @@ async fn an_event_that_dies_gets_a_dlq_bound_message_and_shows_in_the_dead_count
     assert_eq!(body["sync_queue_id"].as_str(), Some(inbox_id.as_str()));
     // The retry handler (the outbound-sync Lambda's SQS source) reports the dead event's message failed, so the
     // redrive policy moves it to the DLQ, and sends no second message for it.
-    let sync = OutboundSync::new(
-        PgSyncStore::new(db.pool().clone()),
-        unused_hubspot(),
-        Some(queue.clone()),
-        SyncSettings::default(),
-    )
-    .with_inbox(applier);
-    let deliveries = vec![RetryDelivery {
-        message_id: messages[0].message_id.clone(),
-        body: messages[0].body.clone(),
-    }];
+    let sync = retry_handler(&db, &queue, applier);
+    let deliveries = deliveries(&messages[..1]);
     let failed = sync.handle_retry_messages(&deliveries).await.expect("handled");
     assert_eq!(
         failed,
