@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use crmsync_app::Config;
-use crmsync_app::sync::from_config;
+use crmsync_sync::from_config;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
@@ -130,7 +130,7 @@ pub async fn dlq(config: &Config, action: DlqAction) -> anyhow::Result<ExitCode>
             }
             let mut removed = 0;
             if let Some(queue) = &queue {
-                removed = crmsync_app::sync::purge_redriven(&store, queue).await?;
+                removed = crmsync_sync::purge_redriven(&store, queue).await?;
             }
             println!(
                 "{}",

@@ -9,15 +9,15 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use crmsync_app::Config;
-use crmsync_app::http::{AppState, router};
-use crmsync_app::sync::from_config;
+use crmsync_http::ingest::{IngestState, router};
+use crmsync_sync::from_config;
 use secrecy::ExposeSecret;
 
 pub async fn serve(mut config: Config, bind: SocketAddr) -> anyhow::Result<ExitCode> {
     let Some(api_token) = config.api_token.clone() else {
         bail!("API_TOKEN must be set: every API route requires it as a bearer token");
     };
-    let mut webhook_config = crmsync_app::webhook::WebhookConfig::from_env()?;
+    let mut webhook_config = crmsync_app::WebhookConfig::from_env()?;
     let simulator = match config.hubspot_access_token {
         Some(_) => None,
         None => {
@@ -37,7 +37,7 @@ pub async fn serve(mut config: Config, bind: SocketAddr) -> anyhow::Result<ExitC
         }
     };
     let webhook_state =
-        crmsync_app::webhook::from_config(&config, &webhook_config, crmsync_app::webhook::ApplyMode::Background)
+        crmsync_http::webhook::from_config(&config, &webhook_config, crmsync_http::webhook::ApplyMode::Background)
             .await?;
     // One applier per process: the webhook route and the drain share its one-pass-at-a-time lock.
     let sync = Arc::new(from_config(&config).await?.with_inbox(webhook_state.applier().clone()));
@@ -72,13 +72,13 @@ pub async fn serve(mut config: Config, bind: SocketAddr) -> anyhow::Result<ExitC
     });
 
     let pool = crmsync_db::connect_pool(config.database_url.expose_secret(), config.database_pool_size)?;
-    let api_config = crmsync_app::api::ApiConfig::from_env()?;
-    let app = router(AppState::new(pool.clone(), api_token))
-        .merge(crmsync_app::api::router(crmsync_app::api::ApiState::new(
+    let api_config = crmsync_http::api::ApiConfig::from_env()?;
+    let app = router(IngestState::new(pool.clone(), api_token))
+        .merge(crmsync_http::api::router(crmsync_http::api::ApiState::new(
             pool,
             &api_config,
         )))
-        .merge(crmsync_app::webhook::router(webhook_state));
+        .merge(crmsync_http::webhook::router(webhook_state));
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("could not bind {bind}"))?;

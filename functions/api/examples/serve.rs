@@ -4,8 +4,8 @@
 
 use anyhow::Context;
 use crmsync_app::Config;
-use crmsync_app::api::ApiConfig;
 use crmsync_db::{connect_pool, migrate};
+use crmsync_http::api::ApiConfig;
 use secrecy::ExposeSecret;
 
 #[tokio::main]

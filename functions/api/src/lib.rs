@@ -2,8 +2,8 @@
 //! router `crmsync serve` mounts, so the two cannot drift apart.
 
 use axum::Router;
-use crmsync_app::api::{ApiConfig, ApiState, router};
 use crmsync_db::Pool;
+use crmsync_http::api::{ApiConfig, ApiState, router};
 
 /// The function's router: `/` (the dashboard) and `/api/*`.
 pub fn app(pool: Pool, config: &ApiConfig) -> Router {

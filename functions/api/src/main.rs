@@ -1,8 +1,8 @@
 //! Lambda entry point: configuration, telemetry, the pool and the router are built once per cold start.
 
 use crmsync_app::Config;
-use crmsync_app::api::ApiConfig;
 use crmsync_db::connect_pool;
+use crmsync_http::api::ApiConfig;
 use secrecy::ExposeSecret;
 
 #[tokio::main]

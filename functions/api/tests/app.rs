@@ -1,7 +1,7 @@
 //! The api Lambda's router takes lambda_http's request type and serves the dashboard and the authenticated API.
 
-use crmsync_app::api::ApiConfig;
 use crmsync_db::test_db::TestDb;
+use crmsync_http::api::ApiConfig;
 use lambda_http::http::{Request, StatusCode, header};
 use lambda_http::{Body, tower::ServiceExt};
 

@@ -7,7 +7,7 @@
 
 use axum::Router;
 use axum::extract::Request;
-use crmsync_app::webhook::{PublicUri, WebhookState, router};
+use crmsync_http::webhook::{PublicUri, WebhookState, router};
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
 

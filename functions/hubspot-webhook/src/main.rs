@@ -1,7 +1,8 @@
 //! Lambda entry point: configuration, the pool, the HubSpot client and the retry queue are built once per cold start.
 
 use crmsync_app::Config;
-use crmsync_app::webhook::{ApplyMode, WebhookConfig};
+use crmsync_app::WebhookConfig;
+use crmsync_http::webhook::ApplyMode;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -12,6 +13,6 @@ async fn main() -> Result<(), lambda_http::Error> {
         return Err("HUBSPOT_CLIENT_SECRET must be set: it verifies HubSpot's signatures".into());
     }
     // Lambda freezes the process once the response is sent, so events are applied before answering.
-    let state = crmsync_app::webhook::from_config(&config, &webhook, ApplyMode::Inline).await?;
+    let state = crmsync_http::webhook::from_config(&config, &webhook, ApplyMode::Inline).await?;
     lambda_http::run(hubspot_webhook::app(state)).await
 }

@@ -6,15 +6,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crmsync_app::sync::{OutboundSync, RetryDelivery, SyncSettings};
-use crmsync_app::webhook::{Applier, ApplyMode, WebhookConfig, WebhookState};
+use crmsync_app::WebhookConfig;
 use crmsync_db::PgSyncStore;
 use crmsync_db::test_db::TestDb;
 use crmsync_domain::sync::RetryPolicy;
+use crmsync_http::webhook::{ApplyMode, WebhookState};
 use crmsync_hubspot::signature::sign_v3;
 use crmsync_hubspot::{HubSpotClient, HubSpotConfig};
+use crmsync_inbound::Applier;
 use crmsync_queue::SqsRetryQueue;
 use crmsync_queue::test_support::sqs_client;
+use crmsync_sync::{OutboundSync, RetryDelivery, SyncSettings};
 use lambda_http::http::StatusCode;
 use lambda_http::tower::ServiceExt;
 use serde_json::json;

@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use crmsync_app::AppError;
-use crmsync_app::sync::{OutboundSync, RetryDelivery};
 use crmsync_queue::SqsRetryQueue;
+use crmsync_sync::{OutboundSync, RetryDelivery};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::Value;
 

@@ -6,7 +6,6 @@ use std::time::Duration;
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use crmsync_app::hubspot_setup::hubspot_setup;
 use crmsync_app::ingest::ingest_matches;
-use crmsync_app::sync::{OutboundSync, SyncSettings, purge_redriven};
 use crmsync_db::test_db::TestDb;
 use crmsync_db::{PgMatchStore, PgSyncStore};
 use crmsync_domain::sync::RetryPolicy;
@@ -14,6 +13,7 @@ use crmsync_hubspot::{HubSpotClient, HubSpotConfig};
 use crmsync_hubspot_sim::{FaultConfig, HubSpotSim, RunningSim, SimConfig};
 use crmsync_queue::SqsRetryQueue;
 use crmsync_queue::test_support::sqs_client;
+use crmsync_sync::{OutboundSync, SyncSettings, purge_redriven};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 

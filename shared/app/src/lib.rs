@@ -1,15 +1,14 @@
-//! crmsync's application layer: the use cases that the Lambda functions and the `crmsync` CLI share, the typed
-//! configuration, telemetry, and the axum routers that run unchanged under `lambda_http` and `axum::serve`.
+//! What every crmsync entry point shares: the typed configuration, telemetry, the one application error, and the two
+//! use cases that need neither HTTP nor the sync engine (match ingestion and the HubSpot setup). No axum here: the
+//! ingest-matches Lambda links this crate and nothing of the HTTP layer.
 
-pub mod api;
 pub mod config;
 pub mod error;
-pub mod http;
 pub mod hubspot_setup;
 pub mod ingest;
-pub mod sync;
 pub mod telemetry;
-pub mod webhook;
+pub mod webhook_config;
 
 pub use config::Config;
 pub use error::AppError;
+pub use webhook_config::WebhookConfig;

@@ -26,7 +26,7 @@ use crmsync_hubspot::{CreateInput, ErrorClass, HubSpotClient, HubSpotError, Obje
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::AppError;
+use crmsync_app::AppError;
 
 /// How long a deal waits before its next try when its company is not in HubSpot yet. Not an attempt.
 pub const WAIT_FOR_COMPANY: Duration = Duration::from_secs(60);
@@ -107,7 +107,7 @@ pub struct OutboundSync<Q> {
     retry_queue: Option<Q>,
     settings: SyncSettings,
     /// Applies waiting webhook events before each drain, and inbox retry messages.
-    inbox: Option<crate::webhook::Applier>,
+    inbox: Option<crmsync_inbound::Applier>,
 }
 
 /// Per-item results of one round, gathered before they are written.
@@ -155,7 +155,7 @@ impl<Q: RetryQueue> OutboundSync<Q> {
 
     /// Also applies waiting webhook events (HubSpot's changes land before ours are sent) and handles the retry
     /// queue's inbox messages.
-    pub fn with_inbox(mut self, applier: crate::webhook::Applier) -> Self {
+    pub fn with_inbox(mut self, applier: crmsync_inbound::Applier) -> Self {
         self.inbox = Some(applier);
         self
     }
@@ -183,7 +183,8 @@ impl<Q: RetryQueue> OutboundSync<Q> {
         let started = Instant::now();
         if let Some(applier) = &self.inbox {
             // HubSpot's changes first, so a drain never re-sends a value a salesperson just replaced.
-            if let Err(error) = crate::webhook::apply_pending_inbox(applier, crate::webhook::DEFAULT_PASS_LIMIT).await {
+            if let Err(error) = crmsync_inbound::apply_pending_inbox(applier, crmsync_inbound::DEFAULT_PASS_LIMIT).await
+            {
                 tracing::warn!(%error, "could not apply waiting webhook events before the drain");
             }
         }
@@ -1349,7 +1350,7 @@ impl<Q: RetryQueue> OutboundSync<Q> {
 
 /// Builds the outbound sync from the configuration: pool, HubSpot client, and the SQS retry queue when
 /// `RETRY_QUEUE_URL` is set.
-pub async fn from_config(config: &crate::Config) -> Result<OutboundSync<crmsync_queue::SqsRetryQueue>, AppError> {
+pub async fn from_config(config: &crmsync_app::Config) -> Result<OutboundSync<crmsync_queue::SqsRetryQueue>, AppError> {
     use secrecy::ExposeSecret;
     let pool = crmsync_db::connect_pool(config.database_url.expose_secret(), config.database_pool_size)?;
     let hubspot = HubSpotClient::new(config.hubspot()?).map_err(|e| AppError::HubSpot(Box::new(e)))?;
@@ -1370,7 +1371,7 @@ pub async fn from_config(config: &crate::Config) -> Result<OutboundSync<crmsync_
         },
         ..SyncSettings::default()
     };
-    let mut applier = crate::webhook::Applier::new(pool.clone(), hubspot.clone(), config.hubspot_app_id.clone())
+    let mut applier = crmsync_inbound::Applier::new(pool.clone(), hubspot.clone(), config.hubspot_app_id.clone())
         .with_retry_policy(settings.retry);
     if let Some(queue) = &retry_queue {
         applier = applier.with_retry_queue(std::sync::Arc::new(queue.clone()));

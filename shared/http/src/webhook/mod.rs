@@ -1,26 +1,23 @@
-//! Inbound HubSpot webhooks: the `POST /webhooks/hubspot` router (verification, inbox, 2xx), the applier that
-//! brings HubSpot's changes into the local CRM by field ownership, and the re-apply pass for events that had to
-//! wait.
+//! HubSpot's webhook endpoint: the `POST /webhooks/hubspot` router (verification, inbox, 2xx) and when the stored
+//! events are applied (the applier itself is crmsync-inbound's).
 //!
 //! Wiring: `crmsync serve` merges [`router`] with [`ApplyMode::Background`]; the hubspot-webhook Lambda serves
-//! it with [`ApplyMode::Inline`]; the outbound sync's drain calls [`apply_pending_inbox`].
+//! it with [`ApplyMode::Inline`]; the outbound sync's drain calls `crmsync_inbound::apply_pending_inbox`.
 
-mod apply;
-mod config;
-mod http;
+mod receive;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use apply::{Applier, ApplyReport, DEFAULT_PASS_LIMIT, apply_pending_inbox};
-pub use config::{DEFAULT_APPLY_DEADLINE, WebhookConfig};
+use crmsync_app::WebhookConfig;
 use crmsync_db::inbox::PgInboxStore;
 use crmsync_domain::sync::RetryPolicy;
 use crmsync_hubspot::signature::Verifier;
-pub use http::{MAX_WEBHOOK_BODY_BYTES, PublicUri, WEBHOOK_PATH, public_uri, router};
+use crmsync_inbound::{Applier, DEFAULT_PASS_LIMIT, apply_pending_inbox};
+pub use receive::{MAX_WEBHOOK_BODY_BYTES, PublicUri, WEBHOOK_PATH, public_uri, router};
 use tokio::sync::Notify;
 
-use crate::AppError;
+use crmsync_app::AppError;
 
 /// When stored events are applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +102,7 @@ impl WebhookState {
 /// The client's calls are short here: a request times out after the apply deadline at most and is retried once,
 /// so a slow HubSpot costs the handler its deadline, not the client's 30 s and five retries.
 pub async fn from_config(
-    config: &crate::Config,
+    config: &crmsync_app::Config,
     webhook: &WebhookConfig,
     mode: ApplyMode,
 ) -> Result<WebhookState, AppError> {
@@ -167,6 +164,7 @@ async fn background_applier(inner: std::sync::Weak<Inner>, wake: Arc<Notify>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crmsync_app::webhook_config::DEFAULT_APPLY_DEADLINE;
 
     #[test]
     fn the_webhook_paths_hubspot_calls_are_bounded_by_the_apply_deadline() {

@@ -7,9 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 
 use super::ApiState;
-use super::auth::Principal;
 use super::cache::Lookup;
-use super::error::ApiFailure;
 use super::extract::{ApiJson, ApiQuery, IdPath};
 use super::model::{
     Activity, ActivityPage, ActivityQuery, Company, CompanyDetail, CompanyPage, CompanyQuery, Contact, ContactPage,
@@ -18,10 +16,12 @@ use super::model::{
 };
 use super::openapi::ApiDoc;
 use super::service;
+use crate::auth::Principal;
+use crate::error::HttpError;
 
 /// Any path that names no route (under `/api`, behind the bearer check): the API's JSON error, not an empty 404.
 pub async fn no_such_route(uri: axum::http::Uri) -> Response {
-    crate::http::ApiError::new(
+    crate::error::HttpError::new(
         StatusCode::NOT_FOUND,
         "not_found",
         format!(
@@ -35,7 +35,7 @@ pub async fn no_such_route(uri: axum::http::Uri) -> Response {
 /// A method a route does not take: the API's JSON error, not an empty 405. axum adds the `Allow` header naming the
 /// methods it does take.
 pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
-    crate::http::ApiError::new(
+    crate::error::HttpError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         format!(
@@ -69,7 +69,7 @@ pub async fn openapi_json() -> Response {
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     )
 )]
-pub async fn dashboard_stats(State(state): State<ApiState>) -> Result<Response, ApiFailure> {
+pub async fn dashboard_stats(State(state): State<ApiState>) -> Result<Response, HttpError> {
     let (stats, lookup) = service::dashboard_stats(&state).await?;
     let cache_status = match lookup {
         Lookup::Hit => "crmsync; hit",
@@ -99,7 +99,7 @@ pub async fn dashboard_stats(State(state): State<ApiState>) -> Result<Response, 
 pub async fn list_deals(
     State(state): State<ApiState>,
     ApiQuery(query): ApiQuery<DealQuery>,
-) -> Result<Json<DealPage>, ApiFailure> {
+) -> Result<Json<DealPage>, HttpError> {
     let page = service::list_deals(&state, query).await?;
     Ok(Json(DealPage {
         items: page.items.into_iter().map(Deal::from).collect(),
@@ -119,7 +119,7 @@ pub async fn list_deals(
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     )
 )]
-pub async fn get_deal(State(state): State<ApiState>, IdPath(id): IdPath) -> Result<Json<Deal>, ApiFailure> {
+pub async fn get_deal(State(state): State<ApiState>, IdPath(id): IdPath) -> Result<Json<Deal>, HttpError> {
     Ok(Json(service::get_deal(&state, id).await?.into()))
 }
 
@@ -147,7 +147,7 @@ pub async fn move_deal_stage(
     Extension(principal): Extension<Principal>,
     IdPath(id): IdPath,
     ApiJson(body): ApiJson<StageMoveBody>,
-) -> Result<Json<StageMoveResult>, ApiFailure> {
+) -> Result<Json<StageMoveResult>, HttpError> {
     let (moved, activity) = service::move_deal_stage(&state, id, &body.stage, &principal).await?;
     Ok(Json(StageMoveResult {
         changed: moved.changed(),
@@ -171,7 +171,7 @@ pub async fn move_deal_stage(
 pub async fn list_companies(
     State(state): State<ApiState>,
     ApiQuery(query): ApiQuery<CompanyQuery>,
-) -> Result<Json<CompanyPage>, ApiFailure> {
+) -> Result<Json<CompanyPage>, HttpError> {
     let page = service::list_companies(&state, query).await?;
     Ok(Json(CompanyPage {
         items: page.items.into_iter().map(Company::from).collect(),
@@ -191,7 +191,7 @@ pub async fn list_companies(
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     )
 )]
-pub async fn get_company(State(state): State<ApiState>, IdPath(id): IdPath) -> Result<Json<CompanyDetail>, ApiFailure> {
+pub async fn get_company(State(state): State<ApiState>, IdPath(id): IdPath) -> Result<Json<CompanyDetail>, HttpError> {
     Ok(Json(service::get_company(&state, id).await?.into()))
 }
 
@@ -209,7 +209,7 @@ pub async fn get_company(State(state): State<ApiState>, IdPath(id): IdPath) -> R
 pub async fn list_contacts(
     State(state): State<ApiState>,
     ApiQuery(query): ApiQuery<ContactQuery>,
-) -> Result<Json<ContactPage>, ApiFailure> {
+) -> Result<Json<ContactPage>, HttpError> {
     let page = service::list_contacts(&state, query).await?;
     Ok(Json(ContactPage {
         items: page.items.into_iter().map(Contact::from).collect(),
@@ -236,7 +236,7 @@ pub async fn list_contacts(
 pub async fn create_contact(
     State(state): State<ApiState>,
     ApiJson(body): ApiJson<NewContactBody>,
-) -> Result<(StatusCode, Json<Contact>), ApiFailure> {
+) -> Result<(StatusCode, Json<Contact>), HttpError> {
     let contact = service::create_contact(&state, body).await?;
     Ok((StatusCode::CREATED, Json(contact.into())))
 }
@@ -255,7 +255,7 @@ pub async fn create_contact(
 pub async fn list_activities(
     State(state): State<ApiState>,
     ApiQuery(query): ApiQuery<ActivityQuery>,
-) -> Result<Json<ActivityPage>, ApiFailure> {
+) -> Result<Json<ActivityPage>, HttpError> {
     let page = service::list_activities(&state, query).await?;
     Ok(Json(ActivityPage {
         items: page.items.into_iter().map(Activity::from).collect(),
@@ -283,7 +283,7 @@ pub async fn create_activity(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     ApiJson(body): ApiJson<NewActivityBody>,
-) -> Result<(StatusCode, Json<Activity>), ApiFailure> {
+) -> Result<(StatusCode, Json<Activity>), HttpError> {
     let activity = service::create_activity(&state, body, &principal).await?;
     Ok((StatusCode::CREATED, Json(activity.into())))
 }

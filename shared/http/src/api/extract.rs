@@ -7,15 +7,15 @@ use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use super::error::{ApiFailure, invalid};
-use crate::http::ApiError;
+use super::error::invalid;
+use crate::error::HttpError;
 
 /// The query string decoded into `T`. Unknown parameters are ignored; a malformed one is a 400 naming it.
 #[derive(Debug, Clone)]
 pub struct ApiQuery<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
-    type Rejection = ApiFailure;
+    type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
@@ -25,7 +25,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
             .map_err(|error| {
                 let field = error.path().to_string();
                 let message = format!("{field}: {}", error.inner());
-                ApiFailure(invalid(&field, message))
+                invalid(&field, message)
             })
     }
 }
@@ -36,7 +36,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiFailure;
+    type Rejection = HttpError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         let is_json = request
@@ -46,27 +46,27 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             .and_then(|value| value.split(';').next())
             .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
         if !is_json {
-            return Err(ApiFailure(ApiError::new(
+            return Err(HttpError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
                 "the body must be JSON, sent with Content-Type: application/json",
-            )));
+            ));
         }
         let bytes = axum::body::Bytes::from_request(request, state)
             .await
             .map_err(|rejection| {
-                ApiFailure(ApiError::new(
+                HttpError::new(
                     rejection.status(),
                     "invalid_body",
                     format!("the body could not be read: {}", rejection.body_text()),
-                ))
+                )
             })?;
         let shape_error = |detail: &dyn std::fmt::Display| {
-            ApiFailure(ApiError::new(
+            HttpError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_body",
                 format!("the body is not a JSON object of the expected shape: {detail}"),
-            ))
+            )
         };
         let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
@@ -75,7 +75,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             if inner.is_syntax() || inner.is_eof() || path == "." {
                 shape_error(&inner)
             } else {
-                ApiFailure(invalid(&path, format!("{path}: {inner}")))
+                invalid(&path, format!("{path}: {inner}"))
             }
         })?;
         deserializer.end().map_err(|error| shape_error(&error))?;
@@ -88,18 +88,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 pub struct IdPath(pub Uuid);
 
 impl<S: Send + Sync> FromRequestParts<S> for IdPath {
-    type Rejection = ApiFailure;
+    type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let Path(text) = Path::<String>::from_request_parts(parts, state)
             .await
-            .map_err(|_| ApiFailure(invalid("id", "id: must be a UUID")))?;
-        parse_uuid("id", &text).map(IdPath).map_err(ApiFailure)
+            .map_err(|_| invalid("id", "id: must be a UUID"))?;
+        parse_uuid("id", &text).map(IdPath)
     }
 }
 
 /// Parses a UUID in its hyphenated form, naming `field` when it is not one.
-pub fn parse_uuid(field: &str, text: &str) -> Result<Uuid, ApiError> {
+pub fn parse_uuid(field: &str, text: &str) -> Result<Uuid, HttpError> {
     Uuid::try_parse(text).map_err(|_| {
         invalid(
             field,

@@ -1,4 +1,4 @@
-//! Who may call the API: a bearer token that is either API_TOKEN (compared in constant time) or an HS256 JWT signed
+//! The one bearer check, for every authenticated route (the API's and ingestion's): a bearer token that is either API_TOKEN (compared in constant time) or an HS256 JWT signed
 //! with API_JWT_SECRET, as Supabase issues them.
 //!
 //! A JWT must carry `exp` (checked with 30 s of leeway for clock skew) and a `role` of `authenticated` (a signed-in
@@ -16,8 +16,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use super::ApiState;
-use crate::http::ApiError;
+use std::sync::Arc;
+
+use crate::error::HttpError;
 
 /// The JWT roles that may use the API.
 pub const ALLOWED_ROLES: [&str; 2] = ["authenticated", "service_role"];
@@ -124,15 +125,15 @@ impl Authenticator {
 
 /// Middleware: refuses a request without valid credentials (401, `WWW-Authenticate: Bearer`), and otherwise hands
 /// the [`Principal`] to the handler as a request extension.
-pub async fn require_auth(State(state): State<ApiState>, mut request: Request, next: Next) -> Response {
-    match state.auth.authenticate(request.headers().get(header::AUTHORIZATION)) {
+pub async fn require_auth(State(auth): State<Arc<Authenticator>>, mut request: Request, next: Next) -> Response {
+    match auth.authenticate(request.headers().get(header::AUTHORIZATION)) {
         Ok(principal) => {
             request.extensions_mut().insert(principal);
             next.run(request).await
         }
         Err(failure) => {
             let mut response =
-                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", failure.to_string()).into_response();
+                HttpError::new(StatusCode::UNAUTHORIZED, "unauthorized", failure.to_string()).into_response();
             let challenge = match failure {
                 AuthFailure::Missing => "Bearer",
                 AuthFailure::Invalid | AuthFailure::RoleNotAllowed => "Bearer error=\"invalid_token\"",

@@ -4,8 +4,8 @@
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use crmsync_app::api::{ApiConfig, ApiState, router};
 use crmsync_db::test_db::TestDb;
+use crmsync_http::api::{ApiConfig, ApiState, router};
 use http_body_util::BodyExt;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::SecretString;

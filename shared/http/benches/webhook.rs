@@ -17,12 +17,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crmsync_app::webhook::{Applier, ApplyMode, WebhookConfig, WebhookState, router};
+use crmsync_app::WebhookConfig;
 use crmsync_db::PgSyncStore;
 use crmsync_db::test_db::TestDb;
 use crmsync_domain::sync::PipelineMap;
+use crmsync_http::webhook::{ApplyMode, WebhookState, router};
 use crmsync_hubspot::signature::sign_v3;
 use crmsync_hubspot::{HubSpotClient, HubSpotConfig};
+use crmsync_inbound::Applier;
 use serde_json::{Value, json};
 
 const SECRET: &str = "bench-client-secret-0123456789";

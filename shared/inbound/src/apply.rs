@@ -28,7 +28,7 @@ use serde::Serialize;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::AppError;
+use crmsync_app::AppError;
 
 /// Events taken per pass by [`apply_pending_inbox`].
 pub const DEFAULT_PASS_LIMIT: i64 = 500;

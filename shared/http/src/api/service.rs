@@ -11,13 +11,14 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::ApiState;
-use super::auth::Principal;
 use super::cache::Lookup;
-use super::error::{ApiFailure, invalid, not_found};
+use super::error::{invalid, not_found};
 use super::model::{
     ACTIVITY_TYPES, ActivityQuery, CompanyQuery, ContactQuery, DashboardStats, DealQuery, NewActivityBody,
     NewContactBody, PRIORITIES, QUALIFICATION_STATUSES,
 };
+use crate::auth::Principal;
+use crate::error::HttpError;
 
 /// Page size when `limit` is absent.
 pub const DEFAULT_LIMIT: u32 = 20;
@@ -32,13 +33,13 @@ pub struct Page<T> {
     pub next_cursor: Option<Uuid>,
 }
 
-fn page_limit(limit: Option<u32>) -> Result<i64, ApiFailure> {
+fn page_limit(limit: Option<u32>) -> Result<i64, HttpError> {
     match limit.unwrap_or(DEFAULT_LIMIT) {
         limit @ 1..=MAX_LIMIT => Ok(i64::from(limit)),
-        other => Err(ApiFailure(invalid(
+        other => Err(invalid(
             "limit",
             format!("limit: must be from 1 to {MAX_LIMIT}, got {other}"),
-        ))),
+        )),
     }
 }
 
@@ -53,12 +54,12 @@ fn into_page<T>(mut rows: Vec<T>, limit: i64, id: impl Fn(&T) -> Uuid) -> Page<T
     }
 }
 
-fn one_of(field: &str, value: Option<String>, allowed: &[&str]) -> Result<Option<String>, ApiFailure> {
+fn one_of(field: &str, value: Option<String>, allowed: &[&str]) -> Result<Option<String>, HttpError> {
     match value {
-        Some(value) if !allowed.contains(&value.as_str()) => Err(ApiFailure(invalid(
+        Some(value) if !allowed.contains(&value.as_str()) => Err(invalid(
             field,
             format!("{field}: {value:?} is not one of {}", allowed.join(", ")),
-        ))),
+        )),
         value => Ok(value),
     }
 }
@@ -77,33 +78,29 @@ fn is_space(ch: char) -> bool {
 
 /// Optional free text: at most `max_chars` characters as sent, no NUL (PostgreSQL text cannot hold it), trimmed,
 /// and absent when blank.
-fn optional_text(field: &str, value: Option<String>, max_chars: usize) -> Result<Option<String>, ApiFailure> {
+fn optional_text(field: &str, value: Option<String>, max_chars: usize) -> Result<Option<String>, HttpError> {
     let Some(value) = value else { return Ok(None) };
     if value.contains('\0') {
-        return Err(ApiFailure(invalid(
-            field,
-            format!("{field}: must not contain NUL characters"),
-        )));
+        return Err(invalid(field, format!("{field}: must not contain NUL characters")));
     }
     if value.chars().count() > max_chars {
-        return Err(ApiFailure(invalid(
+        return Err(invalid(
             field,
             format!("{field}: must be at most {max_chars} characters"),
-        )));
+        ));
     }
     let trimmed = value.trim_matches(is_space);
     Ok((!trimmed.is_empty()).then(|| trimmed.to_owned()))
 }
 
-fn required_text(field: &str, value: String, max_chars: usize) -> Result<String, ApiFailure> {
-    optional_text(field, Some(value), max_chars)?
-        .ok_or_else(|| ApiFailure(invalid(field, format!("{field}: must not be blank"))))
+fn required_text(field: &str, value: String, max_chars: usize) -> Result<String, HttpError> {
+    optional_text(field, Some(value), max_chars)?.ok_or_else(|| invalid(field, format!("{field}: must not be blank")))
 }
 
 /// An email address exactly as sent (not trimmed), in the shape of the domain's `looks_like_email` and of the
 /// OpenAPI document's pattern `^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$`: one `@`, a non-empty local part, a domain of at
 /// least two non-empty labels, no white space (in the pattern's sense, see [`is_space`]), at most 254 characters.
-fn email(value: Option<String>) -> Result<Option<String>, ApiFailure> {
+fn email(value: Option<String>) -> Result<Option<String>, HttpError> {
     let Some(value) = value else { return Ok(None) };
     let well_formed = value.chars().count() <= 254
         && !value.chars().any(is_space)
@@ -117,22 +114,22 @@ fn email(value: Option<String>) -> Result<Option<String>, ApiFailure> {
             None => false,
         };
     if !well_formed {
-        return Err(ApiFailure(invalid(
+        return Err(invalid(
             "email",
             "email: must be an email address such as name@example.com",
-        )));
+        ));
     }
     Ok(Some(value))
 }
 
 /// `GET /api/deals`.
-pub async fn list_deals(state: &ApiState, query: DealQuery) -> Result<Page<crm::Deal>, ApiFailure> {
+pub async fn list_deals(state: &ApiState, query: DealQuery) -> Result<Page<crm::Deal>, HttpError> {
     let stage = query
         .stage
         .as_deref()
         .map(DealStage::from_str)
         .transpose()
-        .map_err(|error| ApiFailure(invalid("stage", error.to_string())))?;
+        .map_err(|error| invalid("stage", error.to_string()))?;
     let filter = DealFilter {
         stage,
         priority: one_of("priority", query.priority, &PRIORITIES)?,
@@ -145,15 +142,15 @@ pub async fn list_deals(state: &ApiState, query: DealQuery) -> Result<Page<crm::
 }
 
 /// `GET /api/deals/{id}`.
-pub async fn get_deal(state: &ApiState, id: Uuid) -> Result<crm::Deal, ApiFailure> {
+pub async fn get_deal(state: &ApiState, id: Uuid) -> Result<crm::Deal, HttpError> {
     let client = state.pool.get().await?;
     crm::get_deal(&client, id)
         .await?
-        .ok_or_else(|| ApiFailure(not_found("id", format!("no deal with id {id}"))))
+        .ok_or_else(|| not_found("id", format!("no deal with id {id}")))
 }
 
 /// `GET /api/companies`.
-pub async fn list_companies(state: &ApiState, query: CompanyQuery) -> Result<Page<crm::Company>, ApiFailure> {
+pub async fn list_companies(state: &ApiState, query: CompanyQuery) -> Result<Page<crm::Company>, HttpError> {
     let filter = CompanyFilter {
         qualification_status: one_of(
             "qualification_status",
@@ -169,15 +166,15 @@ pub async fn list_companies(state: &ApiState, query: CompanyQuery) -> Result<Pag
 }
 
 /// `GET /api/companies/{id}`.
-pub async fn get_company(state: &ApiState, id: Uuid) -> Result<(crm::Company, crm::Engagement), ApiFailure> {
+pub async fn get_company(state: &ApiState, id: Uuid) -> Result<(crm::Company, crm::Engagement), HttpError> {
     let client = state.pool.get().await?;
     crm::get_company(&client, id)
         .await?
-        .ok_or_else(|| ApiFailure(not_found("id", format!("no company with id {id}"))))
+        .ok_or_else(|| not_found("id", format!("no company with id {id}")))
 }
 
 /// `GET /api/contacts`.
-pub async fn list_contacts(state: &ApiState, query: ContactQuery) -> Result<Page<crm::Contact>, ApiFailure> {
+pub async fn list_contacts(state: &ApiState, query: ContactQuery) -> Result<Page<crm::Contact>, HttpError> {
     let limit = page_limit(query.limit)?;
     let client = state.pool.get().await?;
     let rows = crm::list_contacts(&client, query.company_id, query.cursor, limit + 1).await?;
@@ -185,7 +182,7 @@ pub async fn list_contacts(state: &ApiState, query: ContactQuery) -> Result<Page
 }
 
 /// `GET /api/activities`.
-pub async fn list_activities(state: &ApiState, query: ActivityQuery) -> Result<Page<crm::Activity>, ApiFailure> {
+pub async fn list_activities(state: &ApiState, query: ActivityQuery) -> Result<Page<crm::Activity>, HttpError> {
     let filter = ActivityFilter {
         deal_id: query.deal_id,
         company_id: query.company_id,
@@ -199,7 +196,7 @@ pub async fn list_activities(state: &ApiState, query: ActivityQuery) -> Result<P
 
 /// `POST /api/contacts`: validates, inserts the contact and queues its HubSpot `create`, in one transaction.
 /// A duplicate email is a 409, an unknown company a 404.
-pub async fn create_contact(state: &ApiState, body: NewContactBody) -> Result<crm::Contact, ApiFailure> {
+pub async fn create_contact(state: &ApiState, body: NewContactBody) -> Result<crm::Contact, HttpError> {
     let new = NewContact {
         company_id: body.company_id,
         full_name: required_text("full_name", body.full_name, 200)?,
@@ -231,27 +228,25 @@ pub async fn move_deal_stage(
     id: Uuid,
     stage: &str,
     principal: &Principal,
-) -> Result<(StageMove, Option<crm::Activity>), ApiFailure> {
-    let stage = DealStage::from_str(stage).map_err(|error| ApiFailure(invalid("stage", error.to_string())))?;
+) -> Result<(StageMove, Option<crm::Activity>), HttpError> {
+    let stage = DealStage::from_str(stage).map_err(|error| invalid("stage", error.to_string()))?;
     let mut client = state.pool.get().await?;
     let transaction = client.transaction().await.map_err(crmsync_db::DbError::from)?;
     let moved = crm::move_deal_stage(&transaction, id, stage)
         .await?
-        .ok_or_else(|| ApiFailure(not_found("id", format!("no deal with id {id}"))))?;
+        .ok_or_else(|| not_found("id", format!("no deal with id {id}")))?;
     if !moved.changed() {
         return Ok((moved, None));
     }
     if moved.deal.hubspot_sync_status == "deleted" {
         // Dropping the transaction rolls the move back: a deal deleted in HubSpot no longer syncs, so the move could
         // never reach HubSpot.
-        return Err(ApiFailure(
-            crate::http::ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                "this deal was deleted in HubSpot; restore it there before moving its stage",
-            )
-            .with_field(Some("id")),
-        ));
+        return Err(HttpError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "this deal was deleted in HubSpot; restore it there before moving its stage",
+        )
+        .with_field(Some("id")));
     }
     let activity = crm::insert_activity(
         &transaction,
@@ -291,13 +286,13 @@ pub async fn create_activity(
     state: &ApiState,
     body: NewActivityBody,
     principal: &Principal,
-) -> Result<crm::Activity, ApiFailure> {
+) -> Result<crm::Activity, HttpError> {
     let activity_type = one_of("activity_type", Some(body.activity_type), &ACTIVITY_TYPES)?.unwrap_or_default();
     if body.deal_id.is_none() && body.company_id.is_none() && body.contact_id.is_none() {
-        return Err(ApiFailure(invalid(
+        return Err(invalid(
             "deal_id",
             "deal_id: at least one of deal_id, company_id and contact_id is required",
-        )));
+        ));
     }
     let new = NewActivity {
         activity_type,
@@ -330,26 +325,26 @@ pub async fn create_activity(
 
 /// `GET /api/dashboard/stats`: the five statistics queries, each from the cache when fresh, the rest run in
 /// parallel on their own connections. The lookup is a hit only when every query was served from the cache.
-pub async fn dashboard_stats(state: &ApiState) -> Result<(DashboardStats, Lookup), ApiFailure> {
+pub async fn dashboard_stats(state: &ApiState) -> Result<(DashboardStats, Lookup), HttpError> {
     let cache = &state.stats;
     let pool = &state.pool;
     // One primary-key lookup: the generation every instance's API writes bump, read before any load.
     let generation = crm::dashboard_cache_generation(&pool.get().await?).await?;
     let (pipeline, top_companies, recent_activities, win_rate, sync_health) = tokio::try_join!(
         cache.get_or_load(&cache.pipeline, generation, || async {
-            Ok::<_, ApiFailure>(crm::pipeline_overview(&pool.get().await?).await?)
+            Ok::<_, HttpError>(crm::pipeline_overview(&pool.get().await?).await?)
         }),
         cache.get_or_load(&cache.top_companies, generation, || async {
-            Ok::<_, ApiFailure>(crm::top_companies(&pool.get().await?).await?)
+            Ok::<_, HttpError>(crm::top_companies(&pool.get().await?).await?)
         }),
         cache.get_or_load(&cache.recent_activities, generation, || async {
-            Ok::<_, ApiFailure>(crm::recent_activities(&pool.get().await?).await?)
+            Ok::<_, HttpError>(crm::recent_activities(&pool.get().await?).await?)
         }),
         cache.get_or_load(&cache.win_rate, generation, || async {
-            Ok::<_, ApiFailure>(crm::win_rate(&pool.get().await?).await?)
+            Ok::<_, HttpError>(crm::win_rate(&pool.get().await?).await?)
         }),
         cache.get_or_load(&cache.sync_health, generation, || async {
-            Ok::<_, ApiFailure>(crm::sync_health(&pool.get().await?).await?)
+            Ok::<_, HttpError>(crm::sync_health(&pool.get().await?).await?)
         }),
     )?;
     let lookups = [

@@ -3,17 +3,19 @@
 
 use std::time::Duration;
 
+use crmsync_app::WebhookConfig;
 use crmsync_app::hubspot_setup::hubspot_setup;
 use crmsync_app::ingest::ingest_matches;
-use crmsync_app::sync::{OutboundSync, SyncReport, SyncSettings};
-use crmsync_app::webhook::{Applier, ApplyMode, WebhookConfig, WebhookState, apply_pending_inbox, router};
 use crmsync_db::test_db::TestDb;
 use crmsync_db::{PgMatchStore, PgSyncStore};
 use crmsync_domain::sync::RetryPolicy;
+use crmsync_http::webhook::{ApplyMode, WebhookState, router};
 use crmsync_hubspot::signature::{sign_v1, sign_v3};
 use crmsync_hubspot::{HubSpotClient, HubSpotConfig, RateLimitConfig};
 use crmsync_hubspot_sim::{FaultConfig, HubSpotSim, RunningSim, SimConfig, WebhookTarget};
+use crmsync_inbound::{Applier, apply_pending_inbox};
 use crmsync_queue::SqsRetryQueue;
+use crmsync_sync::{OutboundSync, SyncReport, SyncSettings};
 use serde_json::{Value, json};
 
 const SECRET: &str = "test-client-secret-0123456789";

@@ -2,8 +2,8 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use crmsync_app::http::{AppState, router};
 use crmsync_db::test_db::TestDb;
+use crmsync_http::ingest::{IngestState, router};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -11,7 +11,7 @@ use tower::ServiceExt;
 const TOKEN: &str = "test-token-0123456789";
 
 async fn call(db: &TestDb, request: Request<Body>) -> (StatusCode, Value) {
-    let app = router(AppState::new(db.pool().clone(), TOKEN.to_owned().into()));
+    let app = router(IngestState::new(db.pool().clone(), TOKEN.to_owned().into()));
     let response = app.oneshot(request).await.expect("response");
     let status = response.status();
     let bytes = response.into_body().collect().await.expect("body").to_bytes();

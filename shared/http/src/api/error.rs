@@ -6,32 +6,32 @@ use crmsync_db::DbError;
 use crmsync_db::crm::violated_constraint;
 use tokio_postgres::error::SqlState;
 
-use crate::http::ApiError;
+use crate::error::HttpError;
 
 /// A 400 for a field's value.
-pub fn invalid(field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", message).with_field(Some(field))
+pub fn invalid(field: &str, message: impl Into<String>) -> HttpError {
+    HttpError::new(StatusCode::BAD_REQUEST, "invalid_parameter", message).with_field(Some(field))
 }
 
 /// A 404 for a resource (`field` is the path parameter or body field that named it).
-pub fn not_found(field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", message).with_field(Some(field))
+pub fn not_found(field: &str, message: impl Into<String>) -> HttpError {
+    HttpError::new(StatusCode::NOT_FOUND, "not_found", message).with_field(Some(field))
 }
 
 /// The error a database failure becomes. Constraint violations are the caller's doing (a duplicate, a reference to
 /// nothing, a value a CHECK refuses) and say so with the field; anything else is a 503 to retry.
-pub fn from_db(error: &DbError) -> ApiError {
+pub fn from_db(error: &DbError) -> HttpError {
     let state = error.sqlstate().cloned();
     let constraint = violated_constraint(error).map(str::to_owned);
     match (state, constraint.as_deref()) {
-        (Some(state), Some("contacts_email_key")) if state == SqlState::UNIQUE_VIOLATION => ApiError::new(
+        (Some(state), Some("contacts_email_key")) if state == SqlState::UNIQUE_VIOLATION => HttpError::new(
             StatusCode::CONFLICT,
             "conflict",
             "a contact with this email address already exists",
         )
         .with_field(Some("email")),
         (Some(state), constraint) if state == SqlState::UNIQUE_VIOLATION => {
-            ApiError::new(StatusCode::CONFLICT, "conflict", "this record already exists")
+            HttpError::new(StatusCode::CONFLICT, "conflict", "this record already exists")
                 .with_field(constraint.and_then(field_of_constraint).as_deref())
         }
         (Some(state), Some(constraint)) if state == SqlState::FOREIGN_KEY_VIOLATION => {
@@ -41,7 +41,7 @@ pub fn from_db(error: &DbError) -> ApiError {
         }
         (Some(state), constraint) if state.code().starts_with("23") || state.code().starts_with("22") => {
             let field = constraint.and_then(field_of_constraint);
-            ApiError::new(
+            HttpError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_parameter",
                 match &field {
@@ -56,36 +56,30 @@ pub fn from_db(error: &DbError) -> ApiError {
 }
 
 /// A 503 for a failure that is not the caller's fault; the cause is logged, never shown.
-pub fn unavailable(error: &(dyn std::error::Error + 'static)) -> ApiError {
+pub fn unavailable(error: &(dyn std::error::Error + 'static)) -> HttpError {
     tracing::error!(error = %error, source = ?error.source(), "API request failed");
-    ApiError::new(
+    HttpError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "unavailable",
         "the service is unavailable; retry later",
     )
 }
 
-impl From<DbError> for ApiFailure {
+impl From<DbError> for HttpError {
     fn from(error: DbError) -> Self {
-        Self(from_db(&error))
+        from_db(&error)
     }
 }
 
-impl From<deadpool_postgres::PoolError> for ApiFailure {
+impl From<deadpool_postgres::PoolError> for HttpError {
     fn from(error: deadpool_postgres::PoolError) -> Self {
-        Self(unavailable(&error))
+        unavailable(&error)
     }
 }
 
-impl From<ApiError> for ApiFailure {
-    fn from(error: ApiError) -> Self {
-        Self(error)
-    }
-}
-
-/// What the use cases return on failure: an [`ApiError`], so `?` works on database and pool errors.
+/// What the use cases return on failure: an [`HttpError`], so `?` works on database and pool errors.
 #[derive(Debug)]
-pub struct ApiFailure(pub ApiError);
+pub struct ApiFailure(pub HttpError);
 
 impl axum::response::IntoResponse for ApiFailure {
     fn into_response(self) -> axum::response::Response {

@@ -11,7 +11,6 @@
 //! - Errors are JSON, `{"error": {"code", "message", "field"}}`; bad input is a 4xx, never a 5xx.
 //! - `GET /api/openapi.json` is generated from the handlers ([`openapi`]).
 
-pub mod auth;
 pub mod cache;
 pub mod dashboard;
 pub mod error;
@@ -33,9 +32,9 @@ use crmsync_db::Pool;
 use secrecy::{ExposeSecret, SecretString};
 use tower_http::cors::CorsLayer;
 
-use crate::AppError;
-use auth::Authenticator;
+use crate::auth::{self, Authenticator};
 use cache::StatsCache;
+use crmsync_app::AppError;
 
 /// How long each dashboard statistics query is cached: the guide's "5-minute cache".
 pub const STATS_CACHE_TTL: Duration = Duration::from_secs(5 * 60);
@@ -173,7 +172,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/{*rest}", any(handlers::no_such_route))
         // Before the route layer, so a wrong method is a JSON 405 behind the bearer check too.
         .method_not_allowed_fallback(handlers::method_not_allowed)
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_auth))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state.auth),
+            auth::require_auth,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     // CORS wraps authentication, so a browser's preflight (which carries no token) is answered without one.
     let api = match cors_layer(&state.cors_origins) {

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use crmsync_app::hubspot_setup::hubspot_setup;
 use crmsync_app::ingest::ingest_matches;
-use crmsync_app::sync::{OutboundSync, SyncReport, SyncSettings};
 use crmsync_db::test_db::TestDb;
 use crmsync_db::{PgMatchStore, PgSyncStore};
 use crmsync_domain::sync::RetryPolicy;
 use crmsync_hubspot::{HubSpotClient, HubSpotConfig, RateLimitConfig};
 use crmsync_hubspot_sim::{FaultConfig, HubSpotSim, RunningSim, SimConfig};
 use crmsync_queue::SqsRetryQueue;
+use crmsync_sync::{OutboundSync, SyncReport, SyncSettings};
 use serde_json::{Value, json};
 
 type Sync = OutboundSync<SqsRetryQueue>;
@@ -661,7 +661,7 @@ async fn a_drain_applies_waiting_webhook_events_before_it_sends_anything() {
         )
         .await
         .unwrap();
-    let applier = crmsync_app::webhook::Applier::new(
+    let applier = crmsync_inbound::Applier::new(
         app.db.pool().clone(),
         client_for(&app.sim, 1_000, Duration::from_secs(10)),
         Some("54321".into()),

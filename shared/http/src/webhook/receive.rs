@@ -20,7 +20,7 @@ use crmsync_hubspot::signature::{
 use serde_json::json;
 
 use super::{ApplyMode, WebhookState};
-use crate::http::ApiError;
+use crate::error::HttpError;
 
 /// How long after the apply deadline an inline apply is dropped even if PostgreSQL has not answered: the deadline
 /// plus this stays inside HubSpot's 5 s.
@@ -117,7 +117,7 @@ async fn receive(
     let events = match crmsync_domain::webhook::parse_batch(&body) {
         Ok(events) => events,
         Err(error) => {
-            return ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", error.to_string())
+            return HttpError::new(StatusCode::BAD_REQUEST, "invalid_body", error.to_string())
                 .with_field(error.field())
                 .into_response();
         }
@@ -139,7 +139,7 @@ async fn receive(
         Ok(stored) => stored,
         Err(error) => {
             // HubSpot retries a 5xx; nothing was stored.
-            return ApiError::from(crate::AppError::from(error)).into_response();
+            return HttpError::from(crmsync_app::AppError::from(error)).into_response();
         }
     };
     tracing::info!(received = events.len(), stored = stored.len(), "webhook batch stored");
