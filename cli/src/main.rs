@@ -15,7 +15,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use crmsync_app::Config;
 use crmsync_app::ingest::ingest_matches;
-use crmsync_db::{PgMatchStore, connect_pool, migrate};
+use crmsync_db::{PgMatchStore, migrate};
 use secrecy::ExposeSecret;
 
 #[derive(Debug, Parser)]
@@ -152,8 +152,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 std::fs::read_to_string(&file).with_context(|| format!("could not read {}", file.display()))?
             };
             let event: serde_json::Value = serde_json::from_str(&text).context("the input is not valid JSON")?;
-            let pool = connect_pool(config.database_url.expose_secret(), config.database_pool_size)?;
-            let report = ingest_matches(&PgMatchStore::new(pool), &event, "cli").await?;
+            let report = ingest_matches(&PgMatchStore::new(config.connect_pool()?), &event, "cli").await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(if report.rejected.is_empty() {
                 ExitCode::SUCCESS

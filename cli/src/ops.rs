@@ -30,7 +30,7 @@ pub enum DlqAction {
 }
 
 pub async fn sync(config: &Config, max_seconds: u64, dry_run: bool) -> anyhow::Result<ExitCode> {
-    let sync = from_config(config).await?;
+    let sync = from_config(config, config.connect_pool()?).await?;
     if dry_run {
         println!("{}", serde_json::to_string_pretty(&sync.dry_run().await?)?);
         return Ok(ExitCode::SUCCESS);
@@ -142,7 +142,7 @@ pub async fn dlq(config: &Config, action: DlqAction) -> anyhow::Result<ExitCode>
 }
 
 pub async fn hubspot_setup(config: &Config) -> anyhow::Result<ExitCode> {
-    let sync = from_config(config).await?;
+    let sync = from_config(config, config.connect_pool()?).await?;
     let report = crmsync_app::hubspot_setup::hubspot_setup(sync.store(), sync.hubspot()).await?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(ExitCode::SUCCESS)
@@ -152,15 +152,8 @@ pub async fn hubspot_setup(config: &Config) -> anyhow::Result<ExitCode> {
 async fn from_config_without_hubspot(
     config: &Config,
 ) -> anyhow::Result<(crmsync_db::PgSyncStore, Option<crmsync_queue::SqsRetryQueue>)> {
-    use secrecy::ExposeSecret;
-    let pool = crmsync_db::connect_pool(config.database_url.expose_secret(), config.database_pool_size)?;
-    let queue = match &config.retry_queue_url {
-        Some(url) => Some(crmsync_queue::SqsRetryQueue::new(
-            crmsync_queue::SqsRetryQueue::client_from_env().await,
-            url.clone(),
-            config.retry_dlq_url.clone(),
-        )),
-        None => None,
-    };
-    Ok((crmsync_db::PgSyncStore::new(pool), queue))
+    Ok((
+        crmsync_db::PgSyncStore::new(config.connect_pool()?),
+        config.retry_queue().await,
+    ))
 }

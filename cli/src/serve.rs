@@ -11,24 +11,21 @@ use anyhow::{Context, bail};
 use crmsync_app::Config;
 use crmsync_http::ingest::{IngestState, router};
 use crmsync_sync::from_config;
-use secrecy::ExposeSecret;
 
 pub async fn serve(mut config: Config, bind: SocketAddr) -> anyhow::Result<ExitCode> {
-    let Some(api_token) = config.api_token.clone() else {
+    let Some(api_token) = config.api.api_token.clone() else {
         bail!("API_TOKEN must be set: every API route requires it as a bearer token");
     };
-    let mut webhook_config = crmsync_app::WebhookConfig::from_env()?;
     let simulator = match config.hubspot_access_token {
         Some(_) => None,
         None => {
             let sim_config = crmsync_hubspot_sim::SimConfig::from_env()?;
             // The simulator signs its webhooks with our client secret and marks API writes with its app id.
-            if webhook_config.client_secret.is_none() {
-                webhook_config.client_secret = Some(format!("sim-secret-{}", uuid::Uuid::new_v4().simple()).into());
+            let webhook = &mut config.webhook;
+            if webhook.client_secret.is_none() {
+                webhook.client_secret = Some(format!("sim-secret-{}", uuid::Uuid::new_v4().simple()).into());
             }
-            webhook_config
-                .app_id
-                .get_or_insert_with(|| sim_config.app_id.to_string());
+            webhook.app_id.get_or_insert_with(|| sim_config.app_id.to_string());
             let sim = crmsync_hubspot_sim::HubSpotSim::start(sim_config, "127.0.0.1:0".parse()?).await?;
             tracing::info!(base_url = %sim.base_url(), "no HUBSPOT_ACCESS_TOKEN: using the built-in HubSpot simulator");
             config.hubspot_base_url = sim.base_url();
@@ -36,11 +33,16 @@ pub async fn serve(mut config: Config, bind: SocketAddr) -> anyhow::Result<ExitC
             Some(sim)
         }
     };
+    // One pool per process, shared by every part.
+    let pool = config.connect_pool()?;
     let webhook_state =
-        crmsync_http::webhook::from_config(&config, &webhook_config, crmsync_http::webhook::ApplyMode::Background)
-            .await?;
+        crmsync_http::webhook::from_config(&config, pool.clone(), crmsync_http::webhook::ApplyMode::Background).await?;
     // One applier per process: the webhook route and the drain share its one-pass-at-a-time lock.
-    let sync = Arc::new(from_config(&config).await?.with_inbox(webhook_state.applier().clone()));
+    let sync = Arc::new(
+        from_config(&config, pool.clone())
+            .await?
+            .with_inbox(webhook_state.applier().clone()),
+    );
     // The built-in simulator starts empty every time: set it up and record its pipeline ids.
     if simulator.is_some() {
         crmsync_app::hubspot_setup::hubspot_setup(sync.store(), sync.hubspot()).await?;
@@ -48,7 +50,7 @@ pub async fn serve(mut config: Config, bind: SocketAddr) -> anyhow::Result<ExitC
 
     let schedule = {
         let sync = Arc::clone(&sync);
-        let interval = config.sync_interval;
+        let interval = config.sync.interval;
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(interval);
             loop {
@@ -71,18 +73,16 @@ pub async fn serve(mut config: Config, bind: SocketAddr) -> anyhow::Result<ExitC
         })
     });
 
-    let pool = crmsync_db::connect_pool(config.database_url.expose_secret(), config.database_pool_size)?;
-    let api_config = crmsync_http::api::ApiConfig::from_env()?;
     let app = router(IngestState::new(pool.clone(), api_token))
         .merge(crmsync_http::api::router(crmsync_http::api::ApiState::new(
             pool,
-            &api_config,
+            &config.api,
         )))
         .merge(crmsync_http::webhook::router(webhook_state));
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("could not bind {bind}"))?;
-    if let (Some(sim), Some(secret)) = (&simulator, &webhook_config.client_secret) {
+    if let (Some(sim), Some(secret)) = (&simulator, &config.webhook.client_secret) {
         use secrecy::ExposeSecret;
         let url = format!("http://{}/webhooks/hubspot", listener.local_addr()?);
         tracing::info!(%url, "the simulator delivers its webhooks here");
@@ -92,7 +92,7 @@ pub async fn serve(mut config: Config, bind: SocketAddr) -> anyhow::Result<ExitC
             send_v1: false,
         }));
     }
-    tracing::info!(address = %listener.local_addr()?, interval_seconds = config.sync_interval.as_secs(), "crmsync serve listening");
+    tracing::info!(address = %listener.local_addr()?, interval_seconds = config.sync.interval.as_secs(), "crmsync serve listening");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;

@@ -4,8 +4,7 @@
 
 use anyhow::Context;
 use crmsync_app::Config;
-use crmsync_db::{connect_pool, migrate};
-use crmsync_http::api::ApiConfig;
+use crmsync_db::migrate;
 use secrecy::ExposeSecret;
 
 #[tokio::main]
@@ -13,15 +12,15 @@ async fn main() -> anyhow::Result<()> {
     crmsync_app::telemetry::init();
     let bind = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8090".to_owned());
     let config = Config::from_env()?;
-    let api_config = ApiConfig::from_env()?;
+    config.api.require_credentials()?;
     let mut client = migrate::connect(config.database_url.expose_secret()).await?;
     migrate::migrate(&mut client).await.context("migration failed")?;
-    let pool = connect_pool(config.database_url.expose_secret(), config.database_pool_size)?;
+    let pool = config.connect_pool()?;
     let listener = tokio::net::TcpListener::bind(&bind)
         .await
         .with_context(|| format!("could not bind {bind}"))?;
     tracing::info!(address = %listener.local_addr()?, "api listening");
-    axum::serve(listener, api::app(pool, &api_config))
+    axum::serve(listener, api::app(pool, &config.api))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -28,6 +28,18 @@ pub enum AppError {
     HubSpot(#[source] Box<crmsync_hubspot::HubSpotError>),
 }
 
+impl From<crmsync_hubspot::HubSpotError> for AppError {
+    fn from(error: crmsync_hubspot::HubSpotError) -> Self {
+        Self::HubSpot(Box::new(error))
+    }
+}
+
+impl From<crmsync_queue::QueueError> for AppError {
+    fn from(error: crmsync_queue::QueueError) -> Self {
+        Self::Queue(Box::new(error))
+    }
+}
+
 impl AppError {
     /// True when retrying the same call later may succeed.
     pub fn is_retryable(&self) -> bool {

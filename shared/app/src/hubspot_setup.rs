@@ -9,9 +9,7 @@ use crate::AppError;
 
 /// Runs the idempotent HubSpot setup and stores its pipeline map. A second run creates nothing.
 pub async fn hubspot_setup(store: &PgSyncStore, client: &HubSpotClient) -> Result<SetupReport, AppError> {
-    let report = ensure_b2g_setup(client)
-        .await
-        .map_err(|e| AppError::HubSpot(Box::new(e)))?;
+    let report = ensure_b2g_setup(client).await?;
     let map = PipelineMap {
         pipeline_id: report.pipeline_id.clone(),
         stage_ids: report.stage_ids.clone(),

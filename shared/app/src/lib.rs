@@ -7,8 +7,6 @@ pub mod error;
 pub mod hubspot_setup;
 pub mod ingest;
 pub mod telemetry;
-pub mod webhook_config;
 
-pub use config::Config;
+pub use config::{ApiConfig, Config, SyncConfig, WebhookConfig};
 pub use error::AppError;
-pub use webhook_config::WebhookConfig;

@@ -1348,30 +1348,24 @@ impl<Q: RetryQueue> OutboundSync<Q> {
     }
 }
 
-/// Builds the outbound sync from the configuration: pool, HubSpot client, and the SQS retry queue when
-/// `RETRY_QUEUE_URL` is set.
-pub async fn from_config(config: &crmsync_app::Config) -> Result<OutboundSync<crmsync_queue::SqsRetryQueue>, AppError> {
-    use secrecy::ExposeSecret;
-    let pool = crmsync_db::connect_pool(config.database_url.expose_secret(), config.database_pool_size)?;
+/// Builds the outbound sync from the configuration on the process's pool: the HubSpot client, the SQS retry queue
+/// when `RETRY_QUEUE_URL` is set, and the webhook applier whose events wait in the same retry queue.
+pub async fn from_config(
+    config: &crmsync_app::Config,
+    pool: crmsync_db::Pool,
+) -> Result<OutboundSync<crmsync_queue::SqsRetryQueue>, AppError> {
     let hubspot = HubSpotClient::new(config.hubspot()?).map_err(|e| AppError::HubSpot(Box::new(e)))?;
-    let retry_queue = match &config.retry_queue_url {
-        Some(url) => Some(crmsync_queue::SqsRetryQueue::new(
-            crmsync_queue::SqsRetryQueue::client_from_env().await,
-            url.clone(),
-            config.retry_dlq_url.clone(),
-        )),
-        None => None,
-    };
+    let retry_queue = config.retry_queue().await;
     let settings = SyncSettings {
-        batch_size: config.sync_batch_size,
-        lease: config.sync_lease,
+        batch_size: config.sync.batch_size,
+        lease: config.sync.lease,
         retry: RetryPolicy {
-            max_attempts: config.sync_max_attempts,
+            max_attempts: config.sync.max_attempts,
             ..RetryPolicy::default()
         },
         ..SyncSettings::default()
     };
-    let mut applier = crmsync_inbound::Applier::new(pool.clone(), hubspot.clone(), config.hubspot_app_id.clone())
+    let mut applier = crmsync_inbound::Applier::new(pool.clone(), hubspot.clone(), config.webhook.app_id.clone())
         .with_retry_policy(settings.retry);
     if let Some(queue) = &retry_queue {
         applier = applier.with_retry_queue(std::sync::Arc::new(queue.clone()));

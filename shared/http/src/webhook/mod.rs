@@ -95,31 +95,24 @@ impl WebhookState {
     }
 }
 
-/// Builds the state from the configuration: a pool, the HubSpot client (creation events read records with it),
-/// and the SQS retry queue when `RETRY_QUEUE_URL` is set. Events that cannot be applied yet get
-/// `SYNC_MAX_ATTEMPTS` attempts, like sync_queue rows.
+/// Builds the state from the configuration's webhook section on the process's pool: the HubSpot client (creation
+/// events read records with it) and the SQS retry queue when `RETRY_QUEUE_URL` is set. Events that cannot be
+/// applied yet get `SYNC_MAX_ATTEMPTS` attempts, like sync_queue rows.
 ///
 /// The client's calls are short here: a request times out after the apply deadline at most and is retried once,
 /// so a slow HubSpot costs the handler its deadline, not the client's 30 s and five retries.
 pub async fn from_config(
     config: &crmsync_app::Config,
-    webhook: &WebhookConfig,
+    pool: crmsync_db::Pool,
     mode: ApplyMode,
 ) -> Result<WebhookState, AppError> {
-    use secrecy::ExposeSecret;
-    let pool = crmsync_db::connect_pool(config.database_url.expose_secret(), config.database_pool_size)?;
-    let hubspot = crmsync_hubspot::HubSpotClient::new(webhook_hubspot_config(config.hubspot()?, webhook))
-        .map_err(|e| AppError::HubSpot(Box::new(e)))?;
+    let webhook = &config.webhook;
+    let hubspot = crmsync_hubspot::HubSpotClient::new(webhook_hubspot_config(config.hubspot()?, webhook))?;
     let mut applier = Applier::new(pool, hubspot, webhook.app_id.clone()).with_retry_policy(RetryPolicy {
-        max_attempts: config.sync_max_attempts,
+        max_attempts: config.sync.max_attempts,
         ..RetryPolicy::default()
     });
-    if let Some(url) = &config.retry_queue_url {
-        let queue = crmsync_queue::SqsRetryQueue::new(
-            crmsync_queue::SqsRetryQueue::client_from_env().await,
-            url.clone(),
-            config.retry_dlq_url.clone(),
-        );
+    if let Some(queue) = config.retry_queue().await {
         applier = applier.with_retry_queue(Arc::new(queue));
     }
     if webhook.client_secret.is_none() {
@@ -164,7 +157,7 @@ async fn background_applier(inner: std::sync::Weak<Inner>, wake: Arc<Notify>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crmsync_app::webhook_config::DEFAULT_APPLY_DEADLINE;
+    use crmsync_app::config::DEFAULT_APPLY_DEADLINE;
 
     #[test]
     fn the_webhook_paths_hubspot_calls_are_bounded_by_the_apply_deadline() {

@@ -1,21 +1,26 @@
-//! Typed configuration, read once from the environment at start-up. A missing or malformed variable fails fast
-//! with its name; secrets are `SecretString`s, redacted in `Debug` and never logged.
+//! Typed configuration, read once from the environment at start-up: one [`Config`] with a section per use (the
+//! dashboard [`ApiConfig`], the [`WebhookConfig`], the outbound [`SyncConfig`]). A missing or malformed variable
+//! fails fast with its name; secrets are `SecretString`s, redacted in `Debug` and never logged. Each variable is
+//! read and validated in exactly one place.
+
+mod api;
+mod webhook;
 
 use std::time::Duration;
 
-use secrecy::SecretString;
+pub use api::ApiConfig;
+use secrecy::{ExposeSecret, SecretString};
+pub use webhook::{DEFAULT_APPLY_DEADLINE, WebhookConfig};
 
 use crate::AppError;
 
-/// Settings every crmsync entry point shares.
+/// Settings every crmsync entry point reads; each entry point uses the sections it serves.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `DATABASE_URL` (required): a PostgreSQL URL. Secret because it may hold a password.
     pub database_url: SecretString,
     /// `DATABASE_POOL_SIZE` (default 8): connections per process.
     pub database_pool_size: usize,
-    /// `API_TOKEN`: the bearer token the HTTP routes require. `crmsync serve` refuses to start without it.
-    pub api_token: Option<SecretString>,
     /// `HUBSPOT_BASE_URL` (default `https://api.hubapi.com`; the simulator's URL locally).
     pub hubspot_base_url: String,
     /// `HUBSPOT_ACCESS_TOKEN`: the private app or service key token. Without it `crmsync serve` starts the
@@ -32,17 +37,26 @@ pub struct Config {
     pub retry_queue_url: Option<String>,
     /// `RETRY_DLQ_URL`: its dead-letter queue, for `crmsync status` and `crmsync dlq`.
     pub retry_dlq_url: Option<String>,
-    /// `SYNC_MAX_ATTEMPTS` (default 8): attempts before a sync item is dead.
-    pub sync_max_attempts: i32,
+    /// The outbound sync's section.
+    pub sync: SyncConfig,
+    /// The webhook endpoint's section (also read by the sync: `HUBSPOT_APP_ID` recognises our own echoes).
+    pub webhook: WebhookConfig,
+    /// The dashboard API's section.
+    pub api: ApiConfig,
+}
+
+/// The outbound sync's settings.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// `SYNC_MAX_ATTEMPTS` (default 8): attempts before a sync item (or a webhook event that must wait) is dead.
+    pub max_attempts: i32,
     /// `SYNC_BATCH_SIZE` (default 5,000): queue rows claimed per round. Larger rounds fill more batch calls
     /// (fewer requests); a claim must finish within its lease (5,000 rows ≈ 55 requests ≈ 6 s at 100 per 10 s).
-    pub sync_batch_size: i64,
+    pub batch_size: i64,
     /// `SYNC_INTERVAL_SECONDS` (default 300): how often `crmsync serve` drains the queue.
-    pub sync_interval: Duration,
-    /// `HUBSPOT_APP_ID`: our app's id; webhook events with changeSource INTEGRATION from it are our own echoes.
-    pub hubspot_app_id: Option<String>,
+    pub interval: Duration,
     /// `SYNC_LEASE_SECONDS` (default 300): how long a claim holds its rows before another run may take them over.
-    pub sync_lease: Duration,
+    pub lease: Duration,
 }
 
 impl Config {
@@ -52,6 +66,8 @@ impl Config {
 
     /// Reads the configuration through `lookup`, so tests need not touch the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, AppError> {
+        let webhook = WebhookConfig::from_lookup(&lookup)?;
+        let api = ApiConfig::from_lookup(&lookup)?;
         let database_url = lookup("DATABASE_URL")
             .filter(|v| !v.trim().is_empty())
             .ok_or(AppError::Config {
@@ -76,7 +92,6 @@ impl Config {
                     reason: format!("must be a whole number from 1 to 100, got {text:?}"),
                 })?,
         };
-        let api_token = lookup("API_TOKEN").filter(|v| !v.is_empty()).map(SecretString::from);
         let text = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let number = |name: &'static str, default: i64, range: std::ops::RangeInclusive<i64>| match text(name) {
             None => Ok(default),
@@ -96,7 +111,6 @@ impl Config {
         Ok(Self {
             database_url: SecretString::from(database_url),
             database_pool_size,
-            api_token,
             hubspot_base_url: text("HUBSPOT_BASE_URL").unwrap_or_else(|| "https://api.hubapi.com".to_owned()),
             hubspot_access_token: text("HUBSPOT_ACCESS_TOKEN").map(SecretString::from),
             hubspot_api_version: text("HUBSPOT_API_VERSION").unwrap_or_else(|| "2026-03".to_owned()),
@@ -107,16 +121,38 @@ impl Config {
             },
             retry_queue_url: text("RETRY_QUEUE_URL"),
             retry_dlq_url: text("RETRY_DLQ_URL"),
-            sync_max_attempts: number("SYNC_MAX_ATTEMPTS", 8, 1..=100)? as i32,
-            sync_batch_size: number("SYNC_BATCH_SIZE", 5_000, 1..=20_000)?,
-            sync_interval: Duration::from_secs(number("SYNC_INTERVAL_SECONDS", 300, 1..=86_400)? as u64),
-            hubspot_app_id: text("HUBSPOT_APP_ID"),
-            sync_lease: Duration::from_secs(number("SYNC_LEASE_SECONDS", 300, 1..=86_400)? as u64),
+            sync: SyncConfig {
+                max_attempts: number("SYNC_MAX_ATTEMPTS", 8, 1..=100)? as i32,
+                batch_size: number("SYNC_BATCH_SIZE", 5_000, 1..=20_000)?,
+                interval: Duration::from_secs(number("SYNC_INTERVAL_SECONDS", 300, 1..=86_400)? as u64),
+                lease: Duration::from_secs(number("SYNC_LEASE_SECONDS", 300, 1..=86_400)? as u64),
+            },
+            webhook,
+            api,
         })
     }
 }
 
 impl Config {
+    /// The process's one connection pool: every part of a process (`crmsync serve` runs them all) shares it.
+    pub fn connect_pool(&self) -> Result<crmsync_db::Pool, AppError> {
+        Ok(crmsync_db::connect_pool(
+            self.database_url.expose_secret(),
+            self.database_pool_size,
+        )?)
+    }
+
+    /// The SQS retry queue and its DLQ when `RETRY_QUEUE_URL` is set; without it retries come back through the
+    /// schedule only.
+    pub async fn retry_queue(&self) -> Option<crmsync_queue::SqsRetryQueue> {
+        let url = self.retry_queue_url.as_ref()?;
+        Some(crmsync_queue::SqsRetryQueue::new(
+            crmsync_queue::SqsRetryQueue::client_from_env().await,
+            url.clone(),
+            self.retry_dlq_url.clone(),
+        ))
+    }
+
     /// The HubSpot client configuration; fails naming `HUBSPOT_ACCESS_TOKEN` when no token is set.
     pub fn hubspot(&self) -> Result<crmsync_hubspot::HubSpotConfig, AppError> {
         let token = self.hubspot_access_token.clone().ok_or(AppError::Config {
@@ -170,22 +206,23 @@ mod tests {
     fn secrets_do_not_appear_in_debug_output() {
         let config = config(&[
             ("DATABASE_URL", "postgres://u:hunter2@h/db"),
-            ("API_TOKEN", "tok-123"),
+            ("API_TOKEN", "tok-123-abcdefghijkl"),
+            ("API_JWT_SECRET", "jwt-secret-0123456789abcdefghijklmnop"),
             ("HUBSPOT_ACCESS_TOKEN", "pat-na1-secret"),
+            ("HUBSPOT_CLIENT_SECRET", "client-secret-value"),
         ])
         .unwrap();
         let debug = format!("{config:?} {:?}", config.hubspot().unwrap());
-        assert!(
-            !debug.contains("hunter2") && !debug.contains("tok-123") && !debug.contains("pat-na1"),
-            "{debug}"
-        );
+        for secret in ["hunter2", "tok-123", "jwt-secret", "pat-na1", "client-secret"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
     }
 
     #[test]
     fn sync_settings_have_defaults_and_name_bad_values() {
         let defaults = config(&[("DATABASE_URL", "postgres://x/y")]).unwrap();
-        assert_eq!((defaults.sync_max_attempts, defaults.sync_batch_size), (8, 5_000));
-        assert_eq!(defaults.sync_interval, Duration::from_secs(300));
+        assert_eq!((defaults.sync.max_attempts, defaults.sync.batch_size), (8, 5_000));
+        assert_eq!(defaults.sync.interval, Duration::from_secs(300));
         assert!(
             defaults
                 .hubspot()

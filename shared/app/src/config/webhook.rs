@@ -64,10 +64,6 @@ impl std::fmt::Debug for WebhookConfig {
 }
 
 impl WebhookConfig {
-    pub fn from_env() -> Result<Self, AppError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
     /// Reads the settings through `lookup`; errors name the variable. Empty values count as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, AppError> {
         let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
