@@ -113,9 +113,15 @@ test("moving a deal's stage updates the table, the chart and the recent activiti
       === "qualified",
     CLOUD_DEAL,
   );
+  // The table, the chart and the recent activities refresh from separate requests: wait for each one's new state
+  // before reading it (on a busy machine the chart can still show the old counts when the table has changed).
+  await page.waitForFunction(() =>
+    document.querySelector("#pipeline-chart rect.bar[data-stage=qualified]")?.getAttribute("data-count") === "2");
   const qualified = await page.getAttribute("#pipeline-chart rect.bar[data-stage=qualified]", "data-count");
   assert.equal(qualified, "2");
   assert.equal(await page.locator("#pipeline-chart rect.bar[data-stage=new_match]").count(), 0);
+  await page.waitForFunction(() =>
+    document.querySelector("#recent-activities tr")?.textContent.includes("stage_change"));
   const first = await page.locator("#recent-activities tr").first().textContent();
   assert.match(first, /stage_change/);
   assert.match(first, /Stage changed from new_match to qualified/);

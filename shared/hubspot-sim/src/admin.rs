@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::associations::direction;
 use crate::config::{FaultConfig, WebhookTarget};
-use crate::error::ApiError;
+use crate::error::SimErrorResponse;
 use crate::http::{JsonBody, QueryList};
 use crate::model::{Actor, ObjectType, id_text, property_names};
 use crate::state::{BatchClaims, Sim, Store, lock, raw_properties};
@@ -43,10 +43,10 @@ pub fn routes() -> Router<Sim> {
 
 /// `GET /__sim/state[?type=deals]`: every record (archived included) with its associations,
 /// the deal pipelines, and the custom properties.
-async fn state(State(sim): State<Sim>, query: QueryList) -> Result<Response, ApiError> {
+async fn state(State(sim): State<Sim>, query: QueryList) -> Result<Response, SimErrorResponse> {
     let only = query
         .get("type")
-        .map(|t| ObjectType::parse(t).ok_or_else(|| ApiError::validation(format!("unknown type {t}"))));
+        .map(|t| ObjectType::parse(t).ok_or_else(|| SimErrorResponse::validation(format!("unknown type {t}"))));
     let only = only.transpose()?;
     let body = sim.with_store(|store| {
         let mut objects = serde_json::Map::new();
@@ -83,7 +83,10 @@ async fn get_faults(State(sim): State<Sim>) -> Response {
 }
 
 /// `POST /__sim/faults` with a full [`FaultConfig`] (omitted fields are 0 / empty).
-async fn set_faults(State(sim): State<Sim>, JsonBody(config): JsonBody<FaultConfig>) -> Result<Response, ApiError> {
+async fn set_faults(
+    State(sim): State<Sim>,
+    JsonBody(config): JsonBody<FaultConfig>,
+) -> Result<Response, SimErrorResponse> {
     for (name, rate) in [
         ("errorRate", config.error_rate),
         ("lockRate", config.lock_rate),
@@ -91,7 +94,7 @@ async fn set_faults(State(sim): State<Sim>, JsonBody(config): JsonBody<FaultConf
         ("dropAfterWriteRate", config.drop_after_write_rate),
     ] {
         if !(0.0..=1.0).contains(&rate) {
-            return Err(ApiError::validation(format!(
+            return Err(SimErrorResponse::validation(format!(
                 "{name} must be between 0 and 1, got {rate}"
             )));
         }
@@ -106,15 +109,15 @@ async fn get_limits(State(sim): State<Sim>) -> Response {
 
 /// `POST /__sim/limits {windowMs, requestsPerWindow, dailyLimit, searchPerSecond}`; omitted
 /// fields keep their value; counters start over.
-async fn set_limits(State(sim): State<Sim>, JsonBody(body): JsonBody<Value>) -> Result<Response, ApiError> {
+async fn set_limits(State(sim): State<Sim>, JsonBody(body): JsonBody<Value>) -> Result<Response, SimErrorResponse> {
     let mut limits = lock(&sim.shared().limits);
     let current = limits.settings();
-    let field = |name: &str| -> Result<u64, ApiError> {
+    let field = |name: &str| -> Result<u64, SimErrorResponse> {
         match &body[name] {
             Value::Null => Ok(current[name].as_u64().unwrap_or_default()),
             value => value
                 .as_u64()
-                .ok_or_else(|| ApiError::validation(format!("{name} must be a non-negative integer"))),
+                .ok_or_else(|| SimErrorResponse::validation(format!("{name} must be a non-negative integer"))),
         }
     };
     let (window, per_window, daily, search) = (
@@ -140,17 +143,17 @@ async fn set_webhook_target(State(sim): State<Sim>, JsonBody(target): JsonBody<O
     StatusCode::NO_CONTENT.into_response()
 }
 
-fn numeric_id(body: &Value, field: &str) -> Result<u64, ApiError> {
+fn numeric_id(body: &Value, field: &str) -> Result<u64, SimErrorResponse> {
     id_text(&body[field])
         .and_then(|t| t.parse().ok())
-        .ok_or_else(|| ApiError::validation(format!("{field} is required and must be a numeric object id")))
+        .ok_or_else(|| SimErrorResponse::validation(format!("{field} is required and must be a numeric object id")))
 }
 
-fn object_type_field(body: &Value, field: &str) -> Result<ObjectType, ApiError> {
+fn object_type_field(body: &Value, field: &str) -> Result<ObjectType, SimErrorResponse> {
     let text = body[field]
         .as_str()
-        .ok_or_else(|| ApiError::validation(format!("{field} is required")))?;
-    ObjectType::parse(text).ok_or_else(|| ApiError::validation(format!("{field}: unknown object type {text}")))
+        .ok_or_else(|| SimErrorResponse::validation(format!("{field} is required")))?;
+    ObjectType::parse(text).ok_or_else(|| SimErrorResponse::validation(format!("{field}: unknown object type {text}")))
 }
 
 fn render_all(store: &Store, object_type: ObjectType, id: u64) -> Value {
@@ -170,10 +173,10 @@ fn user_edit(
     object_type: ObjectType,
     id: u64,
     properties: &BTreeMap<String, String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, SimErrorResponse> {
     let json = sim.with_store(|store| {
         if store.live(object_type, id).is_none() {
-            return Err(ApiError::not_found(format!(
+            return Err(SimErrorResponse::not_found(format!(
                 "{} {id} does not exist or is archived",
                 object_type.singular()
             )));
@@ -188,11 +191,14 @@ fn user_edit(
 }
 
 /// `POST /__sim/act/move-deal-stage {dealId, stage, pipeline?}`.
-async fn move_deal_stage(State(sim): State<Sim>, JsonBody(body): JsonBody<Value>) -> Result<Response, ApiError> {
+async fn move_deal_stage(
+    State(sim): State<Sim>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, SimErrorResponse> {
     let id = numeric_id(&body, "dealId")?;
     let stage = body["stage"]
         .as_str()
-        .ok_or_else(|| ApiError::validation("stage is required"))?;
+        .ok_or_else(|| SimErrorResponse::validation("stage is required"))?;
     let mut properties = BTreeMap::from([("dealstage".to_string(), stage.to_string())]);
     if let Some(pipeline) = body["pipeline"].as_str() {
         properties.insert("pipeline".into(), pipeline.to_string());
@@ -201,14 +207,14 @@ async fn move_deal_stage(State(sim): State<Sim>, JsonBody(body): JsonBody<Value>
 }
 
 /// `POST /__sim/act/edit-company {companyId, properties}`.
-async fn edit_company(State(sim): State<Sim>, JsonBody(body): JsonBody<Value>) -> Result<Response, ApiError> {
+async fn edit_company(State(sim): State<Sim>, JsonBody(body): JsonBody<Value>) -> Result<Response, SimErrorResponse> {
     let id = numeric_id(&body, "companyId")?;
     let properties = raw_properties(&body["properties"]).map_err(|e| e.to_api())?;
     user_edit(&sim, ObjectType::Companies, id, &properties)
 }
 
 /// `POST /__sim/act/edit {objectType, id, properties}`.
-async fn edit(State(sim): State<Sim>, JsonBody(body): JsonBody<Value>) -> Result<Response, ApiError> {
+async fn edit(State(sim): State<Sim>, JsonBody(body): JsonBody<Value>) -> Result<Response, SimErrorResponse> {
     let object_type = object_type_field(&body, "objectType")?;
     let id = numeric_id(&body, "id")?;
     let properties = raw_properties(&body["properties"]).map_err(|e| e.to_api())?;
@@ -217,7 +223,7 @@ async fn edit(State(sim): State<Sim>, JsonBody(body): JsonBody<Value>) -> Result
 
 /// `POST /__sim/act/create-contact {properties, companyId?, primary?}`: creates a contact and,
 /// with `companyId`, associates it to the company (primary unless `primary` is false).
-async fn create_contact(State(sim): State<Sim>, JsonBody(body): JsonBody<Value>) -> Result<Response, ApiError> {
+async fn create_contact(State(sim): State<Sim>, JsonBody(body): JsonBody<Value>) -> Result<Response, SimErrorResponse> {
     let properties = raw_properties(&body["properties"]).map_err(|e| e.to_api())?;
     let company = match &body["companyId"] {
         Value::Null => None,
@@ -228,7 +234,7 @@ async fn create_contact(State(sim): State<Sim>, JsonBody(body): JsonBody<Value>)
         if let Some(company) = company
             && store.live(ObjectType::Companies, company).is_none()
         {
-            return Err(ApiError::not_found(format!(
+            return Err(SimErrorResponse::not_found(format!(
                 "company {company} does not exist or is archived"
             )));
         }
@@ -252,7 +258,7 @@ async fn create_contact(State(sim): State<Sim>, JsonBody(body): JsonBody<Value>)
                     type_id,
                     Actor::User,
                 )
-                .map_err(ApiError::validation)?;
+                .map_err(SimErrorResponse::validation)?;
         }
         Ok(render_all(store, ObjectType::Contacts, id))
     })?;
@@ -260,22 +266,25 @@ async fn create_contact(State(sim): State<Sim>, JsonBody(body): JsonBody<Value>)
 }
 
 /// `POST /__sim/act/merge-companies {primaryId, mergedId}`.
-async fn merge_companies(State(sim): State<Sim>, JsonBody(body): JsonBody<Value>) -> Result<Response, ApiError> {
+async fn merge_companies(
+    State(sim): State<Sim>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, SimErrorResponse> {
     let (primary, merged) = (numeric_id(&body, "primaryId")?, numeric_id(&body, "mergedId")?);
     let json = sim.with_store(|store| {
         let survivor = store
             .merge(ObjectType::Companies, primary, merged, Actor::User)
             .map_err(|e| e.to_api())?;
-        Ok::<_, ApiError>(render_all(store, ObjectType::Companies, survivor))
+        Ok::<_, SimErrorResponse>(render_all(store, ObjectType::Companies, survivor))
     })?;
     Ok(axum::Json(json).into_response())
 }
 
-fn user_delete(sim: &Sim, object_type: ObjectType, id: u64) -> Result<Response, ApiError> {
+fn user_delete(sim: &Sim, object_type: ObjectType, id: u64) -> Result<Response, SimErrorResponse> {
     if sim.with_store(|store| store.archive(object_type, id, Actor::User)) {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
-        Err(ApiError::not_found(format!(
+        Err(SimErrorResponse::not_found(format!(
             "{} {id} does not exist or is already archived",
             object_type.singular()
         )))
@@ -283,45 +292,45 @@ fn user_delete(sim: &Sim, object_type: ObjectType, id: u64) -> Result<Response, 
 }
 
 /// HubSpot has no public restore endpoint; records come back from the recycle bin in the UI.
-fn user_restore(sim: &Sim, object_type: ObjectType, id: u64) -> Result<Response, ApiError> {
+fn user_restore(sim: &Sim, object_type: ObjectType, id: u64) -> Result<Response, SimErrorResponse> {
     let json = sim.with_store(|store| {
         store.restore(object_type, id, Actor::User).map_err(|e| e.to_api())?;
-        Ok::<_, ApiError>(render_all(store, object_type, id))
+        Ok::<_, SimErrorResponse>(render_all(store, object_type, id))
     })?;
     Ok(axum::Json(json).into_response())
 }
 
 /// `POST /__sim/act/delete-deal {dealId}`.
-async fn delete_deal(State(sim): State<Sim>, JsonBody(body): JsonBody<Value>) -> Result<Response, ApiError> {
+async fn delete_deal(State(sim): State<Sim>, JsonBody(body): JsonBody<Value>) -> Result<Response, SimErrorResponse> {
     user_delete(&sim, ObjectType::Deals, numeric_id(&body, "dealId")?)
 }
 
 /// `POST /__sim/act/restore-deal {dealId}`.
-async fn restore_deal(State(sim): State<Sim>, JsonBody(body): JsonBody<Value>) -> Result<Response, ApiError> {
+async fn restore_deal(State(sim): State<Sim>, JsonBody(body): JsonBody<Value>) -> Result<Response, SimErrorResponse> {
     user_restore(&sim, ObjectType::Deals, numeric_id(&body, "dealId")?)
 }
 
 /// `POST /__sim/act/delete {objectType, id}`.
-async fn delete(State(sim): State<Sim>, JsonBody(body): JsonBody<Value>) -> Result<Response, ApiError> {
+async fn delete(State(sim): State<Sim>, JsonBody(body): JsonBody<Value>) -> Result<Response, SimErrorResponse> {
     user_delete(&sim, object_type_field(&body, "objectType")?, numeric_id(&body, "id")?)
 }
 
 /// `POST /__sim/act/restore {objectType, id}`.
-async fn restore(State(sim): State<Sim>, JsonBody(body): JsonBody<Value>) -> Result<Response, ApiError> {
+async fn restore(State(sim): State<Sim>, JsonBody(body): JsonBody<Value>) -> Result<Response, SimErrorResponse> {
     user_restore(&sim, object_type_field(&body, "objectType")?, numeric_id(&body, "id")?)
 }
 
 /// `POST /__sim/act/associate {fromType, fromId, toType, toId, primary?, typeId?, remove?}`:
 /// adds the unlabeled (or primary, or given) association, or with `remove: true` removes every
 /// association between the two records.
-async fn associate(State(sim): State<Sim>, JsonBody(body): JsonBody<Value>) -> Result<Response, ApiError> {
+async fn associate(State(sim): State<Sim>, JsonBody(body): JsonBody<Value>) -> Result<Response, SimErrorResponse> {
     let (from_type, to_type) = (
         object_type_field(&body, "fromType")?,
         object_type_field(&body, "toType")?,
     );
     let (from, to) = (numeric_id(&body, "fromId")?, numeric_id(&body, "toId")?);
     let dir = direction(from_type, to_type).ok_or_else(|| {
-        ApiError::validation(format!(
+        SimErrorResponse::validation(format!(
             "HubSpot defines no association from {} to {}",
             from_type.plural(),
             to_type.plural()
@@ -330,7 +339,7 @@ async fn associate(State(sim): State<Sim>, JsonBody(body): JsonBody<Value>) -> R
     let type_id = match (body["typeId"].as_u64(), body["primary"].as_bool()) {
         (Some(type_id), _) => type_id as u32,
         (None, Some(true)) => dir.primary.ok_or_else(|| {
-            ApiError::validation(format!(
+            SimErrorResponse::validation(format!(
                 "{} → {} has no primary label",
                 from_type.singular(),
                 to_type.singular()
@@ -342,7 +351,7 @@ async fn associate(State(sim): State<Sim>, JsonBody(body): JsonBody<Value>) -> R
     sim.with_store(|store| {
         for (object_type, id) in [(from_type, from), (to_type, to)] {
             if store.live(object_type, id).is_none() {
-                return Err(ApiError::not_found(format!(
+                return Err(SimErrorResponse::not_found(format!(
                     "{} {id} does not exist or is archived",
                     object_type.singular()
                 )));
@@ -353,7 +362,7 @@ async fn associate(State(sim): State<Sim>, JsonBody(body): JsonBody<Value>) -> R
         } else {
             store
                 .associate(from_type, from, to_type, to, type_id, Actor::User)
-                .map_err(ApiError::validation)?;
+                .map_err(SimErrorResponse::validation)?;
         }
         Ok(())
     })?;

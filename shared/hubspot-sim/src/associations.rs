@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::error::ApiError;
+use crate::error::SimErrorResponse;
 use crate::events::{ChangeEvent, ChangeKind};
 use crate::http::{JsonBody, Params, batch_answer};
 use crate::model::{Actor, ObjectType, id_text, iso, now};
@@ -360,12 +360,12 @@ fn input_error(category: &str, message: &str, from: &Value, to: &Value) -> Value
     })
 }
 
-fn inputs(body: &Value, max: usize) -> Result<&Vec<Value>, ApiError> {
+fn inputs(body: &Value, max: usize) -> Result<&Vec<Value>, SimErrorResponse> {
     let inputs = body["inputs"]
         .as_array()
-        .ok_or_else(|| ApiError::validation("inputs is required"))?;
+        .ok_or_else(|| SimErrorResponse::validation("inputs is required"))?;
     if inputs.len() > max {
-        return Err(ApiError::validation(format!(
+        return Err(SimErrorResponse::validation(format!(
             "inputs holds {} items; at most {max} are allowed",
             inputs.len()
         )));
@@ -406,7 +406,7 @@ pub async fn batch_create(
     State(sim): State<Sim>,
     params: Params,
     JsonBody(body): JsonBody<Value>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, SimErrorResponse> {
     let (from_type, to_type) = (
         params.object_type("from_object_type")?,
         params.object_type("to_object_type")?,
@@ -485,13 +485,13 @@ pub async fn batch_associate_default(
     State(sim): State<Sim>,
     params: Params,
     JsonBody(body): JsonBody<Value>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, SimErrorResponse> {
     let (from_type, to_type) = (
         params.object_type("from_object_type")?,
         params.object_type("to_object_type")?,
     );
     let dir = direction(from_type, to_type).ok_or_else(|| {
-        ApiError::validation(format!(
+        SimErrorResponse::validation(format!(
             "HubSpot defines no association from {} to {}",
             from_type.plural(),
             to_type.plural()
@@ -540,7 +540,7 @@ pub async fn batch_read(
     State(sim): State<Sim>,
     params: Params,
     JsonBody(body): JsonBody<Value>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, SimErrorResponse> {
     let (from_type, to_type) = (
         params.object_type("from_object_type")?,
         params.object_type("to_object_type")?,
@@ -594,7 +594,7 @@ pub async fn batch_archive(
     State(sim): State<Sim>,
     params: Params,
     JsonBody(body): JsonBody<Value>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, SimErrorResponse> {
     let (from_type, to_type) = (
         params.object_type("from_object_type")?,
         params.object_type("to_object_type")?,
@@ -603,11 +603,11 @@ pub async fn batch_archive(
     let started = iso(now());
     let mut pairs = Vec::new();
     for (index, item) in items.iter().enumerate() {
-        let from =
-            parse_object_id(&item["from"]["id"], &format!("inputs[{index}].from.id")).map_err(ApiError::validation)?;
+        let from = parse_object_id(&item["from"]["id"], &format!("inputs[{index}].from.id"))
+            .map_err(SimErrorResponse::validation)?;
         for (j, to) in item["to"].as_array().into_iter().flatten().enumerate() {
-            let to =
-                parse_object_id(&to["id"], &format!("inputs[{index}].to[{j}].id")).map_err(ApiError::validation)?;
+            let to = parse_object_id(&to["id"], &format!("inputs[{index}].to[{j}].id"))
+                .map_err(SimErrorResponse::validation)?;
             pairs.push((from, to));
         }
     }

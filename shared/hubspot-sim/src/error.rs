@@ -1,4 +1,4 @@
-//! The crate's error enum (`SimError`) and HubSpot-shaped HTTP error answers (`ApiError`).
+//! The crate's error enum (`SimError`) and HubSpot-shaped HTTP error answers (`SimErrorResponse`).
 //!
 //! Error body shape: <https://developers.hubspot.com/docs/api-reference/error-handling>
 //! `{"status":"error","message":…,"correlationId":…,"category":…,"errors":[…],"context":{…}}`.
@@ -56,12 +56,12 @@ impl PropertyError {
 
 /// An HTTP error answer with HubSpot's body.
 #[derive(Debug, Clone)]
-pub struct ApiError {
+pub struct SimErrorResponse {
     pub status: StatusCode,
     pub body: Value,
 }
 
-impl ApiError {
+impl SimErrorResponse {
     /// `{"status":"error","message","correlationId","category"}`.
     pub fn new(status: StatusCode, category: &str, message: impl Into<String>) -> Self {
         let body = json!({
@@ -124,7 +124,7 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
+impl IntoResponse for SimErrorResponse {
     fn into_response(self) -> Response {
         (self.status, axum::Json(self.body)).into_response()
     }
@@ -136,7 +136,7 @@ mod tests {
 
     #[test]
     fn invalid_properties_embed_hubspots_list_in_the_message() {
-        let err = ApiError::invalid_properties(&[PropertyError::new(
+        let err = SimErrorResponse::invalid_properties(&[PropertyError::new(
             "closedate",
             "INVALID_DATE",
             "1635535135865 is at 19:18:55.865 UTC, not midnight!",

@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 
 use crate::config::{FaultConfig, FaultKind};
-use crate::error::ApiError;
+use crate::error::SimErrorResponse;
 
 /// Fault settings plus the generator they are drawn with.
 #[derive(Debug)]
@@ -82,7 +82,7 @@ impl Faults {
 pub fn fault_response(kind: FaultKind, retry_after_secs: u64) -> Option<Response> {
     match kind {
         FaultKind::MigrationInProgress => {
-            let mut response = ApiError::new(
+            let mut response = SimErrorResponse::new(
                 StatusCode::from_u16(477).expect("477 is a valid status"),
                 "MIGRATION_IN_PROGRESS",
                 "This portal is being migrated; retry after the time given in Retry-After.",
@@ -101,7 +101,7 @@ pub fn fault_response(kind: FaultKind, retry_after_secs: u64) -> Option<Response
             Some((status, [(header::CONTENT_TYPE, "text/html; charset=UTF-8")], page).into_response())
         }
         FaultKind::Forbidden => Some(
-            ApiError::new(
+            SimErrorResponse::new(
                 StatusCode::FORBIDDEN,
                 "MISSING_SCOPES",
                 "This app hasn't been granted all required scopes to make this call. Read more about required \
@@ -120,7 +120,7 @@ pub fn fault_response(kind: FaultKind, retry_after_secs: u64) -> Option<Response
 }
 
 /// The HubSpot-shaped JSON answer of a 5xx, 423 or 504 fault.
-pub fn error_response(kind: FaultKind) -> Option<ApiError> {
+pub fn error_response(kind: FaultKind) -> Option<SimErrorResponse> {
     let (status, category, message) = match kind {
         FaultKind::InternalError => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "internal error"),
         FaultKind::BadGateway => (StatusCode::BAD_GATEWAY, "BAD_GATEWAY", "Bad gateway"),
@@ -141,7 +141,7 @@ pub fn error_response(kind: FaultKind) -> Option<ApiError> {
         | FaultKind::OriginTimeout
         | FaultKind::Forbidden => return None,
     };
-    Some(ApiError::new(status, category, message))
+    Some(SimErrorResponse::new(status, category, message))
 }
 
 #[cfg(test)]

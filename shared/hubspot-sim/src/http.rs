@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::error::ApiError;
+use crate::error::SimErrorResponse;
 use crate::model::{ObjectType, iso, now};
 
 /// Path parameters by name. Routes use `version` for the date-versioned paths
@@ -21,16 +21,16 @@ use crate::model::{ObjectType, iso, now};
 pub struct Params(HashMap<String, String>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Params {
-    type Rejection = ApiError;
+    type Rejection = SimErrorResponse;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, SimErrorResponse> {
         let Path(map) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
             .await
-            .map_err(|e| ApiError::validation(format!("bad path: {e}")))?;
+            .map_err(|e| SimErrorResponse::validation(format!("bad path: {e}")))?;
         if let Some(version) = map.get("version")
             && !is_date_version(version)
         {
-            return Err(ApiError::new(
+            return Err(SimErrorResponse::new(
                 StatusCode::NOT_FOUND,
                 "OBJECT_NOT_FOUND",
                 format!("Unknown API version {version:?}; date versions look like 2026-03"),
@@ -47,17 +47,17 @@ fn is_date_version(text: &str) -> bool {
 }
 
 impl Params {
-    pub fn text(&self, key: &str) -> Result<String, ApiError> {
+    pub fn text(&self, key: &str) -> Result<String, SimErrorResponse> {
         self.0
             .get(key)
             .cloned()
-            .ok_or_else(|| ApiError::validation(format!("missing path parameter {key}")))
+            .ok_or_else(|| SimErrorResponse::validation(format!("missing path parameter {key}")))
     }
 
-    pub fn object_type(&self, key: &str) -> Result<ObjectType, ApiError> {
+    pub fn object_type(&self, key: &str) -> Result<ObjectType, SimErrorResponse> {
         let text = self.text(key)?;
         ObjectType::parse(&text)
-            .ok_or_else(|| ApiError::validation(format!("Unable to infer object type from: {text}")))
+            .ok_or_else(|| SimErrorResponse::validation(format!("Unable to infer object type from: {text}")))
     }
 
     /// Whether the request used a date-versioned path rather than v3/v4.
@@ -71,12 +71,12 @@ impl Params {
 pub struct QueryList(Vec<(String, String)>);
 
 impl<S: Send + Sync> FromRequestParts<S> for QueryList {
-    type Rejection = ApiError;
+    type Rejection = SimErrorResponse;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, SimErrorResponse> {
         let Query(pairs) = Query::<Vec<(String, String)>>::from_request_parts(parts, state)
             .await
-            .map_err(|e| ApiError::validation(format!("bad query string: {e}")))?;
+            .map_err(|e| SimErrorResponse::validation(format!("bad query string: {e}")))?;
         Ok(Self(pairs))
     }
 }
@@ -108,19 +108,19 @@ impl QueryList {
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
-    type Rejection = ApiError;
+    type Rejection = SimErrorResponse;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &S) -> Result<Self, SimErrorResponse> {
         let bytes = Bytes::from_request(req, state)
             .await
-            .map_err(|e| ApiError::validation(format!("could not read the request body: {e}")))?;
+            .map_err(|e| SimErrorResponse::validation(format!("could not read the request body: {e}")))?;
         let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
             b"{}"
         } else {
             &bytes
         };
         serde_json::from_slice(text).map(JsonBody).map_err(|e| {
-            ApiError::validation(format!(
+            SimErrorResponse::validation(format!(
                 "Invalid input JSON on line {}, column {}: {e}",
                 e.line(),
                 e.column()

@@ -24,7 +24,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::config::SimConfig;
-use crate::error::ApiError;
+use crate::error::SimErrorResponse;
 
 /// Counts admitted requests over the last `window`.
 #[derive(Debug, Clone)]
@@ -110,7 +110,7 @@ pub enum RateLimited {
 
 impl RateLimited {
     /// HubSpot's 429 body (HUBSPOT-FACTS §5) and, except for search, the rate headers.
-    pub fn to_response_parts(&self) -> (ApiError, Vec<(&'static str, String)>) {
+    pub fn to_response_parts(&self) -> (SimErrorResponse, Vec<(&'static str, String)>) {
         let (message, policy, headers) = match self {
             Self::TenSecondly(h) => (
                 "You have reached your ten_secondly_rolling limit.",
@@ -131,7 +131,7 @@ impl RateLimited {
             "requestId": uuid::Uuid::new_v4().to_string(),
         });
         (
-            ApiError {
+            SimErrorResponse {
                 status: StatusCode::TOO_MANY_REQUESTS,
                 body,
             },

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::associations::target_of;
-use crate::error::ApiError;
+use crate::error::SimErrorResponse;
 use crate::http::{JsonBody, Params, QueryList, batch_answer};
 use crate::model::{Actor, ObjectType, id_text, iso, now, property_names};
 use crate::state::{BatchClaims, Prepared, Sim, Store, WriteError, raw_properties};
@@ -37,12 +37,12 @@ enum Planned {
     Upsert(Option<u64>, Prepared),
 }
 
-fn inputs(body: &Value) -> Result<&Vec<Value>, ApiError> {
+fn inputs(body: &Value) -> Result<&Vec<Value>, SimErrorResponse> {
     let items = body["inputs"]
         .as_array()
-        .ok_or_else(|| ApiError::validation("inputs is required and must be a list"))?;
+        .ok_or_else(|| SimErrorResponse::validation("inputs is required and must be a list"))?;
     if items.len() > MAX_BATCH_INPUTS {
-        return Err(ApiError::validation(format!(
+        return Err(SimErrorResponse::validation(format!(
             "inputs holds {} items; batch endpoints take at most {MAX_BATCH_INPUTS}",
             items.len()
         )));
@@ -74,9 +74,9 @@ fn batch_error(error: &WriteError, trace: Option<&str>) -> Value {
     })
 }
 
-fn non_unique(store: &Store, object_type: ObjectType, property: &str, portal_id: u64) -> Option<ApiError> {
+fn non_unique(store: &Store, object_type: ObjectType, property: &str, portal_id: u64) -> Option<SimErrorResponse> {
     (!store.is_unique(object_type, property)).then(|| {
-        ApiError::validation(format!(
+        SimErrorResponse::validation(format!(
             "Unable to perform update/upsert by non-unique {} property {property} in portal ID {portal_id}",
             object_type.type_id()
         ))
@@ -84,14 +84,14 @@ fn non_unique(store: &Store, object_type: ObjectType, property: &str, portal_id:
 }
 
 /// Whole-batch rejection when two inputs name the same record.
-fn reject_duplicates(keys: Vec<String>) -> Result<(), ApiError> {
+fn reject_duplicates(keys: Vec<String>) -> Result<(), SimErrorResponse> {
     let mut seen = BTreeSet::new();
     let duplicates: BTreeSet<String> = keys.into_iter().filter(|k| !seen.insert(k.clone())).collect();
     if duplicates.is_empty() {
         Ok(())
     } else {
         let list: Vec<String> = duplicates.into_iter().collect();
-        Err(ApiError::validation(format!(
+        Err(SimErrorResponse::validation(format!(
             "Duplicate IDs found in batch input: [{}]. IDs must be unique",
             list.join(", ")
         )))
@@ -183,7 +183,7 @@ fn run_batch(
     items: &[Value],
     success: StatusCode,
     plan: impl Fn(&Store, &Value, &mut BatchClaims) -> Result<Planned, WriteError>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, SimErrorResponse> {
     let started = iso(now());
     let all_traced = items.iter().all(|item| trace_id(item).is_some());
     let (results, errors) = sim.with_store(|store| {
@@ -225,7 +225,7 @@ pub async fn batch_create(
     State(sim): State<Sim>,
     params: Params,
     JsonBody(body): JsonBody<Value>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, SimErrorResponse> {
     let object_type = params.object_type("object_type")?;
     let items = inputs(&body)?;
     run_batch(&sim, object_type, items, StatusCode::CREATED, |store, item, claims| {
@@ -244,13 +244,14 @@ pub async fn batch_update(
     State(sim): State<Sim>,
     params: Params,
     JsonBody(body): JsonBody<Value>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, SimErrorResponse> {
     let object_type = params.object_type("object_type")?;
     let items = inputs(&body)?;
     let portal_id = sim.config().portal_id;
     let mut keys = Vec::new();
     for (index, item) in items.iter().enumerate() {
-        let id = id_text(&item["id"]).ok_or_else(|| ApiError::validation(format!("inputs[{index}].id is required")))?;
+        let id = id_text(&item["id"])
+            .ok_or_else(|| SimErrorResponse::validation(format!("inputs[{index}].id is required")))?;
         if let Some(property) = item["idProperty"].as_str()
             && let Some(err) = sim.with_store(|store| non_unique(store, object_type, property, portal_id))
         {
@@ -289,15 +290,16 @@ pub async fn batch_upsert(
     State(sim): State<Sim>,
     params: Params,
     JsonBody(body): JsonBody<Value>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, SimErrorResponse> {
     let object_type = params.object_type("object_type")?;
     let items = inputs(&body)?;
     let portal_id = sim.config().portal_id;
     let mut keys = Vec::new();
     for (index, item) in items.iter().enumerate() {
-        let id = id_text(&item["id"]).ok_or_else(|| ApiError::validation(format!("inputs[{index}].id is required")))?;
+        let id = id_text(&item["id"])
+            .ok_or_else(|| SimErrorResponse::validation(format!("inputs[{index}].id is required")))?;
         let property = item["idProperty"].as_str().ok_or_else(|| {
-            ApiError::validation(format!(
+            SimErrorResponse::validation(format!(
                 "inputs[{index}].idProperty is required for upsert and must name a unique property"
             ))
         })?;
@@ -331,7 +333,7 @@ pub async fn batch_read(
     params: Params,
     query: QueryList,
     JsonBody(body): JsonBody<Value>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, SimErrorResponse> {
     let object_type = params.object_type("object_type")?;
     let items = inputs(&body)?;
     let archived = query.flag("archived");
@@ -394,7 +396,7 @@ pub async fn batch_archive(
     State(sim): State<Sim>,
     params: Params,
     JsonBody(body): JsonBody<Value>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, SimErrorResponse> {
     let object_type = params.object_type("object_type")?;
     let ids: Vec<u64> = inputs(&body)?
         .iter()
@@ -416,8 +418,8 @@ fn resolve_single(
     id_property: Option<&str>,
     archived: bool,
     portal_id: u64,
-) -> Result<u64, ApiError> {
-    let missing = || ApiError::not_found(format!("{} {id} does not exist", object_type.singular()));
+) -> Result<u64, SimErrorResponse> {
+    let missing = || SimErrorResponse::not_found(format!("{} {id} does not exist", object_type.singular()));
     let found = match id_property {
         Some(property) => {
             if let Some(err) = non_unique(store, object_type, property, portal_id) {
@@ -435,7 +437,7 @@ fn resolve_single(
 }
 
 /// `GET …/objects/{v}/{type}/{id}[?properties=&idProperty=&archived=]`.
-pub async fn read(State(sim): State<Sim>, params: Params, query: QueryList) -> Result<Response, ApiError> {
+pub async fn read(State(sim): State<Sim>, params: Params, query: QueryList) -> Result<Response, SimErrorResponse> {
     let object_type = params.object_type("object_type")?;
     let id = params.text("object_id")?;
     let names = property_names(object_type, &query.list("properties"), &[]);
@@ -449,7 +451,7 @@ pub async fn read(State(sim): State<Sim>, params: Params, query: QueryList) -> R
             query.flag("archived"),
             portal_id,
         )?;
-        Ok::<_, ApiError>(
+        Ok::<_, SimErrorResponse>(
             store
                 .get(object_type, found)
                 .map(|o| o.render(&names))
@@ -464,7 +466,7 @@ pub async fn create(
     State(sim): State<Sim>,
     params: Params,
     JsonBody(body): JsonBody<Value>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, SimErrorResponse> {
     let object_type = params.object_type("object_type")?;
     let json = sim.with_store(|store| {
         let raw = raw_properties(&body["properties"]).map_err(|e| e.to_api())?;
@@ -472,7 +474,7 @@ pub async fn create(
         let prepared = store
             .prepare(object_type, None, &raw, &mut BatchClaims::new())
             .map_err(|e| e.to_api())?;
-        Ok::<_, ApiError>(apply(store, object_type, Planned::Create(prepared, associations)))
+        Ok::<_, SimErrorResponse>(apply(store, object_type, Planned::Create(prepared, associations)))
     })?;
     Ok((StatusCode::CREATED, axum::Json(json)).into_response())
 }
@@ -483,7 +485,7 @@ pub async fn update(
     params: Params,
     query: QueryList,
     JsonBody(body): JsonBody<Value>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, SimErrorResponse> {
     let object_type = params.object_type("object_type")?;
     let id = params.text("object_id")?;
     let portal_id = sim.config().portal_id;
@@ -493,13 +495,13 @@ pub async fn update(
         let prepared = store
             .prepare(object_type, Some(target), &raw, &mut BatchClaims::new())
             .map_err(|e| e.to_api())?;
-        Ok::<_, ApiError>(apply(store, object_type, Planned::Update(target, prepared)))
+        Ok::<_, SimErrorResponse>(apply(store, object_type, Planned::Update(target, prepared)))
     })?;
     Ok(axum::Json(json).into_response())
 }
 
 /// `DELETE …/objects/{v}/{type}/{id}` → 204 (also when there was nothing to archive).
-pub async fn archive(State(sim): State<Sim>, params: Params) -> Result<Response, ApiError> {
+pub async fn archive(State(sim): State<Sim>, params: Params) -> Result<Response, SimErrorResponse> {
     let object_type = params.object_type("object_type")?;
     if let Ok(id) = params.text("object_id")?.parse::<u64>() {
         sim.with_store(|store| store.archive(object_type, id, Actor::Integration));
@@ -509,7 +511,7 @@ pub async fn archive(State(sim): State<Sim>, params: Params) -> Result<Response,
 
 /// `GET …/objects/{v}/{type}[?limit=&after=&properties=&archived=]`: pages in id order; `after`
 /// is the last id of the previous page.
-pub async fn list(State(sim): State<Sim>, params: Params, query: QueryList) -> Result<Response, ApiError> {
+pub async fn list(State(sim): State<Sim>, params: Params, query: QueryList) -> Result<Response, SimErrorResponse> {
     let object_type = params.object_type("object_type")?;
     let limit = match query.get("limit") {
         None => 10,
@@ -517,13 +519,15 @@ pub async fn list(State(sim): State<Sim>, params: Params, query: QueryList) -> R
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=MAX_LIST_LIMIT).contains(n))
-            .ok_or_else(|| ApiError::validation(format!("limit must be between 1 and {MAX_LIST_LIMIT}, got {text}")))?,
+            .ok_or_else(|| {
+                SimErrorResponse::validation(format!("limit must be between 1 and {MAX_LIST_LIMIT}, got {text}"))
+            })?,
     };
     let after = match query.get("after") {
         None => 0,
         Some(text) => text
             .parse::<u64>()
-            .map_err(|_| ApiError::validation(format!("after {text:?} is not a valid cursor")))?,
+            .map_err(|_| SimErrorResponse::validation(format!("after {text:?} is not a valid cursor")))?,
     };
     let archived = query.flag("archived");
     let names = property_names(object_type, &query.list("properties"), &[]);
@@ -556,12 +560,12 @@ pub async fn merge(
     State(sim): State<Sim>,
     params: Params,
     JsonBody(body): JsonBody<Value>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, SimErrorResponse> {
     let object_type = params.object_type("object_type")?;
     let id = |field: &str| {
         id_text(&body[field])
             .and_then(|t| t.parse::<u64>().ok())
-            .ok_or_else(|| ApiError::validation(format!("{field} is required and must be a numeric object id")))
+            .ok_or_else(|| SimErrorResponse::validation(format!("{field} is required and must be a numeric object id")))
     };
     let (primary, merged) = (id("primaryObjectId")?, id("objectIdToMerge")?);
     let json = sim.with_store(|store| {
@@ -569,7 +573,7 @@ pub async fn merge(
             .merge(object_type, primary, merged, Actor::Integration)
             .map_err(|e| e.to_api())?;
         let names = property_names(object_type, &[], &[]);
-        Ok::<_, ApiError>(
+        Ok::<_, SimErrorResponse>(
             store
                 .get(object_type, survivor)
                 .map(|o| o.render(&names))

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use crate::error::ApiError;
+use crate::error::SimErrorResponse;
 use crate::http::{JsonBody, Params};
 use crate::model::{ObjectType, iso, now};
 use crate::state::Sim;
@@ -148,22 +148,22 @@ impl Pipelines {
     }
 
     /// Validates a `PipelineInput` and adds the pipeline; `next_id` hands out numeric ids.
-    pub fn create(&mut self, input: &Value, mut next_id: impl FnMut() -> u64) -> Result<&Pipeline, ApiError> {
-        let label = non_empty_text(&input["label"]).ok_or_else(|| ApiError::validation("label is required"))?;
+    pub fn create(&mut self, input: &Value, mut next_id: impl FnMut() -> u64) -> Result<&Pipeline, SimErrorResponse> {
+        let label = non_empty_text(&input["label"]).ok_or_else(|| SimErrorResponse::validation("label is required"))?;
         if self.deals.iter().any(|p| p.label.eq_ignore_ascii_case(&label)) {
-            return Err(ApiError::conflict(format!(
+            return Err(SimErrorResponse::conflict(format!(
                 "A pipeline with label {label:?} already exists."
             )));
         }
         let stage_inputs = input["stages"]
             .as_array()
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| ApiError::validation("stages is required and must hold at least one stage"))?;
+            .ok_or_else(|| SimErrorResponse::validation("stages is required and must hold at least one stage"))?;
         let mut stages: Vec<Stage> = Vec::with_capacity(stage_inputs.len());
         for (index, stage) in stage_inputs.iter().enumerate() {
             let stage = parse_stage(stage, &format!("stages[{index}]."), index as i64, &mut next_id)?;
             if stages.iter().any(|s| s.label.eq_ignore_ascii_case(&stage.label)) {
-                return Err(ApiError::validation(format!(
+                return Err(SimErrorResponse::validation(format!(
                     "stages[{index}].label {:?} is used twice; stage labels must be unique within a pipeline",
                     stage.label
                 )));
@@ -182,15 +182,15 @@ impl Pipelines {
         Ok(self.deals.last().expect("just pushed"))
     }
 
-    fn get_mut(&mut self, id: &str) -> Result<&mut Pipeline, ApiError> {
+    fn get_mut(&mut self, id: &str) -> Result<&mut Pipeline, SimErrorResponse> {
         self.deals
             .iter_mut()
             .find(|p| p.id == id)
-            .ok_or_else(|| ApiError::not_found(format!("Unable to find pipeline {id}")))
+            .ok_or_else(|| SimErrorResponse::not_found(format!("Unable to find pipeline {id}")))
     }
 
     /// Applies a `PipelinePatchInput` (`label`, `displayOrder`); a label another pipeline has is a 409.
-    pub fn update(&mut self, id: &str, patch: &Value) -> Result<&Pipeline, ApiError> {
+    pub fn update(&mut self, id: &str, patch: &Value) -> Result<&Pipeline, SimErrorResponse> {
         let label = optional_label(patch)?;
         let display_order = optional_order(patch)?;
         if let Some(label) = &label
@@ -199,7 +199,7 @@ impl Pipelines {
                 .iter()
                 .any(|p| p.id != id && p.label.eq_ignore_ascii_case(label))
         {
-            return Err(ApiError::conflict(format!(
+            return Err(SimErrorResponse::conflict(format!(
                 "A pipeline with label {label:?} already exists."
             )));
         }
@@ -220,7 +220,7 @@ impl Pipelines {
         pipeline_id: &str,
         input: &Value,
         mut next_id: impl FnMut() -> u64,
-    ) -> Result<&Stage, ApiError> {
+    ) -> Result<&Stage, SimErrorResponse> {
         let pipeline = self.get_mut(pipeline_id)?;
         let stage = parse_stage(input, "", pipeline.stages.len() as i64, &mut next_id)?;
         if pipeline
@@ -228,13 +228,13 @@ impl Pipelines {
             .iter()
             .any(|s| s.label.eq_ignore_ascii_case(&stage.label))
         {
-            return Err(ApiError::conflict(format!(
+            return Err(SimErrorResponse::conflict(format!(
                 "A stage with label {:?} already exists in pipeline {pipeline_id}.",
                 stage.label
             )));
         }
         if pipeline.stages.iter().any(|s| s.id == stage.id) {
-            return Err(ApiError::conflict(format!(
+            return Err(SimErrorResponse::conflict(format!(
                 "A stage with id {:?} already exists in pipeline {pipeline_id}.",
                 stage.id
             )));
@@ -246,7 +246,12 @@ impl Pipelines {
 
     /// Applies a `PipelineStagePatchInput`: `metadata` is required (with a probability in 0.0..=1.0
     /// for deal stages) and replaces the stage's; `label` and `displayOrder` change when given.
-    pub fn update_stage(&mut self, pipeline_id: &str, stage_id: &str, patch: &Value) -> Result<&Stage, ApiError> {
+    pub fn update_stage(
+        &mut self,
+        pipeline_id: &str,
+        stage_id: &str,
+        patch: &Value,
+    ) -> Result<&Stage, SimErrorResponse> {
         let label = optional_label(patch)?;
         let display_order = optional_order(patch)?;
         let (probability, is_closed) = parse_metadata(&patch["metadata"], "")?;
@@ -257,16 +262,15 @@ impl Pipelines {
                 .iter()
                 .any(|s| s.id != stage_id && s.label.eq_ignore_ascii_case(label))
         {
-            return Err(ApiError::conflict(format!(
+            return Err(SimErrorResponse::conflict(format!(
                 "A stage with label {label:?} already exists in pipeline {pipeline_id}."
             )));
         }
         let at = now();
         pipeline.updated_at = at;
-        let stage =
-            pipeline.stages.iter_mut().find(|s| s.id == stage_id).ok_or_else(|| {
-                ApiError::not_found(format!("Unable to find stage {stage_id} in pipeline {pipeline_id}"))
-            })?;
+        let stage = pipeline.stages.iter_mut().find(|s| s.id == stage_id).ok_or_else(|| {
+            SimErrorResponse::not_found(format!("Unable to find stage {stage_id} in pipeline {pipeline_id}"))
+        })?;
         if let Some(label) = label {
             stage.label = label;
         }
@@ -280,12 +284,12 @@ impl Pipelines {
     }
 
     /// Removes a stage (the caller checks that no live deal is in it).
-    pub fn delete_stage(&mut self, pipeline_id: &str, stage_id: &str) -> Result<(), ApiError> {
+    pub fn delete_stage(&mut self, pipeline_id: &str, stage_id: &str) -> Result<(), SimErrorResponse> {
         let pipeline = self.get_mut(pipeline_id)?;
         let before = pipeline.stages.len();
         pipeline.stages.retain(|s| s.id != stage_id);
         if pipeline.stages.len() == before {
-            return Err(ApiError::not_found(format!(
+            return Err(SimErrorResponse::not_found(format!(
                 "Unable to find stage {stage_id} in pipeline {pipeline_id}"
             )));
         }
@@ -300,9 +304,9 @@ fn parse_stage(
     field: &str,
     default_order: i64,
     next_id: &mut impl FnMut() -> u64,
-) -> Result<Stage, ApiError> {
-    let label =
-        non_empty_text(&input["label"]).ok_or_else(|| ApiError::validation(format!("{field}label is required")))?;
+) -> Result<Stage, SimErrorResponse> {
+    let label = non_empty_text(&input["label"])
+        .ok_or_else(|| SimErrorResponse::validation(format!("{field}label is required")))?;
     let (probability, is_closed) = parse_metadata(&input["metadata"], field)?;
     let display_order = optional_order(input)?.unwrap_or(default_order);
     let id = non_empty_text(&input["stageId"]).unwrap_or_else(|| next_id().to_string());
@@ -319,14 +323,14 @@ fn parse_stage(
 }
 
 /// A deal stage's `metadata`: the probability (required, 0.0..=1.0) and the closed flag.
-fn parse_metadata(metadata: &Value, field: &str) -> Result<(String, bool), ApiError> {
+fn parse_metadata(metadata: &Value, field: &str) -> Result<(String, bool), SimErrorResponse> {
     if !metadata.is_object() {
-        return Err(ApiError::validation(format!(
+        return Err(SimErrorResponse::validation(format!(
             "{field}metadata is required and must be an object"
         )));
     }
     let probability = probability_text(&metadata["probability"]).ok_or_else(|| {
-        ApiError::validation(format!(
+        SimErrorResponse::validation(format!(
             "{field}metadata.probability is required for deal stages and must be between 0.0 and 1.0, got {}",
             metadata["probability"]
         ))
@@ -339,22 +343,22 @@ fn parse_metadata(metadata: &Value, field: &str) -> Result<(String, bool), ApiEr
     Ok((probability, is_closed))
 }
 
-fn optional_label(patch: &Value) -> Result<Option<String>, ApiError> {
+fn optional_label(patch: &Value) -> Result<Option<String>, SimErrorResponse> {
     match &patch["label"] {
         Value::Null => Ok(None),
         value => non_empty_text(value)
             .map(Some)
-            .ok_or_else(|| ApiError::validation("label must be a non-empty string")),
+            .ok_or_else(|| SimErrorResponse::validation("label must be a non-empty string")),
     }
 }
 
-fn optional_order(patch: &Value) -> Result<Option<i64>, ApiError> {
+fn optional_order(patch: &Value) -> Result<Option<i64>, SimErrorResponse> {
     match &patch["displayOrder"] {
         Value::Null => Ok(None),
         value => value
             .as_i64()
             .map(Some)
-            .ok_or_else(|| ApiError::validation("displayOrder must be an integer")),
+            .ok_or_else(|| SimErrorResponse::validation("displayOrder must be an integer")),
     }
 }
 
@@ -376,10 +380,10 @@ fn probability_text(value: &Value) -> Option<String> {
     (0.0..=1.0).contains(&p).then(|| format!("{p:?}"))
 }
 
-fn deals_only(params: &Params) -> Result<(), ApiError> {
+fn deals_only(params: &Params) -> Result<(), SimErrorResponse> {
     match params.object_type("object_type")? {
         ObjectType::Deals => Ok(()),
-        other => Err(ApiError::validation(format!(
+        other => Err(SimErrorResponse::validation(format!(
             "the simulator keeps pipelines for deals only, not {}",
             other.plural()
         ))),
@@ -387,7 +391,7 @@ fn deals_only(params: &Params) -> Result<(), ApiError> {
 }
 
 /// `GET …/pipelines/{v}/deals`.
-pub async fn list(State(sim): State<Sim>, params: Params) -> Result<Response, ApiError> {
+pub async fn list(State(sim): State<Sim>, params: Params) -> Result<Response, SimErrorResponse> {
     deals_only(&params)?;
     let results = sim.with_store(|store| store.pipelines.to_json());
     Ok(axum::Json(json!({"results": results})).into_response())
@@ -398,7 +402,7 @@ pub async fn create(
     State(sim): State<Sim>,
     params: Params,
     JsonBody(input): JsonBody<Value>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, SimErrorResponse> {
     deals_only(&params)?;
     let json = sim.with_store(|store| {
         let ids = &mut store.ids;
@@ -408,12 +412,12 @@ pub async fn create(
 }
 
 /// `GET …/pipelines/{v}/deals/{pipelineId}`.
-pub async fn get(State(sim): State<Sim>, params: Params) -> Result<Response, ApiError> {
+pub async fn get(State(sim): State<Sim>, params: Params) -> Result<Response, SimErrorResponse> {
     deals_only(&params)?;
     let id = params.text("pipeline_id")?;
     sim.with_store(|store| store.pipelines.get(&id).map(Pipeline::to_json))
         .map(|json| axum::Json(json).into_response())
-        .ok_or_else(|| ApiError::not_found(format!("Unable to find pipeline {id}")))
+        .ok_or_else(|| SimErrorResponse::not_found(format!("Unable to find pipeline {id}")))
 }
 
 /// `PATCH …/pipelines/{v}/deals/{pipelineId}` (`PipelinePatchInput`) → 200 with the pipeline.
@@ -421,7 +425,7 @@ pub async fn update(
     State(sim): State<Sim>,
     params: Params,
     JsonBody(patch): JsonBody<Value>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, SimErrorResponse> {
     deals_only(&params)?;
     let id = params.text("pipeline_id")?;
     let json = sim.with_store(|store| store.pipelines.update(&id, &patch).map(Pipeline::to_json))?;
@@ -433,7 +437,7 @@ pub async fn create_stage(
     State(sim): State<Sim>,
     params: Params,
     JsonBody(input): JsonBody<Value>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, SimErrorResponse> {
     deals_only(&params)?;
     let id = params.text("pipeline_id")?;
     let json = sim.with_store(|store| {
@@ -452,7 +456,7 @@ pub async fn update_stage(
     State(sim): State<Sim>,
     params: Params,
     JsonBody(patch): JsonBody<Value>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, SimErrorResponse> {
     deals_only(&params)?;
     let (id, stage_id) = (params.text("pipeline_id")?, params.text("stage_id")?);
     let json = sim.with_store(|store| store.pipelines.update_stage(&id, &stage_id, &patch).map(Stage::to_json))?;
@@ -461,7 +465,7 @@ pub async fn update_stage(
 
 /// `DELETE …/pipelines/{v}/deals/{pipelineId}/stages/{stageId}` → 204; refused (400) while a live
 /// deal is in the stage.
-pub async fn delete_stage(State(sim): State<Sim>, params: Params) -> Result<Response, ApiError> {
+pub async fn delete_stage(State(sim): State<Sim>, params: Params) -> Result<Response, SimErrorResponse> {
     deals_only(&params)?;
     let (id, stage_id) = (params.text("pipeline_id")?, params.text("stage_id")?);
     sim.with_store(|store| {
@@ -472,7 +476,7 @@ pub async fn delete_stage(State(sim): State<Sim>, params: Params) -> Result<Resp
             })
             .count();
         if in_use > 0 {
-            return Err(ApiError::validation(format!(
+            return Err(SimErrorResponse::validation(format!(
                 "Stage {stage_id} of pipeline {id} holds {in_use} deals; move them before deleting the stage"
             )));
         }
@@ -482,7 +486,7 @@ pub async fn delete_stage(State(sim): State<Sim>, params: Params) -> Result<Resp
 }
 
 /// `GET …/pipelines/{v}/deals/{pipelineId}/stages`.
-pub async fn stages(State(sim): State<Sim>, params: Params) -> Result<Response, ApiError> {
+pub async fn stages(State(sim): State<Sim>, params: Params) -> Result<Response, SimErrorResponse> {
     deals_only(&params)?;
     let id = params.text("pipeline_id")?;
     sim.with_store(|store| {
@@ -492,7 +496,7 @@ pub async fn stages(State(sim): State<Sim>, params: Params) -> Result<Response, 
             .map(|p| p.stages.iter().map(Stage::to_json).collect::<Vec<_>>())
     })
     .map(|stages| axum::Json(json!({"results": stages})).into_response())
-    .ok_or_else(|| ApiError::not_found(format!("Unable to find pipeline {id}")))
+    .ok_or_else(|| SimErrorResponse::not_found(format!("Unable to find pipeline {id}")))
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::error::ApiError;
+use crate::error::SimErrorResponse;
 use crate::http::{JsonBody, Params, batch_answer};
 use crate::model::{ObjectType, iso, now};
 use crate::state::Sim;
@@ -207,7 +207,11 @@ impl Schema {
     }
 
     /// Validates a `PropertyCreate` body and adds the property.
-    pub fn create_property(&mut self, object_type: ObjectType, input: &Value) -> Result<&PropertyDef, ApiError> {
+    pub fn create_property(
+        &mut self,
+        object_type: ObjectType,
+        input: &Value,
+    ) -> Result<&PropertyDef, SimErrorResponse> {
         let text = |field: &str| {
             input[field]
                 .as_str()
@@ -215,36 +219,38 @@ impl Schema {
                 .filter(|s| !s.is_empty())
                 .map(str::to_string)
         };
-        let name = text("name").ok_or_else(|| ApiError::validation("name is required"))?;
+        let name = text("name").ok_or_else(|| SimErrorResponse::validation("name is required"))?;
         if !name.starts_with(|c: char| c.is_ascii_lowercase())
             || !name
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         {
-            return Err(ApiError::validation(format!(
+            return Err(SimErrorResponse::validation(format!(
                 "name {name:?} is not valid: use lowercase letters, digits and underscores, starting with a letter"
             )));
         }
-        let label = text("label").ok_or_else(|| ApiError::validation("label is required"))?;
-        let kind = text("type").ok_or_else(|| ApiError::validation("type is required"))?;
+        let label = text("label").ok_or_else(|| SimErrorResponse::validation("label is required"))?;
+        let kind = text("type").ok_or_else(|| SimErrorResponse::validation("type is required"))?;
         if !TYPES.contains(&kind.as_str()) {
-            return Err(ApiError::validation(format!("type {kind:?} is not one of {TYPES:?}")));
+            return Err(SimErrorResponse::validation(format!(
+                "type {kind:?} is not one of {TYPES:?}"
+            )));
         }
-        let field_type = text("fieldType").ok_or_else(|| ApiError::validation("fieldType is required"))?;
+        let field_type = text("fieldType").ok_or_else(|| SimErrorResponse::validation("fieldType is required"))?;
         if !FIELD_TYPES.contains(&field_type.as_str()) {
-            return Err(ApiError::validation(format!(
+            return Err(SimErrorResponse::validation(format!(
                 "fieldType {field_type:?} is not one of {FIELD_TYPES:?}"
             )));
         }
-        let group_name = text("groupName").ok_or_else(|| ApiError::validation("groupName is required"))?;
+        let group_name = text("groupName").ok_or_else(|| SimErrorResponse::validation("groupName is required"))?;
         if self.group(object_type, &group_name).is_none() {
-            return Err(ApiError::validation(format!(
+            return Err(SimErrorResponse::validation(format!(
                 "groupName {group_name:?} does not exist for {}; create the group first",
                 object_type.plural()
             )));
         }
         if self.get(object_type, &name).is_some() {
-            return Err(ApiError::new(
+            return Err(SimErrorResponse::new(
                 StatusCode::CONFLICT,
                 "OBJECT_ALREADY_EXISTS",
                 format!("Property named '{name}' already exists."),
@@ -252,7 +258,7 @@ impl Schema {
         }
         let has_unique_value = input["hasUniqueValue"].as_bool().unwrap_or(false);
         if has_unique_value && self.all(object_type).filter(|p| p.has_unique_value).count() >= MAX_UNIQUE_PROPERTIES {
-            return Err(ApiError::validation(format!(
+            return Err(SimErrorResponse::validation(format!(
                 "{} already has {MAX_UNIQUE_PROPERTIES} unique properties, the most HubSpot allows",
                 object_type.plural()
             )));
@@ -260,7 +266,7 @@ impl Schema {
         let options: Vec<PropertyOption> = match &input["options"] {
             Value::Null => Vec::new(),
             value => serde_json::from_value(value.clone())
-                .map_err(|e| ApiError::validation(format!("options is not a list of {{label, value}}: {e}")))?,
+                .map_err(|e| SimErrorResponse::validation(format!("options is not a list of {{label, value}}: {e}")))?,
         };
         let at = now();
         let def = PropertyDef {
@@ -285,7 +291,7 @@ impl Schema {
     }
 
     /// Validates a `PropertyGroupCreate` body and adds the group.
-    pub fn create_group(&mut self, object_type: ObjectType, input: &Value) -> Result<&PropertyGroup, ApiError> {
+    pub fn create_group(&mut self, object_type: ObjectType, input: &Value) -> Result<&PropertyGroup, SimErrorResponse> {
         let text = |field: &str| {
             input[field]
                 .as_str()
@@ -293,10 +299,10 @@ impl Schema {
                 .filter(|s| !s.is_empty())
                 .map(str::to_string)
         };
-        let name = text("name").ok_or_else(|| ApiError::validation("name is required"))?;
-        let label = text("label").ok_or_else(|| ApiError::validation("label is required"))?;
+        let name = text("name").ok_or_else(|| SimErrorResponse::validation("name is required"))?;
+        let label = text("label").ok_or_else(|| SimErrorResponse::validation("label is required"))?;
         if self.group(object_type, &name).is_some() {
-            return Err(ApiError::new(
+            return Err(SimErrorResponse::new(
                 StatusCode::CONFLICT,
                 "OBJECT_ALREADY_EXISTS",
                 format!("Property group named '{name}' already exists."),
@@ -440,19 +446,21 @@ fn capitalize(word: &str) -> String {
 }
 
 /// `GET …/properties/{v}/{objectType}`.
-pub async fn list(State(sim): State<Sim>, params: Params) -> Result<Response, ApiError> {
+pub async fn list(State(sim): State<Sim>, params: Params) -> Result<Response, SimErrorResponse> {
     let object_type = params.object_type("object_type")?;
     let results: Vec<Value> = sim.with_store(|store| store.schema.all(object_type).map(PropertyDef::to_json).collect());
     Ok(axum::Json(json!({"results": results})).into_response())
 }
 
 /// `GET …/properties/{v}/{objectType}/{propertyName}`.
-pub async fn get(State(sim): State<Sim>, params: Params) -> Result<Response, ApiError> {
+pub async fn get(State(sim): State<Sim>, params: Params) -> Result<Response, SimErrorResponse> {
     let object_type = params.object_type("object_type")?;
     let name = params.text("property_name")?;
     sim.with_store(|store| store.schema.get(object_type, &name).map(PropertyDef::to_json))
         .map(|json| axum::Json(json).into_response())
-        .ok_or_else(|| ApiError::not_found(format!("Unable to find property {name} on {}", object_type.plural())))
+        .ok_or_else(|| {
+            SimErrorResponse::not_found(format!("Unable to find property {name} on {}", object_type.plural()))
+        })
 }
 
 /// `POST …/properties/{v}/{objectType}` → 201.
@@ -460,7 +468,7 @@ pub async fn create(
     State(sim): State<Sim>,
     params: Params,
     JsonBody(input): JsonBody<Value>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, SimErrorResponse> {
     let object_type = params.object_type("object_type")?;
     let json = sim.with_store(|store| {
         store
@@ -476,11 +484,11 @@ pub async fn batch_create(
     State(sim): State<Sim>,
     params: Params,
     JsonBody(input): JsonBody<Value>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, SimErrorResponse> {
     let object_type = params.object_type("object_type")?;
     let inputs = input["inputs"]
         .as_array()
-        .ok_or_else(|| ApiError::validation("inputs is required"))?;
+        .ok_or_else(|| SimErrorResponse::validation("inputs is required"))?;
     let started = iso(now());
     let (results, errors): (Vec<Value>, Vec<Value>) = sim.with_store(|store| {
         let mut results = Vec::new();
@@ -500,7 +508,7 @@ pub async fn batch_create(
 }
 
 /// `GET …/properties/{v}/{objectType}/groups`.
-pub async fn list_groups(State(sim): State<Sim>, params: Params) -> Result<Response, ApiError> {
+pub async fn list_groups(State(sim): State<Sim>, params: Params) -> Result<Response, SimErrorResponse> {
     let object_type = params.object_type("object_type")?;
     let results: Vec<Value> = sim.with_store(|store| {
         store
@@ -516,13 +524,13 @@ pub async fn list_groups(State(sim): State<Sim>, params: Params) -> Result<Respo
 }
 
 /// `GET …/properties/{v}/{objectType}/groups/{groupName}`.
-pub async fn get_group(State(sim): State<Sim>, params: Params) -> Result<Response, ApiError> {
+pub async fn get_group(State(sim): State<Sim>, params: Params) -> Result<Response, SimErrorResponse> {
     let object_type = params.object_type("object_type")?;
     let name = params.text("group_name")?;
     sim.with_store(|store| store.schema.group(object_type, &name).map(PropertyGroup::to_json))
         .map(|json| axum::Json(json).into_response())
         .ok_or_else(|| {
-            ApiError::not_found(format!(
+            SimErrorResponse::not_found(format!(
                 "Unable to find property group {name} on {}",
                 object_type.plural()
             ))
@@ -534,7 +542,7 @@ pub async fn create_group(
     State(sim): State<Sim>,
     params: Params,
     JsonBody(input): JsonBody<Value>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, SimErrorResponse> {
     let object_type = params.object_type("object_type")?;
     let json = sim.with_store(|store| {
         store

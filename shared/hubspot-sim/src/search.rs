@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::error::ApiError;
+use crate::error::SimErrorResponse;
 use crate::http::{JsonBody, Params};
 use crate::model::{CrmObject, ObjectType, id_text, property_names, value_text};
 use crate::state::{Sim, Store};
@@ -149,7 +149,7 @@ impl<'a> Compiled<'a> {
     }
 }
 
-fn compile<'a>(store: &Store, object_type: ObjectType, filter: &'a Filter) -> Result<Compiled<'a>, ApiError> {
+fn compile<'a>(store: &Store, object_type: ObjectType, filter: &'a Filter) -> Result<Compiled<'a>, SimErrorResponse> {
     const OPERATORS: [&str; 13] = [
         "EQ",
         "NEQ",
@@ -166,7 +166,7 @@ fn compile<'a>(store: &Store, object_type: ObjectType, filter: &'a Filter) -> Re
         "NOT_CONTAINS_TOKEN",
     ];
     if !OPERATORS.contains(&filter.operator.as_str()) {
-        return Err(ApiError::validation(format!(
+        return Err(SimErrorResponse::validation(format!(
             "filter on {}: operator {:?} is not one of {OPERATORS:?}",
             filter.property_name, filter.operator
         )));
@@ -176,26 +176,26 @@ fn compile<'a>(store: &Store, object_type: ObjectType, filter: &'a Filter) -> Re
         "HAS_PROPERTY" | "NOT_HAS_PROPERTY" | "IN" | "NOT_IN"
     );
     if needs_value && filter.value.is_none() {
-        return Err(ApiError::validation(format!(
+        return Err(SimErrorResponse::validation(format!(
             "filter on {}: {} needs a value",
             filter.property_name, filter.operator
         )));
     }
     if matches!(filter.operator.as_str(), "IN" | "NOT_IN") && filter.values.is_none() {
-        return Err(ApiError::validation(format!(
+        return Err(SimErrorResponse::validation(format!(
             "filter on {}: {} needs values",
             filter.property_name, filter.operator
         )));
     }
     if filter.operator == "BETWEEN" && filter.high_value.is_none() {
-        return Err(ApiError::validation(format!(
+        return Err(SimErrorResponse::validation(format!(
             "filter on {}: BETWEEN needs a highValue",
             filter.property_name
         )));
     }
     if let Some(target) = filter.property_name.strip_prefix("associations.") {
         let association = ObjectType::parse(target).ok_or_else(|| {
-            ApiError::validation(format!(
+            SimErrorResponse::validation(format!(
                 "filter property {}: unknown object type {target}",
                 filter.property_name
             ))
@@ -208,7 +208,7 @@ fn compile<'a>(store: &Store, object_type: ObjectType, filter: &'a Filter) -> Re
         filter.property_name.as_str()
     };
     let def = store.schema.get(object_type, name).ok_or_else(|| {
-        ApiError::validation(format!(
+        SimErrorResponse::validation(format!(
             "filter property {} does not exist on {}",
             filter.property_name,
             object_type.plural()
@@ -276,7 +276,7 @@ impl Compiled<'_> {
 }
 
 /// `(property, descending)` from either `{"propertyName", "direction"}` or `"-name"`.
-fn parse_sort(sort: &Value) -> Result<(String, bool), ApiError> {
+fn parse_sort(sort: &Value) -> Result<(String, bool), SimErrorResponse> {
     match sort {
         Value::String(text) => Ok(match text.strip_prefix('-') {
             Some(name) => (name.to_string(), true),
@@ -285,7 +285,7 @@ fn parse_sort(sort: &Value) -> Result<(String, bool), ApiError> {
         Value::Object(_) => {
             let name = sort["propertyName"]
                 .as_str()
-                .ok_or_else(|| ApiError::validation("sorts[0].propertyName is required"))?;
+                .ok_or_else(|| SimErrorResponse::validation("sorts[0].propertyName is required"))?;
             Ok((
                 name.to_string(),
                 sort["direction"]
@@ -293,7 +293,7 @@ fn parse_sort(sort: &Value) -> Result<(String, bool), ApiError> {
                     .is_some_and(|d| d.eq_ignore_ascii_case("DESCENDING")),
             ))
         }
-        _ => Err(ApiError::validation(
+        _ => Err(SimErrorResponse::validation(
             "sorts[0] must be a property name or {propertyName, direction}",
         )),
     }
@@ -304,25 +304,27 @@ pub async fn search(
     State(sim): State<Sim>,
     params: Params,
     JsonBody(body): JsonBody<Value>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, SimErrorResponse> {
     let object_type = params.object_type("object_type")?;
-    let request: SearchRequest =
-        serde_json::from_value(body).map_err(|e| ApiError::validation(format!("Invalid search request: {e}")))?;
+    let request: SearchRequest = serde_json::from_value(body)
+        .map_err(|e| SimErrorResponse::validation(format!("Invalid search request: {e}")))?;
     let limit = match &request.limit {
         None => 10,
         Some(value) => id_text(value)
             .and_then(|t| t.parse::<usize>().ok())
             .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| ApiError::validation(format!("limit must be between 1 and {MAX_LIMIT}, got {value}")))?,
+            .ok_or_else(|| {
+                SimErrorResponse::validation(format!("limit must be between 1 and {MAX_LIMIT}, got {value}"))
+            })?,
     };
     let after = match &request.after {
         None => 0,
         Some(value) => id_text(value)
             .and_then(|t| if t.is_empty() { Some(0) } else { t.parse::<usize>().ok() })
-            .ok_or_else(|| ApiError::validation(format!("after {value} is not a valid paging cursor")))?,
+            .ok_or_else(|| SimErrorResponse::validation(format!("after {value} is not a valid paging cursor")))?,
     };
     if after >= MAX_RESULTS {
-        return Err(ApiError::validation(format!(
+        return Err(SimErrorResponse::validation(format!(
             "after {after} is past the search API's limit of {MAX_RESULTS} results per query; narrow the filters"
         )));
     }
@@ -334,12 +336,12 @@ pub async fn search(
             .any(|g| g.filters.len() > MAX_FILTERS_PER_GROUP)
         || total_filters > MAX_FILTERS
     {
-        return Err(ApiError::validation(format!(
+        return Err(SimErrorResponse::validation(format!(
             "at most {MAX_GROUPS} filterGroups of {MAX_FILTERS_PER_GROUP} filters each and {MAX_FILTERS} filters in total are allowed"
         )));
     }
     if request.sorts.len() > 1 {
-        return Err(ApiError::validation("only one sort is allowed"));
+        return Err(SimErrorResponse::validation("only one sort is allowed"));
     }
     let sort = request.sorts.first().map(parse_sort).transpose()?;
     let names = property_names(object_type, &request.properties, &[]);
@@ -407,7 +409,7 @@ pub async fn search(
             .iter()
             .map(|o| o.render(&names))
             .collect();
-        Ok::<_, ApiError>((hits.len(), page))
+        Ok::<_, SimErrorResponse>((hits.len(), page))
     })?;
     let mut body = json!({"total": total, "results": results});
     if after + limit < total {

@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use tower::Service;
 
 use crate::config::{FaultConfig, FaultKind, SimConfig, WebhookTarget};
-use crate::error::ApiError;
+use crate::error::SimErrorResponse;
 use crate::limits::{Admission, apply_headers};
 use crate::state::{Sim, lock};
 use crate::{SimError, admin, associations, faults, objects, pipelines, properties, search};
@@ -177,7 +177,7 @@ fn router(sim: Sim) -> Router {
     Router::new()
         .merge(api)
         .merge(admin::routes())
-        .fallback(|| async { ApiError::not_found("resource not found") })
+        .fallback(|| async { SimErrorResponse::not_found("resource not found") })
         .with_state(sim)
 }
 
@@ -255,7 +255,7 @@ async fn gate(State(sim): State<Sim>, matched: Option<MatchedPath>, request: Req
         .to_string();
     if token.is_empty() || token != sim.config().access_token {
         record("401");
-        return ApiError::unauthenticated().into_response();
+        return SimErrorResponse::unauthenticated().into_response();
     }
 
     let is_search = request.method() == Method::POST && path.ends_with("/search");
@@ -313,7 +313,7 @@ async fn gate(State(sim): State<Sim>, matched: Option<MatchedPath>, request: Req
                 None => {
                     tracing::warn!("drop-after-write fault outside the simulator's accept loop; answering 500");
                     drop(response);
-                    ApiError::new(
+                    SimErrorResponse::new(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "INTERNAL_ERROR",
                         "connection drop unavailable",

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::associations::Associations;
 use crate::config::SimConfig;
-use crate::error::{ApiError, PropertyError};
+use crate::error::{PropertyError, SimErrorResponse};
 use crate::events::{ChangeEvent, ChangeKind};
 use crate::faults::Faults;
 use crate::limits::Limits;
@@ -50,12 +50,12 @@ pub enum WriteError {
 }
 
 impl WriteError {
-    pub fn to_api(&self) -> ApiError {
+    pub fn to_api(&self) -> SimErrorResponse {
         match self {
-            Self::Invalid(errors) => ApiError::invalid_properties(errors),
-            Self::Conflict(message) => ApiError::conflict(message.clone()),
-            Self::NotFound(message) => ApiError::not_found(message.clone()),
-            Self::BadRequest(message) => ApiError::validation(message.clone()),
+            Self::Invalid(errors) => SimErrorResponse::invalid_properties(errors),
+            Self::Conflict(message) => SimErrorResponse::conflict(message.clone()),
+            Self::NotFound(message) => SimErrorResponse::not_found(message.clone()),
+            Self::BadRequest(message) => SimErrorResponse::validation(message.clone()),
         }
     }
 }

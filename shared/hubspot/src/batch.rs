@@ -262,7 +262,7 @@ pub(crate) fn assign<R: Clone>(
         let traces = context_values(body.context.as_ref(), "objectWriteTraceId");
         let mut naturals = context_values(body.context.as_ref(), "ids");
         naturals.extend(context_pairs(body.context.as_ref()));
-        let api = body.into_api_error(origin.method, origin.path, origin.status);
+        let api = body.into_error_response(origin.method, origin.path, origin.status);
         let mut targets: Vec<usize> = traces
             .iter()
             .filter_map(|t| t.parse::<usize>().ok())
@@ -331,7 +331,7 @@ fn not_found(origin: &Origin<'_>, index: usize) -> HubSpotError {
         category: Some("OBJECT_NOT_FOUND".into()),
         ..ErrorBody::default()
     }
-    .into_api_error(origin.method, origin.path, 404);
+    .into_error_response(origin.method, origin.path, 404);
     api.input_index = Some(index);
     HubSpotError::Api(Box::new(api))
 }

@@ -71,7 +71,7 @@ pub struct ErrorDetail {
 
 /// An error answer from HubSpot, for a whole call or, inside a 207 multi-status answer, for one input.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ApiError {
+pub struct HubSpotErrorResponse {
     /// HTTP method and path (without query) of the call.
     pub method: String,
     pub path: String,
@@ -95,7 +95,7 @@ pub struct ApiError {
     pub object_write_trace_id: Option<String>,
 }
 
-impl fmt::Display for ApiError {
+impl fmt::Display for HubSpotErrorResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "HubSpot {} {} answered {}", self.method, self.path, self.status)?;
         if let Some(category) = &self.category {
@@ -126,7 +126,7 @@ impl fmt::Display for ApiError {
 pub enum HubSpotError {
     /// HubSpot answered with an error status or reported a per-input error in a batch answer.
     #[error("{0}")]
-    Api(Box<ApiError>),
+    Api(Box<HubSpotErrorResponse>),
     /// No complete answer within the configured request timeout. The request may have been applied.
     #[error("HubSpot {method} {path} timed out after {timeout:?}")]
     Timeout {
@@ -210,7 +210,7 @@ impl HubSpotError {
     }
 
     /// The API error details, if HubSpot answered with an error.
-    pub fn api(&self) -> Option<&ApiError> {
+    pub fn api(&self) -> Option<&HubSpotErrorResponse> {
         match self {
             HubSpotError::Api(api) => Some(api),
             _ => None,
@@ -234,7 +234,7 @@ impl HubSpotError {
     }
 }
 
-impl ApiError {
+impl HubSpotErrorResponse {
     /// See [`HubSpotError::class`].
     pub fn class(&self) -> ErrorClass {
         let retry = |wait: Option<Duration>| ErrorClass::Retryable { suggested_wait: wait };
@@ -305,7 +305,7 @@ impl ErrorBody {
     }
 
     /// Builds the API error of a call (or, with `input_index`, of one input).
-    pub(crate) fn into_api_error(self, method: &str, path: &str, status: u16) -> ApiError {
+    pub(crate) fn into_error_response(self, method: &str, path: &str, status: u16) -> HubSpotErrorResponse {
         let message = self.message.unwrap_or_default();
         let existing_id = parse_existing_id(&message);
         // A per-input error carries its own status ("error", or a number in some APIs).
@@ -319,7 +319,7 @@ impl ErrorBody {
             })
             .filter(|s| (100..600).contains(s))
             .unwrap_or(status);
-        ApiError {
+        HubSpotErrorResponse {
             method: method.to_owned(),
             path: path.to_owned(),
             status,
@@ -367,8 +367,8 @@ pub fn parse_existing_id(message: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn api(status: u16, body: &str) -> ApiError {
-        ErrorBody::parse(body.as_bytes()).into_api_error("POST", "/crm/objects/2026-03/deals/batch/upsert", status)
+    fn api(status: u16, body: &str) -> HubSpotErrorResponse {
+        ErrorBody::parse(body.as_bytes()).into_error_response("POST", "/crm/objects/2026-03/deals/batch/upsert", status)
     }
 
     #[test]

@@ -15,7 +15,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::config::HubSpotConfig;
-use crate::error::{ApiError, ErrorBody, ErrorClass, HubSpotError};
+use crate::error::{ErrorBody, ErrorClass, HubSpotError, HubSpotErrorResponse};
 use crate::limiter::{Lane, Limiters, WindowHeaders};
 
 /// Counters of what the client sent and received, for benchmarks, tests and run logs.
@@ -278,7 +278,7 @@ impl Transport {
             let body = T::deserialize(value).map_err(decode)?;
             return Ok((status, body));
         }
-        let mut api = ErrorBody::parse(&bytes).into_api_error(method, &path, status);
+        let mut api = ErrorBody::parse(&bytes).into_error_response(method, &path, status);
         api.suggested_wait = self.suggested_wait(status, &headers, &api);
         if status == 429 {
             bump(&self.counters.responses_429);
@@ -305,7 +305,7 @@ impl Transport {
 
     /// HubSpot's hint of how long to wait: `Retry-After` (seconds) if sent, else for a rolling-window 429 the
     /// window length (`X-HubSpot-RateLimit-Interval-Milliseconds`, else the configured window).
-    fn suggested_wait(&self, status: u16, headers: &HeaderMap, api: &ApiError) -> Option<Duration> {
+    fn suggested_wait(&self, status: u16, headers: &HeaderMap, api: &HubSpotErrorResponse) -> Option<Duration> {
         let retry_after = headers
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())

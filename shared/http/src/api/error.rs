@@ -1,5 +1,6 @@
-//! How the API answers failures: input errors name the field and the reason, conflicts and missing references say
-//! which field, and database trouble is a 503 that shows no internals (it is logged with its cause instead).
+//! How the API's failures become [`HttpError`]s, so `?` works on database and pool errors: input errors name the
+//! field and the reason, conflicts and missing references say which field, and database trouble is a 503 that shows
+//! no internals (it is logged with its cause instead).
 
 use axum::http::StatusCode;
 use crmsync_db::DbError;
@@ -74,16 +75,6 @@ impl From<DbError> for HttpError {
 impl From<deadpool_postgres::PoolError> for HttpError {
     fn from(error: deadpool_postgres::PoolError) -> Self {
         unavailable(&error)
-    }
-}
-
-/// What the use cases return on failure: an [`HttpError`], so `?` works on database and pool errors.
-#[derive(Debug)]
-pub struct ApiFailure(pub HttpError);
-
-impl axum::response::IntoResponse for ApiFailure {
-    fn into_response(self) -> axum::response::Response {
-        self.0.into_response()
     }
 }
 
