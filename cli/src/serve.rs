@@ -1,6 +1,6 @@
-//! `crmsync serve`: every handler on one port (ingestion, the dashboard API and page, HubSpot webhooks), the sync schedule, and the retry-queue poller. Without
-//! HUBSPOT_ACCESS_TOKEN it starts the built-in HubSpot simulator, sets it up, syncs to it, and has it deliver its
-//! signed webhooks back to this server.
+//! `crmsync serve`: every handler on one port (ingestion, the dashboard API and page, HubSpot webhooks), the sync
+//! schedule, and the retry-queue poller, all on one connection pool. Without HUBSPOT_ACCESS_TOKEN it starts the
+//! built-in HubSpot simulator, sets it up, syncs to it, and has it deliver its signed webhooks back to this server.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -10,7 +10,12 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use crmsync_app::Config;
 use crmsync_http::ingest::{IngestState, router};
-use crmsync_sync::from_config;
+use crmsync_http::webhook::{ApplyMode, WEBHOOK_PATH};
+use crmsync_hubspot_sim::{HubSpotSim, WebhookTarget};
+use crmsync_queue::SqsRetryQueue;
+use crmsync_sync::{OutboundSync, from_config};
+use secrecy::ExposeSecret;
+use tokio::task::JoinHandle;
 
 pub async fn serve(mut config: Config, bind: SocketAddr) -> anyhow::Result<ExitCode> {
     let Some(api_token) = config.api.api_token.clone() else {
@@ -18,25 +23,11 @@ pub async fn serve(mut config: Config, bind: SocketAddr) -> anyhow::Result<ExitC
     };
     let simulator = match config.hubspot_access_token {
         Some(_) => None,
-        None => {
-            let sim_config = crmsync_hubspot_sim::SimConfig::from_env()?;
-            // The simulator signs its webhooks with our client secret and marks API writes with its app id.
-            let webhook = &mut config.webhook;
-            if webhook.client_secret.is_none() {
-                webhook.client_secret = Some(format!("sim-secret-{}", uuid::Uuid::new_v4().simple()).into());
-            }
-            webhook.app_id.get_or_insert_with(|| sim_config.app_id.to_string());
-            let sim = crmsync_hubspot_sim::HubSpotSim::start(sim_config, "127.0.0.1:0".parse()?).await?;
-            tracing::info!(base_url = %sim.base_url(), "no HUBSPOT_ACCESS_TOKEN: using the built-in HubSpot simulator");
-            config.hubspot_base_url = sim.base_url();
-            config.hubspot_access_token = Some(sim.access_token().to_owned().into());
-            Some(sim)
-        }
+        None => Some(start_simulator(&mut config).await?),
     };
     // One pool per process, shared by every part.
     let pool = config.connect_pool()?;
-    let webhook_state =
-        crmsync_http::webhook::from_config(&config, pool.clone(), crmsync_http::webhook::ApplyMode::Background).await?;
+    let webhook_state = crmsync_http::webhook::from_config(&config, pool.clone(), ApplyMode::Background).await?;
     // One applier per process: the webhook route and the drain share its one-pass-at-a-time lock.
     let sync = Arc::new(
         from_config(&config, pool.clone())
@@ -47,31 +38,10 @@ pub async fn serve(mut config: Config, bind: SocketAddr) -> anyhow::Result<ExitC
     if simulator.is_some() {
         crmsync_app::hubspot_setup::hubspot_setup(sync.store(), sync.hubspot()).await?;
     }
-
-    let schedule = {
-        let sync = Arc::clone(&sync);
-        let interval = config.sync.interval;
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(interval);
-            loop {
-                ticks.tick().await;
-                if let Err(error) = sync.drain("serve", interval).await {
-                    tracing::error!(%error, "scheduled sync failed");
-                }
-            }
-        })
-    };
-    let poller = sync.retry_queue().is_some().then(|| {
-        let sync = Arc::clone(&sync);
-        tokio::spawn(async move {
-            loop {
-                if let Err(error) = sync.poll_retry_queue_once(Duration::from_secs(20)).await {
-                    tracing::warn!(%error, "retry queue poll failed");
-                    tokio::time::sleep(Duration::from_secs(5)).await;
-                }
-            }
-        })
-    });
+    let background = [
+        Some(spawn_schedule(Arc::clone(&sync), config.sync.interval)),
+        sync.retry_queue().is_some().then(|| spawn_retry_poller(Arc::clone(&sync))),
+    ];
 
     let app = router(IngestState::new(pool.clone(), api_token))
         .merge(crmsync_http::api::router(crmsync_http::api::ApiState::new(
@@ -83,10 +53,9 @@ pub async fn serve(mut config: Config, bind: SocketAddr) -> anyhow::Result<ExitC
         .await
         .with_context(|| format!("could not bind {bind}"))?;
     if let (Some(sim), Some(secret)) = (&simulator, &config.webhook.client_secret) {
-        use secrecy::ExposeSecret;
-        let url = format!("http://{}/webhooks/hubspot", listener.local_addr()?);
+        let url = format!("http://{}{WEBHOOK_PATH}", listener.local_addr()?);
         tracing::info!(%url, "the simulator delivers its webhooks here");
-        sim.set_webhook_target(Some(crmsync_hubspot_sim::WebhookTarget {
+        sim.set_webhook_target(Some(WebhookTarget {
             url,
             client_secret: secret.expose_secret().to_owned(),
             send_v1: false,
@@ -96,12 +65,50 @@ pub async fn serve(mut config: Config, bind: SocketAddr) -> anyhow::Result<ExitC
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
-    schedule.abort();
-    if let Some(poller) = poller {
-        poller.abort();
-    }
+    background.into_iter().flatten().for_each(|task| task.abort());
     drop(simulator);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the built-in simulator and points the configuration at it. The simulator signs its webhooks with our
+/// client secret (made up when none is set) and marks API writes with its app id, so echoes are recognised.
+async fn start_simulator(config: &mut Config) -> anyhow::Result<HubSpotSim> {
+    let sim_config = crmsync_hubspot_sim::SimConfig::from_env()?;
+    let webhook = &mut config.webhook;
+    if webhook.client_secret.is_none() {
+        webhook.client_secret = Some(format!("sim-secret-{}", uuid::Uuid::new_v4().simple()).into());
+    }
+    webhook.app_id.get_or_insert_with(|| sim_config.app_id.to_string());
+    let sim = HubSpotSim::start(sim_config, "127.0.0.1:0".parse()?).await?;
+    tracing::info!(base_url = %sim.base_url(), "no HUBSPOT_ACCESS_TOKEN: using the built-in HubSpot simulator");
+    config.hubspot_base_url = sim.base_url();
+    config.hubspot_access_token = Some(sim.access_token().to_owned().into());
+    Ok(sim)
+}
+
+/// Drains the queue every `interval`, the local stand-in for the EventBridge schedule.
+fn spawn_schedule(sync: Arc<OutboundSync<SqsRetryQueue>>, interval: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        loop {
+            ticks.tick().await;
+            if let Err(error) = sync.drain("serve", interval).await {
+                tracing::error!(%error, "scheduled sync failed");
+            }
+        }
+    })
+}
+
+/// Long-polls the retry queue, the local stand-in for the Lambda's SQS event source.
+fn spawn_retry_poller(sync: Arc<OutboundSync<SqsRetryQueue>>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if let Err(error) = sync.poll_retry_queue_once(Duration::from_secs(20)).await {
+                tracing::warn!(%error, "retry queue poll failed");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    })
 }
 
 async fn shutdown_signal() {
