@@ -44,7 +44,9 @@ async fn the_deals_page_needs_the_bearer_token_and_then_lists_the_deals() {
     seed_one_deal(&db).await;
     let function = start(&db).await;
 
-    let refused = function.request(&api_request("GET", "/api/deals").query("limit=10")).await;
+    let refused = function
+        .request(&api_request("GET", "/api/deals").query("limit=10"))
+        .await;
     assert_eq!(refused.status, 401, "{}", refused.body);
     assert_eq!(refused.header("content-type"), Some("application/json"));
     assert_eq!(refused.json()["error"]["code"], "unauthorized", "{}", refused.body);
