@@ -89,6 +89,14 @@ impl Deployed {
         assert!(report.rejected.is_empty(), "{report:?}");
     }
 
+    /// One tick of the 5-minute schedule: EventBridge Scheduler's default event.
+    async fn tick(&self) -> Value {
+        self.function
+            .invoke(scheduler_event("crmsync-outbound-sync-every-5-minutes"))
+            .await
+            .expect("a drain report")
+    }
+
     /// The simulator's records of `object_type`, by their crmsync_id property.
     async fn hubspot_ids(&self, object_type: &str) -> Vec<String> {
         let url = format!("{}/__sim/state?type={object_type}", self.sim.base_url());
@@ -122,11 +130,7 @@ async fn the_scheduler_default_event_drains_ingested_deals_into_hubspot_twice_in
     let app = deploy().await;
     app.ingest("MAIN-1", "MAINUEI00001").await;
 
-    let report = app
-        .function
-        .invoke(scheduler_event("crmsync-outbound-sync-every-5-minutes"))
-        .await
-        .expect("a drain report");
+    let report = app.tick().await;
     assert_eq!(
         (
             &report["companies_created"],
@@ -142,11 +146,7 @@ async fn the_scheduler_default_event_drains_ingested_deals_into_hubspot_twice_in
     // The next tick reaches the same process (a warm start): the pool, HubSpot client and queue built in `main`
     // serve it too.
     app.ingest("MAIN-2", "MAINUEI00002").await;
-    let report = app
-        .function
-        .invoke(scheduler_event("crmsync-outbound-sync-every-5-minutes"))
-        .await
-        .expect("a drain report");
+    let report = app.tick().await;
     assert_eq!(
         (&report["companies_created"], &report["deals_created"]),
         (&json!(1), &json!(1)),
@@ -215,14 +215,11 @@ async fn an_sqs_batch_reports_only_the_unreadable_message_as_failed() {
             .await,
         ["completed"]
     );
-    assert_eq!(
-        app.local_ids("SELECT id::text FROM companies").await,
-        [company.clone()],
-        "the row names the one company"
-    );
+    let companies = app.local_ids("SELECT id::text FROM companies").await;
+    assert_eq!(companies, [company], "the row names the one company");
     assert_eq!(
         app.hubspot_ids("companies").await,
-        [company],
+        companies,
         "the retried company is in HubSpot"
     );
 }
