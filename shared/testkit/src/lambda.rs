@@ -309,6 +309,19 @@ impl FunctionProcess {
         self.api.init_error()
     }
 
+    /// Sends an HTTP API request through the function and reads its answer; panics if the function reports an
+    /// error instead (an HTTP function answers every request).
+    pub async fn request(&self, request: &HttpApiRequest) -> HttpApiResponse {
+        match self.invoke(request.event()).await {
+            Ok(response) => HttpApiResponse::from_value(&response),
+            Err(error) => panic!(
+                "{} failed the request: {error:?}; its output:\n{}",
+                self.name,
+                self.logs()
+            ),
+        }
+    }
+
     /// What the process wrote to stdout and stderr so far.
     pub fn logs(&self) -> String {
         lock(&self.logs).clone()
@@ -622,20 +635,5 @@ impl HttpApiResponse {
 
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
-    }
-}
-
-impl FunctionProcess {
-    /// Sends an HTTP API request through the function and reads its answer; panics if the function reports an
-    /// error instead (an HTTP function answers every request).
-    pub async fn request(&self, request: &HttpApiRequest) -> HttpApiResponse {
-        match self.invoke(request.event()).await {
-            Ok(response) => HttpApiResponse::from_value(&response),
-            Err(error) => panic!(
-                "{} failed the request: {error:?}; its output:\n{}",
-                self.name,
-                self.logs()
-            ),
-        }
     }
 }
