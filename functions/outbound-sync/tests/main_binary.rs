@@ -1,0 +1,242 @@
+//! The outbound-sync binary's `main` under a local Lambda Runtime API, against a fresh database, the HubSpot
+//! simulator and moto's SQS: EventBridge Scheduler's default event drains the queue, an SQS batch from the retry
+//! queue gets a partial batch response (ReportBatchItemFailures), and anything else is refused.
+
+use std::time::Duration;
+
+use crmsync_app::hubspot_setup::hubspot_setup;
+use crmsync_app::ingest::ingest_matches;
+use crmsync_db::test_db::TestDb;
+use crmsync_db::{PgMatchStore, PgSyncStore};
+use crmsync_domain::sync::RetryMessage;
+use crmsync_hubspot::{HubSpotClient, HubSpotConfig};
+use crmsync_hubspot_sim::{HubSpotSim, RunningSim, SimConfig};
+use crmsync_queue::SqsRetryQueue;
+use crmsync_queue::test_support::{sqs_client, sqs_endpoint};
+use crmsync_testkit::lambda::{FunctionProcess, receive_sqs_event, scheduler_event};
+use serde_json::{Value, json};
+
+/// The function as deployed: its database (HubSpot set up, as `crmsync hubspot-setup` does once per portal), the
+/// simulator as HubSpot, moto's SQS as the retry queue, and the running binary.
+struct Deployed {
+    db: TestDb,
+    sim: RunningSim,
+    queue: SqsRetryQueue,
+    function: FunctionProcess,
+}
+
+async fn deploy() -> Deployed {
+    let db = TestDb::new().await;
+    let sim = HubSpotSim::start(
+        SimConfig {
+            requests_per_window: 1_000,
+            ..SimConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .expect("simulator");
+    let client =
+        HubSpotClient::new(HubSpotConfig::new(sim.base_url(), sim.access_token().to_owned().into())).expect("client");
+    hubspot_setup(&PgSyncStore::new(db.pool().clone()), &client)
+        .await
+        .expect("hubspot setup");
+    let name = format!(
+        "crmsync-main-binary-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let queue = SqsRetryQueue::ensure_queues(sqs_client().await, &name, 2, Duration::from_secs(1))
+        .await
+        .expect("queues");
+    let base_url = sim.base_url();
+    let endpoint = sqs_endpoint();
+    let function = FunctionProcess::start(
+        env!("CARGO_BIN_EXE_outbound-sync"),
+        "crmsync-outbound-sync",
+        &[
+            ("DATABASE_URL", db.url()),
+            ("DATABASE_POOL_SIZE", "4"),
+            ("HUBSPOT_BASE_URL", &base_url),
+            ("HUBSPOT_ACCESS_TOKEN", sim.access_token()),
+            ("HUBSPOT_REQUESTS_PER_10S", "100"),
+            ("RETRY_QUEUE_URL", queue.queue_url()),
+            ("SYNC_MAX_ATTEMPTS", "8"),
+            ("AWS_ENDPOINT_URL", &endpoint),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+        ],
+    )
+    .await;
+    Deployed {
+        db,
+        sim,
+        queue,
+        function,
+    }
+}
+
+impl Deployed {
+    async fn ingest(&self, notice_id: &str, uei: &str) {
+        let event = json!({ "opportunity": { "notice_id": notice_id, "title": "Satellite ground station support" },
+                            "contractor": { "uei": uei, "name": format!("Orbit {uei}") }, "match_score": 77 });
+        let report = ingest_matches(&PgMatchStore::new(self.db.pool().clone()), &event, "test")
+            .await
+            .expect("ingest");
+        assert!(report.rejected.is_empty(), "{report:?}");
+    }
+
+    /// One tick of the 5-minute schedule: EventBridge Scheduler's default event.
+    async fn tick(&self) -> Value {
+        self.function
+            .invoke(scheduler_event("crmsync-outbound-sync-every-5-minutes"))
+            .await
+            .expect("a drain report")
+    }
+
+    /// The simulator's records of `object_type`, by their crmsync_id property.
+    async fn hubspot_ids(&self, object_type: &str) -> Vec<String> {
+        let url = format!("{}/__sim/state?type={object_type}", self.sim.base_url());
+        let state: Value = reqwest::get(url).await.expect("state").json().await.expect("json");
+        let mut ids: Vec<String> = state["objects"][object_type]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| o["properties"]["crmsync_id"].as_str().map(str::to_owned))
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    async fn local_ids(&self, sql: &str) -> Vec<String> {
+        let client = self.db.pool().get().await.expect("client");
+        let mut ids: Vec<String> = client
+            .query(sql, &[])
+            .await
+            .expect("query")
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        ids.sort();
+        ids
+    }
+}
+
+#[tokio::test]
+async fn the_scheduler_default_event_drains_ingested_deals_into_hubspot_twice_in_one_process() {
+    let app = deploy().await;
+    app.ingest("MAIN-1", "MAINUEI00001").await;
+
+    let report = app.tick().await;
+    assert_eq!(
+        (
+            &report["companies_created"],
+            &report["deals_created"],
+            &report["failed"]
+        ),
+        (&json!(1), &json!(1), &json!(0)),
+        "{report}"
+    );
+    let deals = app.local_ids("SELECT id::text FROM deals").await;
+    assert_eq!(app.hubspot_ids("deals").await, deals, "the deal is in HubSpot");
+
+    // The next tick reaches the same process (a warm start): the pool, HubSpot client and queue built in `main`
+    // serve it too.
+    app.ingest("MAIN-2", "MAINUEI00002").await;
+    let report = app.tick().await;
+    assert_eq!(
+        (&report["companies_created"], &report["deals_created"]),
+        (&json!(1), &json!(1)),
+        "{report}"
+    );
+    let deals = app.local_ids("SELECT id::text FROM deals").await;
+    assert_eq!(deals.len(), 2);
+    assert_eq!(app.hubspot_ids("deals").await, deals);
+}
+
+#[tokio::test]
+async fn an_sqs_batch_reports_only_the_unreadable_message_as_failed() {
+    let app = deploy().await;
+    app.ingest("MAIN-3", "MAINUEI00003").await;
+    // The company's first attempt failed and its backoff is over: the retry queue's message is due.
+    let client = app.db.pool().get().await.expect("client");
+    client
+        .batch_execute(
+            "UPDATE sync_queue SET status = 'failed', attempts = 1, next_attempt_at = now()
+             WHERE entity_type = 'company'",
+        )
+        .await
+        .expect("fail the company's first attempt");
+    let row = client
+        .query_one(
+            "SELECT id, entity_id, entity_id::text FROM sync_queue WHERE entity_type = 'company'",
+            &[],
+        )
+        .await
+        .expect("the company's row");
+    let message = RetryMessage {
+        sync_queue_id: row.get(0),
+        entity_type: "company".into(),
+        entity_id: row.get(1),
+        attempts: 1,
+    };
+    app.queue
+        .send(&[(message, Duration::ZERO)])
+        .await
+        .expect("send the retry message");
+    let sqs = sqs_client().await;
+    sqs.send_message()
+        .queue_url(app.queue.queue_url())
+        .message_body("not a retry message")
+        .send()
+        .await
+        .expect("send the unreadable message");
+
+    let event = receive_sqs_event(&sqs, app.queue.queue_url(), 2).await;
+    let unreadable = event["Records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["body"] == "not a retry message")
+        .map(|r| r["messageId"].clone())
+        .expect("the unreadable message");
+    let response = app.function.invoke(event).await.expect("a batch response");
+    assert_eq!(
+        response,
+        json!({ "batchItemFailures": [{ "itemIdentifier": unreadable }] }),
+        "only the unreadable message failed"
+    );
+    let company: String = row.get(2);
+    assert_eq!(
+        app.local_ids("SELECT status FROM sync_queue WHERE entity_type = 'company'")
+            .await,
+        ["completed"]
+    );
+    let companies = app.local_ids("SELECT id::text FROM companies").await;
+    assert_eq!(companies, [company], "the row names the one company");
+    assert_eq!(
+        app.hubspot_ids("companies").await,
+        companies,
+        "the retried company is in HubSpot"
+    );
+}
+
+#[tokio::test]
+async fn an_event_from_any_other_source_is_an_error_response() {
+    let app = deploy().await;
+    let error = app
+        .function
+        .invoke(json!({ "hello": "world" }))
+        .await
+        .expect_err("an error response");
+    assert_eq!(error.error_type, "NonRetryable", "{error:?}");
+    assert!(
+        error
+            .error_message
+            .contains("neither an SQS batch nor a scheduled event"),
+        "{error:?}"
+    );
+}
