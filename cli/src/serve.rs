@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use crmsync_app::Config;
 use crmsync_http::ingest::{IngestState, router};
 use crmsync_http::webhook::{ApplyMode, WEBHOOK_PATH};
-use crmsync_hubspot_sim::{HubSpotSim, WebhookTarget};
+use crmsync_hubspot_sim::{HubSpotSim, RunningSim, WebhookTarget};
 use crmsync_queue::SqsRetryQueue;
 use crmsync_sync::{OutboundSync, from_config};
 use secrecy::ExposeSecret;
@@ -72,7 +72,7 @@ pub async fn serve(mut config: Config, bind: SocketAddr) -> anyhow::Result<ExitC
 
 /// Starts the built-in simulator and points the configuration at it. The simulator signs its webhooks with our
 /// client secret (made up when none is set) and marks API writes with its app id, so echoes are recognised.
-async fn start_simulator(config: &mut Config) -> anyhow::Result<HubSpotSim> {
+async fn start_simulator(config: &mut Config) -> anyhow::Result<RunningSim> {
     let sim_config = crmsync_hubspot_sim::SimConfig::from_env()?;
     let webhook = &mut config.webhook;
     if webhook.client_secret.is_none() {
