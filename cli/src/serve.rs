@@ -40,7 +40,9 @@ pub async fn serve(mut config: Config, bind: SocketAddr) -> anyhow::Result<ExitC
     }
     let background = [
         Some(spawn_schedule(Arc::clone(&sync), config.sync.interval)),
-        sync.retry_queue().is_some().then(|| spawn_retry_poller(Arc::clone(&sync))),
+        sync.retry_queue()
+            .is_some()
+            .then(|| spawn_retry_poller(Arc::clone(&sync))),
     ];
 
     let app = router(IngestState::new(pool.clone(), api_token))

@@ -276,9 +276,11 @@ async fn company_message(h: &Harness, sql: &str, attempts: i32) -> crmsync_domai
         .await
         .unwrap();
     crmsync_domain::sync::RetryMessage {
-        sync_queue_id: row.get(0),
-        entity_type: "company".into(),
-        entity_id: row.get(1),
+        target: crmsync_domain::sync::RetryTarget::SyncQueue {
+            id: row.get(0),
+            entity_type: crmsync_domain::sync::EntityType::Company,
+            entity_id: row.get(1),
+        },
         attempts,
     }
 }
@@ -405,8 +407,9 @@ async fn purge_removes_only_sync_messages_whose_rows_are_no_longer_dead() {
         json!({ "sync_queue_id": row.get::<_, String>(0), "entity_type": "deal",
                 "entity_id": row.get::<_, String>(1), "attempts": 8 })
     };
-    let inbox = json!({ "sync_queue_id": redriven.sync_queue_id, "entity_type": "webhook_inbox",
-                        "entity_id": redriven.entity_id, "attempts": 1 });
+    let wire = serde_json::to_value(&redriven).unwrap();
+    let inbox = json!({ "sync_queue_id": wire["sync_queue_id"], "entity_type": "webhook_inbox",
+                        "entity_id": wire["entity_id"], "attempts": 1 });
     let client = sqs_client().await;
     for body in [
         serde_json::to_string(&redriven).unwrap(),

@@ -8,7 +8,7 @@ use crmsync_app::hubspot_setup::hubspot_setup;
 use crmsync_app::ingest::ingest_matches;
 use crmsync_db::test_db::TestDb;
 use crmsync_db::{PgMatchStore, PgSyncStore};
-use crmsync_domain::sync::RetryMessage;
+use crmsync_domain::sync::{EntityType, RetryMessage, RetryTarget};
 use crmsync_hubspot::{HubSpotClient, HubSpotConfig};
 use crmsync_hubspot_sim::{HubSpotSim, RunningSim, SimConfig};
 use crmsync_queue::SqsRetryQueue;
@@ -178,9 +178,11 @@ async fn an_sqs_batch_reports_only_the_unreadable_message_as_failed() {
         .await
         .expect("the company's row");
     let message = RetryMessage {
-        sync_queue_id: row.get(0),
-        entity_type: "company".into(),
-        entity_id: row.get(1),
+        target: RetryTarget::SyncQueue {
+            id: row.get(0),
+            entity_type: EntityType::Company,
+            entity_id: row.get(1),
+        },
         attempts: 1,
     };
     app.queue

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crmsync_domain::queue::{Claim, QueueState, SyncStatus};
 use crmsync_domain::sync::{
     ActivityRecord, CompanyRecord, ContactRecord, DealRecord, EntityType, PipelineMap, Properties, RetryDecision,
     SyncItem, value_hash,
@@ -33,10 +34,48 @@ pub enum CompanyState {
     Queued,
 }
 
+/// Statuses in this file's SQL: a status the statement writes is a bound parameter (`SyncStatus::as_str`); one it
+/// filters on is rendered from [`SyncStatus`] into the SQL text by these constants, because sync_queue's partial
+/// indexes (`WHERE status IN ('pending', 'failed')` ...) only serve predicates the planner can see as literals.
+const IN_PROGRESS: &str = SyncStatus::InProgress.as_str();
+const PENDING: &str = SyncStatus::Pending.as_str();
+const DEAD: &str = SyncStatus::Dead.as_str();
+/// Attempts a claim adds: see [`Claim::attempts_added`].
+const TAKEOVER_ADDS: i32 = Claim::Takeover.attempts_added();
+const FRESH_ADDS: i32 = Claim::Fresh.attempts_added();
+
+/// `'pending', 'failed'`: the statuses a row waits in until due.
+fn waiting() -> String {
+    SyncStatus::sql_list(&SyncStatus::WAITING)
+}
+
+/// The predicate of a row `alias` that a claim may take: waiting and due by `due_by` (or whatever its due time when
+/// `None`), or in progress under an expired lease (see [`QueueState::claim`]).
+fn claimable(alias: &str, due_by: Option<&str>) -> String {
+    let due = due_by
+        .map(|at| format!(" AND {alias}.next_attempt_at <= {at}"))
+        .unwrap_or_default();
+    format!(
+        "(({alias}.status IN ({waiting}){due}) OR ({alias}.status = '{IN_PROGRESS}' AND {alias}.locked_until < now()))",
+        waiting = waiting()
+    )
+}
+
+/// The predicate of a row `alias` that another run holds: in progress under a live lease.
+fn leased(alias: &str) -> String {
+    format!("{alias}.status = '{IN_PROGRESS}' AND {alias}.locked_until >= now()")
+}
+
+fn status_from(value: &str) -> Result<SyncStatus, DbError> {
+    value
+        .parse()
+        .map_err(|e: crmsync_domain::DomainError| DbError::Config(e.to_string()))
+}
+
 /// A sync_queue row as the SQS retry path sees it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RetryTarget {
-    pub status: String,
+pub struct RetryRowState {
+    pub status: SyncStatus,
     pub attempts: i32,
     /// Until next_attempt_at (zero when due).
     pub due_in: Duration,
@@ -65,7 +104,7 @@ pub struct SyncedEntity {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct QueueStatus {
     /// (status, entity_type, count)
-    pub counts: Vec<(String, String, i64)>,
+    pub counts: Vec<(SyncStatus, String, i64)>,
     pub oldest_pending_age_seconds: Option<f64>,
     pub problems: Vec<ProblemItem>,
     /// Pending items waiting for another record (a deal for its company): how many, and the newest few.
@@ -80,7 +119,7 @@ pub struct ProblemItem {
     pub id: Uuid,
     pub entity_type: String,
     pub entity_id: Uuid,
-    pub status: String,
+    pub status: SyncStatus,
     pub attempts: i32,
     pub last_error: Option<String>,
     pub next_attempt_at: chrono::DateTime<chrono::Utc>,
@@ -89,16 +128,16 @@ pub struct ProblemItem {
 /// A pending row put back to wait for another record: [`PgSyncStore::defer`] records why in last_error.
 const WAITING: &str = "last_error LIKE 'waiting for %'";
 
-fn problem_from_row(row: &tokio_postgres::Row) -> ProblemItem {
-    ProblemItem {
+fn problem_from_row(row: &tokio_postgres::Row) -> Result<ProblemItem, DbError> {
+    Ok(ProblemItem {
         id: row.get(0),
         entity_type: row.get(1),
         entity_id: row.get(2),
-        status: row.get(3),
+        status: status_from(row.get(3))?,
         attempts: row.get(4),
         last_error: row.get(5),
         next_attempt_at: row.get(6),
-    }
+    })
 }
 
 fn hubspot_id_column(entity_type: EntityType) -> (&'static str, &'static str) {
@@ -143,17 +182,18 @@ impl PgSyncStore {
     /// - A row in progress whose lease expired (a crashed or timed-out run) is taken over: `taken_over` is set and
     ///   the crashed run's attempt is counted, so a row that crashes every run still ends dead after max attempts.
     pub async fn claim(&self, limit: i64, lease: Duration, lease_holder: &str) -> Result<Vec<SyncItem>, DbError> {
-        let seeds = "SELECT q.id, q.entity_type, q.entity_id FROM sync_queue q
-                     WHERE ((q.status IN ('pending', 'failed') AND q.next_attempt_at <= now())
-                         OR (q.status = 'in_progress' AND q.locked_until < now()))
-                       AND NOT EXISTS (SELECT 1 FROM sync_queue o
-                                       WHERE o.entity_type = q.entity_type AND o.entity_id = q.entity_id
-                                         AND o.status = 'in_progress' AND o.locked_until >= now())
-                     ORDER BY q.next_attempt_at
-                     LIMIT $3
-                     FOR UPDATE SKIP LOCKED";
-        self.claim_entities(seeds, &[&lease.as_secs_f64(), &lease_holder, &limit])
-            .await
+        let seeds = format!(
+            "SELECT q.id, q.entity_type, q.entity_id FROM sync_queue q
+             WHERE {claimable}
+               AND NOT EXISTS (SELECT 1 FROM sync_queue o
+                               WHERE o.entity_type = q.entity_type AND o.entity_id = q.entity_id AND {leased})
+             ORDER BY q.next_attempt_at
+             LIMIT $6
+             FOR UPDATE SKIP LOCKED",
+            claimable = claimable("q", Some("now()")),
+            leased = leased("o"),
+        );
+        self.claim_entities(&seeds, lease, lease_holder, &[&limit]).await
     }
 
     /// Claims the named rows for the SQS retry path, with the same entity rules as [`PgSyncStore::claim`], but only
@@ -168,35 +208,35 @@ impl PgSyncStore {
     ) -> Result<Vec<SyncItem>, DbError> {
         let ids: Vec<Uuid> = wanted.iter().map(|(id, _)| *id).collect();
         let attempts: Vec<i32> = wanted.iter().map(|(_, attempts)| *attempts).collect();
-        let seeds = "SELECT q.id, q.entity_type, q.entity_id
-                     FROM sync_queue q JOIN UNNEST($3::uuid[], $4::int4[]) AS w (id, attempts)
-                       ON w.id = q.id AND w.attempts = q.attempts
-                     WHERE ((q.status IN ('pending', 'failed')
-                             AND q.next_attempt_at <= now() + make_interval(secs => $5))
-                         OR (q.status = 'in_progress' AND q.locked_until < now()))
-                       AND NOT EXISTS (SELECT 1 FROM sync_queue o
-                                       WHERE o.entity_type = q.entity_type AND o.entity_id = q.entity_id
-                                         AND o.status = 'in_progress' AND o.locked_until >= now())
-                     FOR UPDATE OF q SKIP LOCKED";
+        let seeds = format!(
+            "SELECT q.id, q.entity_type, q.entity_id
+             FROM sync_queue q JOIN UNNEST($6::uuid[], $7::int4[]) AS w (id, attempts)
+               ON w.id = q.id AND w.attempts = q.attempts
+             WHERE {claimable}
+               AND NOT EXISTS (SELECT 1 FROM sync_queue o
+                               WHERE o.entity_type = q.entity_type AND o.entity_id = q.entity_id AND {leased})
+             FOR UPDATE OF q SKIP LOCKED",
+            claimable = claimable("q", Some("now() + make_interval(secs => $8)")),
+            leased = leased("o"),
+        );
         self.claim_entities(
-            seeds,
-            &[
-                &lease.as_secs_f64(),
-                &lease_holder,
-                &ids,
-                &attempts,
-                &RETRY_DUE_SLACK.as_secs_f64(),
-            ],
+            &seeds,
+            lease,
+            lease_holder,
+            &[&ids, &attempts, &RETRY_DUE_SLACK.as_secs_f64()],
         )
         .await
     }
 
-    /// Claims the rows `seeds` selects (its parameters from $3; $1 is the lease in seconds, $2 the holder) and every
-    /// other open row of their entities, in one transaction holding the claim lock.
+    /// Claims the rows `seeds` selects (its own parameters from $6) and every other open row of their entities, in
+    /// one transaction holding the claim lock. The claim writes what [`QueueState::claim`] decides: in progress, and
+    /// one more attempt on a takeover.
     async fn claim_entities(
         &self,
         seeds: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        lease: Duration,
+        lease_holder: &str,
+        seed_params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<SyncItem>, DbError> {
         let mut client = self.pool.get().await?;
         let transaction = client.transaction().await?;
@@ -205,77 +245,79 @@ impl PgSyncStore {
         transaction
             .execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK_KEY])
             .await?;
+        // A claimed row that was in progress is a takeover (its lease expired); any other is a fresh claim.
         let sql = format!(
             "WITH seeds AS ({seeds}),
              claimed AS (
                SELECT s.id, s.status FROM sync_queue s
                WHERE (s.entity_type, s.entity_id) IN (SELECT entity_type, entity_id FROM seeds)
-                 AND (s.status IN ('pending', 'failed') OR (s.status = 'in_progress' AND s.locked_until < now()))
+                 AND {claimable}
                FOR UPDATE SKIP LOCKED
              )
              UPDATE sync_queue q
-             SET status = 'in_progress', locked_until = now() + make_interval(secs => $1), locked_by = $2,
-                 attempts = q.attempts + CASE WHEN claimed.status = 'in_progress' THEN 1 ELSE 0 END
+             SET status = $3, locked_until = now() + make_interval(secs => $1), locked_by = $2,
+                 attempts = q.attempts + CASE WHEN claimed.status = '{IN_PROGRESS}' THEN $4::int4 ELSE $5::int4 END
              FROM claimed WHERE q.id = claimed.id
              RETURNING q.id, q.entity_type, q.entity_id, q.operation, q.attempts,
-                       claimed.status = 'in_progress' AS taken_over"
+                       claimed.status = '{IN_PROGRESS}' AS taken_over",
+            claimable = claimable("s", None),
         );
         let statement = transaction.prepare_cached(&sql).await?;
-        let rows = transaction.query(&statement, params).await?;
+        let lease_seconds = lease.as_secs_f64();
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            vec![&lease_seconds, &lease_holder, &IN_PROGRESS, &TAKEOVER_ADDS, &FRESH_ADDS];
+        params.extend_from_slice(seed_params);
+        let rows = transaction.query(&statement, &params).await?;
         transaction.commit().await?;
         rows.iter().map(item_from_row).collect()
     }
 
     /// The rows the retry path asks about, by id: status, attempts, and how long until they are due.
-    pub async fn retry_targets(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, RetryTarget>, DbError> {
+    pub async fn retry_row_states(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, RetryRowState>, DbError> {
         let client = self.pool.get().await?;
-        let rows = client
-            .query(
-                "SELECT id, status, attempts,
-                        greatest(EXTRACT(EPOCH FROM next_attempt_at - now())::float8, 0),
-                        status = 'in_progress' AND locked_until >= now()
-                 FROM sync_queue WHERE id = ANY($1)",
-                &[&ids],
-            )
-            .await?;
-        Ok(rows
-            .iter()
+        let sql = format!(
+            "SELECT q.id, q.status, q.attempts,
+                    greatest(EXTRACT(EPOCH FROM q.next_attempt_at - now())::float8, 0),
+                    {leased}
+             FROM sync_queue q WHERE q.id = ANY($1)",
+            leased = leased("q"),
+        );
+        let rows = client.query(&sql, &[&ids]).await?;
+        rows.iter()
             .map(|row| {
-                (
-                    row.get(0),
-                    RetryTarget {
-                        status: row.get(1),
-                        attempts: row.get(2),
-                        due_in: Duration::from_secs_f64(row.get::<_, f64>(3)),
-                        leased: row.get(4),
-                    },
-                )
+                let state = RetryRowState {
+                    status: status_from(row.get(1))?,
+                    attempts: row.get(2),
+                    due_in: Duration::from_secs_f64(row.get::<_, f64>(3)),
+                    leased: row.get(4),
+                };
+                Ok((row.get(0), state))
             })
-            .collect())
+            .collect()
     }
 
     /// Rows a dry run would take: due now, without claiming them.
     pub async fn peek_due(&self, limit: i64) -> Result<Vec<SyncItem>, DbError> {
         let client = self.pool.get().await?;
-        let rows = client
-            .query(
-                "SELECT id, entity_type, entity_id, operation, attempts FROM sync_queue
-                 WHERE (status IN ('pending', 'failed') AND next_attempt_at <= now())
-                    OR (status = 'in_progress' AND locked_until < now())
-                 ORDER BY next_attempt_at LIMIT $1",
-                &[&limit],
-            )
-            .await?;
+        let sql = format!(
+            "SELECT q.id, q.entity_type, q.entity_id, q.operation, q.attempts FROM sync_queue q
+             WHERE {claimable}
+             ORDER BY q.next_attempt_at LIMIT $1",
+            claimable = claimable("q", Some("now()")),
+        );
+        let rows = client.query(&sql, &[&limit]).await?;
         rows.iter().map(item_from_row).collect()
     }
 
     /// The status of rows, by id (for the SQS path: completed, dead, ...).
-    pub async fn statuses(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, String>, DbError> {
+    pub async fn statuses(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, SyncStatus>, DbError> {
         let client = self.pool.get().await?;
         let rows = client
             .query("SELECT id, status FROM sync_queue WHERE id = ANY($1)", &[&ids])
             .await?;
-        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+        rows.iter()
+            .map(|row| Ok((row.get(0), status_from(row.get(1))?)))
+            .collect()
     }
 
     pub async fn load_companies(&self, ids: &[Uuid]) -> Result<Vec<CompanyRecord>, DbError> {
@@ -415,17 +457,19 @@ impl PgSyncStore {
     pub async fn company_states(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, CompanyState>, DbError> {
         let client = self.pool.get().await?;
         let statement = client
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT k.id, c.id IS NULL OR c.hubspot_sync_status = 'deleted',
                         EXISTS (SELECT 1 FROM sync_queue q WHERE q.entity_type = 'company' AND q.entity_id = k.id
-                                AND q.status IN ('pending', 'failed') AND q.next_attempt_at > now()),
+                                AND q.status IN ({waiting}) AND q.next_attempt_at > now()),
                         EXISTS (SELECT 1 FROM sync_queue q WHERE q.entity_type = 'company' AND q.entity_id = k.id
-                                AND q.status IN ('pending', 'failed', 'in_progress')),
+                                AND q.status IN ({open})),
                         (SELECT coalesce(q.last_error, 'no error recorded') FROM sync_queue q
-                         WHERE q.entity_type = 'company' AND q.entity_id = k.id AND q.status = 'dead'
+                         WHERE q.entity_type = 'company' AND q.entity_id = k.id AND q.status = '{DEAD}'
                          ORDER BY q.updated_at DESC LIMIT 1)
                  FROM UNNEST($1::uuid[]) AS k (id) LEFT JOIN companies c ON c.id = k.id",
-            )
+                waiting = waiting(),
+                open = SyncStatus::sql_list(&SyncStatus::OPEN),
+            ))
             .await?;
         let mut states = HashMap::new();
         for row in client.query(&statement, &[&ids]).await? {
@@ -504,10 +548,10 @@ impl PgSyncStore {
         let mut client = self.pool.get().await?;
         let transaction = client.transaction().await?;
         let statement = transaction
-            .prepare_cached(
-                "SELECT id, entity_type, entity_id, status = 'in_progress' AND locked_by IS NOT DISTINCT FROM $2
-                 FROM sync_queue WHERE id = ANY($1) FOR UPDATE",
-            )
+            .prepare_cached(&format!(
+                "SELECT id, entity_type, entity_id, status = '{IN_PROGRESS}' AND locked_by IS NOT DISTINCT FROM $2
+                 FROM sync_queue WHERE id = ANY($1) FOR UPDATE"
+            ))
             .await?;
         let mut lost = Vec::new();
         let mut lost_entities: Vec<(String, Uuid)> = Vec::new();
@@ -547,30 +591,18 @@ impl PgSyncStore {
             transaction.execute(&statement, &[&ids, &hubspot_ids]).await?;
         }
         write_hashes(&transaction, &synced).await?;
-        // Deals that were waiting for one of these companies are due now, not after their wait.
-        let companies: Vec<Uuid> = synced
-            .iter()
-            .filter(|s| s.entity_type == EntityType::Company)
-            .map(|s| s.entity_id)
-            .collect();
-        if !companies.is_empty() {
-            let statement = transaction
-                .prepare_cached(
-                    "UPDATE sync_queue SET next_attempt_at = now()
-                     WHERE entity_type = 'deal' AND status = 'pending' AND next_attempt_at > now()
-                       AND entity_id IN (SELECT id FROM deals WHERE company_id = ANY($1))",
-                )
-                .await?;
-            transaction.execute(&statement, &[&companies]).await?;
-        }
+        wake_waiting_deals(&transaction, &synced).await?;
         let statement = transaction
-            .prepare_cached(
-                "UPDATE sync_queue SET status = 'completed', completed_at = now(), locked_until = NULL,
+            .prepare_cached(&format!(
+                "UPDATE sync_queue SET status = $3, completed_at = now(), locked_until = NULL,
                         locked_by = NULL, last_error = NULL
-                 WHERE id = ANY($1) AND status = 'in_progress' AND locked_by = $2",
-            )
+                 WHERE id = ANY($1) AND status = '{IN_PROGRESS}' AND locked_by = $2"
+            ))
             .await?;
-        transaction.execute(&statement, &[&item_ids, &lease_holder]).await?;
+        let completed = SyncStatus::Completed.as_str();
+        transaction
+            .execute(&statement, &[&item_ids, &lease_holder, &completed])
+            .await?;
         transaction.commit().await?;
         Ok(lost)
     }
@@ -586,30 +618,22 @@ impl PgSyncStore {
     ) -> Result<Vec<Uuid>, DbError> {
         let client = self.pool.get().await?;
         let error: String = error.chars().take(2_000).collect();
-        let rows =
-            match decision {
-                RetryDecision::RetryAfter { delay, attempts } => {
-                    client
-                        .query(
-                            "UPDATE sync_queue SET status = 'failed', attempts = $2, last_error = $3,
-                                next_attempt_at = now() + make_interval(secs => $4), locked_until = NULL,
-                                locked_by = NULL
-                         WHERE id = ANY($1) AND status = 'in_progress' AND locked_by = $5
-                         RETURNING id",
-                            &[&item_ids, &attempts, &error, &delay.as_secs_f64(), &lease_holder],
-                        )
-                        .await?
-                }
-                RetryDecision::Dead { attempts } => client
-                    .query(
-                        "UPDATE sync_queue SET status = 'dead', attempts = $2, last_error = $3, locked_until = NULL,
-                                locked_by = NULL
-                         WHERE id = ANY($1) AND status = 'in_progress' AND locked_by = $4
-                         RETURNING id",
-                        &[&item_ids, &attempts, &error, &lease_holder],
-                    )
-                    .await?,
-            };
+        // A dead row keeps its next_attempt_at: it is not due again (no delay).
+        let sql = format!(
+            "UPDATE sync_queue SET status = $2, attempts = $3, last_error = $4,
+                    next_attempt_at = coalesce(now() + make_interval(secs => $5), next_attempt_at),
+                    locked_until = NULL, locked_by = NULL
+             WHERE id = ANY($1) AND status = '{IN_PROGRESS}' AND locked_by = $6
+             RETURNING id"
+        );
+        let status = decision.status().as_str();
+        let delay = decision.delay().map(|d| d.as_secs_f64());
+        let rows = client
+            .query(
+                &sql,
+                &[&item_ids, &status, &decision.attempts(), &error, &delay, &lease_holder],
+            )
+            .await?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
@@ -624,19 +648,19 @@ impl PgSyncStore {
         lease_holder: &str,
     ) -> Result<u64, DbError> {
         let client = self.pool.get().await?;
+        let sql = format!(
+            "UPDATE sync_queue SET status = $5, last_error = $2,
+                    next_attempt_at = now() + make_interval(secs => $3), locked_until = NULL, locked_by = NULL
+             WHERE id = ANY($1) AND status = '{IN_PROGRESS}' AND locked_by = $4"
+        );
         Ok(client
             .execute(
-                "UPDATE sync_queue SET status = 'pending', last_error = $2,
-                        next_attempt_at = now() + make_interval(secs => $3), locked_until = NULL, locked_by = NULL
-                 WHERE id = ANY($1) AND status = 'in_progress' AND locked_by = $4",
-                &[&item_ids, &reason, &delay.as_secs_f64(), &lease_holder],
+                &sql,
+                &[&item_ids, &reason, &delay.as_secs_f64(), &lease_holder, &PENDING],
             )
             .await?)
     }
 
-    /// Records a new run. First closes runs still 'running' after `abandon_after` (killed, or timed out before
-    /// they could record their end): 'failed' with an error saying they were abandoned. (0004's status check has no
-    /// 'abandoned'; a run that is in fact still going overwrites this when it finishes.)
     /// Puts rows back to wait for their company (`(row id, company id)` pairs), like [`PgSyncStore::defer`]. A row
     /// whose company reached HubSpot meanwhile (another run wrote it while this one held the row, after that run's
     /// write-back woke the waiting deals) is due at once instead of after `delay`.
@@ -650,22 +674,28 @@ impl PgSyncStore {
         let ids: Vec<Uuid> = waiting.iter().map(|(id, _)| *id).collect();
         let companies: Vec<Uuid> = waiting.iter().map(|(_, company)| *company).collect();
         let statement = client
-            .prepare_cached(
-                "UPDATE sync_queue q SET status = 'pending',
+            .prepare_cached(&format!(
+                "UPDATE sync_queue q SET status = $5,
                         last_error = 'waiting for company ' || k.company_id || ' to reach HubSpot',
                         next_attempt_at = CASE WHEN c.hubspot_company_id IS NULL
                                                THEN now() + make_interval(secs => $3) ELSE now() END,
                         locked_until = NULL, locked_by = NULL
                  FROM UNNEST($1::uuid[], $2::uuid[]) AS k (id, company_id)
                       LEFT JOIN companies c ON c.id = k.company_id
-                 WHERE q.id = k.id AND q.status = 'in_progress' AND q.locked_by = $4",
-            )
+                 WHERE q.id = k.id AND q.status = '{IN_PROGRESS}' AND q.locked_by = $4"
+            ))
             .await?;
         Ok(client
-            .execute(&statement, &[&ids, &companies, &delay.as_secs_f64(), &lease_holder])
+            .execute(
+                &statement,
+                &[&ids, &companies, &delay.as_secs_f64(), &lease_holder, &PENDING],
+            )
             .await?)
     }
 
+    /// Records a new run. First closes runs still 'running' after `abandon_after` (killed, or timed out before
+    /// they could record their end): 'failed' with an error saying they were abandoned. (0004's status check has no
+    /// 'abandoned'; a run that is in fact still going overwrites this when it finishes.)
     pub async fn start_run(&self, trigger: &str, abandon_after: Duration) -> Result<Uuid, DbError> {
         let client = self.pool.get().await?;
         let abandoned = client
@@ -717,19 +747,23 @@ impl PgSyncStore {
             )
             .await?
             .iter()
-            .map(|row| (row.get(0), row.get(1), row.get(2)))
-            .collect();
+            .map(|row| Ok((status_from(row.get(0))?, row.get(1), row.get(2))))
+            .collect::<Result<_, DbError>>()?;
         let oldest: Option<f64> = client
             .query_one(
-                "SELECT EXTRACT(EPOCH FROM now() - min(created_at))::float8 FROM sync_queue WHERE status = 'pending'",
+                &format!(
+                    "SELECT EXTRACT(EPOCH FROM now() - min(created_at))::float8 FROM sync_queue WHERE status = '{PENDING}'"
+                ),
                 &[],
             )
             .await?
             .get(0);
-        let problems = self.problem_items(&client, &["failed", "dead"], problems_limit).await?;
+        let problems = self
+            .problem_items(&client, &[SyncStatus::Failed, SyncStatus::Dead], problems_limit)
+            .await?;
         let waiting_count: i64 = client
             .query_one(
-                &format!("SELECT count(*) FROM sync_queue WHERE status = 'pending' AND {WAITING}"),
+                &format!("SELECT count(*) FROM sync_queue WHERE status = '{PENDING}' AND {WAITING}"),
                 &[],
             )
             .await?
@@ -738,14 +772,14 @@ impl PgSyncStore {
             .query(
                 &format!(
                     "SELECT id, entity_type, entity_id, status, attempts, last_error, next_attempt_at FROM sync_queue
-                     WHERE status = 'pending' AND {WAITING} ORDER BY updated_at DESC LIMIT $1"
+                     WHERE status = '{PENDING}' AND {WAITING} ORDER BY updated_at DESC LIMIT $1"
                 ),
                 &[&problems_limit],
             )
             .await?
             .iter()
             .map(problem_from_row)
-            .collect();
+            .collect::<Result<_, _>>()?;
         let last_runs = client
             .query(
                 "SELECT jsonb_build_object('id', id, 'trigger', trigger, 'status', status, 'started_at', started_at,
@@ -770,41 +804,64 @@ impl PgSyncStore {
     async fn problem_items(
         &self,
         client: &impl GenericClient,
-        statuses: &[&str],
+        statuses: &[SyncStatus],
         limit: i64,
     ) -> Result<Vec<ProblemItem>, DbError> {
         let rows = client
             .query(
                 "SELECT id, entity_type, entity_id, status, attempts, last_error, next_attempt_at FROM sync_queue
                  WHERE status = ANY($1) ORDER BY updated_at DESC LIMIT $2",
-                &[&statuses, &limit],
+                &[&SyncStatus::names(statuses), &limit],
             )
             .await?;
-        Ok(rows.iter().map(problem_from_row).collect())
+        rows.iter().map(problem_from_row).collect()
     }
 
     /// Dead rows, newest first.
     pub async fn dead_items(&self, limit: i64) -> Result<Vec<ProblemItem>, DbError> {
         let client = self.pool.get().await?;
-        self.problem_items(&client, &["dead"], limit).await
+        self.problem_items(&client, &[SyncStatus::Dead], limit).await
     }
 
     /// Re-queues up to `limit` dead rows (oldest first) as pending with their attempts reset; returns their ids.
     pub async fn redrive(&self, limit: i64) -> Result<Vec<Uuid>, DbError> {
         let client = self.pool.get().await?;
+        let sql = format!(
+            "WITH dead AS (
+               SELECT id FROM sync_queue WHERE status = '{DEAD}' ORDER BY updated_at LIMIT $1 FOR UPDATE SKIP LOCKED
+             )
+             UPDATE sync_queue q SET status = $2, attempts = $3, next_attempt_at = now(),
+                    last_error = 'redriven: ' || coalesce(q.last_error, '')
+             FROM dead WHERE q.id = dead.id RETURNING q.id"
+        );
+        // What a redrive writes: see [`QueueState::redrive`].
+        let redriven = QueueState::REDRIVEN;
         let rows = client
-            .query(
-                "WITH dead AS (
-                   SELECT id FROM sync_queue WHERE status = 'dead' ORDER BY updated_at LIMIT $1 FOR UPDATE SKIP LOCKED
-                 )
-                 UPDATE sync_queue q SET status = 'pending', attempts = 0, next_attempt_at = now(),
-                        last_error = 'redriven: ' || coalesce(q.last_error, '')
-                 FROM dead WHERE q.id = dead.id RETURNING q.id",
-                &[&limit],
-            )
+            .query(&sql, &[&limit, &redriven.status.as_str(), &redriven.attempts])
             .await?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
+}
+
+/// Deals that were waiting for one of these companies are due now, not after their wait.
+async fn wake_waiting_deals(client: &impl GenericClient, synced: &[&SyncedEntity]) -> Result<(), DbError> {
+    let companies: Vec<Uuid> = synced
+        .iter()
+        .filter(|s| s.entity_type == EntityType::Company)
+        .map(|s| s.entity_id)
+        .collect();
+    if companies.is_empty() {
+        return Ok(());
+    }
+    let statement = client
+        .prepare_cached(&format!(
+            "UPDATE sync_queue SET next_attempt_at = now()
+             WHERE entity_type = 'deal' AND status = '{PENDING}' AND next_attempt_at > now()
+               AND entity_id IN (SELECT id FROM deals WHERE company_id = ANY($1))"
+        ))
+        .await?;
+    client.execute(&statement, &[&companies]).await?;
+    Ok(())
 }
 
 /// Property rows written per statement: bounds the size of one message (and the process's peak memory).

@@ -1,12 +1,15 @@
 //! crmsync's domain: the guide's rules (deal name, win probability, qualification, priority), the
-//! validated shapes of an ingested match, the deal stages, and the ports the adapters implement.
+//! validated shapes of an ingested match, the deal stages, the sync queue's state machine and failure classes,
+//! and the ports the adapters implement.
 //!
 //! No I/O lives here: this crate's Cargo.toml names no database, HTTP or AWS crate, so the compiler keeps
 //! it pure.
 
 pub mod error;
+pub mod failure;
 pub mod ingest;
 pub mod ports;
+pub mod queue;
 pub mod rules;
 pub mod stage;
 pub mod sync;

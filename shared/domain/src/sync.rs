@@ -71,12 +71,28 @@ pub struct SyncItem {
     pub taken_over: bool,
 }
 
-/// The body of a message on the SQS retry queue: which sync_queue row to retry.
+/// What a retry-queue message asks to retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryTarget {
+    /// A sync_queue row (the outbound sync).
+    SyncQueue {
+        id: Uuid,
+        entity_type: EntityType,
+        entity_id: Uuid,
+    },
+    /// A webhook inbox event that could not be applied yet (the inbound applier).
+    InboxEvent(Uuid),
+}
+
+/// The body of a message on the SQS retry queue: which row to retry, and the attempt it triggers.
+///
+/// On the wire it keeps the format messages already in SQS have: `{"sync_queue_id", "entity_type", "entity_id",
+/// "attempts"}`, where an inbox event's id sits in `sync_queue_id` and `entity_id` under the entity type
+/// [`INBOX_RETRY_KIND`](crate::webhook::INBOX_RETRY_KIND).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "RetryMessageWire", into = "RetryMessageWire")]
 pub struct RetryMessage {
-    pub sync_queue_id: Uuid,
-    pub entity_type: String,
-    pub entity_id: Uuid,
+    pub target: RetryTarget,
     /// The attempt this message triggers (1-based count of attempts made before it).
     pub attempts: i32,
 }
@@ -84,10 +100,76 @@ pub struct RetryMessage {
 impl RetryMessage {
     pub fn for_item(item: &SyncItem, attempts: i32) -> Self {
         Self {
-            sync_queue_id: item.id,
-            entity_type: item.entity_type.as_str().to_owned(),
-            entity_id: item.entity_id,
+            target: RetryTarget::SyncQueue {
+                id: item.id,
+                entity_type: item.entity_type,
+                entity_id: item.entity_id,
+            },
             attempts,
+        }
+    }
+
+    /// A retry of the webhook inbox event `id`.
+    pub fn for_inbox_event(id: Uuid, attempts: i32) -> Self {
+        Self {
+            target: RetryTarget::InboxEvent(id),
+            attempts,
+        }
+    }
+
+    /// The sync_queue row this message names, if it names one.
+    pub fn sync_queue_id(&self) -> Option<Uuid> {
+        match self.target {
+            RetryTarget::SyncQueue { id, .. } => Some(id),
+            RetryTarget::InboxEvent(_) => None,
+        }
+    }
+}
+
+/// [`RetryMessage`]'s JSON, field for field as it was before the target was typed.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RetryMessageWire {
+    sync_queue_id: Uuid,
+    entity_type: String,
+    entity_id: Uuid,
+    attempts: i32,
+}
+
+impl TryFrom<RetryMessageWire> for RetryMessage {
+    type Error = DomainError;
+
+    fn try_from(wire: RetryMessageWire) -> Result<Self, Self::Error> {
+        let target = if wire.entity_type == crate::webhook::INBOX_RETRY_KIND {
+            RetryTarget::InboxEvent(wire.sync_queue_id)
+        } else {
+            RetryTarget::SyncQueue {
+                id: wire.sync_queue_id,
+                entity_type: wire.entity_type.parse()?,
+                entity_id: wire.entity_id,
+            }
+        };
+        Ok(Self {
+            target,
+            attempts: wire.attempts,
+        })
+    }
+}
+
+impl From<RetryMessage> for RetryMessageWire {
+    fn from(message: RetryMessage) -> Self {
+        let (sync_queue_id, entity_type, entity_id) = match message.target {
+            RetryTarget::SyncQueue {
+                id,
+                entity_type,
+                entity_id,
+            } => (id, entity_type.as_str(), entity_id),
+            RetryTarget::InboxEvent(id) => (id, crate::webhook::INBOX_RETRY_KIND, id),
+        };
+        Self {
+            sync_queue_id,
+            entity_type: entity_type.to_owned(),
+            entity_id,
+            attempts: message.attempts,
         }
     }
 }
@@ -604,6 +686,30 @@ mod tests {
         );
         assert_eq!(engagement_object("stage_change"), None);
         assert_eq!(activity_properties(&activity("stage_change")), None);
+    }
+
+    #[test]
+    fn retry_messages_already_in_sqs_parse_into_typed_targets_and_serialize_back_unchanged() {
+        let row = r#"{"sync_queue_id":"6f1c1a52-0d4e-4c59-9a55-6a1f3e2b9c01","entity_type":"deal","entity_id":"0b7e2f44-1c3d-4e5f-8a9b-0c1d2e3f4a5b","attempts":3}"#;
+        let inbox = r#"{"sync_queue_id":"9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d","entity_type":"webhook_inbox","entity_id":"9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d","attempts":1}"#;
+        let parsed: RetryMessage = serde_json::from_str(row).unwrap();
+        assert_eq!(
+            parsed.target,
+            RetryTarget::SyncQueue {
+                id: "6f1c1a52-0d4e-4c59-9a55-6a1f3e2b9c01".parse().unwrap(),
+                entity_type: EntityType::Deal,
+                entity_id: "0b7e2f44-1c3d-4e5f-8a9b-0c1d2e3f4a5b".parse().unwrap(),
+            }
+        );
+        assert_eq!(parsed.attempts, 3);
+        assert_eq!(serde_json::to_string(&parsed).unwrap(), row);
+        let parsed: RetryMessage = serde_json::from_str(inbox).unwrap();
+        let event: Uuid = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d".parse().unwrap();
+        assert_eq!(parsed, RetryMessage::for_inbox_event(event, 1));
+        assert_eq!(parsed.sync_queue_id(), None);
+        assert_eq!(serde_json::to_string(&parsed).unwrap(), inbox);
+        let unknown = row.replace(r#""deal""#, r#""invoice""#);
+        assert!(serde_json::from_str::<RetryMessage>(&unknown).is_err());
     }
 
     #[test]

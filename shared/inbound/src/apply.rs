@@ -18,9 +18,11 @@ use crmsync_db::inbox::{self, Conflict, NewCompany, NewContact, NewDeal};
 use crmsync_db::{DbError, GenericClient, PgSyncStore, Pool};
 use crmsync_domain::ports::RetryQueue;
 use crmsync_domain::sync::{COMPANY_ASSOCIATION, PipelineMap, RetryDecision, RetryMessage, RetryPolicy, value_hash};
+#[allow(unused_imports)] // Named by the doc links below.
+use crmsync_domain::webhook::INBOX_RETRY_KIND;
 use crmsync_domain::webhook::{
-    Decision, ECHO_WINDOW_MS, EventKind, FieldOwner, INBOX_RETRY_KIND, ObjectKind, WebhookEvent, apply_order,
-    column_value, contact_full_name, decide, field_rule, is_email, local_stage,
+    Decision, ECHO_WINDOW_MS, EventKind, FieldOwner, ObjectKind, WebhookEvent, apply_order, column_value,
+    contact_full_name, decide, field_rule, is_email, local_stage,
 };
 use crmsync_hubspot::setup::LOCAL_ID_PROPERTY;
 use crmsync_hubspot::{HubSpotClient, HubSpotObject, ObjectType, UpdateInput};
@@ -581,17 +583,7 @@ impl Applier {
         }
         let messages: Vec<(RetryMessage, Duration)> = postponed
             .iter()
-            .map(|(id, attempts, delay)| {
-                (
-                    RetryMessage {
-                        sync_queue_id: *id,
-                        entity_type: INBOX_RETRY_KIND.to_owned(),
-                        entity_id: *id,
-                        attempts: *attempts,
-                    },
-                    *delay,
-                )
-            })
+            .map(|(id, attempts, delay)| (RetryMessage::for_inbox_event(*id, *attempts), *delay))
             .collect();
         if let Err(error) = queue.schedule(&messages).await {
             tracing::warn!(%error, events = messages.len(), "could not schedule webhook retries on SQS; the next pass takes them");
