@@ -16,12 +16,14 @@ use crmsync_domain::ingest::{
     COMPANY_LIFECYCLE_STAGE, Contractor, DEAL_PIPELINE, DealFields, FIRST_STAGE, MatchSpec, Opportunity, Rejection,
 };
 use crmsync_domain::ports::{BatchWriteOutcome, MatchStore};
+use crmsync_domain::sync::EntityType;
 use deadpool_postgres::{GenericClient, Pool};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::DbError;
+use crate::outbox::{self, Dedupe, QueuedChange};
 
 /// How often a batch is retried after a deadlock or serialization failure before giving up.
 const CONFLICT_RETRIES: usize = 3;
@@ -192,11 +194,11 @@ pub async fn write_match_batch(client: &impl GenericClient, batch: &[MatchSpec])
     for (uei, change) in &companies.changes {
         let company_id = companies.ids[uei];
         let payload = json!({ "company_id": company_id, "contractor_id": contractor_rows[uei].id, "uei": uei });
-        queue.push("company", company_id, *change, payload);
+        queue.push(EntityType::Company, company_id, *change, payload);
     }
     for (key, (deal_id, company_id, change)) in &deals {
         let payload = json!({ "deal_id": deal_id, "company_id": company_id, "opportunity_id": key.0 });
-        queue.push("deal", *deal_id, *change, payload);
+        queue.push(EntityType::Deal, *deal_id, *change, payload);
     }
     outcome.queued = queue.insert(client, &mut outcome).await?;
 
@@ -951,41 +953,27 @@ async fn write_deals<'a>(
         .collect())
 }
 
-/// sync_queue rows to insert in one statement.
+/// sync_queue rows to insert in one statement ([`outbox::enqueue`], every change queued: [`Dedupe::EveryChange`]).
 #[derive(Default)]
-struct QueueRows {
-    entity_types: Vec<&'static str>,
-    entity_ids: Vec<Uuid>,
-    operations: Vec<&'static str>,
-    payloads: Vec<Value>,
-}
+struct QueueRows(Vec<QueuedChange>);
 
 impl QueueRows {
-    fn push(&mut self, entity_type: &'static str, entity_id: Uuid, change: Change, payload: Value) {
-        self.entity_types.push(entity_type);
-        self.entity_ids.push(entity_id);
-        self.operations.push(change.operation());
-        self.payloads.push(payload);
+    fn push(&mut self, entity_type: EntityType, entity_id: Uuid, change: Change, payload: Value) {
+        self.0.push(QueuedChange {
+            entity_type,
+            entity_id,
+            operation: change.operation(),
+            payload,
+        });
     }
 
     async fn insert(&self, client: &impl GenericClient, outcome: &mut BatchWriteOutcome) -> Result<u64, DbError> {
-        if self.entity_ids.is_empty() {
+        if self.0.is_empty() {
             return Ok(0);
         }
-        let statement = client
-            .prepare_cached(
-                "INSERT INTO sync_queue (entity_type, entity_id, operation, payload)
-                 SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::jsonb[])",
-            )
-            .await?;
-        let inserted = client
-            .execute(
-                &statement,
-                &[&self.entity_types, &self.entity_ids, &self.operations, &self.payloads],
-            )
-            .await?;
+        let inserted = outbox::enqueue(client, &self.0, Dedupe::EveryChange).await?;
         outcome.round_trips += 1;
-        Ok(inserted)
+        Ok(inserted.len() as u64)
     }
 }
 
