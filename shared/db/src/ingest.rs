@@ -380,17 +380,39 @@ async fn upsert_opportunities<'a>(
     opportunities: &BTreeMap<&'a str, &Opportunity>,
     outcome: &mut BatchWriteOutcome,
 ) -> Result<HashMap<&'a str, SourceRow>, DbError> {
-    let rows: Vec<&Opportunity> = opportunities.values().copied().collect();
-    let text = |f: fn(&Opportunity) -> &Option<String>| rows.iter().map(|o| f(o).clone()).collect::<Vec<_>>();
     let notice_ids: Vec<&str> = opportunities.keys().copied().collect();
+    let before = lock_opportunities(client, opportunities, &notice_ids).await?;
+    outcome.round_trips += 1;
+    let written = insert_opportunities(client, opportunities, &notice_ids).await?;
+    outcome.round_trips += 1;
+    let written = written_by_key(opportunities, &written);
+    let (mut rows, missing) = resolve(notice_ids.iter().copied(), before, written);
+    if !missing.is_empty() {
+        let ids = select_ids(
+            client,
+            "SELECT notice_id, id FROM opportunities WHERE notice_id = ANY($1)",
+            &missing,
+        )
+        .await?;
+        outcome.round_trips += 1;
+        unchanged_rows(&mut rows, &missing, &ids);
+    }
+    Ok(rows)
+}
 
+/// Locks the batch's stored opportunities and says which deal columns each one's new version changes.
+async fn lock_opportunities<'a>(
+    client: &impl GenericClient,
+    opportunities: &BTreeMap<&'a str, &Opportunity>,
+    notice_ids: &[&str],
+) -> Result<HashMap<&'a str, SourceRow>, DbError> {
     let statement = client
         .prepare_cached(
             "SELECT notice_id, id, title, estimated_value, deadline, priority_flag FROM opportunities
              WHERE notice_id = ANY($1) ORDER BY notice_id FOR UPDATE",
         )
         .await?;
-    let before: HashMap<&'a str, SourceRow> = client
+    Ok(client
         .query(&statement, &[&notice_ids])
         .await?
         .iter()
@@ -418,9 +440,17 @@ async fn upsert_opportunities<'a>(
                 },
             ))
         })
-        .collect();
-    outcome.round_trips += 1;
+        .collect())
+}
 
+/// Upserts the batch's opportunities in one statement, writing only those that changed.
+async fn insert_opportunities(
+    client: &impl GenericClient,
+    opportunities: &BTreeMap<&str, &Opportunity>,
+    notice_ids: &[&str],
+) -> Result<Vec<tokio_postgres::Row>, DbError> {
+    let rows: Vec<&Opportunity> = opportunities.values().copied().collect();
+    let text = |f: fn(&Opportunity) -> &Option<String>| rows.iter().map(|o| f(o).clone()).collect::<Vec<_>>();
     let titles: Vec<&str> = rows.iter().map(|o| o.title.as_str()).collect();
     let values: Vec<Option<Decimal>> = rows.iter().map(|o| o.estimated_value).collect();
     let posted: Vec<_> = rows.iter().map(|o| o.posted_date).collect();
@@ -454,7 +484,7 @@ async fn upsert_opportunities<'a>(
              RETURNING o.notice_id, o.id, (o.xmax = 0) AS created",
         )
         .await?;
-    let written = client
+    Ok(client
         .query(
             &statement,
             &[
@@ -477,21 +507,7 @@ async fn upsert_opportunities<'a>(
                 &deadlines,
             ],
         )
-        .await?;
-    outcome.round_trips += 1;
-    let written = written_by_key(opportunities, &written);
-    let (mut rows, missing) = resolve(notice_ids.iter().copied(), before, written);
-    if !missing.is_empty() {
-        let ids = select_ids(
-            client,
-            "SELECT notice_id, id FROM opportunities WHERE notice_id = ANY($1)",
-            &missing,
-        )
-        .await?;
-        outcome.round_trips += 1;
-        unchanged_rows(&mut rows, &missing, &ids);
-    }
-    Ok(rows)
+        .await?)
 }
 
 /// An upsert's `RETURNING key, id, created` rows by the batch's own key strings.
@@ -509,10 +525,27 @@ async fn upsert_contractors<'a>(
     contractors: &BTreeMap<&'a str, &Contractor>,
     outcome: &mut BatchWriteOutcome,
 ) -> Result<HashMap<&'a str, SourceRow>, DbError> {
-    let rows: Vec<&Contractor> = contractors.values().copied().collect();
-    let text = |f: fn(&Contractor) -> &Option<String>| rows.iter().map(|c| f(c).clone()).collect::<Vec<_>>();
     let ueis: Vec<&str> = contractors.keys().copied().collect();
+    let before = lock_contractors(client, contractors, &ueis).await?;
+    outcome.round_trips += 1;
+    let written = insert_contractors(client, contractors, &ueis).await?;
+    outcome.round_trips += 1;
+    let written = written_by_key(contractors, &written);
+    let (mut rows, missing) = resolve(ueis.iter().copied(), before, written);
+    if !missing.is_empty() {
+        let ids = select_ids(client, "SELECT uei, id FROM contractors WHERE uei = ANY($1)", &missing).await?;
+        outcome.round_trips += 1;
+        unchanged_rows(&mut rows, &missing, &ids);
+    }
+    Ok(rows)
+}
 
+/// Locks the batch's stored contractors and says which company and deal columns each one's new version changes.
+async fn lock_contractors<'a>(
+    client: &impl GenericClient,
+    contractors: &BTreeMap<&'a str, &Contractor>,
+    ueis: &[&str],
+) -> Result<HashMap<&'a str, SourceRow>, DbError> {
     let statement = client
         .prepare_cached(
             "SELECT uei, id, name, source, cage_code, website, phone, address, city, state, zip, primary_naics,
@@ -520,7 +553,7 @@ async fn upsert_contractors<'a>(
              FROM contractors WHERE uei = ANY($1) ORDER BY uei FOR UPDATE",
         )
         .await?;
-    let before: HashMap<&'a str, SourceRow> = client
+    Ok(client
         .query(&statement, &[&ueis])
         .await?
         .iter()
@@ -552,9 +585,17 @@ async fn upsert_contractors<'a>(
                 },
             ))
         })
-        .collect();
-    outcome.round_trips += 1;
+        .collect())
+}
 
+/// Upserts the batch's contractors in one statement, writing only those that changed.
+async fn insert_contractors(
+    client: &impl GenericClient,
+    contractors: &BTreeMap<&str, &Contractor>,
+    ueis: &[&str],
+) -> Result<Vec<tokio_postgres::Row>, DbError> {
+    let rows: Vec<&Contractor> = contractors.values().copied().collect();
+    let text = |f: fn(&Contractor) -> &Option<String>| rows.iter().map(|c| f(c).clone()).collect::<Vec<_>>();
     let names: Vec<&str> = rows.iter().map(|c| c.name.as_str()).collect();
     let sources: Vec<&str> = rows.iter().map(|c| c.source.as_str()).collect();
     let registered: Vec<Option<bool>> = rows.iter().map(|c| c.sam_registered).collect();
@@ -580,7 +621,7 @@ async fn upsert_contractors<'a>(
              RETURNING c.uei, c.id, (c.xmax = 0) AS created",
         )
         .await?;
-    let written = client
+    Ok(client
         .query(
             &statement,
             &[
@@ -600,16 +641,7 @@ async fn upsert_contractors<'a>(
                 &readiness,
             ],
         )
-        .await?;
-    outcome.round_trips += 1;
-    let written = written_by_key(contractors, &written);
-    let (mut rows, missing) = resolve(ueis.iter().copied(), before, written);
-    if !missing.is_empty() {
-        let ids = select_ids(client, "SELECT uei, id FROM contractors WHERE uei = ANY($1)", &missing).await?;
-        outcome.round_trips += 1;
-        unchanged_rows(&mut rows, &missing, &ids);
-    }
-    Ok(rows)
+        .await?)
 }
 
 type MatchKey<'a> = (&'a str, &'a str);
@@ -627,37 +659,7 @@ async fn upsert_matches<'a>(
     let opportunity_column: Vec<Uuid> = keys.iter().map(|key| pair(key).0).collect();
     let contractor_column: Vec<Uuid> = keys.iter().map(|key| pair(key).1).collect();
 
-    let statement = client
-        .prepare_cached(
-            "SELECT m.opportunity_id, m.contractor_id, m.id, m.match_score
-             FROM matches m JOIN UNNEST($1::uuid[], $2::uuid[]) AS k (opportunity_id, contractor_id)
-               ON m.opportunity_id = k.opportunity_id AND m.contractor_id = k.contractor_id
-             ORDER BY m.opportunity_id, m.contractor_id
-             FOR UPDATE OF m",
-        )
-        .await?;
-    let before: HashMap<MatchKey<'a>, SourceRow> = client
-        .query(&statement, &[&opportunity_column, &contractor_column])
-        .await?
-        .iter()
-        .filter_map(|row| {
-            let key = *key_by_pair.get(&(row.get(0), row.get(1)))?;
-            let score: Decimal = row.get(3);
-            let deal_columns = if score != matches[&key].match_score {
-                DEAL_SCORE
-            } else {
-                0
-            };
-            Some((
-                key,
-                SourceRow {
-                    id: row.get(2),
-                    company_columns: 0,
-                    deal_columns,
-                },
-            ))
-        })
-        .collect();
+    let before = lock_matches(client, matches, &key_by_pair, &opportunity_column, &contractor_column).await?;
     outcome.round_trips += 1;
 
     let scores: Vec<Decimal> = matches.values().map(|spec| spec.match_score).collect();
@@ -684,33 +686,84 @@ async fn upsert_matches<'a>(
     outcome.round_trips += 1;
     let (mut rows, missing) = resolve(keys.iter().copied(), before, written);
     if !missing.is_empty() {
-        let statement = client
-            .prepare_cached(
-                "SELECT m.opportunity_id, m.contractor_id, m.id
-                 FROM matches m JOIN UNNEST($1::uuid[], $2::uuid[]) AS k (opportunity_id, contractor_id)
-                   ON m.opportunity_id = k.opportunity_id AND m.contractor_id = k.contractor_id",
-            )
-            .await?;
-        let opportunity_column: Vec<Uuid> = missing.iter().map(|key| pair(key).0).collect();
-        let contractor_column: Vec<Uuid> = missing.iter().map(|key| pair(key).1).collect();
-        for row in client
-            .query(&statement, &[&opportunity_column, &contractor_column])
-            .await?
-        {
-            if let Some(key) = key_by_pair.get(&(row.get(0), row.get(1))) {
-                rows.insert(
-                    *key,
-                    SourceRow {
-                        id: row.get(2),
-                        company_columns: 0,
-                        deal_columns: 0,
-                    },
-                );
-            }
-        }
+        let pairs: Vec<(Uuid, Uuid)> = missing.iter().map(pair).collect();
+        rows.extend(unchanged_matches(client, &pairs, &key_by_pair).await?);
         outcome.round_trips += 1;
     }
     Ok(rows)
+}
+
+/// Locks the batch's stored matches and says which of them change the deal's score.
+async fn lock_matches<'a>(
+    client: &impl GenericClient,
+    matches: &BTreeMap<MatchKey<'a>, &MatchSpec>,
+    key_by_pair: &HashMap<(Uuid, Uuid), MatchKey<'a>>,
+    opportunity_column: &[Uuid],
+    contractor_column: &[Uuid],
+) -> Result<HashMap<MatchKey<'a>, SourceRow>, DbError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT m.opportunity_id, m.contractor_id, m.id, m.match_score
+             FROM matches m JOIN UNNEST($1::uuid[], $2::uuid[]) AS k (opportunity_id, contractor_id)
+               ON m.opportunity_id = k.opportunity_id AND m.contractor_id = k.contractor_id
+             ORDER BY m.opportunity_id, m.contractor_id
+             FOR UPDATE OF m",
+        )
+        .await?;
+    Ok(client
+        .query(&statement, &[&opportunity_column, &contractor_column])
+        .await?
+        .iter()
+        .filter_map(|row| {
+            let key = *key_by_pair.get(&(row.get(0), row.get(1)))?;
+            let score: Decimal = row.get(3);
+            let deal_columns = if score != matches[&key].match_score {
+                DEAL_SCORE
+            } else {
+                0
+            };
+            Some((
+                key,
+                SourceRow {
+                    id: row.get(2),
+                    company_columns: 0,
+                    deal_columns,
+                },
+            ))
+        })
+        .collect())
+}
+
+/// The ids of matches the upsert left alone (unchanged), as rows that change nothing derived.
+async fn unchanged_matches<'a>(
+    client: &impl GenericClient,
+    pairs: &[(Uuid, Uuid)],
+    key_by_pair: &HashMap<(Uuid, Uuid), MatchKey<'a>>,
+) -> Result<Vec<(MatchKey<'a>, SourceRow)>, DbError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT m.opportunity_id, m.contractor_id, m.id
+             FROM matches m JOIN UNNEST($1::uuid[], $2::uuid[]) AS k (opportunity_id, contractor_id)
+               ON m.opportunity_id = k.opportunity_id AND m.contractor_id = k.contractor_id",
+        )
+        .await?;
+    let opportunity_column: Vec<Uuid> = pairs.iter().map(|p| p.0).collect();
+    let contractor_column: Vec<Uuid> = pairs.iter().map(|p| p.1).collect();
+    let rows = client
+        .query(&statement, &[&opportunity_column, &contractor_column])
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|row| {
+            let key = *key_by_pair.get(&(row.get(0), row.get(1)))?;
+            let unchanged = SourceRow {
+                id: row.get(2),
+                company_columns: 0,
+                deal_columns: 0,
+            };
+            Some((key, unchanged))
+        })
+        .collect())
 }
 
 struct Companies<'a> {
