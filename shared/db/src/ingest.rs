@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;
 
 use crmsync_domain::DomainError;
+use crmsync_domain::hubspot_status::HubSpotSyncStatus;
 use crmsync_domain::ingest::{
     COMPANY_LIFECYCLE_STAGE, Contractor, DEAL_PIPELINE, DealFields, FIRST_STAGE, MatchSpec, Opportunity, Rejection,
 };
@@ -385,15 +386,25 @@ async fn upsert_opportunities<'a>(
     outcome.round_trips += 1;
     let written = insert_opportunities(client, opportunities, &notice_ids).await?;
     outcome.round_trips += 1;
-    let written = written_by_key(opportunities, &written);
-    let (mut rows, missing) = resolve(notice_ids.iter().copied(), before, written);
+    const UNCHANGED: &str = "SELECT notice_id, id FROM opportunities WHERE notice_id = ANY($1)";
+    rows_by_key(client, opportunities, before, &written, UNCHANGED, outcome).await
+}
+
+/// Every row of a batch keyed by a text key (opportunities, contractors) after its upsert: from the upsert's
+/// `RETURNING` when it wrote the row, else as locked before it, else (a row another transaction created meanwhile)
+/// read with `unchanged_sql` in one more round trip.
+async fn rows_by_key<'a, V>(
+    client: &impl GenericClient,
+    keyed: &BTreeMap<&'a str, V>,
+    before: HashMap<&'a str, SourceRow>,
+    written: &[tokio_postgres::Row],
+    unchanged_sql: &str,
+    outcome: &mut BatchWriteOutcome,
+) -> Result<HashMap<&'a str, SourceRow>, DbError> {
+    let written = written_by_key(keyed, written);
+    let (mut rows, missing) = resolve(keyed.keys().copied(), before, written);
     if !missing.is_empty() {
-        let ids = select_ids(
-            client,
-            "SELECT notice_id, id FROM opportunities WHERE notice_id = ANY($1)",
-            &missing,
-        )
-        .await?;
+        let ids = select_ids(client, unchanged_sql, &missing).await?;
         outcome.round_trips += 1;
         unchanged_rows(&mut rows, &missing, &ids);
     }
@@ -530,14 +541,8 @@ async fn upsert_contractors<'a>(
     outcome.round_trips += 1;
     let written = insert_contractors(client, contractors, &ueis).await?;
     outcome.round_trips += 1;
-    let written = written_by_key(contractors, &written);
-    let (mut rows, missing) = resolve(ueis.iter().copied(), before, written);
-    if !missing.is_empty() {
-        let ids = select_ids(client, "SELECT uei, id FROM contractors WHERE uei = ANY($1)", &missing).await?;
-        outcome.round_trips += 1;
-        unchanged_rows(&mut rows, &missing, &ids);
-    }
-    Ok(rows)
+    const UNCHANGED: &str = "SELECT uei, id FROM contractors WHERE uei = ANY($1)";
+    rows_by_key(client, contractors, before, &written, UNCHANGED, outcome).await
 }
 
 /// Locks the batch's stored contractors and says which company and deal columns each one's new version changes.
@@ -790,14 +795,14 @@ static COMPANIES_SQL: LazyLock<String> = LazyLock::new(|| {
              zip, primary_naics, sam_registered, readiness_score, qualification_status, lifecycle_stage,
              hubspot_sync_status)
            SELECT contractor_id, source, name, uei, cage_code, website, phone, address, city, state, zip,
-             primary_naics, sam_registered, readiness_score, qualification_status, $17::text, 'pending'
+             primary_naics, sam_registered, readiness_score, qualification_status, $17::text, '{pending}'
            FROM k ORDER BY contractor_id
            ON CONFLICT (contractor_id) DO NOTHING
            RETURNING contractor_id, id
          ),
          updated AS (
            UPDATE companies t SET {set},
-             hubspot_sync_status = CASE WHEN t.hubspot_sync_status = 'deleted' THEN 'deleted' ELSE 'pending' END
+             hubspot_sync_status = CASE WHEN t.hubspot_sync_status = '{deleted}' THEN '{deleted}' ELSE '{pending}' END
            FROM k
            WHERE t.contractor_id = k.contractor_id AND k.changed <> 0 AND ({differs})
            RETURNING t.contractor_id, t.id
@@ -807,7 +812,9 @@ static COMPANIES_SQL: LazyLock<String> = LazyLock::new(|| {
          FROM k
          LEFT JOIN created ON created.contractor_id = k.contractor_id
          LEFT JOIN updated ON updated.contractor_id = k.contractor_id
-         LEFT JOIN companies existing ON existing.contractor_id = k.contractor_id"
+         LEFT JOIN companies existing ON existing.contractor_id = k.contractor_id",
+        pending = HubSpotSyncStatus::Pending.as_str(),
+        deleted = HubSpotSyncStatus::Deleted.as_str(),
     )
 });
 
@@ -913,21 +920,23 @@ static DEALS_SQL: LazyLock<String> = LazyLock::new(|| {
            INSERT INTO deals (match_id, opportunity_id, company_id, deal_name, deal_value, expected_close_date,
              match_score, win_probability, priority, pipeline, stage, hubspot_sync_status)
            SELECT match_id, opportunity_id, company_id, deal_name, deal_value, expected_close_date, match_score,
-             win_probability, priority, $11::text, $12::text, 'pending'
+             win_probability, priority, $11::text, $12::text, '{pending}'
            FROM k ORDER BY match_id
            ON CONFLICT (match_id) DO NOTHING
            RETURNING match_id, id, company_id
          ),
          updated AS (
            UPDATE deals t SET {set},
-             hubspot_sync_status = CASE WHEN t.hubspot_sync_status = 'deleted' THEN 'deleted' ELSE 'pending' END
+             hubspot_sync_status = CASE WHEN t.hubspot_sync_status = '{deleted}' THEN '{deleted}' ELSE '{pending}' END
            FROM k
            WHERE t.match_id = k.match_id AND k.changed <> 0 AND ({differs})
            RETURNING t.match_id, t.id, t.company_id
          )
          SELECT match_id, id, company_id, true FROM created
          UNION ALL
-         SELECT match_id, id, company_id, false FROM updated"
+         SELECT match_id, id, company_id, false FROM updated",
+        pending = HubSpotSyncStatus::Pending.as_str(),
+        deleted = HubSpotSyncStatus::Deleted.as_str(),
     )
 });
 
