@@ -236,8 +236,8 @@ async fn changed_contractor_data_updates_the_company_and_queues_one_update() {
     assert_eq!(ops, vec!["create", "update"]);
 }
 
-/// Applies HubSpot edits as the webhook applier does (crmsync_db::hubspot_records: the column, then the field's change time
-/// and hash as HubSpot's), and marks everything synced: company website and phone, deal priority.
+/// Applies HubSpot edits as the webhook applier does (crmsync_db::hubspot_records: the column, then the field's
+/// change time and hash as HubSpot's), and marks everything synced: company website and phone, deal priority.
 async fn apply_hubspot_edits(app: &TestApp) -> (uuid::Uuid, uuid::Uuid) {
     use crmsync_db::hubspot_records;
     use crmsync_domain::webhook::ObjectKind;

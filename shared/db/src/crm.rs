@@ -388,12 +388,13 @@ impl StageMove {
 }
 
 /// Moves a deal to `stage`, locking its row first so concurrent moves apply one after the other. Moving into a
-/// stage the domain calls closed ([`DealStage::is_closed`]) sets `closed_at` to the transaction's time; moving to an open stage clears it (the
-/// schema's deals_closed_at_check holds either way). The deal becomes `pending` for HubSpot again unless HubSpot
-/// deleted it. Moving a deal to the stage it is in changes nothing. `None` when there is no such deal.
+/// stage the domain calls closed ([`DealStage::is_closed`]) sets `closed_at` to the transaction's time; moving to
+/// an open stage clears it (the schema's deals_closed_at_check holds either way). The deal becomes `pending` for
+/// HubSpot again unless HubSpot deleted it. Moving a deal to the stage it is in changes nothing. `None` when there
+/// is no such deal.
 ///
-/// Call it inside a transaction, with [`insert_activity`] and [`crate::outbox::enqueue`] for the stage_change activity and the
-/// HubSpot update, so the three are committed together.
+/// Call it inside a transaction, with [`insert_activity`] and [`crate::outbox::enqueue`] for the stage_change
+/// activity and the HubSpot update, so the three are committed together.
 pub async fn move_deal_stage(
     client: &impl GenericClient,
     id: Uuid,

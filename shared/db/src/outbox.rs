@@ -49,7 +49,8 @@ pub async fn enqueue(
         .prepare_cached(
             "INSERT INTO public.sync_queue (entity_type, entity_id, operation, payload)
              SELECT k.entity_type, k.entity_id, k.operation, k.payload
-             FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::jsonb[]) AS k (entity_type, entity_id, operation, payload)
+             FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::jsonb[])
+               AS k (entity_type, entity_id, operation, payload)
              WHERE NOT $5 OR NOT EXISTS (
                SELECT 1 FROM public.sync_queue q
                WHERE q.entity_type = k.entity_type AND q.entity_id = k.entity_id AND q.status IN ('pending', 'failed'))
