@@ -236,10 +236,10 @@ async fn changed_contractor_data_updates_the_company_and_queues_one_update() {
     assert_eq!(ops, vec!["create", "update"]);
 }
 
-/// Applies HubSpot edits as the webhook applier does (crmsync_db::inbox: the column, then the field's change time
-/// and hash as HubSpot's), and marks everything synced: company website and phone, deal priority.
+/// Applies HubSpot edits as the webhook applier does (crmsync_db::hubspot_records: the column, then the field's
+/// change time and hash as HubSpot's), and marks everything synced: company website and phone, deal priority.
 async fn apply_hubspot_edits(app: &TestApp) -> (uuid::Uuid, uuid::Uuid) {
-    use crmsync_db::inbox;
+    use crmsync_db::hubspot_records;
     use crmsync_domain::webhook::ObjectKind;
     let client = app.client().await;
     let company_id: uuid::Uuid = client.query_one("SELECT id FROM companies", &[]).await.unwrap().get(0);
@@ -265,8 +265,10 @@ async fn apply_hubspot_edits(app: &TestApp) -> (uuid::Uuid, uuid::Uuid) {
         (ObjectKind::Deal, deal_id, "priority", "hs_priority", "low"),
     ];
     for (kind, id, column, property, value) in edits {
-        inbox::set_column(&client, kind, id, column, Some(value)).await.unwrap();
-        inbox::record_applied(&client, kind, id, column, at, property, "hash-from-hubspot")
+        hubspot_records::set_column(&client, kind, id, column, Some(value))
+            .await
+            .unwrap();
+        hubspot_records::record_applied(&client, kind, id, column, at, property, "hash-from-hubspot")
             .await
             .unwrap();
     }

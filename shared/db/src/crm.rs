@@ -1,13 +1,14 @@
 //! The CRM repositories behind the dashboard REST API: keyset-paginated reads of deals, companies, contacts and
 //! activities, the guide's four dashboard queries (verbatim) with sync health, and the manual writes (a contact, an
-//! activity, a deal's stage move) together with the sync_queue rows that tell HubSpot about them.
+//! activity, a deal's stage move); the sync_queue rows that tell HubSpot about them come from [`crate::outbox`].
 //!
 //! Every function takes `&impl GenericClient`, so it joins the caller's transaction: a write and its sync_queue row
 //! are committed together or not at all. Filters are assembled into one statement per combination of present
 //! filters (not `$1 IS NULL OR ...`), so each combination gets a plan that uses its index.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use crmsync_domain::stage::DealStage;
+use crmsync_domain::hubspot_status::HubSpotSyncStatus;
+use crmsync_domain::stage::{DealStage, StageChangeActivity};
 use deadpool_postgres::GenericClient;
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -386,13 +387,14 @@ impl StageMove {
     }
 }
 
-/// Moves a deal to `stage`, locking its row first so concurrent moves apply one after the other. Moving into
-/// closed_won or closed_lost sets `closed_at` to the transaction's time; moving to an open stage clears it (the
-/// schema's deals_closed_at_check holds either way). The deal becomes `pending` for HubSpot again unless HubSpot
-/// deleted it. Moving a deal to the stage it is in changes nothing. `None` when there is no such deal.
+/// Moves a deal to `stage`, locking its row first so concurrent moves apply one after the other. Moving into a
+/// stage the domain calls closed ([`DealStage::is_closed`]) sets `closed_at` to the transaction's time; moving to
+/// an open stage clears it (the schema's deals_closed_at_check holds either way). The deal becomes `pending` for
+/// HubSpot again unless HubSpot deleted it. Moving a deal to the stage it is in changes nothing. `None` when there
+/// is no such deal.
 ///
-/// Call it inside a transaction, with [`insert_activity`] and [`enqueue`] for the stage_change activity and the
-/// HubSpot update, so the three are committed together.
+/// Call it inside a transaction, with [`insert_activity`] and [`crate::outbox::enqueue`] for the stage_change
+/// activity and the HubSpot update, so the three are committed together.
 pub async fn move_deal_stage(
     client: &impl GenericClient,
     id: Uuid,
@@ -415,7 +417,7 @@ pub async fn move_deal_stage(
                UPDATE deals SET
                  stage = $2,
                  closed_at = CASE WHEN $3 THEN now() END,
-                 hubspot_sync_status = CASE WHEN hubspot_sync_status = 'deleted' THEN 'deleted' ELSE 'pending' END
+                 hubspot_sync_status = CASE WHEN hubspot_sync_status = $4 THEN $4 ELSE $5 END
                WHERE id = $1
                RETURNING *
              )
@@ -423,7 +425,16 @@ pub async fn move_deal_stage(
         ))
         .await?;
     let row = client
-        .query_one(&statement, &[&id, &stage.as_str(), &stage.is_closed()])
+        .query_one(
+            &statement,
+            &[
+                &id,
+                &stage.as_str(),
+                &stage.is_closed(),
+                &HubSpotSyncStatus::Deleted.as_str(),
+                &HubSpotSyncStatus::Pending.as_str(),
+            ],
+        )
         .await?;
     Ok(Some(StageMove {
         deal: deal(&row),
@@ -659,7 +670,7 @@ pub async fn insert_contact(client: &impl GenericClient, new: &NewContact) -> Re
         .prepare_cached(&format!(
             "INSERT INTO contacts (company_id, full_name, first_name, last_name, email, phone, job_title, is_primary,
                notes, source, hubspot_sync_status)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'manual', 'pending')
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'manual', $10)
              RETURNING {CONTACT_COLUMNS}"
         ))
         .await?;
@@ -676,6 +687,7 @@ pub async fn insert_contact(client: &impl GenericClient, new: &NewContact) -> Re
                 &new.job_title,
                 &new.is_primary,
                 &new.notes,
+                &HubSpotSyncStatus::Pending.as_str(),
             ],
         )
         .await?;
@@ -776,8 +788,30 @@ pub struct NewActivity {
     pub occurred_at: Option<DateTime<Utc>>,
     /// Who logged it (the API's principal).
     pub created_by: Option<String>,
-    /// `pending` for engagements HubSpot should get, `local_only` for crmsync's own entries.
-    pub hubspot_sync_status: &'static str,
+    /// `Pending` for engagements HubSpot should get, `LocalOnly` for crmsync's own entries.
+    pub hubspot_sync_status: HubSpotSyncStatus,
+}
+
+impl NewActivity {
+    /// The domain's `stage_change` activity for a move of `deal_id` (logged on its company too).
+    pub fn stage_change(
+        deal_id: Uuid,
+        company_id: Option<Uuid>,
+        occurred_at: Option<DateTime<Utc>>,
+        activity: StageChangeActivity,
+    ) -> Self {
+        Self {
+            activity_type: activity.activity_type.to_owned(),
+            subject: activity.subject,
+            body: activity.body,
+            deal_id: Some(deal_id),
+            company_id,
+            contact_id: None,
+            occurred_at,
+            created_by: Some(activity.created_by),
+            hubspot_sync_status: activity.hubspot_sync_status,
+        }
+    }
 }
 
 /// Inserts an activity. A missing `company_id` is taken from the deal, else from the contact, so an activity
@@ -806,32 +840,11 @@ pub async fn insert_activity(client: &impl GenericClient, new: &NewActivity) -> 
                 &new.company_id,
                 &new.occurred_at,
                 &new.created_by,
-                &new.hubspot_sync_status,
+                &new.hubspot_sync_status.as_str(),
             ],
         )
         .await?;
     Ok(activity(&row))
-}
-
-/// Queues a change for HubSpot: one `pending` sync_queue row. `entity_type` is company, contact, deal or activity;
-/// `operation` create, update or delete (the schema's checks). Returns the row's id.
-pub async fn enqueue(
-    client: &impl GenericClient,
-    entity_type: &str,
-    entity_id: Uuid,
-    operation: &str,
-    payload: &Value,
-) -> Result<Uuid, DbError> {
-    let statement = client
-        .prepare_cached(
-            "INSERT INTO sync_queue (entity_type, entity_id, operation, status, payload)
-             VALUES ($1, $2, $3, 'pending', $4) RETURNING id",
-        )
-        .await?;
-    let row = client
-        .query_one(&statement, &[&entity_type, &entity_id, &operation, payload])
-        .await?;
-    Ok(row.get(0))
 }
 
 /// The dashboard statistics cache's generation, shared by every API instance: one primary-key lookup of

@@ -12,16 +12,19 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;
 
 use crmsync_domain::DomainError;
+use crmsync_domain::hubspot_status::HubSpotSyncStatus;
 use crmsync_domain::ingest::{
     COMPANY_LIFECYCLE_STAGE, Contractor, DEAL_PIPELINE, DealFields, FIRST_STAGE, MatchSpec, Opportunity, Rejection,
 };
 use crmsync_domain::ports::{BatchWriteOutcome, MatchStore};
+use crmsync_domain::sync::EntityType;
 use deadpool_postgres::{GenericClient, Pool};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::DbError;
+use crate::outbox::{self, Dedupe, QueuedChange};
 
 /// How often a batch is retried after a deadlock or serialization failure before giving up.
 const CONFLICT_RETRIES: usize = 3;
@@ -192,11 +195,11 @@ pub async fn write_match_batch(client: &impl GenericClient, batch: &[MatchSpec])
     for (uei, change) in &companies.changes {
         let company_id = companies.ids[uei];
         let payload = json!({ "company_id": company_id, "contractor_id": contractor_rows[uei].id, "uei": uei });
-        queue.push("company", company_id, *change, payload);
+        queue.push(EntityType::Company, company_id, *change, payload);
     }
     for (key, (deal_id, company_id, change)) in &deals {
         let payload = json!({ "deal_id": deal_id, "company_id": company_id, "opportunity_id": key.0 });
-        queue.push("deal", *deal_id, *change, payload);
+        queue.push(EntityType::Deal, *deal_id, *change, payload);
     }
     outcome.queued = queue.insert(client, &mut outcome).await?;
 
@@ -378,17 +381,49 @@ async fn upsert_opportunities<'a>(
     opportunities: &BTreeMap<&'a str, &Opportunity>,
     outcome: &mut BatchWriteOutcome,
 ) -> Result<HashMap<&'a str, SourceRow>, DbError> {
-    let rows: Vec<&Opportunity> = opportunities.values().copied().collect();
-    let text = |f: fn(&Opportunity) -> &Option<String>| rows.iter().map(|o| f(o).clone()).collect::<Vec<_>>();
     let notice_ids: Vec<&str> = opportunities.keys().copied().collect();
+    let before = lock_opportunities(client, opportunities, &notice_ids).await?;
+    outcome.round_trips += 1;
+    let written = insert_opportunities(client, opportunities, &notice_ids).await?;
+    outcome.round_trips += 1;
+    const UNCHANGED: &str = "SELECT notice_id, id FROM opportunities WHERE notice_id = ANY($1)";
+    rows_by_key(client, opportunities, before, &written, UNCHANGED, outcome).await
+}
 
+/// Every row of a batch keyed by a text key (opportunities, contractors) after its upsert: from the upsert's
+/// `RETURNING` when it wrote the row, else as locked before it, else (a row another transaction created meanwhile)
+/// read with `unchanged_sql` in one more round trip.
+async fn rows_by_key<'a, V>(
+    client: &impl GenericClient,
+    keyed: &BTreeMap<&'a str, V>,
+    before: HashMap<&'a str, SourceRow>,
+    written: &[tokio_postgres::Row],
+    unchanged_sql: &str,
+    outcome: &mut BatchWriteOutcome,
+) -> Result<HashMap<&'a str, SourceRow>, DbError> {
+    let written = written_by_key(keyed, written);
+    let (mut rows, missing) = resolve(keyed.keys().copied(), before, written);
+    if !missing.is_empty() {
+        let ids = select_ids(client, unchanged_sql, &missing).await?;
+        outcome.round_trips += 1;
+        unchanged_rows(&mut rows, &missing, &ids);
+    }
+    Ok(rows)
+}
+
+/// Locks the batch's stored opportunities and says which deal columns each one's new version changes.
+async fn lock_opportunities<'a>(
+    client: &impl GenericClient,
+    opportunities: &BTreeMap<&'a str, &Opportunity>,
+    notice_ids: &[&str],
+) -> Result<HashMap<&'a str, SourceRow>, DbError> {
     let statement = client
         .prepare_cached(
             "SELECT notice_id, id, title, estimated_value, deadline, priority_flag FROM opportunities
              WHERE notice_id = ANY($1) ORDER BY notice_id FOR UPDATE",
         )
         .await?;
-    let before: HashMap<&'a str, SourceRow> = client
+    Ok(client
         .query(&statement, &[&notice_ids])
         .await?
         .iter()
@@ -416,9 +451,17 @@ async fn upsert_opportunities<'a>(
                 },
             ))
         })
-        .collect();
-    outcome.round_trips += 1;
+        .collect())
+}
 
+/// Upserts the batch's opportunities in one statement, writing only those that changed.
+async fn insert_opportunities(
+    client: &impl GenericClient,
+    opportunities: &BTreeMap<&str, &Opportunity>,
+    notice_ids: &[&str],
+) -> Result<Vec<tokio_postgres::Row>, DbError> {
+    let rows: Vec<&Opportunity> = opportunities.values().copied().collect();
+    let text = |f: fn(&Opportunity) -> &Option<String>| rows.iter().map(|o| f(o).clone()).collect::<Vec<_>>();
     let titles: Vec<&str> = rows.iter().map(|o| o.title.as_str()).collect();
     let values: Vec<Option<Decimal>> = rows.iter().map(|o| o.estimated_value).collect();
     let posted: Vec<_> = rows.iter().map(|o| o.posted_date).collect();
@@ -452,7 +495,7 @@ async fn upsert_opportunities<'a>(
              RETURNING o.notice_id, o.id, (o.xmax = 0) AS created",
         )
         .await?;
-    let written = client
+    Ok(client
         .query(
             &statement,
             &[
@@ -475,21 +518,7 @@ async fn upsert_opportunities<'a>(
                 &deadlines,
             ],
         )
-        .await?;
-    outcome.round_trips += 1;
-    let written = written_by_key(opportunities, &written);
-    let (mut rows, missing) = resolve(notice_ids.iter().copied(), before, written);
-    if !missing.is_empty() {
-        let ids = select_ids(
-            client,
-            "SELECT notice_id, id FROM opportunities WHERE notice_id = ANY($1)",
-            &missing,
-        )
-        .await?;
-        outcome.round_trips += 1;
-        unchanged_rows(&mut rows, &missing, &ids);
-    }
-    Ok(rows)
+        .await?)
 }
 
 /// An upsert's `RETURNING key, id, created` rows by the batch's own key strings.
@@ -507,10 +536,21 @@ async fn upsert_contractors<'a>(
     contractors: &BTreeMap<&'a str, &Contractor>,
     outcome: &mut BatchWriteOutcome,
 ) -> Result<HashMap<&'a str, SourceRow>, DbError> {
-    let rows: Vec<&Contractor> = contractors.values().copied().collect();
-    let text = |f: fn(&Contractor) -> &Option<String>| rows.iter().map(|c| f(c).clone()).collect::<Vec<_>>();
     let ueis: Vec<&str> = contractors.keys().copied().collect();
+    let before = lock_contractors(client, contractors, &ueis).await?;
+    outcome.round_trips += 1;
+    let written = insert_contractors(client, contractors, &ueis).await?;
+    outcome.round_trips += 1;
+    const UNCHANGED: &str = "SELECT uei, id FROM contractors WHERE uei = ANY($1)";
+    rows_by_key(client, contractors, before, &written, UNCHANGED, outcome).await
+}
 
+/// Locks the batch's stored contractors and says which company and deal columns each one's new version changes.
+async fn lock_contractors<'a>(
+    client: &impl GenericClient,
+    contractors: &BTreeMap<&'a str, &Contractor>,
+    ueis: &[&str],
+) -> Result<HashMap<&'a str, SourceRow>, DbError> {
     let statement = client
         .prepare_cached(
             "SELECT uei, id, name, source, cage_code, website, phone, address, city, state, zip, primary_naics,
@@ -518,7 +558,7 @@ async fn upsert_contractors<'a>(
              FROM contractors WHERE uei = ANY($1) ORDER BY uei FOR UPDATE",
         )
         .await?;
-    let before: HashMap<&'a str, SourceRow> = client
+    Ok(client
         .query(&statement, &[&ueis])
         .await?
         .iter()
@@ -550,9 +590,17 @@ async fn upsert_contractors<'a>(
                 },
             ))
         })
-        .collect();
-    outcome.round_trips += 1;
+        .collect())
+}
 
+/// Upserts the batch's contractors in one statement, writing only those that changed.
+async fn insert_contractors(
+    client: &impl GenericClient,
+    contractors: &BTreeMap<&str, &Contractor>,
+    ueis: &[&str],
+) -> Result<Vec<tokio_postgres::Row>, DbError> {
+    let rows: Vec<&Contractor> = contractors.values().copied().collect();
+    let text = |f: fn(&Contractor) -> &Option<String>| rows.iter().map(|c| f(c).clone()).collect::<Vec<_>>();
     let names: Vec<&str> = rows.iter().map(|c| c.name.as_str()).collect();
     let sources: Vec<&str> = rows.iter().map(|c| c.source.as_str()).collect();
     let registered: Vec<Option<bool>> = rows.iter().map(|c| c.sam_registered).collect();
@@ -578,7 +626,7 @@ async fn upsert_contractors<'a>(
              RETURNING c.uei, c.id, (c.xmax = 0) AS created",
         )
         .await?;
-    let written = client
+    Ok(client
         .query(
             &statement,
             &[
@@ -598,16 +646,7 @@ async fn upsert_contractors<'a>(
                 &readiness,
             ],
         )
-        .await?;
-    outcome.round_trips += 1;
-    let written = written_by_key(contractors, &written);
-    let (mut rows, missing) = resolve(ueis.iter().copied(), before, written);
-    if !missing.is_empty() {
-        let ids = select_ids(client, "SELECT uei, id FROM contractors WHERE uei = ANY($1)", &missing).await?;
-        outcome.round_trips += 1;
-        unchanged_rows(&mut rows, &missing, &ids);
-    }
-    Ok(rows)
+        .await?)
 }
 
 type MatchKey<'a> = (&'a str, &'a str);
@@ -625,37 +664,7 @@ async fn upsert_matches<'a>(
     let opportunity_column: Vec<Uuid> = keys.iter().map(|key| pair(key).0).collect();
     let contractor_column: Vec<Uuid> = keys.iter().map(|key| pair(key).1).collect();
 
-    let statement = client
-        .prepare_cached(
-            "SELECT m.opportunity_id, m.contractor_id, m.id, m.match_score
-             FROM matches m JOIN UNNEST($1::uuid[], $2::uuid[]) AS k (opportunity_id, contractor_id)
-               ON m.opportunity_id = k.opportunity_id AND m.contractor_id = k.contractor_id
-             ORDER BY m.opportunity_id, m.contractor_id
-             FOR UPDATE OF m",
-        )
-        .await?;
-    let before: HashMap<MatchKey<'a>, SourceRow> = client
-        .query(&statement, &[&opportunity_column, &contractor_column])
-        .await?
-        .iter()
-        .filter_map(|row| {
-            let key = *key_by_pair.get(&(row.get(0), row.get(1)))?;
-            let score: Decimal = row.get(3);
-            let deal_columns = if score != matches[&key].match_score {
-                DEAL_SCORE
-            } else {
-                0
-            };
-            Some((
-                key,
-                SourceRow {
-                    id: row.get(2),
-                    company_columns: 0,
-                    deal_columns,
-                },
-            ))
-        })
-        .collect();
+    let before = lock_matches(client, matches, &key_by_pair, &opportunity_column, &contractor_column).await?;
     outcome.round_trips += 1;
 
     let scores: Vec<Decimal> = matches.values().map(|spec| spec.match_score).collect();
@@ -682,33 +691,84 @@ async fn upsert_matches<'a>(
     outcome.round_trips += 1;
     let (mut rows, missing) = resolve(keys.iter().copied(), before, written);
     if !missing.is_empty() {
-        let statement = client
-            .prepare_cached(
-                "SELECT m.opportunity_id, m.contractor_id, m.id
-                 FROM matches m JOIN UNNEST($1::uuid[], $2::uuid[]) AS k (opportunity_id, contractor_id)
-                   ON m.opportunity_id = k.opportunity_id AND m.contractor_id = k.contractor_id",
-            )
-            .await?;
-        let opportunity_column: Vec<Uuid> = missing.iter().map(|key| pair(key).0).collect();
-        let contractor_column: Vec<Uuid> = missing.iter().map(|key| pair(key).1).collect();
-        for row in client
-            .query(&statement, &[&opportunity_column, &contractor_column])
-            .await?
-        {
-            if let Some(key) = key_by_pair.get(&(row.get(0), row.get(1))) {
-                rows.insert(
-                    *key,
-                    SourceRow {
-                        id: row.get(2),
-                        company_columns: 0,
-                        deal_columns: 0,
-                    },
-                );
-            }
-        }
+        let pairs: Vec<(Uuid, Uuid)> = missing.iter().map(pair).collect();
+        rows.extend(unchanged_matches(client, &pairs, &key_by_pair).await?);
         outcome.round_trips += 1;
     }
     Ok(rows)
+}
+
+/// Locks the batch's stored matches and says which of them change the deal's score.
+async fn lock_matches<'a>(
+    client: &impl GenericClient,
+    matches: &BTreeMap<MatchKey<'a>, &MatchSpec>,
+    key_by_pair: &HashMap<(Uuid, Uuid), MatchKey<'a>>,
+    opportunity_column: &[Uuid],
+    contractor_column: &[Uuid],
+) -> Result<HashMap<MatchKey<'a>, SourceRow>, DbError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT m.opportunity_id, m.contractor_id, m.id, m.match_score
+             FROM matches m JOIN UNNEST($1::uuid[], $2::uuid[]) AS k (opportunity_id, contractor_id)
+               ON m.opportunity_id = k.opportunity_id AND m.contractor_id = k.contractor_id
+             ORDER BY m.opportunity_id, m.contractor_id
+             FOR UPDATE OF m",
+        )
+        .await?;
+    Ok(client
+        .query(&statement, &[&opportunity_column, &contractor_column])
+        .await?
+        .iter()
+        .filter_map(|row| {
+            let key = *key_by_pair.get(&(row.get(0), row.get(1)))?;
+            let score: Decimal = row.get(3);
+            let deal_columns = if score != matches[&key].match_score {
+                DEAL_SCORE
+            } else {
+                0
+            };
+            Some((
+                key,
+                SourceRow {
+                    id: row.get(2),
+                    company_columns: 0,
+                    deal_columns,
+                },
+            ))
+        })
+        .collect())
+}
+
+/// The ids of matches the upsert left alone (unchanged), as rows that change nothing derived.
+async fn unchanged_matches<'a>(
+    client: &impl GenericClient,
+    pairs: &[(Uuid, Uuid)],
+    key_by_pair: &HashMap<(Uuid, Uuid), MatchKey<'a>>,
+) -> Result<Vec<(MatchKey<'a>, SourceRow)>, DbError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT m.opportunity_id, m.contractor_id, m.id
+             FROM matches m JOIN UNNEST($1::uuid[], $2::uuid[]) AS k (opportunity_id, contractor_id)
+               ON m.opportunity_id = k.opportunity_id AND m.contractor_id = k.contractor_id",
+        )
+        .await?;
+    let opportunity_column: Vec<Uuid> = pairs.iter().map(|p| p.0).collect();
+    let contractor_column: Vec<Uuid> = pairs.iter().map(|p| p.1).collect();
+    let rows = client
+        .query(&statement, &[&opportunity_column, &contractor_column])
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|row| {
+            let key = *key_by_pair.get(&(row.get(0), row.get(1)))?;
+            let unchanged = SourceRow {
+                id: row.get(2),
+                company_columns: 0,
+                deal_columns: 0,
+            };
+            Some((key, unchanged))
+        })
+        .collect())
 }
 
 struct Companies<'a> {
@@ -735,14 +795,14 @@ static COMPANIES_SQL: LazyLock<String> = LazyLock::new(|| {
              zip, primary_naics, sam_registered, readiness_score, qualification_status, lifecycle_stage,
              hubspot_sync_status)
            SELECT contractor_id, source, name, uei, cage_code, website, phone, address, city, state, zip,
-             primary_naics, sam_registered, readiness_score, qualification_status, $17::text, 'pending'
+             primary_naics, sam_registered, readiness_score, qualification_status, $17::text, '{pending}'
            FROM k ORDER BY contractor_id
            ON CONFLICT (contractor_id) DO NOTHING
            RETURNING contractor_id, id
          ),
          updated AS (
            UPDATE companies t SET {set},
-             hubspot_sync_status = CASE WHEN t.hubspot_sync_status = 'deleted' THEN 'deleted' ELSE 'pending' END
+             hubspot_sync_status = CASE WHEN t.hubspot_sync_status = '{deleted}' THEN '{deleted}' ELSE '{pending}' END
            FROM k
            WHERE t.contractor_id = k.contractor_id AND k.changed <> 0 AND ({differs})
            RETURNING t.contractor_id, t.id
@@ -752,7 +812,9 @@ static COMPANIES_SQL: LazyLock<String> = LazyLock::new(|| {
          FROM k
          LEFT JOIN created ON created.contractor_id = k.contractor_id
          LEFT JOIN updated ON updated.contractor_id = k.contractor_id
-         LEFT JOIN companies existing ON existing.contractor_id = k.contractor_id"
+         LEFT JOIN companies existing ON existing.contractor_id = k.contractor_id",
+        pending = HubSpotSyncStatus::Pending.as_str(),
+        deleted = HubSpotSyncStatus::Deleted.as_str(),
     )
 });
 
@@ -858,21 +920,23 @@ static DEALS_SQL: LazyLock<String> = LazyLock::new(|| {
            INSERT INTO deals (match_id, opportunity_id, company_id, deal_name, deal_value, expected_close_date,
              match_score, win_probability, priority, pipeline, stage, hubspot_sync_status)
            SELECT match_id, opportunity_id, company_id, deal_name, deal_value, expected_close_date, match_score,
-             win_probability, priority, $11::text, $12::text, 'pending'
+             win_probability, priority, $11::text, $12::text, '{pending}'
            FROM k ORDER BY match_id
            ON CONFLICT (match_id) DO NOTHING
            RETURNING match_id, id, company_id
          ),
          updated AS (
            UPDATE deals t SET {set},
-             hubspot_sync_status = CASE WHEN t.hubspot_sync_status = 'deleted' THEN 'deleted' ELSE 'pending' END
+             hubspot_sync_status = CASE WHEN t.hubspot_sync_status = '{deleted}' THEN '{deleted}' ELSE '{pending}' END
            FROM k
            WHERE t.match_id = k.match_id AND k.changed <> 0 AND ({differs})
            RETURNING t.match_id, t.id, t.company_id
          )
          SELECT match_id, id, company_id, true FROM created
          UNION ALL
-         SELECT match_id, id, company_id, false FROM updated"
+         SELECT match_id, id, company_id, false FROM updated",
+        pending = HubSpotSyncStatus::Pending.as_str(),
+        deleted = HubSpotSyncStatus::Deleted.as_str(),
     )
 });
 
@@ -951,41 +1015,27 @@ async fn write_deals<'a>(
         .collect())
 }
 
-/// sync_queue rows to insert in one statement.
+/// sync_queue rows to insert in one statement ([`outbox::enqueue`], every change queued: [`Dedupe::EveryChange`]).
 #[derive(Default)]
-struct QueueRows {
-    entity_types: Vec<&'static str>,
-    entity_ids: Vec<Uuid>,
-    operations: Vec<&'static str>,
-    payloads: Vec<Value>,
-}
+struct QueueRows(Vec<QueuedChange>);
 
 impl QueueRows {
-    fn push(&mut self, entity_type: &'static str, entity_id: Uuid, change: Change, payload: Value) {
-        self.entity_types.push(entity_type);
-        self.entity_ids.push(entity_id);
-        self.operations.push(change.operation());
-        self.payloads.push(payload);
+    fn push(&mut self, entity_type: EntityType, entity_id: Uuid, change: Change, payload: Value) {
+        self.0.push(QueuedChange {
+            entity_type,
+            entity_id,
+            operation: change.operation(),
+            payload,
+        });
     }
 
     async fn insert(&self, client: &impl GenericClient, outcome: &mut BatchWriteOutcome) -> Result<u64, DbError> {
-        if self.entity_ids.is_empty() {
+        if self.0.is_empty() {
             return Ok(0);
         }
-        let statement = client
-            .prepare_cached(
-                "INSERT INTO sync_queue (entity_type, entity_id, operation, payload)
-                 SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::jsonb[])",
-            )
-            .await?;
-        let inserted = client
-            .execute(
-                &statement,
-                &[&self.entity_types, &self.entity_ids, &self.operations, &self.payloads],
-            )
-            .await?;
+        let inserted = outbox::enqueue(client, &self.0, Dedupe::EveryChange).await?;
         outcome.round_trips += 1;
-        Ok(inserted)
+        Ok(inserted.len() as u64)
     }
 }
 

@@ -5,9 +5,11 @@
 
 pub mod crm;
 pub mod error;
+pub mod hubspot_records;
 pub mod inbox;
 pub mod ingest;
 pub mod migrate;
+pub mod outbox;
 pub mod pool;
 pub mod sync;
 #[cfg(feature = "test-util")]

@@ -5,8 +5,10 @@
 //! No I/O lives here: this crate's Cargo.toml names no database, HTTP or AWS crate, so the compiler keeps
 //! it pure.
 
+pub mod email;
 pub mod error;
 pub mod failure;
+pub mod hubspot_status;
 pub mod ingest;
 pub mod ports;
 pub mod queue;

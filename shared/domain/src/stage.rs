@@ -1,9 +1,11 @@
-//! The deal stages of the guide's "B2G Opportunities" pipeline, in pipeline order.
+//! The deal stages of the guide's "B2G Opportunities" pipeline, in pipeline order, which of them close a deal, and
+//! the `stage_change` activity logged when a deal moves, whoever moved it.
 
 use std::fmt;
 use std::str::FromStr;
 
 use crate::DomainError;
+use crate::hubspot_status::HubSpotSyncStatus;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -75,6 +77,48 @@ impl FromStr for DealStage {
     }
 }
 
+/// Who moved a deal's stage, for its `stage_change` activity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageMover<'a> {
+    /// A salesperson in HubSpot, reported by a webhook event.
+    HubSpot,
+    /// A caller of the API, by its principal's label.
+    Api(&'a str),
+}
+
+/// The `stage_change` activity logged (local only: HubSpot keeps its own stage history) when a deal moves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageChangeActivity {
+    pub activity_type: &'static str,
+    pub subject: String,
+    pub body: Option<String>,
+    pub created_by: String,
+    pub hubspot_sync_status: HubSpotSyncStatus,
+}
+
+/// The activity for a move from stage `from` to `to`. The subject reads the same whoever moved the deal
+/// ("Stage changed from qualified to closed_won"), with " in HubSpot" for a move made there; a HubSpot move also
+/// records the stages and its source as JSON in the body.
+pub fn stage_change_activity(from: &str, to: &str, mover: StageMover<'_>) -> StageChangeActivity {
+    let (place, body, created_by) = match mover {
+        StageMover::HubSpot => (
+            " in HubSpot",
+            Some(format!(
+                "{{\"from\":\"{from}\",\"to\":\"{to}\",\"source\":\"hubspot_webhook\"}}"
+            )),
+            "hubspot".to_owned(),
+        ),
+        StageMover::Api(principal) => ("", None, principal.to_owned()),
+    };
+    StageChangeActivity {
+        activity_type: "stage_change",
+        subject: format!("Stage changed from {from} to {to}{place}"),
+        body,
+        created_by,
+        hubspot_sync_status: HubSpotSyncStatus::LocalOnly,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +141,31 @@ mod tests {
     fn only_the_two_closing_stages_are_closed() {
         let closed: Vec<_> = DealStage::ALL.into_iter().filter(|s| s.is_closed()).collect();
         assert_eq!(closed, vec![DealStage::ClosedWon, DealStage::ClosedLost]);
+    }
+
+    #[test]
+    fn a_stage_change_activity_reads_the_same_whoever_moved_the_deal() {
+        let cases = [
+            (
+                StageMover::HubSpot,
+                "Stage changed from qualified to closed_won in HubSpot",
+                Some(r#"{"from":"qualified","to":"closed_won","source":"hubspot_webhook"}"#),
+                "hubspot",
+            ),
+            (
+                StageMover::Api("api:dashboard"),
+                "Stage changed from qualified to closed_won",
+                None,
+                "api:dashboard",
+            ),
+        ];
+        for (mover, subject, body, created_by) in cases {
+            let activity = stage_change_activity("qualified", "closed_won", mover);
+            assert_eq!(activity.activity_type, "stage_change");
+            assert_eq!(activity.subject, subject);
+            assert_eq!(activity.body.as_deref(), body);
+            assert_eq!(activity.created_by, created_by);
+            assert_eq!(activity.hubspot_sync_status, HubSpotSyncStatus::LocalOnly);
+        }
     }
 }

@@ -10,12 +10,47 @@ use std::cmp::Ordering;
 use serde_json::Value;
 
 use crate::DomainError;
+use crate::email::is_email;
 use crate::stage::DealStage;
 use crate::sync::{EntityType, PipelineMap};
 
 /// The `entity_type` of a retry-queue message that names a webhook inbox row (its id in `sync_queue_id` and
 /// `entity_id`) instead of a sync_queue row.
 pub const INBOX_RETRY_KIND: &str = "webhook_inbox";
+
+/// A webhook inbox row's status (`crmsync.webhook_inbox.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InboxStatus {
+    /// Stored, not applied yet.
+    Pending,
+    /// Waiting for a later attempt (or held while our id is written back to HubSpot).
+    Retry,
+    Applied,
+    /// Recorded and deliberately not applied (an echo, an older change, an unmapped property, ...).
+    Skipped,
+    /// Given up: its `last_error` says why.
+    Dead,
+}
+
+impl InboxStatus {
+    pub const ALL: [InboxStatus; 5] = [Self::Pending, Self::Retry, Self::Applied, Self::Skipped, Self::Dead];
+
+    /// The value stored in `status`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Retry => "retry",
+            Self::Applied => "applied",
+            Self::Skipped => "skipped",
+            Self::Dead => "dead",
+        }
+    }
+
+    /// The status a stored value names; `None` for a value this version does not know.
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == value)
+    }
+}
 
 /// An echo-ledger entry matches an event only when it was written this close to the event's `occurredAt`:
 /// our write and HubSpot's event about it are seconds apart, while a salesperson setting the same value again
@@ -137,6 +172,52 @@ impl EventKind {
     }
 }
 
+impl EventKind {
+    /// The kind of event `action` names (the part of the type after the dot), reading its fields through `get`.
+    /// A known action missing the fields it needs parses as [`EventKind::Unknown`].
+    fn from_action<'v>(action: &str, get: impl Fn(&str) -> &'v Value) -> Self {
+        match action {
+            "creation" => EventKind::Creation,
+            "deletion" => EventKind::Deletion,
+            "privacyDeletion" => EventKind::PrivacyDeletion,
+            "restore" => EventKind::Restore,
+            "propertyChange" => match text(get("propertyName")) {
+                Some(name) => EventKind::PropertyChange {
+                    name,
+                    value: text(get("propertyValue")).unwrap_or_default(),
+                },
+                None => EventKind::Unknown,
+            },
+            "merge" => match id_text(get("primaryObjectId")) {
+                Some(primary) => EventKind::Merge {
+                    primary,
+                    merged: get("mergedObjectIds")
+                        .as_array()
+                        .map(|ids| ids.iter().filter_map(id_text).collect())
+                        .unwrap_or_default(),
+                    new_object: id_text(get("newObjectId")),
+                },
+                None => EventKind::Unknown,
+            },
+            "associationChange" => match (
+                get("associationType").as_str(),
+                id_text(get("fromObjectId")),
+                id_text(get("toObjectId")),
+            ) {
+                (Some(association_type), Some(from), Some(to)) => EventKind::AssociationChange {
+                    association_type: association_type.to_owned(),
+                    from,
+                    to,
+                    removed: flag(get("associationRemoved")),
+                    primary: flag(get("isPrimaryAssociation")),
+                },
+                _ => EventKind::Unknown,
+            },
+            _ => EventKind::Unknown,
+        }
+    }
+}
+
 /// One webhook event, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookEvent {
@@ -232,45 +313,7 @@ impl WebhookEvent {
         } else {
             ObjectKind::from_name(prefix)
         };
-        let kind = match action {
-            "creation" => EventKind::Creation,
-            "deletion" => EventKind::Deletion,
-            "privacyDeletion" => EventKind::PrivacyDeletion,
-            "restore" => EventKind::Restore,
-            "propertyChange" => match text(get("propertyName")) {
-                Some(name) => EventKind::PropertyChange {
-                    name,
-                    value: text(get("propertyValue")).unwrap_or_default(),
-                },
-                None => EventKind::Unknown,
-            },
-            "merge" => match id_text(get("primaryObjectId")) {
-                Some(primary) => EventKind::Merge {
-                    primary,
-                    merged: get("mergedObjectIds")
-                        .as_array()
-                        .map(|ids| ids.iter().filter_map(id_text).collect())
-                        .unwrap_or_default(),
-                    new_object: id_text(get("newObjectId")),
-                },
-                None => EventKind::Unknown,
-            },
-            "associationChange" => match (
-                get("associationType").as_str(),
-                id_text(get("fromObjectId")),
-                id_text(get("toObjectId")),
-            ) {
-                (Some(association_type), Some(from), Some(to)) => EventKind::AssociationChange {
-                    association_type: association_type.to_owned(),
-                    from,
-                    to,
-                    removed: flag(get("associationRemoved")),
-                    primary: flag(get("isPrimaryAssociation")),
-                },
-                _ => EventKind::Unknown,
-            },
-            _ => EventKind::Unknown,
-        };
+        let kind = EventKind::from_action(action, get);
         Ok(Self {
             portal_id,
             subscription_id,
@@ -457,23 +500,30 @@ pub fn field_rule(object: ObjectKind, property: &str) -> Option<FieldRule> {
 /// What to do with a HubSpot change of a mapped property.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
-    /// Write the value locally.
-    Apply,
+    /// Write the value into `column`.
+    Apply { column: &'static str },
     /// Local owns the field: leave it, and have the next sync write the local value back to HubSpot.
     Reassert,
-    /// The field changed locally (or in a later HubSpot event already applied) after this event: keep it.
-    KeepNewer,
+    /// `column` changed locally (or in a later HubSpot event already applied) after this event: keep it.
+    KeepNewer { column: &'static str },
+}
+
+impl FieldRule {
+    /// The local column a HubSpot change may be written into: `None` for a local-owned field.
+    pub fn written_column(self) -> Option<&'static str> {
+        self.column.filter(|_| self.owner != FieldOwner::Local)
+    }
 }
 
 /// Decides a HubSpot change made at `occurred_at_ms` of a field last changed at `field_changed_at_ms` (either
 /// side; `None` when never recorded). A tie goes to HubSpot.
-pub fn decide(owner: FieldOwner, occurred_at_ms: i64, field_changed_at_ms: Option<i64>) -> Decision {
-    match owner {
-        FieldOwner::Local => Decision::Reassert,
-        FieldOwner::HubSpot | FieldOwner::NewerWins => match field_changed_at_ms {
-            Some(changed) if changed > occurred_at_ms => Decision::KeepNewer,
-            _ => Decision::Apply,
-        },
+pub fn decide(rule: FieldRule, occurred_at_ms: i64, field_changed_at_ms: Option<i64>) -> Decision {
+    let Some(column) = rule.written_column() else {
+        return Decision::Reassert;
+    };
+    match field_changed_at_ms {
+        Some(changed) if changed > occurred_at_ms => Decision::KeepNewer { column },
+        _ => Decision::Apply { column },
     }
 }
 
@@ -523,19 +573,6 @@ pub fn column_value(column: &str, value: &str) -> Result<Option<String>, DomainE
         _ if value.is_empty() => Ok(None),
         _ => Ok(Some(value.to_owned())),
     }
-}
-
-/// The shape the contacts_email_check constraint accepts: `x@y.z` without spaces.
-pub fn is_email(value: &str) -> bool {
-    let Some((local, domain)) = value.split_once('@') else {
-        return false;
-    };
-    let clean = |s: &str| !s.is_empty() && !s.contains('@') && !s.chars().any(char::is_whitespace);
-    clean(local)
-        && clean(domain)
-        && domain
-            .split_once('.')
-            .is_some_and(|(host, tld)| !host.is_empty() && !tld.is_empty())
 }
 
 /// The local stage of a HubSpot stage id, through the pipeline map hubspot-setup stored.
@@ -819,13 +856,29 @@ mod tests {
 
     #[test]
     fn local_owned_fields_are_reasserted_and_the_newer_change_wins_otherwise() {
-        assert_eq!(decide(FieldOwner::Local, 10, None), Decision::Reassert);
-        assert_eq!(decide(FieldOwner::Local, 10, Some(1)), Decision::Reassert);
+        let local = FieldRule {
+            owner: FieldOwner::Local,
+            column: None,
+        };
+        assert_eq!(decide(local, 10, None), Decision::Reassert);
+        assert_eq!(decide(local, 10, Some(1)), Decision::Reassert);
         for owner in [FieldOwner::HubSpot, FieldOwner::NewerWins] {
-            assert_eq!(decide(owner, 10, None), Decision::Apply);
-            assert_eq!(decide(owner, 10, Some(9)), Decision::Apply);
-            assert_eq!(decide(owner, 10, Some(10)), Decision::Apply, "a tie goes to HubSpot");
-            assert_eq!(decide(owner, 10, Some(11)), Decision::KeepNewer);
+            let rule = FieldRule {
+                owner,
+                column: Some("owner_id"),
+            };
+            let (apply, keep) = (
+                Decision::Apply { column: "owner_id" },
+                Decision::KeepNewer { column: "owner_id" },
+            );
+            let cases = [(None, apply), (Some(9), apply), (Some(10), apply), (Some(11), keep)];
+            for (changed, expected) in cases {
+                assert_eq!(
+                    decide(rule, 10, changed),
+                    expected,
+                    "{owner:?} changed at {changed:?} (a tie goes to HubSpot)"
+                );
+            }
         }
     }
 
@@ -843,6 +896,12 @@ mod tests {
         assert_eq!(column_value("email", "a@b.co").unwrap(), Some("a@b.co".into()));
         assert_eq!(column_value("owner_id", " 77 ").unwrap(), Some("77".into()));
         assert_eq!(column_value("description", "").unwrap(), None);
+    }
+
+    #[test]
+    fn inbox_statuses_are_stored_by_their_schema_names() {
+        let names: Vec<&str> = InboxStatus::ALL.into_iter().map(InboxStatus::as_str).collect();
+        assert_eq!(names, ["pending", "retry", "applied", "skipped", "dead"]);
     }
 
     #[test]

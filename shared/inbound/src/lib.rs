@@ -1,7 +1,20 @@
 //! The inbound path: the webhook inbox pass that brings HubSpot's changes into the local CRM by field ownership,
 //! and the re-apply pass for events that had to wait. The HTTP endpoint that fills the inbox lives in crmsync-http;
 //! the outbound drain and the SQS retry path call [`apply_pending_inbox`] and [`Applier::apply_retried`].
+//!
+//! `applier` runs a pass (`pass` is one transaction of it, `retries` and `write_back` what follows its commit);
+//! `event` dispatches each event to the module of its kind: `property_change`, `creation`, `deletion`, `merge` and
+//! `association`.
 
-mod apply;
+mod applier;
+mod association;
+mod creation;
+mod deletion;
+mod event;
+mod merge;
+mod pass;
+mod property_change;
+mod retries;
+mod write_back;
 
-pub use apply::{Applier, ApplyReport, DEFAULT_PASS_LIMIT, apply_pending_inbox};
+pub use applier::{Applier, ApplyReport, DEFAULT_PASS_LIMIT, apply_pending_inbox};

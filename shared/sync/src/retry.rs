@@ -11,6 +11,7 @@ use crmsync_db::sync::{RETRY_DUE_SLACK, RetryRowState};
 use crmsync_domain::ports::RetryQueue;
 use crmsync_domain::queue::SyncStatus;
 use crmsync_domain::sync::{MAX_SQS_DELAY, RetryMessage, RetryTarget};
+use crmsync_domain::webhook::InboxStatus;
 use uuid::Uuid;
 
 use crate::drain::OutboundSync;
@@ -155,7 +156,7 @@ impl<Q: RetryQueue> OutboundSync<Q> {
         let statuses = applier.apply_retried(&ids).await?;
         Ok(inbox_events
             .iter()
-            .filter(|(_, id)| statuses.get(id).map(String::as_str) == Some("dead"))
+            .filter(|(_, id)| statuses.get(id) == Some(&InboxStatus::Dead))
             .map(|(message_id, _)| message_id.clone())
             .collect())
     }

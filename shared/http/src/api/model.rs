@@ -17,7 +17,7 @@ pub const ACTIVITY_TYPES: [&str; 5] = ["note", "call", "email", "meeting", "task
 pub const PRIORITIES: [&str; 3] = ["low", "medium", "high"];
 /// Company qualification (the schema's companies_qualification_status_check).
 pub const QUALIFICATION_STATUSES: [&str; 2] = ["qualified", "unqualified"];
-/// What an email address must look like: the domain's `looks_like_email`, as a regular expression.
+/// What an email address must look like: the domain's `crmsync_domain::email::is_email`, as a regular expression.
 pub const EMAIL_PATTERN: &str = r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$";
 /// Non-blank text: at least one character that is not white space.
 pub const NOT_BLANK_PATTERN: &str = r"\S";

@@ -6,7 +6,11 @@ use std::str::FromStr;
 
 use axum::http::StatusCode;
 use crmsync_db::crm::{self, ActivityFilter, CompanyFilter, DealFilter, NewActivity, NewContact, StageMove};
-use crmsync_domain::stage::DealStage;
+use crmsync_db::outbox::{self, Dedupe, QueuedChange};
+use crmsync_domain::email::{is_email, is_space};
+use crmsync_domain::hubspot_status::HubSpotSyncStatus;
+use crmsync_domain::stage::{DealStage, StageMover, stage_change_activity};
+use crmsync_domain::sync::EntityType;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -64,18 +68,6 @@ fn one_of(field: &str, value: Option<String>, allowed: &[&str]) -> Result<Option
     }
 }
 
-/// White space as the OpenAPI document's patterns mean it: `\s` of ECMA-262 regular expressions, which JSON Schema
-/// uses (WhiteSpace and LineTerminator: tab, line feed, vertical tab, form feed, carriage return, U+FEFF, U+2028,
-/// U+2029 and the Zs space separators). The server must agree with its own schema, so it uses this set rather than
-/// Rust's `char::is_whitespace` (which adds U+0085 and lacks U+FEFF).
-fn is_space(ch: char) -> bool {
-    matches!(
-        ch,
-        '\t' | '\n' | '\u{b}' | '\u{c}' | '\r' | ' ' | '\u{a0}' | '\u{1680}' | '\u{2000}'
-            ..='\u{200a}' | '\u{2028}' | '\u{2029}' | '\u{202f}' | '\u{205f}' | '\u{3000}' | '\u{feff}'
-    )
-}
-
 /// Optional free text: at most `max_chars` characters as sent, no NUL (PostgreSQL text cannot hold it), trimmed,
 /// and absent when blank.
 fn optional_text(field: &str, value: Option<String>, max_chars: usize) -> Result<Option<String>, HttpError> {
@@ -97,29 +89,36 @@ fn required_text(field: &str, value: String, max_chars: usize) -> Result<String,
     optional_text(field, Some(value), max_chars)?.ok_or_else(|| invalid(field, format!("{field}: must not be blank")))
 }
 
-/// An email address exactly as sent (not trimmed), in the shape of the domain's `looks_like_email` and of the
-/// OpenAPI document's pattern `^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$`: one `@`, a non-empty local part, a domain of at
-/// least two non-empty labels, no white space (in the pattern's sense, see [`is_space`]), at most 254 characters.
+/// An email address exactly as sent (not trimmed), checked by the domain's one email rule
+/// ([`crmsync_domain::email::is_email`], the shape of the OpenAPI document's pattern) and at most 254 characters.
 fn email(value: Option<String>) -> Result<Option<String>, HttpError> {
     let Some(value) = value else { return Ok(None) };
-    let well_formed = value.chars().count() <= 254
-        && !value.chars().any(is_space)
-        && match value.split_once('@') {
-            Some((local, domain)) => {
-                !local.is_empty()
-                    && !domain.contains('@')
-                    && domain.split('.').count() >= 2
-                    && domain.split('.').all(|label| !label.is_empty())
-            }
-            None => false,
-        };
-    if !well_formed {
+    if value.chars().count() > 254 || !is_email(&value) {
         return Err(invalid(
             "email",
             "email: must be an email address such as name@example.com",
         ));
     }
     Ok(Some(value))
+}
+
+/// Queues one change for HubSpot in the caller's transaction: every API write is its own change
+/// ([`Dedupe::EveryChange`]).
+async fn queue(
+    client: &impl crmsync_db::GenericClient,
+    entity_type: EntityType,
+    entity_id: Uuid,
+    operation: &'static str,
+    payload: serde_json::Value,
+) -> Result<(), HttpError> {
+    let change = QueuedChange {
+        entity_type,
+        entity_id,
+        operation,
+        payload,
+    };
+    outbox::enqueue(client, &[change], Dedupe::EveryChange).await?;
+    Ok(())
 }
 
 /// `GET /api/deals`.
@@ -212,7 +211,7 @@ pub async fn create_contact(state: &ApiState, body: NewContactBody) -> Result<cr
     let transaction = client.transaction().await.map_err(crmsync_db::DbError::from)?;
     let contact = crm::insert_contact(&transaction, &new).await?;
     let payload = json!({ "contact_id": contact.id, "company_id": contact.company_id, "email": contact.email });
-    crm::enqueue(&transaction, "contact", contact.id, "create", &payload).await?;
+    queue(&transaction, EntityType::Contact, contact.id, "create", payload).await?;
     // Last, so the shared generation's row lock is held only until the commit (see the function's contract).
     crm::bump_dashboard_cache_generation(&transaction).await?;
     transaction.commit().await.map_err(crmsync_db::DbError::from)?;
@@ -238,7 +237,7 @@ pub async fn move_deal_stage(
     if !moved.changed() {
         return Ok((moved, None));
     }
-    if moved.deal.hubspot_sync_status == "deleted" {
+    if moved.deal.hubspot_sync_status == HubSpotSyncStatus::Deleted.as_str() {
         // Dropping the transaction rolls the move back: a deal deleted in HubSpot no longer syncs, so the move could
         // never reach HubSpot.
         return Err(HttpError::new(
@@ -248,19 +247,11 @@ pub async fn move_deal_stage(
         )
         .with_field(Some("id")));
     }
+    let label = principal.label();
+    let activity = stage_change_activity(&moved.previous_stage, &moved.deal.stage, StageMover::Api(&label));
     let activity = crm::insert_activity(
         &transaction,
-        &NewActivity {
-            activity_type: "stage_change".to_owned(),
-            subject: format!("Stage changed from {} to {}", moved.previous_stage, moved.deal.stage),
-            body: None,
-            deal_id: Some(id),
-            company_id: moved.deal.company_id,
-            contact_id: None,
-            occurred_at: None,
-            created_by: Some(principal.label()),
-            hubspot_sync_status: "local_only",
-        },
+        &NewActivity::stage_change(id, moved.deal.company_id, None, activity),
     )
     .await?;
     let payload = json!({
@@ -271,7 +262,7 @@ pub async fn move_deal_stage(
         "previous_stage": moved.previous_stage,
         "closed_at": moved.deal.closed_at,
     });
-    crm::enqueue(&transaction, "deal", id, "update", &payload).await?;
+    queue(&transaction, EntityType::Deal, id, "update", payload).await?;
     // Last, so the shared generation's row lock is held only until the commit (see the function's contract).
     crm::bump_dashboard_cache_generation(&transaction).await?;
     transaction.commit().await.map_err(crmsync_db::DbError::from)?;
@@ -303,7 +294,7 @@ pub async fn create_activity(
         contact_id: body.contact_id,
         occurred_at: body.occurred_at,
         created_by: Some(principal.label()),
-        hubspot_sync_status: "pending",
+        hubspot_sync_status: HubSpotSyncStatus::Pending,
     };
     let mut client = state.pool.get().await?;
     let transaction = client.transaction().await.map_err(crmsync_db::DbError::from)?;
@@ -315,7 +306,7 @@ pub async fn create_activity(
         "company_id": activity.company_id,
         "contact_id": activity.contact_id,
     });
-    crm::enqueue(&transaction, "activity", activity.id, "create", &payload).await?;
+    queue(&transaction, EntityType::Activity, activity.id, "create", payload).await?;
     // Last, so the shared generation's row lock is held only until the commit (see the function's contract).
     crm::bump_dashboard_cache_generation(&transaction).await?;
     transaction.commit().await.map_err(crmsync_db::DbError::from)?;

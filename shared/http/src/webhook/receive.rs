@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use crmsync_db::inbox::NewInboxEvent;
+use crmsync_domain::webhook::WebhookEvent;
 use crmsync_hubspot::signature::{
     HEADER_REQUEST_TIMESTAMP, HEADER_SIGNATURE, HEADER_SIGNATURE_V3, HEADER_SIGNATURE_VERSION, SignedRequest,
 };
@@ -86,32 +87,14 @@ async fn receive(
     environment_uri: Option<axum::Extension<PublicUri>>,
     body: Bytes,
 ) -> Response {
-    let Some(public) = public_uri(
+    let public = public_uri(
         state.inner.public_url.as_deref(),
         environment_uri.as_ref().map(|e| &e.0),
         &headers,
         &uri,
         state.inner.default_scheme,
-    ) else {
-        return unauthorized();
-    };
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let request = SignedRequest {
-        method: method.as_str(),
-        uri: &public,
-        body: &body,
-        signature_v3: header(HEADER_SIGNATURE_V3),
-        timestamp: header(HEADER_REQUEST_TIMESTAMP),
-        signature_v1: header(HEADER_SIGNATURE),
-        signature_version: header(HEADER_SIGNATURE_VERSION),
-    };
-    if let Err(error) = state
-        .inner
-        .verifier
-        .verify(&request, chrono::Utc::now().timestamp_millis())
-    {
-        // The reason goes to the log for operators, never to the caller.
-        tracing::warn!(reason = %error, "webhook request refused");
+    );
+    if !public.is_some_and(|public| is_signed(&state, &method, &public, &headers, &body)) {
         return unauthorized();
     }
     let events = match crmsync_domain::webhook::parse_batch(&body) {
@@ -122,6 +105,55 @@ async fn receive(
                 .into_response();
         }
     };
+    let stored = match store(&state, &events).await {
+        Ok(stored) => stored,
+        // HubSpot retries a 5xx; nothing was stored.
+        Err(error) => return HttpError::from(crmsync_app::AppError::from(error)).into_response(),
+    };
+    tracing::info!(received = events.len(), stored = stored.len(), "webhook batch stored");
+    match state.inner.mode {
+        ApplyMode::Inline => apply_inline(&state, &stored).await,
+        ApplyMode::Background => state.wake_worker(),
+    }
+    (
+        StatusCode::OK,
+        axum::Json(json!({ "received": events.len(), "stored": stored.len() })),
+    )
+        .into_response()
+}
+
+/// True when the request carries a valid HubSpot signature over `public`, the URI HubSpot called.
+fn is_signed(state: &WebhookState, method: &Method, public: &str, headers: &HeaderMap, body: &[u8]) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let request = SignedRequest {
+        method: method.as_str(),
+        uri: public,
+        body,
+        signature_v3: header(HEADER_SIGNATURE_V3),
+        timestamp: header(HEADER_REQUEST_TIMESTAMP),
+        signature_v1: header(HEADER_SIGNATURE),
+        signature_version: header(HEADER_SIGNATURE_VERSION),
+    };
+    match state
+        .inner
+        .verifier
+        .verify(&request, chrono::Utc::now().timestamp_millis())
+    {
+        Ok(_) => true,
+        Err(error) => {
+            // The reason goes to the log for operators, never to the caller.
+            tracing::warn!(reason = %error, "webhook request refused");
+            false
+        }
+    }
+}
+
+/// Stores a delivery's events in the inbox (one statement; events stored before are skipped) and returns the ids of
+/// the rows it stored.
+async fn store(
+    state: &WebhookState,
+    events: &[(WebhookEvent, serde_json::Value)],
+) -> Result<Vec<uuid::Uuid>, crmsync_db::DbError> {
     let rows: Vec<NewInboxEvent<'_>> = events
         .iter()
         .map(|(event, raw)| NewInboxEvent {
@@ -135,38 +167,24 @@ async fn receive(
             payload: raw,
         })
         .collect();
-    let stored = match state.inner.inbox.insert_batch(&rows).await {
-        Ok(stored) => stored,
-        Err(error) => {
-            // HubSpot retries a 5xx; nothing was stored.
-            return HttpError::from(crmsync_app::AppError::from(error)).into_response();
+    state.inner.inbox.insert_batch(&rows).await
+}
+
+/// Applies the stored events before answering, within the apply deadline. The batch is stored: whatever happens now,
+/// the answer is 200 and what did not apply waits in the inbox for the re-apply pass. HubSpot and SQS calls stop at
+/// the deadline; the hard stop after it only matters if PostgreSQL itself stalls: the pass's transaction is then
+/// dropped, which rolls it back whole.
+async fn apply_inline(state: &WebhookState, stored: &[uuid::Uuid]) {
+    let deadline = tokio::time::Instant::now() + state.inner.apply_deadline;
+    let apply = state.inner.applier.apply_ids_until(stored, deadline);
+    match tokio::time::timeout_at(deadline + HARD_STOP_AFTER_DEADLINE, apply).await {
+        Ok(Ok(report)) if report.deferred > 0 => {
+            tracing::info!(deferred = report.deferred, "webhook events left for the re-apply pass")
         }
-    };
-    tracing::info!(received = events.len(), stored = stored.len(), "webhook batch stored");
-    match state.inner.mode {
-        ApplyMode::Inline => {
-            // The batch is stored: whatever happens now, the answer is 200 and what did not apply waits in the
-            // inbox for the re-apply pass. HubSpot and SQS calls stop at the deadline; the hard stop after it
-            // only matters if PostgreSQL itself stalls: the pass's transaction is then dropped, which rolls it
-            // back whole.
-            let deadline = tokio::time::Instant::now() + state.inner.apply_deadline;
-            let apply = state.inner.applier.apply_ids_until(&stored, deadline);
-            match tokio::time::timeout_at(deadline + HARD_STOP_AFTER_DEADLINE, apply).await {
-                Ok(Ok(report)) if report.deferred > 0 => {
-                    tracing::info!(deferred = report.deferred, "webhook events left for the re-apply pass")
-                }
-                Ok(Ok(_)) => {}
-                Ok(Err(error)) => tracing::error!(%error, "applying webhook events failed; they stay in the inbox"),
-                Err(_) => tracing::warn!("applying webhook events passed the hard stop; they stay in the inbox"),
-            }
-        }
-        ApplyMode::Background => state.wake_worker(),
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => tracing::error!(%error, "applying webhook events failed; they stay in the inbox"),
+        Err(_) => tracing::warn!("applying webhook events passed the hard stop; they stay in the inbox"),
     }
-    (
-        StatusCode::OK,
-        axum::Json(json!({ "received": events.len(), "stored": stored.len() })),
-    )
-        .into_response()
 }
 
 #[cfg(test)]

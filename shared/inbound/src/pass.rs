@@ -1,0 +1,172 @@
+//! One run of a pass: a transaction over the events still open, each event's outcome recorded on its inbox row,
+//! and a savepoint per event when an earlier run found an event that breaks a database rule.
+
+use std::time::Duration;
+
+use crmsync_app::AppError;
+use crmsync_db::{DbError, GenericClient, inbox};
+use crmsync_domain::webhook::{InboxStatus, WebhookEvent};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::applier::{Applier, ApplyReport};
+use crate::event::{EventTarget, Outcome, PassContext, apply_event};
+use crate::retries::{Postponed, Retries};
+use crate::write_back::Created;
+
+/// How long a creation event stays held (`retry`) while our id is written back to HubSpot: a pass cut off
+/// before the write-back finished leaves it to the re-apply pass after this.
+const WRITE_BACK_HOLD: Duration = Duration::from_secs(30);
+
+/// What one pass did, kept until its transaction commits.
+#[derive(Default)]
+pub(crate) struct Pass {
+    pub(crate) report: ApplyReport,
+    pub(crate) retries: Retries,
+    pub(crate) created: Vec<Created>,
+}
+
+/// The inbox rows a run closes or holds in its last statements.
+#[derive(Default)]
+struct Closing {
+    finished: Vec<(Uuid, InboxStatus, &'static str)>,
+    held: Vec<Uuid>,
+}
+
+impl Applier {
+    /// One transaction over the events still open. `careful` wraps each event in a savepoint; without it, a data
+    /// error returns `None` (nothing of the pass is kept).
+    pub(crate) async fn run_pass(
+        &self,
+        events: &[(Uuid, WebhookEvent)],
+        context: &PassContext<'_>,
+        careful: bool,
+    ) -> Result<Option<Pass>, AppError> {
+        let mut client = self.pool.get().await.map_err(DbError::from)?;
+        let mut transaction = client.transaction().await.map_err(DbError::from)?;
+        let ids: Vec<Uuid> = events.iter().map(|(id, _)| *id).collect();
+        let locked = inbox::lock_open_many(&transaction, &ids).await?;
+        let mut pass = Pass::default();
+        let mut closing = Closing::default();
+        for (id, event) in events {
+            let Some(&attempts_before) = locked.get(id) else {
+                continue;
+            };
+            let target = EventTarget {
+                inbox_id: *id,
+                attempts_before,
+            };
+            let span = tracing::debug_span!("webhook_event", inbox_id = %id, event_type = %event.event_type,
+                object_id = ?event.object_id);
+            let outcome = if careful {
+                let savepoint = transaction.savepoint("event").await.map_err(DbError::from)?;
+                let outcome = apply_event(&savepoint, target, event, context, &mut pass.created)
+                    .instrument(span)
+                    .await;
+                if matches!(&outcome, Err(error) if error.is_data_error()) {
+                    savepoint.rollback().await.map_err(DbError::from)?;
+                } else {
+                    savepoint.commit().await.map_err(DbError::from)?;
+                }
+                outcome
+            } else {
+                apply_event(&transaction, target, event, context, &mut pass.created)
+                    .instrument(span)
+                    .await
+            };
+            match outcome {
+                Ok(outcome) => {
+                    self.record(&transaction, target, outcome, &mut pass, &mut closing)
+                        .await?
+                }
+                Err(error) if error.is_data_error() && !careful => {
+                    tracing::info!(inbox_id = %id, "a webhook event broke a database rule; applying the pass event by event");
+                    return Ok(None);
+                }
+                Err(error) if error.is_data_error() => refused(&transaction, target, error, &mut pass).await?,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        inbox::finish_many(&transaction, &closing.finished).await?;
+        inbox::hold_for_write_back(&transaction, &closing.held, WRITE_BACK_HOLD.as_secs_f64()).await?;
+        // Everything above is one transaction: a pass dropped before this line (a deadline, a crash) keeps nothing.
+        transaction.commit().await.map_err(DbError::from)?;
+        Ok(Some(pass))
+    }
+
+    /// Records how one event ended: in the report, and on its inbox row (now, or with the run's last statements).
+    async fn record(
+        &self,
+        client: &impl GenericClient,
+        target: EventTarget,
+        outcome: Outcome,
+        pass: &mut Pass,
+        closing: &mut Closing,
+    ) -> Result<(), DbError> {
+        let id = target.inbox_id;
+        let report = &mut pass.report;
+        match outcome {
+            Outcome::Applied(label) => {
+                closing.finished.push((id, InboxStatus::Applied, label));
+                count(report, label);
+                report.applied += 1;
+            }
+            Outcome::Created(label) => {
+                closing.held.push(id);
+                count(report, label);
+                report.applied += 1;
+            }
+            Outcome::Skipped(label) => {
+                closing.finished.push((id, InboxStatus::Skipped, label));
+                count(report, label);
+                report.skipped += 1;
+            }
+            Outcome::Leave => {
+                pass.retries.defer(id, target.attempts_before);
+                report.deferred += 1;
+            }
+            Outcome::Wait(reason) => {
+                // Nothing of the event was written; only the row's attempt bookkeeping.
+                let postponed = pass
+                    .retries
+                    .postpone(client, &self.retry, id, target.attempts_before, &reason)
+                    .await?;
+                match postponed {
+                    Postponed::Waiting => report.waiting += 1,
+                    Postponed::Dead { attempts } => {
+                        report.dead += 1;
+                        tracing::warn!(%reason, attempts, "webhook event dead after its last attempt");
+                    }
+                }
+            }
+            Outcome::Error(label, reason) => {
+                inbox::give_up(client, id, target.attempts_before + 1, label, &reason).await?;
+                pass.retries.dead(id, target.attempts_before + 1);
+                count(report, label);
+                report.dead += 1;
+                tracing::warn!(inbox_id = %id, %reason, "webhook event cannot be applied");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn count(report: &mut ApplyReport, label: &str) {
+    *report.outcomes.entry(label.to_owned()).or_default() += 1;
+}
+
+/// An event whose writes broke a database rule (they are undone by its savepoint): given up with the reason.
+async fn refused(
+    client: &impl GenericClient,
+    target: EventTarget,
+    error: DbError,
+    pass: &mut Pass,
+) -> Result<(), DbError> {
+    let id = target.inbox_id;
+    let reason = crmsync_domain::DomainError::from(error).to_string();
+    tracing::warn!(inbox_id = %id, %reason, "webhook event refused by the database");
+    inbox::postpone(client, id, target.attempts_before + 1, None, &reason).await?;
+    pass.retries.dead(id, target.attempts_before + 1);
+    pass.report.dead += 1;
+    Ok(())
+}
