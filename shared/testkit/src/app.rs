@@ -10,11 +10,11 @@ use crmsync_app::ingest::ingest_matches;
 use crmsync_db::test_db::TestDb;
 use crmsync_db::{PgMatchStore, PgSyncStore, Pool};
 use crmsync_domain::ingest::IngestReport;
-use crmsync_domain::sync::RetryPolicy;
+use crmsync_domain::sync::{PipelineMap, RetryPolicy};
 use crmsync_http::api::ApiConfig;
 use crmsync_http::ingest::IngestState;
 use crmsync_http::webhook::{ApplyMode, WebhookState};
-use crmsync_hubspot::HubSpotClient;
+use crmsync_hubspot::{HubSpotClient, HubSpotConfig};
 use crmsync_hubspot_sim::{HubSpotSim, RunningSim, SimConfig};
 use crmsync_inbound::Applier;
 use crmsync_sync::{OutboundSync, SyncSettings};
@@ -27,7 +27,8 @@ use crate::sim::{client_for, unused_hubspot};
 pub struct TestApp {
     pub db: TestDb,
     sim: Option<RunningSim>,
-    client_limit: (u32, Duration),
+    /// The client the pipeline was set up with; [`TestApp::hubspot`] lends clones of it (one shared limiter).
+    hubspot: Option<HubSpotClient>,
 }
 
 /// How [`TestApp::builder`] starts the simulator and the client the app talks to it with.
@@ -57,7 +58,7 @@ impl TestAppBuilder {
             return TestApp {
                 db,
                 sim: None,
-                client_limit: (self.requests, self.window),
+                hubspot: None,
             };
         };
         let sim = HubSpotSim::start(config, "127.0.0.1:0".parse().expect("address"))
@@ -70,7 +71,7 @@ impl TestAppBuilder {
         TestApp {
             db,
             sim: Some(sim),
-            client_limit: (self.requests, self.window),
+            hubspot: Some(client),
         }
     }
 }
@@ -114,11 +115,21 @@ impl TestApp {
             .expect("this TestApp has no simulator: start it with TestApp::with_hubspot")
     }
 
-    /// A client for the simulator at the builder's limit (default 1,000 requests per 10 s), with 5 s timeouts and
-    /// retries after 10–100 ms.
+    /// The client for the simulator that set the pipeline up: the builder's limit (default 1,000 requests per
+    /// 10 s), 5 s timeouts, retries after 10–100 ms. Clones share its rate limiter.
     pub fn hubspot(&self) -> HubSpotClient {
-        let (requests, window) = self.client_limit;
-        client_for(self.sim(), requests, window)
+        self.hubspot
+            .clone()
+            .expect("this TestApp has no simulator: start it with TestApp::with_hubspot")
+    }
+
+    /// A client for the simulator with HubSpot's default configuration and no retries inside the client, so the
+    /// sync queue's own retry path does the work.
+    pub fn hubspot_without_retries(&self) -> HubSpotClient {
+        let sim = self.sim();
+        let mut config = HubSpotConfig::new(sim.base_url(), sim.access_token().to_owned().into());
+        config.max_retries = 0;
+        HubSpotClient::new(config).expect("client")
     }
 
     pub fn sync_store(&self) -> PgSyncStore {
@@ -189,6 +200,20 @@ impl TestApp {
             let report = self.ingest(&json!({ "matches": chunk })).await;
             assert!(report.rejected.is_empty(), "{:?}", report.rejected);
         }
+    }
+
+    /// The pipeline and stage ids hubspot-setup stored.
+    pub async fn pipeline_map(&self) -> PipelineMap {
+        self.sync_store()
+            .pipeline_map()
+            .await
+            .expect("read the pipeline map")
+            .expect("pipeline map")
+    }
+
+    /// HubSpot's id of our pipeline's `stage` (e.g. `closed_won`), as hubspot-setup stored it.
+    pub async fn stage_id(&self, stage: &str) -> String {
+        self.pipeline_map().await.stage_ids[stage].clone()
     }
 
     /// Runs `sql` (one or more statements); panics with the statement on an error.

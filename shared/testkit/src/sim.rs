@@ -116,6 +116,19 @@ impl TestApp {
         by_id
     }
 
+    /// Acts in the simulator as a user or another integration would (`POST /__sim/act/<action>`); asserts a 2xx and
+    /// returns the answer (`Value::Null` when it is not JSON).
+    pub async fn sim_act(&self, action: &str, body: Value) -> Value {
+        let response = reqwest::Client::new()
+            .post(format!("{}/__sim/act/{action}", self.sim().base_url()))
+            .json(&body)
+            .send()
+            .await
+            .expect("act");
+        assert!(response.status().is_success(), "{action}: {}", response.status());
+        response.json().await.unwrap_or(Value::Null)
+    }
+
     /// How many requests the simulator answered per endpoint (`POST /crm/v3/objects/deals/batch/create`, ...),
     /// every outcome added up.
     pub async fn sim_requests_by_endpoint(&self) -> Vec<(String, u64)> {
