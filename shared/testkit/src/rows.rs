@@ -162,16 +162,20 @@ pub struct Contact {
     pub last_name: Option<String>,
     pub email: Option<String>,
     pub phone: Option<String>,
+    pub mobile_phone: Option<String>,
     pub job_title: Option<String>,
+    pub source: String,
     pub lifecycle_stage: String,
+    pub owner_id: Option<String>,
     pub hubspot_contact_id: Option<String>,
     pub hubspot_sync_status: String,
     pub last_hubspot_sync: Option<DateTime<Utc>>,
 }
 
 impl Record for Contact {
-    const SELECT: &'static str = "SELECT id, company_id, full_name, first_name, last_name, email, phone, job_title,
-        lifecycle_stage, hubspot_contact_id, hubspot_sync_status, last_hubspot_sync FROM contacts";
+    const SELECT: &'static str = "SELECT id, company_id, full_name, first_name, last_name, email, phone, mobile_phone,
+        job_title, source, lifecycle_stage, owner_id, hubspot_contact_id, hubspot_sync_status, last_hubspot_sync
+        FROM contacts";
 
     fn from_row(row: &Row) -> Self {
         Self {
@@ -182,11 +186,14 @@ impl Record for Contact {
             last_name: row.get(4),
             email: row.get(5),
             phone: row.get(6),
-            job_title: row.get(7),
-            lifecycle_stage: row.get(8),
-            hubspot_contact_id: row.get(9),
-            hubspot_sync_status: row.get(10),
-            last_hubspot_sync: row.get(11),
+            mobile_phone: row.get(7),
+            job_title: row.get(8),
+            source: row.get(9),
+            lifecycle_stage: row.get(10),
+            owner_id: row.get(11),
+            hubspot_contact_id: row.get(12),
+            hubspot_sync_status: row.get(13),
+            last_hubspot_sync: row.get(14),
         }
     }
 }
@@ -348,6 +355,10 @@ impl TestApp {
 
     pub async fn contact(&self, id: impl RowId) -> Contact {
         self.select_one("WHERE id = $1", &[&id.row_id()]).await
+    }
+
+    pub async fn contact_by_hubspot_id(&self, hubspot_id: &str) -> Option<Contact> {
+        self.select("WHERE hubspot_contact_id = $1", &[&hubspot_id]).await.pop()
     }
 
     /// Every contact, by name then id.
