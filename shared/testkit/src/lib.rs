@@ -6,12 +6,14 @@
 //! ([`TestApp::deal`], [`TestApp::queue_rows`], [`TestApp::inbox_events`]) instead of SQL tuples.
 
 mod app;
+mod http;
 mod rows;
 mod sim;
 mod sqs;
 
 pub use app::{TestApp, TestAppBuilder, inbox_retries, quick_retries, webhook_config};
 pub use crmsync_db::test_db::TestDb;
+pub use http::{Answer, send};
 pub use rows::{Activity, Company, Contact, Deal, InboxEvent, QueueRow, Record, RowId};
 pub use sim::{SimRecord, client_config, client_for, unused_hubspot};
 pub use sqs::{deliveries, fresh_queue, receive_until_some};
