@@ -340,6 +340,16 @@ impl TestApp {
         self.select("ORDER BY deal_name, id", &[]).await
     }
 
+    /// The only deal; panics when there is not exactly one.
+    pub async fn single_deal(&self) -> Deal {
+        self.select_one("", &[]).await
+    }
+
+    /// The only company; panics when there is not exactly one.
+    pub async fn single_company(&self) -> Company {
+        self.select_one("", &[]).await
+    }
+
     pub async fn company(&self, id: impl RowId) -> Company {
         self.select_one("WHERE id = $1", &[&id.row_id()]).await
     }
