@@ -36,12 +36,19 @@ pub struct TestAppBuilder {
     sim: Option<SimConfig>,
     requests: u32,
     window: Duration,
+    pipeline_setup: bool,
 }
 
 impl TestAppBuilder {
     /// Starts the simulator with `config` and sets the pipeline up in it.
     pub fn sim(mut self, config: SimConfig) -> Self {
         self.sim = Some(config);
+        self
+    }
+
+    /// Leaves the pipeline to the test (e.g. one that runs `crmsync hubspot-setup` itself).
+    pub fn without_pipeline_setup(mut self) -> Self {
+        self.pipeline_setup = false;
         self
     }
 
@@ -65,9 +72,11 @@ impl TestAppBuilder {
             .await
             .expect("simulator");
         let client = client_for(&sim, self.requests, self.window);
-        hubspot_setup(&PgSyncStore::new(db.pool().clone()), &client)
-            .await
-            .expect("hubspot setup");
+        if self.pipeline_setup {
+            hubspot_setup(&PgSyncStore::new(db.pool().clone()), &client)
+                .await
+                .expect("hubspot setup");
+        }
         TestApp {
             db,
             sim: Some(sim),
@@ -95,12 +104,18 @@ impl TestApp {
         Self::builder().sim(roomy_sim()).start().await
     }
 
+    /// A fresh database and the simulator (1,000 requests per window), without the pipeline set up.
+    pub async fn with_bare_hubspot() -> Self {
+        Self::builder().sim(roomy_sim()).without_pipeline_setup().start().await
+    }
+
     /// A fresh database and, with [`TestAppBuilder::sim`], the simulator.
     pub fn builder() -> TestAppBuilder {
         TestAppBuilder {
             sim: None,
             requests: 1_000,
             window: Duration::from_secs(10),
+            pipeline_setup: true,
         }
     }
 

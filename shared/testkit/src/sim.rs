@@ -100,6 +100,16 @@ impl TestApp {
         SimRecord::from_value(raw)
     }
 
+    /// The `crmsync_id` of each of the simulator's records of `object_type` (`None` where it has none), duplicates
+    /// included.
+    pub async fn sim_crmsync_ids(&self, object_type: &str) -> Vec<Option<String>> {
+        self.sim_objects(object_type)
+            .await
+            .iter()
+            .map(|o| o["properties"]["crmsync_id"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     /// The simulator's records of `object_type` by their `crmsync_id`; panics on a duplicate.
     pub async fn sim_by_local_id(&self, object_type: &str) -> HashMap<String, Value> {
         let mut by_id = HashMap::new();
