@@ -635,17 +635,14 @@ async fn local_owned_fields_changed_in_hubspot_are_ignored_and_reasserted_by_the
     );
     let report = app.drain().await;
     assert_eq!((report.companies_updated, report.deals_updated), (1, 1), "{report:?}");
-    let deal_in_hubspot = app.sim_object("deals", &deal_hs).await;
+    let deal_in_hubspot = app.sim_deal(&deal_hs).await;
     assert_eq!(
-        deal_in_hubspot["properties"]["amount"].as_str(),
+        deal_in_hubspot.prop("amount"),
         local_amount.as_deref().map(|a| a.trim_end_matches(".00")),
         "the sync wrote the local amount back"
     );
-    let company_in_hubspot = app.sim_object("companies", &company_hs).await;
-    assert_eq!(
-        company_in_hubspot["properties"]["name"].as_str(),
-        Some(local_name.as_str())
-    );
+    let company_in_hubspot = app.sim_company(&company_hs).await;
+    assert_eq!(company_in_hubspot.prop("name"), Some(local_name.as_str()));
 }
 
 #[tokio::test]
@@ -878,10 +875,7 @@ async fn a_deal_deleted_in_hubspot_is_marked_deleted_stops_syncing_and_restore_b
     assert_eq!(app.deal(deal).await.hubspot_sync_status, "synced");
     let report = app.drain().await;
     assert_eq!(report.deals_updated, 1, "the restored deal catches up: {report:?}");
-    assert_eq!(
-        app.sim_object("deals", &deal_hs).await["properties"]["b2g_win_probability"].as_str(),
-        Some("5")
-    );
+    assert_eq!(app.sim_deal(&deal_hs).await.prop("b2g_win_probability"), Some("5"));
 }
 
 #[tokio::test]
@@ -996,7 +990,7 @@ async fn a_contact_created_in_hubspot_is_created_locally_and_tagged_with_our_id_
     let local_id = contact.id.to_string();
     app.wait_for_webhooks().await;
     assert_eq!(
-        app.sim_object("contacts", contact_hs).await["properties"]["crmsync_id"].as_str(),
+        app.sim_record("contacts", contact_hs).await.prop("crmsync_id"),
         Some(local_id.as_str()),
         "HubSpot's record carries our id, so an upsert on it finds the record"
     );
@@ -1176,7 +1170,7 @@ async fn a_creation_event_gets_its_200_within_the_deadline_while_hubspot_is_slow
         .id
         .to_string();
     assert_eq!(
-        app.sim_object("contacts", &contact_hs).await["properties"]["crmsync_id"].as_str(),
+        app.sim_record("contacts", &contact_hs).await.prop("crmsync_id"),
         Some(local_id.as_str())
     );
     assert_eq!(
@@ -1207,7 +1201,7 @@ async fn a_record_created_by_a_pass_that_never_wrote_our_id_back_gets_it_written
     .await;
     let local_id = app.contacts().await[0].id.to_string();
     assert_eq!(
-        app.sim_object("contacts", &contact_hs).await["properties"]["crmsync_id"].as_str(),
+        app.sim_record("contacts", &contact_hs).await.prop("crmsync_id"),
         Some(local_id.as_str())
     );
     assert_eq!(
@@ -1250,7 +1244,7 @@ async fn a_write_back_that_failed_is_retried_and_the_retry_creates_nothing_twice
     assert_eq!(app.count("contacts").await, 1, "one local contact");
     let local_id = app.contacts().await[0].id.to_string();
     assert_eq!(
-        app.sim_object("contacts", &contact_hs).await["properties"]["crmsync_id"].as_str(),
+        app.sim_record("contacts", &contact_hs).await.prop("crmsync_id"),
         Some(local_id.as_str())
     );
     assert_eq!(

@@ -176,8 +176,8 @@ async fn several_rows_for_one_deal_become_one_write_of_only_the_changed_properti
         .map(|r| r.get(0))
         .collect();
     assert_eq!(written, vec!["amount"], "only the changed property was sent");
-    let deals = app.sim_objects("deals").await;
-    assert!(deals.iter().any(|d| d["properties"]["amount"] == "4242"));
+    let deals = app.sim_records("deals").await;
+    assert!(deals.iter().any(|d| d.prop("amount") == Some("4242")));
 }
 
 #[tokio::test]
@@ -442,11 +442,11 @@ async fn a_contact_whose_email_hubspot_already_has_is_linked_to_that_record() {
         (1, 0, 0),
         "{report:?}"
     );
-    let contacts = app.sim_objects("contacts").await;
+    let contacts = app.sim_records("contacts").await;
     assert_eq!(contacts.len(), 1, "no duplicate contact");
     assert_eq!(
-        contacts[0]["properties"]["crmsync_id"],
-        "00000000-0000-0000-0000-00000000c0a2"
+        contacts[0].prop("crmsync_id"),
+        Some("00000000-0000-0000-0000-00000000c0a2")
     );
     let contacts = app.contacts().await;
     assert_eq!(contacts.len(), 1);
@@ -698,7 +698,7 @@ async fn a_deal_is_associated_with_its_company_even_when_the_companys_own_update
         (1, 1, 0),
         "{report:?}"
     );
-    assert!(app.sim_objects("deals").await[0]["properties"]["amount"] == "777");
+    assert!(app.sim_records("deals").await[0].prop("amount") == Some("777"));
 }
 
 #[tokio::test]
