@@ -5,7 +5,7 @@ use std::ops::Deref;
 use crmsync_app::ingest::ingest_matches;
 use crmsync_db::PgMatchStore;
 use crmsync_domain::ingest::IngestReport;
-use crmsync_testkit::{QueueRow, TestApp};
+use crmsync_testkit::{Company, Deal, QueueRow, TestApp};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -254,8 +254,7 @@ async fn redelivering_an_unchanged_match_keeps_hubspot_edits_and_queues_nothing(
     app.ingest(event.clone()).await;
     apply_hubspot_edits(&app).await;
     let updated_at = "SELECT (SELECT updated_at FROM companies)::text || (SELECT updated_at FROM deals)::text";
-    let client = app.client().await;
-    let before: String = client.query_one(updated_at, &[]).await.unwrap().get(0);
+    let before: String = app.scalar(updated_at).await;
 
     let report = app.ingest(event).await;
     assert_eq!(
@@ -284,7 +283,7 @@ async fn redelivering_an_unchanged_match_keeps_hubspot_edits_and_queues_nothing(
         0,
         "no local change recorded over HubSpot's"
     );
-    let after: String = client.query_one(updated_at, &[]).await.unwrap().get(0);
+    let after: String = app.scalar(updated_at).await;
     assert_eq!(before, after, "neither row touched");
 }
 
@@ -333,15 +332,13 @@ async fn a_real_contractor_change_updates_only_the_fields_it_changed_and_queues_
         .into_iter()
         .map(|row| (row.entity_type, row.operation))
         .collect();
-    let client = app.client().await;
     assert_eq!(
         queued,
         vec![("company".into(), "update".into()), ("deal".into(), "update".into())]
     );
-    let sources: Vec<(String, String)> = client
-        .query("SELECT field, source FROM crmsync.field_changes ORDER BY field", &[])
+    let sources: Vec<(String, String)> = app
+        .rows("SELECT field, source FROM crmsync.field_changes ORDER BY field")
         .await
-        .unwrap()
         .iter()
         .map(|row| (row.get(0), row.get(1)))
         .collect();
@@ -383,35 +380,36 @@ async fn a_notice_or_uei_repeated_in_one_batch_builds_every_deal_from_the_stored
     let report = app.ingest(json!([first, second, third, fourth])).await;
     assert_eq!((report.deals_created, report.companies_created), (4, 3));
 
-    let client = app.client().await;
-    let title: String = client
-        .query_one("SELECT title FROM opportunities WHERE notice_id = 'NOTICE-7'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let title: String = app
+        .scalar("SELECT title FROM opportunities WHERE notice_id = 'NOTICE-7'")
+        .await;
     assert_eq!(title, "Second title", "the last copy is stored");
-    let deals: Vec<(String, String, String)> = client
-        .query(
-            "SELECT d.deal_name, d.deal_value::text, d.priority FROM deals d
-             JOIN opportunities o ON o.id = d.opportunity_id WHERE o.notice_id = 'NOTICE-7' ORDER BY d.deal_name",
+    let deals: Vec<(String, Option<String>, String)> = app
+        .select::<Deal>(
+            "WHERE opportunity_id = (SELECT id FROM opportunities WHERE notice_id = 'NOTICE-7') ORDER BY deal_name",
             &[],
         )
         .await
-        .unwrap()
-        .iter()
-        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .into_iter()
+        .map(|deal| (deal.deal_name, deal.deal_value, deal.priority))
         .collect();
     assert_eq!(
         deals,
         vec![
-            ("Second title - Contractor 1".into(), "2000.00".into(), "medium".into()),
-            ("Second title - Contractor 2".into(), "2000.00".into(), "medium".into()),
+            (
+                "Second title - Contractor 1".into(),
+                Some("2000.00".into()),
+                "medium".into()
+            ),
+            (
+                "Second title - Contractor 2".into(),
+                Some("2000.00".into()),
+                "medium".into()
+            ),
         ],
         "both deals follow the stored opportunity"
     );
-    let company = app
-        .select_one::<crmsync_testkit::Company>("WHERE uei = 'UEI000000005'", &[])
-        .await;
+    let company = app.select_one::<Company>("WHERE uei = 'UEI000000005'", &[]).await;
     assert_eq!(company.name, "New Name LLC");
     assert_eq!(
         app.count("deals WHERE deal_name LIKE '% - New Name LLC'").await,
@@ -546,20 +544,16 @@ async fn a_match_the_database_refuses_is_isolated_and_its_neighbours_still_commi
 #[tokio::test]
 async fn a_reference_to_an_existing_match_creates_its_company_and_deal() {
     let app = IngestApp::spawn().await;
-    let client = app.client().await;
-    let match_id: Uuid = client
-        .query_one(
+    let match_id: Uuid = app
+        .scalar(
             "WITH o AS (INSERT INTO opportunities (notice_id, title, estimated_value, deadline, priority_flag)
                         VALUES ('REF-1', 'Cybersecurity assessment', 50000, '2027-01-15', 'FAST_TRACK') RETURNING id),
                   c AS (INSERT INTO contractors (uei, name, readiness_score) VALUES ('REFUEI000001', 'Ref Co', 80)
                         RETURNING id)
              INSERT INTO matches (opportunity_id, contractor_id, match_score)
              SELECT o.id, c.id, 91.25 FROM o, c RETURNING id",
-            &[],
         )
-        .await
-        .unwrap()
-        .get(0);
+        .await;
     let report = app
         .ingest(json!({ "matches": [{ "match_id": match_id }, { "match_id": Uuid::new_v4() }] }))
         .await;
