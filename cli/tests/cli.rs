@@ -3,13 +3,13 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use crmsync_db::test_db::TestDb;
+use crmsync_testkit::TestApp;
 use serde_json::{Value, json};
 
-fn crmsync(db: &TestDb, args: &[&str], stdin: &str) -> (i32, String, String) {
+fn crmsync(app: &TestApp, args: &[&str], stdin: &str) -> (i32, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_crmsync"))
         .args(args)
-        .env("DATABASE_URL", db.url())
+        .env("DATABASE_URL", app.db.url())
         .env("RUST_LOG", "info")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -32,14 +32,14 @@ fn crmsync(db: &TestDb, args: &[&str], stdin: &str) -> (i32, String, String) {
 
 #[tokio::test]
 async fn ingest_prints_only_the_report_on_stdout_and_exits_1_on_a_rejection() {
-    let db = TestDb::new().await;
+    let app = TestApp::new().await;
     let event = json!({ "matches": [
         { "opportunity": { "notice_id": "CLI-1", "title": "Data center relocation" },
           "contractor": { "uei": "CLIUEI000001", "name": "Move Co" }, "match_score": 64 },
         { "opportunity": { "notice_id": "CLI-2", "title": "" },
           "contractor": { "uei": "CLIUEI000001", "name": "Move Co" }, "match_score": 64 }
     ]});
-    let (code, stdout, stderr) = crmsync(&db, &["ingest", "-"], &event.to_string());
+    let (code, stdout, stderr) = crmsync(&app, &["ingest", "-"], &event.to_string());
     assert_eq!(code, 1, "stderr: {stderr}");
     let report: Value = serde_json::from_str(&stdout).expect("stdout is exactly one JSON document");
     assert_eq!(report["deals_created"], 1);
@@ -50,7 +50,7 @@ async fn ingest_prints_only_the_report_on_stdout_and_exits_1_on_a_rejection() {
     assert!(stderr.contains("ingested matches"), "logs go to stderr: {stderr}");
 
     let (code, stdout, _) = crmsync(
-        &db,
+        &app,
         &["ingest", "-"],
         &json!({ "matches": [event["matches"][0]] }).to_string(),
     );
@@ -61,8 +61,8 @@ async fn ingest_prints_only_the_report_on_stdout_and_exits_1_on_a_rejection() {
 
 #[tokio::test]
 async fn migrate_on_a_migrated_database_applies_nothing() {
-    let db = TestDb::new().await;
-    let (code, stdout, stderr) = crmsync(&db, &["migrate"], "");
+    let app = TestApp::new().await;
+    let (code, stdout, stderr) = crmsync(&app, &["migrate"], "");
     assert_eq!(code, 0, "{stderr}");
     let report: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["applied"], json!([]));

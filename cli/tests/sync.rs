@@ -6,15 +6,17 @@ use std::collections::HashSet;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crmsync_db::test_db::TestDb;
-use crmsync_hubspot_sim::{FaultConfig, HubSpotSim, RunningSim, SimConfig};
+use crmsync_hubspot_sim::FaultConfig;
+use crmsync_testkit::TestApp;
 use serde_json::{Value, json};
 
-fn command(db: &TestDb, sim: &RunningSim, args: &[&str]) -> Command {
+/// The `crmsync` binary with the app's database and simulator in its environment.
+fn command(app: &TestApp, args: &[&str]) -> Command {
+    let sim = app.sim();
     let mut command = Command::new(env!("CARGO_BIN_EXE_crmsync"));
     command
         .args(args)
-        .env("DATABASE_URL", db.url())
+        .env("DATABASE_URL", app.db.url())
         .env("HUBSPOT_BASE_URL", sim.base_url())
         .env("HUBSPOT_ACCESS_TOKEN", sim.access_token())
         .env("HUBSPOT_REQUESTS_PER_10S", "1000")
@@ -25,23 +27,15 @@ fn command(db: &TestDb, sim: &RunningSim, args: &[&str]) -> Command {
     command
 }
 
-fn run(db: &TestDb, sim: &RunningSim, args: &[&str]) -> (Output, Value) {
-    let output = command(db, sim, args).output().expect("run crmsync");
+fn run(app: &TestApp, args: &[&str]) -> (Output, Value) {
+    let output = command(app, args).output().expect("run crmsync");
     let json = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
     (output, json)
 }
 
-async fn setup(deals: usize) -> (TestDb, RunningSim) {
-    let db = TestDb::new().await;
-    let sim = HubSpotSim::start(
-        SimConfig {
-            requests_per_window: 1_000,
-            ..SimConfig::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
+/// A fresh database and the simulator with no pipeline yet, and `deals` matches ingested by `crmsync ingest -`.
+async fn setup(deals: usize) -> TestApp {
+    let app = TestApp::with_bare_hubspot().await;
     let matches: Vec<Value> = (0..deals)
         .map(|i| {
             json!({ "opportunity": { "notice_id": format!("K-{i}"), "title": format!("Notice {i}") },
@@ -49,7 +43,7 @@ async fn setup(deals: usize) -> (TestDb, RunningSim) {
                          "match_score": 60 })
         })
         .collect();
-    let mut ingest = command(&db, &sim, &["ingest", "-"])
+    let mut ingest = command(&app, &["ingest", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -60,68 +54,60 @@ async fn setup(deals: usize) -> (TestDb, RunningSim) {
     )
     .unwrap();
     assert!(ingest.wait_with_output().unwrap().status.success());
-    (db, sim)
+    app
 }
 
-async fn sim_deal_keys(sim: &RunningSim) -> Vec<String> {
-    let state: Value = reqwest::get(format!("{}/__sim/state?type=deals", sim.base_url()))
+/// The `crmsync_id` of every deal in the simulator; panics on a deal without one.
+async fn sim_deal_keys(app: &TestApp) -> Vec<String> {
+    app.sim_crmsync_ids("deals")
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    state["objects"]["deals"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["properties"]["crmsync_id"].as_str().unwrap().to_owned())
+        .into_iter()
+        .map(|key| key.expect("crmsync_id"))
         .collect()
 }
 
-async fn count(db: &TestDb, sql: &str) -> i64 {
-    db.pool().get().await.unwrap().query_one(sql, &[]).await.unwrap().get(0)
+/// The `crmsync_id` of every note in the simulator (empty where a note has none).
+async fn sim_note_keys(app: &TestApp) -> Vec<String> {
+    app.sim_crmsync_ids("notes")
+        .await
+        .into_iter()
+        .map(Option::unwrap_or_default)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hubspot_setup_twice_changes_nothing_the_second_time() {
-    let (db, sim) = setup(0).await;
-    let (first, report) = run(&db, &sim, &["hubspot-setup"]);
+    let app = setup(0).await;
+    let (first, report) = run(&app, &["hubspot-setup"]);
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     assert!(!report["created"].as_array().unwrap().is_empty());
     assert_eq!(report["stage_ids"].as_object().unwrap().len(), 8);
-    let writes_before = sim.total_requests();
-    let (second, report) = run(&db, &sim, &["hubspot-setup"]);
+    let writes_before = app.sim().total_requests();
+    let (second, report) = run(&app, &["hubspot-setup"]);
     assert!(second.status.success());
     assert_eq!(report["created"], json!([]));
-    assert!(sim.total_requests() > writes_before, "it did read");
-    assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM crmsync.settings WHERE key = 'hubspot_pipeline'"
-        )
-        .await,
-        1
-    );
+    assert!(app.sim().total_requests() > writes_before, "it did read");
+    assert_eq!(app.count("crmsync.settings WHERE key = 'hubspot_pipeline'").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_then_sync_then_status() {
-    let (db, sim) = setup(20).await;
-    run(&db, &sim, &["hubspot-setup"]);
-    let before = sim.total_requests();
-    let (output, dry) = run(&db, &sim, &["sync", "--dry-run"]);
+    let app = setup(20).await;
+    run(&app, &["hubspot-setup"]);
+    let before = app.sim().total_requests();
+    let (output, dry) = run(&app, &["sync", "--dry-run"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(dry, json!({ "company": { "create": 20 }, "deal": { "create": 20 } }));
-    assert_eq!(sim.total_requests(), before, "a dry run sends nothing");
+    assert_eq!(app.sim().total_requests(), before, "a dry run sends nothing");
 
-    let (output, report) = run(&db, &sim, &["sync", "--max-seconds", "60"]);
+    let (output, report) = run(&app, &["sync", "--max-seconds", "60"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(
         (report["companies_created"].as_u64(), report["deals_created"].as_u64()),
         (Some(20), Some(20))
     );
 
-    let (output, status) = run(&db, &sim, &["status"]);
+    let (output, status) = run(&app, &["status"]);
     assert!(output.status.success());
     assert_eq!(
         status["queue"],
@@ -141,29 +127,29 @@ async fn dry_run_then_sync_then_status() {
         (&Value::from(0), &Value::from(0), &Value::from(0)),
         "the webhook inbox's open and dead counts are shown"
     );
-    let (_, dlq) = run(&db, &sim, &["dlq", "list"]);
+    let (_, dlq) = run(&app, &["dlq", "list"]);
     assert_eq!(dlq["dead"], json!([]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_batch_then_a_rerun_loses_nothing_and_duplicates_nothing() {
     let total = 600;
-    let (db, sim) = setup(total).await;
-    run(&db, &sim, &["hubspot-setup"]);
+    let app = setup(total).await;
+    run(&app, &["hubspot-setup"]);
     // Every answer takes 150 ms, so the run is killed while batches are in flight.
-    sim.set_faults(FaultConfig {
+    app.sim().set_faults(FaultConfig {
         slow_rate: 1.0,
         slow_delay_ms: 150,
         ..FaultConfig::default()
     });
-    let mut child = command(&db, &sim, &["sync"])
+    let mut child = command(&app, &["sync"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let synced = sim_deal_keys(&sim).await.len();
+        let synced = sim_deal_keys(&app).await.len();
         if synced > 0 {
             break;
         }
@@ -172,57 +158,46 @@ async fn kill_9_mid_batch_then_a_rerun_loses_nothing_and_duplicates_nothing() {
     }
     child.kill().unwrap(); // SIGKILL: no cleanup, leases left behind
     child.wait().unwrap();
-    let unfinished = count(&db, "SELECT count(*) FROM sync_queue WHERE status <> 'completed'").await;
+    let unfinished = app.count("sync_queue WHERE status <> 'completed'").await;
     assert!(unfinished > 0, "killed mid-run, with work left");
 
-    sim.set_faults(FaultConfig::default());
+    app.sim().set_faults(FaultConfig::default());
     tokio::time::sleep(Duration::from_millis(2_200)).await; // the dead run's leases expire
-    let (output, _) = run(&db, &sim, &["sync"]);
+    let (output, _) = run(&app, &["sync"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 
-    let keys = sim_deal_keys(&sim).await;
+    let keys = sim_deal_keys(&app).await;
     let distinct: HashSet<&String> = keys.iter().collect();
     assert_eq!(distinct.len(), keys.len(), "no duplicate deal in HubSpot");
     assert_eq!(keys.len(), total, "every deal reached HubSpot");
-    assert_eq!(
-        count(&db, "SELECT count(*) FROM deals WHERE hubspot_deal_id IS NULL").await,
-        0
-    );
-    assert_eq!(
-        count(&db, "SELECT count(*) FROM sync_queue WHERE status <> 'completed'").await,
-        0
-    );
+    assert_eq!(app.count("deals WHERE hubspot_deal_id IS NULL").await, 0);
+    assert_eq!(app.count("sync_queue WHERE status <> 'completed'").await, 0);
 
     // Engagements have no unique key: a run killed after HubSpot created its notes and before its write-back
     // committed must not make the next run create them again.
     let notes = 20;
-    db.pool()
-        .get()
-        .await
-        .unwrap()
-        .batch_execute(&format!(
-            "WITH a AS (
+    app.execute(&format!(
+        "WITH a AS (
                INSERT INTO activities (activity_type, subject, body, deal_id)
                SELECT 'note', 'Call notes ' || d.deal_name, 'Discussed the notice', d.id
                FROM deals d ORDER BY d.id LIMIT {notes} RETURNING id
              )
              INSERT INTO sync_queue (entity_type, entity_id, operation) SELECT 'activity', id, 'create' FROM a"
-        ))
-        .await
-        .unwrap();
+    ))
+    .await;
     // Hold the write-back: the run creates the notes in HubSpot, then blocks on its UPDATE of activities.
-    let blocker = db.pool().get().await.unwrap();
+    let blocker = app.pool().get().await.unwrap();
     blocker
         .batch_execute("BEGIN; LOCK TABLE activities IN SHARE MODE")
         .await
         .unwrap();
-    let mut child = command(&db, &sim, &["sync"])
+    let mut child = command(&app, &["sync"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while sim_note_keys(&sim).await.len() < notes {
+    while sim_note_keys(&app).await.len() < notes {
         assert!(Instant::now() < deadline, "the sync never created its notes");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -231,66 +206,31 @@ async fn kill_9_mid_batch_then_a_rerun_loses_nothing_and_duplicates_nothing() {
     child.wait().unwrap();
     blocker.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM activities WHERE hubspot_engagement_id IS NOT NULL"
-        )
-        .await,
+        app.count("activities WHERE hubspot_engagement_id IS NOT NULL").await,
         0,
         "the killed run wrote nothing back"
     );
     tokio::time::sleep(Duration::from_millis(2_200)).await; // the dead run's leases expire
-    let (output, _) = run(&db, &sim, &["sync"]);
+    let (output, _) = run(&app, &["sync"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let keys = sim_note_keys(&sim).await;
+    let keys = sim_note_keys(&app).await;
     let distinct: HashSet<&String> = keys.iter().collect();
     assert_eq!(distinct.len(), keys.len(), "no duplicate engagement in HubSpot");
     assert_eq!(keys.len(), notes);
-    assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM activities WHERE hubspot_engagement_id IS NULL"
-        )
-        .await,
-        0
-    );
-    assert_eq!(
-        count(&db, "SELECT count(*) FROM sync_queue WHERE status <> 'completed'").await,
-        0
-    );
-}
-
-async fn sim_note_keys(sim: &RunningSim) -> Vec<String> {
-    let state: Value = reqwest::get(format!("{}/__sim/state?type=notes", sim.base_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    state["objects"]["notes"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|d| d["properties"]["crmsync_id"].as_str().unwrap_or_default().to_owned())
-        .collect()
+    assert_eq!(app.count("activities WHERE hubspot_engagement_id IS NULL").await, 0);
+    assert_eq!(app.count("sync_queue WHERE status <> 'completed'").await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dlq_redrive_requeues_dead_items_at_its_rate_and_a_sync_then_delivers_them() {
-    let (db, sim) = setup(3).await;
-    run(&db, &sim, &["hubspot-setup"]);
-    db.pool()
-        .get()
-        .await
-        .unwrap()
-        .batch_execute("UPDATE sync_queue SET status = 'dead', attempts = 8, last_error = 'permanent: refused' WHERE entity_type = 'deal'")
-        .await
-        .unwrap();
-    let (_, listed) = run(&db, &sim, &["dlq", "list"]);
+    let app = setup(3).await;
+    run(&app, &["hubspot-setup"]);
+    app.execute("UPDATE sync_queue SET status = 'dead', attempts = 8, last_error = 'permanent: refused' WHERE entity_type = 'deal'")
+        .await;
+    let (_, listed) = run(&app, &["dlq", "list"]);
     assert_eq!(listed["dead"].as_array().unwrap().len(), 3);
     let started = Instant::now();
-    let (output, report) = run(&db, &sim, &["dlq", "redrive", "--rate", "2"]);
+    let (output, report) = run(&app, &["dlq", "redrive", "--rate", "2"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(report, json!({ "redriven": 3, "dlq_messages_removed": 0 }));
     assert!(
@@ -298,39 +238,31 @@ async fn dlq_redrive_requeues_dead_items_at_its_rate_and_a_sync_then_delivers_th
         "two per second: a pause between chunks"
     );
     assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM sync_queue WHERE entity_type = 'deal' AND status = 'pending' AND attempts = 0"
-        )
-        .await,
+        app.count("sync_queue WHERE entity_type = 'deal' AND status = 'pending' AND attempts = 0")
+            .await,
         3
     );
-    let (output, report) = run(&db, &sim, &["sync"]);
+    let (output, report) = run(&app, &["sync"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(report["deals_created"], 3);
-    let (_, listed) = run(&db, &sim, &["dlq", "list"]);
+    let (_, listed) = run(&app, &["dlq", "list"]);
     assert_eq!(listed["dead"], json!([]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_shows_deals_waiting_for_their_company() {
-    let (db, sim) = setup(1).await;
-    run(&db, &sim, &["hubspot-setup"]);
+    let app = setup(1).await;
+    run(&app, &["hubspot-setup"]);
     // The company backs off after a failure; its deal waits (not failed) until the company is in HubSpot.
-    db.pool()
-        .get()
-        .await
-        .unwrap()
-        .batch_execute(
-            "UPDATE sync_queue SET status = 'failed', attempts = 1, next_attempt_at = now() + interval '1 hour'
+    app.execute(
+        "UPDATE sync_queue SET status = 'failed', attempts = 1, next_attempt_at = now() + interval '1 hour'
              WHERE entity_type = 'company'",
-        )
-        .await
-        .unwrap();
-    let (output, report) = run(&db, &sim, &["sync"]);
+    )
+    .await;
+    let (output, report) = run(&app, &["sync"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(report["deferred"], 1);
-    let (_, status) = run(&db, &sim, &["status"]);
+    let (_, status) = run(&app, &["status"]);
     assert_eq!(status["waiting"]["count"], 1, "{status}");
     assert_eq!(status["waiting"]["items"][0]["entity_type"], "deal");
     assert!(

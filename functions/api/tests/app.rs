@@ -1,7 +1,7 @@
 //! The api Lambda's router takes lambda_http's request type and serves the dashboard and the authenticated API.
 
-use crmsync_db::test_db::TestDb;
 use crmsync_http::api::ApiConfig;
+use crmsync_testkit::TestApp;
 use lambda_http::http::{Request, StatusCode, header};
 use lambda_http::{Body, tower::ServiceExt};
 
@@ -18,8 +18,8 @@ async fn status(app: axum::Router, path: &str, token: Option<&str>) -> StatusCod
 
 #[tokio::test]
 async fn the_function_serves_the_dashboard_publicly_and_the_api_behind_the_token() {
-    let db = TestDb::new().await;
-    let app = api::app(db.pool().clone(), &ApiConfig::with_token(TOKEN));
+    let test_app = TestApp::new().await;
+    let app = api::app(test_app.pool().clone(), &ApiConfig::with_token(TOKEN));
     assert_eq!(status(app.clone(), "/", None).await, StatusCode::OK);
     assert_eq!(status(app.clone(), "/api/deals", None).await, StatusCode::UNAUTHORIZED);
     assert_eq!(status(app.clone(), "/api/deals", Some(TOKEN)).await, StatusCode::OK);

@@ -4,19 +4,15 @@
 //! process) and come back through the retry handler.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use crmsync_app::WebhookConfig;
-use crmsync_db::PgSyncStore;
-use crmsync_db::test_db::TestDb;
-use crmsync_domain::sync::RetryPolicy;
-use crmsync_http::webhook::{ApplyMode, WebhookState};
+use crmsync_http::webhook::WebhookState;
 use crmsync_hubspot::signature::sign_v3;
-use crmsync_hubspot::{HubSpotClient, HubSpotConfig};
 use crmsync_inbound::Applier;
 use crmsync_queue::SqsRetryQueue;
-use crmsync_queue::test_support::sqs_client;
-use crmsync_sync::{OutboundSync, RetryDelivery, SyncSettings};
+use crmsync_sync::{OutboundSync, SyncSettings};
+use crmsync_testkit::{
+    TestApp, deliveries, fresh_queue, inbox_retries, receive_until_some, unused_hubspot, webhook_config,
+};
 use lambda_http::http::StatusCode;
 use lambda_http::tower::ServiceExt;
 use serde_json::json;
@@ -25,20 +21,10 @@ const SECRET: &str = "lambda-client-secret-0123456789";
 const DOMAIN: &str = "abc123.execute-api.us-east-1.amazonaws.com";
 const RAW_QUERY: &str = "source=hubspot%3Aprod&list=%28a%2Cb%29&sp=a%20b";
 
-fn state(db: &TestDb) -> WebhookState {
-    let config = WebhookConfig::from_lookup(|name| (name == "HUBSPOT_CLIENT_SECRET").then(|| SECRET.to_owned()))
-        .expect("config");
-    // Unknown event types never call HubSpot; the client only has to exist.
-    let hubspot = HubSpotClient::new(HubSpotConfig::new(
-        "http://127.0.0.1:9",
-        "unused-token".to_owned().into(),
-    ))
-    .expect("client");
-    WebhookState::new(
-        &config,
-        Applier::new(db.pool().clone(), hubspot, None),
-        ApplyMode::Inline,
-    )
+/// The Lambda's state: our secret, and an applier whose HubSpot client is never called (unknown event types and
+/// association events need no HubSpot call).
+fn state(app: &TestApp) -> WebhookState {
+    app.webhook_state(&webhook_config(&[("HUBSPOT_CLIENT_SECRET", SECRET)]), app.applier(None))
 }
 
 /// An API Gateway HTTP API (payload 2.0) event whose Host header differs from the public domain, as behind a
@@ -84,32 +70,24 @@ async fn deliver_body(app: axum::Router, signed_uri: &str, body: &str) -> Status
 
 #[tokio::test]
 async fn a_request_signed_for_the_api_gateway_domain_with_an_encoded_query_is_accepted_and_stored() {
-    let db = TestDb::new().await;
-    let app = hubspot_webhook::app(state(&db));
+    let app = TestApp::new().await;
     let public = format!("https://{DOMAIN}/webhooks/hubspot?{RAW_QUERY}");
-    assert_eq!(deliver(app, &public).await, StatusCode::OK);
-    let client = db.pool().get().await.unwrap();
-    let stored: i64 = client
-        .query_one("SELECT count(*) FROM crmsync.webhook_inbox", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(stored, 1);
+    assert_eq!(
+        deliver(hubspot_webhook::app(state(&app)), &public).await,
+        StatusCode::OK
+    );
+    assert_eq!(app.count("crmsync.webhook_inbox").await, 1);
 }
 
 #[tokio::test]
 async fn a_request_signed_for_the_internal_host_is_refused_and_nothing_is_stored() {
-    let db = TestDb::new().await;
-    let app = hubspot_webhook::app(state(&db));
+    let app = TestApp::new().await;
     let internal = format!("https://internal.example/webhooks/hubspot?{RAW_QUERY}");
-    assert_eq!(deliver(app, &internal).await, StatusCode::UNAUTHORIZED);
-    let client = db.pool().get().await.unwrap();
-    let stored: i64 = client
-        .query_one("SELECT count(*) FROM crmsync.webhook_inbox", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(stored, 0);
+    assert_eq!(
+        deliver(hubspot_webhook::app(state(&app)), &internal).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(app.count("crmsync.webhook_inbox").await, 0);
 }
 
 #[test]
@@ -121,55 +99,27 @@ fn outside_lambda_there_is_no_public_uri_from_the_environment() {
 // ---------------------------------------------------------------------------------------------------------------
 // Waiting events through SQS
 
-fn unused_hubspot() -> HubSpotClient {
-    // Association events never call HubSpot; the client only has to exist.
-    HubSpotClient::new(HubSpotConfig::new(
-        "http://127.0.0.1:9",
-        "unused-token".to_owned().into(),
-    ))
-    .expect("client")
-}
-
 async fn sqs_queue() -> SqsRetryQueue {
-    let name = format!(
-        "crmsync-webhook-test-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
-    SqsRetryQueue::ensure_queues(sqs_client().await, &name, 2, Duration::from_secs(1))
-        .await
-        .expect("queues")
+    fresh_queue("crmsync-webhook-test").await
 }
 
 /// The Lambda's state with the SQS retry queue, and an applier whose waits are a few milliseconds.
-fn state_with_queue(db: &TestDb, queue: &SqsRetryQueue, max_attempts: i32) -> (WebhookState, Applier) {
-    let config = WebhookConfig::from_lookup(|name| (name == "HUBSPOT_CLIENT_SECRET").then(|| SECRET.to_owned()))
-        .expect("config");
-    let applier = Applier::new(db.pool().clone(), unused_hubspot(), None)
+fn state_with_queue(app: &TestApp, queue: &SqsRetryQueue, max_attempts: i32) -> (WebhookState, Applier) {
+    let applier = app
+        .applier(None)
         .with_retry_queue(Arc::new(queue.clone()))
-        .with_retry_policy(RetryPolicy {
-            max_attempts,
-            base_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(2),
-        });
-    (WebhookState::new(&config, applier.clone(), ApplyMode::Inline), applier)
+        .with_retry_policy(inbox_retries(max_attempts));
+    let config = webhook_config(&[("HUBSPOT_CLIENT_SECRET", SECRET)]);
+    (app.webhook_state(&config, applier.clone()), applier)
 }
 
 /// A deal linked to HubSpot deal 5001, whose HubSpot company 777001 is not local.
-async fn deal_without_its_company(db: &TestDb) {
-    db.pool()
-        .get()
-        .await
-        .unwrap()
-        .batch_execute(
-            "INSERT INTO deals (deal_name, stage, hubspot_deal_id, hubspot_sync_status)
-             VALUES ('Waiting deal', 'new_match', '5001', 'synced')",
-        )
-        .await
-        .unwrap();
+async fn deal_without_its_company(app: &TestApp) {
+    app.execute(
+        "INSERT INTO deals (deal_name, stage, hubspot_deal_id, hubspot_sync_status)
+         VALUES ('Waiting deal', 'new_match', '5001', 'synced')",
+    )
+    .await;
 }
 
 fn association_body() -> String {
@@ -180,119 +130,74 @@ fn association_body() -> String {
     .to_string()
 }
 
-async fn inbox_row(db: &TestDb) -> (String, String, i32) {
-    let row = db
-        .pool()
-        .get()
-        .await
-        .unwrap()
-        .query_one("SELECT id::text, status, attempts FROM crmsync.webhook_inbox", &[])
-        .await
-        .unwrap();
-    (row.get(0), row.get(1), row.get(2))
-}
-
-/// Receives from the queue until a message arrives (or a few seconds pass).
-async fn receive_messages(queue: &SqsRetryQueue) -> Vec<crmsync_queue::ReceivedMessage> {
-    for _ in 0..10 {
-        let messages = queue.receive(Duration::from_secs(1), None).await.expect("receive");
-        if !messages.is_empty() {
-            return messages;
-        }
-    }
-    Vec::new()
-}
-
 /// The outbound-sync Lambda's SQS handler over the test database and queue, applying inbox events with `applier`.
-fn retry_handler(db: &TestDb, queue: &SqsRetryQueue, applier: Applier) -> OutboundSync<SqsRetryQueue> {
-    OutboundSync::new(
-        PgSyncStore::new(db.pool().clone()),
-        unused_hubspot(),
-        Some(queue.clone()),
-        SyncSettings::default(),
-    )
-    .with_inbox(applier)
-}
-
-/// The SQS messages as the Lambda's event hands them to the handler.
-fn deliveries(messages: &[crmsync_queue::ReceivedMessage]) -> Vec<RetryDelivery> {
-    messages
-        .iter()
-        .map(|m| RetryDelivery {
-            message_id: m.message_id.clone(),
-            body: m.body.clone(),
-        })
-        .collect()
+fn retry_handler(app: &TestApp, queue: &SqsRetryQueue, applier: Applier) -> OutboundSync<SqsRetryQueue> {
+    app.outbound_sync(unused_hubspot(), Some(queue.clone()), SyncSettings::default())
+        .with_inbox(applier)
 }
 
 #[tokio::test]
 async fn a_waiting_event_gets_a_retry_message_on_sqs_and_handling_it_applies_the_event_once_its_company_is_local() {
-    let db = TestDb::new().await;
+    let app = TestApp::new().await;
     let queue = sqs_queue().await;
-    let (state, applier) = state_with_queue(&db, &queue, 5);
-    deal_without_its_company(&db).await;
+    let (state, applier) = state_with_queue(&app, &queue, 5);
+    deal_without_its_company(&app).await;
     let public = format!("https://{DOMAIN}/webhooks/hubspot?{RAW_QUERY}");
     let status = deliver_body(hubspot_webhook::app(state), &public, &association_body()).await;
     assert_eq!(status, StatusCode::OK);
-    let (inbox_id, status, attempts) = inbox_row(&db).await;
+    let event = app.inbox_event().await;
     assert_eq!(
-        (status.as_str(), attempts),
+        (event.status.as_str(), event.attempts),
         ("retry", 1),
         "the company is not local: it waits"
     );
 
-    let messages = receive_messages(&queue).await;
+    let messages = receive_until_some(&queue).await;
     assert_eq!(messages.len(), 1, "one retry message");
     let body: serde_json::Value = serde_json::from_str(&messages[0].body).unwrap();
     assert_eq!(body["entity_type"], crmsync_domain::webhook::INBOX_RETRY_KIND);
-    assert_eq!(body["sync_queue_id"].as_str(), Some(inbox_id.as_str()));
+    assert_eq!(body["sync_queue_id"].as_str(), Some(event.id.to_string().as_str()));
 
     // The company arrives; the retry handler (the outbound-sync Lambda's SQS source) takes the message.
-    let client = db.pool().get().await.unwrap();
-    client
-        .batch_execute(
-            "INSERT INTO companies (name, hubspot_company_id, hubspot_sync_status, source)
-             VALUES ('Late Co', '777001', 'synced', 'hubspot')",
-        )
-        .await
-        .unwrap();
-    let sync = retry_handler(&db, &queue, applier);
+    app.execute(
+        "INSERT INTO companies (name, hubspot_company_id, hubspot_sync_status, source)
+         VALUES ('Late Co', '777001', 'synced', 'hubspot')",
+    )
+    .await;
+    let sync = retry_handler(&app, &queue, applier);
     let deliveries = deliveries(&messages);
     let failed = sync.handle_retry_messages(&deliveries).await.expect("handled");
     assert!(failed.is_empty(), "{failed:?}");
-    let (_, status, _) = inbox_row(&db).await;
-    assert_eq!(status, "applied");
-    let company: Option<String> = client
-        .query_one(
-            "SELECT c.name FROM deals d JOIN companies c ON c.id = d.company_id WHERE d.hubspot_deal_id = '5001'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(company.as_deref(), Some("Late Co"));
+    assert_eq!(app.inbox_event().await.status, "applied");
+    let deal = app.deal_by_hubspot_id("5001").await.expect("deal 5001");
+    let company = app.company(deal.company_id.expect("linked to its company")).await;
+    assert_eq!(company.name, "Late Co");
 }
 
 #[tokio::test]
 async fn an_event_that_dies_gets_a_dlq_bound_message_and_shows_in_the_dead_count() {
-    let db = TestDb::new().await;
+    let app = TestApp::new().await;
     let queue = sqs_queue().await;
-    let (state, applier) = state_with_queue(&db, &queue, 1);
-    deal_without_its_company(&db).await;
+    let (state, applier) = state_with_queue(&app, &queue, 1);
+    deal_without_its_company(&app).await;
     let public = format!("https://{DOMAIN}/webhooks/hubspot?{RAW_QUERY}");
     let status = deliver_body(hubspot_webhook::app(state), &public, &association_body()).await;
     assert_eq!(status, StatusCode::OK);
-    let (inbox_id, status, attempts) = inbox_row(&db).await;
-    assert_eq!((status.as_str(), attempts), ("dead", 1), "one attempt allowed");
+    let event = app.inbox_event().await;
+    assert_eq!(
+        (event.status.as_str(), event.attempts),
+        ("dead", 1),
+        "one attempt allowed"
+    );
 
-    let messages = receive_messages(&queue).await;
+    let messages = receive_until_some(&queue).await;
     assert_eq!(messages.len(), 1, "the dead event has a message, for the DLQ alarm");
     let body: serde_json::Value = serde_json::from_str(&messages[0].body).unwrap();
     assert_eq!(body["entity_type"], crmsync_domain::webhook::INBOX_RETRY_KIND);
-    assert_eq!(body["sync_queue_id"].as_str(), Some(inbox_id.as_str()));
+    assert_eq!(body["sync_queue_id"].as_str(), Some(event.id.to_string().as_str()));
     // The retry handler (the outbound-sync Lambda's SQS source) reports the dead event's message failed, so the
     // redrive policy moves it to the DLQ, and sends no second message for it.
-    let sync = retry_handler(&db, &queue, applier);
+    let sync = retry_handler(&app, &queue, applier);
     let deliveries = deliveries(&messages[..1]);
     let failed = sync.handle_retry_messages(&deliveries).await.expect("handled");
     assert_eq!(
@@ -302,11 +207,11 @@ async fn an_event_that_dies_gets_a_dlq_bound_message_and_shows_in_the_dead_count
     );
     queue.delete(&messages[0].receipt_handle).await.unwrap();
     assert!(
-        receive_messages(&queue).await.is_empty(),
+        receive_until_some(&queue).await.is_empty(),
         "no new message for a dead event"
     );
 
-    let counts = crmsync_db::inbox::status_counts(&db.pool().get().await.unwrap())
+    let counts = crmsync_db::inbox::status_counts(&app.pool().get().await.unwrap())
         .await
         .unwrap();
     assert_eq!((counts.pending, counts.retry, counts.dead), (0, 0, 1));

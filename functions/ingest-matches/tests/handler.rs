@@ -1,14 +1,14 @@
 //! The Lambda handler called directly, as the runtime would, against a fresh database.
 
 use crmsync_db::PgMatchStore;
-use crmsync_db::test_db::TestDb;
+use crmsync_testkit::TestApp;
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use serde_json::json;
 
 #[tokio::test]
 async fn the_handler_ingests_an_event_and_reports_rejections() {
-    let db = TestDb::new().await;
-    let store = PgMatchStore::new(db.pool().clone());
+    let app = TestApp::new().await;
+    let store = app.match_store();
     let event = json!({ "matches": [
         { "opportunity": { "notice_id": "L-1", "title": "Fleet telematics" },
           "contractor": { "uei": "LAMBDAUEI001", "name": "Fleet Co" }, "match_score": 55 },
@@ -29,8 +29,8 @@ async fn the_handler_ingests_an_event_and_reports_rejections() {
 
 #[tokio::test]
 async fn an_unusable_event_fails_as_non_retryable_and_an_unreachable_database_as_retryable() {
-    let db = TestDb::new().await;
-    let store = PgMatchStore::new(db.pool().clone());
+    let app = TestApp::new().await;
+    let store = app.match_store();
     let failure = ingest_matches::handle(&store, LambdaEvent::new(json!([1, 2].repeat(6000)), Context::default()))
         .await
         .expect_err("too many matches");

@@ -1,44 +1,36 @@
 //! The outbound-sync handler called as the Lambda runtime would, against real PostgreSQL, the HubSpot simulator
 //! and moto's SQS: the schedule, retries through SQS, the DLQ after max attempts, and the redrive back.
 
+use std::ops::Deref;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
-use crmsync_app::hubspot_setup::hubspot_setup;
-use crmsync_app::ingest::ingest_matches;
-use crmsync_db::test_db::TestDb;
-use crmsync_db::{PgMatchStore, PgSyncStore};
-use crmsync_domain::sync::RetryPolicy;
-use crmsync_hubspot::{HubSpotClient, HubSpotConfig};
-use crmsync_hubspot_sim::{FaultConfig, HubSpotSim, RunningSim, SimConfig};
-use crmsync_queue::SqsRetryQueue;
+use crmsync_domain::sync::{EntityType, RetryMessage, RetryPolicy, RetryTarget};
+use crmsync_hubspot_sim::FaultConfig;
 use crmsync_queue::test_support::sqs_client;
+use crmsync_queue::{ReceivedMessage, SqsRetryQueue};
 use crmsync_sync::{OutboundSync, SyncSettings, purge_redriven};
+use crmsync_testkit::{TestApp, fresh_queue};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 
+/// The app with one match ingested and the handler's sync: no retries inside the HubSpot client, `max_attempts`
+/// attempts 0.5–1 s apart, retry messages on `queue` when given.
 struct Harness {
-    db: TestDb,
-    sim: RunningSim,
+    app: TestApp,
     sync: OutboundSync<SqsRetryQueue>,
 }
 
+impl Deref for Harness {
+    type Target = TestApp;
+
+    fn deref(&self) -> &TestApp {
+        &self.app
+    }
+}
+
 async fn harness(queue: Option<SqsRetryQueue>, max_attempts: i32) -> Harness {
-    let db = TestDb::new().await;
-    let sim = HubSpotSim::start(
-        SimConfig {
-            requests_per_window: 1_000,
-            ..SimConfig::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let mut config = HubSpotConfig::new(sim.base_url(), sim.access_token().to_owned().into());
-    config.max_retries = 0;
-    let client = HubSpotClient::new(config).unwrap();
-    let store = PgSyncStore::new(db.pool().clone());
-    hubspot_setup(&store, &client).await.unwrap();
+    let app = TestApp::with_hubspot().await;
     let settings = SyncSettings {
         retry: RetryPolicy {
             max_attempts,
@@ -47,13 +39,13 @@ async fn harness(queue: Option<SqsRetryQueue>, max_attempts: i32) -> Harness {
         },
         ..SyncSettings::default()
     };
-    let sync = OutboundSync::new(store, client, queue, settings);
-    let event = json!({ "opportunity": { "notice_id": "FN-1", "title": "Satellite ground station support" },
-                        "contractor": { "uei": "FNUEI0000001", "name": "Orbit LLC" }, "match_score": 77 });
-    ingest_matches(&PgMatchStore::new(db.pool().clone()), &event, "test")
-        .await
-        .unwrap();
-    Harness { db, sim, sync }
+    let sync = app.outbound_sync(app.hubspot_without_retries(), queue, settings);
+    app.ingest(
+        &json!({ "opportunity": { "notice_id": "FN-1", "title": "Satellite ground station support" },
+                        "contractor": { "uei": "FNUEI0000001", "name": "Orbit LLC" }, "match_score": 77 }),
+    )
+    .await;
+    Harness { app, sync }
 }
 
 fn scheduled_event() -> LambdaEvent<Value> {
@@ -68,15 +60,8 @@ fn scheduled_event() -> LambdaEvent<Value> {
     LambdaEvent::new(event, context)
 }
 
-async fn status_of(db: &TestDb, entity_type: &str) -> String {
-    db.pool()
-        .get()
-        .await
-        .unwrap()
-        .query_one("SELECT status FROM sync_queue WHERE entity_type = $1", &[&entity_type])
-        .await
-        .unwrap()
-        .get(0)
+async fn test_queue() -> SqsRetryQueue {
+    fresh_queue("crmsync-test").await
 }
 
 #[tokio::test]
@@ -87,7 +72,7 @@ async fn a_scheduled_event_drains_the_queue() {
         .expect("handled");
     assert_eq!(report["companies_created"], 1);
     assert_eq!(report["deals_created"], 1);
-    assert_eq!(status_of(&h.db, "deal").await, "completed");
+    assert_eq!(h.queue_row("deal").await.status, "completed");
 }
 
 #[tokio::test]
@@ -103,7 +88,7 @@ async fn an_unknown_event_is_refused_as_non_retryable() {
 async fn without_sqs_a_failed_item_still_comes_back_through_the_schedule() {
     // RETRY_QUEUE_URL unset: Postgres alone carries the retry.
     let h = harness(None, 8).await;
-    h.sim.set_faults(FaultConfig {
+    h.sim().set_faults(FaultConfig {
         error_rate: 1.0,
         ..FaultConfig::default()
     });
@@ -112,7 +97,7 @@ async fn without_sqs_a_failed_item_still_comes_back_through_the_schedule() {
         (report["failed"].as_u64(), report["retry_messages"].as_u64()),
         (Some(1), Some(0))
     );
-    h.sim.set_faults(FaultConfig::default());
+    h.sim().set_faults(FaultConfig::default());
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let report = outbound_sync::handle(&h.sync, scheduled_event()).await.unwrap();
     assert_eq!(
@@ -123,12 +108,9 @@ async fn without_sqs_a_failed_item_still_comes_back_through_the_schedule() {
 
 #[tokio::test]
 async fn retries_flow_through_sqs_into_the_dlq_after_max_attempts_and_redrive_back() {
-    let name = format!("crmsync-test-{}", uuid_suffix());
-    let queue = SqsRetryQueue::ensure_queues(sqs_client().await, &name, 2, Duration::from_secs(1))
-        .await
-        .unwrap();
+    let queue = test_queue().await;
     let h = harness(Some(queue.clone()), 3).await;
-    h.sim.set_faults(FaultConfig {
+    h.sim().set_faults(FaultConfig {
         error_rate: 1.0,
         ..FaultConfig::default()
     });
@@ -144,32 +126,23 @@ async fn retries_flow_through_sqs_into_the_dlq_after_max_attempts_and_redrive_ba
         (Some(1), Some(1), Some(1))
     );
     assert_eq!(
-        status_of(&h.db, "deal").await,
+        h.queue_row("deal").await.status,
         "pending",
         "the deal waits; it is not failed for its company"
     );
 
     let failures_reported = deliver_until_dead_lettered(&h, &queue, 1).await;
-    assert_eq!(status_of(&h.db, "company").await, "dead", "attempt 3 of 3 failed");
+    assert_eq!(h.queue_row("company").await.status, "dead", "attempt 3 of 3 failed");
     assert!(failures_reported >= 1, "the dead item's message was reported failed");
     assert_eq!(
         queue.dlq_depth().await.unwrap(),
         Some(1),
         "the redrive policy moved it to the DLQ"
     );
-    let attempts: i32 =
-        h.db.pool()
-            .get()
-            .await
-            .unwrap()
-            .query_one("SELECT attempts FROM sync_queue WHERE entity_type = 'company'", &[])
-            .await
-            .unwrap()
-            .get(0);
-    assert_eq!(attempts, 3);
+    assert_eq!(h.queue_row("company").await.attempts, 3);
 
     // HubSpot recovers; an operator redrives: the row is pending again, its DLQ message is gone, and it syncs.
-    h.sim.set_faults(FaultConfig::default());
+    h.sim().set_faults(FaultConfig::default());
     let redriven = h.sync.store().redrive(10).await.unwrap();
     assert_eq!(redriven.len(), 1);
     assert_eq!(purge_redriven(h.sync.store(), &queue).await.unwrap(), 1);
@@ -183,15 +156,30 @@ async fn retries_flow_through_sqs_into_the_dlq_after_max_attempts_and_redrive_ba
     );
 }
 
-fn uuid_suffix() -> String {
-    format!(
-        "{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    )
+/// Hands `messages` to the handler as the Lambda's SQS event and deletes those it did not report failed. Returns
+/// how many it reported failed.
+async fn handle_and_acknowledge(h: &Harness, queue: &SqsRetryQueue, messages: &[ReceivedMessage]) -> usize {
+    let event = SqsEvent {
+        records: messages
+            .iter()
+            .map(|m| SqsMessage {
+                message_id: Some(m.message_id.clone()),
+                body: Some(m.body.clone()),
+                ..SqsMessage::default()
+            })
+            .collect(),
+    };
+    let response = outbound_sync::handle_sqs(&h.sync, event).await.unwrap();
+    for message in messages {
+        if !response
+            .batch_item_failures
+            .iter()
+            .any(|f| f.item_identifier == message.message_id)
+        {
+            queue.delete(&message.receipt_handle).await.unwrap();
+        }
+    }
+    response.batch_item_failures.len()
 }
 
 /// Plays the Lambda's SQS event source: delivers what the queue holds to the handler and deletes what it did not
@@ -206,46 +194,18 @@ async fn deliver_until_dead_lettered(h: &Harness, queue: &SqsRetryQueue, dlq_dep
             }
             continue;
         }
-        let event = SqsEvent {
-            records: messages
-                .iter()
-                .map(|m| SqsMessage {
-                    message_id: Some(m.message_id.clone()),
-                    body: Some(m.body.clone()),
-                    ..SqsMessage::default()
-                })
-                .collect(),
-        };
-        let response = outbound_sync::handle_sqs(&h.sync, event).await.unwrap();
-        failures_reported += response.batch_item_failures.len();
-        for message in &messages {
-            if !response
-                .batch_item_failures
-                .iter()
-                .any(|f| f.item_identifier == message.message_id)
-            {
-                queue.delete(&message.receipt_handle).await.unwrap();
-            }
-        }
+        failures_reported += handle_and_acknowledge(h, queue, &messages).await;
     }
     failures_reported
 }
 
 #[tokio::test]
 async fn an_item_dead_on_a_permanent_error_also_reaches_the_dlq_so_its_alarm_fires() {
-    let name = format!("crmsync-test-{}", uuid_suffix());
-    let queue = SqsRetryQueue::ensure_queues(sqs_client().await, &name, 2, Duration::from_secs(1))
-        .await
-        .unwrap();
+    let queue = test_queue().await;
     let h = harness(Some(queue.clone()), 8).await;
     // HubSpot refuses the deal's stage id (a per-input validation error): dead at once, no retries.
-    h.db.pool()
-        .get()
-        .await
-        .unwrap()
-        .batch_execute("UPDATE crmsync.settings SET value = jsonb_set(value, '{stage_ids,new_match}', '\"999999\"')")
-        .await
-        .unwrap();
+    h.execute("UPDATE crmsync.settings SET value = jsonb_set(value, '{stage_ids,new_match}', '\"999999\"')")
+        .await;
     let report = outbound_sync::handle(&h.sync, scheduled_event()).await.unwrap();
     assert_eq!(
         (report["dead"].as_u64(), report["companies_created"].as_u64()),
@@ -254,32 +214,18 @@ async fn an_item_dead_on_a_permanent_error_also_reaches_the_dlq_so_its_alarm_fir
     );
     assert!(deliver_until_dead_lettered(&h, &queue, 1).await >= 1);
     assert_eq!(queue.dlq_depth().await.unwrap(), Some(1));
-    assert_eq!(status_of(&h.db, "deal").await, "dead");
-}
-
-async fn test_queue() -> SqsRetryQueue {
-    let name = format!("crmsync-test-{}", uuid_suffix());
-    SqsRetryQueue::ensure_queues(sqs_client().await, &name, 2, Duration::from_secs(1))
-        .await
-        .unwrap()
+    assert_eq!(h.queue_row("deal").await.status, "dead");
 }
 
 /// The company's queue row as a retry message with `attempts`, after setting the row's state with `sql`.
-async fn company_message(h: &Harness, sql: &str, attempts: i32) -> crmsync_domain::sync::RetryMessage {
-    let client = h.db.pool().get().await.unwrap();
-    client.batch_execute(sql).await.unwrap();
-    let row = client
-        .query_one(
-            "SELECT id, entity_id FROM sync_queue WHERE entity_type = 'company'",
-            &[],
-        )
-        .await
-        .unwrap();
-    crmsync_domain::sync::RetryMessage {
-        target: crmsync_domain::sync::RetryTarget::SyncQueue {
-            id: row.get(0),
-            entity_type: crmsync_domain::sync::EntityType::Company,
-            entity_id: row.get(1),
+async fn company_message(h: &Harness, sql: &str, attempts: i32) -> RetryMessage {
+    h.execute(sql).await;
+    let row = h.queue_row("company").await;
+    RetryMessage {
+        target: RetryTarget::SyncQueue {
+            id: row.id,
+            entity_type: EntityType::Company,
+            entity_id: row.entity_id,
         },
         attempts,
     }
@@ -289,45 +235,8 @@ async fn company_message(h: &Harness, sql: &str, attempts: i32) -> crmsync_domai
 /// report failed. Returns (messages received, failures reported).
 async fn deliver_once(h: &Harness, queue: &SqsRetryQueue, wait: Duration) -> (Vec<String>, usize) {
     let messages = queue.receive(wait, None).await.unwrap();
-    let event = SqsEvent {
-        records: messages
-            .iter()
-            .map(|m| SqsMessage {
-                message_id: Some(m.message_id.clone()),
-                body: Some(m.body.clone()),
-                ..SqsMessage::default()
-            })
-            .collect(),
-    };
-    let response = outbound_sync::handle_sqs(&h.sync, event).await.unwrap();
-    for message in &messages {
-        if !response
-            .batch_item_failures
-            .iter()
-            .any(|f| f.item_identifier == message.message_id)
-        {
-            queue.delete(&message.receipt_handle).await.unwrap();
-        }
-    }
-    (
-        messages.into_iter().map(|m| m.body).collect(),
-        response.batch_item_failures.len(),
-    )
-}
-
-async fn company_row(db: &TestDb) -> (String, i32) {
-    let row = db
-        .pool()
-        .get()
-        .await
-        .unwrap()
-        .query_one(
-            "SELECT status, attempts FROM sync_queue WHERE entity_type = 'company'",
-            &[],
-        )
-        .await
-        .unwrap();
-    (row.get(0), row.get(1))
+    let failures = handle_and_acknowledge(h, queue, &messages).await;
+    (messages.into_iter().map(|m| m.body).collect(), failures)
 }
 
 #[tokio::test]
@@ -343,11 +252,12 @@ async fn a_retry_message_for_a_row_not_due_yet_is_replaced_by_one_for_the_rest_o
     )
     .await;
     queue.send(&[(message.clone(), Duration::ZERO)]).await.unwrap();
-    let before = h.sim.total_requests();
+    let before = h.sim().total_requests();
     let (received, failures) = deliver_once(&h, &queue, Duration::from_secs(2)).await;
     assert_eq!((received.len(), failures), (1, 0), "acknowledged");
-    assert_eq!(h.sim.total_requests(), before, "not retried before it is due");
-    assert_eq!(company_row(&h.db).await, ("failed".into(), 1));
+    assert_eq!(h.sim().total_requests(), before, "not retried before it is due");
+    let company = h.queue_row("company").await;
+    assert_eq!((company.status.as_str(), company.attempts), ("failed", 1));
 
     // A fresh message with the same attempts arrives when the row is due, and that one retries it.
     let mut fresh = Vec::new();
@@ -358,9 +268,9 @@ async fn a_retry_message_for_a_row_not_due_yet_is_replaced_by_one_for_the_rest_o
             break;
         }
     }
-    let fresh: crmsync_domain::sync::RetryMessage = serde_json::from_str(&fresh[0]).unwrap();
+    let fresh: RetryMessage = serde_json::from_str(&fresh[0]).unwrap();
     assert_eq!(fresh, message);
-    assert_eq!(company_row(&h.db).await.0, "completed");
+    assert_eq!(h.queue_row("company").await.status, "completed");
 }
 
 #[tokio::test]
@@ -375,11 +285,12 @@ async fn a_stale_retry_message_is_acknowledged_without_another_attempt() {
     )
     .await;
     queue.send(&[(message, Duration::ZERO)]).await.unwrap();
-    let before = h.sim.total_requests();
+    let before = h.sim().total_requests();
     let (received, failures) = deliver_once(&h, &queue, Duration::from_secs(2)).await;
     assert_eq!((received.len(), failures), (1, 0));
-    assert_eq!(h.sim.total_requests(), before, "no extra attempt");
-    assert_eq!(company_row(&h.db).await, ("failed".into(), 2));
+    assert_eq!(h.sim().total_requests(), before, "no extra attempt");
+    let company = h.queue_row("company").await;
+    assert_eq!((company.status.as_str(), company.attempts), ("failed", 2));
     assert!(
         queue.receive(Duration::from_secs(1), None).await.unwrap().is_empty(),
         "no new chain"
@@ -391,22 +302,11 @@ async fn purge_removes_only_sync_messages_whose_rows_are_no_longer_dead() {
     let queue = test_queue().await;
     let h = harness(Some(queue.clone()), 8).await;
     let redriven = company_message(&h, "UPDATE sync_queue SET status = 'pending'", 1).await;
-    let dead = {
-        let client = h.db.pool().get().await.unwrap();
-        client
-            .batch_execute("UPDATE sync_queue SET status = 'dead' WHERE entity_type = 'deal'")
-            .await
-            .unwrap();
-        let row = client
-            .query_one(
-                "SELECT id::text, entity_id::text FROM sync_queue WHERE entity_type = 'deal'",
-                &[],
-            )
-            .await
-            .unwrap();
-        json!({ "sync_queue_id": row.get::<_, String>(0), "entity_type": "deal",
-                "entity_id": row.get::<_, String>(1), "attempts": 8 })
-    };
+    h.execute("UPDATE sync_queue SET status = 'dead' WHERE entity_type = 'deal'")
+        .await;
+    let dead_row = h.queue_row("deal").await;
+    let dead = json!({ "sync_queue_id": dead_row.id.to_string(), "entity_type": "deal",
+                       "entity_id": dead_row.entity_id.to_string(), "attempts": 8 });
     let wire = serde_json::to_value(&redriven).unwrap();
     let inbox = json!({ "sync_queue_id": wire["sync_queue_id"], "entity_type": "webhook_inbox",
                         "entity_id": wire["entity_id"], "attempts": 1 });

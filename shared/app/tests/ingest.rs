@@ -1,10 +1,13 @@
 //! Match ingestion against a real PostgreSQL: a fresh database per test, cloned from a migrated template.
 
+use std::ops::Deref;
+
 use crmsync_app::ingest::ingest_matches;
 use crmsync_db::PgMatchStore;
-use crmsync_db::test_db::TestDb;
 use crmsync_domain::ingest::IngestReport;
+use crmsync_testkit::{Company, Deal, QueueRow, TestApp};
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 fn contractor(n: usize) -> Value {
     json!({
@@ -33,40 +36,43 @@ fn embedded(opportunity_n: usize, contractor_n: usize, score: f64) -> Value {
     json!({ "opportunity": opportunity(opportunity_n), "contractor": contractor(contractor_n), "match_score": score })
 }
 
-struct TestApp {
-    db: TestDb,
+/// The app on a fresh database with the match store ingestion writes through.
+struct IngestApp {
+    app: TestApp,
     store: PgMatchStore,
 }
 
-impl TestApp {
+impl Deref for IngestApp {
+    type Target = TestApp;
+
+    fn deref(&self) -> &TestApp {
+        &self.app
+    }
+}
+
+impl IngestApp {
     async fn spawn() -> Self {
-        let db = TestDb::new().await;
-        let store = PgMatchStore::new(db.pool().clone());
-        Self { db, store }
+        let app = TestApp::new().await;
+        let store = app.match_store();
+        Self { app, store }
     }
 
     /// Ingests and returns the report's counts (round trips zeroed; a dedicated test checks them).
     async fn ingest(&self, event: Value) -> IngestReport {
-        let report = ingest_matches(&self.store, &event, "test").await.expect("ingest");
         IngestReport {
             round_trips: 0,
-            ..report
+            ..self.app.ingest(&event).await
         }
     }
 
-    async fn count(&self, sql: &str) -> i64 {
-        let client = self.db.pool().get().await.expect("client");
-        client.query_one(sql, &[]).await.expect(sql).get(0)
-    }
-
     async fn client(&self) -> deadpool_postgres::Object {
-        self.db.pool().get().await.expect("client")
+        self.pool().get().await.expect("client")
     }
 }
 
 #[tokio::test]
 async fn a_new_match_creates_a_company_a_deal_and_two_queue_rows_by_the_guides_rules() {
-    let app = TestApp::spawn().await;
+    let app = IngestApp::spawn().await;
     let mut item = embedded(3, 2, 85.625);
     item["opportunity"]["title"] =
         json!("Système de gestion des données géospatiales pour l'agence fédérale — phase 2");
@@ -81,90 +87,70 @@ async fn a_new_match_creates_a_company_a_deal_and_two_queue_rows_by_the_guides_r
         }
     );
 
-    let client = app.client().await;
-    let company = client
-        .query_one(
-            "SELECT c.name, c.uei, c.qualification_status, c.lifecycle_stage, c.hubspot_sync_status, c.readiness_score::text,
-                    c.contractor_id = k.id
-             FROM companies c JOIN contractors k ON k.uei = c.uei",
-            &[],
-        )
-        .await
-        .unwrap();
-    assert_eq!(company.get::<_, String>(0), "Contractor 2");
-    assert_eq!(company.get::<_, String>(1), "UEI000000002");
-    assert_eq!(company.get::<_, String>(2), "qualified");
-    assert_eq!(company.get::<_, String>(3), "lead");
-    assert_eq!(company.get::<_, String>(4), "pending");
-    assert_eq!(company.get::<_, String>(5), "85.00");
-    assert!(company.get::<_, bool>(6), "the company is linked to its contractor");
-
-    let deal = client
-        .query_one(
-            "SELECT d.deal_name, d.deal_value::text, d.expected_close_date::text, d.pipeline, d.stage,
-                    d.match_score::text, d.win_probability, d.priority, d.hubspot_sync_status, d.closed_at IS NULL,
-                    d.match_id = m.id, d.opportunity_id = m.opportunity_id, d.company_id = c.id
-             FROM deals d JOIN matches m ON m.id = d.match_id JOIN companies c ON c.contractor_id = m.contractor_id",
-            &[],
-        )
-        .await
-        .unwrap();
+    let company = app.single_company().await;
+    assert_eq!(company.name, "Contractor 2");
+    assert_eq!(company.uei.as_deref(), Some("UEI000000002"));
+    assert_eq!(company.qualification_status, "qualified");
+    assert_eq!(company.lifecycle_stage, "lead");
+    assert_eq!(company.hubspot_sync_status, "pending");
+    assert_eq!(company.readiness_score.as_deref(), Some("85.00"));
+    let contractor: Uuid = app
+        .scalar("SELECT id FROM contractors WHERE uei = 'UEI000000002'")
+        .await;
     assert_eq!(
-        deal.get::<_, String>(0),
-        "Système de gestion des données géospatiales pour l - Contractor 2",
+        company.contractor_id,
+        Some(contractor),
+        "the company is linked to its contractor"
+    );
+
+    let deal = app.single_deal().await;
+    assert_eq!(
+        deal.deal_name, "Système de gestion des données géospatiales pour l - Contractor 2",
         "50 characters of the title, not 50 bytes"
     );
-    assert_eq!(deal.get::<_, String>(1), "100003.00");
-    assert_eq!(deal.get::<_, String>(2), "2027-06-30");
-    assert_eq!(deal.get::<_, String>(3), "b2g_opportunities");
-    assert_eq!(deal.get::<_, String>(4), "new_match");
-    assert_eq!(deal.get::<_, String>(5), "85.625");
-    assert_eq!(deal.get::<_, i32>(6), 69, "round(85.625 × 0.8 = 68.5) rounds half up");
-    assert_eq!(deal.get::<_, String>(7), "high", "notice 3 is FAST_TRACK");
-    assert_eq!(deal.get::<_, String>(8), "pending");
-    assert!(deal.get::<_, bool>(9));
-    assert!(
-        deal.get::<_, bool>(10) && deal.get::<_, bool>(11) && deal.get::<_, bool>(12),
+    assert_eq!(deal.deal_value.as_deref(), Some("100003.00"));
+    assert_eq!(deal.expected_close_date.as_deref(), Some("2027-06-30"));
+    assert_eq!(deal.pipeline, "b2g_opportunities");
+    assert_eq!(deal.stage, "new_match");
+    assert_eq!(deal.match_score.as_deref(), Some("85.625"));
+    assert_eq!(
+        deal.win_probability,
+        Some(69),
+        "round(85.625 × 0.8 = 68.5) rounds half up"
+    );
+    assert_eq!(deal.priority, "high", "notice 3 is FAST_TRACK");
+    assert_eq!(deal.hubspot_sync_status, "pending");
+    assert!(deal.closed_at.is_none());
+    let the_match = &app.rows("SELECT id, opportunity_id FROM matches").await[0];
+    assert_eq!(
+        (deal.match_id, deal.opportunity_id, deal.company_id),
+        (Some(the_match.get(0)), Some(the_match.get(1)), Some(company.id)),
         "linked rows"
     );
 
-    let queue = client
-        .query(
-            "SELECT q.entity_type, q.operation, q.status, q.payload,
-                    (SELECT id FROM deals) AS deal_id, (SELECT id FROM companies) AS company_id, q.entity_id
-             FROM sync_queue q ORDER BY q.entity_type",
-            &[],
-        )
-        .await
-        .unwrap();
+    let queue = app.select::<QueueRow>("ORDER BY entity_type", &[]).await;
     assert_eq!(queue.len(), 2);
     assert_eq!(
-        (queue[0].get::<_, String>(0), queue[0].get::<_, String>(1)),
-        ("company".into(), "create".into())
+        (queue[0].entity_type.as_str(), queue[0].operation.as_str()),
+        ("company", "create")
     );
-    assert_eq!(queue[0].get::<_, uuid::Uuid>(6), queue[0].get::<_, uuid::Uuid>(5));
+    assert_eq!(queue[0].entity_id, company.id);
     assert_eq!(
-        (queue[1].get::<_, String>(0), queue[1].get::<_, String>(1)),
-        ("deal".into(), "create".into())
+        (queue[1].entity_type.as_str(), queue[1].operation.as_str()),
+        ("deal", "create")
     );
-    assert_eq!(queue[1].get::<_, String>(2), "pending");
-    let deal_id: uuid::Uuid = queue[1].get(4);
-    let company_id: uuid::Uuid = queue[1].get(5);
+    assert_eq!(queue[1].status, "pending");
     assert_eq!(
-        queue[1].get::<_, Value>(3),
-        json!({ "deal_id": deal_id, "company_id": company_id, "opportunity_id": "NOTICE-3" }),
+        queue[1].payload,
+        json!({ "deal_id": deal.id, "company_id": company.id, "opportunity_id": "NOTICE-3" }),
         "the guide's payload: the opportunity is named by its notice_id"
     );
-    assert_eq!(
-        app.count("SELECT count(*) FROM workflow_logs WHERE workflow = 'crm_ingest'")
-            .await,
-        1
-    );
+    assert_eq!(app.count("workflow_logs WHERE workflow = 'crm_ingest'").await, 1);
 }
 
 #[tokio::test]
 async fn redelivering_a_batch_adds_no_rows_and_no_queue_entries() {
-    let app = TestApp::spawn().await;
+    let app = IngestApp::spawn().await;
     let event = json!({ "matches": (0..30).map(|i| embedded(i, i % 7, 60.0 + i as f64)).collect::<Vec<_>>() });
     let first = app.ingest(event.clone()).await;
     assert_eq!(
@@ -174,10 +160,8 @@ async fn redelivering_a_batch_adds_no_rows_and_no_queue_entries() {
     let tables = "SELECT (SELECT count(*) FROM opportunities) + (SELECT count(*) FROM contractors) * 1000
                         + (SELECT count(*) FROM matches) * 1000000 + (SELECT count(*) FROM companies) * 1000000000
                         + (SELECT count(*) FROM deals) * 1000000000000 + (SELECT count(*) FROM sync_queue) * 1000000000000000";
-    let before = app.count(tables).await;
-    let updated_before = app
-        .count("SELECT count(*) FROM deals WHERE updated_at = created_at")
-        .await;
+    let before = app.scalar::<i64>(tables).await;
+    let updated_before = app.count("deals WHERE updated_at = created_at").await;
 
     let second = app.ingest(event).await;
     assert_eq!(
@@ -187,10 +171,9 @@ async fn redelivering_a_batch_adds_no_rows_and_no_queue_entries() {
             ..IngestReport::default()
         }
     );
-    assert_eq!(app.count(tables).await, before);
+    assert_eq!(app.scalar::<i64>(tables).await, before);
     assert_eq!(
-        app.count("SELECT count(*) FROM deals WHERE updated_at = created_at")
-            .await,
+        app.count("deals WHERE updated_at = created_at").await,
         updated_before,
         "no row touched"
     );
@@ -198,7 +181,7 @@ async fn redelivering_a_batch_adds_no_rows_and_no_queue_entries() {
 
 #[tokio::test]
 async fn changed_contractor_data_updates_the_company_and_queues_one_update() {
-    let app = TestApp::spawn().await;
+    let app = IngestApp::spawn().await;
     app.ingest(json!({ "matches": [embedded(1, 1, 70.0), embedded(2, 1, 75.0)] }))
         .await;
     let mut changed = embedded(1, 1, 70.0);
@@ -213,37 +196,26 @@ async fn changed_contractor_data_updates_the_company_and_queues_one_update() {
             ..IngestReport::default()
         }
     );
-    let client = app.client().await;
-    let row = client
-        .query_one(
-            "SELECT qualification_status, phone, hubspot_sync_status FROM companies",
-            &[],
-        )
+    let company = app.single_company().await;
+    assert_eq!(company.qualification_status, "qualified", "79.99 became 92");
+    assert_eq!(company.phone.as_deref(), Some("+1 703 555 0100"));
+    let ops: Vec<String> = app
+        .select::<QueueRow>("WHERE entity_type = 'company' ORDER BY created_at, operation", &[])
         .await
-        .unwrap();
-    assert_eq!(row.get::<_, String>(0), "qualified", "79.99 became 92");
-    assert_eq!(row.get::<_, String>(1), "+1 703 555 0100");
-    let ops: Vec<String> = client
-        .query(
-            "SELECT operation FROM sync_queue WHERE entity_type = 'company' ORDER BY created_at, operation",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
+        .into_iter()
+        .map(|row| row.operation)
         .collect();
     assert_eq!(ops, vec!["create", "update"]);
 }
 
 /// Applies HubSpot edits as the webhook applier does (crmsync_db::hubspot_records: the column, then the field's
 /// change time and hash as HubSpot's), and marks everything synced: company website and phone, deal priority.
-async fn apply_hubspot_edits(app: &TestApp) -> (uuid::Uuid, uuid::Uuid) {
+async fn apply_hubspot_edits(app: &IngestApp) -> (Uuid, Uuid) {
     use crmsync_db::hubspot_records;
     use crmsync_domain::webhook::ObjectKind;
+    let company_id = app.single_company().await.id;
+    let deal_id = app.single_deal().await.id;
     let client = app.client().await;
-    let company_id: uuid::Uuid = client.query_one("SELECT id FROM companies", &[]).await.unwrap().get(0);
-    let deal_id: uuid::Uuid = client.query_one("SELECT id FROM deals", &[]).await.unwrap().get(0);
     client
         .batch_execute(
             "UPDATE companies SET hubspot_company_id = 'hs-company-1', hubspot_sync_status = 'synced';
@@ -277,15 +249,14 @@ async fn apply_hubspot_edits(app: &TestApp) -> (uuid::Uuid, uuid::Uuid) {
 
 #[tokio::test]
 async fn redelivering_an_unchanged_match_keeps_hubspot_edits_and_queues_nothing() {
-    let app = TestApp::spawn().await;
+    let app = IngestApp::spawn().await;
     let mut event = embedded(1, 1, 70.0);
     event["contractor"]["website"] = json!("https://acme.example");
     event["contractor"]["phone"] = json!("+1 703 555 0100");
     app.ingest(event.clone()).await;
     apply_hubspot_edits(&app).await;
     let updated_at = "SELECT (SELECT updated_at FROM companies)::text || (SELECT updated_at FROM deals)::text";
-    let client = app.client().await;
-    let before: String = client.query_one(updated_at, &[]).await.unwrap().get(0);
+    let before: String = app.scalar(updated_at).await;
 
     let report = app.ingest(event).await;
     assert_eq!(
@@ -295,40 +266,32 @@ async fn redelivering_an_unchanged_match_keeps_hubspot_edits_and_queues_nothing(
             ..IngestReport::default()
         }
     );
-    let company = client
-        .query_one("SELECT website, phone, hubspot_sync_status FROM companies", &[])
-        .await
-        .unwrap();
-    assert_eq!(company.get::<_, String>(0), "https://acme-from-hubspot.example");
-    assert_eq!(company.get::<_, String>(1), "+1 202 555 0199");
-    assert_eq!(company.get::<_, String>(2), "synced");
-    let deal = client
-        .query_one("SELECT priority, hubspot_sync_status FROM deals", &[])
-        .await
-        .unwrap();
+    let company = app.single_company().await;
+    assert_eq!(company.website.as_deref(), Some("https://acme-from-hubspot.example"));
+    assert_eq!(company.phone.as_deref(), Some("+1 202 555 0199"));
+    assert_eq!(company.hubspot_sync_status, "synced");
+    let deal = app.single_deal().await;
     assert_eq!(
-        (deal.get::<_, String>(0), deal.get::<_, String>(1)),
-        ("low".into(), "synced".into())
+        (deal.priority.as_str(), deal.hubspot_sync_status.as_str()),
+        ("low", "synced")
     );
     assert_eq!(
-        app.count("SELECT count(*) FROM sync_queue WHERE status <> 'completed'")
-            .await,
+        app.count("sync_queue WHERE status <> 'completed'").await,
         0,
         "nothing queued"
     );
     assert_eq!(
-        app.count("SELECT count(*) FROM crmsync.field_changes WHERE source = 'local'")
-            .await,
+        app.count("crmsync.field_changes WHERE source = 'local'").await,
         0,
         "no local change recorded over HubSpot's"
     );
-    let after: String = client.query_one(updated_at, &[]).await.unwrap().get(0);
+    let after: String = app.scalar(updated_at).await;
     assert_eq!(before, after, "neither row touched");
 }
 
 #[tokio::test]
 async fn a_real_contractor_change_updates_only_the_fields_it_changed_and_queues_an_update() {
-    let app = TestApp::spawn().await;
+    let app = IngestApp::spawn().await;
     let mut event = embedded(1, 1, 70.0);
     event["contractor"]["website"] = json!("https://acme.example");
     event["contractor"]["phone"] = json!("+1 703 555 0100");
@@ -348,48 +311,36 @@ async fn a_real_contractor_change_updates_only_the_fields_it_changed_and_queues_
             ..IngestReport::default()
         }
     );
-    let client = app.client().await;
-    let company = client
-        .query_one("SELECT name, website, phone, hubspot_sync_status FROM companies", &[])
-        .await
-        .unwrap();
-    assert_eq!(company.get::<_, String>(0), "Acme Federal Holdings");
+    let company = app.single_company().await;
+    assert_eq!(company.name, "Acme Federal Holdings");
     assert_eq!(
-        company.get::<_, String>(1),
-        "https://acme-from-hubspot.example",
+        company.website.as_deref(),
+        Some("https://acme-from-hubspot.example"),
         "the website did not change in SAM: HubSpot's edit stays"
     );
     assert_eq!(
-        company.get::<_, String>(2),
-        "+1 571 555 0123",
+        company.phone.as_deref(),
+        Some("+1 571 555 0123"),
         "the newer SAM phone wins"
     );
-    assert_eq!(company.get::<_, String>(3), "pending");
-    let deal = client
-        .query_one("SELECT deal_name, priority, hubspot_sync_status FROM deals", &[])
+    assert_eq!(company.hubspot_sync_status, "pending");
+    let deal = app.single_deal().await;
+    assert!(deal.deal_name.ends_with(" - Acme Federal Holdings"));
+    assert_eq!(deal.priority, "low", "the priority's source did not change");
+    assert_eq!(deal.hubspot_sync_status, "pending");
+    let queued: Vec<(String, String)> = app
+        .select::<QueueRow>("WHERE status = 'pending' ORDER BY entity_type", &[])
         .await
-        .unwrap();
-    assert!(deal.get::<_, String>(0).ends_with(" - Acme Federal Holdings"));
-    assert_eq!(deal.get::<_, String>(1), "low", "the priority's source did not change");
-    assert_eq!(deal.get::<_, String>(2), "pending");
-    let queued: Vec<(String, String)> = client
-        .query(
-            "SELECT entity_type, operation FROM sync_queue WHERE status = 'pending' ORDER BY entity_type",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
+        .into_iter()
+        .map(|row| (row.entity_type, row.operation))
         .collect();
     assert_eq!(
         queued,
         vec![("company".into(), "update".into()), ("deal".into(), "update".into())]
     );
-    let sources: Vec<(String, String)> = client
-        .query("SELECT field, source FROM crmsync.field_changes ORDER BY field", &[])
+    let sources: Vec<(String, String)> = app
+        .rows("SELECT field, source FROM crmsync.field_changes ORDER BY field")
         .await
-        .unwrap()
         .iter()
         .map(|row| (row.get(0), row.get(1)))
         .collect();
@@ -409,12 +360,12 @@ async fn a_real_contractor_change_updates_only_the_fields_it_changed_and_queues_
         (report.deals_updated, report.companies_updated, report.queued),
         (1, 0, 1)
     );
-    assert_eq!(app.count("SELECT count(*) FROM deals WHERE priority = 'high'").await, 1);
+    assert_eq!(app.count("deals WHERE priority = 'high'").await, 1);
 }
 
 #[tokio::test]
 async fn a_notice_or_uei_repeated_in_one_batch_builds_every_deal_from_the_stored_copy() {
-    let app = TestApp::spawn().await;
+    let app = IngestApp::spawn().await;
     // Notice 7 twice (different title, value and flag), contractor 5 twice (different name), in other matches.
     let mut first = embedded(7, 1, 50.0);
     first["opportunity"]["title"] = json!("First title");
@@ -431,41 +382,39 @@ async fn a_notice_or_uei_repeated_in_one_batch_builds_every_deal_from_the_stored
     let report = app.ingest(json!([first, second, third, fourth])).await;
     assert_eq!((report.deals_created, report.companies_created), (4, 3));
 
-    let client = app.client().await;
-    let title: String = client
-        .query_one("SELECT title FROM opportunities WHERE notice_id = 'NOTICE-7'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let title: String = app
+        .scalar("SELECT title FROM opportunities WHERE notice_id = 'NOTICE-7'")
+        .await;
     assert_eq!(title, "Second title", "the last copy is stored");
-    let deals: Vec<(String, String, String)> = client
-        .query(
-            "SELECT d.deal_name, d.deal_value::text, d.priority FROM deals d
-             JOIN opportunities o ON o.id = d.opportunity_id WHERE o.notice_id = 'NOTICE-7' ORDER BY d.deal_name",
+    let deals: Vec<(String, Option<String>, String)> = app
+        .select::<Deal>(
+            "WHERE opportunity_id = (SELECT id FROM opportunities WHERE notice_id = 'NOTICE-7') ORDER BY deal_name",
             &[],
         )
         .await
-        .unwrap()
-        .iter()
-        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .into_iter()
+        .map(|deal| (deal.deal_name, deal.deal_value, deal.priority))
         .collect();
     assert_eq!(
         deals,
         vec![
-            ("Second title - Contractor 1".into(), "2000.00".into(), "medium".into()),
-            ("Second title - Contractor 2".into(), "2000.00".into(), "medium".into()),
+            (
+                "Second title - Contractor 1".into(),
+                Some("2000.00".into()),
+                "medium".into()
+            ),
+            (
+                "Second title - Contractor 2".into(),
+                Some("2000.00".into()),
+                "medium".into()
+            ),
         ],
         "both deals follow the stored opportunity"
     );
-    let company: String = client
-        .query_one("SELECT name FROM companies WHERE uei = 'UEI000000005'", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(company, "New Name LLC");
+    let company = app.select_one::<Company>("WHERE uei = 'UEI000000005'", &[]).await;
+    assert_eq!(company.name, "New Name LLC");
     assert_eq!(
-        app.count("SELECT count(*) FROM deals WHERE deal_name LIKE '% - New Name LLC'")
-            .await,
+        app.count("deals WHERE deal_name LIKE '% - New Name LLC'").await,
         2,
         "both deals are named after the stored company"
     );
@@ -473,7 +422,7 @@ async fn a_notice_or_uei_repeated_in_one_batch_builds_every_deal_from_the_stored
 
 #[tokio::test]
 async fn a_changed_match_score_updates_the_deal_and_queues_a_deal_update() {
-    let app = TestApp::spawn().await;
+    let app = IngestApp::spawn().await;
     app.ingest(embedded(1, 1, 50.0)).await;
     let report = app.ingest(embedded(1, 1, 90.0)).await;
     assert_eq!(
@@ -484,9 +433,9 @@ async fn a_changed_match_score_updates_the_deal_and_queues_a_deal_update() {
             ..IngestReport::default()
         }
     );
-    assert_eq!(app.count("SELECT win_probability::bigint FROM deals").await, 72);
+    assert_eq!(app.single_deal().await.win_probability, Some(72));
     assert_eq!(
-        app.count("SELECT count(*) FROM sync_queue WHERE entity_type = 'deal' AND operation = 'update'")
+        app.count("sync_queue WHERE entity_type = 'deal' AND operation = 'update'")
             .await,
         1
     );
@@ -494,7 +443,7 @@ async fn a_changed_match_score_updates_the_deal_and_queues_a_deal_update() {
 
 #[tokio::test]
 async fn invalid_matches_are_rejected_by_index_and_field_while_valid_ones_commit() {
-    let app = TestApp::spawn().await;
+    let app = IngestApp::spawn().await;
     let mut no_title = embedded(2, 2, 50.0);
     no_title["opportunity"]["title"] = json!("");
     let mut bad_score = embedded(3, 3, 50.0);
@@ -518,10 +467,9 @@ async fn invalid_matches_are_rejected_by_index_and_field_while_valid_ones_commit
         report.rejected[1].error,
         "match_score: must be between 0 and 100, got 101"
     );
-    assert_eq!(app.count("SELECT count(*) FROM deals").await, 2);
+    assert_eq!(app.count("deals").await, 2);
     assert_eq!(
-        app.count("SELECT count(*) FROM workflow_errors WHERE payload->'match' IS NOT NULL")
-            .await,
+        app.count("workflow_errors WHERE payload->'match' IS NOT NULL").await,
         4,
         "every rejected match is kept with its original JSON"
     );
@@ -529,7 +477,7 @@ async fn invalid_matches_are_rejected_by_index_and_field_while_valid_ones_commit
 
 #[tokio::test]
 async fn a_nul_character_is_rejected_with_its_field_before_the_database_sees_it() {
-    let app = TestApp::spawn().await;
+    let app = IngestApp::spawn().await;
     let mut poisoned = embedded(2, 2, 50.0);
     // Valid JSON and a valid string, but PostgreSQL text cannot hold NUL: validation names the field.
     poisoned["opportunity"]["agency"] = json!("Department of\u{0000}Defense");
@@ -559,13 +507,13 @@ async fn a_nul_character_is_rejected_with_its_field_before_the_database_sees_it(
             ),
         ]
     );
-    assert_eq!(app.count("SELECT count(*) FROM opportunities").await, 2);
-    assert_eq!(app.count("SELECT count(*) FROM sync_queue").await, 4);
+    assert_eq!(app.count("opportunities").await, 2);
+    assert_eq!(app.count("sync_queue").await, 4);
 }
 
 #[tokio::test]
 async fn a_match_the_database_refuses_is_isolated_and_its_neighbours_still_commit() {
-    let app = TestApp::spawn().await;
+    let app = IngestApp::spawn().await;
     // Break the real database: a constraint that validation knows nothing about, so only the database refuses.
     app.client()
         .await
@@ -588,32 +536,28 @@ async fn a_match_the_database_refuses_is_isolated_and_its_neighbours_still_commi
         report.rejected[0].error
     );
     assert_eq!(
-        app.count("SELECT count(*) FROM opportunities").await,
+        app.count("opportunities").await,
         2,
         "nothing of the refused match is written"
     );
-    assert_eq!(app.count("SELECT count(*) FROM sync_queue").await, 4);
+    assert_eq!(app.count("sync_queue").await, 4);
 }
 
 #[tokio::test]
 async fn a_reference_to_an_existing_match_creates_its_company_and_deal() {
-    let app = TestApp::spawn().await;
-    let client = app.client().await;
-    let match_id: uuid::Uuid = client
-        .query_one(
+    let app = IngestApp::spawn().await;
+    let match_id: Uuid = app
+        .scalar(
             "WITH o AS (INSERT INTO opportunities (notice_id, title, estimated_value, deadline, priority_flag)
                         VALUES ('REF-1', 'Cybersecurity assessment', 50000, '2027-01-15', 'FAST_TRACK') RETURNING id),
                   c AS (INSERT INTO contractors (uei, name, readiness_score) VALUES ('REFUEI000001', 'Ref Co', 80)
                         RETURNING id)
              INSERT INTO matches (opportunity_id, contractor_id, match_score)
              SELECT o.id, c.id, 91.25 FROM o, c RETURNING id",
-            &[],
         )
-        .await
-        .unwrap()
-        .get(0);
+        .await;
     let report = app
-        .ingest(json!({ "matches": [{ "match_id": match_id }, { "match_id": uuid::Uuid::new_v4() }] }))
+        .ingest(json!({ "matches": [{ "match_id": match_id }, { "match_id": Uuid::new_v4() }] }))
         .await;
     assert_eq!(
         (report.companies_created, report.deals_created, report.queued),
@@ -621,32 +565,25 @@ async fn a_reference_to_an_existing_match_creates_its_company_and_deal() {
     );
     assert_eq!(report.rejected.len(), 1);
     assert_eq!(report.rejected[0].field.as_deref(), Some("match_id"));
-    let row = client
-        .query_one("SELECT deal_name, win_probability, priority, match_id FROM deals", &[])
-        .await
-        .unwrap();
-    assert_eq!(row.get::<_, String>(0), "Cybersecurity assessment - Ref Co");
-    assert_eq!(row.get::<_, i32>(1), 73);
-    assert_eq!(row.get::<_, String>(2), "high");
-    assert_eq!(row.get::<_, uuid::Uuid>(3), match_id);
-    assert_eq!(
-        app.count("SELECT count(*) FROM companies WHERE qualification_status = 'qualified'")
-            .await,
-        1
-    );
+    let deal = app.single_deal().await;
+    assert_eq!(deal.deal_name, "Cybersecurity assessment - Ref Co");
+    assert_eq!(deal.win_probability, Some(73));
+    assert_eq!(deal.priority, "high");
+    assert_eq!(deal.match_id, Some(match_id));
+    assert_eq!(app.count("companies WHERE qualification_status = 'qualified'").await, 1);
 }
 
 #[tokio::test]
 async fn a_repeated_match_within_one_batch_is_written_once_with_the_last_score() {
-    let app = TestApp::spawn().await;
+    let app = IngestApp::spawn().await;
     let report = app.ingest(json!([embedded(1, 1, 40.0), embedded(1, 1, 80.0)])).await;
     assert_eq!((report.deals_created, report.queued), (1, 2));
-    assert_eq!(app.count("SELECT win_probability::bigint FROM deals").await, 64);
+    assert_eq!(app.single_deal().await.win_probability, Some(64));
 }
 
 #[tokio::test]
 async fn concurrent_deliveries_of_overlapping_batches_create_no_duplicates() {
-    let app = TestApp::spawn().await;
+    let app = IngestApp::spawn().await;
     // Eight deliveries of overlapping windows over 40 matches sharing 10 contractors, all at once.
     let deliveries: Vec<Value> = (0..8)
         .map(|d| json!({ "matches": (d * 4..d * 4 + 12).map(|i| embedded(i, i % 10, 50.0 + (i % 40) as f64)).collect::<Vec<_>>() }))
@@ -668,16 +605,16 @@ async fn concurrent_deliveries_of_overlapping_batches_create_no_duplicates() {
             created.2 + report.queued,
         );
     }
-    assert_eq!(app.count("SELECT count(*) FROM companies").await, 10);
-    assert_eq!(app.count("SELECT count(*) FROM deals").await, 40);
-    assert_eq!(app.count("SELECT count(*) FROM matches").await, 40);
+    assert_eq!(app.count("companies").await, 10);
+    assert_eq!(app.count("deals").await, 40);
+    assert_eq!(app.count("matches").await, 40);
     assert_eq!(
         created,
         (10, 40, 50),
         "each company and deal was reported created exactly once"
     );
     assert_eq!(
-        app.count("SELECT count(*) FROM sync_queue").await,
+        app.count("sync_queue").await,
         50,
         "one create row per company and per deal"
     );
@@ -685,17 +622,17 @@ async fn concurrent_deliveries_of_overlapping_batches_create_no_duplicates() {
 
 #[tokio::test]
 async fn an_unusable_event_is_an_error_and_writes_nothing() {
-    let app = TestApp::spawn().await;
+    let app = IngestApp::spawn().await;
     let error = ingest_matches(&app.store, &json!({ "matches": "everything" }), "test")
         .await
         .unwrap_err();
     assert_eq!(error.to_string(), "invalid event: matches: must be an array of matches");
-    assert_eq!(app.count("SELECT count(*) FROM workflow_logs").await, 0);
+    assert_eq!(app.count("workflow_logs").await, 0);
 }
 
 #[tokio::test]
 async fn a_thousand_matches_take_the_same_twelve_round_trips_as_one() {
-    let app = TestApp::spawn().await;
+    let app = IngestApp::spawn().await;
     let one = ingest_matches(&app.store, &embedded(0, 0, 50.0), "test").await.unwrap();
     let thousand = json!({ "matches": (1..=1_000).map(|i| embedded(i, i % 200, 50.0)).collect::<Vec<_>>() });
     let thousand = ingest_matches(&app.store, &thousand, "test").await.unwrap();

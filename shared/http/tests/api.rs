@@ -1,16 +1,16 @@
 //! The dashboard REST API and the web dashboard through the real router (tower `oneshot`, no server), each test
 //! over its own fresh PostgreSQL database.
 
+use std::ops::Deref;
+
 use axum::Router;
 use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use crmsync_db::test_db::TestDb;
-use crmsync_http::api::{ApiConfig, ApiState, router};
-use http_body_util::BodyExt;
+use axum::http::{Method, Request, StatusCode, header};
+use crmsync_http::api::ApiConfig;
+use crmsync_testkit::{Answer, TestApp, send};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 use uuid::Uuid;
 
 const TOKEN: &str = "api-test-token-0123456789";
@@ -42,66 +42,44 @@ INSERT INTO activities (activity_type, subject, company_id, contact_id, created_
   ('call', 'Intro call', '00000000-0000-4000-8000-0000000000c1', '00000000-0000-4000-8000-0000000000d1', '2026-11-01T10:00:00Z');
 ";
 
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Value,
-    text: String,
+/// The app with one API instance (a router with its own statistics cache), as one Lambda.
+struct ApiApp {
+    app: TestApp,
+    router: Router,
 }
 
-struct TestApp {
-    db: TestDb,
-    app: Router,
-}
+impl Deref for ApiApp {
+    type Target = TestApp;
 
-impl TestApp {
-    async fn new() -> Self {
-        let db = TestDb::new().await;
-        let app = Self::instance(&db);
-        Self { db, app }
+    fn deref(&self) -> &TestApp {
+        &self.app
     }
+}
 
-    /// A router with its own state (and statistics cache) over the database: one API instance, as one Lambda.
-    fn instance(db: &TestDb) -> Router {
-        let config = ApiConfig {
-            api_token: Some(SecretString::from(TOKEN)),
-            jwt_secret: Some(SecretString::from(JWT_SECRET)),
-            cors_origins: vec![ORIGIN.parse().unwrap()],
-        };
-        router(ApiState::new(db.pool().clone(), &config))
+/// The API's configuration: the bearer token, the Supabase JWT secret and one allowed origin.
+fn api_config() -> ApiConfig {
+    ApiConfig {
+        api_token: Some(SecretString::from(TOKEN)),
+        jwt_secret: Some(SecretString::from(JWT_SECRET)),
+        cors_origins: vec![ORIGIN.parse().unwrap()],
+    }
+}
+
+impl ApiApp {
+    async fn new() -> Self {
+        let app = TestApp::new().await;
+        let router = app.api_router(&api_config());
+        Self { app, router }
     }
 
     async fn seeded() -> Self {
         let app = Self::new().await;
-        app.sql(SEED).await;
+        app.execute(SEED).await;
         app
     }
 
-    async fn sql(&self, sql: &str) {
-        let client = self.db.pool().get().await.expect("client");
-        client
-            .batch_execute(sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}\n{e:?}"));
-    }
-
-    async fn count(&self, sql: &str) -> i64 {
-        let client = self.db.pool().get().await.expect("client");
-        client.query_one(sql, &[]).await.expect(sql).get(0)
-    }
-
     async fn send(&self, request: Request<Body>) -> Answer {
-        let response = self.app.clone().oneshot(request).await.expect("response");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.expect("body").to_bytes();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        Answer {
-            status,
-            headers,
-            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            text,
-        }
+        send(self.router.clone(), request).await
     }
 
     async fn get_as(&self, path: &str, authorization: Option<&str>) -> Answer {
@@ -183,7 +161,7 @@ const EVERY_ROUTE: [(&str, &str); 11] = [
 
 #[tokio::test]
 async fn every_api_route_answers_401_with_a_bearer_challenge_without_valid_credentials() {
-    let app = TestApp::seeded().await;
+    let app = ApiApp::seeded().await;
     for (method, path) in EVERY_ROUTE {
         for authorization in [None, Some("Bearer wrong-token-0123456789abc"), Some(TOKEN)] {
             let mut request = Request::builder()
@@ -202,19 +180,16 @@ async fn every_api_route_answers_401_with_a_bearer_challenge_without_valid_crede
         }
     }
     assert_eq!(
-        app.count("SELECT count(*) FROM sync_queue").await,
+        app.count("sync_queue").await,
         0,
         "nothing was written without credentials"
     );
-    assert_eq!(
-        app.count("SELECT count(*) FROM deals WHERE stage = 'closed_won'").await,
-        1
-    );
+    assert_eq!(app.count("deals WHERE stage = 'closed_won'").await, 1);
 }
 
 #[tokio::test]
 async fn an_unknown_api_path_is_a_json_404_only_with_credentials() {
-    let app = TestApp::seeded().await;
+    let app = ApiApp::seeded().await;
     for path in [
         "/api/nothing-here",
         "/api/deals/00000000-0000-4000-8000-0000000000a1/nothing",
@@ -233,7 +208,7 @@ async fn an_unknown_api_path_is_a_json_404_only_with_credentials() {
 
 #[tokio::test]
 async fn a_wrong_method_is_a_json_405_naming_the_allowed_methods_only_with_credentials() {
-    let app = TestApp::seeded().await;
+    let app = ApiApp::seeded().await;
     for (method, path, allowed) in [
         ("DELETE", "/api/deals", "GET"),
         ("GET", "/api/deals/00000000-0000-4000-8000-0000000000a1/stage", "POST"),
@@ -257,12 +232,12 @@ async fn a_wrong_method_is_a_json_405_naming_the_allowed_methods_only_with_crede
         assert!(allow.contains(allowed), "{method} {path}: Allow {allow}");
         assert!(!allow.contains(method), "{method} {path}: Allow {allow}");
     }
-    assert_eq!(app.count("SELECT count(*) FROM sync_queue").await, 0);
+    assert_eq!(app.count("sync_queue").await, 0);
 }
 
 #[tokio::test]
 async fn the_bare_api_path_and_unknown_paths_outside_it_are_json_404s() {
-    let app = TestApp::new().await;
+    let app = ApiApp::new().await;
     let unauthenticated = app.get_as("/api", None).await;
     assert_error(&unauthenticated, StatusCode::UNAUTHORIZED, "unauthorized", None);
     assert_error(&app.get("/api").await, StatusCode::NOT_FOUND, "not_found", None);
@@ -278,7 +253,7 @@ async fn the_bare_api_path_and_unknown_paths_outside_it_are_json_404s() {
 
 #[tokio::test]
 async fn a_supabase_user_jwt_is_accepted_and_recorded_as_the_author_of_what_it_logs() {
-    let app = TestApp::seeded().await;
+    let app = ApiApp::seeded().await;
     let authorization = jwt(
         Algorithm::HS256,
         JWT_SECRET,
@@ -301,7 +276,7 @@ async fn a_supabase_user_jwt_is_accepted_and_recorded_as_the_author_of_what_it_l
 
 #[tokio::test]
 async fn an_expired_jwt_is_refused_as_expired() {
-    let app = TestApp::new().await;
+    let app = ApiApp::new().await;
     let authorization = jwt(
         Algorithm::HS256,
         JWT_SECRET,
@@ -314,7 +289,7 @@ async fn an_expired_jwt_is_refused_as_expired() {
 
 #[tokio::test]
 async fn a_jwt_signed_with_another_secret_is_refused() {
-    let app = TestApp::new().await;
+    let app = ApiApp::new().await;
     let authorization = jwt(
         Algorithm::HS256,
         "a-different-secret-that-is-also-long-enough-42",
@@ -326,7 +301,7 @@ async fn a_jwt_signed_with_another_secret_is_refused() {
 
 #[tokio::test]
 async fn a_jwt_with_another_algorithm_is_refused_even_when_signed_with_the_secret() {
-    let app = TestApp::new().await;
+    let app = ApiApp::new().await;
     for algorithm in [Algorithm::HS384, Algorithm::HS512] {
         let authorization = jwt(
             algorithm,
@@ -340,7 +315,7 @@ async fn a_jwt_with_another_algorithm_is_refused_even_when_signed_with_the_secre
 
 #[tokio::test]
 async fn supabases_public_anon_key_does_not_open_the_api() {
-    let app = TestApp::new().await;
+    let app = ApiApp::new().await;
     let authorization = jwt(
         Algorithm::HS256,
         JWT_SECRET,
@@ -353,7 +328,7 @@ async fn supabases_public_anon_key_does_not_open_the_api() {
 
 #[tokio::test]
 async fn the_dashboard_page_and_its_assets_are_public_with_a_strict_content_security_policy() {
-    let app = TestApp::new().await;
+    let app = ApiApp::new().await;
     let page = app.get_as("/", None).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(
@@ -387,7 +362,7 @@ async fn the_dashboard_page_and_its_assets_are_public_with_a_strict_content_secu
 
 #[tokio::test]
 async fn a_preflight_from_the_configured_origin_is_allowed_without_a_token_and_others_are_not() {
-    let app = TestApp::new().await;
+    let app = ApiApp::new().await;
     let preflight = |origin: &str| {
         Request::builder()
             .method(Method::OPTIONS)
@@ -418,7 +393,7 @@ async fn a_preflight_from_the_configured_origin_is_allowed_without_a_token_and_o
 
 #[tokio::test]
 async fn the_openapi_document_describes_every_route_behind_the_bearer_scheme() {
-    let app = TestApp::new().await;
+    let app = ApiApp::new().await;
     let answer = app.get("/api/openapi.json").await;
     assert_eq!(answer.status, StatusCode::OK);
     let doc = answer.body;
@@ -445,7 +420,7 @@ async fn the_openapi_document_describes_every_route_behind_the_bearer_scheme() {
 
 #[tokio::test]
 async fn deals_are_listed_with_their_company_and_filtered_by_stage_priority_and_company() {
-    let app = TestApp::seeded().await;
+    let app = ApiApp::seeded().await;
     let all = app.get("/api/deals").await;
     assert_eq!(all.status, StatusCode::OK, "{}", all.text);
     assert_eq!(ids(&all), [DEAL_A1, DEAL_A2, DEAL_B1, DEAL_B2_WON], "id order");
@@ -475,8 +450,8 @@ async fn deals_are_listed_with_their_company_and_filtered_by_stage_priority_and_
 
 #[tokio::test]
 async fn deal_pages_follow_the_cursor_until_every_deal_was_seen_exactly_once() {
-    let app = TestApp::seeded().await;
-    app.sql(
+    let app = ApiApp::seeded().await;
+    app.execute(
         "INSERT INTO deals (company_id, deal_name, stage)
          SELECT '00000000-0000-4000-8000-0000000000c3', 'Bulk ' || n, 'contact_made' FROM generate_series(1, 41) n",
     )
@@ -523,8 +498,8 @@ async fn deal_pages_follow_the_cursor_until_every_deal_was_seen_exactly_once() {
 
 #[tokio::test]
 async fn the_page_size_defaults_to_twenty_and_must_be_from_one_to_a_hundred() {
-    let app = TestApp::new().await;
-    app.sql("INSERT INTO deals (deal_name) SELECT 'D' || n FROM generate_series(1, 120) n")
+    let app = ApiApp::new().await;
+    app.execute("INSERT INTO deals (deal_name) SELECT 'D' || n FROM generate_series(1, 120) n")
         .await;
     assert_eq!(ids(&app.get("/api/deals").await).len(), 20);
     assert_eq!(ids(&app.get("/api/deals?limit=100").await).len(), 100);
@@ -537,7 +512,7 @@ async fn the_page_size_defaults_to_twenty_and_must_be_from_one_to_a_hundred() {
 
 #[tokio::test]
 async fn bad_filters_are_400s_that_name_the_parameter() {
-    let app = TestApp::seeded().await;
+    let app = ApiApp::seeded().await;
     let cases = [
         ("/api/deals?stage=won", "stage"),
         ("/api/deals?stage=", "stage"),
@@ -567,7 +542,7 @@ async fn bad_filters_are_400s_that_name_the_parameter() {
 
 #[tokio::test]
 async fn a_deal_is_shown_by_id_and_malformed_or_unknown_ids_are_400_and_404() {
-    let app = TestApp::seeded().await;
+    let app = ApiApp::seeded().await;
     let deal = app.get(&format!("/api/deals/{DEAL_B2_WON}")).await;
     assert_eq!(deal.status, StatusCode::OK);
     assert_eq!(deal.body["deal_name"], "Data center - Beta");
@@ -580,7 +555,7 @@ async fn a_deal_is_shown_by_id_and_malformed_or_unknown_ids_are_400_and_404() {
 
 #[tokio::test]
 async fn moving_a_deal_to_closed_won_sets_closed_at_logs_a_stage_change_and_queues_the_update() {
-    let app = TestApp::seeded().await;
+    let app = ApiApp::seeded().await;
     let answer = app
         .post(&format!("/api/deals/{DEAL_A2}/stage"), json!({ "stage": "closed_won" }))
         .await;
@@ -598,24 +573,15 @@ async fn moving_a_deal_to_closed_won_sets_closed_at_logs_a_stage_change_and_queu
     assert_eq!(activity["created_by"], "api_token");
     assert_eq!(activity["hubspot_sync_status"], "local_only");
 
-    let client = app.db.pool().get().await.unwrap();
-    let queued = client
-        .query(
-            "SELECT entity_type, operation, status, payload FROM sync_queue WHERE entity_id = $1",
-            &[&Uuid::parse_str(DEAL_A2).unwrap()],
-        )
-        .await
-        .unwrap();
+    let queued = app.queue_rows(DEAL_A2).await;
     assert_eq!(queued.len(), 1);
-    assert_eq!(queued[0].get::<_, &str>(0), "deal");
-    assert_eq!(queued[0].get::<_, &str>(1), "update");
-    assert_eq!(queued[0].get::<_, &str>(2), "pending");
-    let payload: Value = queued[0].get(3);
-    assert_eq!(payload["stage"], "closed_won");
-    assert_eq!(payload["previous_stage"], "qualified");
+    assert_eq!(queued[0].entity_type, "deal");
+    assert_eq!(queued[0].operation, "update");
+    assert_eq!(queued[0].status, "pending");
+    assert_eq!(queued[0].payload["stage"], "closed_won");
+    assert_eq!(queued[0].payload["previous_stage"], "qualified");
     assert_eq!(
-        app.count("SELECT count(*) FROM sync_queue WHERE entity_type <> 'deal'")
-            .await,
+        app.count("sync_queue WHERE entity_type <> 'deal'").await,
         0,
         "a stage_change activity stays local"
     );
@@ -623,16 +589,12 @@ async fn moving_a_deal_to_closed_won_sets_closed_at_logs_a_stage_change_and_queu
 
 #[tokio::test]
 async fn moving_a_deal_deleted_in_hubspot_is_a_409_that_changes_and_queues_nothing() {
-    let app = TestApp::seeded().await;
-    let client = app.db.pool().get().await.unwrap();
-    client
-        .execute(
-            &format!("UPDATE deals SET hubspot_sync_status = 'deleted' WHERE id = '{DEAL_B2_WON}'"),
-            &[],
-        )
-        .await
-        .unwrap();
-    let activities = app.count("SELECT count(*) FROM activities").await;
+    let app = ApiApp::seeded().await;
+    app.execute(&format!(
+        "UPDATE deals SET hubspot_sync_status = 'deleted' WHERE id = '{DEAL_B2_WON}'"
+    ))
+    .await;
+    let activities = app.count("activities").await;
     let answer = app
         .post(
             &format!("/api/deals/{DEAL_B2_WON}/stage"),
@@ -641,20 +603,17 @@ async fn moving_a_deal_deleted_in_hubspot_is_a_409_that_changes_and_queues_nothi
         .await;
     assert_error(&answer, StatusCode::CONFLICT, "conflict", Some("id"));
     assert_eq!(
-        app.count(&format!(
-            "SELECT count(*) FROM deals WHERE id = '{DEAL_B2_WON}' AND stage = 'closed_won'"
-        ))
-        .await,
-        1,
+        app.deal(DEAL_B2_WON).await.stage,
+        "closed_won",
         "the stage is unchanged"
     );
-    assert_eq!(app.count("SELECT count(*) FROM activities").await, activities);
-    assert_eq!(app.count("SELECT count(*) FROM sync_queue").await, 0);
+    assert_eq!(app.count("activities").await, activities);
+    assert_eq!(app.count("sync_queue").await, 0);
 }
 
 #[tokio::test]
 async fn moving_a_closed_deal_back_to_an_open_stage_clears_closed_at() {
-    let app = TestApp::seeded().await;
+    let app = ApiApp::seeded().await;
     let answer = app
         .post(
             &format!("/api/deals/{DEAL_B2_WON}/stage"),
@@ -671,33 +630,25 @@ async fn moving_a_closed_deal_back_to_an_open_stage_clears_closed_at() {
         )
         .await;
     assert!(lost.body["deal"]["closed_at"].is_string());
-    assert_eq!(
-        app.count("SELECT count(*) FROM activities WHERE activity_type = 'stage_change'")
-            .await,
-        2
-    );
+    assert_eq!(app.count("activities WHERE activity_type = 'stage_change'").await, 2);
 }
 
 #[tokio::test]
 async fn moving_a_deal_to_the_stage_it_is_in_changes_and_queues_nothing() {
-    let app = TestApp::seeded().await;
+    let app = ApiApp::seeded().await;
     let answer = app
         .post(&format!("/api/deals/{DEAL_A1}/stage"), json!({ "stage": "new_match" }))
         .await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.body["changed"], false);
     assert_eq!(answer.body["activity"], Value::Null);
-    assert_eq!(app.count("SELECT count(*) FROM sync_queue").await, 0);
-    assert_eq!(
-        app.count("SELECT count(*) FROM activities WHERE activity_type = 'stage_change'")
-            .await,
-        0
-    );
+    assert_eq!(app.count("sync_queue").await, 0);
+    assert_eq!(app.count("activities WHERE activity_type = 'stage_change'").await, 0);
 }
 
 #[tokio::test]
 async fn bad_stage_moves_are_refused_and_change_nothing() {
-    let app = TestApp::seeded().await;
+    let app = ApiApp::seeded().await;
     let path = format!("/api/deals/{DEAL_A1}/stage");
     let unknown = app.post(&path, json!({ "stage": "won" })).await;
     assert_error(&unknown, StatusCode::BAD_REQUEST, "invalid_parameter", Some("stage"));
@@ -748,11 +699,8 @@ async fn bad_stage_moves_are_refused_and_change_nothing() {
         .await;
     assert_error(&broken_json, StatusCode::BAD_REQUEST, "invalid_body", None);
 
-    assert_eq!(app.count("SELECT count(*) FROM sync_queue").await, 0);
-    assert_eq!(
-        app.count("SELECT count(*) FROM deals WHERE stage = 'new_match'").await,
-        2
-    );
+    assert_eq!(app.count("sync_queue").await, 0);
+    assert_eq!(app.count("deals WHERE stage = 'new_match'").await, 2);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -760,7 +708,7 @@ async fn bad_stage_moves_are_refused_and_change_nothing() {
 
 #[tokio::test]
 async fn companies_are_listed_by_name_and_filtered_by_qualification_and_a_literal_name_search() {
-    let app = TestApp::seeded().await;
+    let app = ApiApp::seeded().await;
     let names = |answer: &Answer| -> Vec<String> {
         answer.body["items"]
             .as_array()
@@ -802,7 +750,7 @@ async fn companies_are_listed_by_name_and_filtered_by_qualification_and_a_litera
 
 #[tokio::test]
 async fn a_company_is_shown_with_its_engagement_and_an_unknown_one_is_a_404() {
-    let app = TestApp::seeded().await;
+    let app = ApiApp::seeded().await;
     let answer = app.get(&format!("/api/companies/{ALPHA}")).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
     assert_eq!(answer.body["company"]["name"], "Alpha Federal");
@@ -822,7 +770,7 @@ async fn a_company_is_shown_with_its_engagement_and_an_unknown_one_is_a_404() {
 
 #[tokio::test]
 async fn a_contact_is_created_and_queued_for_hubspot_in_the_same_transaction() {
-    let app = TestApp::seeded().await;
+    let app = ApiApp::seeded().await;
     let answer = app
         .post(
             "/api/contacts",
@@ -839,7 +787,7 @@ async fn a_contact_is_created_and_queued_for_hubspot_in_the_same_transaction() {
     let id = answer.body["id"].as_str().unwrap();
     assert_eq!(
         app.count(&format!(
-            "SELECT count(*) FROM sync_queue WHERE entity_type = 'contact' AND operation = 'create'
+            "sync_queue WHERE entity_type = 'contact' AND operation = 'create'
                AND status = 'pending' AND entity_id = '{id}' AND payload->>'email' = 'grace@beta.example'"
         ))
         .await,
@@ -853,7 +801,7 @@ async fn a_contact_is_created_and_queued_for_hubspot_in_the_same_transaction() {
 
 #[tokio::test]
 async fn a_duplicate_email_is_a_409_naming_email_whatever_its_case() {
-    let app = TestApp::seeded().await;
+    let app = ApiApp::seeded().await;
     let answer = app
         .post(
             "/api/contacts",
@@ -861,9 +809,9 @@ async fn a_duplicate_email_is_a_409_naming_email_whatever_its_case() {
         )
         .await;
     assert_error(&answer, StatusCode::CONFLICT, "conflict", Some("email"));
-    assert_eq!(app.count("SELECT count(*) FROM contacts").await, 1);
+    assert_eq!(app.count("contacts").await, 1);
     assert_eq!(
-        app.count("SELECT count(*) FROM sync_queue").await,
+        app.count("sync_queue").await,
         0,
         "the queue row rolled back with the contact"
     );
@@ -871,7 +819,7 @@ async fn a_duplicate_email_is_a_409_naming_email_whatever_its_case() {
 
 #[tokio::test]
 async fn invalid_contacts_are_400s_naming_the_field_and_an_unknown_company_a_404() {
-    let app = TestApp::seeded().await;
+    let app = ApiApp::seeded().await;
     let cases = [
         (json!({ "full_name": "X", "email": "not-an-email" }), "email"),
         (json!({ "full_name": "X", "email": "x@localhost" }), "email"),
@@ -894,8 +842,8 @@ async fn invalid_contacts_are_400s_naming_the_field_and_an_unknown_company_a_404
         )
         .await;
     assert_error(&unknown_company, StatusCode::NOT_FOUND, "not_found", Some("company_id"));
-    assert_eq!(app.count("SELECT count(*) FROM contacts").await, 1);
-    assert_eq!(app.count("SELECT count(*) FROM sync_queue").await, 0);
+    assert_eq!(app.count("contacts").await, 1);
+    assert_eq!(app.count("sync_queue").await, 0);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -903,7 +851,7 @@ async fn invalid_contacts_are_400s_naming_the_field_and_an_unknown_company_a_404
 
 #[tokio::test]
 async fn an_activity_on_a_deal_is_logged_under_the_deals_company_and_queued_as_an_engagement() {
-    let app = TestApp::seeded().await;
+    let app = ApiApp::seeded().await;
     let answer = app
         .post(
             "/api/activities",
@@ -918,7 +866,7 @@ async fn an_activity_on_a_deal_is_logged_under_the_deals_company_and_queued_as_a
     let id = answer.body["id"].as_str().unwrap();
     assert_eq!(
         app.count(&format!(
-            "SELECT count(*) FROM sync_queue WHERE entity_type = 'activity' AND operation = 'create'
+            "sync_queue WHERE entity_type = 'activity' AND operation = 'create'
                AND entity_id = '{id}' AND payload->>'activity_type' = 'meeting'"
         ))
         .await,
@@ -935,7 +883,7 @@ async fn an_activity_on_a_deal_is_logged_under_the_deals_company_and_queued_as_a
 
 #[tokio::test]
 async fn an_activity_needs_a_known_type_and_a_target_that_exists() {
-    let app = TestApp::seeded().await;
+    let app = ApiApp::seeded().await;
     let no_target = app
         .post(
             "/api/activities",
@@ -990,14 +938,14 @@ async fn an_activity_needs_a_known_type_and_a_target_that_exists() {
         "invalid_parameter",
         Some("occurred_at"),
     );
-    assert_eq!(app.count("SELECT count(*) FROM activities").await, 1);
-    assert_eq!(app.count("SELECT count(*) FROM sync_queue").await, 0);
+    assert_eq!(app.count("activities").await, 1);
+    assert_eq!(app.count("sync_queue").await, 0);
 }
 
 #[tokio::test]
 async fn activities_are_listed_newest_first_per_target_and_paginated() {
-    let app = TestApp::seeded().await;
-    app.sql(
+    let app = ApiApp::seeded().await;
+    app.execute(
         "INSERT INTO activities (activity_type, subject, deal_id, company_id, created_at)
          SELECT 'note', 'Note ' || n, '00000000-0000-4000-8000-0000000000a1', '00000000-0000-4000-8000-0000000000c1',
                 '2026-11-10T00:00:00Z'::timestamptz + n * interval '1 minute'
@@ -1044,8 +992,8 @@ async fn activities_are_listed_newest_first_per_target_and_paginated() {
 
 #[tokio::test]
 async fn dashboard_stats_are_the_guides_four_queries_and_the_syncs_health() {
-    let app = TestApp::seeded().await;
-    app.sql(
+    let app = ApiApp::seeded().await;
+    app.execute(
         "INSERT INTO deals (company_id, deal_name, deal_value, stage, closed_at) VALUES
            ('00000000-0000-4000-8000-0000000000c3', 'G lost', 10, 'closed_lost', '2026-10-20T12:00:00Z'),
            ('00000000-0000-4000-8000-0000000000c3', 'G won', 10, 'closed_won', '2026-11-02T12:00:00Z');
@@ -1102,7 +1050,7 @@ async fn dashboard_stats_are_the_guides_four_queries_and_the_syncs_health() {
 
 #[tokio::test]
 async fn dashboard_stats_of_an_empty_database_are_empty_with_no_last_run() {
-    let app = TestApp::new().await;
+    let app = ApiApp::new().await;
     let answer = app.get("/api/dashboard/stats").await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
     assert_eq!(
@@ -1114,7 +1062,7 @@ async fn dashboard_stats_of_an_empty_database_are_empty_with_no_last_run() {
 
 #[tokio::test]
 async fn dashboard_stats_come_from_the_cache_until_a_write_through_the_api_invalidates_them() {
-    let app = TestApp::seeded().await;
+    let app = ApiApp::seeded().await;
     let cache_status = |answer: &Answer| answer.headers["cache-status"].to_str().unwrap().to_owned();
     let open_new_match = |answer: &Answer| answer.body["pipeline"][0]["count"].as_i64().unwrap();
 
@@ -1123,7 +1071,7 @@ async fn dashboard_stats_come_from_the_cache_until_a_write_through_the_api_inval
     assert_eq!(open_new_match(&first), 2);
 
     // A change made behind the API's back is not seen while the cache is fresh...
-    app.sql("INSERT INTO deals (deal_name, deal_value) VALUES ('Sneaked in', 5)")
+    app.execute("INSERT INTO deals (deal_name, deal_value) VALUES ('Sneaked in', 5)")
         .await;
     let cached = app.get("/api/dashboard/stats").await;
     assert_eq!(cache_status(&cached), "crmsync; hit");
@@ -1158,7 +1106,7 @@ async fn dashboard_stats_come_from_the_cache_until_a_write_through_the_api_inval
 
 #[tokio::test]
 async fn a_write_through_one_instance_invalidates_the_statistics_another_instance_cached() {
-    let mut app = TestApp::seeded().await;
+    let mut app = ApiApp::seeded().await;
     let cache_status = |answer: &Answer| answer.headers["cache-status"].to_str().unwrap().to_owned();
     let open_new_match = |answer: &Answer| answer.body["pipeline"][0]["count"].as_i64().unwrap();
     assert_eq!(
@@ -1170,7 +1118,8 @@ async fn a_write_through_one_instance_invalidates_the_statistics_another_instanc
     assert_eq!(open_new_match(&cached), 2);
 
     // Another instance (its own process and cache) moves a new_match deal on.
-    let first_instance = std::mem::replace(&mut app.app, TestApp::instance(&app.db));
+    let second_instance = app.api_router(&api_config());
+    let first_instance = std::mem::replace(&mut app.router, second_instance);
     let moved = app
         .post(
             &format!("/api/deals/{DEAL_A1}/stage"),
@@ -1179,7 +1128,7 @@ async fn a_write_through_one_instance_invalidates_the_statistics_another_instanc
         .await;
     assert_eq!(moved.status, StatusCode::OK, "{}", moved.text);
 
-    app.app = first_instance;
+    app.router = first_instance;
     let after = app.get("/api/dashboard/stats").await;
     assert_eq!(
         cache_status(&after),
@@ -1195,8 +1144,8 @@ async fn a_write_through_one_instance_invalidates_the_statistics_another_instanc
 
 #[tokio::test]
 async fn a_broken_database_is_a_503_that_shows_no_internals() {
-    let app = TestApp::seeded().await;
-    app.sql("ALTER TABLE deals RENAME TO deals_elsewhere").await;
+    let app = ApiApp::seeded().await;
+    app.execute("ALTER TABLE deals RENAME TO deals_elsewhere").await;
     for path in ["/api/deals", "/api/dashboard/stats"] {
         let answer = app.get(path).await;
         assert_error(&answer, StatusCode::SERVICE_UNAVAILABLE, "unavailable", None);

@@ -2,20 +2,14 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use crmsync_db::test_db::TestDb;
-use crmsync_http::ingest::{IngestState, router};
-use http_body_util::BodyExt;
+use crmsync_testkit::{TestApp, send};
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 const TOKEN: &str = "test-token-0123456789";
 
-async fn call(db: &TestDb, request: Request<Body>) -> (StatusCode, Value) {
-    let app = router(IngestState::new(db.pool().clone(), TOKEN.to_owned().into()));
-    let response = app.oneshot(request).await.expect("response");
-    let status = response.status();
-    let bytes = response.into_body().collect().await.expect("body").to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+async fn call(app: &TestApp, request: Request<Body>) -> (StatusCode, Value) {
+    let answer = send(app.ingest_router(TOKEN), request).await;
+    (answer.status, answer.body)
 }
 
 fn post(token: Option<&str>, body: &str) -> Request<Body> {
@@ -37,28 +31,19 @@ fn one_match() -> String {
 
 #[tokio::test]
 async fn ingestion_requires_the_bearer_token() {
-    let db = TestDb::new().await;
+    let app = TestApp::new().await;
     for token in [None, Some("wrong-token-0123456789"), Some("short")] {
-        let (status, body) = call(&db, post(token, &one_match())).await;
+        let (status, body) = call(&app, post(token, &one_match())).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?}");
         assert_eq!(body["error"]["code"], "unauthorized");
     }
-    let count: i64 = db
-        .pool()
-        .get()
-        .await
-        .unwrap()
-        .query_one("SELECT count(*) FROM deals", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(count, 0, "nothing was written without a token");
+    assert_eq!(app.count("deals").await, 0, "nothing was written without a token");
 }
 
 #[tokio::test]
 async fn an_authorized_delivery_returns_the_same_report_as_the_cli() {
-    let db = TestDb::new().await;
-    let (status, body) = call(&db, post(Some(TOKEN), &one_match())).await;
+    let app = TestApp::new().await;
+    let (status, body) = call(&app, post(Some(TOKEN), &one_match())).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         body,
@@ -69,11 +54,11 @@ async fn an_authorized_delivery_returns_the_same_report_as_the_cli() {
 
 #[tokio::test]
 async fn malformed_json_and_unusable_events_are_400s_that_name_the_problem() {
-    let db = TestDb::new().await;
-    let (status, body) = call(&db, post(Some(TOKEN), "{\"matches\": [")).await;
+    let app = TestApp::new().await;
+    let (status, body) = call(&app, post(Some(TOKEN), "{\"matches\": [")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["code"], "invalid_json");
-    let (status, body) = call(&db, post(Some(TOKEN), "{\"matches\": 5}")).await;
+    let (status, body) = call(&app, post(Some(TOKEN), "{\"matches\": 5}")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["code"], "invalid_event");
     assert_eq!(body["error"]["field"], "matches");
@@ -81,8 +66,8 @@ async fn malformed_json_and_unusable_events_are_400s_that_name_the_problem() {
 
 #[tokio::test]
 async fn healthz_is_public_and_reports_the_database() {
-    let db = TestDb::new().await;
-    let (status, body) = call(&db, Request::get("/healthz").body(Body::empty()).unwrap()).await;
+    let app = TestApp::new().await;
+    let (status, body) = call(&app, Request::get("/healthz").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["database"], "ok");
 }

@@ -1,34 +1,37 @@
 //! Inbound webhooks against real parts: a fresh PostgreSQL database per test, the HubSpot simulator on port 0, and
 //! the webhook router served over real HTTP on port 0 (the simulator delivers its signed webhooks there).
 
+use std::ops::Deref;
 use std::time::Duration;
 
-use crmsync_app::WebhookConfig;
-use crmsync_app::hubspot_setup::hubspot_setup;
-use crmsync_app::ingest::ingest_matches;
-use crmsync_db::test_db::TestDb;
-use crmsync_db::{PgMatchStore, PgSyncStore};
-use crmsync_domain::sync::RetryPolicy;
-use crmsync_http::webhook::{ApplyMode, WebhookState, router};
 use crmsync_hubspot::signature::{sign_v1, sign_v3};
-use crmsync_hubspot::{HubSpotClient, HubSpotConfig, RateLimitConfig};
-use crmsync_hubspot_sim::{FaultConfig, HubSpotSim, RunningSim, SimConfig, WebhookTarget};
+use crmsync_hubspot_sim::{FaultConfig, WebhookTarget};
 use crmsync_inbound::{Applier, apply_pending_inbox};
 use crmsync_queue::SqsRetryQueue;
 use crmsync_sync::{OutboundSync, SyncReport, SyncSettings};
+use crmsync_testkit::{Contact, InboxEvent, TestApp, inbox_retries, webhook_config};
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 const SECRET: &str = "test-client-secret-0123456789";
 const PREVIOUS_SECRET: &str = "previous-client-secret-9876543210";
 const APP_ID: &str = "54321";
 
+/// The app with the webhook router served on port 0, its applier, and an outbound sync.
 struct WebhookApp {
-    db: TestDb,
-    sim: RunningSim,
+    app: TestApp,
     sync: OutboundSync<SqsRetryQueue>,
     applier: Applier,
     url: String,
     http: reqwest::Client,
+}
+
+impl Deref for WebhookApp {
+    type Target = TestApp;
+
+    fn deref(&self) -> &TestApp {
+        &self.app
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -46,67 +49,38 @@ impl Default for Options {
     }
 }
 
-fn client_for(sim: &RunningSim) -> HubSpotClient {
-    let mut config = HubSpotConfig::new(sim.base_url(), sim.access_token().to_owned().into());
-    config.rate_limit = RateLimitConfig::new(1_000, Duration::from_secs(10));
-    config.request_timeout = Duration::from_secs(5);
-    config.retry_min_delay = Duration::from_millis(10);
-    config.retry_max_delay = Duration::from_millis(100);
-    HubSpotClient::new(config).expect("client")
-}
-
-fn quick_retries() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 3,
-        base_delay: Duration::from_millis(1),
-        max_delay: Duration::from_millis(2),
-    }
-}
-
 impl WebhookApp {
     async fn spawn() -> Self {
         Self::spawn_with(Options::default()).await
     }
 
     async fn spawn_with(options: Options) -> Self {
-        let db = TestDb::new().await;
-        let sim = HubSpotSim::start(
-            SimConfig {
-                requests_per_window: 1_000,
-                ..SimConfig::default()
-            },
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .await
-        .expect("simulator");
-        let store = PgSyncStore::new(db.pool().clone());
-        hubspot_setup(&store, &client_for(&sim)).await.expect("hubspot setup");
-        let sync = OutboundSync::new(
-            store,
-            client_for(&sim),
+        let app = TestApp::with_hubspot().await;
+        let sync = app.outbound_sync(
+            app.hubspot(),
             None,
             SyncSettings {
                 worker: "test".into(),
                 ..SyncSettings::default()
             },
         );
-        let config = WebhookConfig::from_lookup(|name| match name {
-            "HUBSPOT_CLIENT_SECRET" => Some(SECRET.into()),
-            "HUBSPOT_CLIENT_SECRET_PREVIOUS" => Some(PREVIOUS_SECRET.into()),
-            "HUBSPOT_APP_ID" if options.app_id => Some(APP_ID.into()),
-            "HUBSPOT_WEBHOOK_ACCEPT_V1" => Some(options.accept_v1.to_string()),
-            _ => None,
-        })
-        .expect("config");
-        let applier =
-            Applier::new(db.pool().clone(), client_for(&sim), config.app_id.clone()).with_retry_policy(quick_retries());
-        let state = WebhookState::new(&config, applier.clone(), ApplyMode::Inline);
+        let accept_v1 = options.accept_v1.to_string();
+        let mut vars = vec![
+            ("HUBSPOT_CLIENT_SECRET", SECRET),
+            ("HUBSPOT_CLIENT_SECRET_PREVIOUS", PREVIOUS_SECRET),
+            ("HUBSPOT_WEBHOOK_ACCEPT_V1", accept_v1.as_str()),
+        ];
+        if options.app_id {
+            vars.push(("HUBSPOT_APP_ID", APP_ID));
+        }
+        let config = webhook_config(&vars);
+        let applier = app.applier(config.app_id.clone()).with_retry_policy(inbox_retries(3));
+        let state = app.webhook_state(&config, applier.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}/webhooks/hubspot", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, router(state)).await });
+        tokio::spawn(async move { axum::serve(listener, crmsync_http::webhook::router(state)).await });
         Self {
-            db,
-            sim,
+            app,
             sync,
             applier,
             url,
@@ -116,7 +90,7 @@ impl WebhookApp {
 
     /// Points the simulator's webhooks at our server.
     fn subscribe(&self) {
-        self.sim.set_webhook_target(Some(WebhookTarget {
+        self.sim().set_webhook_target(Some(WebhookTarget {
             url: self.url.clone(),
             client_secret: SECRET.into(),
             send_v1: false,
@@ -125,28 +99,9 @@ impl WebhookApp {
 
     async fn wait_for_webhooks(&self) {
         assert!(
-            self.sim.wait_webhooks_idle(Duration::from_secs(30)).await,
+            self.sim().wait_webhooks_idle(Duration::from_secs(30)).await,
             "webhooks still pending"
         );
-    }
-
-    async fn ingest(&self, deals: usize, companies: usize) {
-        let matches: Vec<Value> = (0..deals)
-            .map(|i| {
-                json!({
-                    "opportunity": { "notice_id": format!("WH-{i:05}"), "title": format!("Opportunity {i}"),
-                                     "estimated_value": 1000 + i, "deadline": "2027-05-01" },
-                    "contractor": { "uei": format!("WHOOKUEI{:04}", i % companies), "name": format!("Company {}", i % companies),
-                                    "readiness_score": 85 },
-                    "match_score": 50 + (i % 50)
-                })
-            })
-            .collect();
-        let store = PgMatchStore::new(self.db.pool().clone());
-        let report = ingest_matches(&store, &json!({ "matches": matches }), "test")
-            .await
-            .expect("ingest");
-        assert!(report.rejected.is_empty(), "{:?}", report.rejected);
     }
 
     async fn drain(&self) -> SyncReport {
@@ -174,18 +129,6 @@ impl WebhookApp {
         assert_eq!(response.status(), 200, "{:?}", response.text().await);
     }
 
-    async fn sim_act(&self, action: &str, body: Value) -> Value {
-        let response = self
-            .http
-            .post(format!("{}/__sim/act/{action}", self.sim.base_url()))
-            .json(&body)
-            .send()
-            .await
-            .expect("act");
-        assert!(response.status().is_success(), "{action}: {}", response.status());
-        response.json().await.unwrap_or(Value::Null)
-    }
-
     /// Creates a deal in the simulator (as another integration would), without a webhook: returns its id.
     async fn sim_create_deal(&self, pipeline: &str, stage: &str) -> String {
         let input = crmsync_hubspot::objects::CreateInput {
@@ -197,7 +140,8 @@ impl WebhookApp {
             .into(),
             associations: Vec::new(),
         };
-        let outcome = client_for(&self.sim)
+        let outcome = self
+            .hubspot()
             .batch_create(crmsync_hubspot::ObjectType::Deals, &[input])
             .await
             .expect("create deal");
@@ -205,86 +149,41 @@ impl WebhookApp {
         outcome.succeeded[0].1.id.clone()
     }
 
-    async fn pipeline_map(&self) -> crmsync_domain::sync::PipelineMap {
-        PgSyncStore::new(self.db.pool().clone())
-            .pipeline_map()
-            .await
-            .unwrap()
-            .expect("pipeline map")
-    }
-
-    async fn sim_object(&self, object_type: &str, id: &str) -> Value {
-        let url = format!("{}/__sim/state?type={object_type}", self.sim.base_url());
-        let state: Value = reqwest::get(url).await.expect("state").json().await.expect("json");
-        state["objects"][object_type]
-            .as_array()
-            .and_then(|all| all.iter().find(|o| o["id"].as_str() == Some(id)).cloned())
-            .unwrap_or(Value::Null)
-    }
-
+    /// Requests that change something in HubSpot: neither GETs nor batch reads.
     async fn write_requests(&self) -> u64 {
-        let url = format!("{}/__sim/requests", self.sim.base_url());
-        let requests: Value = reqwest::get(url).await.expect("requests").json().await.expect("json");
-        requests["byEndpoint"]
-            .as_object()
-            .expect("byEndpoint")
-            .iter()
+        self.sim_requests_by_endpoint()
+            .await
+            .into_iter()
             .filter(|(endpoint, _)| !endpoint.starts_with("GET") && !endpoint.contains("/batch/read"))
-            .flat_map(|(_, outcomes)| outcomes.as_object().expect("outcomes").values())
-            .map(|n| n.as_u64().unwrap_or(0))
+            .map(|(_, n)| n)
             .sum()
     }
 
-    async fn query(&self, sql: &str) -> Vec<tokio_postgres::Row> {
-        let client = self.db.pool().get().await.expect("client");
-        client.query(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
-
-    async fn count(&self, sql: &str) -> i64 {
-        self.query(sql).await[0].get(0)
-    }
-
-    async fn text(&self, sql: &str) -> Option<String> {
-        self.query(sql).await.first().and_then(|row| row.get(0))
-    }
-
-    async fn execute(&self, sql: &str) {
-        let client = self.db.pool().get().await.expect("client");
-        client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-
     /// A synced deal's local id and HubSpot id (the first by notice id).
-    async fn synced_deal(&self) -> (String, String) {
+    async fn synced_deal(&self) -> (Uuid, String) {
         let row = &self
-            .query(
-                "SELECT d.id::text, d.hubspot_deal_id FROM deals d JOIN opportunities o ON o.id = d.opportunity_id
+            .rows(
+                "SELECT d.id, d.hubspot_deal_id FROM deals d JOIN opportunities o ON o.id = d.opportunity_id
                  WHERE d.hubspot_deal_id IS NOT NULL ORDER BY o.notice_id LIMIT 1",
             )
             .await[0];
         (row.get(0), row.get(1))
     }
 
-    async fn synced_company(&self, index: usize) -> (String, String) {
+    /// The `index`th synced company by UEI: its local id and HubSpot id.
+    async fn synced_company(&self, index: usize) -> (Uuid, String) {
         let row = &self
-            .query(&format!(
-                "SELECT id::text, hubspot_company_id FROM companies WHERE hubspot_company_id IS NOT NULL
+            .rows(&format!(
+                "SELECT id, hubspot_company_id FROM companies WHERE hubspot_company_id IS NOT NULL
                  ORDER BY uei OFFSET {index} LIMIT 1"
             ))
             .await[0];
         (row.get(0), row.get(1))
     }
 
-    async fn stage_id(&self, stage: &str) -> String {
-        let map = PgSyncStore::new(self.db.pool().clone())
-            .pipeline_map()
-            .await
-            .unwrap()
-            .expect("pipeline map");
-        map.stage_ids[stage].clone()
-    }
-
+    /// How many inbox events ended in each (status, outcome).
     async fn inbox_outcomes(&self) -> Vec<(String, Option<String>, i64)> {
-        self.query("SELECT status, outcome, count(*) FROM crmsync.webhook_inbox GROUP BY 1, 2 ORDER BY 1, 2")
+        self.rows("SELECT status, outcome, count(*) FROM crmsync.webhook_inbox GROUP BY 1, 2 ORDER BY 1, 2")
             .await
             .iter()
             .map(|row| (row.get(0), row.get(1), row.get(2)))
@@ -336,7 +235,7 @@ async fn a_signed_batch_is_stored_and_answered_200() {
         (answer["received"].as_u64(), answer["stored"].as_u64()),
         (Some(1), Some(1))
     );
-    assert_eq!(app.count("SELECT count(*) FROM crmsync.webhook_inbox").await, 1);
+    assert_eq!(app.count("crmsync.webhook_inbox").await, 1);
 }
 
 #[tokio::test]
@@ -430,8 +329,8 @@ async fn unsigned_forged_stale_future_and_tampered_requests_get_401_with_an_empt
         assert_eq!(response.status(), 401, "{case}");
         assert_eq!(response.text().await.unwrap(), "", "{case}: no detail in the body");
     }
-    assert_eq!(app.count("SELECT count(*) FROM crmsync.webhook_inbox").await, 0);
-    assert_eq!(app.count("SELECT count(*) FROM crmsync.sync_conflicts").await, 0);
+    assert_eq!(app.count("crmsync.webhook_inbox").await, 0);
+    assert_eq!(app.count("crmsync.sync_conflicts").await, 0);
 }
 
 #[tokio::test]
@@ -447,7 +346,7 @@ async fn a_body_over_one_mebibyte_gets_413_and_stores_nothing() {
     .unwrap();
     let response = app.post_signed(&body, now_ms(), SECRET).await;
     assert_eq!(response.status(), 413);
-    assert_eq!(app.count("SELECT count(*) FROM crmsync.webhook_inbox").await, 0);
+    assert_eq!(app.count("crmsync.webhook_inbox").await, 0);
 }
 
 #[tokio::test]
@@ -462,7 +361,7 @@ async fn malformed_json_and_non_event_bodies_get_400_and_store_nothing() {
         let response = app.post_signed(body, now_ms(), SECRET).await;
         assert_eq!(response.status(), 400, "{}", String::from_utf8_lossy(body));
     }
-    assert_eq!(app.count("SELECT count(*) FROM crmsync.webhook_inbox").await, 0);
+    assert_eq!(app.count("crmsync.webhook_inbox").await, 0);
 }
 
 #[tokio::test]
@@ -470,7 +369,7 @@ async fn the_previous_secret_is_accepted_during_a_rotation() {
     let app = WebhookApp::spawn().await;
     let body = serde_json::to_vec(&json!([user_event("ticket.creation", "1", now_ms(), json!({}))])).unwrap();
     assert_eq!(app.post_signed(&body, now_ms(), PREVIOUS_SECRET).await.status(), 200);
-    assert_eq!(app.count("SELECT count(*) FROM crmsync.webhook_inbox").await, 1);
+    assert_eq!(app.count("crmsync.webhook_inbox").await, 1);
 }
 
 #[tokio::test]
@@ -491,7 +390,7 @@ async fn v1_signatures_are_accepted_only_when_enabled() {
     };
     assert_eq!(send(sign_v1(SECRET, &body)).await.unwrap().status(), 200);
     assert_eq!(send(sign_v1("wrong", &body)).await.unwrap().status(), 401);
-    assert_eq!(app.count("SELECT count(*) FROM crmsync.webhook_inbox").await, 1);
+    assert_eq!(app.count("crmsync.webhook_inbox").await, 1);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -500,7 +399,7 @@ async fn v1_signatures_are_accepted_only_when_enabled() {
 #[tokio::test]
 async fn a_redelivered_batch_is_stored_once_and_applied_once() {
     let app = WebhookApp::spawn().await;
-    app.ingest(1, 1).await;
+    app.ingest_generated(1, 1).await;
     app.drain().await;
     let (deal, hubspot_id) = app.synced_deal().await;
     let events = json!([property_change(
@@ -515,10 +414,10 @@ async fn a_redelivered_batch_is_stored_once_and_applied_once() {
     let mut again = events.clone();
     again[0]["attemptNumber"] = json!(1);
     app.deliver(&again).await;
-    assert_eq!(app.count("SELECT count(*) FROM crmsync.webhook_inbox").await, 1);
+    assert_eq!(app.count("crmsync.webhook_inbox").await, 1);
     assert_eq!(
         app.count(&format!(
-            "SELECT count(*) FROM activities WHERE deal_id = '{deal}' AND activity_type = 'stage_change'"
+            "activities WHERE deal_id = '{deal}' AND activity_type = 'stage_change'"
         ))
         .await,
         1
@@ -528,7 +427,7 @@ async fn a_redelivered_batch_is_stored_once_and_applied_once() {
 #[tokio::test]
 async fn an_older_change_arriving_after_a_newer_one_leaves_the_newer_in_place() {
     let app = WebhookApp::spawn().await;
-    app.ingest(1, 1).await;
+    app.ingest_generated(1, 1).await;
     app.drain().await;
     let (deal, hubspot_id) = app.synced_deal().await;
     let now = now_ms();
@@ -555,17 +454,15 @@ async fn an_older_change_arriving_after_a_newer_one_leaves_the_newer_in_place() 
         property_change("deal.propertyChange", &hubspot_id, now - 1, "dealstage", &stage_older),
     ]))
     .await;
-    let row = &app
-        .query(&format!("SELECT description, stage FROM deals WHERE id = '{deal}'"))
-        .await[0];
-    assert_eq!(row.get::<_, Option<String>>(0).as_deref(), Some("newer"));
-    assert_eq!(row.get::<_, String>(1), "negotiation");
+    let deal = app.deal(deal).await;
+    assert_eq!(deal.description.as_deref(), Some("newer"));
+    assert_eq!(deal.stage, "negotiation");
 }
 
 #[tokio::test]
 async fn events_in_one_batch_apply_in_occurred_at_order_whatever_their_position() {
     let app = WebhookApp::spawn().await;
-    app.ingest(1, 1).await;
+    app.ingest_generated(1, 1).await;
     app.drain().await;
     let (deal, hubspot_id) = app.synced_deal().await;
     let now = now_ms();
@@ -575,21 +472,26 @@ async fn events_in_one_batch_apply_in_occurred_at_order_whatever_their_position(
         property_change("deal.propertyChange", &hubspot_id, now + 1, "description", "second"),
     ]))
     .await;
-    assert_eq!(
-        app.text(&format!("SELECT description FROM deals WHERE id = '{deal}'"))
-            .await
-            .as_deref(),
-        Some("third")
-    );
+    assert_eq!(app.deal(deal).await.description.as_deref(), Some("third"));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Ownership
 
+/// The local records one test edits in HubSpot, read after the events applied.
+struct Local {
+    deal: crmsync_testkit::Deal,
+    company: crmsync_testkit::Company,
+    contact: Contact,
+}
+
+/// Where a HubSpot property lands locally.
+type LocalField = fn(&Local) -> Option<&str>;
+
 #[tokio::test]
 async fn every_hubspot_owned_and_newer_wins_field_is_applied_and_not_sent_back() {
     let app = WebhookApp::spawn().await;
-    app.ingest(1, 1).await;
+    app.ingest_generated(1, 1).await;
     app.drain().await;
     let (deal, deal_hs) = app.synced_deal().await;
     let (company, company_hs) = app.synced_company(0).await;
@@ -608,125 +510,60 @@ async fn every_hubspot_owned_and_newer_wins_field_is_applied_and_not_sent_back()
     )]))
     .await;
     let contact_id = app
-        .text(&format!(
-            "SELECT id::text FROM contacts WHERE hubspot_contact_id = '{contact_hs}'"
-        ))
+        .contact_by_hubspot_id(&contact_hs)
         .await
-        .expect("contact created locally");
+        .expect("contact created locally")
+        .id;
     let later = now_ms() + 1_000;
-    let cases: Vec<(&str, String, &str, &str, String)> = vec![
-        (
-            "deal",
-            deal_hs.clone(),
-            "hubspot_owner_id",
-            "8801",
-            format!("SELECT owner_id FROM deals WHERE id = '{deal}'"),
-        ),
-        (
-            "deal",
-            deal_hs.clone(),
-            "description",
-            "From HubSpot",
-            format!("SELECT description FROM deals WHERE id = '{deal}'"),
-        ),
-        (
-            "deal",
-            deal_hs.clone(),
-            "hs_priority",
-            "LOW",
-            format!("SELECT priority FROM deals WHERE id = '{deal}'"),
-        ),
-        (
-            "company",
-            company_hs.clone(),
-            "lifecyclestage",
-            "customer",
-            format!("SELECT lifecycle_stage FROM companies WHERE id = '{company}'"),
-        ),
-        (
-            "company",
-            company_hs.clone(),
-            "hubspot_owner_id",
-            "8802",
-            format!("SELECT owner_id FROM companies WHERE id = '{company}'"),
-        ),
-        (
-            "company",
-            company_hs.clone(),
-            "description",
-            "Company notes",
-            format!("SELECT description FROM companies WHERE id = '{company}'"),
-        ),
-        (
-            "company",
-            company_hs.clone(),
-            "website",
-            "https://acme.example",
-            format!("SELECT website FROM companies WHERE id = '{company}'"),
-        ),
-        (
-            "company",
-            company_hs.clone(),
-            "phone",
-            "+1 555 0100",
-            format!("SELECT phone FROM companies WHERE id = '{company}'"),
-        ),
-        (
-            "contact",
-            contact_hs.clone(),
-            "firstname",
-            "Ada",
-            format!("SELECT first_name FROM contacts WHERE id = '{contact_id}'"),
-        ),
-        (
-            "contact",
-            contact_hs.clone(),
-            "lastname",
-            "Lovelace",
-            format!("SELECT last_name FROM contacts WHERE id = '{contact_id}'"),
-        ),
-        (
-            "contact",
-            contact_hs.clone(),
-            "email",
-            "ada@example.com",
-            format!("SELECT email FROM contacts WHERE id = '{contact_id}'"),
-        ),
-        (
-            "contact",
-            contact_hs.clone(),
-            "phone",
-            "+1 555 0101",
-            format!("SELECT phone FROM contacts WHERE id = '{contact_id}'"),
-        ),
-        (
-            "contact",
-            contact_hs.clone(),
-            "mobilephone",
-            "+1 555 0102",
-            format!("SELECT mobile_phone FROM contacts WHERE id = '{contact_id}'"),
-        ),
-        (
-            "contact",
-            contact_hs.clone(),
-            "jobtitle",
-            "CTO",
-            format!("SELECT job_title FROM contacts WHERE id = '{contact_id}'"),
-        ),
-        (
-            "contact",
-            contact_hs.clone(),
-            "lifecyclestage",
-            "opportunity",
-            format!("SELECT lifecycle_stage FROM contacts WHERE id = '{contact_id}'"),
-        ),
-        (
-            "contact",
-            contact_hs.clone(),
-            "hubspot_owner_id",
-            "8803",
-            format!("SELECT owner_id FROM contacts WHERE id = '{contact_id}'"),
-        ),
+    let cases: Vec<(&str, String, &str, &str, LocalField)> = vec![
+        ("deal", deal_hs.clone(), "hubspot_owner_id", "8801", |l| {
+            l.deal.owner_id.as_deref()
+        }),
+        ("deal", deal_hs.clone(), "description", "From HubSpot", |l| {
+            l.deal.description.as_deref()
+        }),
+        ("deal", deal_hs.clone(), "hs_priority", "LOW", |l| {
+            Some(l.deal.priority.as_str())
+        }),
+        ("company", company_hs.clone(), "lifecyclestage", "customer", |l| {
+            Some(l.company.lifecycle_stage.as_str())
+        }),
+        ("company", company_hs.clone(), "hubspot_owner_id", "8802", |l| {
+            l.company.owner_id.as_deref()
+        }),
+        ("company", company_hs.clone(), "description", "Company notes", |l| {
+            l.company.description.as_deref()
+        }),
+        ("company", company_hs.clone(), "website", "https://acme.example", |l| {
+            l.company.website.as_deref()
+        }),
+        ("company", company_hs.clone(), "phone", "+1 555 0100", |l| {
+            l.company.phone.as_deref()
+        }),
+        ("contact", contact_hs.clone(), "firstname", "Ada", |l| {
+            l.contact.first_name.as_deref()
+        }),
+        ("contact", contact_hs.clone(), "lastname", "Lovelace", |l| {
+            l.contact.last_name.as_deref()
+        }),
+        ("contact", contact_hs.clone(), "email", "ada@example.com", |l| {
+            l.contact.email.as_deref()
+        }),
+        ("contact", contact_hs.clone(), "phone", "+1 555 0101", |l| {
+            l.contact.phone.as_deref()
+        }),
+        ("contact", contact_hs.clone(), "mobilephone", "+1 555 0102", |l| {
+            l.contact.mobile_phone.as_deref()
+        }),
+        ("contact", contact_hs.clone(), "jobtitle", "CTO", |l| {
+            l.contact.job_title.as_deref()
+        }),
+        ("contact", contact_hs.clone(), "lifecyclestage", "opportunity", |l| {
+            Some(l.contact.lifecycle_stage.as_str())
+        }),
+        ("contact", contact_hs.clone(), "hubspot_owner_id", "8803", |l| {
+            l.contact.owner_id.as_deref()
+        }),
     ];
     let events: Vec<Value> = cases
         .iter()
@@ -735,16 +572,16 @@ async fn every_hubspot_owned_and_newer_wins_field_is_applied_and_not_sent_back()
         })
         .collect();
     app.deliver(&Value::Array(events)).await;
-    for (object, _, property, value, sql) in &cases {
+    let local = Local {
+        deal: app.deal(deal).await,
+        company: app.company(company).await,
+        contact: app.contact(contact_id).await,
+    };
+    for (object, _, property, value, field) in &cases {
         let expected = if *property == "hs_priority" { "low" } else { value };
-        assert_eq!(app.text(sql).await.as_deref(), Some(expected), "{object}.{property}");
+        assert_eq!(field(&local), Some(expected), "{object}.{property}");
     }
-    assert_eq!(
-        app.text(&format!("SELECT full_name FROM contacts WHERE id = '{contact_id}'"))
-            .await
-            .as_deref(),
-        Some("Ada Lovelace")
-    );
+    assert_eq!(local.contact.full_name, "Ada Lovelace");
     // Each applied value is recorded as what HubSpot holds: the next sync has nothing to send.
     let writes_before = app.write_requests().await;
     let report = app.drain().await;
@@ -755,16 +592,12 @@ async fn every_hubspot_owned_and_newer_wins_field_is_applied_and_not_sent_back()
 #[tokio::test]
 async fn local_owned_fields_changed_in_hubspot_are_ignored_and_reasserted_by_the_next_sync() {
     let app = WebhookApp::spawn().await;
-    app.ingest(1, 1).await;
+    app.ingest_generated(1, 1).await;
     app.drain().await;
     let (deal, deal_hs) = app.synced_deal().await;
     let (company, company_hs) = app.synced_company(0).await;
-    let local_amount = app
-        .text(&format!("SELECT deal_value::text FROM deals WHERE id = '{deal}'"))
-        .await;
-    let local_name = app
-        .text(&format!("SELECT name FROM companies WHERE id = '{company}'"))
-        .await;
+    let local_amount = app.deal(deal).await.deal_value;
+    let local_name = app.company(company).await.name;
     // A salesperson edits pipeline-owned values in HubSpot.
     app.sim_act(
         "edit",
@@ -787,44 +620,35 @@ async fn local_owned_fields_changed_in_hubspot_are_ignored_and_reasserted_by_the
         ),
     ]);
     app.deliver(&events).await;
+    assert_eq!(app.deal(deal).await.deal_value, local_amount, "local keeps its amount");
+    assert_eq!(app.company(company).await.name, local_name);
     assert_eq!(
-        app.text(&format!("SELECT deal_value::text FROM deals WHERE id = '{deal}'"))
-            .await,
-        local_amount,
-        "local keeps its amount"
-    );
-    assert_eq!(
-        app.text(&format!("SELECT name FROM companies WHERE id = '{company}'"))
-            .await,
-        local_name
-    );
-    assert_eq!(
-        app.count("SELECT count(*) FROM crmsync.sync_conflicts WHERE winner = 'local' AND rule = 'local_owned'")
+        app.count("crmsync.sync_conflicts WHERE winner = 'local' AND rule = 'local_owned'")
             .await,
         2
     );
     assert_eq!(
-        app.count("SELECT count(*) FROM sync_queue WHERE status = 'pending' AND operation = 'update'")
+        app.count("sync_queue WHERE status = 'pending' AND operation = 'update'")
             .await,
         2,
         "both records are queued for the re-assertion"
     );
     let report = app.drain().await;
     assert_eq!((report.companies_updated, report.deals_updated), (1, 1), "{report:?}");
-    let deal_in_hubspot = app.sim_object("deals", &deal_hs).await;
+    let deal_in_hubspot = app.sim_deal(&deal_hs).await;
     assert_eq!(
-        deal_in_hubspot["properties"]["amount"].as_str(),
+        deal_in_hubspot.prop("amount"),
         local_amount.as_deref().map(|a| a.trim_end_matches(".00")),
         "the sync wrote the local amount back"
     );
-    let company_in_hubspot = app.sim_object("companies", &company_hs).await;
-    assert_eq!(company_in_hubspot["properties"]["name"].as_str(), local_name.as_deref());
+    let company_in_hubspot = app.sim_company(&company_hs).await;
+    assert_eq!(company_in_hubspot.prop("name"), Some(local_name.as_str()));
 }
 
 #[tokio::test]
 async fn a_newer_local_edit_beats_an_older_hubspot_change_and_the_conflict_is_recorded() {
     let app = WebhookApp::spawn().await;
-    app.ingest(1, 1).await;
+    app.ingest_generated(1, 1).await;
     app.drain().await;
     let (deal, deal_hs) = app.synced_deal().await;
     let (company, company_hs) = app.synced_company(0).await;
@@ -852,27 +676,18 @@ async fn a_newer_local_edit_beats_an_older_hubspot_change_and_the_conflict_is_re
         ),
     ]))
     .await;
-    let row = &app
-        .query(&format!("SELECT priority, description FROM deals WHERE id = '{deal}'"))
-        .await[0];
+    let local = app.deal(deal).await;
     assert_eq!(
-        (
-            row.get::<_, String>(0).as_str(),
-            row.get::<_, Option<String>>(1).as_deref()
-        ),
+        (local.priority.as_str(), local.description.as_deref()),
         ("low", Some("local notes"))
     );
     assert_eq!(
-        app.text(&format!("SELECT website FROM companies WHERE id = '{company}'"))
-            .await
-            .as_deref(),
+        app.company(company).await.website.as_deref(),
         Some("https://local.example")
     );
     assert_eq!(
-        app.count(
-            "SELECT count(*) FROM crmsync.sync_conflicts WHERE winner = 'local' AND local_changed_at IS NOT NULL"
-        )
-        .await,
+        app.count("crmsync.sync_conflicts WHERE winner = 'local' AND local_changed_at IS NOT NULL")
+            .await,
         3
     );
     // A HubSpot change newer than the local edit wins, and overriding the unsynced local value is recorded.
@@ -884,14 +699,9 @@ async fn a_newer_local_edit_beats_an_older_hubspot_change_and_the_conflict_is_re
         "high"
     )]))
     .await;
+    assert_eq!(app.deal(deal).await.priority, "high");
     assert_eq!(
-        app.text(&format!("SELECT priority FROM deals WHERE id = '{deal}'"))
-            .await
-            .as_deref(),
-        Some("high")
-    );
-    assert_eq!(
-        app.count("SELECT count(*) FROM crmsync.sync_conflicts WHERE winner = 'hubspot' AND property = 'hs_priority'")
+        app.count("crmsync.sync_conflicts WHERE winner = 'hubspot' AND property = 'hs_priority'")
             .await,
         1
     );
@@ -900,7 +710,7 @@ async fn a_newer_local_edit_beats_an_older_hubspot_change_and_the_conflict_is_re
 #[tokio::test]
 async fn a_stage_change_in_hubspot_maps_through_the_pipeline_and_closes_and_reopens_the_deal() {
     let app = WebhookApp::spawn().await;
-    app.ingest(1, 1).await;
+    app.ingest_generated(1, 1).await;
     app.drain().await;
     let (deal, deal_hs) = app.synced_deal().await;
     let t = now_ms();
@@ -912,15 +722,11 @@ async fn a_stage_change_in_hubspot_maps_through_the_pipeline_and_closes_and_reop
         &app.stage_id("closed_lost").await
     )]))
     .await;
-    let row = &app
-        .query(&format!(
-            "SELECT stage, (extract(epoch from closed_at) * 1000)::int8 FROM deals WHERE id = '{deal}'"
-        ))
-        .await[0];
-    assert_eq!(row.get::<_, String>(0), "closed_lost");
+    let closed = app.deal(deal).await;
+    assert_eq!(closed.stage, "closed_lost");
     assert_eq!(
-        row.get::<_, Option<i64>>(1),
-        Some(t),
+        closed.closed_at,
+        chrono::DateTime::from_timestamp_millis(t),
         "closed_at is when it closed in HubSpot"
     );
     app.deliver(&json!([property_change(
@@ -931,18 +737,14 @@ async fn a_stage_change_in_hubspot_maps_through_the_pipeline_and_closes_and_reop
         &app.stage_id("negotiation").await
     )]))
     .await;
-    let row = &app
-        .query(&format!(
-            "SELECT stage, closed_at IS NULL FROM deals WHERE id = '{deal}'"
-        ))
-        .await[0];
+    let reopened = app.deal(deal).await;
     assert_eq!(
-        (row.get::<_, String>(0).as_str(), row.get::<_, bool>(1)),
+        (reopened.stage.as_str(), reopened.closed_at.is_none()),
         ("negotiation", true)
     );
     assert_eq!(
         app.count(&format!(
-            "SELECT count(*) FROM activities WHERE deal_id = '{deal}' AND activity_type = 'stage_change'
+            "activities WHERE deal_id = '{deal}' AND activity_type = 'stage_change'
                AND hubspot_sync_status = 'local_only'"
         ))
         .await,
@@ -958,12 +760,7 @@ async fn a_stage_change_in_hubspot_maps_through_the_pipeline_and_closes_and_reop
         "appointmentscheduled"
     )]))
     .await;
-    assert_eq!(
-        app.text(&format!("SELECT stage FROM deals WHERE id = '{deal}'"))
-            .await
-            .as_deref(),
-        Some("negotiation")
-    );
+    assert_eq!(app.deal(deal).await.stage, "negotiation");
     assert!(
         app.inbox_outcomes()
             .await
@@ -975,7 +772,7 @@ async fn a_stage_change_in_hubspot_maps_through_the_pipeline_and_closes_and_reop
 // Echo suppression, end to end
 
 async fn assert_echoes_change_nothing_and_send_nothing(app: &WebhookApp, expected_echo_outcome: &str) {
-    app.ingest(20, 4).await;
+    app.ingest_generated(20, 4).await;
     app.subscribe();
     let snapshot = "SELECT string_agg(t::text, '|' ORDER BY t::text) FROM (
                       SELECT id, deal_name, deal_value, stage, priority, description, owner_id, company_id,
@@ -983,17 +780,16 @@ async fn assert_echoes_change_nothing_and_send_nothing(app: &WebhookApp, expecte
     let companies = "SELECT string_agg(t::text, '|' ORDER BY t::text) FROM (
                        SELECT id, name, website, phone, lifecycle_stage, owner_id, description, hubspot_company_id
                        FROM companies) t";
+    let snapshot_of = |sql: &'static str| app.scalar::<Option<String>>(sql);
     let first = app.drain().await;
     assert_eq!((first.companies_created, first.deals_created), (4, 20), "{first:?}");
-    let (deals_before, companies_before) = (app.text(snapshot).await, app.text(companies).await);
+    let (deals_before, companies_before) = (snapshot_of(snapshot).await, snapshot_of(companies).await);
     app.wait_for_webhooks().await;
-    let stored = app.count("SELECT count(*) FROM crmsync.webhook_inbox").await;
+    let stored = app.count("crmsync.webhook_inbox").await;
     assert!(stored >= 24, "the simulator sent the echoes of our writes ({stored})");
     assert_eq!(
-        app.count(
-            "SELECT count(*) FROM crmsync.webhook_inbox WHERE status = 'applied' AND outcome NOT IN ('unchanged')"
-        )
-        .await,
+        app.count("crmsync.webhook_inbox WHERE status = 'applied' AND outcome NOT IN ('unchanged')")
+            .await,
         0,
         "{:?}",
         app.inbox_outcomes().await
@@ -1006,9 +802,9 @@ async fn assert_echoes_change_nothing_and_send_nothing(app: &WebhookApp, expecte
         "{:?}",
         app.inbox_outcomes().await
     );
-    assert_eq!(app.count("SELECT count(*) FROM crmsync.sync_conflicts").await, 0);
+    assert_eq!(app.count("crmsync.sync_conflicts").await, 0);
     assert_eq!(
-        (app.text(snapshot).await, app.text(companies).await),
+        (snapshot_of(snapshot).await, snapshot_of(companies).await),
         (deals_before, companies_before)
     );
     let writes = app.write_requests().await;
@@ -1035,7 +831,7 @@ async fn without_an_app_id_the_echo_ledger_recognises_our_writes() {
     // records carrying our crmsync_id. Either way nothing is created.
     assert_eq!(
         app.count(
-            "SELECT count(*) FROM crmsync.webhook_inbox
+            "crmsync.webhook_inbox
              WHERE event_type LIKE '%.creation' AND status = 'skipped' AND outcome IN ('already_local', 'ours')"
         )
         .await,
@@ -1043,8 +839,8 @@ async fn without_an_app_id_the_echo_ledger_recognises_our_writes() {
         "{:?}",
         app.inbox_outcomes().await
     );
-    assert_eq!(app.count("SELECT count(*) FROM companies").await, 4);
-    assert_eq!(app.count("SELECT count(*) FROM deals").await, 20);
+    assert_eq!(app.count("companies").await, 4);
+    assert_eq!(app.count("deals").await, 20);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -1053,21 +849,15 @@ async fn without_an_app_id_the_echo_ledger_recognises_our_writes() {
 #[tokio::test]
 async fn a_deal_deleted_in_hubspot_is_marked_deleted_stops_syncing_and_restore_brings_it_back() {
     let app = WebhookApp::spawn().await;
-    app.ingest(1, 1).await;
+    app.ingest_generated(1, 1).await;
     app.drain().await;
     app.subscribe();
     let (deal, deal_hs) = app.synced_deal().await;
     app.sim_act("delete-deal", json!({"dealId": deal_hs})).await;
     app.wait_for_webhooks().await;
+    assert_eq!(app.deal(deal).await.hubspot_sync_status, "deleted");
     assert_eq!(
-        app.text(&format!("SELECT hubspot_sync_status FROM deals WHERE id = '{deal}'"))
-            .await
-            .as_deref(),
-        Some("deleted")
-    );
-    assert_eq!(
-        app.count(&format!("SELECT count(*) FROM deals WHERE id = '{deal}'"))
-            .await,
+        app.count(&format!("deals WHERE id = '{deal}'")).await,
         1,
         "not hard-deleted"
     );
@@ -1082,24 +872,16 @@ async fn a_deal_deleted_in_hubspot_is_marked_deleted_stops_syncing_and_restore_b
 
     app.sim_act("restore-deal", json!({"dealId": deal_hs})).await;
     app.wait_for_webhooks().await;
-    assert_eq!(
-        app.text(&format!("SELECT hubspot_sync_status FROM deals WHERE id = '{deal}'"))
-            .await
-            .as_deref(),
-        Some("synced")
-    );
+    assert_eq!(app.deal(deal).await.hubspot_sync_status, "synced");
     let report = app.drain().await;
     assert_eq!(report.deals_updated, 1, "the restored deal catches up: {report:?}");
-    assert_eq!(
-        app.sim_object("deals", &deal_hs).await["properties"]["b2g_win_probability"].as_str(),
-        Some("5")
-    );
+    assert_eq!(app.sim_deal(&deal_hs).await.prop("b2g_win_probability"), Some("5"));
 }
 
 #[tokio::test]
 async fn merging_two_companies_in_hubspot_moves_the_merged_companys_deals_to_the_survivor() {
     let app = WebhookApp::spawn().await;
-    app.ingest(4, 2).await;
+    app.ingest_generated(4, 2).await;
     app.drain().await;
     app.subscribe();
     let (survivor, survivor_hs) = app.synced_company(0).await;
@@ -1110,33 +892,19 @@ async fn merging_two_companies_in_hubspot_moves_the_merged_companys_deals_to_the
     )
     .await;
     app.wait_for_webhooks().await;
+    assert_eq!(app.count(&format!("deals WHERE company_id = '{survivor}'")).await, 4);
+    let merged = app.company(merged).await;
     assert_eq!(
-        app.count(&format!("SELECT count(*) FROM deals WHERE company_id = '{survivor}'"))
-            .await,
-        4
-    );
-    let row = &app
-        .query(&format!(
-            "SELECT hubspot_company_id, hubspot_sync_status FROM companies WHERE id = '{merged}'"
-        ))
-        .await[0];
-    assert_eq!(
-        (row.get::<_, Option<String>>(0), row.get::<_, String>(1).as_str()),
+        (merged.hubspot_company_id, merged.hubspot_sync_status.as_str()),
         (None, "deleted")
     );
-    assert_eq!(
-        app.text(&format!(
-            "SELECT hubspot_company_id FROM companies WHERE id = '{survivor}'"
-        ))
-        .await,
-        Some(survivor_hs)
-    );
+    assert_eq!(app.company(survivor).await.hubspot_company_id, Some(survivor_hs));
 }
 
 #[tokio::test]
 async fn a_merge_whose_survivor_is_not_local_relinks_the_merged_record_to_the_survivor_id() {
     let app = WebhookApp::spawn().await;
-    app.ingest(1, 1).await;
+    app.ingest_generated(1, 1).await;
     app.drain().await;
     let (company, company_hs) = app.synced_company(0).await;
     app.deliver(&json!([user_event(
@@ -1146,33 +914,22 @@ async fn a_merge_whose_survivor_is_not_local_relinks_the_merged_record_to_the_su
         json!({"primaryObjectId": 999001, "mergedObjectIds": [company_hs.parse::<u64>().unwrap()], "newObjectId": 999001})
     )]))
     .await;
-    assert_eq!(
-        app.text(&format!(
-            "SELECT hubspot_company_id FROM companies WHERE id = '{company}'"
-        ))
-        .await
-        .as_deref(),
-        Some("999001")
-    );
+    assert_eq!(app.company(company).await.hubspot_company_id.as_deref(), Some("999001"));
 }
 
 #[tokio::test]
 async fn association_changes_move_deals_and_contacts_between_companies() {
     let app = WebhookApp::spawn().await;
-    app.ingest(2, 2).await;
+    app.ingest_generated(2, 2).await;
     app.drain().await;
     app.subscribe();
     let (deal, deal_hs) = app.synced_deal().await;
     let (first, first_hs) = app.synced_company(0).await;
     let (second, second_hs) = app.synced_company(1).await;
-    let target = if app
-        .text(&format!("SELECT company_id::text FROM deals WHERE id = '{deal}'"))
-        .await
-        == Some(first.clone())
-    {
-        (second.clone(), second_hs.clone())
+    let target = if app.deal(deal).await.company_id == Some(first) {
+        (second, second_hs.clone())
     } else {
-        (first.clone(), first_hs.clone())
+        (first, first_hs.clone())
     };
     app.sim_act(
         "associate",
@@ -1180,11 +937,7 @@ async fn association_changes_move_deals_and_contacts_between_companies() {
     )
     .await;
     app.wait_for_webhooks().await;
-    assert_eq!(
-        app.text(&format!("SELECT company_id::text FROM deals WHERE id = '{deal}'"))
-            .await,
-        Some(target.0.clone())
-    );
+    assert_eq!(app.deal(deal).await.company_id, Some(target.0));
     // A contact made in HubSpot with a company comes in linked to it.
     let contact = app
         .sim_act(
@@ -1195,11 +948,8 @@ async fn association_changes_move_deals_and_contacts_between_companies() {
     app.wait_for_webhooks().await;
     let contact_hs = contact["id"].as_str().unwrap();
     assert_eq!(
-        app.text(&format!(
-            "SELECT company_id::text FROM contacts WHERE hubspot_contact_id = '{contact_hs}'"
-        ))
-        .await,
-        Some(first.clone())
+        app.contact_by_hubspot_id(contact_hs).await.and_then(|c| c.company_id),
+        Some(first)
     );
     // Removing the association unlinks it.
     app.sim_act(
@@ -1209,10 +959,7 @@ async fn association_changes_move_deals_and_contacts_between_companies() {
     .await;
     app.wait_for_webhooks().await;
     assert_eq!(
-        app.text(&format!(
-            "SELECT company_id::text FROM contacts WHERE hubspot_contact_id = '{contact_hs}'"
-        ))
-        .await,
+        app.contact_by_hubspot_id(contact_hs).await.and_then(|c| c.company_id),
         None
     );
 }
@@ -1229,31 +976,26 @@ async fn a_contact_created_in_hubspot_is_created_locally_and_tagged_with_our_id_
         .await;
     app.wait_for_webhooks().await;
     let contact_hs = contact["id"].as_str().unwrap();
-    let row = &app
-        .query(&format!(
-            "SELECT id::text, full_name, email, job_title, source, hubspot_sync_status FROM contacts
-             WHERE hubspot_contact_id = '{contact_hs}'"
-        ))
-        .await[0];
+    let contact = app.contact_by_hubspot_id(contact_hs).await.expect("created locally");
     assert_eq!(
         (
-            row.get::<_, String>(1).as_str(),
-            row.get::<_, Option<String>>(2).as_deref(),
-            row.get::<_, Option<String>>(3).as_deref(),
-            row.get::<_, String>(4).as_str(),
-            row.get::<_, String>(5).as_str()
+            contact.full_name.as_str(),
+            contact.email.as_deref(),
+            contact.job_title.as_deref(),
+            contact.source.as_str(),
+            contact.hubspot_sync_status.as_str()
         ),
         ("New Person", Some("new@example.com"), Some("CEO"), "hubspot", "synced")
     );
-    let local_id: String = row.get(0);
+    let local_id = contact.id.to_string();
     app.wait_for_webhooks().await;
     assert_eq!(
-        app.sim_object("contacts", contact_hs).await["properties"]["crmsync_id"].as_str(),
+        app.sim_record("contacts", contact_hs).await.prop("crmsync_id"),
         Some(local_id.as_str()),
         "HubSpot's record carries our id, so an upsert on it finds the record"
     );
     assert_eq!(
-        app.count("SELECT count(*) FROM contacts").await,
+        app.count("contacts").await,
         1,
         "the crmsync_id write's echo created nothing"
     );
@@ -1262,7 +1004,7 @@ async fn a_contact_created_in_hubspot_is_created_locally_and_tagged_with_our_id_
 #[tokio::test]
 async fn a_deal_whose_company_is_not_local_yet_waits_and_applies_on_the_re_apply_pass() {
     let app = WebhookApp::spawn().await;
-    app.ingest(1, 1).await;
+    app.ingest_generated(1, 1).await;
     app.drain().await;
     let (deal, deal_hs) = app.synced_deal().await;
     let t = now_ms();
@@ -1286,14 +1028,8 @@ async fn a_deal_whose_company_is_not_local_yet_waits_and_applies_on_the_re_apply
     tokio::time::sleep(Duration::from_millis(20)).await;
     let report = apply_pending_inbox(&app.applier, 100).await.expect("pass");
     assert_eq!(report.applied, 1, "{report:?}");
-    assert_eq!(
-        app.text(&format!(
-            "SELECT c.name FROM deals d JOIN companies c ON c.id = d.company_id WHERE d.id = '{deal}'"
-        ))
-        .await
-        .as_deref(),
-        Some("Late Co")
-    );
+    let company_id = app.deal(deal).await.company_id.expect("linked to a company");
+    assert_eq!(app.company(company_id).await.name, "Late Co");
 }
 
 #[tokio::test]
@@ -1311,11 +1047,9 @@ async fn an_event_that_can_never_apply_is_dead_after_its_last_attempt() {
         tokio::time::sleep(Duration::from_millis(20)).await;
         apply_pending_inbox(&app.applier, 100).await.expect("pass");
     }
-    let row = &app
-        .query("SELECT status, attempts, last_error FROM crmsync.webhook_inbox")
-        .await[0];
-    assert_eq!((row.get::<_, String>(0).as_str(), row.get::<_, i32>(1)), ("dead", 3));
-    assert!(row.get::<_, Option<String>>(2).unwrap().contains("424242"));
+    let event = app.inbox_event().await;
+    assert_eq!((event.status.as_str(), event.attempts), ("dead", 3));
+    assert!(event.last_error.unwrap().contains("424242"));
 }
 
 #[tokio::test]
@@ -1335,10 +1069,10 @@ async fn an_event_that_breaks_a_database_rule_is_given_up_alone_and_the_rest_of_
     ]))
     .await;
     let titles: Vec<(Option<String>, Option<String>)> = app
-        .query("SELECT job_title, email FROM contacts ORDER BY hubspot_contact_id")
+        .select::<Contact>("ORDER BY hubspot_contact_id", &[])
         .await
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
+        .into_iter()
+        .map(|contact| (contact.job_title, contact.email))
         .collect();
     assert_eq!(
         titles,
@@ -1347,27 +1081,16 @@ async fn an_event_that_breaks_a_database_rule_is_given_up_alone_and_the_rest_of_
             (Some("COO".into()), Some("b@example.com".into()))
         ]
     );
-    let dead = app
-        .query("SELECT last_error FROM crmsync.webhook_inbox WHERE status = 'dead'")
-        .await;
+    let dead = app.select::<InboxEvent>("WHERE status = 'dead'", &[]).await;
     assert_eq!(dead.len(), 1);
-    assert!(
-        dead[0]
-            .get::<_, Option<String>>(0)
-            .unwrap()
-            .contains("contacts_email_key")
-    );
-    assert_eq!(
-        app.count("SELECT count(*) FROM crmsync.webhook_inbox WHERE status = 'applied'")
-            .await,
-        2
-    );
+    assert!(dead[0].last_error.as_deref().unwrap().contains("contacts_email_key"));
+    assert_eq!(app.count("crmsync.webhook_inbox WHERE status = 'applied'").await, 2);
 }
 
 #[tokio::test]
 async fn unknown_types_and_objects_are_acknowledged_recorded_and_not_applied() {
     let app = WebhookApp::spawn().await;
-    app.ingest(1, 1).await;
+    app.ingest_generated(1, 1).await;
     app.drain().await;
     let (deal, deal_hs) = app.synced_deal().await;
     let mut generic = user_event(
@@ -1393,12 +1116,7 @@ async fn unknown_types_and_objects_are_acknowledged_recorded_and_not_applied() {
             ("skipped".to_owned(), Some("unmapped_property".to_owned()), 1),
         ]
     );
-    assert_eq!(
-        app.text(&format!("SELECT hubspot_sync_status FROM deals WHERE id = '{deal}'"))
-            .await
-            .as_deref(),
-        Some("synced")
-    );
+    assert_eq!(app.deal(deal).await.hubspot_sync_status, "synced");
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -1416,7 +1134,7 @@ async fn a_creation_event_gets_its_200_within_the_deadline_while_hubspot_is_slow
     let contact_hs = contact["id"].as_str().unwrap().to_owned();
     // Every HubSpot answer now takes 20 s: the creation event's batch read would hold the handler far past
     // HubSpot's 5-second timeout without the apply deadline (2.5 s by default).
-    app.sim.set_faults(FaultConfig {
+    app.sim().set_faults(FaultConfig {
         slow_rate: 1.0,
         slow_delay_ms: 20_000,
         ..FaultConfig::default()
@@ -1432,27 +1150,27 @@ async fn a_creation_event_gets_its_200_within_the_deadline_while_hubspot_is_slow
     let elapsed = started.elapsed();
     assert!(elapsed < Duration::from_secs(10), "answered after {elapsed:?}");
     assert_eq!(
-        app.query("SELECT status, attempts FROM crmsync.webhook_inbox")
+        app.inbox_events()
             .await
-            .iter()
-            .map(|row| (row.get::<_, String>(0), row.get::<_, i32>(1)))
+            .into_iter()
+            .map(|event| (event.status, event.attempts))
             .collect::<Vec<_>>(),
         vec![("pending".to_owned(), 0)],
         "the event stays in the inbox, untouched, no attempt spent"
     );
-    assert_eq!(app.count("SELECT count(*) FROM contacts").await, 0);
+    assert_eq!(app.count("contacts").await, 0);
 
-    app.sim.set_faults(FaultConfig::default());
+    app.sim().set_faults(FaultConfig::default());
     let report = apply_pending_inbox(&app.applier, 100).await.expect("re-apply");
     assert_eq!((report.applied, report.created), (1, 1), "{report:?}");
     let local_id = app
-        .text(&format!(
-            "SELECT id::text FROM contacts WHERE hubspot_contact_id = '{contact_hs}'"
-        ))
+        .contact_by_hubspot_id(&contact_hs)
         .await
-        .expect("created locally");
+        .expect("created locally")
+        .id
+        .to_string();
     assert_eq!(
-        app.sim_object("contacts", &contact_hs).await["properties"]["crmsync_id"].as_str(),
+        app.sim_record("contacts", &contact_hs).await.prop("crmsync_id"),
         Some(local_id.as_str())
     );
     assert_eq!(
@@ -1481,16 +1199,16 @@ async fn a_record_created_by_a_pass_that_never_wrote_our_id_back_gets_it_written
         json!({})
     )]))
     .await;
-    let local_id = app.text("SELECT id::text FROM contacts").await.unwrap();
+    let local_id = app.contacts().await[0].id.to_string();
     assert_eq!(
-        app.sim_object("contacts", &contact_hs).await["properties"]["crmsync_id"].as_str(),
+        app.sim_record("contacts", &contact_hs).await.prop("crmsync_id"),
         Some(local_id.as_str())
     );
     assert_eq!(
         app.inbox_outcomes().await,
         vec![("applied".to_owned(), Some("written_back".to_owned()), 1)]
     );
-    assert_eq!(app.count("SELECT count(*) FROM contacts").await, 1);
+    assert_eq!(app.count("contacts").await, 1);
 }
 
 #[tokio::test]
@@ -1504,7 +1222,7 @@ async fn a_write_back_that_failed_is_retried_and_the_retry_creates_nothing_twice
         .await;
     let contact_hs = contact["id"].as_str().unwrap().to_owned();
     // Writes are applied, then their connection is dropped: the client sees every write-back fail.
-    app.sim.set_faults(FaultConfig {
+    app.sim().set_faults(FaultConfig {
         drop_after_write_rate: 1.0,
         ..FaultConfig::default()
     });
@@ -1515,24 +1233,22 @@ async fn a_write_back_that_failed_is_retried_and_the_retry_creates_nothing_twice
         json!({})
     )]))
     .await;
-    let row = &app
-        .query("SELECT status, attempts, last_error FROM crmsync.webhook_inbox")
-        .await[0];
-    assert_eq!((row.get::<_, String>(0).as_str(), row.get::<_, i32>(1)), ("retry", 1));
-    assert!(row.get::<_, Option<String>>(2).unwrap().contains("crmsync_id"));
-    app.sim.set_faults(FaultConfig::default());
+    let event = app.inbox_event().await;
+    assert_eq!((event.status.as_str(), event.attempts), ("retry", 1));
+    assert!(event.last_error.unwrap().contains("crmsync_id"));
+    app.sim().set_faults(FaultConfig::default());
     app.execute("UPDATE crmsync.webhook_inbox SET next_attempt_at = now()")
         .await;
     let report = apply_pending_inbox(&app.applier, 100).await.expect("re-apply");
     assert_eq!(report.dead, 0, "{report:?}");
-    assert_eq!(app.count("SELECT count(*) FROM contacts").await, 1, "one local contact");
-    let local_id = app.text("SELECT id::text FROM contacts").await.unwrap();
+    assert_eq!(app.count("contacts").await, 1, "one local contact");
+    let local_id = app.contacts().await[0].id.to_string();
     assert_eq!(
-        app.sim_object("contacts", &contact_hs).await["properties"]["crmsync_id"].as_str(),
+        app.sim_record("contacts", &contact_hs).await.prop("crmsync_id"),
         Some(local_id.as_str())
     );
     assert_eq!(
-        app.count("SELECT count(*) FROM crmsync.webhook_inbox WHERE status IN ('applied', 'skipped')")
+        app.count("crmsync.webhook_inbox WHERE status IN ('applied', 'skipped')")
             .await,
         1
     );
@@ -1547,7 +1263,7 @@ async fn a_deal_created_in_another_pipeline_is_recorded_and_not_imported() {
     let deal_hs = app.sim_create_deal("default", "qualifiedtobuy").await;
     app.deliver(&json!([user_event("deal.creation", &deal_hs, now_ms(), json!({}))]))
         .await;
-    assert_eq!(app.count("SELECT count(*) FROM deals").await, 0);
+    assert_eq!(app.count("deals").await, 0);
     assert_eq!(
         app.inbox_outcomes().await,
         vec![("skipped".to_owned(), Some("other_pipeline".to_owned()), 1)]
@@ -1562,9 +1278,7 @@ async fn a_deal_created_in_our_pipeline_imports_with_its_mapped_stage() {
     app.deliver(&json!([user_event("deal.creation", &deal_hs, now_ms(), json!({}))]))
         .await;
     assert_eq!(
-        app.text(&format!("SELECT stage FROM deals WHERE hubspot_deal_id = '{deal_hs}'"))
-            .await
-            .as_deref(),
+        app.deal_by_hubspot_id(&deal_hs).await.map(|deal| deal.stage).as_deref(),
         Some("qualified")
     );
 }
@@ -1576,34 +1290,22 @@ async fn a_deal_created_in_our_pipeline_with_a_stage_the_map_lacks_is_an_error_n
     let unknown = map.stage_ids.remove("negotiation").unwrap();
     let deal_hs = app.sim_create_deal(&map.pipeline_id, &unknown).await;
     // The local map is stale (a stage added in HubSpot since hubspot-setup ran).
-    PgSyncStore::new(app.db.pool().clone())
-        .save_pipeline_map(&map)
-        .await
-        .unwrap();
+    app.sync_store().save_pipeline_map(&map).await.unwrap();
     app.deliver(&json!([user_event("deal.creation", &deal_hs, now_ms(), json!({}))]))
         .await;
+    assert_eq!(app.count("deals").await, 0, "not imported as new_match");
+    let event = app.inbox_event().await;
     assert_eq!(
-        app.count("SELECT count(*) FROM deals").await,
-        0,
-        "not imported as new_match"
-    );
-    let row = &app
-        .query("SELECT status, outcome, last_error FROM crmsync.webhook_inbox")
-        .await[0];
-    assert_eq!(
-        (
-            row.get::<_, String>(0).as_str(),
-            row.get::<_, Option<String>>(1).as_deref()
-        ),
+        (event.status.as_str(), event.outcome.as_deref()),
         ("dead", Some("unknown_stage"))
     );
-    assert!(row.get::<_, Option<String>>(2).unwrap().contains(&unknown));
+    assert!(event.last_error.unwrap().contains(&unknown));
 }
 
 #[tokio::test]
 async fn a_stage_change_to_a_stage_the_map_lacks_is_an_error_and_leaves_the_stage() {
     let app = WebhookApp::spawn().await;
-    app.ingest(1, 1).await;
+    app.ingest_generated(1, 1).await;
     app.drain().await;
     let (deal, deal_hs) = app.synced_deal().await;
     app.deliver(&json!([property_change(
@@ -1614,29 +1316,19 @@ async fn a_stage_change_to_a_stage_the_map_lacks_is_an_error_and_leaves_the_stag
         "999999"
     )]))
     .await;
+    assert_eq!(app.deal(deal).await.stage, "new_match");
+    let event = app.inbox_event().await;
     assert_eq!(
-        app.text(&format!("SELECT stage FROM deals WHERE id = '{deal}'"))
-            .await
-            .as_deref(),
-        Some("new_match")
-    );
-    let row = &app
-        .query("SELECT status, outcome, last_error FROM crmsync.webhook_inbox")
-        .await[0];
-    assert_eq!(
-        (
-            row.get::<_, String>(0).as_str(),
-            row.get::<_, Option<String>>(1).as_deref()
-        ),
+        (event.status.as_str(), event.outcome.as_deref()),
         ("dead", Some("unknown_stage"))
     );
-    assert!(row.get::<_, Option<String>>(2).unwrap().contains("999999"));
+    assert!(event.last_error.unwrap().contains("999999"));
 }
 
 #[tokio::test]
 async fn a_deal_moved_to_another_pipeline_is_recorded_and_its_stages_there_are_not_applied() {
     let app = WebhookApp::spawn().await;
-    app.ingest(1, 1).await;
+    app.ingest_generated(1, 1).await;
     app.drain().await;
     let (deal, deal_hs) = app.synced_deal().await;
     let t = now_ms();
@@ -1653,12 +1345,7 @@ async fn a_deal_moved_to_another_pipeline_is_recorded_and_its_stages_there_are_n
         "closedwon"
     )]))
     .await;
-    assert_eq!(
-        app.text(&format!("SELECT stage FROM deals WHERE id = '{deal}'"))
-            .await
-            .as_deref(),
-        Some("new_match")
-    );
+    assert_eq!(app.deal(deal).await.stage, "new_match");
     assert_eq!(
         app.inbox_outcomes().await,
         vec![
@@ -1667,8 +1354,7 @@ async fn a_deal_moved_to_another_pipeline_is_recorded_and_its_stages_there_are_n
         ]
     );
     assert_eq!(
-        app.count("SELECT count(*) FROM sync_queue WHERE status = 'pending'")
-            .await,
+        app.count("sync_queue WHERE status = 'pending'").await,
         0,
         "not re-asserted: the deal is not pulled back into our pipeline"
     );
@@ -1685,12 +1371,7 @@ async fn a_deal_moved_to_another_pipeline_is_recorded_and_its_stages_there_are_n
         ),
     ]))
     .await;
-    assert_eq!(
-        app.text(&format!("SELECT stage FROM deals WHERE id = '{deal}'"))
-            .await
-            .as_deref(),
-        Some("qualified")
-    );
+    assert_eq!(app.deal(deal).await.stage, "qualified");
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -1699,7 +1380,7 @@ async fn a_deal_moved_to_another_pipeline_is_recorded_and_its_stages_there_are_n
 #[tokio::test]
 async fn inbox_status_counts_show_pending_waiting_and_dead_events() {
     let app = WebhookApp::spawn().await;
-    let client = app.db.pool().get().await.unwrap();
+    let client = app.pool().get().await.unwrap();
     let counts = crmsync_db::inbox::status_counts(&client).await.unwrap();
     assert_eq!((counts.pending, counts.retry, counts.dead), (0, 0, 0));
     assert!(counts.oldest_open_received_at.is_none());
@@ -1726,7 +1407,7 @@ async fn inbox_status_counts_show_pending_waiting_and_dead_events() {
 #[tokio::test]
 async fn a_deal_moved_to_closed_won_in_hubspot_is_closed_won_locally_within_one_delivery() {
     let app = WebhookApp::spawn().await;
-    app.ingest(3, 1).await;
+    app.ingest_generated(3, 1).await;
     app.drain().await;
     app.subscribe();
     let (deal, deal_hs) = app.synced_deal().await;
@@ -1734,20 +1415,13 @@ async fn a_deal_moved_to_closed_won_in_hubspot_is_closed_won_locally_within_one_
     app.sim_act("move-deal-stage", json!({"dealId": deal_hs, "stage": closed_won}))
         .await;
     app.wait_for_webhooks().await;
-    let deliveries = app.sim.webhooks_json();
+    let deliveries = app.sim().webhooks_json();
     assert_eq!(deliveries["deliveredBatches"], 1, "one delivery: {deliveries}");
-    let row = &app
-        .query(&format!(
-            "SELECT stage, closed_at IS NOT NULL FROM deals WHERE id = '{deal}'"
-        ))
-        .await[0];
-    assert_eq!(
-        (row.get::<_, String>(0).as_str(), row.get::<_, bool>(1)),
-        ("closed_won", true)
-    );
+    let won = app.deal(deal).await;
+    assert_eq!((won.stage.as_str(), won.closed_at.is_some()), ("closed_won", true));
     assert_eq!(
         app.count(&format!(
-            "SELECT count(*) FROM activities WHERE deal_id = '{deal}' AND activity_type = 'stage_change'"
+            "activities WHERE deal_id = '{deal}' AND activity_type = 'stage_change'"
         ))
         .await,
         1

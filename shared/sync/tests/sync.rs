@@ -2,99 +2,54 @@
 //! port 0, over real HTTP.
 
 use std::collections::HashMap;
+use std::ops::Deref;
 use std::time::Duration;
 
-use crmsync_app::hubspot_setup::hubspot_setup;
-use crmsync_app::ingest::ingest_matches;
-use crmsync_db::test_db::TestDb;
-use crmsync_db::{PgMatchStore, PgSyncStore};
-use crmsync_domain::sync::RetryPolicy;
-use crmsync_hubspot::{HubSpotClient, HubSpotConfig, RateLimitConfig};
-use crmsync_hubspot_sim::{FaultConfig, HubSpotSim, RunningSim, SimConfig};
+use crmsync_hubspot_sim::{FaultConfig, FaultKind, SimConfig};
 use crmsync_queue::SqsRetryQueue;
 use crmsync_sync::{OutboundSync, SyncReport, SyncSettings};
-use serde_json::{Value, json};
+use crmsync_testkit::{QueueRow, TestApp, client_for, quick_retries};
+use serde_json::json;
 
 type Sync = OutboundSync<SqsRetryQueue>;
 
+/// The app with the outbound sync under test.
 struct SyncApp {
-    db: TestDb,
-    sim: RunningSim,
+    app: TestApp,
     sync: Sync,
 }
 
-fn quick_retries() -> SyncSettings {
-    SyncSettings {
-        batch_size: 500,
-        lease: Duration::from_secs(300),
-        retry: RetryPolicy {
-            max_attempts: 8,
-            base_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(200),
-        },
-        worker: "test".into(),
-    }
-}
+impl Deref for SyncApp {
+    type Target = TestApp;
 
-fn client_for(sim: &RunningSim, requests: u32, window: Duration) -> HubSpotClient {
-    let mut config = HubSpotConfig::new(sim.base_url(), sim.access_token().to_owned().into());
-    config.rate_limit = RateLimitConfig::new(requests, window);
-    config.request_timeout = Duration::from_secs(5);
-    config.retry_min_delay = Duration::from_millis(10);
-    config.retry_max_delay = Duration::from_millis(100);
-    HubSpotClient::new(config).expect("client")
+    fn deref(&self) -> &TestApp {
+        &self.app
+    }
 }
 
 impl SyncApp {
     async fn spawn() -> Self {
-        Self::spawn_with(
-            SimConfig {
-                requests_per_window: 1_000,
-                ..SimConfig::default()
-            },
-            1_000,
-            Duration::from_secs(10),
-            quick_retries(),
-        )
-        .await
+        Self::around(TestApp::with_hubspot().await, quick_retries())
     }
 
     async fn spawn_with(sim_config: SimConfig, requests: u32, window: Duration, settings: SyncSettings) -> Self {
-        let db = TestDb::new().await;
-        let sim = HubSpotSim::start(sim_config, "127.0.0.1:0".parse().unwrap())
-            .await
-            .expect("simulator");
-        let store = PgSyncStore::new(db.pool().clone());
-        let client = client_for(&sim, requests, window);
-        hubspot_setup(&store, &client).await.expect("hubspot setup");
-        let sync = OutboundSync::new(store, client, None, settings);
-        Self { db, sim, sync }
+        let app = TestApp::builder()
+            .sim(sim_config)
+            .client_limit(requests, window)
+            .start()
+            .await;
+        Self::around(app, settings)
     }
 
-    fn sync_with(&self, client: HubSpotClient, queue: Option<SqsRetryQueue>, settings: SyncSettings) -> Sync {
-        OutboundSync::new(PgSyncStore::new(self.db.pool().clone()), client, queue, settings)
+    /// The sync under test shares the client (and its limiter) that set the pipeline up.
+    fn around(app: TestApp, settings: SyncSettings) -> Self {
+        let sync = app.outbound_sync(app.hubspot(), None, settings);
+        Self { app, sync }
     }
 
-    /// Ingests `deals` matches spread over `companies` contractors.
-    async fn ingest(&self, deals: usize, companies: usize) {
-        let matches: Vec<Value> = (0..deals)
-            .map(|i| {
-                json!({
-                    "opportunity": { "notice_id": format!("SYNC-{i:05}"), "title": format!("Opportunity {i}"),
-                                     "estimated_value": 1000 + i, "deadline": "2027-05-01" },
-                    "contractor": { "uei": format!("SYNCUEI{:05}", i % companies), "name": format!("Company {}", i % companies),
-                                    "readiness_score": 85 },
-                    "match_score": 50 + (i % 50)
-                })
-            })
-            .collect();
-        let store = PgMatchStore::new(self.db.pool().clone());
-        for chunk in matches.chunks(1_000) {
-            let report = ingest_matches(&store, &json!({ "matches": chunk }), "test")
-                .await
-                .expect("ingest");
-            assert!(report.rejected.is_empty());
-        }
+    /// Another sync over the same database, e.g. with a client that does not retry.
+    fn sync_with(&self, client: crmsync_hubspot::HubSpotClient, settings: SyncSettings) -> Sync {
+        self.outbound_sync(client, None, settings)
     }
 
     async fn drain(&self) -> SyncReport {
@@ -106,11 +61,7 @@ impl SyncApp {
         let mut reports = Vec::new();
         for _ in 0..200 {
             reports.push(sync.drain("cli", Duration::from_secs(120)).await.expect("drain"));
-            if self
-                .count("SELECT count(*) FROM sync_queue WHERE status NOT IN ('completed', 'dead')")
-                .await
-                == 0
-            {
+            if self.count("sync_queue WHERE status NOT IN ('completed', 'dead')").await == 0 {
                 return reports;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -118,60 +69,15 @@ impl SyncApp {
         panic!("the queue did not settle: {reports:?}");
     }
 
-    async fn count(&self, sql: &str) -> i64 {
-        let client = self.db.pool().get().await.expect("client");
-        client
-            .query_one(sql, &[])
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            .get(0)
-    }
-
-    async fn execute(&self, sql: &str) {
-        self.db
-            .pool()
-            .get()
-            .await
-            .expect("client")
-            .batch_execute(sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-
-    async fn sim_objects(&self, object_type: &str) -> Vec<Value> {
-        let url = format!("{}/__sim/state?type={object_type}", self.sim.base_url());
-        let state: Value = reqwest::get(url).await.expect("state").json().await.expect("json");
-        state["objects"][object_type].as_array().cloned().unwrap_or_default()
-    }
-
-    /// HubSpot records by crmsync_id; panics on a duplicate key.
-    async fn sim_by_local_id(&self, object_type: &str) -> HashMap<String, Value> {
-        let mut by_id = HashMap::new();
-        for object in self.sim_objects(object_type).await {
-            let key = object["properties"]["crmsync_id"]
-                .as_str()
-                .expect("crmsync_id")
-                .to_owned();
-            assert!(
-                by_id.insert(key.clone(), object).is_none(),
-                "duplicate {object_type} for {key}"
-            );
-        }
-        by_id
-    }
-
+    /// Write requests (POST, PATCH, PUT) the simulator answered, whatever their outcome.
     async fn write_requests(&self) -> u64 {
-        let url = format!("{}/__sim/requests", self.sim.base_url());
-        let requests: Value = reqwest::get(url).await.expect("requests").json().await.expect("json");
-        requests["byEndpoint"]
-            .as_object()
-            .expect("byEndpoint")
-            .iter()
+        self.sim_requests_by_endpoint()
+            .await
+            .into_iter()
             .filter(|(endpoint, _)| {
                 endpoint.starts_with("POST") || endpoint.starts_with("PATCH") || endpoint.starts_with("PUT")
             })
-            .flat_map(|(_, outcomes)| outcomes.as_object().expect("outcomes").values())
-            .map(|n| n.as_u64().unwrap_or(0))
+            .map(|(_, n)| n)
             .sum()
     }
 }
@@ -179,7 +85,7 @@ impl SyncApp {
 #[tokio::test]
 async fn a_drain_creates_companies_then_deals_with_primary_associations_and_writes_back_ids() {
     let app = SyncApp::spawn().await;
-    app.ingest(30, 6).await;
+    app.ingest_generated(30, 6).await;
     let report = app.drain().await;
     assert_eq!(
         (report.companies_created, report.deals_created, report.associations),
@@ -191,47 +97,46 @@ async fn a_drain_creates_companies_then_deals_with_primary_associations_and_writ
     let companies = app.sim_by_local_id("companies").await;
     let deals = app.sim_by_local_id("deals").await;
     assert_eq!((companies.len(), deals.len()), (6, 30));
-    let client = app.db.pool().get().await.unwrap();
-    for row in client
-        .query(
-            "SELECT d.id::text, d.hubspot_deal_id, c.hubspot_company_id, d.hubspot_sync_status, d.last_hubspot_sync IS NOT NULL,
-                    d.deal_value::text
-             FROM deals d JOIN companies c ON c.id = d.company_id",
-            &[],
-        )
-        .await
-        .unwrap()
-    {
-        let deal = &deals[&row.get::<_, String>(0)];
-        assert_eq!(deal["id"].as_str(), row.get::<_, Option<&str>>(1), "local row holds HubSpot's deal id");
-        assert_eq!(row.get::<_, String>(3), "synced");
-        assert!(row.get::<_, bool>(4));
-        assert_eq!(deal["associations"]["companies"], json!([row.get::<_, String>(2)]), "associated with its own company");
-        assert_eq!(deal["properties"]["closedate"].as_str().map(|d| &d[..10]), Some("2027-05-01"));
-        let amount: rust_decimal::Decimal = deal["properties"]["amount"].as_str().unwrap().parse().unwrap();
-        assert_eq!(amount, row.get::<_, String>(5).parse::<rust_decimal::Decimal>().unwrap());
+    for deal in app.deals().await {
+        let company = app
+            .company(deal.company_id.expect("a deal of a match has a company"))
+            .await;
+        let remote = &deals[&deal.id.to_string()];
+        assert_eq!(
+            remote["id"].as_str(),
+            deal.hubspot_deal_id.as_deref(),
+            "local row holds HubSpot's deal id"
+        );
+        assert_eq!(deal.hubspot_sync_status, "synced");
+        assert!(deal.last_hubspot_sync.is_some());
+        let company_hubspot_id = company.hubspot_company_id.expect("company synced");
+        assert_eq!(
+            remote["associations"]["companies"],
+            json!([company_hubspot_id]),
+            "associated with its own company"
+        );
+        assert_eq!(
+            remote["properties"]["closedate"].as_str().map(|d| &d[..10]),
+            Some("2027-05-01")
+        );
+        let amount: rust_decimal::Decimal = remote["properties"]["amount"].as_str().unwrap().parse().unwrap();
+        assert_eq!(
+            amount,
+            deal.deal_value
+                .expect("deal value")
+                .parse::<rust_decimal::Decimal>()
+                .unwrap()
+        );
     }
-    assert_eq!(
-        app.count("SELECT count(*) FROM sync_queue WHERE status <> 'completed'")
-            .await,
-        0
-    );
-    assert_eq!(
-        app.count("SELECT count(*) FROM crmsync.sync_runs WHERE status = 'succeeded'")
-            .await,
-        1
-    );
-    assert!(
-        app.count("SELECT count(*) FROM crmsync.echo_ledger WHERE property = 'dealname'")
-            .await
-            >= 30
-    );
+    assert_eq!(app.count("sync_queue WHERE status <> 'completed'").await, 0);
+    assert_eq!(app.count("crmsync.sync_runs WHERE status = 'succeeded'").await, 1);
+    assert!(app.count("crmsync.echo_ledger WHERE property = 'dealname'").await >= 30);
 }
 
 #[tokio::test]
 async fn a_second_run_sends_nothing_and_creates_nothing() {
     let app = SyncApp::spawn().await;
-    app.ingest(10, 3).await;
+    app.ingest_generated(10, 3).await;
     app.drain().await;
     let writes = app.write_requests().await;
     // The same rows queued again (as a redelivered change would) find nothing changed.
@@ -247,9 +152,9 @@ async fn a_second_run_sends_nothing_and_creates_nothing() {
 #[tokio::test]
 async fn several_rows_for_one_deal_become_one_write_of_only_the_changed_properties() {
     let app = SyncApp::spawn().await;
-    app.ingest(3, 1).await;
+    app.ingest_generated(3, 1).await;
     app.drain().await;
-    let ledger_before = app.count("SELECT count(*) FROM crmsync.echo_ledger").await;
+    let ledger_before = app.count("crmsync.echo_ledger").await;
     app.execute(
         "UPDATE deals SET deal_value = 4242 WHERE deal_name LIKE 'Opportunity 1 %';
          INSERT INTO sync_queue (entity_type, entity_id, operation)
@@ -263,29 +168,22 @@ async fn several_rows_for_one_deal_become_one_write_of_only_the_changed_properti
         "three rows, one write: {report:?}"
     );
     let written: Vec<String> = app
-        .db
-        .pool()
-        .get()
+        .rows(&format!(
+            "SELECT property FROM crmsync.echo_ledger ORDER BY id OFFSET {ledger_before}"
+        ))
         .await
-        .unwrap()
-        .query(
-            "SELECT property FROM crmsync.echo_ledger ORDER BY id OFFSET $1",
-            &[&ledger_before],
-        )
-        .await
-        .unwrap()
         .iter()
         .map(|r| r.get(0))
         .collect();
     assert_eq!(written, vec!["amount"], "only the changed property was sent");
-    let deals = app.sim_objects("deals").await;
-    assert!(deals.iter().any(|d| d["properties"]["amount"] == "4242"));
+    let deals = app.sim_records("deals").await;
+    assert!(deals.iter().any(|d| d.prop("amount") == Some("4242")));
 }
 
 #[tokio::test]
 async fn a_deal_queued_alone_brings_its_company_into_hubspot_first() {
     let app = SyncApp::spawn().await;
-    app.ingest(2, 1).await;
+    app.ingest_generated(2, 1).await;
     app.execute("DELETE FROM sync_queue WHERE entity_type = 'company'")
         .await;
     let report = app.drain().await;
@@ -303,22 +201,22 @@ async fn a_deal_queued_alone_brings_its_company_into_hubspot_first() {
 #[tokio::test]
 async fn a_deal_waits_without_failing_while_its_company_cannot_be_written() {
     let app = SyncApp::spawn().await;
-    app.ingest(1, 1).await;
+    app.ingest_generated(1, 1).await;
     // HubSpot answers every write with 423 Locked for a while: the company fails (retryable), the deal waits.
-    app.sim.set_faults(FaultConfig {
-        next: vec![crmsync_hubspot_sim::FaultKind::Locked; 60],
+    app.sim().set_faults(FaultConfig {
+        next: vec![FaultKind::Locked; 60],
         ..FaultConfig::default()
     });
     let report = app.drain().await;
     assert_eq!(report.deals_created, 0);
     assert_eq!(report.deferred, 1, "{report:?}");
     assert_eq!(
-        app.count("SELECT count(*) FROM sync_queue WHERE entity_type = 'deal' AND status = 'pending' AND attempts = 0")
+        app.count("sync_queue WHERE entity_type = 'deal' AND status = 'pending' AND attempts = 0")
             .await,
         1
     );
     assert_eq!(
-        app.count("SELECT count(*) FROM sync_queue WHERE entity_type = 'company' AND status = 'failed'")
+        app.count("sync_queue WHERE entity_type = 'company' AND status = 'failed'")
             .await,
         1
     );
@@ -327,15 +225,14 @@ async fn a_deal_waits_without_failing_while_its_company_cannot_be_written() {
 #[tokio::test]
 async fn a_dry_run_reports_per_entity_type_and_sends_nothing() {
     let app = SyncApp::spawn().await;
-    app.ingest(5, 2).await;
-    let before = app.sim.total_requests();
+    app.ingest_generated(5, 2).await;
+    let before = app.sim().total_requests();
     let report = app.sync.dry_run().await.expect("dry run");
     assert_eq!(report["company"]["create"], 2);
     assert_eq!(report["deal"]["create"], 5);
-    assert_eq!(app.sim.total_requests(), before, "no request reached HubSpot");
+    assert_eq!(app.sim().total_requests(), before, "no request reached HubSpot");
     assert_eq!(
-        app.count("SELECT count(*) FROM sync_queue WHERE status = 'pending'")
-            .await,
+        app.count("sync_queue WHERE status = 'pending'").await,
         7,
         "nothing claimed"
     );
@@ -344,7 +241,7 @@ async fn a_dry_run_reports_per_entity_type_and_sends_nothing() {
 #[tokio::test]
 async fn a_rejected_input_fails_only_itself_and_its_neighbours_sync() {
     let app = SyncApp::spawn().await;
-    app.ingest(5, 1).await;
+    app.ingest_generated(5, 1).await;
     // One deal points at a stage id HubSpot does not have: a per-input validation error in a 207.
     app.execute(
         "UPDATE crmsync.settings SET value = jsonb_set(value, '{stage_ids,qualified}', '\"999999\"');
@@ -353,16 +250,8 @@ async fn a_rejected_input_fails_only_itself_and_its_neighbours_sync() {
     .await;
     let report = app.drain().await;
     assert_eq!((report.deals_created, report.dead), (4, 1), "{report:?}");
-    let dead_error: String = app
-        .db
-        .pool()
-        .get()
-        .await
-        .unwrap()
-        .query_one("SELECT last_error FROM sync_queue WHERE status = 'dead'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let dead = app.select_one::<QueueRow>("WHERE status = 'dead'", &[]).await;
+    let dead_error = dead.last_error.expect("a dead row says why");
     assert!(dead_error.starts_with("permanent:"), "{dead_error}");
     assert_eq!(app.sim_objects("deals").await.len(), 4);
 }
@@ -371,14 +260,14 @@ async fn a_rejected_input_fails_only_itself_and_its_neighbours_sync() {
 async fn the_rate_limit_holds_with_no_429_on_2000_deals() {
     // 100 requests per 10 s on both sides, as HubSpot's Free/Starter private apps; the batch APIs need ~35.
     let app = SyncApp::spawn_with(SimConfig::default(), 100, Duration::from_secs(10), quick_retries()).await;
-    app.ingest(2_000, 400).await;
+    app.ingest_generated(2_000, 400).await;
     let report = app.drain().await;
     assert_eq!(
         (report.companies_created, report.deals_created),
         (400, 2_000),
         "{report:?}"
     );
-    assert_eq!(app.sim.outcome_count("429"), 0);
+    assert_eq!(app.sim().outcome_count("429"), 0);
     assert_eq!(app.sync.hubspot().stats().responses_429, 0);
 }
 
@@ -391,29 +280,31 @@ async fn the_limiter_paces_a_run_that_needs_more_than_one_window() {
         ..SimConfig::default()
     };
     let app = SyncApp::spawn_with(sim_config, 5, Duration::from_secs(1), quick_retries()).await;
-    app.ingest(300, 300).await;
+    app.ingest_generated(300, 300).await;
     let report = app.drain().await;
     assert_eq!(
         (report.companies_created, report.deals_created),
         (300, 300),
         "{report:?}"
     );
-    assert_eq!(app.sim.outcome_count("429"), 0, "the client never exceeded the window");
+    assert_eq!(
+        app.sim().outcome_count("429"),
+        0,
+        "the client never exceeded the window"
+    );
 }
 
 #[tokio::test]
 async fn retryable_faults_on_a_fifth_of_calls_converge_with_no_duplicate_and_nothing_lost() {
     let app = SyncApp::spawn().await;
-    app.ingest(300, 40).await;
-    app.sim.set_faults(FaultConfig {
+    app.ingest_generated(300, 40).await;
+    app.sim().set_faults(FaultConfig {
         error_rate: 0.2,
         lock_rate: 0.05,
         ..FaultConfig::default()
     });
     // No retries inside the client, so the queue's own retry path does the work.
-    let mut config = HubSpotConfig::new(app.sim.base_url(), app.sim.access_token().to_owned().into());
-    config.max_retries = 0;
-    let sync = app.sync_with(HubSpotClient::new(config).unwrap(), None, quick_retries());
+    let sync = app.sync_with(app.hubspot_without_retries(), quick_retries());
     let reports = app.drain_until_settled(&sync).await;
     assert!(
         reports.iter().map(|r| r.failed).sum::<u64>() > 0,
@@ -422,32 +313,25 @@ async fn retryable_faults_on_a_fifth_of_calls_converge_with_no_duplicate_and_not
     assert_eq!(app.sim_by_local_id("companies").await.len(), 40);
     assert_eq!(app.sim_by_local_id("deals").await.len(), 300);
     assert_eq!(
-        app.count("SELECT count(*) FROM deals WHERE hubspot_deal_id IS NULL")
-            .await,
+        app.count("deals WHERE hubspot_deal_id IS NULL").await,
         0,
         "nothing lost"
     );
-    assert_eq!(
-        app.count("SELECT count(*) FROM sync_queue WHERE status <> 'completed'")
-            .await,
-        0
-    );
+    assert_eq!(app.count("sync_queue WHERE status <> 'completed'").await, 0);
 }
 
 #[tokio::test]
 async fn a_connection_dropped_after_the_write_was_applied_creates_no_duplicate() {
     let app = SyncApp::spawn().await;
-    app.ingest(50, 5).await;
-    app.sim.set_faults(FaultConfig {
+    app.ingest_generated(50, 5).await;
+    app.sim().set_faults(FaultConfig {
         drop_after_write_rate: 0.5,
         ..FaultConfig::default()
     });
-    let mut config = HubSpotConfig::new(app.sim.base_url(), app.sim.access_token().to_owned().into());
-    config.max_retries = 0;
-    let sync = app.sync_with(HubSpotClient::new(config).unwrap(), None, quick_retries());
+    let sync = app.sync_with(app.hubspot_without_retries(), quick_retries());
     app.drain_until_settled(&sync).await;
     assert!(
-        app.sim.outcome_count("dropped") > 0,
+        app.sim().outcome_count("dropped") > 0,
         "writes were applied and their answers dropped"
     );
     assert_eq!(app.sim_by_local_id("companies").await.len(), 5);
@@ -457,21 +341,16 @@ async fn a_connection_dropped_after_the_write_was_applied_creates_no_duplicate()
 #[tokio::test]
 async fn two_concurrent_runs_process_each_row_once() {
     let app = SyncApp::spawn().await;
-    app.ingest(600, 60).await;
+    app.ingest_generated(600, 60).await;
     let small_batches = SyncSettings {
         batch_size: 50,
         ..quick_retries()
     };
     let first = app.sync_with(
-        client_for(&app.sim, 1_000, Duration::from_secs(10)),
-        None,
+        client_for(app.sim(), 1_000, Duration::from_secs(10)),
         small_batches.clone(),
     );
-    let second = app.sync_with(
-        client_for(&app.sim, 1_000, Duration::from_secs(10)),
-        None,
-        small_batches,
-    );
+    let second = app.sync_with(client_for(app.sim(), 1_000, Duration::from_secs(10)), small_batches);
     let (a, b) = tokio::join!(
         first.drain("cli", Duration::from_secs(120)),
         second.drain("cli", Duration::from_secs(120))
@@ -486,7 +365,7 @@ async fn two_concurrent_runs_process_each_row_once() {
 #[tokio::test]
 async fn an_expired_lease_is_taken_over_which_recovers_a_crashed_run() {
     let app = SyncApp::spawn().await;
-    app.ingest(4, 1).await;
+    app.ingest_generated(4, 1).await;
     // A run that claimed everything and died: its lease is in the past.
     app.execute("UPDATE sync_queue SET status = 'in_progress', locked_until = now() - interval '1 second', locked_by = 'dead-run'").await;
     let report = app.drain().await;
@@ -500,7 +379,7 @@ async fn an_expired_lease_is_taken_over_which_recovers_a_crashed_run() {
 #[tokio::test]
 async fn contacts_and_engagements_reach_hubspot_associated_with_their_records() {
     let app = SyncApp::spawn().await;
-    app.ingest(1, 1).await;
+    app.ingest_generated(1, 1).await;
     app.execute(
         "INSERT INTO contacts (id, company_id, full_name, email, job_title)
            SELECT '00000000-0000-0000-0000-00000000c0a1', id, 'Grace Hopper', 'grace@navy.example', 'Admiral' FROM companies;
@@ -538,31 +417,19 @@ async fn contacts_and_engagements_reach_hubspot_associated_with_their_records() 
     let calls = app.sim_objects("calls").await;
     assert_eq!(calls[0]["properties"]["hs_call_duration"], "300000");
     assert_eq!(calls[0]["associations"]["companies"], json!([company_id]));
-    assert_eq!(
-        app.count("SELECT count(*) FROM activities WHERE hubspot_engagement_id IS NOT NULL")
-            .await,
-        2
-    );
-    assert_eq!(
-        app.count("SELECT count(*) FROM sync_queue WHERE status <> 'completed'")
-            .await,
-        0
-    );
+    assert_eq!(app.count("activities WHERE hubspot_engagement_id IS NOT NULL").await, 2);
+    assert_eq!(app.count("sync_queue WHERE status <> 'completed'").await, 0);
 }
 
 #[tokio::test]
 async fn a_contact_whose_email_hubspot_already_has_is_linked_to_that_record() {
     let app = SyncApp::spawn().await;
-    let url = format!("{}/__sim/act/create-contact", app.sim.base_url());
-    let created: Value = reqwest::Client::new()
-        .post(url)
-        .json(&json!({ "properties": { "email": "ada@example.com", "firstname": "Ada" } }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = app
+        .sim_act(
+            "create-contact",
+            json!({ "properties": { "email": "ada@example.com", "firstname": "Ada" } }),
+        )
+        .await;
     let existing_id = created["id"].as_str().expect("created contact id").to_owned();
     app.execute(
         "INSERT INTO contacts (id, full_name, email) VALUES ('00000000-0000-0000-0000-00000000c0a2', 'Ada Lovelace', 'ada@example.com');
@@ -575,29 +442,21 @@ async fn a_contact_whose_email_hubspot_already_has_is_linked_to_that_record() {
         (1, 0, 0),
         "{report:?}"
     );
-    let contacts = app.sim_objects("contacts").await;
+    let contacts = app.sim_records("contacts").await;
     assert_eq!(contacts.len(), 1, "no duplicate contact");
     assert_eq!(
-        contacts[0]["properties"]["crmsync_id"],
-        "00000000-0000-0000-0000-00000000c0a2"
+        contacts[0].prop("crmsync_id"),
+        Some("00000000-0000-0000-0000-00000000c0a2")
     );
-    let linked: String = app
-        .db
-        .pool()
-        .get()
-        .await
-        .unwrap()
-        .query_one("SELECT hubspot_contact_id FROM contacts", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(linked, existing_id);
+    let contacts = app.contacts().await;
+    assert_eq!(contacts.len(), 1);
+    assert_eq!(contacts[0].hubspot_contact_id, Some(existing_id));
 }
 
 #[tokio::test]
 async fn an_engagement_create_whose_answer_was_lost_is_found_not_duplicated() {
     let app = SyncApp::spawn().await;
-    app.ingest(1, 1).await;
+    app.ingest_generated(1, 1).await;
     app.drain().await;
     app.execute(
         "INSERT INTO activities (id, activity_type, subject, deal_id)
@@ -606,13 +465,11 @@ async fn an_engagement_create_whose_answer_was_lost_is_found_not_duplicated() {
     )
     .await;
     // The create is applied, then the connection drops before any answer: the client cannot know it worked.
-    app.sim.set_faults(FaultConfig {
-        next: vec![crmsync_hubspot_sim::FaultKind::DropAfterWrite],
+    app.sim().set_faults(FaultConfig {
+        next: vec![FaultKind::DropAfterWrite],
         ..FaultConfig::default()
     });
-    let mut config = HubSpotConfig::new(app.sim.base_url(), app.sim.access_token().to_owned().into());
-    config.max_retries = 0;
-    let sync = app.sync_with(HubSpotClient::new(config).unwrap(), None, quick_retries());
+    let sync = app.sync_with(app.hubspot_without_retries(), quick_retries());
     let reports = app.drain_until_settled(&sync).await;
     assert_eq!(reports[0].failed, 1, "{reports:?}");
     assert_eq!(
@@ -620,37 +477,22 @@ async fn an_engagement_create_whose_answer_was_lost_is_found_not_duplicated() {
         1,
         "the retry found the note instead of creating another"
     );
-    assert_eq!(
-        app.count("SELECT count(*) FROM activities WHERE hubspot_engagement_id IS NOT NULL")
-            .await,
-        1
-    );
+    assert_eq!(app.count("activities WHERE hubspot_engagement_id IS NOT NULL").await, 1);
 }
 
 #[tokio::test]
 async fn a_drain_applies_waiting_webhook_events_before_it_sends_anything() {
     let app = SyncApp::spawn().await;
-    app.ingest(1, 1).await;
+    app.ingest_generated(1, 1).await;
     app.drain().await;
-    let (hubspot_deal_id, won_stage): (String, String) = {
-        let client = app.db.pool().get().await.unwrap();
-        let row = client
-            .query_one(
-                "SELECT d.hubspot_deal_id, s.value->'stage_ids'->>'closed_won'
-                 FROM deals d, crmsync.settings s WHERE s.key = 'hubspot_pipeline'",
-                &[],
-            )
-            .await
-            .unwrap();
-        (row.get(0), row.get(1))
-    };
+    let hubspot_deal_id = app.deals().await[0].hubspot_deal_id.clone().expect("synced");
+    let won_stage = app.stage_id("closed_won").await;
     // A salesperson's stage move, stored by the webhook route but not applied yet (e.g. the process stopped).
     let occurred_at = chrono::Utc::now().timestamp_millis();
     let event = json!({ "eventId": 1, "subscriptionId": 2, "portalId": 62515, "appId": 54321, "occurredAt": occurred_at,
                         "subscriptionType": "deal.propertyChange", "attemptNumber": 0, "objectId": hubspot_deal_id.parse::<i64>().unwrap(),
                         "propertyName": "dealstage", "propertyValue": won_stage, "changeSource": "CRM_UI" });
-    app.db
-        .pool()
+    app.pool()
         .get()
         .await
         .unwrap()
@@ -661,22 +503,14 @@ async fn a_drain_applies_waiting_webhook_events_before_it_sends_anything() {
         )
         .await
         .unwrap();
-    let applier = crmsync_inbound::Applier::new(
-        app.db.pool().clone(),
-        client_for(&app.sim, 1_000, Duration::from_secs(10)),
-        Some("54321".into()),
-    );
+    let applier = app.applier(Some("54321".into()));
     let sync = app
-        .sync_with(
-            client_for(&app.sim, 1_000, Duration::from_secs(10)),
-            None,
-            quick_retries(),
-        )
+        .sync_with(client_for(app.sim(), 1_000, Duration::from_secs(10)), quick_retries())
         .with_inbox(applier);
     let writes = app.write_requests().await;
     sync.drain("cli", Duration::from_secs(60)).await.unwrap();
     assert_eq!(
-        app.count("SELECT count(*) FROM deals WHERE stage = 'closed_won' AND closed_at IS NOT NULL")
+        app.count("deals WHERE stage = 'closed_won' AND closed_at IS NOT NULL")
             .await,
         1
     );
@@ -690,7 +524,7 @@ async fn a_drain_applies_waiting_webhook_events_before_it_sends_anything() {
 #[tokio::test]
 async fn a_takeover_counts_the_crashed_attempt_so_a_row_that_crashes_every_run_ends_dead() {
     let app = SyncApp::spawn().await;
-    app.ingest(2, 2).await;
+    app.ingest_generated(2, 2).await;
     // One deal's row has been taken over 7 times already (max 8): the run holding it died each time.
     app.execute(
         "UPDATE sync_queue SET status = 'in_progress', locked_until = now() - interval '1 second', locked_by = 'dead-run';
@@ -700,16 +534,16 @@ async fn a_takeover_counts_the_crashed_attempt_so_a_row_that_crashes_every_run_e
     .await;
     let report = app.drain().await;
     assert_eq!((report.deals_created, report.dead), (1, 1), "{report:?}");
-    let client = app.db.pool().get().await.unwrap();
-    let dead = client
-        .query_one("SELECT attempts, last_error FROM sync_queue WHERE status = 'dead'", &[])
-        .await
-        .unwrap();
-    assert_eq!(dead.get::<_, i32>(0), 8, "the eighth crash was the last attempt");
-    assert!(dead.get::<_, String>(1).contains("stopped before they finished"));
+    let dead = app.select_one::<QueueRow>("WHERE status = 'dead'", &[]).await;
+    assert_eq!(dead.attempts, 8, "the eighth crash was the last attempt");
+    assert!(
+        dead.last_error
+            .expect("last error")
+            .contains("stopped before they finished")
+    );
     // The others were taken over once: that crashed attempt counts.
     assert_eq!(
-        app.count("SELECT count(*) FROM sync_queue WHERE status = 'completed' AND attempts = 1")
+        app.count("sync_queue WHERE status = 'completed' AND attempts = 1")
             .await,
         3
     );
@@ -718,7 +552,7 @@ async fn a_takeover_counts_the_crashed_attempt_so_a_row_that_crashes_every_run_e
 #[tokio::test]
 async fn an_engagement_a_crashed_run_created_is_found_not_duplicated() {
     let app = SyncApp::spawn().await;
-    app.ingest(1, 1).await;
+    app.ingest_generated(1, 1).await;
     app.drain().await;
     app.execute(
         "INSERT INTO activities (id, activity_type, subject, deal_id)
@@ -759,23 +593,15 @@ async fn an_engagement_a_crashed_run_created_is_found_not_duplicated() {
     let report = app.drain().await;
     assert_eq!(report.engagements_created, 0, "{report:?}");
     assert_eq!(app.sim_objects("notes").await.len(), 1, "no second note");
-    let linked: String = app
-        .db
-        .pool()
-        .get()
-        .await
-        .unwrap()
-        .query_one("SELECT hubspot_engagement_id FROM activities", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(linked, created.id);
+    let activities = app.activities().await;
+    assert_eq!(activities.len(), 1);
+    assert_eq!(activities[0].hubspot_engagement_id, Some(created.id));
 }
 
 #[tokio::test]
 async fn a_run_whose_lease_expired_cannot_overwrite_the_result_of_the_run_that_took_over() {
     let app = SyncApp::spawn().await;
-    app.ingest(3, 3).await;
+    app.ingest_generated(3, 3).await;
     let store = app.sync.store();
     let first = store.claim(100, Duration::from_secs(300), "run-a/1").await.unwrap();
     assert_eq!(first.len(), 6);
@@ -793,17 +619,13 @@ async fn a_run_whose_lease_expired_cannot_overwrite_the_result_of_the_run_that_t
     assert!(store.fail(&ids, "late", decision, "run-a/1").await.unwrap().is_empty());
     assert_eq!(store.defer(&ids, "late", Duration::ZERO, "run-a/1").await.unwrap(), 0);
     assert_eq!(
-        app.count("SELECT count(*) FROM sync_queue WHERE status = 'in_progress' AND locked_by = 'run-b/1'")
+        app.count("sync_queue WHERE status = 'in_progress' AND locked_by = 'run-b/1'")
             .await,
         6
     );
     // B's own write-back goes through.
     assert!(store.complete(&[], &ids, "run-b/1").await.unwrap().is_empty());
-    assert_eq!(
-        app.count("SELECT count(*) FROM sync_queue WHERE status = 'completed'")
-            .await,
-        6
-    );
+    assert_eq!(app.count("sync_queue WHERE status = 'completed'").await, 6);
 }
 
 #[tokio::test]
@@ -855,7 +677,7 @@ async fn concurrent_claims_never_split_one_entity_between_runs() {
 #[tokio::test]
 async fn a_deal_is_associated_with_its_company_even_when_the_companys_own_update_fails() {
     let app = SyncApp::spawn().await;
-    app.ingest(1, 1).await;
+    app.ingest_generated(1, 1).await;
     app.drain().await;
     app.execute(
         "UPDATE companies SET name = 'Renamed Inc';
@@ -865,26 +687,24 @@ async fn a_deal_is_associated_with_its_company_even_when_the_companys_own_update
     )
     .await;
     // The company's upsert (the round's first call) fails; the company is already in HubSpot, so its deal goes on.
-    app.sim.set_faults(FaultConfig {
-        next: vec![crmsync_hubspot_sim::FaultKind::Locked],
+    app.sim().set_faults(FaultConfig {
+        next: vec![FaultKind::Locked],
         ..FaultConfig::default()
     });
-    let mut config = HubSpotConfig::new(app.sim.base_url(), app.sim.access_token().to_owned().into());
-    config.max_retries = 0;
-    let sync = app.sync_with(HubSpotClient::new(config).unwrap(), None, quick_retries());
+    let sync = app.sync_with(app.hubspot_without_retries(), quick_retries());
     let report = sync.drain("cli", Duration::from_secs(60)).await.unwrap();
     assert_eq!(
         (report.failed, report.deals_updated, report.deferred),
         (1, 1, 0),
         "{report:?}"
     );
-    assert!(app.sim_objects("deals").await[0]["properties"]["amount"] == "777");
+    assert!(app.sim_records("deals").await[0].prop("amount") == Some("777"));
 }
 
 #[tokio::test]
 async fn a_deal_whose_company_is_dead_fails_saying_why_instead_of_waiting_forever() {
     let app = SyncApp::spawn().await;
-    app.ingest(1, 1).await;
+    app.ingest_generated(1, 1).await;
     app.execute(
         "UPDATE sync_queue SET status = 'dead', last_error = 'permanent: refused' WHERE entity_type = 'company'",
     )
@@ -897,18 +717,11 @@ async fn a_deal_whose_company_is_dead_fails_saying_why_instead_of_waiting_foreve
         "{report:?}"
     );
     assert_eq!(app.write_requests().await, writes, "the dead company is not sent");
-    let (error, company_id): (String, uuid::Uuid) = {
-        let client = app.db.pool().get().await.unwrap();
-        let row = client
-            .query_one(
-                "SELECT q.last_error, d.company_id FROM sync_queue q JOIN deals d ON d.id = q.entity_id
-                 WHERE q.entity_type = 'deal' AND q.status = 'dead'",
-                &[],
-            )
-            .await
-            .unwrap();
-        (row.get(0), row.get(1))
-    };
+    let dead = app
+        .select_one::<QueueRow>("WHERE entity_type = 'deal' AND status = 'dead'", &[])
+        .await;
+    let company_id = app.deal(dead.entity_id).await.company_id.expect("company");
+    let error = dead.last_error.expect("last error");
     assert!(
         error.contains(&format!("company {company_id} cannot be synced: its sync item is dead")),
         "{error}"
@@ -918,7 +731,7 @@ async fn a_deal_whose_company_is_dead_fails_saying_why_instead_of_waiting_foreve
 #[tokio::test]
 async fn a_deal_whose_company_was_deleted_fails_saying_why() {
     let app = SyncApp::spawn().await;
-    app.ingest(1, 1).await;
+    app.ingest_generated(1, 1).await;
     app.execute(
         "UPDATE companies SET hubspot_sync_status = 'deleted';
          DELETE FROM sync_queue WHERE entity_type = 'company';",
@@ -927,7 +740,7 @@ async fn a_deal_whose_company_was_deleted_fails_saying_why() {
     let report = app.drain().await;
     assert_eq!((report.deals_created, report.dead), (0, 1), "{report:?}");
     assert_eq!(
-        app.count("SELECT count(*) FROM sync_queue WHERE status = 'dead' AND last_error LIKE '%cannot be synced: its record is deleted'")
+        app.count("sync_queue WHERE status = 'dead' AND last_error LIKE '%cannot be synced: its record is deleted'")
             .await,
         1
     );
@@ -936,7 +749,7 @@ async fn a_deal_whose_company_was_deleted_fails_saying_why() {
 #[tokio::test]
 async fn a_failing_company_is_not_resent_for_its_waiting_deal_before_its_own_backoff() {
     let app = SyncApp::spawn().await;
-    app.ingest(1, 1).await;
+    app.ingest_generated(1, 1).await;
     // The company failed and backs off for an hour; its deal is due now.
     app.execute(
         "UPDATE sync_queue SET status = 'failed', attempts = 1, next_attempt_at = now() + interval '1 hour'
@@ -948,7 +761,7 @@ async fn a_failing_company_is_not_resent_for_its_waiting_deal_before_its_own_bac
     assert_eq!((report.deferred, report.companies_created), (1, 0), "{report:?}");
     assert_eq!(app.write_requests().await, writes);
     assert_eq!(
-        app.count("SELECT count(*) FROM sync_queue WHERE entity_type = 'deal' AND status = 'pending' AND attempts = 0")
+        app.count("sync_queue WHERE entity_type = 'deal' AND status = 'pending' AND attempts = 0")
             .await,
         1
     );
@@ -957,9 +770,9 @@ async fn a_failing_company_is_not_resent_for_its_waiting_deal_before_its_own_bac
 #[tokio::test]
 async fn no_hubspot_batch_starts_after_the_deadline_and_unsent_rows_go_back_without_an_attempt() {
     let app = SyncApp::spawn().await;
-    app.ingest(5, 5).await;
+    app.ingest_generated(5, 5).await;
     // Every answer takes 1.5 s: the companies' batch starts within the 1 s budget and ends after it.
-    app.sim.set_faults(FaultConfig {
+    app.sim().set_faults(FaultConfig {
         slow_rate: 1.0,
         slow_delay_ms: 1_500,
         ..FaultConfig::default()
@@ -970,13 +783,13 @@ async fn no_hubspot_batch_starts_after_the_deadline_and_unsent_rows_go_back_with
     assert!(app.sim_objects("deals").await.is_empty(), "no deal batch was started");
     assert_eq!(
         app.count(
-            "SELECT count(*) FROM sync_queue WHERE entity_type = 'deal' AND status = 'pending' AND attempts = 0
+            "sync_queue WHERE entity_type = 'deal' AND status = 'pending' AND attempts = 0
                AND next_attempt_at <= now() AND locked_by IS NULL"
         )
         .await,
         5
     );
-    app.sim.set_faults(FaultConfig::default());
+    app.sim().set_faults(FaultConfig::default());
     let report = app.drain().await;
     assert_eq!(report.deals_created, 5, "{report:?}");
 }
@@ -984,7 +797,7 @@ async fn no_hubspot_batch_starts_after_the_deadline_and_unsent_rows_go_back_with
 #[tokio::test]
 async fn a_run_counts_only_its_own_hubspot_requests_and_closes_runs_that_never_finished() {
     let app = SyncApp::spawn().await;
-    app.ingest(3, 1).await;
+    app.ingest_generated(3, 1).await;
     app.execute(
         "INSERT INTO crmsync.sync_runs (trigger, started_at) VALUES ('schedule', now() - interval '2 hours');
          INSERT INTO crmsync.sync_runs (trigger) VALUES ('cli');",
@@ -993,18 +806,21 @@ async fn a_run_counts_only_its_own_hubspot_requests_and_closes_runs_that_never_f
     app.drain().await;
     app.execute("INSERT INTO sync_queue (entity_type, entity_id, operation) SELECT 'deal', id, 'update' FROM deals")
         .await;
-    let before = app.sim.total_requests();
+    let before = app.sim().total_requests();
     let report = app.drain().await;
-    assert_eq!(report.hubspot_requests, app.sim.total_requests() - before, "{report:?}");
     assert_eq!(
-        app.count("SELECT count(*) FROM crmsync.sync_runs WHERE status = 'failed' AND error LIKE 'abandoned:%'")
+        report.hubspot_requests,
+        app.sim().total_requests() - before,
+        "{report:?}"
+    );
+    assert_eq!(
+        app.count("crmsync.sync_runs WHERE status = 'failed' AND error LIKE 'abandoned:%'")
             .await,
         1,
         "the two-hour-old run is closed"
     );
     assert_eq!(
-        app.count("SELECT count(*) FROM crmsync.sync_runs WHERE status = 'running'")
-            .await,
+        app.count("crmsync.sync_runs WHERE status = 'running'").await,
         1,
         "a recent run is left alone"
     );
