@@ -252,6 +252,15 @@ pub fn value_text(value: &Value) -> Option<String> {
     }
 }
 
+/// A JSON string, trimmed; `None` when it is not a string or is blank.
+pub fn non_empty_text(value: &Value) -> Option<String> {
+    value
+        .as_str()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
 /// A JSON id (string or number) as text.
 pub fn id_text(value: &Value) -> Option<String> {
     match value {
