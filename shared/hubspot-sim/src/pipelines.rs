@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::error::SimErrorResponse;
 use crate::http::{JsonBody, Params};
-use crate::model::{ObjectType, iso, non_empty_text, now};
+use crate::model::{ObjectType, SimObjectType as _, iso, non_empty_text, now};
 use crate::state::Sim;
 
 #[derive(Debug, Clone)]

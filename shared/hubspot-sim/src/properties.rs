@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::error::SimErrorResponse;
 use crate::http::{JsonBody, Params, batch_answer};
-use crate::model::{ObjectType, iso, non_empty_text, now};
+use crate::model::{ObjectType, SimObjectType as _, iso, non_empty_text, now};
 use crate::state::Sim;
 
 /// Property value types HubSpot accepts.

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::error::SimErrorResponse;
 use crate::http::{JsonBody, Params};
-use crate::model::{CrmObject, ObjectType, id_text, property_names, value_text};
+use crate::model::{CrmObject, ObjectType, SimObjectType as _, id_text, property_names, value_text};
 use crate::state::{Sim, Store};
 use crate::validate::parse_instant;
 

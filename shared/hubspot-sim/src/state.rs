@@ -17,7 +17,7 @@ use crate::error::{PropertyError, SimErrorResponse};
 use crate::events::{ChangeEvent, ChangeKind};
 use crate::faults::Faults;
 use crate::limits::Limits;
-use crate::model::{Actor, CrmObject, ObjectType, iso, now, value_text};
+use crate::model::{Actor, CrmObject, ObjectType, SimObjectType as _, iso, now, value_text};
 use crate::pipelines::Pipelines;
 use crate::properties::Schema;
 use crate::requests::RequestLog;
