@@ -310,13 +310,8 @@ impl HubSpotClient {
             })
             .collect();
         let path = call.path();
-        let mut outcome = assign(
-            &Origin::post(&path, status),
-            &keys,
-            results,
-            answer.errors,
-            Missing::Unknown,
-        );
+        let origin = Origin::post(&path, status);
+        let mut outcome = assign(&origin, &keys, results, answer.errors, Missing::Unknown);
         if void_answer {
             // Archive answers carry no results: an input without an error succeeded.
             outcome.recover(|e| matches!(e, HubSpotError::MissingResult { .. }), || ());
@@ -428,7 +423,8 @@ impl HubSpotClient {
                 }
                 let keys = input_keys(chunk, String::clone);
                 let path = call.path();
-                Ok(assign(&Origin::post(&path, status), &keys, results, answer.errors, Missing::NotFound))
+                let origin = Origin::post(&path, status);
+                Ok(assign(&origin, &keys, results, answer.errors, Missing::NotFound))
             }
             .instrument(span)
         })

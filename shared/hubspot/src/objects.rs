@@ -245,13 +245,8 @@ impl HubSpotClient {
                     })
                     .collect();
                 let path = call.path();
-                Ok(assign(
-                    &Origin::post(&path, status),
-                    &keys,
-                    results,
-                    answer.errors,
-                    Missing::ByOrder,
-                ))
+                let origin = Origin::post(&path, status);
+                Ok(assign(&origin, &keys, results, answer.errors, Missing::ByOrder))
             }
             .instrument(span)
         })
@@ -324,13 +319,8 @@ impl HubSpotClient {
             })
             .collect();
         let path = call.path();
-        Ok(assign(
-            &Origin::post(&path, status),
-            &keys,
-            results,
-            answer.errors,
-            Missing::NotFound,
-        ))
+        let origin = Origin::post(&path, status);
+        Ok(assign(&origin, &keys, results, answer.errors, Missing::NotFound))
     }
 
     /// Updates records by id, or by the values of a unique `id_property`, ≤100 per HTTP call. An input repeating
@@ -380,13 +370,8 @@ impl HubSpotClient {
                     })
                     .collect();
                 let path = call.path();
-                Ok(assign(
-                    &Origin::post(&path, status),
-                    &keys,
-                    results,
-                    answer.errors,
-                    Missing::Unknown,
-                ))
+                let origin = Origin::post(&path, status);
+                Ok(assign(&origin, &keys, results, answer.errors, Missing::Unknown))
             }
             .instrument(span)
         })
@@ -449,13 +434,8 @@ impl HubSpotClient {
                     })
                     .collect();
                 let path = call.path();
-                Ok(assign(
-                    &Origin::post(&path, status),
-                    &keys,
-                    results,
-                    answer.errors,
-                    Missing::Unknown,
-                ))
+                let origin = Origin::post(&path, status);
+                Ok(assign(&origin, &keys, results, answer.errors, Missing::Unknown))
             }
             .instrument(span)
         })
