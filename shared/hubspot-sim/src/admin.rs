@@ -16,7 +16,7 @@ use crate::associations::direction;
 use crate::config::{FaultConfig, WebhookTarget};
 use crate::error::SimErrorResponse;
 use crate::http::{JsonBody, QueryList};
-use crate::model::{Actor, ObjectType, id_text, property_names};
+use crate::model::{Actor, ObjectType, SimObjectType as _, id_text, property_names};
 use crate::state::{BatchClaims, Sim, Store, lock, raw_properties};
 
 /// The `/__sim` routes.

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::error::SimErrorResponse;
 use crate::events::{ChangeEvent, ChangeKind};
 use crate::http::{JsonBody, Params, batch_answer};
-use crate::model::{Actor, ObjectType, id_text, iso, now};
+use crate::model::{Actor, ObjectType, SimObjectType as _, id_text, iso, now};
 use crate::state::{Sim, Store};
 
 /// Batch create and default-associate take at most 2,000 inputs; batch read 1,000 (guide).
@@ -407,10 +407,7 @@ pub async fn batch_create(
     params: Params,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, SimErrorResponse> {
-    let (from_type, to_type) = (
-        params.object_type("from_object_type")?,
-        params.object_type("to_object_type")?,
-    );
+    let (from_type, to_type) = params.association_types()?;
     let dated = params.is_dated();
     let items = inputs(&body, MAX_WRITE_INPUTS)?;
     let started = iso(now());
@@ -486,10 +483,7 @@ pub async fn batch_associate_default(
     params: Params,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, SimErrorResponse> {
-    let (from_type, to_type) = (
-        params.object_type("from_object_type")?,
-        params.object_type("to_object_type")?,
-    );
+    let (from_type, to_type) = params.association_types()?;
     let dir = direction(from_type, to_type).ok_or_else(|| {
         SimErrorResponse::validation(format!(
             "HubSpot defines no association from {} to {}",
@@ -541,10 +535,7 @@ pub async fn batch_read(
     params: Params,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, SimErrorResponse> {
-    let (from_type, to_type) = (
-        params.object_type("from_object_type")?,
-        params.object_type("to_object_type")?,
-    );
+    let (from_type, to_type) = params.association_types()?;
     let dated = params.is_dated();
     let items = inputs(&body, MAX_READ_INPUTS)?;
     let started = iso(now());
@@ -595,10 +586,7 @@ pub async fn batch_archive(
     params: Params,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, SimErrorResponse> {
-    let (from_type, to_type) = (
-        params.object_type("from_object_type")?,
-        params.object_type("to_object_type")?,
-    );
+    let (from_type, to_type) = params.association_types()?;
     let items = inputs(&body, MAX_WRITE_INPUTS)?;
     let started = iso(now());
     let mut pairs = Vec::new();

@@ -7,7 +7,7 @@
 
 use serde_json::{Value, json};
 
-use crate::model::{Actor, ObjectType};
+use crate::model::{Actor, ObjectType, SimObjectType as _};
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq)]

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::error::SimErrorResponse;
-use crate::model::{ObjectType, iso, now};
+use crate::model::{ObjectType, SimObjectType as _, iso, now};
 
 /// Path parameters by name. Routes use `version` for the date-versioned paths
 /// (`/crm/objects/{version}/…`), which must look like `2026-03` (optionally `-beta`).
@@ -58,6 +58,14 @@ impl Params {
         let text = self.text(key)?;
         ObjectType::parse(&text)
             .ok_or_else(|| SimErrorResponse::validation(format!("Unable to infer object type from: {text}")))
+    }
+
+    /// The `{from_object_type}` and `{to_object_type}` of an association path.
+    pub fn association_types(&self) -> Result<(ObjectType, ObjectType), SimErrorResponse> {
+        Ok((
+            self.object_type("from_object_type")?,
+            self.object_type("to_object_type")?,
+        ))
     }
 
     /// Whether the request used a date-versioned path rather than v3/v4.

@@ -6,94 +6,96 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-/// A CRM object type. Type ids: <https://developers.hubspot.com/docs/api-reference/latest/crm/using-object-apis>.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ObjectType {
-    Companies,
-    Contacts,
-    Deals,
-    Notes,
-    Calls,
-    Emails,
-    Meetings,
-    Tasks,
-}
+/// The CRM object types: the client's own enum, so the simulator serves exactly the types the client names.
+/// Type ids: <https://developers.hubspot.com/docs/api-reference/latest/crm/using-object-apis>.
+pub use crmsync_hubspot::ObjectType;
 
-impl ObjectType {
-    pub const ALL: [ObjectType; 8] = [
-        ObjectType::Companies,
-        ObjectType::Contacts,
-        ObjectType::Deals,
-        ObjectType::Notes,
-        ObjectType::Calls,
-        ObjectType::Emails,
-        ObjectType::Meetings,
-        ObjectType::Tasks,
-    ];
-
+/// What the simulator knows about an object type beyond its name: other spellings, type id, system and default
+/// properties, and which API features it has.
+pub trait SimObjectType: Sized {
     /// Accepts the plural (`deals`), singular (`deal`) or type id (`0-3`), case-insensitively,
     /// as HubSpot's paths do.
-    pub fn parse(text: &str) -> Option<Self> {
+    fn parse(text: &str) -> Option<Self>;
+
+    /// The plural name, as in paths (`deals`).
+    fn plural(self) -> &'static str;
+
+    /// The singular name (`deal`), as in error messages and webhook subscriptions.
+    fn singular(self) -> &'static str;
+
+    /// HubSpot's object type id (`0-3`).
+    fn type_id(self) -> &'static str;
+
+    /// Legacy webhook subscriptions (`deal.creation`, …) exist for companies, contacts and deals.
+    fn emits_webhooks(self) -> bool;
+
+    /// Companies, contacts and deals can be merged.
+    fn mergeable(self) -> bool;
+
+    /// The creation timestamp property: `hs_createdate` for activities, `createdate` otherwise.
+    fn created_property(self) -> &'static str;
+
+    /// Contacts use `lastmodifieddate`; everything else `hs_lastmodifieddate`.
+    fn modified_property(self) -> &'static str;
+
+    /// Properties returned when a request names none.
+    fn default_properties(self) -> &'static [&'static str];
+
+    /// Properties that must be set at creation. Deals per the contract; activities per
+    /// <https://developers.hubspot.com/docs/api-reference/latest/crm/using-object-apis>.
+    fn required_properties(self) -> &'static [&'static str];
+
+    /// Properties a free-text `query` search looks in.
+    fn query_properties(self) -> &'static [&'static str];
+}
+
+impl SimObjectType for ObjectType {
+    fn parse(text: &str) -> Option<ObjectType> {
         let text = text.to_ascii_lowercase();
-        Self::ALL
+        ObjectType::ALL
             .into_iter()
             .find(|t| t.plural() == text || t.singular() == text || t.type_id() == text)
     }
 
-    pub fn plural(self) -> &'static str {
+    fn plural(self) -> &'static str {
+        self.as_str()
+    }
+
+    fn singular(self) -> &'static str {
         match self {
-            Self::Companies => "companies",
-            Self::Contacts => "contacts",
-            Self::Deals => "deals",
-            Self::Notes => "notes",
-            Self::Calls => "calls",
-            Self::Emails => "emails",
-            Self::Meetings => "meetings",
-            Self::Tasks => "tasks",
+            ObjectType::Companies => "company",
+            ObjectType::Contacts => "contact",
+            ObjectType::Deals => "deal",
+            ObjectType::Notes => "note",
+            ObjectType::Calls => "call",
+            ObjectType::Emails => "email",
+            ObjectType::Meetings => "meeting",
+            ObjectType::Tasks => "task",
         }
     }
 
-    pub fn singular(self) -> &'static str {
+    fn type_id(self) -> &'static str {
         match self {
-            Self::Companies => "company",
-            Self::Contacts => "contact",
-            Self::Deals => "deal",
-            Self::Notes => "note",
-            Self::Calls => "call",
-            Self::Emails => "email",
-            Self::Meetings => "meeting",
-            Self::Tasks => "task",
+            ObjectType::Contacts => "0-1",
+            ObjectType::Companies => "0-2",
+            ObjectType::Deals => "0-3",
+            ObjectType::Tasks => "0-27",
+            ObjectType::Notes => "0-46",
+            ObjectType::Meetings => "0-47",
+            ObjectType::Calls => "0-48",
+            ObjectType::Emails => "0-49",
         }
     }
 
-    pub fn type_id(self) -> &'static str {
-        match self {
-            Self::Contacts => "0-1",
-            Self::Companies => "0-2",
-            Self::Deals => "0-3",
-            Self::Tasks => "0-27",
-            Self::Notes => "0-46",
-            Self::Meetings => "0-47",
-            Self::Calls => "0-48",
-            Self::Emails => "0-49",
-        }
-    }
-
-    pub fn is_activity(self) -> bool {
-        !matches!(self, Self::Companies | Self::Contacts | Self::Deals)
-    }
-
-    /// Legacy webhook subscriptions (`deal.creation`, …) exist for companies, contacts and deals.
-    pub fn emits_webhooks(self) -> bool {
+    fn emits_webhooks(self) -> bool {
         !self.is_activity()
     }
 
-    /// Companies, contacts and deals can be merged.
-    pub fn mergeable(self) -> bool {
+    fn mergeable(self) -> bool {
         !self.is_activity()
     }
 
-    pub fn created_property(self) -> &'static str {
+    fn created_property(self) -> &'static str {
         if self.is_activity() {
             "hs_createdate"
         } else {
@@ -101,20 +103,18 @@ impl ObjectType {
         }
     }
 
-    /// Contacts use `lastmodifieddate`; everything else `hs_lastmodifieddate`.
-    pub fn modified_property(self) -> &'static str {
-        if self == Self::Contacts {
+    fn modified_property(self) -> &'static str {
+        if self == ObjectType::Contacts {
             "lastmodifieddate"
         } else {
             "hs_lastmodifieddate"
         }
     }
 
-    /// Properties returned when a request names none.
-    pub fn default_properties(self) -> &'static [&'static str] {
+    fn default_properties(self) -> &'static [&'static str] {
         match self {
-            Self::Companies => &["createdate", "domain", "hs_lastmodifieddate", "hs_object_id", "name"],
-            Self::Contacts => &[
+            ObjectType::Companies => &["createdate", "domain", "hs_lastmodifieddate", "hs_object_id", "name"],
+            ObjectType::Contacts => &[
                 "createdate",
                 "email",
                 "firstname",
@@ -122,7 +122,7 @@ impl ObjectType {
                 "lastmodifieddate",
                 "lastname",
             ],
-            Self::Deals => &[
+            ObjectType::Deals => &[
                 "amount",
                 "closedate",
                 "createdate",
@@ -136,23 +136,20 @@ impl ObjectType {
         }
     }
 
-    /// Properties that must be set at creation. Deals per the contract; activities per
-    /// <https://developers.hubspot.com/docs/api-reference/latest/crm/using-object-apis>.
-    pub fn required_properties(self) -> &'static [&'static str] {
+    fn required_properties(self) -> &'static [&'static str] {
         match self {
-            Self::Deals => &["dealname", "dealstage", "pipeline"],
-            Self::Emails => &["hs_timestamp", "hs_email_direction"],
-            Self::Notes | Self::Calls | Self::Meetings | Self::Tasks => &["hs_timestamp"],
-            Self::Companies | Self::Contacts => &[],
+            ObjectType::Deals => &["dealname", "dealstage", "pipeline"],
+            ObjectType::Emails => &["hs_timestamp", "hs_email_direction"],
+            ObjectType::Notes | ObjectType::Calls | ObjectType::Meetings | ObjectType::Tasks => &["hs_timestamp"],
+            ObjectType::Companies | ObjectType::Contacts => &[],
         }
     }
 
-    /// Properties a free-text `query` search looks in.
-    pub fn query_properties(self) -> &'static [&'static str] {
+    fn query_properties(self) -> &'static [&'static str] {
         match self {
-            Self::Companies => &["name", "domain", "website", "phone"],
-            Self::Contacts => &["firstname", "lastname", "email", "phone", "company"],
-            Self::Deals => &["dealname"],
+            ObjectType::Companies => &["name", "domain", "website", "phone"],
+            ObjectType::Contacts => &["firstname", "lastname", "email", "phone", "company"],
+            ObjectType::Deals => &["dealname"],
             _ => &[],
         }
     }
@@ -250,6 +247,15 @@ pub fn value_text(value: &Value) -> Option<String> {
         Value::Null => Some(String::new()),
         Value::Array(_) | Value::Object(_) => None,
     }
+}
+
+/// A JSON string, trimmed; `None` when it is not a string or is blank.
+pub fn non_empty_text(value: &Value) -> Option<String> {
+    value
+        .as_str()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
 /// A JSON id (string or number) as text.

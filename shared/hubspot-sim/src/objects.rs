@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use crate::associations::target_of;
 use crate::error::SimErrorResponse;
 use crate::http::{JsonBody, Params, QueryList, batch_answer};
-use crate::model::{Actor, ObjectType, id_text, iso, now, property_names};
+use crate::model::{Actor, ObjectType, SimObjectType as _, id_text, iso, now, property_names};
 use crate::state::{BatchClaims, Prepared, Sim, Store, WriteError, raw_properties};
 
 /// "Object API batch endpoints are limited to 100 inputs per request" (using-object-apis).

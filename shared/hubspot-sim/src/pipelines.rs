@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::error::SimErrorResponse;
 use crate::http::{JsonBody, Params};
-use crate::model::{ObjectType, iso, now};
+use crate::model::{ObjectType, SimObjectType as _, iso, non_empty_text, now};
 use crate::state::Sim;
 
 #[derive(Debug, Clone)]
@@ -360,14 +360,6 @@ fn optional_order(patch: &Value) -> Result<Option<i64>, SimErrorResponse> {
             .map(Some)
             .ok_or_else(|| SimErrorResponse::validation("displayOrder must be an integer")),
     }
-}
-
-fn non_empty_text(value: &Value) -> Option<String> {
-    value
-        .as_str()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
 }
 
 /// A probability in 0.0..=1.0 (number or numeric string), written like HubSpot ("0.2", "1.0").

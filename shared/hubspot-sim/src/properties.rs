@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::error::SimErrorResponse;
 use crate::http::{JsonBody, Params, batch_answer};
-use crate::model::{ObjectType, iso, now};
+use crate::model::{ObjectType, SimObjectType as _, iso, non_empty_text, now};
 use crate::state::Sim;
 
 /// Property value types HubSpot accepts.
@@ -212,37 +212,22 @@ impl Schema {
         object_type: ObjectType,
         input: &Value,
     ) -> Result<&PropertyDef, SimErrorResponse> {
-        let text = |field: &str| {
-            input[field]
-                .as_str()
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-        };
-        let name = text("name").ok_or_else(|| SimErrorResponse::validation("name is required"))?;
-        if !name.starts_with(|c: char| c.is_ascii_lowercase())
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        {
-            return Err(SimErrorResponse::validation(format!(
-                "name {name:?} is not valid: use lowercase letters, digits and underscores, starting with a letter"
-            )));
-        }
-        let label = text("label").ok_or_else(|| SimErrorResponse::validation("label is required"))?;
-        let kind = text("type").ok_or_else(|| SimErrorResponse::validation("type is required"))?;
+        let name = required_text(input, "name")?;
+        check_property_name(&name)?;
+        let label = required_text(input, "label")?;
+        let kind = required_text(input, "type")?;
         if !TYPES.contains(&kind.as_str()) {
             return Err(SimErrorResponse::validation(format!(
                 "type {kind:?} is not one of {TYPES:?}"
             )));
         }
-        let field_type = text("fieldType").ok_or_else(|| SimErrorResponse::validation("fieldType is required"))?;
+        let field_type = required_text(input, "fieldType")?;
         if !FIELD_TYPES.contains(&field_type.as_str()) {
             return Err(SimErrorResponse::validation(format!(
                 "fieldType {field_type:?} is not one of {FIELD_TYPES:?}"
             )));
         }
-        let group_name = text("groupName").ok_or_else(|| SimErrorResponse::validation("groupName is required"))?;
+        let group_name = required_text(input, "groupName")?;
         if self.group(object_type, &group_name).is_none() {
             return Err(SimErrorResponse::validation(format!(
                 "groupName {group_name:?} does not exist for {}; create the group first",
@@ -275,7 +260,7 @@ impl Schema {
             kind,
             field_type,
             group_name,
-            description: text("description").unwrap_or_default(),
+            description: non_empty_text(&input["description"]).unwrap_or_default(),
             options,
             display_order: input["displayOrder"].as_i64().unwrap_or(-1),
             has_unique_value,
@@ -292,15 +277,8 @@ impl Schema {
 
     /// Validates a `PropertyGroupCreate` body and adds the group.
     pub fn create_group(&mut self, object_type: ObjectType, input: &Value) -> Result<&PropertyGroup, SimErrorResponse> {
-        let text = |field: &str| {
-            input[field]
-                .as_str()
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-        };
-        let name = text("name").ok_or_else(|| SimErrorResponse::validation("name is required"))?;
-        let label = text("label").ok_or_else(|| SimErrorResponse::validation("label is required"))?;
+        let name = required_text(input, "name")?;
+        let label = required_text(input, "label")?;
         if self.group(object_type, &name).is_some() {
             return Err(SimErrorResponse::new(
                 StatusCode::CONFLICT,
@@ -319,6 +297,25 @@ impl Schema {
     }
 }
 
+/// A body's required text field, or the validation error "`field` is required".
+fn required_text(input: &Value, field: &str) -> Result<String, SimErrorResponse> {
+    non_empty_text(&input[field]).ok_or_else(|| SimErrorResponse::validation(format!("{field} is required")))
+}
+
+/// Rejects a property name that is not lowercase letters, digits and underscores starting with a letter.
+fn check_property_name(name: &str) -> Result<(), SimErrorResponse> {
+    if !name.starts_with(|c: char| c.is_ascii_lowercase())
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err(SimErrorResponse::validation(format!(
+            "name {name:?} is not valid: use lowercase letters, digits and underscores, starting with a letter"
+        )));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Flags {
     Writable,
@@ -326,6 +323,8 @@ enum Flags {
     Calculated,
 }
 
+/// The HubSpot-defined properties of `object_type` as `(name, type, flags)`: those every type has, its own
+/// writable ones, and for deals the ones calculated from the stage.
 fn builtin(object_type: ObjectType) -> Vec<(&'static str, &'static str, Flags)> {
     use Flags::*;
     let mut props = vec![
@@ -335,7 +334,25 @@ fn builtin(object_type: ObjectType) -> Vec<(&'static str, &'static str, Flags)> 
         (object_type.modified_property(), "datetime", ReadOnly),
         (object_type.created_property(), "datetime", Writable),
     ];
-    let specific: &[(&str, &str)] = match object_type {
+    props.extend(
+        type_properties(object_type)
+            .iter()
+            .map(|(name, kind)| (*name, *kind, Writable)),
+    );
+    if object_type == ObjectType::Deals {
+        props.extend([
+            ("hs_is_closed", "bool", Calculated),
+            ("hs_is_closed_won", "bool", Calculated),
+            ("hs_deal_stage_probability", "number", Calculated),
+        ]);
+    }
+    props
+}
+
+// long: one table, a short list per object type; splitting it would scatter HubSpot's built-in properties.
+/// The writable HubSpot-defined properties particular to `object_type`, as `(name, type)`.
+fn type_properties(object_type: ObjectType) -> &'static [(&'static str, &'static str)] {
+    match object_type {
         ObjectType::Companies => &[
             ("name", "string"),
             ("domain", "string"),
@@ -414,16 +431,7 @@ fn builtin(object_type: ObjectType) -> Vec<(&'static str, &'static str, Flags)> 
             ("hs_task_priority", "enumeration"),
             ("hs_task_type", "enumeration"),
         ],
-    };
-    props.extend(specific.iter().map(|(name, kind)| (*name, *kind, Writable)));
-    if object_type == ObjectType::Deals {
-        props.extend([
-            ("hs_is_closed", "bool", Calculated),
-            ("hs_is_closed_won", "bool", Calculated),
-            ("hs_deal_stage_probability", "number", Calculated),
-        ]);
     }
-    props
 }
 
 fn default_field_type(kind: &str) -> &'static str {

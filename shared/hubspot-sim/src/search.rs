@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::error::SimErrorResponse;
 use crate::http::{JsonBody, Params};
-use crate::model::{CrmObject, ObjectType, id_text, property_names, value_text};
+use crate::model::{CrmObject, ObjectType, SimObjectType as _, id_text, property_names, value_text};
 use crate::state::{Sim, Store};
 use crate::validate::parse_instant;
 
@@ -308,6 +308,37 @@ pub async fn search(
     let object_type = params.object_type("object_type")?;
     let request: SearchRequest = serde_json::from_value(body)
         .map_err(|e| SimErrorResponse::validation(format!("Invalid search request: {e}")))?;
+    let (limit, after) = page_window(&request)?;
+    check_filter_limits(&request)?;
+    if request.sorts.len() > 1 {
+        return Err(SimErrorResponse::validation("only one sort is allowed"));
+    }
+    let sort = request.sorts.first().map(parse_sort).transpose()?;
+    let names = property_names(object_type, &request.properties, &[]);
+    let (total, results) = sim.with_store(|store| {
+        let mut hits = matching(store, object_type, &request)?;
+        if let Some((name, descending)) = &sort {
+            hits = sorted(store, object_type, hits, name, *descending);
+        }
+        let end = (after + limit).min(hits.len()).min(MAX_RESULTS);
+        let page: Vec<Value> = hits
+            .get(after..end)
+            .unwrap_or_default()
+            .iter()
+            .map(|o| o.render(&names))
+            .collect();
+        Ok::<_, SimErrorResponse>((hits.len(), page))
+    })?;
+    let mut body = json!({"total": total, "results": results});
+    if after + limit < total {
+        let next = after + limit;
+        body["paging"] = json!({"next": {"after": next.to_string(), "link": format!("?after={next}")}});
+    }
+    Ok(axum::Json(body).into_response())
+}
+
+/// The request's page size (default 10) and paging cursor, each within the search API's limits.
+fn page_window(request: &SearchRequest) -> Result<(usize, usize), SimErrorResponse> {
     let limit = match &request.limit {
         None => 10,
         Some(value) => id_text(value)
@@ -328,6 +359,11 @@ pub async fn search(
             "after {after} is past the search API's limit of {MAX_RESULTS} results per query; narrow the filters"
         )));
     }
+    Ok((limit, after))
+}
+
+/// Rejects more filter groups, filters per group or filters in total than the search API takes.
+fn check_filter_limits(request: &SearchRequest) -> Result<(), SimErrorResponse> {
     let total_filters: usize = request.filter_groups.iter().map(|g| g.filters.len()).sum();
     if request.filter_groups.len() > MAX_GROUPS
         || request
@@ -340,83 +376,79 @@ pub async fn search(
             "at most {MAX_GROUPS} filterGroups of {MAX_FILTERS_PER_GROUP} filters each and {MAX_FILTERS} filters in total are allowed"
         )));
     }
-    if request.sorts.len() > 1 {
-        return Err(SimErrorResponse::validation("only one sort is allowed"));
-    }
-    let sort = request.sorts.first().map(parse_sort).transpose()?;
-    let names = property_names(object_type, &request.properties, &[]);
-    let (total, results) = sim.with_store(|store| {
-        let groups: Vec<Vec<Compiled>> = request
-            .filter_groups
-            .iter()
-            .map(|g| {
-                g.filters
+    Ok(())
+}
+
+/// The live records any filter group matches (all filters of a group) and the free-text query names, by id.
+fn matching<'s>(
+    store: &'s Store,
+    object_type: ObjectType,
+    request: &SearchRequest,
+) -> Result<Vec<&'s CrmObject>, SimErrorResponse> {
+    let groups: Vec<Vec<Compiled>> = request
+        .filter_groups
+        .iter()
+        .map(|g| {
+            g.filters
+                .iter()
+                .map(|f| compile(store, object_type, f))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .collect::<Result<_, _>>()?;
+    let query = request
+        .query
+        .as_deref()
+        .map(str::to_lowercase)
+        .filter(|q| !q.is_empty());
+    Ok(store
+        .objects(object_type)
+        .filter(|o| !o.archived())
+        .filter(|o| {
+            groups.is_empty()
+                || groups
                     .iter()
-                    .map(|f| compile(store, object_type, f))
-                    .collect::<Result<Vec<_>, _>>()
+                    .any(|g| g.iter().all(|f| f.matches(store, object_type, o)))
+        })
+        .filter(|o| {
+            query.as_ref().is_none_or(|q| {
+                object_type
+                    .query_properties()
+                    .iter()
+                    .any(|p| o.get(p).is_some_and(|v| v.to_lowercase().contains(q)))
             })
-            .collect::<Result<_, _>>()?;
-        let query = request
-            .query
-            .as_deref()
-            .map(str::to_lowercase)
-            .filter(|q| !q.is_empty());
-        let mut hits: Vec<&CrmObject> = store
-            .objects(object_type)
-            .filter(|o| !o.archived())
-            .filter(|o| {
-                groups.is_empty()
-                    || groups
-                        .iter()
-                        .any(|g| g.iter().all(|f| f.matches(store, object_type, o)))
-            })
-            .filter(|o| {
-                query.as_ref().is_none_or(|q| {
-                    object_type
-                        .query_properties()
-                        .iter()
-                        .any(|p| o.get(p).is_some_and(|v| v.to_lowercase().contains(q)))
-                })
-            })
-            .collect();
-        if let Some((name, descending)) = &sort {
-            // Parse each sort value once, not on every comparison.
-            let kind = store
-                .schema
-                .get(object_type, name)
-                .map(|d| d.kind.clone())
-                .unwrap_or_default();
-            let mut keyed: Vec<(Option<Typed>, &CrmObject)> = hits
-                .into_iter()
-                .map(|o| (o.get(name).map(|v| typed(&kind, v, false)), o))
-                .collect();
-            keyed.sort_by(|(x, a), (y, b)| {
-                let ordering = match (x, y) {
-                    (Some(x), Some(y)) => compare(x, y).unwrap_or(Ordering::Equal),
-                    (Some(_), None) => Ordering::Less,
-                    (None, Some(_)) => Ordering::Greater,
-                    (None, None) => Ordering::Equal,
-                };
-                let ordering = if *descending { ordering.reverse() } else { ordering };
-                ordering.then(a.id.cmp(&b.id))
-            });
-            hits = keyed.into_iter().map(|(_, o)| o).collect();
-        }
-        let end = (after + limit).min(hits.len()).min(MAX_RESULTS);
-        let page: Vec<Value> = hits
-            .get(after..end)
-            .unwrap_or_default()
-            .iter()
-            .map(|o| o.render(&names))
-            .collect();
-        Ok::<_, SimErrorResponse>((hits.len(), page))
-    })?;
-    let mut body = json!({"total": total, "results": results});
-    if after + limit < total {
-        let next = after + limit;
-        body["paging"] = json!({"next": {"after": next.to_string(), "link": format!("?after={next}")}});
-    }
-    Ok(axum::Json(body).into_response())
+        })
+        .collect())
+}
+
+/// `hits` sorted by property `name` as its type compares, records without a value last, ties by id.
+fn sorted<'s>(
+    store: &Store,
+    object_type: ObjectType,
+    hits: Vec<&'s CrmObject>,
+    name: &str,
+    descending: bool,
+) -> Vec<&'s CrmObject> {
+    // Parse each sort value once, not on every comparison.
+    let kind = store
+        .schema
+        .get(object_type, name)
+        .map(|d| d.kind.clone())
+        .unwrap_or_default();
+    let mut keyed: Vec<(Option<Typed>, &CrmObject)> = hits
+        .into_iter()
+        .map(|o| (o.get(name).map(|v| typed(&kind, v, false)), o))
+        .collect();
+    keyed.sort_by(|(x, a), (y, b)| {
+        let ordering = match (x, y) {
+            (Some(x), Some(y)) => compare(x, y).unwrap_or(Ordering::Equal),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        };
+        let ordering = if descending { ordering.reverse() } else { ordering };
+        ordering.then(a.id.cmp(&b.id))
+    });
+    keyed.into_iter().map(|(_, o)| o).collect()
 }
 
 #[cfg(test)]

@@ -245,14 +245,7 @@ async fn gate(State(sim): State<Sim>, matched: Option<MatchedPath>, request: Req
     let endpoint = format!("{} {path}", request.method());
     let record = |outcome: &str| lock(&sim.shared().requests).record(&endpoint, outcome);
 
-    let token = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .unwrap_or_default()
-        .to_string();
+    let token = bearer_token(&request);
     if token.is_empty() || token != sim.config().access_token {
         record("401");
         return SimErrorResponse::unauthenticated().into_response();
@@ -271,11 +264,40 @@ async fn gate(State(sim): State<Sim>, matched: Option<MatchedPath>, request: Req
     };
 
     let is_write = request.method() != Method::GET && !is_search && !path.ends_with("/batch/read");
+    let mut response = run_with_fault(&sim, is_write, request, next, &record).await;
+    if !is_search {
+        apply_headers(response.headers_mut(), &headers);
+    }
+    record(response.status().as_str());
+    response
+}
+
+/// The token of the request's `Authorization: Bearer …` header, empty when there is none.
+fn bearer_token(request: &Request) -> String {
+    request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Runs the handler under the fault the fault plan draws for this request: an error answer instead of the
+/// handler, a slow answer, a dropped connection after the write, or none.
+async fn run_with_fault(
+    sim: &Sim,
+    is_write: bool,
+    request: Request,
+    next: Next,
+    record: &(impl Fn(&str) + Sync),
+) -> Response {
     let (fault, retry_after_secs) = {
         let mut faults = lock(&sim.shared().faults);
         (faults.decide(is_write), faults.config().migration_retry_after_secs)
     };
-    let mut response = match fault {
+    match fault {
         Some(
             kind @ (FaultKind::InternalError
             | FaultKind::BadGateway
@@ -300,35 +322,34 @@ async fn gate(State(sim): State<Sim>, matched: Option<MatchedPath>, request: Req
                 .await
                 .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
         }
-        Some(FaultKind::DropAfterWrite) => {
-            let control = request.extensions().get::<DropConnection>().cloned();
-            let response = next.run(request).await;
-            match control {
-                Some(DropConnection(signal)) => {
-                    record("dropped");
-                    signal.notify_one();
-                    // Never answer: the connection task drops the socket on the signal.
-                    return std::future::pending().await;
-                }
-                None => {
-                    tracing::warn!("drop-after-write fault outside the simulator's accept loop; answering 500");
-                    drop(response);
-                    SimErrorResponse::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "INTERNAL_ERROR",
-                        "connection drop unavailable",
-                    )
-                    .into_response()
-                }
-            }
-        }
+        Some(FaultKind::DropAfterWrite) => drop_after_write(request, next, record).await,
         None => next.run(request).await,
-    };
-    if !is_search {
-        apply_headers(response.headers_mut(), &headers);
     }
-    record(response.status().as_str());
-    response
+}
+
+/// Applies the write, then never answers: the connection task drops the socket on the request's
+/// [`DropConnection`] signal. Outside the simulator's accept loop there is no such signal, so it answers 500.
+async fn drop_after_write(request: Request, next: Next, record: &(impl Fn(&str) + Sync)) -> Response {
+    let control = request.extensions().get::<DropConnection>().cloned();
+    let response = next.run(request).await;
+    match control {
+        Some(DropConnection(signal)) => {
+            record("dropped");
+            signal.notify_one();
+            // Never answer: the connection task drops the socket on the signal.
+            std::future::pending().await
+        }
+        None => {
+            tracing::warn!("drop-after-write fault outside the simulator's accept loop; answering 500");
+            drop(response);
+            SimErrorResponse::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_ERROR",
+                "connection drop unavailable",
+            )
+            .into_response()
+        }
+    }
 }
 
 /// Accepts connections until shutdown; each connection is served in its own task, which drops

@@ -17,7 +17,7 @@ use crate::error::{PropertyError, SimErrorResponse};
 use crate::events::{ChangeEvent, ChangeKind};
 use crate::faults::Faults;
 use crate::limits::Limits;
-use crate::model::{Actor, CrmObject, ObjectType, iso, now, value_text};
+use crate::model::{Actor, CrmObject, ObjectType, SimObjectType as _, iso, now, value_text};
 use crate::pipelines::Pipelines;
 use crate::properties::Schema;
 use crate::requests::RequestLog;
@@ -182,6 +182,42 @@ impl Store {
         raw: &BTreeMap<String, String>,
         claims: &mut BatchClaims,
     ) -> Result<Prepared, WriteError> {
+        let (changes, mut errors) = self.normalize(object_type, raw);
+        let existing = target.and_then(|id| self.get(object_type, id));
+        let effective = |name: &str| -> Option<String> {
+            match changes.get(name) {
+                Some(v) => Some(v.clone()).filter(|v| !v.is_empty()),
+                None => existing.and_then(|o| o.get(name)).map(str::to_string),
+            }
+        };
+        if target.is_none() {
+            for name in object_type.required_properties() {
+                if effective(name).is_none() && !errors.iter().any(|e| e.name == *name) {
+                    errors.push(PropertyError::new(
+                        name,
+                        "MISSING_REQUIRED_PROPERTY",
+                        format!("{name} is required when creating a {}", object_type.singular()),
+                    ));
+                }
+            }
+        }
+        if object_type == ObjectType::Deals && (changes.contains_key("pipeline") || changes.contains_key("dealstage")) {
+            errors.extend(self.stage_error(effective("pipeline"), effective("dealstage")));
+        }
+        if !errors.is_empty() {
+            return Err(WriteError::Invalid(errors));
+        }
+        self.claim_unique_values(object_type, target, &changes, claims)?;
+        Ok(Prepared { changes })
+    }
+
+    /// Normalises each raw value by its property's definition: the values to set, and an error for each unknown
+    /// property, read-only property or invalid value.
+    fn normalize(
+        &self,
+        object_type: ObjectType,
+        raw: &BTreeMap<String, String>,
+    ) -> (BTreeMap<String, String>, Vec<PropertyError>) {
         let mut errors = Vec::new();
         let mut changes = BTreeMap::new();
         for (name, value) in raw {
@@ -208,45 +244,43 @@ impl Store {
                 Err(e) => errors.push(e),
             }
         }
-        let existing = target.and_then(|id| self.get(object_type, id));
-        let effective = |name: &str| -> Option<String> {
-            match changes.get(name) {
-                Some(v) => Some(v.clone()).filter(|v| !v.is_empty()),
-                None => existing.and_then(|o| o.get(name)).map(str::to_string),
-            }
-        };
-        if target.is_none() {
-            for name in object_type.required_properties() {
-                if effective(name).is_none() && !errors.iter().any(|e| e.name == *name) {
-                    errors.push(PropertyError::new(
-                        name,
-                        "MISSING_REQUIRED_PROPERTY",
-                        format!("{name} is required when creating a {}", object_type.singular()),
-                    ));
-                }
-            }
-        }
-        if object_type == ObjectType::Deals && (changes.contains_key("pipeline") || changes.contains_key("dealstage")) {
-            match (effective("pipeline"), effective("dealstage")) {
-                (Some(pipeline), _) if self.pipelines.get(&pipeline).is_none() => errors.push(PropertyError::new(
-                    "pipeline",
+        (changes, errors)
+    }
+
+    /// The error for a deal whose resulting pipeline is unknown or whose stage is not in that pipeline.
+    fn stage_error(&self, pipeline: Option<String>, stage: Option<String>) -> Option<PropertyError> {
+        match (pipeline, stage) {
+            (Some(pipeline), _) if self.pipelines.get(&pipeline).is_none() => Some(PropertyError::new(
+                "pipeline",
+                "INVALID_OPTION",
+                format!(
+                    "{pipeline} was not one of the allowed options: [{}]",
+                    self.pipelines.ids().join(", ")
+                ),
+            )),
+            (Some(pipeline), Some(stage)) if self.pipelines.stage(&pipeline, &stage).is_none() => {
+                Some(PropertyError::new(
+                    "dealstage",
                     "INVALID_OPTION",
-                    format!("{pipeline} was not one of the allowed options: [{}]", self.pipelines.ids().join(", ")),
-                )),
-                (Some(pipeline), Some(stage)) if self.pipelines.stage(&pipeline, &stage).is_none() => {
-                    errors.push(PropertyError::new(
-                        "dealstage",
-                        "INVALID_OPTION",
-                        format!("{stage} is not a stage of pipeline {pipeline}; set pipeline with dealstage when moving between pipelines"),
-                    ))
-                }
-                _ => {}
+                    format!(
+                        "{stage} is not a stage of pipeline {pipeline}; set pipeline with dealstage when moving between pipelines"
+                    ),
+                ))
             }
+            _ => None,
         }
-        if !errors.is_empty() {
-            return Err(WriteError::Invalid(errors));
-        }
-        for (name, value) in &changes {
+    }
+
+    /// Rejects a unique value another record holds or another input of the batch claimed, and claims the rest
+    /// for `target`.
+    fn claim_unique_values(
+        &self,
+        object_type: ObjectType,
+        target: Option<u64>,
+        changes: &BTreeMap<String, String>,
+        claims: &mut BatchClaims,
+    ) -> Result<(), WriteError> {
+        for (name, value) in changes {
             if value.is_empty() || !self.is_unique(object_type, name) {
                 continue;
             }
@@ -265,7 +299,7 @@ impl Store {
                 }
             }
         }
-        Ok(Prepared { changes })
+        Ok(())
     }
 
     /// Creates a record from a prepared write and returns its id.
@@ -404,6 +438,40 @@ impl Store {
         merged: u64,
         actor: Actor,
     ) -> Result<u64, WriteError> {
+        let (survivor, gone) = self.merge_pair(object_type, primary, merged)?;
+        self.unindex(object_type, &survivor);
+        self.unindex(object_type, &gone);
+        let (result, moved) = self.merged_record(object_type, survivor, &gone, merged);
+        self.index(object_type, &result);
+        if let Some(map) = self.objects.get_mut(&object_type) {
+            map.remove(&merged);
+            map.insert(primary, result);
+        }
+        for target in self.merged_into.values_mut() {
+            if *target == merged {
+                *target = primary;
+            }
+        }
+        self.merged_into.insert((object_type, merged), primary);
+        self.associations.move_all(object_type, merged, primary);
+        let kind = ChangeKind::Merge {
+            primary,
+            merged: vec![merged],
+            new_id: primary,
+            properties_moved: moved,
+        };
+        self.record(object_type, primary, kind, actor);
+        self.record(object_type, merged, ChangeKind::Deletion, actor);
+        Ok(primary)
+    }
+
+    /// The two live records of a merge, after checking the type can be merged and the ids differ.
+    fn merge_pair(
+        &self,
+        object_type: ObjectType,
+        primary: u64,
+        merged: u64,
+    ) -> Result<(CrmObject, CrmObject), WriteError> {
         if !object_type.mergeable() {
             return Err(WriteError::BadRequest(format!(
                 "{} can't be merged",
@@ -423,9 +491,19 @@ impl Store {
             .live(object_type, merged)
             .cloned()
             .ok_or_else(|| not_found(object_type, merged))?;
-        self.unindex(object_type, &survivor);
-        self.unindex(object_type, &gone);
-        let mut result = survivor.clone();
+        Ok((survivor, gone))
+    }
+
+    /// The survivor after the merge, and how many properties moved: its empty non-system properties take the
+    /// merged record's values, `hs_merged_object_ids` gains the merged id (and the ids merged into it before),
+    /// and it counts as modified now.
+    fn merged_record(
+        &self,
+        object_type: ObjectType,
+        mut result: CrmObject,
+        gone: &CrmObject,
+        merged: u64,
+    ) -> (CrmObject, usize) {
         let system = [
             object_type.created_property(),
             object_type.modified_property(),
@@ -460,27 +538,7 @@ impl Store {
         if object_type == ObjectType::Deals {
             recalc_deal(&self.pipelines, &mut result);
         }
-        self.index(object_type, &result);
-        if let Some(map) = self.objects.get_mut(&object_type) {
-            map.remove(&merged);
-            map.insert(primary, result);
-        }
-        for target in self.merged_into.values_mut() {
-            if *target == merged {
-                *target = primary;
-            }
-        }
-        self.merged_into.insert((object_type, merged), primary);
-        self.associations.move_all(object_type, merged, primary);
-        let kind = ChangeKind::Merge {
-            primary,
-            merged: vec![merged],
-            new_id: primary,
-            properties_moved: moved,
-        };
-        self.record(object_type, primary, kind, actor);
-        self.record(object_type, merged, ChangeKind::Deletion, actor);
-        Ok(primary)
+        (result, moved)
     }
 
     /// Adds a labelled association between two records (see [`Associations::add`]).

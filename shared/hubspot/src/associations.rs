@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Value, json};
 use tracing::Instrument as _;
 
-use crate::batch::{BatchAnswer, BatchOutcome, InputKey, Missing, Origin, ResultKey, assign, pair_key, run_chunks};
+use crate::batch::{BatchAnswer, BatchOutcome, Missing, Origin, ResultKey, assign, input_keys, pair_key, run_chunks};
 use crate::client::HubSpotClient;
 use crate::error::HubSpotError;
 use crate::objects::ObjectType;
@@ -226,13 +226,62 @@ struct NextPage {
     after: String,
 }
 
+/// A pair-shaped batch write endpoint: its path after `{from}/{to}`, the span's `op`, the most pairs one call
+/// takes, and whether its answer lists no results (so an input without an error succeeded).
+struct PairWrite {
+    rest: &'static [&'static str],
+    op: &'static str,
+    limit: usize,
+    void_answer: bool,
+}
+
+const CREATE: PairWrite = PairWrite {
+    rest: &["batch", "create"],
+    op: "associations_create",
+    limit: WRITE_BATCH_LIMIT,
+    void_answer: false,
+};
+
+const ASSOCIATE_DEFAULT: PairWrite = PairWrite {
+    rest: &["batch", "associate", "default"],
+    op: "associations_default",
+    limit: WRITE_BATCH_LIMIT,
+    void_answer: false,
+};
+
+const ARCHIVE: PairWrite = PairWrite {
+    rest: &["batch", "archive"],
+    op: "associations_archive",
+    limit: ARCHIVE_BATCH_LIMIT,
+    void_answer: true,
+};
+
 impl HubSpotClient {
     fn association_segments(&self, from: ObjectType, to: ObjectType, rest: &[&str]) -> Vec<String> {
-        let mut segments = self.transport.area(Area::Associations);
-        segments.push(from.as_str().to_owned());
-        segments.push(to.as_str().to_owned());
-        segments.extend(rest.iter().map(|s| (*s).to_owned()));
-        segments
+        self.transport
+            .segments(Area::Associations, &[&[from.as_str(), to.as_str()], rest].concat())
+    }
+
+    /// Sends pair-shaped writes to `endpoint` in chunks, each pair's input body built by `body`, and maps the
+    /// answers back to the pairs.
+    async fn pair_writes(
+        &self,
+        endpoint: &PairWrite,
+        from: ObjectType,
+        to: ObjectType,
+        items: &[(usize, AssociationPair)],
+        body: impl Fn(usize, &AssociationPair) -> Value,
+    ) -> Result<BatchOutcome<()>, HubSpotError> {
+        let segments = self.association_segments(from, to, endpoint.rest);
+        let segments = &segments;
+        run_chunks(items, endpoint.limit, self.transport.config.max_concurrency, |chunk| {
+            let span =
+                tracing::info_span!("hubspot_batch", op = endpoint.op, from = %from, to = %to, inputs = chunk.len());
+            let bodies = chunk.iter().map(|(index, pair)| body(*index, pair)).collect();
+            self.pair_chunk(segments, chunk, bodies, endpoint.void_answer)
+                .instrument(span)
+        })
+        .await
     }
 
     /// Sends one chunk of pair-shaped writes and maps the answer back to the pairs.
@@ -246,13 +295,7 @@ impl HubSpotClient {
         let call = Call::new(Method::POST, segments.to_vec()).body(json!({ "inputs": inputs }));
         let (status, answer): (u16, Option<BatchAnswer<PairAnswer>>) = self.transport.send(&call).await?;
         let answer = answer.unwrap_or_default();
-        let keys: Vec<InputKey> = chunk
-            .iter()
-            .map(|(index, pair)| InputKey {
-                index: *index,
-                natural: pair_key(&pair.from_id, &pair.to_id),
-            })
-            .collect();
+        let keys = input_keys(chunk, |pair| pair_key(&pair.from_id, &pair.to_id));
         let results = answer
             .results
             .iter()
@@ -267,20 +310,11 @@ impl HubSpotClient {
             })
             .collect();
         let path = call.path();
-        let origin = Origin {
-            method: "POST",
-            path: &path,
-            status,
-        };
+        let origin = Origin::post(&path, status);
         let mut outcome = assign(&origin, &keys, results, answer.errors, Missing::Unknown);
         if void_answer {
             // Archive answers carry no results: an input without an error succeeded.
-            let (unknown, failed): (Vec<_>, Vec<_>) = std::mem::take(&mut outcome.failed)
-                .into_iter()
-                .partition(|(_, e)| matches!(e, HubSpotError::MissingResult { .. }));
-            outcome.failed = failed;
-            outcome.succeeded.extend(unknown.into_iter().map(|(i, _)| (i, ())));
-            outcome.sort();
+            outcome.recover(|e| matches!(e, HubSpotError::MissingResult { .. }), || ());
         }
         Ok(outcome)
     }
@@ -306,18 +340,9 @@ impl HubSpotClient {
                 )
             })
             .collect();
-        let segments = self.association_segments(from, to, &["batch", "create"]);
-        let segments = &segments;
-        run_chunks(&items, WRITE_BATCH_LIMIT, self.transport.config.max_concurrency, |chunk| {
-            let span = tracing::info_span!("hubspot_batch", op = "associations_create", from = %from, to = %to, inputs = chunk.len());
-            let bodies = chunk
-                .iter()
-                .map(|(index, _)| {
-                    let input = &inputs[*index];
-                    json!({"from": {"id": input.from_id}, "to": {"id": input.to_id}, "types": input.types})
-                })
-                .collect();
-            self.pair_chunk(segments, chunk, bodies, false).instrument(span)
+        self.pair_writes(&CREATE, from, to, &items, |index, _| {
+            let input = &inputs[index];
+            json!({"from": {"id": input.from_id}, "to": {"id": input.to_id}, "types": input.types})
         })
         .await
     }
@@ -330,16 +355,13 @@ impl HubSpotClient {
         pairs: &[AssociationPair],
     ) -> Result<BatchOutcome<()>, HubSpotError> {
         let items: Vec<(usize, AssociationPair)> = pairs.iter().cloned().enumerate().collect();
-        let segments = self.association_segments(from, to, &["batch", "associate", "default"]);
-        let segments = &segments;
-        run_chunks(&items, WRITE_BATCH_LIMIT, self.transport.config.max_concurrency, |chunk| {
-            let span = tracing::info_span!("hubspot_batch", op = "associations_default", from = %from, to = %to, inputs = chunk.len());
-            let bodies = chunk
-                .iter()
-                .map(|(_, pair)| json!({"from": {"id": pair.from_id}, "to": {"id": pair.to_id}}))
-                .collect();
-            self.pair_chunk(segments, chunk, bodies, false).instrument(span)
-        })
+        self.pair_writes(
+            &ASSOCIATE_DEFAULT,
+            from,
+            to,
+            &items,
+            |_, pair| json!({"from": {"id": pair.from_id}, "to": {"id": pair.to_id}}),
+        )
         .await
     }
 
@@ -352,16 +374,13 @@ impl HubSpotClient {
         pairs: &[AssociationPair],
     ) -> Result<BatchOutcome<()>, HubSpotError> {
         let items: Vec<(usize, AssociationPair)> = pairs.iter().cloned().enumerate().collect();
-        let segments = self.association_segments(from, to, &["batch", "archive"]);
-        let segments = &segments;
-        run_chunks(&items, ARCHIVE_BATCH_LIMIT, self.transport.config.max_concurrency, |chunk| {
-            let span = tracing::info_span!("hubspot_batch", op = "associations_archive", from = %from, to = %to, inputs = chunk.len());
-            let bodies = chunk
-                .iter()
-                .map(|(_, pair)| json!({"from": {"id": pair.from_id}, "to": [{"id": pair.to_id}]}))
-                .collect();
-            self.pair_chunk(segments, chunk, bodies, true).instrument(span)
-        })
+        self.pair_writes(
+            &ARCHIVE,
+            from,
+            to,
+            &items,
+            |_, pair| json!({"from": {"id": pair.from_id}, "to": [{"id": pair.to_id}]}),
+        )
         .await
     }
 
@@ -402,33 +421,16 @@ impl HubSpotClient {
                     };
                     results.push((key, records));
                 }
-                let keys: Vec<InputKey> = chunk
-                    .iter()
-                    .map(|(index, id)| InputKey {
-                        index: *index,
-                        natural: id.clone(),
-                    })
-                    .collect();
+                let keys = input_keys(chunk, String::clone);
                 let path = call.path();
-                let origin = Origin {
-                    method: "POST",
-                    path: &path,
-                    status,
-                };
+                let origin = Origin::post(&path, status);
                 Ok(assign(&origin, &keys, results, answer.errors, Missing::NotFound))
             }
             .instrument(span)
         })
         .await?;
         // "Nothing associated" is an empty list, not a failure.
-        let (empty, failed): (Vec<_>, Vec<_>) = std::mem::take(&mut outcome.failed)
-            .into_iter()
-            .partition(|(_, e)| e.is_not_found());
-        outcome.failed = failed;
-        outcome
-            .succeeded
-            .extend(empty.into_iter().map(|(i, _)| (i, Vec::new())));
-        outcome.sort();
+        outcome.recover(HubSpotError::is_not_found, Vec::new);
         Ok(outcome)
     }
 }

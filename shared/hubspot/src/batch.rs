@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use futures::StreamExt as _;
 use serde::Deserialize;
 
-use crate::error::{ErrorBody, ErrorClass, HubSpotError, PermanentKind, context_values};
+use crate::error::{ErrorBody, ErrorClass, HubSpotError, HubSpotErrorResponse, PermanentKind, context_values};
 
 /// Per-input outcome of a batch call, each list sorted by input index. Every input index of the call appears
 /// exactly once, in `succeeded` or in `failed`.
@@ -61,6 +61,16 @@ impl<T> BatchOutcome<T> {
     pub(crate) fn sort(&mut self) {
         self.succeeded.sort_by_key(|(i, _)| *i);
         self.failed.sort_by_key(|(i, _)| *i);
+    }
+
+    /// Turns the failures `benign` accepts into successes carrying `value()`, e.g. "not found" into an empty list.
+    pub(crate) fn recover(&mut self, benign: impl Fn(&HubSpotError) -> bool, value: impl Fn() -> T) {
+        let (recovered, failed): (Vec<_>, Vec<_>) = std::mem::take(&mut self.failed)
+            .into_iter()
+            .partition(|(_, e)| benign(e));
+        self.failed = failed;
+        self.succeeded.extend(recovered.into_iter().map(|(i, _)| (i, value())));
+        self.sort();
     }
 }
 
@@ -176,6 +186,17 @@ pub(crate) struct InputKey {
     pub natural: String,
 }
 
+/// The keys of a chunk's inputs, each input's natural key given by `natural`.
+pub(crate) fn input_keys<I>(chunk: &[(usize, I)], natural: impl Fn(&I) -> String) -> Vec<InputKey> {
+    chunk
+        .iter()
+        .map(|(index, input)| InputKey {
+            index: *index,
+            natural: natural(input),
+        })
+        .collect()
+}
+
 /// How to match one result against the inputs.
 pub(crate) struct ResultKey {
     pub trace_id: Option<String>,
@@ -218,7 +239,19 @@ pub(crate) struct Origin<'a> {
     pub status: u16,
 }
 
-/// Assigns results and errors of one chunk's answer to its inputs.
+impl<'a> Origin<'a> {
+    /// The answer, with `status`, to a POST of `path` (every batch endpoint is a POST).
+    pub(crate) fn post(path: &'a str, status: u16) -> Self {
+        Origin {
+            method: "POST",
+            path,
+            status,
+        }
+    }
+}
+
+/// Assigns results and errors of one chunk's answer to its inputs: results first (by trace id, then natural key),
+/// then errors, then what is left by answer order or a lone unattributed error, and the rest by `missing`.
 pub(crate) fn assign<R: Clone>(
     origin: &Origin<'_>,
     inputs: &[InputKey],
@@ -226,103 +259,164 @@ pub(crate) fn assign<R: Clone>(
     errors: Vec<ErrorBody>,
     missing: Missing,
 ) -> BatchOutcome<R> {
-    let mut slots: Vec<Option<Result<R, HubSpotError>>> = vec![None; inputs.len()];
-    let position = |index: usize| inputs.iter().position(|k| k.index == index);
-    let mut any_keyed = false;
-    let mut unkeyed = Vec::new();
-    for (key, result) in results {
-        let by_trace = key
-            .trace_id
-            .as_deref()
-            .and_then(|t| t.parse::<usize>().ok())
-            .and_then(position)
-            .filter(|&p| slots[p].is_none());
-        if let Some(p) = by_trace {
-            slots[p] = Some(Ok(result));
-            any_keyed = true;
-            continue;
-        }
-        // Same record for every input naming it (duplicates in reads, both directions of an association).
-        let mut matched = false;
-        for (p, input) in inputs.iter().enumerate() {
-            if slots[p].is_none() && key.natural.contains(&input.natural) {
-                slots[p] = Some(Ok(result.clone()));
-                matched = true;
-            }
-        }
-        if matched {
-            any_keyed = true;
-        } else {
-            unkeyed.push(result);
+    let mut slots = Slots::new(inputs);
+    let matched = slots.match_results(results);
+    let unattributed = slots.attribute_errors(origin, errors);
+    slots.fill_rest(missing, matched, unattributed);
+    slots.collect(origin, missing)
+}
+
+/// What matching the results left over: whether any result found its input by key, and the results none did.
+struct MatchedResults<R> {
+    any_keyed: bool,
+    unkeyed: Vec<R>,
+}
+
+/// One answer slot per input of a chunk, filled phase by phase by [`assign`].
+struct Slots<'k, R> {
+    inputs: &'k [InputKey],
+    slots: Vec<Option<Result<R, HubSpotError>>>,
+}
+
+impl<'k, R: Clone> Slots<'k, R> {
+    /// Empty slots for `inputs`.
+    fn new(inputs: &'k [InputKey]) -> Self {
+        Slots {
+            inputs,
+            slots: vec![None; inputs.len()],
         }
     }
 
-    let mut unattributed = Vec::new();
-    for body in errors {
-        let traces = context_values(body.context.as_ref(), "objectWriteTraceId");
-        let mut naturals = context_values(body.context.as_ref(), "ids");
-        naturals.extend(context_pairs(body.context.as_ref()));
-        let api = body.into_error_response(origin.method, origin.path, origin.status);
-        let mut targets: Vec<usize> = traces
+    /// Position in the chunk of the input with caller index `index`.
+    fn position(&self, index: usize) -> Option<usize> {
+        self.inputs.iter().position(|k| k.index == index)
+    }
+
+    /// Positions of the inputs a list of trace ids names.
+    fn traced(&self, traces: &[String]) -> Vec<usize> {
+        traces
             .iter()
             .filter_map(|t| t.parse::<usize>().ok())
-            .filter_map(position)
-            .collect();
-        if targets.is_empty() {
-            targets = inputs
-                .iter()
-                .enumerate()
-                .filter(|(_, k)| !k.natural.is_empty() && naturals.contains(&k.natural))
-                .map(|(p, _)| p)
-                .collect();
+            .filter_map(|index| self.position(index))
+            .collect()
+    }
+
+    /// Puts each result in the slot of its input: by trace id when that slot is still open, else in every open slot
+    /// whose input's natural key the result names.
+    fn match_results(&mut self, results: Vec<(ResultKey, R)>) -> MatchedResults<R> {
+        let mut matched = MatchedResults {
+            any_keyed: false,
+            unkeyed: Vec::new(),
+        };
+        for (key, result) in results {
+            let by_trace = key
+                .trace_id
+                .as_deref()
+                .and_then(|t| t.parse::<usize>().ok())
+                .and_then(|index| self.position(index))
+                .filter(|&p| self.slots[p].is_none());
+            if let Some(p) = by_trace {
+                self.slots[p] = Some(Ok(result));
+                matched.any_keyed = true;
+                continue;
+            }
+            // Same record for every input naming it (duplicates in reads, both directions of an association).
+            let mut found = false;
+            for (p, input) in self.inputs.iter().enumerate() {
+                if self.slots[p].is_none() && key.natural.contains(&input.natural) {
+                    self.slots[p] = Some(Ok(result.clone()));
+                    found = true;
+                }
+            }
+            if found {
+                matched.any_keyed = true;
+            } else {
+                matched.unkeyed.push(result);
+            }
         }
-        if targets.is_empty() {
-            unattributed.push(api);
-            continue;
+        matched
+    }
+
+    /// Puts each per-input error in the open slots of the inputs its context names (by trace id, else by id or
+    /// association pair) and returns the errors that name no input.
+    fn attribute_errors(&mut self, origin: &Origin<'_>, errors: Vec<ErrorBody>) -> Vec<HubSpotErrorResponse> {
+        let mut unattributed = Vec::new();
+        for body in errors {
+            let traces = context_values(body.context.as_ref(), "objectWriteTraceId");
+            let mut naturals = context_values(body.context.as_ref(), "ids");
+            naturals.extend(context_pairs(body.context.as_ref()));
+            let api = body.into_error_response(origin.method, origin.path, origin.status);
+            let mut targets = self.traced(&traces);
+            if targets.is_empty() {
+                targets = self
+                    .inputs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, k)| !k.natural.is_empty() && naturals.contains(&k.natural))
+                    .map(|(p, _)| p)
+                    .collect();
+            }
+            if targets.is_empty() {
+                unattributed.push(api);
+                continue;
+            }
+            for p in targets {
+                if self.slots[p].is_none() {
+                    self.fail(p, &api, traces.first().cloned());
+                }
+            }
         }
-        for p in targets {
-            if slots[p].is_none() {
-                let mut per_input = api.clone();
-                per_input.input_index = Some(inputs[p].index);
-                per_input.object_write_trace_id = traces.first().cloned();
-                slots[p] = Some(Err(HubSpotError::Api(Box::new(per_input))));
+        unattributed
+    }
+
+    /// Fills the open slots with the unkeyed results in answer order (see [`Missing::ByOrder`]) or with the one
+    /// unattributed error, when the answer's shape says which inputs they belong to.
+    fn fill_rest(&mut self, missing: Missing, matched: MatchedResults<R>, mut unattributed: Vec<HubSpotErrorResponse>) {
+        let open: Vec<usize> = (0..self.inputs.len()).filter(|&p| self.slots[p].is_none()).collect();
+        let MatchedResults { any_keyed, unkeyed } = matched;
+        if missing == Missing::ByOrder && !any_keyed && unattributed.is_empty() && unkeyed.len() == open.len() {
+            for (p, result) in open.into_iter().zip(unkeyed) {
+                self.slots[p] = Some(Ok(result));
+            }
+        } else if unattributed.len() == 1 && !open.is_empty() && unkeyed.is_empty() {
+            // One error for the whole rest of the chunk; with unmatched results around, which inputs it belongs to
+            // is unknown, so those inputs stay MissingResult rather than be reported failed when they may have
+            // worked.
+            let api = unattributed.pop().expect("one error");
+            for p in open {
+                self.fail(p, &api, None);
             }
         }
     }
 
-    let open: Vec<usize> = (0..inputs.len()).filter(|&p| slots[p].is_none()).collect();
-    if missing == Missing::ByOrder && !any_keyed && unattributed.is_empty() && unkeyed.len() == open.len() {
-        for (p, result) in open.into_iter().zip(unkeyed) {
-            slots[p] = Some(Ok(result));
-        }
-    } else if unattributed.len() == 1 && !open.is_empty() && unkeyed.is_empty() {
-        // One error for the whole rest of the chunk; with unmatched results around, which inputs it belongs to
-        // is unknown, so those inputs stay MissingResult rather than be reported failed when they may have worked.
-        let api = unattributed.pop().expect("one error");
-        for p in open {
-            let mut per_input = api.clone();
-            per_input.input_index = Some(inputs[p].index);
-            slots[p] = Some(Err(HubSpotError::Api(Box::new(per_input))));
-        }
+    /// Fails slot `p` with a copy of `api` that names the input (and its trace id, when the error carried one).
+    fn fail(&mut self, p: usize, api: &HubSpotErrorResponse, trace_id: Option<String>) {
+        let mut per_input = api.clone();
+        per_input.input_index = Some(self.inputs[p].index);
+        per_input.object_write_trace_id = trace_id;
+        self.slots[p] = Some(Err(HubSpotError::Api(Box::new(per_input))));
     }
 
-    let mut outcome = BatchOutcome::default();
-    for (p, slot) in slots.into_iter().enumerate() {
-        let index = inputs[p].index;
-        match slot {
-            Some(Ok(result)) => outcome.succeeded.push((index, result)),
-            Some(Err(error)) => outcome.failed.push((index, error)),
-            None if missing == Missing::NotFound => outcome.failed.push((index, not_found(origin, index))),
-            None => outcome.failed.push((
-                index,
-                HubSpotError::MissingResult {
-                    path: origin.path.to_owned(),
-                    input_index: index,
-                },
-            )),
+    /// The outcome per input, an open slot becoming not-found or [`HubSpotError::MissingResult`] by `missing`.
+    fn collect(self, origin: &Origin<'_>, missing: Missing) -> BatchOutcome<R> {
+        let mut outcome = BatchOutcome::default();
+        for (p, slot) in self.slots.into_iter().enumerate() {
+            let index = self.inputs[p].index;
+            match slot {
+                Some(Ok(result)) => outcome.succeeded.push((index, result)),
+                Some(Err(error)) => outcome.failed.push((index, error)),
+                None if missing == Missing::NotFound => outcome.failed.push((index, not_found(origin, index))),
+                None => outcome.failed.push((
+                    index,
+                    HubSpotError::MissingResult {
+                        path: origin.path.to_owned(),
+                        input_index: index,
+                    },
+                )),
+            }
         }
+        outcome
     }
-    outcome
 }
 
 fn not_found(origin: &Origin<'_>, index: usize) -> HubSpotError {

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tracing::Instrument as _;
 
 use crate::associations::AssociationSpec;
-use crate::batch::{BatchAnswer, BatchOutcome, InputKey, Missing, Origin, ResultKey, assign, run_chunks};
+use crate::batch::{BatchAnswer, BatchOutcome, Missing, Origin, ResultKey, assign, input_keys, run_chunks};
 use crate::client::HubSpotClient;
 use crate::error::HubSpotError;
 use crate::transport::{Area, Call};
@@ -155,27 +155,45 @@ pub struct UpsertInput {
     pub properties: Properties,
 }
 
-/// Finds inputs repeating an earlier key: `(index, index of the first input with that key)`.
-fn repeats<'a>(keys: impl Iterator<Item = &'a str>) -> Vec<(usize, usize)> {
+/// Inputs repeating an earlier key: `(index, index of the first input with that key)`.
+type Repeats = Vec<(usize, usize)>;
+
+/// Splits inputs by key: the first input with each key, as `(index, input)`, and the inputs repeating an earlier
+/// key, as `(index, index of the first input with that key)`.
+fn first_occurrences<'a, I>(inputs: &'a [I], key: impl Fn(&'a I) -> &'a str) -> (Vec<(usize, &'a I)>, Repeats) {
     let mut first: HashMap<&str, usize> = HashMap::new();
+    let mut items = Vec::new();
     let mut dupes = Vec::new();
-    for (index, key) in keys.enumerate() {
-        match first.get(key) {
+    for (index, input) in inputs.iter().enumerate() {
+        match first.get(key(input)) {
             Some(&earlier) => dupes.push((index, earlier)),
             None => {
-                first.insert(key, index);
+                first.insert(key(input), index);
+                items.push((index, input));
             }
         }
     }
-    dupes
+    (items, dupes)
+}
+
+/// Gives each repeated input (`(index, index of the first input with that key)`) its first input's outcome.
+fn share_first_outcomes(outcome: &mut BatchOutcome<HubSpotObject>, dupes: Repeats) {
+    for (dupe, first) in dupes {
+        if let Some((_, object)) = outcome.succeeded.iter().find(|(i, _)| *i == first) {
+            let object = object.clone();
+            outcome.succeeded.push((dupe, object));
+        } else if let Some((_, error)) = outcome.failed.iter().find(|(i, _)| *i == first) {
+            let error = error.clone();
+            outcome.failed.push((dupe, error));
+        }
+    }
+    outcome.sort();
 }
 
 impl HubSpotClient {
     fn object_segments(&self, object_type: ObjectType, rest: &[&str]) -> Vec<String> {
-        let mut segments = self.transport.area(Area::Objects);
-        segments.push(object_type.as_str().to_owned());
-        segments.extend(rest.iter().map(|s| (*s).to_owned()));
-        segments
+        self.transport
+            .segments(Area::Objects, &[&[object_type.as_str()], rest].concat())
     }
 
     fn concurrency(&self) -> usize {
@@ -214,13 +232,7 @@ impl HubSpotClient {
                 });
                 let call = Call::new(Method::POST, segments.clone()).body(body).not_idempotent();
                 let (status, answer): (u16, BatchAnswer<HubSpotObject>) = self.transport.send(&call).await?;
-                let keys: Vec<InputKey> = chunk
-                    .iter()
-                    .map(|(index, _)| InputKey {
-                        index: *index,
-                        natural: String::new(),
-                    })
-                    .collect();
+                let keys = input_keys(chunk, |_| String::new());
                 let results = answer
                     .results
                     .into_iter()
@@ -233,11 +245,7 @@ impl HubSpotClient {
                     })
                     .collect();
                 let path = call.path();
-                let origin = Origin {
-                    method: "POST",
-                    path: &path,
-                    status,
-                };
+                let origin = Origin::post(&path, status);
                 Ok(assign(&origin, &keys, results, answer.errors, Missing::ByOrder))
             }
             .instrument(span)
@@ -255,13 +263,7 @@ impl HubSpotClient {
         properties: &[&str],
     ) -> Result<BatchOutcome<HubSpotObject>, HubSpotError> {
         let ids: Vec<&str> = ids.iter().map(AsRef::as_ref).collect();
-        let dupes = repeats(ids.iter().copied());
-        let items: Vec<(usize, &str)> = ids
-            .iter()
-            .enumerate()
-            .filter(|(index, _)| !dupes.iter().any(|(d, _)| d == index))
-            .map(|(index, id)| (index, *id))
-            .collect();
+        let (items, dupes) = first_occurrences(&ids, |id| *id);
         let mut wanted: Vec<&str> = properties.to_vec();
         if let Some(unique) = id_property
             && !wanted.contains(&unique)
@@ -269,68 +271,56 @@ impl HubSpotClient {
             wanted.push(unique);
         }
         let segments = self.object_segments(object_type, &["batch", "read"]);
-        let (segments, wanted) = (&segments, &wanted);
         let mut outcome = run_chunks(&items, BATCH_LIMIT, self.concurrency(), |chunk| {
             let span =
                 tracing::info_span!("hubspot_batch", op = "read", object_type = %object_type, inputs = chunk.len());
-            async move {
-                let mut body = json!({
-                    "inputs": chunk.iter().map(|(_, id)| json!({"id": id})).collect::<Vec<_>>(),
-                    "properties": wanted,
-                    "propertiesWithHistory": [],
-                });
-                if let Some(unique) = id_property {
-                    body["idProperty"] = Value::from(unique);
-                }
-                let call = Call::new(Method::POST, segments.clone()).body(body);
-                let (status, answer): (u16, BatchAnswer<HubSpotObject>) = self.transport.send(&call).await?;
-                let keys: Vec<InputKey> = chunk
-                    .iter()
-                    .map(|(index, id)| InputKey {
-                        index: *index,
-                        natural: (*id).to_owned(),
-                    })
-                    .collect();
-                let results = answer
-                    .results
-                    .into_iter()
-                    .map(|o| {
-                        let natural = match id_property {
-                            Some(unique) => o.property(unique).map(str::to_owned).into_iter().collect(),
-                            None => vec![o.id.clone()],
-                        };
-                        (
-                            ResultKey {
-                                trace_id: None,
-                                natural,
-                            },
-                            o,
-                        )
-                    })
-                    .collect();
-                let path = call.path();
-                let origin = Origin {
-                    method: "POST",
-                    path: &path,
-                    status,
-                };
-                Ok(assign(&origin, &keys, results, answer.errors, Missing::NotFound))
-            }
-            .instrument(span)
+            self.read_chunk(&segments, chunk, &wanted, id_property).instrument(span)
         })
         .await?;
         // Repeated ids share the first occurrence's outcome.
-        for (dupe, first) in dupes {
-            if let Some((_, object)) = outcome.succeeded.iter().find(|(i, _)| *i == first) {
-                let object = object.clone();
-                outcome.succeeded.push((dupe, object));
-            } else if let Some((_, error)) = outcome.failed.iter().find(|(i, _)| *i == first) {
-                let error = error.clone();
-                outcome.failed.push((dupe, error));
-            }
-        }
-        outcome.sort();
+        share_first_outcomes(&mut outcome, dupes);
         Ok(outcome)
+    }
+
+    /// Reads one chunk of [`HubSpotClient::batch_read`] and maps the records back to their ids.
+    async fn read_chunk(
+        &self,
+        segments: &[String],
+        chunk: &[(usize, &&str)],
+        wanted: &[&str],
+        id_property: Option<&str>,
+    ) -> Result<BatchOutcome<HubSpotObject>, HubSpotError> {
+        let mut body = json!({
+            "inputs": chunk.iter().map(|(_, id)| json!({"id": id})).collect::<Vec<_>>(),
+            "properties": wanted,
+            "propertiesWithHistory": [],
+        });
+        if let Some(unique) = id_property {
+            body["idProperty"] = Value::from(unique);
+        }
+        let call = Call::new(Method::POST, segments.to_vec()).body(body);
+        let (status, answer): (u16, BatchAnswer<HubSpotObject>) = self.transport.send(&call).await?;
+        let keys = input_keys(chunk, |id| (**id).to_owned());
+        let results = answer
+            .results
+            .into_iter()
+            .map(|o| {
+                let natural = match id_property {
+                    Some(unique) => o.property(unique).map(str::to_owned).into_iter().collect(),
+                    None => vec![o.id.clone()],
+                };
+                (
+                    ResultKey {
+                        trace_id: None,
+                        natural,
+                    },
+                    o,
+                )
+            })
+            .collect();
+        let path = call.path();
+        let origin = Origin::post(&path, status);
+        Ok(assign(&origin, &keys, results, answer.errors, Missing::NotFound))
     }
 
     /// Updates records by id, or by the values of a unique `id_property`, ≤100 per HTTP call. An input repeating
@@ -341,12 +331,7 @@ impl HubSpotClient {
         id_property: Option<&str>,
         inputs: &[UpdateInput],
     ) -> Result<BatchOutcome<HubSpotObject>, HubSpotError> {
-        let dupes = repeats(inputs.iter().map(|i| i.id.as_str()));
-        let items: Vec<(usize, &UpdateInput)> = inputs
-            .iter()
-            .enumerate()
-            .filter(|(index, _)| !dupes.iter().any(|(d, _)| d == index))
-            .collect();
+        let (items, dupes) = first_occurrences(inputs, |i| i.id.as_str());
         let segments = self.object_segments(object_type, &["batch", "update"]);
         let segments = &segments;
         let mut outcome = run_chunks(&items, BATCH_LIMIT, self.concurrency(), |chunk| {
@@ -368,13 +353,7 @@ impl HubSpotClient {
                 });
                 let call = Call::new(Method::POST, segments.clone()).body(body);
                 let (status, answer): (u16, BatchAnswer<HubSpotObject>) = self.transport.send(&call).await?;
-                let keys: Vec<InputKey> = chunk
-                    .iter()
-                    .map(|(index, input)| InputKey {
-                        index: *index,
-                        natural: input.id.clone(),
-                    })
-                    .collect();
+                let keys = input_keys(chunk, |input| input.id.clone());
                 let results = answer
                     .results
                     .into_iter()
@@ -391,11 +370,7 @@ impl HubSpotClient {
                     })
                     .collect();
                 let path = call.path();
-                let origin = Origin {
-                    method: "POST",
-                    path: &path,
-                    status,
-                };
+                let origin = Origin::post(&path, status);
                 Ok(assign(&origin, &keys, results, answer.errors, Missing::Unknown))
             }
             .instrument(span)
@@ -421,12 +396,7 @@ impl HubSpotClient {
                 reason: "must name a unique property".into(),
             });
         }
-        let dupes = repeats(inputs.iter().map(|i| i.id.as_str()));
-        let items: Vec<(usize, &UpsertInput)> = inputs
-            .iter()
-            .enumerate()
-            .filter(|(index, _)| !dupes.iter().any(|(d, _)| d == index))
-            .collect();
+        let (items, dupes) = first_occurrences(inputs, |i| i.id.as_str());
         let segments = self.object_segments(object_type, &["batch", "upsert"]);
         let segments = &segments;
         let mut outcome = run_chunks(&items, BATCH_LIMIT, self.concurrency(), |chunk| {
@@ -447,13 +417,7 @@ impl HubSpotClient {
                 });
                 let call = Call::new(Method::POST, segments.clone()).body(body);
                 let (status, answer): (u16, BatchAnswer<UpsertAnswer>) = self.transport.send(&call).await?;
-                let keys: Vec<InputKey> = chunk
-                    .iter()
-                    .map(|(index, input)| InputKey {
-                        index: *index,
-                        natural: input.id.clone(),
-                    })
-                    .collect();
+                let keys = input_keys(chunk, |input| input.id.clone());
                 let results = answer
                     .results
                     .into_iter()
@@ -470,11 +434,7 @@ impl HubSpotClient {
                     })
                     .collect();
                 let path = call.path();
-                let origin = Origin {
-                    method: "POST",
-                    path: &path,
-                    status,
-                };
+                let origin = Origin::post(&path, status);
                 Ok(assign(&origin, &keys, results, answer.errors, Missing::Unknown))
             }
             .instrument(span)

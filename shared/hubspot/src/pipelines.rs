@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::client::HubSpotClient;
 use crate::error::HubSpotError;
 use crate::objects::ObjectType;
-use crate::transport::{Area, Call};
+use crate::transport::{Area, Call, Collection};
 
 /// A pipeline stage as HubSpot returns it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -138,18 +138,10 @@ pub struct StagePatch {
     pub metadata: BTreeMap<String, String>,
 }
 
-#[derive(Deserialize)]
-struct Collection<T> {
-    #[serde(default = "Vec::new")]
-    results: Vec<T>,
-}
-
 impl HubSpotClient {
     fn pipeline_segments(&self, object_type: ObjectType, rest: &[&str]) -> Vec<String> {
-        let mut segments = self.transport.area(Area::Pipelines);
-        segments.push(object_type.as_str().to_owned());
-        segments.extend(rest.iter().map(|s| (*s).to_owned()));
-        segments
+        self.transport
+            .segments(Area::Pipelines, &[&[object_type.as_str()], rest].concat())
     }
 
     /// All pipelines of `object_type` (deals), with their stages.

@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::client::HubSpotClient;
 use crate::error::HubSpotError;
 use crate::objects::ObjectType;
-use crate::transport::{Area, Call};
+use crate::transport::{Area, Call, Collection};
 
 /// A property's data type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -90,18 +90,10 @@ pub struct PropertyGroupCreate {
     pub display_order: i32,
 }
 
-#[derive(Deserialize)]
-struct Collection<T> {
-    #[serde(default = "Vec::new")]
-    results: Vec<T>,
-}
-
 impl HubSpotClient {
     fn property_segments(&self, object_type: ObjectType, rest: &[&str]) -> Vec<String> {
-        let mut segments = self.transport.area(Area::Properties);
-        segments.push(object_type.as_str().to_owned());
-        segments.extend(rest.iter().map(|s| (*s).to_owned()));
-        segments
+        self.transport
+            .segments(Area::Properties, &[&[object_type.as_str()], rest].concat())
     }
 
     /// All (non-archived) properties of `object_type`.

@@ -9,8 +9,8 @@ use rand::Rng as _;
 use reqwest::header::{ACCEPT, HeaderMap, RETRY_AFTER};
 use reqwest::{Method, Url};
 use secrecy::ExposeSecret as _;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -114,6 +114,13 @@ impl Call {
     }
 }
 
+/// The answer of a list endpoint: `{"results": [...]}`.
+#[derive(Deserialize)]
+pub(crate) struct Collection<T> {
+    #[serde(default = "Vec::new")]
+    pub results: Vec<T>,
+}
+
 /// The HTTP side of the client; shared behind an `Arc` by [`crate::HubSpotClient`].
 pub(crate) struct Transport {
     http: reqwest::Client,
@@ -167,6 +174,13 @@ impl Transport {
         }
     }
 
+    /// Path segments of `area` followed by `parts` (`crm/objects/2026-03/deals/batch/read`).
+    pub(crate) fn segments(&self, area: Area, parts: &[&str]) -> Vec<String> {
+        let mut segments = self.area(area);
+        segments.extend(parts.iter().map(|s| (*s).to_owned()));
+        segments
+    }
+
     /// Path segments of an API family: date-versioned (`crm/objects/2026-03`) or legacy (`crm/v3/objects`,
     /// `crm/v4/associations`) when the configured version is `v3`.
     pub(crate) fn area(&self, area: Area) -> Vec<String> {
@@ -217,6 +231,8 @@ impl Transport {
             .await
     }
 
+    /// One try of `call`: waits for its lane, sends it, feeds the rate-limit headers to the limiter, and decodes
+    /// the answer into the body or a typed error.
     async fn attempt<T: DeserializeOwned>(&self, call: &Call) -> Result<(u16, T), HubSpotError> {
         let path = call.path();
         let method = call.method.as_str();
@@ -227,6 +243,32 @@ impl Transport {
                 until,
             });
         }
+        let request = self.request(call)?;
+        bump(&self.counters.requests_sent);
+        if call.lane == Lane::Search {
+            bump(&self.counters.search_requests);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.connection_error(method, &path, e))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.connection_error(method, &path, e))?;
+        if call.lane == Lane::Standard && self.limiters.observe(&WindowHeaders::read(&headers), Instant::now()) {
+            bump(&self.counters.limiter_pauses);
+        }
+        if (200..300).contains(&status) {
+            return decode_success(method, &path, status, &bytes);
+        }
+        Err(self.error_answer(call, &path, status, &headers, &bytes))
+    }
+
+    /// The HTTP request of `call`: URL with its percent-encoded segments and query, bearer token, JSON body.
+    fn request(&self, call: &Call) -> Result<reqwest::RequestBuilder, HubSpotError> {
         let mut url = self.base.clone();
         {
             let mut segments = url.path_segments_mut().map_err(|()| HubSpotError::Config {
@@ -246,40 +288,14 @@ impl Transport {
         if let Some(body) = &call.body {
             request = request.json(body);
         }
-        bump(&self.counters.requests_sent);
-        if call.lane == Lane::Search {
-            bump(&self.counters.search_requests);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| self.connection_error(method, &path, e))?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| self.connection_error(method, &path, e))?;
-        if call.lane == Lane::Standard && self.limiters.observe(&WindowHeaders::read(&headers), Instant::now()) {
-            bump(&self.counters.limiter_pauses);
-        }
-        if (200..300).contains(&status) {
-            let decode = |source: serde_json::Error| HubSpotError::Decode {
-                method: method.to_owned(),
-                path: path.clone(),
-                status,
-                source: source.into(),
-            };
-            let value: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
-                Value::Null
-            } else {
-                serde_json::from_slice(&bytes).map_err(decode)?
-            };
-            let body = T::deserialize(value).map_err(decode)?;
-            return Ok((status, body));
-        }
-        let mut api = ErrorBody::parse(&bytes).into_error_response(method, &path, status);
-        api.suggested_wait = self.suggested_wait(status, &headers, &api);
+        Ok(request)
+    }
+
+    /// The typed error of a non-2xx answer, with HubSpot's suggested wait; counts 429s and 5xx answers, marks the
+    /// daily limit spent and pauses the standard lane on a rolling-window 429.
+    fn error_answer(&self, call: &Call, path: &str, status: u16, headers: &HeaderMap, bytes: &[u8]) -> HubSpotError {
+        let mut api = ErrorBody::parse(bytes).into_error_response(call.method.as_str(), path, status);
+        api.suggested_wait = self.suggested_wait(status, headers, &api);
         if status == 429 {
             bump(&self.counters.responses_429);
             if api.class() == ErrorClass::Daily {
@@ -300,7 +316,7 @@ impl Transport {
             bump(&self.counters.responses_5xx);
         }
         tracing::debug!(status, path = %path, category = ?api.category, "HubSpot error answer");
-        Err(HubSpotError::Api(Box::new(api)))
+        HubSpotError::Api(Box::new(api))
     }
 
     /// HubSpot's hint of how long to wait: `Retry-After` (seconds) if sent, else for a rolling-window 429 the
@@ -345,6 +361,28 @@ impl Transport {
             }
         }
     }
+}
+
+/// Decodes a 2xx answer's body (an empty body reads as JSON `null`).
+fn decode_success<T: DeserializeOwned>(
+    method: &str,
+    path: &str,
+    status: u16,
+    bytes: &[u8],
+) -> Result<(u16, T), HubSpotError> {
+    let decode = |source: serde_json::Error| HubSpotError::Decode {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        status,
+        source: source.into(),
+    };
+    let value: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        serde_json::from_slice(bytes).map_err(decode)?
+    };
+    let body = T::deserialize(value).map_err(decode)?;
+    Ok((status, body))
 }
 
 /// A random duration in `[0, max]`.
