@@ -6,15 +6,17 @@
 //! are committed together or not at all. Filters are assembled into one statement per combination of present
 //! filters (not `$1 IS NULL OR ...`), so each combination gets a plan that uses its index.
 
-use chrono::{DateTime, NaiveDate, Utc};
 use crmsync_domain::hubspot_status::HubSpotSyncStatus;
-use crmsync_domain::stage::{DealStage, StageChangeActivity};
+use crmsync_domain::stage::DealStage;
 use deadpool_postgres::GenericClient;
-use rust_decimal::Decimal;
-use serde_json::Value;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
+
+pub use crmsync_domain::crm::{
+    Activity, Company, Contact, Deal, Engagement, NewActivity, NewContact, PipelineStage, RecentActivity, SyncHealth,
+    SyncRun, TopCompany, WinRateMonth,
+};
 
 use crate::DbError;
 
@@ -78,66 +80,6 @@ FROM deals
 WHERE closed_at IS NOT NULL
 GROUP BY month
 ORDER BY month DESC;";
-
-/// One row of [`PIPELINE_OVERVIEW`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct PipelineStage {
-    pub stage: String,
-    pub count: i64,
-    pub total_value: Option<Decimal>,
-}
-
-/// One row of [`TOP_COMPANIES`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct TopCompany {
-    pub name: String,
-    pub readiness_score: Option<Decimal>,
-    pub active_deals: i64,
-    pub pipeline_value: Option<Decimal>,
-}
-
-/// One row of [`RECENT_ACTIVITIES`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecentActivity {
-    pub activity_type: String,
-    pub subject: String,
-    pub company_name: Option<String>,
-    pub contact_name: Option<String>,
-    pub created_at: DateTime<Utc>,
-}
-
-/// One row of [`WIN_RATE`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct WinRateMonth {
-    pub month: DateTime<Utc>,
-    pub won: i64,
-    pub lost: i64,
-    pub win_rate_pct: Option<Decimal>,
-}
-
-/// The outbound queue's state: items waiting, failing, given up on, and the latest sync run.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SyncHealth {
-    /// Rows with status `pending`.
-    pub pending: i64,
-    /// Rows with status `failed` (they are retried with backoff).
-    pub failed: i64,
-    /// Rows with status `dead` (out of attempts; an operator must look).
-    pub dead: i64,
-    /// The most recently started run of the outbound sync, if any.
-    pub last_run: Option<SyncRun>,
-}
-
-/// One row of `crmsync.sync_runs`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SyncRun {
-    pub id: Uuid,
-    pub trigger: String,
-    pub status: String,
-    pub started_at: DateTime<Utc>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub counts: Value,
-}
 
 /// Runs [`PIPELINE_OVERVIEW`].
 pub async fn pipeline_overview(client: &impl GenericClient) -> Result<Vec<PipelineStage>, DbError> {
@@ -231,28 +173,6 @@ pub async fn sync_health(client: &impl GenericClient) -> Result<SyncHealth, DbEr
         dead: row.get(2),
         last_run,
     })
-}
-
-/// A deal with its company's name.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Deal {
-    pub id: Uuid,
-    pub deal_name: String,
-    pub stage: String,
-    pub priority: String,
-    pub pipeline: String,
-    pub deal_value: Option<Decimal>,
-    pub expected_close_date: Option<NaiveDate>,
-    pub match_score: Option<Decimal>,
-    pub win_probability: Option<i32>,
-    pub company_id: Option<Uuid>,
-    pub company_name: Option<String>,
-    pub opportunity_id: Option<Uuid>,
-    pub hubspot_deal_id: Option<String>,
-    pub hubspot_sync_status: String,
-    pub closed_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
 }
 
 const DEAL_COLUMNS: &str = "d.id, d.deal_name, d.stage, d.priority, d.pipeline, d.deal_value, d.expected_close_date,
@@ -442,31 +362,6 @@ pub async fn move_deal_stage(
     }))
 }
 
-/// A company as the API shows it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Company {
-    pub id: Uuid,
-    pub name: String,
-    pub source: String,
-    pub uei: Option<String>,
-    pub cage_code: Option<String>,
-    pub website: Option<String>,
-    pub phone: Option<String>,
-    pub address: Option<String>,
-    pub city: Option<String>,
-    pub state: Option<String>,
-    pub zip: Option<String>,
-    pub primary_naics: Option<String>,
-    pub sam_registered: Option<bool>,
-    pub readiness_score: Option<Decimal>,
-    pub qualification_status: String,
-    pub lifecycle_stage: String,
-    pub hubspot_company_id: Option<String>,
-    pub hubspot_sync_status: String,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
 const COMPANY_COLUMNS: &str = "c.id, c.name, c.source, c.uei, c.cage_code, c.website, c.phone, c.address, c.city,
   c.state, c.zip, c.primary_naics, c.sam_registered, c.readiness_score, c.qualification_status, c.lifecycle_stage,
   c.hubspot_company_id, c.hubspot_sync_status, c.created_at, c.updated_at";
@@ -539,18 +434,6 @@ pub async fn list_companies(
     Ok(rows.iter().map(company).collect())
 }
 
-/// A company's engagement summary: the guide's `v_company_engagement` view.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Engagement {
-    pub total_deals: i64,
-    pub active_deals: i64,
-    pub won_deals: i64,
-    pub pipeline_value: Decimal,
-    pub contacts: i64,
-    pub activities: i64,
-    pub last_activity_at: Option<DateTime<Utc>>,
-}
-
 /// One company with its engagement summary, or `None`.
 pub async fn get_company(client: &impl GenericClient, id: Uuid) -> Result<Option<(Company, Engagement)>, DbError> {
     let statement = client
@@ -573,27 +456,6 @@ pub async fn get_company(client: &impl GenericClient, id: Uuid) -> Result<Option
         };
         (company(&row), engagement)
     }))
-}
-
-/// A contact.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Contact {
-    pub id: Uuid,
-    pub company_id: Option<Uuid>,
-    pub full_name: String,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub email: Option<String>,
-    pub phone: Option<String>,
-    pub job_title: Option<String>,
-    pub is_primary: bool,
-    pub source: String,
-    pub lifecycle_stage: String,
-    pub notes: Option<String>,
-    pub hubspot_contact_id: Option<String>,
-    pub hubspot_sync_status: String,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
 }
 
 const CONTACT_COLUMNS: &str = "id, company_id, full_name, first_name, last_name, email, phone, job_title, is_primary,
@@ -649,20 +511,6 @@ pub async fn list_contacts(
     Ok(rows.iter().map(contact).collect())
 }
 
-/// A contact entered by hand.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct NewContact {
-    pub company_id: Option<Uuid>,
-    pub full_name: String,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub email: Option<String>,
-    pub phone: Option<String>,
-    pub job_title: Option<String>,
-    pub is_primary: bool,
-    pub notes: Option<String>,
-}
-
 /// Inserts a contact (source `manual`, HubSpot status `pending`). Errors: a duplicate email violates
 /// `contacts_email_key` (SQLSTATE 23505), an unknown company `contacts_company_id_fkey` (23503).
 pub async fn insert_contact(client: &impl GenericClient, new: &NewContact) -> Result<Contact, DbError> {
@@ -692,23 +540,6 @@ pub async fn insert_contact(client: &impl GenericClient, new: &NewContact) -> Re
         )
         .await?;
     Ok(contact(&row))
-}
-
-/// An activity.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Activity {
-    pub id: Uuid,
-    pub activity_type: String,
-    pub subject: String,
-    pub body: Option<String>,
-    pub deal_id: Option<Uuid>,
-    pub company_id: Option<Uuid>,
-    pub contact_id: Option<Uuid>,
-    pub occurred_at: DateTime<Utc>,
-    pub created_by: Option<String>,
-    pub hubspot_engagement_id: Option<String>,
-    pub hubspot_sync_status: String,
-    pub created_at: DateTime<Utc>,
 }
 
 const ACTIVITY_COLUMNS: &str = "id, activity_type, subject, body, deal_id, company_id, contact_id, occurred_at,
@@ -772,46 +603,6 @@ pub async fn list_activities(
     let statement = client.prepare_cached(&sql).await?;
     let rows = client.query(&statement, &conditions.params).await?;
     Ok(rows.iter().map(activity).collect())
-}
-
-/// An activity to log.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewActivity {
-    /// One of the schema's types; `stage_change` and `system` are for crmsync's own entries.
-    pub activity_type: String,
-    pub subject: String,
-    pub body: Option<String>,
-    pub deal_id: Option<Uuid>,
-    pub company_id: Option<Uuid>,
-    pub contact_id: Option<Uuid>,
-    /// When it happened; `None` means now.
-    pub occurred_at: Option<DateTime<Utc>>,
-    /// Who logged it (the API's principal).
-    pub created_by: Option<String>,
-    /// `Pending` for engagements HubSpot should get, `LocalOnly` for crmsync's own entries.
-    pub hubspot_sync_status: HubSpotSyncStatus,
-}
-
-impl NewActivity {
-    /// The domain's `stage_change` activity for a move of `deal_id` (logged on its company too).
-    pub fn stage_change(
-        deal_id: Uuid,
-        company_id: Option<Uuid>,
-        occurred_at: Option<DateTime<Utc>>,
-        activity: StageChangeActivity,
-    ) -> Self {
-        Self {
-            activity_type: activity.activity_type.to_owned(),
-            subject: activity.subject,
-            body: activity.body,
-            deal_id: Some(deal_id),
-            company_id,
-            contact_id: None,
-            occurred_at,
-            created_by: Some(activity.created_by),
-            hubspot_sync_status: activity.hubspot_sync_status,
-        }
-    }
 }
 
 /// Inserts an activity. A missing `company_id` is taken from the deal, else from the contact, so an activity

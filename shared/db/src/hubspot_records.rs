@@ -13,6 +13,8 @@ use crmsync_domain::webhook::ObjectKind;
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
+pub use crmsync_domain::hubspot_records::{NewCompany, NewContact, NewDeal};
+
 use crate::DbError;
 use crate::outbox::{self, Dedupe, QueuedChange};
 
@@ -535,50 +537,6 @@ pub async fn set_company(
         .await?;
     client.execute(&statement, &[&id, &company]).await?;
     Ok(())
-}
-
-/// A company made in HubSpot, as stored locally.
-#[derive(Debug, Clone, Default)]
-pub struct NewCompany {
-    pub hubspot_id: String,
-    pub name: String,
-    pub website: Option<String>,
-    pub phone: Option<String>,
-    pub address: Option<String>,
-    pub city: Option<String>,
-    pub state: Option<String>,
-    pub zip: Option<String>,
-    pub lifecycle_stage: Option<String>,
-    pub description: Option<String>,
-    pub owner_id: Option<String>,
-}
-
-/// A contact made in HubSpot.
-#[derive(Debug, Clone, Default)]
-pub struct NewContact {
-    pub hubspot_id: String,
-    pub full_name: String,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub email: Option<String>,
-    pub phone: Option<String>,
-    pub mobile_phone: Option<String>,
-    pub job_title: Option<String>,
-    pub lifecycle_stage: Option<String>,
-    pub owner_id: Option<String>,
-}
-
-/// A deal made in HubSpot.
-#[derive(Debug, Clone, Default)]
-pub struct NewDeal {
-    pub hubspot_id: String,
-    pub deal_name: String,
-    pub deal_value: Option<rust_decimal::Decimal>,
-    pub expected_close_date: Option<chrono::NaiveDate>,
-    pub stage: String,
-    pub closed_at: Option<DateTime<Utc>>,
-    pub description: Option<String>,
-    pub owner_id: Option<String>,
 }
 
 /// Creates a company linked to its HubSpot id; `None` when one is linked already.

@@ -5,9 +5,11 @@
 //! No I/O lives here: this crate's Cargo.toml names no database, HTTP or AWS crate, so the compiler keeps
 //! it pure.
 
+pub mod crm;
 pub mod email;
 pub mod error;
 pub mod failure;
+pub mod hubspot_records;
 pub mod hubspot_status;
 pub mod ingest;
 pub mod ports;

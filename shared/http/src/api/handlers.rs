@@ -10,7 +10,7 @@ use super::ApiState;
 use super::cache::Lookup;
 use super::extract::{ApiJson, ApiQuery, IdPath};
 use super::model::{
-    Activity, ActivityPage, ActivityQuery, Company, CompanyDetail, CompanyPage, CompanyQuery, Contact, ContactPage,
+    Activity, ActivityPage, ActivityQuery, CompanyDetail, CompanyPage, CompanyQuery, Contact, ContactPage,
     ContactQuery, DashboardStats, Deal, DealPage, DealQuery, ErrorBody, NewActivityBody, NewContactBody, StageMoveBody,
     StageMoveResult,
 };
@@ -102,7 +102,7 @@ pub async fn list_deals(
 ) -> Result<Json<DealPage>, HttpError> {
     let page = service::list_deals(&state, query).await?;
     Ok(Json(DealPage {
-        items: page.items.into_iter().map(Deal::from).collect(),
+        items: page.items,
         next_cursor: page.next_cursor,
     }))
 }
@@ -120,7 +120,7 @@ pub async fn list_deals(
     )
 )]
 pub async fn get_deal(State(state): State<ApiState>, IdPath(id): IdPath) -> Result<Json<Deal>, HttpError> {
-    Ok(Json(service::get_deal(&state, id).await?.into()))
+    Ok(Json(service::get_deal(&state, id).await?))
 }
 
 #[utoipa::path(
@@ -152,8 +152,8 @@ pub async fn move_deal_stage(
     Ok(Json(StageMoveResult {
         changed: moved.changed(),
         previous_stage: moved.previous_stage,
-        deal: moved.deal.into(),
-        activity: activity.map(Activity::from),
+        deal: moved.deal,
+        activity,
     }))
 }
 
@@ -174,7 +174,7 @@ pub async fn list_companies(
 ) -> Result<Json<CompanyPage>, HttpError> {
     let page = service::list_companies(&state, query).await?;
     Ok(Json(CompanyPage {
-        items: page.items.into_iter().map(Company::from).collect(),
+        items: page.items,
         next_cursor: page.next_cursor,
     }))
 }
@@ -212,7 +212,7 @@ pub async fn list_contacts(
 ) -> Result<Json<ContactPage>, HttpError> {
     let page = service::list_contacts(&state, query).await?;
     Ok(Json(ContactPage {
-        items: page.items.into_iter().map(Contact::from).collect(),
+        items: page.items,
         next_cursor: page.next_cursor,
     }))
 }
@@ -238,7 +238,7 @@ pub async fn create_contact(
     ApiJson(body): ApiJson<NewContactBody>,
 ) -> Result<(StatusCode, Json<Contact>), HttpError> {
     let contact = service::create_contact(&state, body).await?;
-    Ok((StatusCode::CREATED, Json(contact.into())))
+    Ok((StatusCode::CREATED, Json(contact)))
 }
 
 #[utoipa::path(
@@ -258,7 +258,7 @@ pub async fn list_activities(
 ) -> Result<Json<ActivityPage>, HttpError> {
     let page = service::list_activities(&state, query).await?;
     Ok(Json(ActivityPage {
-        items: page.items.into_iter().map(Activity::from).collect(),
+        items: page.items,
         next_cursor: page.next_cursor,
     }))
 }
@@ -285,5 +285,5 @@ pub async fn create_activity(
     ApiJson(body): ApiJson<NewActivityBody>,
 ) -> Result<(StatusCode, Json<Activity>), HttpError> {
     let activity = service::create_activity(&state, body, &principal).await?;
-    Ok((StatusCode::CREATED, Json(activity.into())))
+    Ok((StatusCode::CREATED, Json(activity)))
 }

@@ -1,9 +1,9 @@
 //! The API's wire types: query parameters, request bodies and responses, with their OpenAPI schemas. Money and
 //! scores are decimal strings (`"1250000.00"`), so no precision is lost in JavaScript; times are RFC 3339 in UTC.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use crmsync_db::crm;
-use crmsync_domain::stage::DealStage;
+pub use crmsync_domain::crm::{Activity, Company, Contact, Deal, Engagement, stage_schema};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -28,14 +28,6 @@ fn string_enum(values: impl IntoIterator<Item = &'static str>, description: &str
         .enum_values(Some(values))
         .description(Some(description))
         .build()
-}
-
-/// The guide's eight deal stages, in pipeline order.
-pub fn stage_schema() -> Object {
-    string_enum(
-        DealStage::ALL.map(DealStage::as_str),
-        "A deal stage of the B2G pipeline.",
-    )
 }
 
 fn activity_type_schema() -> Object {
@@ -165,119 +157,6 @@ pub struct StageMoveBody {
     pub stage: String,
 }
 
-/// A deal.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Deal {
-    pub id: Uuid,
-    pub deal_name: String,
-    #[schema(schema_with = stage_schema)]
-    pub stage: String,
-    pub priority: String,
-    pub pipeline: String,
-    pub deal_value: Option<Decimal>,
-    pub expected_close_date: Option<NaiveDate>,
-    pub match_score: Option<Decimal>,
-    pub win_probability: Option<i32>,
-    pub company_id: Option<Uuid>,
-    pub company_name: Option<String>,
-    pub opportunity_id: Option<Uuid>,
-    pub hubspot_deal_id: Option<String>,
-    pub hubspot_sync_status: String,
-    /// Set exactly when the stage is closed_won or closed_lost.
-    pub closed_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<crm::Deal> for Deal {
-    fn from(d: crm::Deal) -> Self {
-        Self {
-            id: d.id,
-            deal_name: d.deal_name,
-            stage: d.stage,
-            priority: d.priority,
-            pipeline: d.pipeline,
-            deal_value: d.deal_value,
-            expected_close_date: d.expected_close_date,
-            match_score: d.match_score,
-            win_probability: d.win_probability,
-            company_id: d.company_id,
-            company_name: d.company_name,
-            opportunity_id: d.opportunity_id,
-            hubspot_deal_id: d.hubspot_deal_id,
-            hubspot_sync_status: d.hubspot_sync_status,
-            closed_at: d.closed_at,
-            created_at: d.created_at,
-            updated_at: d.updated_at,
-        }
-    }
-}
-
-/// A company.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Company {
-    pub id: Uuid,
-    pub name: String,
-    pub source: String,
-    pub uei: Option<String>,
-    pub cage_code: Option<String>,
-    pub website: Option<String>,
-    pub phone: Option<String>,
-    pub address: Option<String>,
-    pub city: Option<String>,
-    pub state: Option<String>,
-    pub zip: Option<String>,
-    pub primary_naics: Option<String>,
-    pub sam_registered: Option<bool>,
-    pub readiness_score: Option<Decimal>,
-    pub qualification_status: String,
-    pub lifecycle_stage: String,
-    pub hubspot_company_id: Option<String>,
-    pub hubspot_sync_status: String,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<crm::Company> for Company {
-    fn from(c: crm::Company) -> Self {
-        Self {
-            id: c.id,
-            name: c.name,
-            source: c.source,
-            uei: c.uei,
-            cage_code: c.cage_code,
-            website: c.website,
-            phone: c.phone,
-            address: c.address,
-            city: c.city,
-            state: c.state,
-            zip: c.zip,
-            primary_naics: c.primary_naics,
-            sam_registered: c.sam_registered,
-            readiness_score: c.readiness_score,
-            qualification_status: c.qualification_status,
-            lifecycle_stage: c.lifecycle_stage,
-            hubspot_company_id: c.hubspot_company_id,
-            hubspot_sync_status: c.hubspot_sync_status,
-            created_at: c.created_at,
-            updated_at: c.updated_at,
-        }
-    }
-}
-
-/// A company's engagement: the guide's v_company_engagement view.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Engagement {
-    pub total_deals: i64,
-    pub active_deals: i64,
-    pub won_deals: i64,
-    /// The value of its open deals.
-    pub pipeline_value: Decimal,
-    pub contacts: i64,
-    pub activities: i64,
-    pub last_activity_at: Option<DateTime<Utc>>,
-}
-
 /// `GET /api/companies/{id}`: the company and its engagement.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CompanyDetail {
@@ -285,103 +164,9 @@ pub struct CompanyDetail {
     pub engagement: Engagement,
 }
 
-impl From<(crm::Company, crm::Engagement)> for CompanyDetail {
-    fn from((company, e): (crm::Company, crm::Engagement)) -> Self {
-        Self {
-            company: company.into(),
-            engagement: Engagement {
-                total_deals: e.total_deals,
-                active_deals: e.active_deals,
-                won_deals: e.won_deals,
-                pipeline_value: e.pipeline_value,
-                contacts: e.contacts,
-                activities: e.activities,
-                last_activity_at: e.last_activity_at,
-            },
-        }
-    }
-}
-
-/// A contact.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Contact {
-    pub id: Uuid,
-    pub company_id: Option<Uuid>,
-    pub full_name: String,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub email: Option<String>,
-    pub phone: Option<String>,
-    pub job_title: Option<String>,
-    pub is_primary: bool,
-    pub source: String,
-    pub lifecycle_stage: String,
-    pub notes: Option<String>,
-    pub hubspot_contact_id: Option<String>,
-    pub hubspot_sync_status: String,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<crm::Contact> for Contact {
-    fn from(c: crm::Contact) -> Self {
-        Self {
-            id: c.id,
-            company_id: c.company_id,
-            full_name: c.full_name,
-            first_name: c.first_name,
-            last_name: c.last_name,
-            email: c.email,
-            phone: c.phone,
-            job_title: c.job_title,
-            is_primary: c.is_primary,
-            source: c.source,
-            lifecycle_stage: c.lifecycle_stage,
-            notes: c.notes,
-            hubspot_contact_id: c.hubspot_contact_id,
-            hubspot_sync_status: c.hubspot_sync_status,
-            created_at: c.created_at,
-            updated_at: c.updated_at,
-        }
-    }
-}
-
-/// An activity.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Activity {
-    pub id: Uuid,
-    /// note, call, email, meeting, task, or crmsync's own stage_change and system.
-    pub activity_type: String,
-    pub subject: String,
-    pub body: Option<String>,
-    pub deal_id: Option<Uuid>,
-    pub company_id: Option<Uuid>,
-    pub contact_id: Option<Uuid>,
-    pub occurred_at: DateTime<Utc>,
-    /// Who logged it: `api_token`, or `user:<JWT subject>`.
-    pub created_by: Option<String>,
-    pub hubspot_engagement_id: Option<String>,
-    /// `pending` until HubSpot has it; `local_only` for entries HubSpot never gets.
-    pub hubspot_sync_status: String,
-    pub created_at: DateTime<Utc>,
-}
-
-impl From<crm::Activity> for Activity {
-    fn from(a: crm::Activity) -> Self {
-        Self {
-            id: a.id,
-            activity_type: a.activity_type,
-            subject: a.subject,
-            body: a.body,
-            deal_id: a.deal_id,
-            company_id: a.company_id,
-            contact_id: a.contact_id,
-            occurred_at: a.occurred_at,
-            created_by: a.created_by,
-            hubspot_engagement_id: a.hubspot_engagement_id,
-            hubspot_sync_status: a.hubspot_sync_status,
-            created_at: a.created_at,
-        }
+impl From<(Company, Engagement)> for CompanyDetail {
+    fn from((company, engagement): (Company, Engagement)) -> Self {
+        Self { company, engagement }
     }
 }
 
