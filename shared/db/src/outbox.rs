@@ -45,24 +45,25 @@ pub async fn enqueue(
     let entity_ids: Vec<Uuid> = changes.iter().map(|c| c.entity_id).collect();
     let operations: Vec<&str> = changes.iter().map(|c| c.operation).collect();
     let payloads: Vec<&Value> = changes.iter().map(|c| &c.payload).collect();
+    // One statement text per rule, so each gets its own plan (a boolean parameter would leave the planner both).
     let statement = client
-        .prepare_cached(
-            "INSERT INTO public.sync_queue (entity_type, entity_id, operation, payload)
-             SELECT k.entity_type, k.entity_id, k.operation, k.payload
-             FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::jsonb[])
-               AS k (entity_type, entity_id, operation, payload)
-             WHERE NOT $5 OR NOT EXISTS (
-               SELECT 1 FROM public.sync_queue q
-               WHERE q.entity_type = k.entity_type AND q.entity_id = k.entity_id AND q.status IN ('pending', 'failed'))
-             RETURNING id",
-        )
+        .prepare_cached(match dedupe {
+            Dedupe::EveryChange => concat!(
+                "INSERT INTO public.sync_queue (entity_type, entity_id, operation, payload) ",
+                "SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::jsonb[]) RETURNING id"
+            ),
+            Dedupe::UnlessOpen => concat!(
+                "INSERT INTO public.sync_queue (entity_type, entity_id, operation, payload) ",
+                "SELECT k.entity_type, k.entity_id, k.operation, k.payload ",
+                "FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::jsonb[]) ",
+                "AS k (entity_type, entity_id, operation, payload) ",
+                "WHERE NOT EXISTS (SELECT 1 FROM public.sync_queue q WHERE q.entity_type = k.entity_type ",
+                "AND q.entity_id = k.entity_id AND q.status IN ('pending', 'failed')) RETURNING id"
+            ),
+        })
         .await?;
-    let unless_open = dedupe == Dedupe::UnlessOpen;
     let rows = client
-        .query(
-            &statement,
-            &[&entity_types, &entity_ids, &operations, &payloads, &unless_open],
-        )
+        .query(&statement, &[&entity_types, &entity_ids, &operations, &payloads])
         .await?;
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }

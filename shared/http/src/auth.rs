@@ -1,5 +1,5 @@
-//! The one bearer check, for every authenticated route (the API's and ingestion's): a bearer token that is either API_TOKEN (compared in constant time) or an HS256 JWT signed
-//! with API_JWT_SECRET, as Supabase issues them.
+//! The one bearer check, for every authenticated route (the API's and ingestion's): a bearer token that is either
+//! API_TOKEN (compared in constant time) or an HS256 JWT signed with API_JWT_SECRET, as Supabase issues them.
 //!
 //! A JWT must carry `exp` (checked with 30 s of leeway for clock skew) and a `role` of `authenticated` (a signed-in
 //! user) or `service_role`. Supabase signs its public `anon` key with the same secret, so a valid signature alone
