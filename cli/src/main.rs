@@ -16,7 +16,6 @@ use clap::{Parser, Subcommand};
 use crmsync_app::Config;
 use crmsync_app::ingest::ingest_matches;
 use crmsync_db::{PgMatchStore, migrate};
-use secrecy::ExposeSecret;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -132,7 +131,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Config::from_env()?;
     match cli.command {
         Command::Migrate => {
-            let mut client = migrate::connect(config.database_url.expose_secret()).await?;
+            let mut client = migrate::connect(&config.migration_database()?).await?;
             let report = migrate::migrate(&mut client).await.context("migration failed")?;
             tracing::info!(applied = ?report.applied, already_applied = report.already_applied.len(), "migrations done");
             println!(
@@ -152,7 +151,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 std::fs::read_to_string(&file).with_context(|| format!("could not read {}", file.display()))?
             };
             let event: serde_json::Value = serde_json::from_str(&text).context("the input is not valid JSON")?;
-            let report = ingest_matches(&PgMatchStore::new(config.connect_pool()?), &event, "cli").await?;
+            let report = ingest_matches(
+                &PgMatchStore::new(config.connect_pool(crmsync_db::Timeouts::CLI)?),
+                &event,
+                "cli",
+            )
+            .await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(if report.rejected.is_empty() {
                 ExitCode::SUCCESS

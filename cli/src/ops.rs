@@ -30,7 +30,7 @@ pub enum DlqAction {
 }
 
 pub async fn sync(config: &Config, max_seconds: u64, dry_run: bool) -> anyhow::Result<ExitCode> {
-    let sync = from_config(config, config.connect_pool()?).await?;
+    let sync = from_config(config, config.connect_pool(crmsync_db::Timeouts::CLI)?).await?;
     if dry_run {
         println!("{}", serde_json::to_string_pretty(&sync.dry_run().await?)?);
         return Ok(ExitCode::SUCCESS);
@@ -142,7 +142,7 @@ pub async fn dlq(config: &Config, action: DlqAction) -> anyhow::Result<ExitCode>
 }
 
 pub async fn hubspot_setup(config: &Config) -> anyhow::Result<ExitCode> {
-    let sync = from_config(config, config.connect_pool()?).await?;
+    let sync = from_config(config, config.connect_pool(crmsync_db::Timeouts::CLI)?).await?;
     let report = crmsync_app::hubspot_setup::hubspot_setup(sync.store(), sync.hubspot()).await?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(ExitCode::SUCCESS)
@@ -153,7 +153,7 @@ async fn from_config_without_hubspot(
     config: &Config,
 ) -> anyhow::Result<(crmsync_db::PgSyncStore, Option<crmsync_queue::SqsRetryQueue>)> {
     Ok((
-        crmsync_db::PgSyncStore::new(config.connect_pool()?),
+        crmsync_db::PgSyncStore::new(config.connect_pool(crmsync_db::Timeouts::CLI)?),
         config.retry_queue().await,
     ))
 }

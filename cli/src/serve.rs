@@ -26,7 +26,7 @@ pub async fn serve(mut config: Config, bind: SocketAddr) -> anyhow::Result<ExitC
         None => Some(start_simulator(&mut config).await?),
     };
     // One pool per process, shared by every part.
-    let pool = config.connect_pool()?;
+    let pool = config.connect_pool(crmsync_db::Timeouts::SERVE)?;
     let webhook_state = crmsync_http::webhook::from_config(&config, pool.clone(), ApplyMode::Background).await?;
     // One applier per process: the webhook route and the drain share its one-pass-at-a-time lock.
     let sync = Arc::new(

@@ -5,7 +5,6 @@
 use anyhow::Context;
 use crmsync_app::Config;
 use crmsync_db::migrate;
-use secrecy::ExposeSecret;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -13,9 +12,9 @@ async fn main() -> anyhow::Result<()> {
     let bind = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8090".to_owned());
     let config = Config::from_env()?;
     config.api.require_credentials()?;
-    let mut client = migrate::connect(config.database_url.expose_secret()).await?;
+    let mut client = migrate::connect(&config.migration_database()?).await?;
     migrate::migrate(&mut client).await.context("migration failed")?;
-    let pool = config.connect_pool()?;
+    let pool = config.connect_pool(crmsync_app::Timeouts::API)?;
     let listener = tokio::net::TcpListener::bind(&bind)
         .await
         .with_context(|| format!("could not bind {bind}"))?;

@@ -7,5 +7,5 @@ async fn main() -> Result<(), lambda_http::Error> {
     crmsync_app::telemetry::init();
     let config = Config::from_env()?;
     config.api.require_credentials()?;
-    lambda_http::run(api::app(config.connect_pool()?, &config.api)).await
+    lambda_http::run(api::app(config.connect_pool(crmsync_app::Timeouts::API)?, &config.api)).await
 }

@@ -11,6 +11,11 @@ async fn main() -> Result<(), lambda_http::Error> {
         return Err("HUBSPOT_CLIENT_SECRET must be set: it verifies HubSpot's signatures".into());
     }
     // Lambda freezes the process once the response is sent, so events are applied before answering.
-    let state = from_config(&config, config.connect_pool()?, ApplyMode::Inline).await?;
+    let state = from_config(
+        &config,
+        config.connect_pool(crmsync_app::Timeouts::WEBHOOK)?,
+        ApplyMode::Inline,
+    )
+    .await?;
     lambda_http::run(hubspot_webhook::app(state)).await
 }

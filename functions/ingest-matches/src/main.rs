@@ -9,7 +9,7 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     crmsync_app::telemetry::init();
     let config = Config::from_env()?;
-    let store = PgMatchStore::new(config.connect_pool()?);
+    let store = PgMatchStore::new(config.connect_pool(crmsync_app::Timeouts::BACKGROUND)?);
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         ingest_matches::handle(&store, event)
     }))

@@ -10,7 +10,7 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     crmsync_app::telemetry::init();
     let config = Config::from_env()?;
-    let sync = crmsync_sync::from_config(&config, config.connect_pool()?).await?;
+    let sync = crmsync_sync::from_config(&config, config.connect_pool(crmsync_app::Timeouts::BACKGROUND)?).await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         outbound_sync::handle(&sync, event)
     }))

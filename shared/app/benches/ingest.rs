@@ -114,7 +114,7 @@ async fn main() {
         sample_round_trips as f64 / naive_count as f64
     );
     println!(
-        "| naive (one autocommitted statement per row, prepared), same sample | {naive_count} | {:.2} s | {naive_rate:.0} | {:.2} |",
+        "| naive (one autocommitted statement per row), same sample | {naive_count} | {:.2} s | {naive_rate:.0} | {:.2} |",
         naive.as_secs_f64(),
         naive_round_trips as f64 / naive_count as f64
     );
@@ -126,8 +126,8 @@ async fn main() {
 }
 
 /// The guide's Steps A and B as its JavaScript does them: each row its own statement, each statement its own
-/// transaction. Statements are prepared once, which flatters the baseline.
-async fn naive_ingest(client: &deadpool_postgres::Object, item: &Value) -> u64 {
+/// transaction, each one round trip (unnamed and typed, like the batched path's).
+async fn naive_ingest(client: &crmsync_db::Connection, item: &Value) -> u64 {
     let o = &item["opportunity"];
     let c = &item["contractor"];
     let score = rust_decimal::Decimal::try_from(item["match_score"].as_f64().unwrap_or_default()).unwrap_or_default();
@@ -136,15 +136,11 @@ async fn naive_ingest(client: &deadpool_postgres::Object, item: &Value) -> u64 {
         rust_decimal::Decimal::try_from(c["readiness_score"].as_f64().unwrap_or_default()).unwrap_or_default();
     let qualification = crmsync_domain::rules::qualification_status(Some(readiness)).as_str();
     let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
-    let statement = |sql: &'static str| async move { client.prepare_cached(sql).await.expect(sql) };
 
     let opportunity_id: uuid::Uuid = client
         .query_one(
-            &statement(
-                "INSERT INTO opportunities (notice_id, title, agency, estimated_value, priority_flag) VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO opportunities (notice_id, title, agency, estimated_value, priority_flag) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (notice_id) DO UPDATE SET title = EXCLUDED.title RETURNING id",
-            )
-            .await,
             &[&text(&o["notice_id"]), &text(&o["title"]), &text(&o["agency"]), &value, &text(&o["priority_flag"])],
         )
         .await
@@ -152,11 +148,8 @@ async fn naive_ingest(client: &deadpool_postgres::Object, item: &Value) -> u64 {
         .get(0);
     let contractor_id: uuid::Uuid = client
         .query_one(
-            &statement(
-                "INSERT INTO contractors (uei, name, readiness_score) VALUES ($1, $2, $3)
+            "INSERT INTO contractors (uei, name, readiness_score) VALUES ($1, $2, $3)
                  ON CONFLICT (uei) DO UPDATE SET name = EXCLUDED.name RETURNING id",
-            )
-            .await,
             &[&text(&c["uei"]), &text(&c["name"]), &readiness],
         )
         .await
@@ -164,11 +157,8 @@ async fn naive_ingest(client: &deadpool_postgres::Object, item: &Value) -> u64 {
         .get(0);
     let match_id: uuid::Uuid = client
         .query_one(
-            &statement(
-                "INSERT INTO matches (opportunity_id, contractor_id, match_score) VALUES ($1, $2, $3)
+            "INSERT INTO matches (opportunity_id, contractor_id, match_score) VALUES ($1, $2, $3)
                  ON CONFLICT (opportunity_id, contractor_id) DO UPDATE SET match_score = EXCLUDED.match_score RETURNING id",
-            )
-            .await,
             &[&opportunity_id, &contractor_id, &score],
         )
         .await
@@ -176,10 +166,7 @@ async fn naive_ingest(client: &deadpool_postgres::Object, item: &Value) -> u64 {
         .get(0);
     let mut round_trips = 4;
     let existing = client
-        .query_opt(
-            &statement("SELECT id FROM companies WHERE contractor_id = $1").await,
-            &[&contractor_id],
-        )
+        .query_opt("SELECT id FROM companies WHERE contractor_id = $1", &[&contractor_id])
         .await
         .expect("company lookup");
     let company_id: uuid::Uuid = match existing {
@@ -187,11 +174,8 @@ async fn naive_ingest(client: &deadpool_postgres::Object, item: &Value) -> u64 {
         None => {
             let id: uuid::Uuid = client
                 .query_one(
-                    &statement(
-                        "INSERT INTO companies (contractor_id, name, uei, readiness_score, qualification_status)
+                    "INSERT INTO companies (contractor_id, name, uei, readiness_score, qualification_status)
                          VALUES ($1, $2, $3, $4, $5) RETURNING id",
-                    )
-                    .await,
                     &[
                         &contractor_id,
                         &text(&c["name"]),
@@ -205,7 +189,7 @@ async fn naive_ingest(client: &deadpool_postgres::Object, item: &Value) -> u64 {
                 .get(0);
             client
                 .execute(
-                    &statement("INSERT INTO sync_queue (entity_type, entity_id, operation, payload) VALUES ('company', $1, 'create', '{}')").await,
+                    "INSERT INTO sync_queue (entity_type, entity_id, operation, payload) VALUES ('company', $1, 'create', '{}')",
                     &[&id],
                 )
                 .await
@@ -221,11 +205,8 @@ async fn naive_ingest(client: &deadpool_postgres::Object, item: &Value) -> u64 {
     );
     let deal_id: uuid::Uuid = client
         .query_one(
-            &statement(
-                "INSERT INTO deals (opportunity_id, company_id, match_id, deal_name, deal_value, match_score, win_probability)
+            "INSERT INTO deals (opportunity_id, company_id, match_id, deal_name, deal_value, match_score, win_probability)
                  VALUES ($1, $2, $3, $4, $5, $6, round($6 * 0.8)) RETURNING id",
-            )
-            .await,
             &[&opportunity_id, &company_id, &match_id, &deal_name, &value, &score],
         )
         .await
@@ -233,7 +214,7 @@ async fn naive_ingest(client: &deadpool_postgres::Object, item: &Value) -> u64 {
         .get(0);
     client
         .execute(
-            &statement("INSERT INTO sync_queue (entity_type, entity_id, operation, payload) VALUES ('deal', $1, 'create', '{}')").await,
+            "INSERT INTO sync_queue (entity_type, entity_id, operation, payload) VALUES ('deal', $1, 'create', '{}')",
             &[&deal_id],
         )
         .await

@@ -9,4 +9,5 @@ pub mod ingest;
 pub mod telemetry;
 
 pub use config::{ApiConfig, Config, SyncConfig, WebhookConfig};
+pub use crmsync_db::Timeouts;
 pub use error::AppError;

@@ -65,7 +65,7 @@ impl IngestApp {
         }
     }
 
-    async fn client(&self) -> deadpool_postgres::Object {
+    async fn client(&self) -> crmsync_db::Connection {
         self.pool().get().await.expect("client")
     }
 }

@@ -2,15 +2,15 @@
 //! activities, the guide's four dashboard queries (verbatim) with sync health, and the manual writes (a contact, an
 //! activity, a deal's stage move); the sync_queue rows that tell HubSpot about them come from [`crate::outbox`].
 //!
-//! Every function takes `&impl GenericClient`, so it joins the caller's transaction: a write and its sync_queue row
+//! Every function takes `&impl Db`, so it joins the caller's transaction: a write and its sync_queue row
 //! are committed together or not at all. Filters are assembled into one statement per combination of present
 //! filters (not `$1 IS NULL OR ...`), so each combination gets a plan that uses its index.
 
+use crate::Db;
+use crate::SqlParam;
 use crmsync_domain::hubspot_status::HubSpotSyncStatus;
 use crmsync_domain::stage::DealStage;
-use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
-use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 pub use crmsync_domain::crm::{
@@ -82,9 +82,9 @@ GROUP BY month
 ORDER BY month DESC;";
 
 /// Runs [`PIPELINE_OVERVIEW`].
-pub async fn pipeline_overview(client: &impl GenericClient) -> Result<Vec<PipelineStage>, DbError> {
-    let statement = client.prepare_cached(PIPELINE_OVERVIEW).await?;
-    let rows = client.query(&statement, &[]).await?;
+pub async fn pipeline_overview(client: &impl Db) -> Result<Vec<PipelineStage>, DbError> {
+    let statement: &str = PIPELINE_OVERVIEW;
+    let rows = client.query(statement, &[]).await?;
     Ok(rows
         .iter()
         .map(|row| PipelineStage {
@@ -96,9 +96,9 @@ pub async fn pipeline_overview(client: &impl GenericClient) -> Result<Vec<Pipeli
 }
 
 /// Runs [`TOP_COMPANIES`].
-pub async fn top_companies(client: &impl GenericClient) -> Result<Vec<TopCompany>, DbError> {
-    let statement = client.prepare_cached(TOP_COMPANIES).await?;
-    let rows = client.query(&statement, &[]).await?;
+pub async fn top_companies(client: &impl Db) -> Result<Vec<TopCompany>, DbError> {
+    let statement: &str = TOP_COMPANIES;
+    let rows = client.query(statement, &[]).await?;
     Ok(rows
         .iter()
         .map(|row| TopCompany {
@@ -111,9 +111,9 @@ pub async fn top_companies(client: &impl GenericClient) -> Result<Vec<TopCompany
 }
 
 /// Runs [`RECENT_ACTIVITIES`].
-pub async fn recent_activities(client: &impl GenericClient) -> Result<Vec<RecentActivity>, DbError> {
-    let statement = client.prepare_cached(RECENT_ACTIVITIES).await?;
-    let rows = client.query(&statement, &[]).await?;
+pub async fn recent_activities(client: &impl Db) -> Result<Vec<RecentActivity>, DbError> {
+    let statement: &str = RECENT_ACTIVITIES;
+    let rows = client.query(statement, &[]).await?;
     Ok(rows
         .iter()
         .map(|row| RecentActivity {
@@ -127,9 +127,9 @@ pub async fn recent_activities(client: &impl GenericClient) -> Result<Vec<Recent
 }
 
 /// Runs [`WIN_RATE`].
-pub async fn win_rate(client: &impl GenericClient) -> Result<Vec<WinRateMonth>, DbError> {
-    let statement = client.prepare_cached(WIN_RATE).await?;
-    let rows = client.query(&statement, &[]).await?;
+pub async fn win_rate(client: &impl Db) -> Result<Vec<WinRateMonth>, DbError> {
+    let statement: &str = WIN_RATE;
+    let rows = client.query(statement, &[]).await?;
     Ok(rows
         .iter()
         .map(|row| WinRateMonth {
@@ -143,10 +143,8 @@ pub async fn win_rate(client: &impl GenericClient) -> Result<Vec<WinRateMonth>, 
 
 /// Counts the queue's pending, failed and dead rows (one scan of `sync_queue_status_idx`) and reads the latest
 /// sync run, in one round trip.
-pub async fn sync_health(client: &impl GenericClient) -> Result<SyncHealth, DbError> {
-    let statement = client
-        .prepare_cached(
-            "SELECT
+pub async fn sync_health(client: &impl Db) -> Result<SyncHealth, DbError> {
+    let statement: &str = "SELECT
                (SELECT count(*) FROM sync_queue WHERE status = 'pending'),
                (SELECT count(*) FROM sync_queue WHERE status = 'failed'),
                (SELECT count(*) FROM sync_queue WHERE status = 'dead'),
@@ -155,10 +153,8 @@ pub async fn sync_health(client: &impl GenericClient) -> Result<SyncHealth, DbEr
              LEFT JOIN LATERAL (
                SELECT id, trigger, status, started_at, finished_at, counts
                FROM crmsync.sync_runs ORDER BY started_at DESC LIMIT 1
-             ) r ON true",
-        )
-        .await?;
-    let row = client.query_one(&statement, &[]).await?;
+             ) r ON true";
+    let row = client.query_one(statement, &[]).await?;
     let last_run = row.get::<_, Option<Uuid>>(3).map(|id| SyncRun {
         id,
         trigger: row.get(4),
@@ -214,12 +210,12 @@ pub struct DealFilter {
 #[derive(Default)]
 struct Conditions<'a> {
     clauses: Vec<String>,
-    params: Vec<&'a (dyn ToSql + Sync)>,
+    params: Vec<&'a dyn SqlParam>,
 }
 
 impl<'a> Conditions<'a> {
     /// Adds `template` with each `$` replaced by the next parameter number (one parameter per value).
-    fn push(&mut self, template: &str, values: &[&'a (dyn ToSql + Sync)]) {
+    fn push(&mut self, template: &str, values: &[&'a dyn SqlParam]) {
         let mut clause = String::with_capacity(template.len() + 4);
         let mut values = values.iter();
         for ch in template.chars() {
@@ -234,7 +230,7 @@ impl<'a> Conditions<'a> {
         self.clauses.push(clause);
     }
 
-    fn placeholder_for(&mut self, value: &'a (dyn ToSql + Sync)) -> String {
+    fn placeholder_for(&mut self, value: &'a dyn SqlParam) -> String {
         self.params.push(value);
         format!("${}", self.params.len())
     }
@@ -251,7 +247,7 @@ impl<'a> Conditions<'a> {
 /// Deals matching `filter` in id order, after the deal `after` (exclusive), at most `limit` of them.
 /// Keyset pagination over the primary key: a page costs the same at any depth.
 pub async fn list_deals(
-    client: &impl GenericClient,
+    client: &impl Db,
     filter: &DealFilter,
     after: Option<Uuid>,
     limit: i64,
@@ -276,19 +272,16 @@ pub async fn list_deals(
         conditions.where_sql(),
         limit_placeholder
     );
-    let statement = client.prepare_cached(&sql).await?;
-    let rows = client.query(&statement, &conditions.params).await?;
+    let statement: &str = &sql;
+    let rows = client.query(statement, &conditions.params).await?;
     Ok(rows.iter().map(deal).collect())
 }
 
 /// One deal, or `None` when there is no deal with that id.
-pub async fn get_deal(client: &impl GenericClient, id: Uuid) -> Result<Option<Deal>, DbError> {
-    let statement = client
-        .prepare_cached(&format!(
-            "SELECT {DEAL_COLUMNS} FROM deals d LEFT JOIN companies c ON c.id = d.company_id WHERE d.id = $1"
-        ))
-        .await?;
-    Ok(client.query_opt(&statement, &[&id]).await?.as_ref().map(deal))
+pub async fn get_deal(client: &impl Db, id: Uuid) -> Result<Option<Deal>, DbError> {
+    let statement: &str =
+        &format!("SELECT {DEAL_COLUMNS} FROM deals d LEFT JOIN companies c ON c.id = d.company_id WHERE d.id = $1");
+    Ok(client.query_opt(statement, &[&id]).await?.as_ref().map(deal))
 }
 
 /// What [`move_deal_stage`] did.
@@ -315,15 +308,9 @@ impl StageMove {
 ///
 /// Call it inside a transaction, with [`insert_activity`] and [`crate::outbox::enqueue`] for the stage_change
 /// activity and the HubSpot update, so the three are committed together.
-pub async fn move_deal_stage(
-    client: &impl GenericClient,
-    id: Uuid,
-    stage: DealStage,
-) -> Result<Option<StageMove>, DbError> {
-    let lock = client
-        .prepare_cached("SELECT stage FROM deals WHERE id = $1 FOR UPDATE")
-        .await?;
-    let Some(current) = client.query_opt(&lock, &[&id]).await? else {
+pub async fn move_deal_stage(client: &impl Db, id: Uuid, stage: DealStage) -> Result<Option<StageMove>, DbError> {
+    let lock: &str = "SELECT stage FROM deals WHERE id = $1 FOR UPDATE";
+    let Some(current) = client.query_opt(lock, &[&id]).await? else {
         return Ok(None);
     };
     let previous_stage: String = current.get(0);
@@ -331,9 +318,8 @@ pub async fn move_deal_stage(
         let deal = get_deal(client, id).await?.expect("the locked deal exists");
         return Ok(Some(StageMove { deal, previous_stage }));
     }
-    let statement = client
-        .prepare_cached(&format!(
-            "WITH d AS (
+    let statement: &str = &format!(
+        "WITH d AS (
                UPDATE deals SET
                  stage = $2,
                  closed_at = CASE WHEN $3 THEN now() END,
@@ -342,11 +328,10 @@ pub async fn move_deal_stage(
                RETURNING *
              )
              SELECT {DEAL_COLUMNS} FROM d LEFT JOIN companies c ON c.id = d.company_id"
-        ))
-        .await?;
+    );
     let row = client
         .query_one(
-            &statement,
+            statement,
             &[
                 &id,
                 &stage.as_str(),
@@ -404,7 +389,7 @@ pub struct CompanyFilter {
 /// by id, so a cursor is just the last id of the previous page, and an id that no longer exists ends the list), at
 /// most `limit`.
 pub async fn list_companies(
-    client: &impl GenericClient,
+    client: &impl Db,
     filter: &CompanyFilter,
     after: Option<Uuid>,
     limit: i64,
@@ -429,22 +414,20 @@ pub async fn list_companies(
         conditions.where_sql(),
         limit_placeholder
     );
-    let statement = client.prepare_cached(&sql).await?;
-    let rows = client.query(&statement, &conditions.params).await?;
+    let statement: &str = &sql;
+    let rows = client.query(statement, &conditions.params).await?;
     Ok(rows.iter().map(company).collect())
 }
 
 /// One company with its engagement summary, or `None`.
-pub async fn get_company(client: &impl GenericClient, id: Uuid) -> Result<Option<(Company, Engagement)>, DbError> {
-    let statement = client
-        .prepare_cached(&format!(
-            "SELECT {COMPANY_COLUMNS}, e.total_deals, e.active_deals, e.won_deals, e.pipeline_value, e.contacts,
+pub async fn get_company(client: &impl Db, id: Uuid) -> Result<Option<(Company, Engagement)>, DbError> {
+    let statement: &str = &format!(
+        "SELECT {COMPANY_COLUMNS}, e.total_deals, e.active_deals, e.won_deals, e.pipeline_value, e.contacts,
                e.activities, e.last_activity_at
              FROM companies c JOIN v_company_engagement e ON e.company_id = c.id
              WHERE c.id = $1"
-        ))
-        .await?;
-    Ok(client.query_opt(&statement, &[&id]).await?.map(|row| {
+    );
+    Ok(client.query_opt(statement, &[&id]).await?.map(|row| {
         let engagement = Engagement {
             total_deals: row.get(20),
             active_deals: row.get(21),
@@ -485,7 +468,7 @@ fn contact(row: &Row) -> Contact {
 /// Contacts (of one company, when given) in (full_name, id) order after the contact `after` (looked up by id, as
 /// for [`list_companies`]), at most `limit`.
 pub async fn list_contacts(
-    client: &impl GenericClient,
+    client: &impl Db,
     company_id: Option<Uuid>,
     after: Option<Uuid>,
     limit: i64,
@@ -506,25 +489,23 @@ pub async fn list_contacts(
         conditions.where_sql(),
         limit_placeholder
     );
-    let statement = client.prepare_cached(&sql).await?;
-    let rows = client.query(&statement, &conditions.params).await?;
+    let statement: &str = &sql;
+    let rows = client.query(statement, &conditions.params).await?;
     Ok(rows.iter().map(contact).collect())
 }
 
 /// Inserts a contact (source `manual`, HubSpot status `pending`). Errors: a duplicate email violates
 /// `contacts_email_key` (SQLSTATE 23505), an unknown company `contacts_company_id_fkey` (23503).
-pub async fn insert_contact(client: &impl GenericClient, new: &NewContact) -> Result<Contact, DbError> {
-    let statement = client
-        .prepare_cached(&format!(
-            "INSERT INTO contacts (company_id, full_name, first_name, last_name, email, phone, job_title, is_primary,
+pub async fn insert_contact(client: &impl Db, new: &NewContact) -> Result<Contact, DbError> {
+    let statement: &str = &format!(
+        "INSERT INTO contacts (company_id, full_name, first_name, last_name, email, phone, job_title, is_primary,
                notes, source, hubspot_sync_status)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'manual', $10)
              RETURNING {CONTACT_COLUMNS}"
-        ))
-        .await?;
+    );
     let row = client
         .query_one(
-            &statement,
+            statement,
             &[
                 &new.company_id,
                 &new.full_name,
@@ -573,7 +554,7 @@ pub struct ActivityFilter {
 /// Activities matching `filter`, newest first ((created_at, id) descending), after the activity `after` (looked up
 /// by id, as for [`list_companies`]), at most `limit`.
 pub async fn list_activities(
-    client: &impl GenericClient,
+    client: &impl Db,
     filter: &ActivityFilter,
     after: Option<Uuid>,
     limit: i64,
@@ -600,28 +581,26 @@ pub async fn list_activities(
         conditions.where_sql(),
         limit_placeholder
     );
-    let statement = client.prepare_cached(&sql).await?;
-    let rows = client.query(&statement, &conditions.params).await?;
+    let statement: &str = &sql;
+    let rows = client.query(statement, &conditions.params).await?;
     Ok(rows.iter().map(activity).collect())
 }
 
 /// Inserts an activity. A missing `company_id` is taken from the deal, else from the contact, so an activity
 /// logged on a deal shows under its company too (the dashboard's recent-activities query joins the company).
 /// Errors: an unknown deal, company or contact violates `activities_<field>_fkey` (SQLSTATE 23503).
-pub async fn insert_activity(client: &impl GenericClient, new: &NewActivity) -> Result<Activity, DbError> {
-    let statement = client
-        .prepare_cached(&format!(
+pub async fn insert_activity(client: &impl Db, new: &NewActivity) -> Result<Activity, DbError> {
+    let statement: &str = &format!(
             "INSERT INTO activities (activity_type, subject, body, deal_id, contact_id, company_id, occurred_at,
                created_by, hubspot_sync_status)
              VALUES ($1, $2, $3, $4, $5,
                COALESCE($6, (SELECT company_id FROM deals WHERE id = $4), (SELECT company_id FROM contacts WHERE id = $5)),
                COALESCE($7, now()), $8, $9)
              RETURNING {ACTIVITY_COLUMNS}"
-        ))
-        .await?;
+        );
     let row = client
         .query_one(
-            &statement,
+            statement,
             &[
                 &new.activity_type,
                 &new.subject,
@@ -641,11 +620,9 @@ pub async fn insert_activity(client: &impl GenericClient, new: &NewActivity) -> 
 /// The dashboard statistics cache's generation, shared by every API instance: one primary-key lookup of
 /// crmsync.dashboard_cache_generation's only row (0 if someone deleted it). A value cached under another generation
 /// is stale.
-pub async fn dashboard_cache_generation(client: &impl GenericClient) -> Result<i64, DbError> {
-    let statement = client
-        .prepare_cached("SELECT generation FROM crmsync.dashboard_cache_generation WHERE id = true")
-        .await?;
-    Ok(client.query_opt(&statement, &[]).await?.map_or(0, |row| row.get(0)))
+pub async fn dashboard_cache_generation(client: &impl Db) -> Result<i64, DbError> {
+    let statement: &str = "SELECT generation FROM crmsync.dashboard_cache_generation WHERE id = true";
+    Ok(client.query_opt(statement, &[]).await?.map_or(0, |row| row.get(0)))
 }
 
 /// Bumps the dashboard statistics cache's generation, invalidating every API instance's cache when the caller's
@@ -653,15 +630,11 @@ pub async fn dashboard_cache_generation(client: &impl GenericClient) -> Result<i
 /// Call it as the last statement of a write's transaction: the one row stays locked until the commit, so taking it
 /// last keeps concurrent writes from waiting on it for long, and always after their other row locks (no deadlock).
 /// Recreates the row if it is missing. Returns the new generation.
-pub async fn bump_dashboard_cache_generation(client: &impl GenericClient) -> Result<i64, DbError> {
-    let statement = client
-        .prepare_cached(
-            "INSERT INTO crmsync.dashboard_cache_generation AS g (id, generation) VALUES (true, 1)
+pub async fn bump_dashboard_cache_generation(client: &impl Db) -> Result<i64, DbError> {
+    let statement: &str = "INSERT INTO crmsync.dashboard_cache_generation AS g (id, generation) VALUES (true, 1)
              ON CONFLICT (id) DO UPDATE SET generation = g.generation + 1, updated_at = now()
-             RETURNING generation",
-        )
-        .await?;
-    Ok(client.query_one(&statement, &[]).await?.get(0))
+             RETURNING generation";
+    Ok(client.query_one(statement, &[]).await?.get(0))
 }
 
 /// Escapes LIKE's wildcards and wraps the text in `%...%`: a substring match of exactly what was typed.

@@ -2,12 +2,12 @@
 //! key), finding and locking due events, and closing, postponing or giving up each one. The CRM writes that apply
 //! an event live in [`crate::hubspot_records`].
 //!
-//! The row functions take `&impl GenericClient` so the applier closes its events in the transaction that applied
+//! The row functions take `&impl Db` so the applier closes its events in the transaction that applied
 //! them; [`PgInboxStore`] is the pool-level side.
 
+use crate::{Db, Pool};
 use chrono::{DateTime, Utc};
 use crmsync_domain::webhook::InboxStatus;
-use deadpool_postgres::{GenericClient, Pool};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -66,16 +66,12 @@ impl PgInboxStore {
             return Ok(Vec::new());
         }
         let client = self.pool.get().await?;
-        let statement = client
-            .prepare_cached(
-                "INSERT INTO crmsync.webhook_inbox
+        let statement: &str = "INSERT INTO crmsync.webhook_inbox
                    (portal_id, subscription_id, event_id, occurred_at, event_type, object_type, object_id, payload)
                  SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::text[], $6::text[],
                                       $7::text[], $8::jsonb[])
                  ON CONFLICT (portal_id, subscription_id, event_id, occurred_at) DO NOTHING
-                 RETURNING id",
-            )
-            .await?;
+                 RETURNING id";
         let column = |f: fn(&NewInboxEvent<'_>) -> i64| events.iter().map(f).collect::<Vec<i64>>();
         let (portals, subscriptions, event_ids, occurred) = (
             column(|e| e.portal_id),
@@ -89,7 +85,7 @@ impl PgInboxStore {
         let payloads: Vec<&Value> = events.iter().map(|e| e.payload).collect();
         let rows = client
             .query(
-                &statement,
+                statement,
                 &[
                     &portals,
                     &subscriptions,
@@ -109,14 +105,10 @@ impl PgInboxStore {
     /// `occurredAt` first.
     pub async fn due(&self, limit: i64) -> Result<Vec<Uuid>, DbError> {
         let client = self.pool.get().await?;
-        let statement = client
-            .prepare_cached(
-                "SELECT id FROM crmsync.webhook_inbox
+        let statement: &str = "SELECT id FROM crmsync.webhook_inbox
                  WHERE status IN ('pending', 'retry') AND next_attempt_at <= now()
-                 ORDER BY occurred_at, event_id LIMIT $1",
-            )
-            .await?;
-        let rows = client.query(&statement, &[&limit]).await?;
+                 ORDER BY occurred_at, event_id LIMIT $1";
+        let rows = client.query(statement, &[&limit]).await?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
@@ -147,15 +139,11 @@ impl PgInboxStore {
 }
 
 /// Locks one open row for applying; `None` when it is applied already or another applier holds it.
-pub async fn lock_open(client: &impl GenericClient, id: Uuid) -> Result<Option<InboxRow>, DbError> {
-    let statement = client
-        .prepare_cached(
-            "SELECT id, payload, attempts FROM crmsync.webhook_inbox
-             WHERE id = $1 AND status = ANY($2) FOR UPDATE SKIP LOCKED",
-        )
-        .await?;
+pub async fn lock_open(client: &impl Db, id: Uuid) -> Result<Option<InboxRow>, DbError> {
+    let statement: &str = "SELECT id, payload, attempts FROM crmsync.webhook_inbox
+             WHERE id = $1 AND status = ANY($2) FOR UPDATE SKIP LOCKED";
     Ok(client
-        .query_opt(&statement, &[&id, &OPEN.as_slice()])
+        .query_opt(statement, &[&id, &OPEN.as_slice()])
         .await?
         .map(|row| InboxRow {
             id: row.get(0),
@@ -166,18 +154,11 @@ pub async fn lock_open(client: &impl GenericClient, id: Uuid) -> Result<Option<I
 
 /// Locks the open rows among `ids` (pending or retry) for applying, skipping rows another applier holds.
 /// Returns each locked row's attempts so far.
-pub async fn lock_open_many(
-    client: &impl GenericClient,
-    ids: &[Uuid],
-) -> Result<std::collections::HashMap<Uuid, i32>, DbError> {
-    let statement = client
-        .prepare_cached(
-            "SELECT id, attempts FROM crmsync.webhook_inbox
-             WHERE id = ANY($1) AND status = ANY($2) FOR UPDATE SKIP LOCKED",
-        )
-        .await?;
+pub async fn lock_open_many(client: &impl Db, ids: &[Uuid]) -> Result<std::collections::HashMap<Uuid, i32>, DbError> {
+    let statement: &str = "SELECT id, attempts FROM crmsync.webhook_inbox
+             WHERE id = ANY($1) AND status = ANY($2) FOR UPDATE SKIP LOCKED";
     Ok(client
-        .query(&statement, &[&ids, &OPEN.as_slice()])
+        .query(statement, &[&ids, &OPEN.as_slice()])
         .await?
         .iter()
         .map(|row| (row.get(0), row.get(1)))
@@ -185,83 +166,62 @@ pub async fn lock_open_many(
 }
 
 /// Closes rows in one statement: (id, [`InboxStatus::Applied`] or [`InboxStatus::Skipped`], outcome).
-pub async fn finish_many(client: &impl GenericClient, rows: &[(Uuid, InboxStatus, &str)]) -> Result<(), DbError> {
+pub async fn finish_many(client: &impl Db, rows: &[(Uuid, InboxStatus, &str)]) -> Result<(), DbError> {
     if rows.is_empty() {
         return Ok(());
     }
     let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
     let statuses: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
     let outcomes: Vec<&str> = rows.iter().map(|r| r.2).collect();
-    let statement = client
-        .prepare_cached(
-            "UPDATE crmsync.webhook_inbox i
+    let statement: &str = "UPDATE crmsync.webhook_inbox i
              SET status = k.status, outcome = k.outcome, processed_at = now(), last_error = NULL
              FROM UNNEST($1::uuid[], $2::text[], $3::text[]) AS k (id, status, outcome)
-             WHERE i.id = k.id",
-        )
-        .await?;
-    client.execute(&statement, &[&ids, &statuses, &outcomes]).await?;
+             WHERE i.id = k.id";
+    client.execute(statement, &[&ids, &statuses, &outcomes]).await?;
     Ok(())
 }
 
 /// Closes a row: [`InboxStatus::Applied`] or [`InboxStatus::Skipped`], with the outcome that says why.
-pub async fn finish(client: &impl GenericClient, id: Uuid, status: InboxStatus, outcome: &str) -> Result<(), DbError> {
-    let statement = client
-        .prepare_cached(
-            "UPDATE crmsync.webhook_inbox SET status = $2, outcome = $3, processed_at = now(), last_error = NULL
-             WHERE id = $1",
-        )
-        .await?;
-    client.execute(&statement, &[&id, &status.as_str(), &outcome]).await?;
+pub async fn finish(client: &impl Db, id: Uuid, status: InboxStatus, outcome: &str) -> Result<(), DbError> {
+    let statement: &str =
+        "UPDATE crmsync.webhook_inbox SET status = $2, outcome = $3, processed_at = now(), last_error = NULL
+             WHERE id = $1";
+    client.execute(statement, &[&id, &status.as_str(), &outcome]).await?;
     Ok(())
 }
 
 /// Leaves a row for a later attempt (`retry`, due after `delay_seconds`), or gives it up (`dead`).
 pub async fn postpone(
-    client: &impl GenericClient,
+    client: &impl Db,
     id: Uuid,
     attempts: i32,
     delay_seconds: Option<f64>,
     reason: &str,
 ) -> Result<(), DbError> {
-    let statement = client
-        .prepare_cached(
-            "UPDATE crmsync.webhook_inbox
+    let statement: &str = "UPDATE crmsync.webhook_inbox
              SET status = $5, attempts = $2,
                  next_attempt_at = now() + make_interval(secs => coalesce($3::float8, 0)), last_error = $4,
                  outcome = 'waiting', processed_at = CASE WHEN $3::float8 IS NULL THEN now() END
-             WHERE id = $1",
-        )
-        .await?;
+             WHERE id = $1";
     let status = match delay_seconds {
         Some(_) => InboxStatus::Retry,
         None => InboxStatus::Dead,
     };
     client
-        .execute(&statement, &[&id, &attempts, &delay_seconds, &reason, &status.as_str()])
+        .execute(statement, &[&id, &attempts, &delay_seconds, &reason, &status.as_str()])
         .await?;
     Ok(())
 }
 
 /// Gives a row up now (`dead`), with the outcome that names the error and the reason in `last_error`: an event that
 /// no retry can apply (a deal stage that is not in the pipeline map). `attempts` counts this one.
-pub async fn give_up(
-    client: &impl GenericClient,
-    id: Uuid,
-    attempts: i32,
-    outcome: &str,
-    reason: &str,
-) -> Result<(), DbError> {
-    let statement = client
-        .prepare_cached(
-            "UPDATE crmsync.webhook_inbox
+pub async fn give_up(client: &impl Db, id: Uuid, attempts: i32, outcome: &str, reason: &str) -> Result<(), DbError> {
+    let statement: &str = "UPDATE crmsync.webhook_inbox
              SET status = $5, attempts = $2, outcome = $3, last_error = $4, processed_at = now()
-             WHERE id = $1",
-        )
-        .await?;
+             WHERE id = $1";
     let dead = InboxStatus::Dead.as_str();
     client
-        .execute(&statement, &[&id, &attempts, &outcome, &reason, &dead])
+        .execute(statement, &[&id, &attempts, &outcome, &reason, &dead])
         .await?;
     Ok(())
 }
@@ -270,33 +230,24 @@ pub async fn give_up(
 /// `retry` (outcome `created`) and come due again after `delay_seconds` unless [`finish_many`] closes them once
 /// the write-back succeeded. So a process that dies between the commit and the write-back leaves the write-back to
 /// the re-apply pass instead of losing it.
-pub async fn hold_for_write_back(client: &impl GenericClient, ids: &[Uuid], delay_seconds: f64) -> Result<(), DbError> {
+pub async fn hold_for_write_back(client: &impl Db, ids: &[Uuid], delay_seconds: f64) -> Result<(), DbError> {
     if ids.is_empty() {
         return Ok(());
     }
-    let statement = client
-        .prepare_cached(
-            "UPDATE crmsync.webhook_inbox
+    let statement: &str = "UPDATE crmsync.webhook_inbox
              SET status = $3, outcome = 'created', next_attempt_at = now() + make_interval(secs => $2),
                  last_error = 'created locally; writing crmsync_id to HubSpot'
-             WHERE id = ANY($1)",
-        )
-        .await?;
+             WHERE id = ANY($1)";
     let retry = InboxStatus::Retry.as_str();
-    client.execute(&statement, &[&ids, &delay_seconds, &retry]).await?;
+    client.execute(statement, &[&ids, &delay_seconds, &retry]).await?;
     Ok(())
 }
 
 /// The status of each of `ids` that exists (a status this version does not know is left out).
-pub async fn statuses(
-    client: &impl GenericClient,
-    ids: &[Uuid],
-) -> Result<std::collections::HashMap<Uuid, InboxStatus>, DbError> {
-    let statement = client
-        .prepare_cached("SELECT id, status FROM crmsync.webhook_inbox WHERE id = ANY($1)")
-        .await?;
+pub async fn statuses(client: &impl Db, ids: &[Uuid]) -> Result<std::collections::HashMap<Uuid, InboxStatus>, DbError> {
+    let statement: &str = "SELECT id, status FROM crmsync.webhook_inbox WHERE id = ANY($1)";
     Ok(client
-        .query(&statement, &[&ids])
+        .query(statement, &[&ids])
         .await?
         .iter()
         .filter_map(|row| Some((row.get(0), InboxStatus::parse(row.get(1))?)))
@@ -319,16 +270,12 @@ pub struct InboxStatusCounts {
 
 /// Counts inbox rows by open status and dead, in one statement. Applied and skipped rows are not counted (the
 /// inbox keeps them; counting them would scan it whole).
-pub async fn status_counts(client: &impl GenericClient) -> Result<InboxStatusCounts, DbError> {
-    let statement = client
-        .prepare_cached(
-            "SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status = 'retry'),
+pub async fn status_counts(client: &impl Db) -> Result<InboxStatusCounts, DbError> {
+    let statement: &str = "SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status = 'retry'),
                     count(*) FILTER (WHERE status = 'dead'),
                     min(received_at) FILTER (WHERE status IN ('pending', 'retry'))
-             FROM crmsync.webhook_inbox WHERE status IN ('pending', 'retry', 'dead')",
-        )
-        .await?;
-    let row = client.query_one(&statement, &[]).await?;
+             FROM crmsync.webhook_inbox WHERE status IN ('pending', 'retry', 'dead')";
+    let row = client.query_one(statement, &[]).await?;
     Ok(InboxStatusCounts {
         pending: row.get(0),
         retry: row.get(1),

@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;
 
+use crate::{Db, Pool};
 use crmsync_domain::DomainError;
 use crmsync_domain::hubspot_status::HubSpotSyncStatus;
 use crmsync_domain::ingest::{
@@ -18,7 +19,6 @@ use crmsync_domain::ingest::{
 };
 use crmsync_domain::ports::{BatchWriteOutcome, MatchStore};
 use crmsync_domain::sync::EntityType;
-use deadpool_postgres::{GenericClient, Pool};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -43,7 +43,7 @@ impl PgMatchStore {
 
 impl MatchStore for PgMatchStore {
     async fn load_matches(&self, match_ids: &[Uuid]) -> Result<Vec<(Uuid, MatchSpec)>, DomainError> {
-        let client = self.pool.get().await.map_err(DbError::from)?;
+        let client = self.pool.get().await?;
         Ok(load_matches(&client, match_ids).await?)
     }
 
@@ -66,7 +66,7 @@ impl MatchStore for PgMatchStore {
         summary: &Value,
         rejections: &[(Rejection, Value)],
     ) -> Result<(), DomainError> {
-        let client = self.pool.get().await.map_err(DbError::from)?;
+        let client = self.pool.get().await?;
         Ok(record_delivery(&client, source, summary, rejections).await?)
     }
 }
@@ -83,10 +83,8 @@ impl PgMatchStore {
 }
 
 /// Loads matches by id with their opportunity and contractor.
-pub async fn load_matches(client: &impl GenericClient, match_ids: &[Uuid]) -> Result<Vec<(Uuid, MatchSpec)>, DbError> {
-    let statement = client
-        .prepare_cached(
-            "SELECT m.id, m.match_score, m.match_reasons,
+pub async fn load_matches(client: &impl Db, match_ids: &[Uuid]) -> Result<Vec<(Uuid, MatchSpec)>, DbError> {
+    let statement: &str = "SELECT m.id, m.match_score, m.match_reasons,
                     o.notice_id, o.title, o.solicitation_number, o.description, o.agency, o.sub_agency, o.office,
                     o.naics_code, o.psc_code, o.set_aside, o.notice_type, o.estimated_value, o.posted_date,
                     o.deadline, o.priority_flag, o.place_of_performance_state, o.url,
@@ -95,10 +93,8 @@ pub async fn load_matches(client: &impl GenericClient, match_ids: &[Uuid]) -> Re
              FROM matches m
              JOIN opportunities o ON o.id = m.opportunity_id
              JOIN contractors c ON c.id = m.contractor_id
-             WHERE m.id = ANY($1)",
-        )
-        .await?;
-    let rows = client.query(&statement, &[&match_ids]).await?;
+             WHERE m.id = ANY($1)";
+    let rows = client.query(statement, &[&match_ids]).await?;
     Ok(rows
         .iter()
         .map(|row| {
@@ -155,7 +151,7 @@ pub async fn load_matches(client: &impl GenericClient, match_ids: &[Uuid]) -> Re
 /// may hold a newer HubSpot edit (website, phone and priority are "newer change wins", see ARCHITECTURE.md's
 /// ownership section) that an unchanged re-delivery must not undo. So each source table's rows are read, locked,
 /// before their upsert, and the difference says which derived fields to write.
-pub async fn write_match_batch(client: &impl GenericClient, batch: &[MatchSpec]) -> Result<BatchWriteOutcome, DbError> {
+pub async fn write_match_batch(client: &impl Db, batch: &[MatchSpec]) -> Result<BatchWriteOutcome, DbError> {
     let mut outcome = BatchWriteOutcome::default();
     if batch.is_empty() {
         return Ok(outcome);
@@ -377,7 +373,7 @@ fn unchanged_rows<'a>(rows: &mut HashMap<&'a str, SourceRow>, missing: &[&'a str
 }
 
 async fn upsert_opportunities<'a>(
-    client: &impl GenericClient,
+    client: &impl Db,
     opportunities: &BTreeMap<&'a str, &Opportunity>,
     outcome: &mut BatchWriteOutcome,
 ) -> Result<HashMap<&'a str, SourceRow>, DbError> {
@@ -394,7 +390,7 @@ async fn upsert_opportunities<'a>(
 /// `RETURNING` when it wrote the row, else as locked before it, else (a row another transaction created meanwhile)
 /// read with `unchanged_sql` in one more round trip.
 async fn rows_by_key<'a, V>(
-    client: &impl GenericClient,
+    client: &impl Db,
     keyed: &BTreeMap<&'a str, V>,
     before: HashMap<&'a str, SourceRow>,
     written: &[tokio_postgres::Row],
@@ -413,18 +409,14 @@ async fn rows_by_key<'a, V>(
 
 /// Locks the batch's stored opportunities and says which deal columns each one's new version changes.
 async fn lock_opportunities<'a>(
-    client: &impl GenericClient,
+    client: &impl Db,
     opportunities: &BTreeMap<&'a str, &Opportunity>,
     notice_ids: &[&str],
 ) -> Result<HashMap<&'a str, SourceRow>, DbError> {
-    let statement = client
-        .prepare_cached(
-            "SELECT notice_id, id, title, estimated_value, deadline, priority_flag FROM opportunities
-             WHERE notice_id = ANY($1) ORDER BY notice_id FOR UPDATE",
-        )
-        .await?;
+    let statement: &str = "SELECT notice_id, id, title, estimated_value, deadline, priority_flag FROM opportunities
+             WHERE notice_id = ANY($1) ORDER BY notice_id FOR UPDATE";
     Ok(client
-        .query(&statement, &[&notice_ids])
+        .query(statement, &[&notice_ids])
         .await?
         .iter()
         .filter_map(|row| {
@@ -456,7 +448,7 @@ async fn lock_opportunities<'a>(
 
 /// Upserts the batch's opportunities in one statement, writing only those that changed.
 async fn insert_opportunities(
-    client: &impl GenericClient,
+    client: &impl Db,
     opportunities: &BTreeMap<&str, &Opportunity>,
     notice_ids: &[&str],
 ) -> Result<Vec<tokio_postgres::Row>, DbError> {
@@ -466,9 +458,8 @@ async fn insert_opportunities(
     let values: Vec<Option<Decimal>> = rows.iter().map(|o| o.estimated_value).collect();
     let posted: Vec<_> = rows.iter().map(|o| o.posted_date).collect();
     let deadlines: Vec<_> = rows.iter().map(|o| o.deadline).collect();
-    let statement = client
-        .prepare_cached(
-            "INSERT INTO opportunities AS o (notice_id, title, solicitation_number, description, agency, sub_agency,
+    let statement: &str =
+        "INSERT INTO opportunities AS o (notice_id, title, solicitation_number, description, agency, sub_agency,
                office, naics_code, psc_code, set_aside, notice_type, priority_flag, place_of_performance_state, url,
                estimated_value, posted_date, deadline)
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
@@ -492,12 +483,10 @@ async fn insert_opportunities(
                     EXCLUDED.set_aside, EXCLUDED.notice_type, EXCLUDED.priority_flag,
                     EXCLUDED.place_of_performance_state, EXCLUDED.url, EXCLUDED.estimated_value,
                     EXCLUDED.posted_date, EXCLUDED.deadline)
-             RETURNING o.notice_id, o.id, (o.xmax = 0) AS created",
-        )
-        .await?;
-    Ok(client
+             RETURNING o.notice_id, o.id, (o.xmax = 0) AS created";
+    client
         .query(
-            &statement,
+            statement,
             &[
                 &notice_ids,
                 &titles,
@@ -518,7 +507,7 @@ async fn insert_opportunities(
                 &deadlines,
             ],
         )
-        .await?)
+        .await
 }
 
 /// An upsert's `RETURNING key, id, created` rows by the batch's own key strings.
@@ -532,7 +521,7 @@ fn written_by_key<'a, V>(keys: &BTreeMap<&'a str, V>, rows: &[tokio_postgres::Ro
 }
 
 async fn upsert_contractors<'a>(
-    client: &impl GenericClient,
+    client: &impl Db,
     contractors: &BTreeMap<&'a str, &Contractor>,
     outcome: &mut BatchWriteOutcome,
 ) -> Result<HashMap<&'a str, SourceRow>, DbError> {
@@ -547,19 +536,16 @@ async fn upsert_contractors<'a>(
 
 /// Locks the batch's stored contractors and says which company and deal columns each one's new version changes.
 async fn lock_contractors<'a>(
-    client: &impl GenericClient,
+    client: &impl Db,
     contractors: &BTreeMap<&'a str, &Contractor>,
     ueis: &[&str],
 ) -> Result<HashMap<&'a str, SourceRow>, DbError> {
-    let statement = client
-        .prepare_cached(
-            "SELECT uei, id, name, source, cage_code, website, phone, address, city, state, zip, primary_naics,
+    let statement: &str =
+        "SELECT uei, id, name, source, cage_code, website, phone, address, city, state, zip, primary_naics,
                     sam_registered, readiness_score
-             FROM contractors WHERE uei = ANY($1) ORDER BY uei FOR UPDATE",
-        )
-        .await?;
+             FROM contractors WHERE uei = ANY($1) ORDER BY uei FOR UPDATE";
     Ok(client
-        .query(&statement, &[&ueis])
+        .query(statement, &[&ueis])
         .await?
         .iter()
         .filter_map(|row| {
@@ -595,7 +581,7 @@ async fn lock_contractors<'a>(
 
 /// Upserts the batch's contractors in one statement, writing only those that changed.
 async fn insert_contractors(
-    client: &impl GenericClient,
+    client: &impl Db,
     contractors: &BTreeMap<&str, &Contractor>,
     ueis: &[&str],
 ) -> Result<Vec<tokio_postgres::Row>, DbError> {
@@ -605,9 +591,8 @@ async fn insert_contractors(
     let sources: Vec<&str> = rows.iter().map(|c| c.source.as_str()).collect();
     let registered: Vec<Option<bool>> = rows.iter().map(|c| c.sam_registered).collect();
     let readiness: Vec<Option<Decimal>> = rows.iter().map(|c| c.readiness_score).collect();
-    let statement = client
-        .prepare_cached(
-            "INSERT INTO contractors AS c (uei, name, source, cage_code, website, phone, email, address, city, state,
+    let statement: &str =
+        "INSERT INTO contractors AS c (uei, name, source, cage_code, website, phone, email, address, city, state,
                zip, primary_naics, sam_registered, readiness_score)
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
                $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bool[], $14::numeric[])
@@ -623,12 +608,10 @@ async fn insert_contractors(
                    (EXCLUDED.name, EXCLUDED.source, EXCLUDED.cage_code, EXCLUDED.website, EXCLUDED.phone,
                     EXCLUDED.email, EXCLUDED.address, EXCLUDED.city, EXCLUDED.state, EXCLUDED.zip,
                     EXCLUDED.primary_naics, EXCLUDED.sam_registered, EXCLUDED.readiness_score)
-             RETURNING c.uei, c.id, (c.xmax = 0) AS created",
-        )
-        .await?;
-    Ok(client
+             RETURNING c.uei, c.id, (c.xmax = 0) AS created";
+    client
         .query(
-            &statement,
+            statement,
             &[
                 &ueis,
                 &names,
@@ -646,13 +629,13 @@ async fn insert_contractors(
                 &readiness,
             ],
         )
-        .await?)
+        .await
 }
 
 type MatchKey<'a> = (&'a str, &'a str);
 
 async fn upsert_matches<'a>(
-    client: &impl GenericClient,
+    client: &impl Db,
     matches: &BTreeMap<MatchKey<'a>, &MatchSpec>,
     opportunity_rows: &HashMap<&str, SourceRow>,
     contractor_rows: &HashMap<&str, SourceRow>,
@@ -669,21 +652,14 @@ async fn upsert_matches<'a>(
 
     let scores: Vec<Decimal> = matches.values().map(|spec| spec.match_score).collect();
     let reasons: Vec<Option<Value>> = matches.values().map(|spec| spec.match_reasons.clone()).collect();
-    let statement = client
-        .prepare_cached(
-            "INSERT INTO matches AS m (opportunity_id, contractor_id, match_score, match_reasons)
+    let statement: &str = "INSERT INTO matches AS m (opportunity_id, contractor_id, match_score, match_reasons)
              SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::numeric[], $4::jsonb[])
              ON CONFLICT (opportunity_id, contractor_id) DO UPDATE SET
                match_score = EXCLUDED.match_score, match_reasons = EXCLUDED.match_reasons
              WHERE (m.match_score, m.match_reasons) IS DISTINCT FROM (EXCLUDED.match_score, EXCLUDED.match_reasons)
-             RETURNING m.opportunity_id, m.contractor_id, m.id, (m.xmax = 0) AS created",
-        )
-        .await?;
+             RETURNING m.opportunity_id, m.contractor_id, m.id, (m.xmax = 0) AS created";
     let written: HashMap<MatchKey<'a>, (Uuid, bool)> = client
-        .query(
-            &statement,
-            &[&opportunity_column, &contractor_column, &scores, &reasons],
-        )
+        .query(statement, &[&opportunity_column, &contractor_column, &scores, &reasons])
         .await?
         .iter()
         .filter_map(|row| Some((*key_by_pair.get(&(row.get(0), row.get(1)))?, (row.get(2), row.get(3)))))
@@ -700,23 +676,19 @@ async fn upsert_matches<'a>(
 
 /// Locks the batch's stored matches and says which of them change the deal's score.
 async fn lock_matches<'a>(
-    client: &impl GenericClient,
+    client: &impl Db,
     matches: &BTreeMap<MatchKey<'a>, &MatchSpec>,
     key_by_pair: &HashMap<(Uuid, Uuid), MatchKey<'a>>,
     opportunity_column: &[Uuid],
     contractor_column: &[Uuid],
 ) -> Result<HashMap<MatchKey<'a>, SourceRow>, DbError> {
-    let statement = client
-        .prepare_cached(
-            "SELECT m.opportunity_id, m.contractor_id, m.id, m.match_score
+    let statement: &str = "SELECT m.opportunity_id, m.contractor_id, m.id, m.match_score
              FROM matches m JOIN UNNEST($1::uuid[], $2::uuid[]) AS k (opportunity_id, contractor_id)
                ON m.opportunity_id = k.opportunity_id AND m.contractor_id = k.contractor_id
              ORDER BY m.opportunity_id, m.contractor_id
-             FOR UPDATE OF m",
-        )
-        .await?;
+             FOR UPDATE OF m";
     Ok(client
-        .query(&statement, &[&opportunity_column, &contractor_column])
+        .query(statement, &[&opportunity_column, &contractor_column])
         .await?
         .iter()
         .filter_map(|row| {
@@ -741,21 +713,17 @@ async fn lock_matches<'a>(
 
 /// The ids of matches the upsert left alone (unchanged), as rows that change nothing derived.
 async fn unchanged_matches<'a>(
-    client: &impl GenericClient,
+    client: &impl Db,
     pairs: &[(Uuid, Uuid)],
     key_by_pair: &HashMap<(Uuid, Uuid), MatchKey<'a>>,
 ) -> Result<Vec<(MatchKey<'a>, SourceRow)>, DbError> {
-    let statement = client
-        .prepare_cached(
-            "SELECT m.opportunity_id, m.contractor_id, m.id
+    let statement: &str = "SELECT m.opportunity_id, m.contractor_id, m.id
              FROM matches m JOIN UNNEST($1::uuid[], $2::uuid[]) AS k (opportunity_id, contractor_id)
-               ON m.opportunity_id = k.opportunity_id AND m.contractor_id = k.contractor_id",
-        )
-        .await?;
+               ON m.opportunity_id = k.opportunity_id AND m.contractor_id = k.contractor_id";
     let opportunity_column: Vec<Uuid> = pairs.iter().map(|p| p.0).collect();
     let contractor_column: Vec<Uuid> = pairs.iter().map(|p| p.1).collect();
     let rows = client
-        .query(&statement, &[&opportunity_column, &contractor_column])
+        .query(statement, &[&opportunity_column, &contractor_column])
         .await?;
     Ok(rows
         .iter()
@@ -819,7 +787,7 @@ static COMPANIES_SQL: LazyLock<String> = LazyLock::new(|| {
 });
 
 async fn write_companies<'a>(
-    client: &impl GenericClient,
+    client: &impl Db,
     contractors: &BTreeMap<&'a str, &Contractor>,
     contractor_rows: &HashMap<&str, SourceRow>,
     outcome: &mut BatchWriteOutcome,
@@ -836,10 +804,10 @@ async fn write_companies<'a>(
     let registered: Vec<Option<bool>> = companies.iter().map(|c| c.sam_registered).collect();
     let readiness: Vec<Option<Decimal>> = companies.iter().map(|c| c.readiness_score).collect();
     let qualification: Vec<&str> = companies.iter().map(|c| c.qualification_status.as_str()).collect();
-    let statement = client.prepare_cached(&COMPANIES_SQL).await?;
+    let statement: &str = &COMPANIES_SQL;
     let rows = client
         .query(
-            &statement,
+            statement,
             &[
                 &contractor_column,
                 &changed,
@@ -882,10 +850,8 @@ async fn write_companies<'a>(
         }
     }
     if !missing.is_empty() {
-        let statement = client
-            .prepare_cached("SELECT contractor_id, id FROM companies WHERE contractor_id = ANY($1)")
-            .await?;
-        for row in client.query(&statement, &[&missing]).await? {
+        let statement: &str = "SELECT contractor_id, id FROM companies WHERE contractor_id = ANY($1)";
+        for row in client.query(statement, &[&missing]).await? {
             ids.insert(uei_by_contractor[&row.get::<_, Uuid>(0)], row.get(1));
         }
         outcome.round_trips += 1;
@@ -941,7 +907,7 @@ static DEALS_SQL: LazyLock<String> = LazyLock::new(|| {
 });
 
 async fn write_deals<'a>(
-    client: &impl GenericClient,
+    client: &impl Db,
     matches: &BTreeMap<MatchKey<'a>, &MatchSpec>,
     sources: &DealSources<'_, 'a>,
     companies: &Companies<'_>,
@@ -980,10 +946,10 @@ async fn write_deals<'a>(
     let scores: Vec<Decimal> = deals.iter().map(|d| d.match_score).collect();
     let probabilities: Vec<i32> = deals.iter().map(|d| d.win_probability).collect();
     let priorities: Vec<&str> = deals.iter().map(|d| d.priority.as_str()).collect();
-    let statement = client.prepare_cached(&DEALS_SQL).await?;
+    let statement: &str = &DEALS_SQL;
     let rows = client
         .query(
-            &statement,
+            statement,
             &[
                 &match_column,
                 &changed,
@@ -1029,7 +995,7 @@ impl QueueRows {
         });
     }
 
-    async fn insert(&self, client: &impl GenericClient, outcome: &mut BatchWriteOutcome) -> Result<u64, DbError> {
+    async fn insert(&self, client: &impl Db, outcome: &mut BatchWriteOutcome) -> Result<u64, DbError> {
         if self.0.is_empty() {
             return Ok(0);
         }
@@ -1039,15 +1005,15 @@ impl QueueRows {
     }
 }
 
-async fn select_ids(client: &impl GenericClient, sql: &str, keys: &[&str]) -> Result<HashMap<String, Uuid>, DbError> {
-    let statement = client.prepare_cached(sql).await?;
-    let rows = client.query(&statement, &[&keys]).await?;
+async fn select_ids(client: &impl Db, sql: &str, keys: &[&str]) -> Result<HashMap<String, Uuid>, DbError> {
+    let statement: &str = sql;
+    let rows = client.query(statement, &[&keys]).await?;
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }
 
 /// Writes the delivery's workflow_logs row and one workflow_errors row per rejection, in one statement.
 pub async fn record_delivery(
-    client: &impl GenericClient,
+    client: &impl Db,
     source: &str,
     summary: &Value,
     rejections: &[(Rejection, Value)],
@@ -1059,19 +1025,15 @@ pub async fn record_delivery(
         .map(|(r, item)| json!({ "index": r.index, "match": item }))
         .collect();
     let level = if rejections.is_empty() { "info" } else { "warn" };
-    let statement = client
-        .prepare_cached(
-            "WITH log AS (
+    let statement: &str = "WITH log AS (
                INSERT INTO workflow_logs (workflow, module, level, message, details)
                VALUES ('crm_ingest', $1, $2, 'match delivery ingested', $3)
              )
              INSERT INTO workflow_errors (workflow, module, error_message, field, payload)
              SELECT 'crm_ingest', $1, k.message, k.field, k.payload
-             FROM UNNEST($4::text[], $5::text[], $6::jsonb[]) AS k (message, field, payload)",
-        )
-        .await?;
+             FROM UNNEST($4::text[], $5::text[], $6::jsonb[]) AS k (message, field, payload)";
     client
-        .execute(&statement, &[&source, &level, summary, &messages, &fields, &payloads])
+        .execute(statement, &[&source, &level, summary, &messages, &fields, &payloads])
         .await?;
     Ok(())
 }

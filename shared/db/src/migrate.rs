@@ -3,10 +3,12 @@
 //! and recorded with its checksum in `crmsync.schema_migrations`. A session advisory lock makes concurrent starts
 //! safe: the second instance waits, then finds nothing to do.
 
+use std::time::Duration;
+
 use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
-use crate::DbError;
+use crate::{DatabaseSettings, DbError, Pooler, Timeouts};
 
 /// One migration file.
 #[derive(Debug, Clone, Copy)]
@@ -78,10 +80,29 @@ impl Migration {
     }
 }
 
-/// A dedicated connection for [`migrate`].
-pub async fn connect(database_url: &str) -> Result<Client, DbError> {
-    crate::pool::connect_one(database_url).await
+/// A dedicated connection for [`migrate`]. Migrations hold a session lock and run DDL, so they need a direct (or
+/// session-mode) connection: behind a transaction pooler this refuses, naming the setting that fixes it.
+pub async fn connect(settings: &DatabaseSettings) -> Result<Client, DbError> {
+    if settings.pooler == Pooler::Transaction {
+        return Err(DbError::MigrationThroughPooler { host: settings.host() });
+    }
+    settings.connect_one().await
 }
+
+/// [`connect`] for a URL, with the migration limits and the pooler told by its port.
+pub async fn connect_url(url: &str) -> Result<Client, DbError> {
+    connect(&DatabaseSettings::parse(url, MIGRATION_TIMEOUTS)?).await
+}
+
+/// The limits a migration runs under: DDL on a large table may take minutes, but a migration never queues for
+/// long behind the app's transactions, since every statement after it would queue behind the migration.
+pub const MIGRATION_TIMEOUTS: Timeouts = Timeouts {
+    connect: Duration::from_secs(10),
+    pool_wait: Duration::from_secs(10),
+    statement: Duration::from_secs(15 * 60),
+    lock: Duration::from_secs(30),
+    idle_in_transaction: Duration::from_secs(5 * 60),
+};
 
 /// Applies the pending migrations. Needs a dedicated connection (not a pooled one) because it holds a session
 /// advisory lock for the duration.

@@ -1,8 +1,8 @@
 //! The one way rows enter `sync_queue`, the outbox the outbound sync drains: a batch insert that joins the caller's
 //! transaction, with the dedupe rule named by the caller.
 
+use crate::Db;
 use crmsync_domain::sync::EntityType;
-use deadpool_postgres::GenericClient;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -33,11 +33,7 @@ pub enum Dedupe {
 /// Queues `changes` as `pending` sync_queue rows in one statement, inside the caller's transaction, and returns the
 /// ids of the rows inserted (with [`Dedupe::UnlessOpen`], fewer than `changes` when some were open already). Within
 /// one call, [`Dedupe::UnlessOpen`] only looks at rows that existed before it.
-pub async fn enqueue(
-    client: &impl GenericClient,
-    changes: &[QueuedChange],
-    dedupe: Dedupe,
-) -> Result<Vec<Uuid>, DbError> {
+pub async fn enqueue(client: &impl Db, changes: &[QueuedChange], dedupe: Dedupe) -> Result<Vec<Uuid>, DbError> {
     if changes.is_empty() {
         return Ok(Vec::new());
     }
@@ -46,24 +42,22 @@ pub async fn enqueue(
     let operations: Vec<&str> = changes.iter().map(|c| c.operation).collect();
     let payloads: Vec<&Value> = changes.iter().map(|c| &c.payload).collect();
     // One statement text per rule, so each gets its own plan (a boolean parameter would leave the planner both).
-    let statement = client
-        .prepare_cached(match dedupe {
-            Dedupe::EveryChange => concat!(
-                "INSERT INTO public.sync_queue (entity_type, entity_id, operation, payload) ",
-                "SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::jsonb[]) RETURNING id"
-            ),
-            Dedupe::UnlessOpen => concat!(
-                "INSERT INTO public.sync_queue (entity_type, entity_id, operation, payload) ",
-                "SELECT k.entity_type, k.entity_id, k.operation, k.payload ",
-                "FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::jsonb[]) ",
-                "AS k (entity_type, entity_id, operation, payload) ",
-                "WHERE NOT EXISTS (SELECT 1 FROM public.sync_queue q WHERE q.entity_type = k.entity_type ",
-                "AND q.entity_id = k.entity_id AND q.status IN ('pending', 'failed')) RETURNING id"
-            ),
-        })
-        .await?;
+    let statement: &str = match dedupe {
+        Dedupe::EveryChange => concat!(
+            "INSERT INTO public.sync_queue (entity_type, entity_id, operation, payload) ",
+            "SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::jsonb[]) RETURNING id"
+        ),
+        Dedupe::UnlessOpen => concat!(
+            "INSERT INTO public.sync_queue (entity_type, entity_id, operation, payload) ",
+            "SELECT k.entity_type, k.entity_id, k.operation, k.payload ",
+            "FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::jsonb[]) ",
+            "AS k (entity_type, entity_id, operation, payload) ",
+            "WHERE NOT EXISTS (SELECT 1 FROM public.sync_queue q WHERE q.entity_type = k.entity_type ",
+            "AND q.entity_id = k.entity_id AND q.status IN ('pending', 'failed')) RETURNING id"
+        ),
+    };
     let rows = client
-        .query(&statement, &[&entity_types, &entity_ids, &operations, &payloads])
+        .query(statement, &[&entity_types, &entity_ids, &operations, &payloads])
         .await?;
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }

@@ -4,12 +4,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::{Db, Pool, SqlParam};
 use crmsync_domain::queue::{Claim, QueueState, SyncStatus};
 use crmsync_domain::sync::{
     ActivityRecord, CompanyRecord, ContactRecord, DealRecord, EntityType, PipelineMap, Properties, RetryDecision,
     SyncItem, value_hash,
 };
-use deadpool_postgres::{GenericClient, Pool};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -236,7 +236,7 @@ impl PgSyncStore {
         seeds: &str,
         lease: Duration,
         lease_holder: &str,
-        seed_params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        seed_params: &[&dyn SqlParam],
     ) -> Result<Vec<SyncItem>, DbError> {
         let mut client = self.pool.get().await?;
         let transaction = client.transaction().await?;
@@ -262,12 +262,12 @@ impl PgSyncStore {
                        claimed.status = '{IN_PROGRESS}' AS taken_over",
             claimable = claimable("s", None),
         );
-        let statement = transaction.prepare_cached(&sql).await?;
+        let statement: &str = &sql;
         let lease_seconds = lease.as_secs_f64();
-        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+        let mut params: Vec<&dyn SqlParam> =
             vec![&lease_seconds, &lease_holder, &IN_PROGRESS, &TAKEOVER_ADDS, &FRESH_ADDS];
         params.extend_from_slice(seed_params);
-        let rows = transaction.query(&statement, &params).await?;
+        let rows = transaction.query(statement, &params).await?;
         transaction.commit().await?;
         rows.iter().map(item_from_row).collect()
     }
@@ -322,14 +322,11 @@ impl PgSyncStore {
 
     pub async fn load_companies(&self, ids: &[Uuid]) -> Result<Vec<CompanyRecord>, DbError> {
         let client = self.pool.get().await?;
-        let statement = client
-            .prepare_cached(
-                "SELECT id, name, uei, cage_code, website, phone, address, city, state, zip, primary_naics,
+        let statement: &str =
+            "SELECT id, name, uei, cage_code, website, phone, address, city, state, zip, primary_naics,
                         readiness_score, lifecycle_stage, hubspot_company_id
-                 FROM companies WHERE id = ANY($1) AND hubspot_sync_status <> 'deleted'",
-            )
-            .await?;
-        let rows = client.query(&statement, &[&ids]).await?;
+                 FROM companies WHERE id = ANY($1) AND hubspot_sync_status <> 'deleted'";
+        let rows = client.query(statement, &[&ids]).await?;
         Ok(rows
             .iter()
             .map(|row| CompanyRecord {
@@ -353,15 +350,12 @@ impl PgSyncStore {
 
     pub async fn load_deals(&self, ids: &[Uuid]) -> Result<Vec<DealRecord>, DbError> {
         let client = self.pool.get().await?;
-        let statement = client
-            .prepare_cached(
-                "SELECT d.id, d.company_id, d.deal_name, d.deal_value, d.expected_close_date, d.stage, d.match_score,
+        let statement: &str =
+            "SELECT d.id, d.company_id, d.deal_name, d.deal_value, d.expected_close_date, d.stage, d.match_score,
                         d.win_probability, d.priority, o.notice_id, d.hubspot_deal_id
                  FROM deals d LEFT JOIN opportunities o ON o.id = d.opportunity_id
-                 WHERE d.id = ANY($1) AND d.hubspot_sync_status <> 'deleted'",
-            )
-            .await?;
-        let rows = client.query(&statement, &[&ids]).await?;
+                 WHERE d.id = ANY($1) AND d.hubspot_sync_status <> 'deleted'";
+        let rows = client.query(statement, &[&ids]).await?;
         Ok(rows
             .iter()
             .map(|row| DealRecord {
@@ -382,14 +376,11 @@ impl PgSyncStore {
 
     pub async fn load_contacts(&self, ids: &[Uuid]) -> Result<Vec<ContactRecord>, DbError> {
         let client = self.pool.get().await?;
-        let statement = client
-            .prepare_cached(
-                "SELECT id, company_id, full_name, first_name, last_name, email, phone, mobile_phone, job_title,
+        let statement: &str =
+            "SELECT id, company_id, full_name, first_name, last_name, email, phone, mobile_phone, job_title,
                         lifecycle_stage, hubspot_contact_id
-                 FROM contacts WHERE id = ANY($1) AND hubspot_sync_status <> 'deleted'",
-            )
-            .await?;
-        let rows = client.query(&statement, &[&ids]).await?;
+                 FROM contacts WHERE id = ANY($1) AND hubspot_sync_status <> 'deleted'";
+        let rows = client.query(statement, &[&ids]).await?;
         Ok(rows
             .iter()
             .map(|row| ContactRecord {
@@ -411,9 +402,8 @@ impl PgSyncStore {
     /// Activities with the HubSpot ids their targets have now.
     pub async fn load_activities(&self, ids: &[Uuid]) -> Result<Vec<ActivityRecord>, DbError> {
         let client = self.pool.get().await?;
-        let statement = client
-            .prepare_cached(
-                "SELECT a.id, a.activity_type, a.subject, a.body, a.occurred_at, a.direction, a.status, a.due_at,
+        let statement: &str =
+            "SELECT a.id, a.activity_type, a.subject, a.body, a.occurred_at, a.direction, a.status, a.due_at,
                         a.duration_seconds, a.hubspot_engagement_id,
                         a.deal_id, d.hubspot_deal_id, a.company_id, c.hubspot_company_id, a.contact_id,
                         ct.hubspot_contact_id
@@ -421,10 +411,8 @@ impl PgSyncStore {
                  LEFT JOIN deals d ON d.id = a.deal_id
                  LEFT JOIN companies c ON c.id = a.company_id
                  LEFT JOIN contacts ct ON ct.id = a.contact_id
-                 WHERE a.id = ANY($1) AND a.hubspot_sync_status NOT IN ('deleted', 'local_only')",
-            )
-            .await?;
-        let rows = client.query(&statement, &[&ids]).await?;
+                 WHERE a.id = ANY($1) AND a.hubspot_sync_status NOT IN ('deleted', 'local_only')";
+        let rows = client.query(statement, &[&ids]).await?;
         let target = |row: &tokio_postgres::Row, id: usize| -> Option<(Uuid, Option<String>)> {
             row.get::<_, Option<Uuid>>(id).map(|local| (local, row.get(id + 1)))
         };
@@ -456,9 +444,8 @@ impl PgSyncStore {
     /// for a wake-up that can race with that run's write-back (the upsert key makes the second write harmless).
     pub async fn company_states(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, CompanyState>, DbError> {
         let client = self.pool.get().await?;
-        let statement = client
-            .prepare_cached(&format!(
-                "SELECT k.id, c.id IS NULL OR c.hubspot_sync_status = 'deleted',
+        let statement: &str = &format!(
+            "SELECT k.id, c.id IS NULL OR c.hubspot_sync_status = 'deleted',
                         EXISTS (SELECT 1 FROM sync_queue q WHERE q.entity_type = 'company' AND q.entity_id = k.id
                                 AND q.status IN ({waiting}) AND q.next_attempt_at > now()),
                         EXISTS (SELECT 1 FROM sync_queue q WHERE q.entity_type = 'company' AND q.entity_id = k.id
@@ -467,12 +454,11 @@ impl PgSyncStore {
                          WHERE q.entity_type = 'company' AND q.entity_id = k.id AND q.status = '{DEAD}'
                          ORDER BY q.updated_at DESC LIMIT 1)
                  FROM UNNEST($1::uuid[]) AS k (id) LEFT JOIN companies c ON c.id = k.id",
-                waiting = waiting(),
-                open = SyncStatus::sql_list(&SyncStatus::OPEN),
-            ))
-            .await?;
+            waiting = waiting(),
+            open = SyncStatus::sql_list(&SyncStatus::OPEN),
+        );
         let mut states = HashMap::new();
-        for row in client.query(&statement, &[&ids]).await? {
+        for row in client.query(statement, &[&ids]).await? {
             let (id, gone, not_due, open): (Uuid, bool, bool, bool) = (row.get(0), row.get(1), row.get(2), row.get(3));
             let dead: Option<String> = row.get(4);
             let state = match (gone, not_due, open, dead) {
@@ -493,14 +479,10 @@ impl PgSyncStore {
         ids: &[Uuid],
     ) -> Result<HashMap<Uuid, HashMap<String, String>>, DbError> {
         let client = self.pool.get().await?;
-        let statement = client
-            .prepare_cached(
-                "SELECT entity_id, property, value_hash FROM crmsync.property_hashes
-                 WHERE entity_type = $1 AND entity_id = ANY($2)",
-            )
-            .await?;
+        let statement: &str = "SELECT entity_id, property, value_hash FROM crmsync.property_hashes
+                 WHERE entity_type = $1 AND entity_id = ANY($2)";
         let mut hashes: HashMap<Uuid, HashMap<String, String>> = HashMap::new();
-        for row in client.query(&statement, &[&entity_type.as_str(), &ids]).await? {
+        for row in client.query(statement, &[&entity_type.as_str(), &ids]).await? {
             hashes.entry(row.get(0)).or_default().insert(row.get(1), row.get(2));
         }
         Ok(hashes)
@@ -547,15 +529,13 @@ impl PgSyncStore {
     ) -> Result<Vec<Uuid>, DbError> {
         let mut client = self.pool.get().await?;
         let transaction = client.transaction().await?;
-        let statement = transaction
-            .prepare_cached(&format!(
-                "SELECT id, entity_type, entity_id, status = '{IN_PROGRESS}' AND locked_by IS NOT DISTINCT FROM $2
+        let statement: &str = &format!(
+            "SELECT id, entity_type, entity_id, status = '{IN_PROGRESS}' AND locked_by IS NOT DISTINCT FROM $2
                  FROM sync_queue WHERE id = ANY($1) FOR UPDATE"
-            ))
-            .await?;
+        );
         let mut lost = Vec::new();
         let mut lost_entities: Vec<(String, Uuid)> = Vec::new();
-        for row in transaction.query(&statement, &[&item_ids, &lease_holder]).await? {
+        for row in transaction.query(statement, &[&item_ids, &lease_holder]).await? {
             if !row.get::<_, bool>(3) {
                 lost.push(row.get(0));
                 lost_entities.push((row.get(1), row.get(2)));
@@ -587,21 +567,19 @@ impl PgSyncStore {
                  FROM UNNEST($1::uuid[], $2::text[]) AS k (id, hubspot_id)
                  WHERE t.id = k.id AND t.hubspot_sync_status <> 'deleted'"
             );
-            let statement = transaction.prepare_cached(&sql).await?;
-            transaction.execute(&statement, &[&ids, &hubspot_ids]).await?;
+            let statement: &str = &sql;
+            transaction.execute(statement, &[&ids, &hubspot_ids]).await?;
         }
         write_hashes(&transaction, &synced).await?;
         wake_waiting_deals(&transaction, &synced).await?;
-        let statement = transaction
-            .prepare_cached(&format!(
-                "UPDATE sync_queue SET status = $3, completed_at = now(), locked_until = NULL,
+        let statement: &str = &format!(
+            "UPDATE sync_queue SET status = $3, completed_at = now(), locked_until = NULL,
                         locked_by = NULL, last_error = NULL
                  WHERE id = ANY($1) AND status = '{IN_PROGRESS}' AND locked_by = $2"
-            ))
-            .await?;
+        );
         let completed = SyncStatus::Completed.as_str();
         transaction
-            .execute(&statement, &[&item_ids, &lease_holder, &completed])
+            .execute(statement, &[&item_ids, &lease_holder, &completed])
             .await?;
         transaction.commit().await?;
         Ok(lost)
@@ -653,12 +631,12 @@ impl PgSyncStore {
                     next_attempt_at = now() + make_interval(secs => $3), locked_until = NULL, locked_by = NULL
              WHERE id = ANY($1) AND status = '{IN_PROGRESS}' AND locked_by = $4"
         );
-        Ok(client
+        client
             .execute(
                 &sql,
                 &[&item_ids, &reason, &delay.as_secs_f64(), &lease_holder, &PENDING],
             )
-            .await?)
+            .await
     }
 
     /// Puts rows back to wait for their company (`(row id, company id)` pairs), like [`PgSyncStore::defer`]. A row
@@ -673,9 +651,8 @@ impl PgSyncStore {
         let client = self.pool.get().await?;
         let ids: Vec<Uuid> = waiting.iter().map(|(id, _)| *id).collect();
         let companies: Vec<Uuid> = waiting.iter().map(|(_, company)| *company).collect();
-        let statement = client
-            .prepare_cached(&format!(
-                "UPDATE sync_queue q SET status = $5,
+        let statement: &str = &format!(
+            "UPDATE sync_queue q SET status = $5,
                         last_error = 'waiting for company ' || k.company_id || ' to reach HubSpot',
                         next_attempt_at = CASE WHEN c.hubspot_company_id IS NULL
                                                THEN now() + make_interval(secs => $3) ELSE now() END,
@@ -683,14 +660,13 @@ impl PgSyncStore {
                  FROM UNNEST($1::uuid[], $2::uuid[]) AS k (id, company_id)
                       LEFT JOIN companies c ON c.id = k.company_id
                  WHERE q.id = k.id AND q.status = '{IN_PROGRESS}' AND q.locked_by = $4"
-            ))
-            .await?;
-        Ok(client
+        );
+        client
             .execute(
-                &statement,
+                statement,
                 &[&ids, &companies, &delay.as_secs_f64(), &lease_holder, &PENDING],
             )
-            .await?)
+            .await
     }
 
     /// Records a new run. First closes runs still 'running' after `abandon_after` (killed, or timed out before
@@ -803,7 +779,7 @@ impl PgSyncStore {
 
     async fn problem_items(
         &self,
-        client: &impl GenericClient,
+        client: &impl Db,
         statuses: &[SyncStatus],
         limit: i64,
     ) -> Result<Vec<ProblemItem>, DbError> {
@@ -844,7 +820,7 @@ impl PgSyncStore {
 }
 
 /// Deals that were waiting for one of these companies are due now, not after their wait.
-async fn wake_waiting_deals(client: &impl GenericClient, synced: &[&SyncedEntity]) -> Result<(), DbError> {
+async fn wake_waiting_deals(client: &impl Db, synced: &[&SyncedEntity]) -> Result<(), DbError> {
     let companies: Vec<Uuid> = synced
         .iter()
         .filter(|s| s.entity_type == EntityType::Company)
@@ -853,21 +829,19 @@ async fn wake_waiting_deals(client: &impl GenericClient, synced: &[&SyncedEntity
     if companies.is_empty() {
         return Ok(());
     }
-    let statement = client
-        .prepare_cached(&format!(
-            "UPDATE sync_queue SET next_attempt_at = now()
+    let statement: &str = &format!(
+        "UPDATE sync_queue SET next_attempt_at = now()
              WHERE entity_type = 'deal' AND status = '{PENDING}' AND next_attempt_at > now()
                AND entity_id IN (SELECT id FROM deals WHERE company_id = ANY($1))"
-        ))
-        .await?;
-    client.execute(&statement, &[&companies]).await?;
+    );
+    client.execute(statement, &[&companies]).await?;
     Ok(())
 }
 
 /// Property rows written per statement: bounds the size of one message (and the process's peak memory).
 const HASH_ROWS_PER_STATEMENT: usize = 20_000;
 
-async fn write_hashes(client: &impl GenericClient, synced: &[&SyncedEntity]) -> Result<(), DbError> {
+async fn write_hashes(client: &impl Db, synced: &[&SyncedEntity]) -> Result<(), DbError> {
     let mut start = 0;
     while start < synced.len() {
         let mut end = start;
@@ -882,7 +856,7 @@ async fn write_hashes(client: &impl GenericClient, synced: &[&SyncedEntity]) -> 
     Ok(())
 }
 
-async fn write_hash_rows(client: &impl GenericClient, synced: &[&SyncedEntity]) -> Result<(), DbError> {
+async fn write_hash_rows(client: &impl Db, synced: &[&SyncedEntity]) -> Result<(), DbError> {
     let mut entity_types = Vec::new();
     let mut entity_ids = Vec::new();
     let mut properties = Vec::new();
@@ -902,9 +876,7 @@ async fn write_hash_rows(client: &impl GenericClient, synced: &[&SyncedEntity]) 
     if properties.is_empty() {
         return Ok(());
     }
-    let statement = client
-        .prepare_cached(
-            "WITH k AS (
+    let statement: &str = "WITH k AS (
                SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])
                  AS k (entity_type, entity_id, property, value_hash, object_type, hubspot_id)
              ), hashes AS (
@@ -915,12 +887,10 @@ async fn write_hash_rows(client: &impl GenericClient, synced: &[&SyncedEntity]) 
              )
              INSERT INTO crmsync.echo_ledger (object_type, hubspot_id, entity_id, property, value_hash)
              SELECT object_type, hubspot_id, entity_id, property, value_hash FROM k
-             WHERE property NOT LIKE 'assoc:%'",
-        )
-        .await?;
+             WHERE property NOT LIKE 'assoc:%'";
     client
         .execute(
-            &statement,
+            statement,
             &[
                 &entity_types,
                 &entity_ids,

@@ -4,13 +4,18 @@
 //! The server comes from `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`). A test's
 //! database is dropped when its `TestDb` is dropped, unless the test panicked: then it is kept, and its name
 //! printed, for debugging.
+//!
+//! `CRMSYNC_TEST_PGBOUNCER_URL` names a PgBouncer in transaction mode in front of the same server (scripts/test
+//! starts one): [`TestDb::pooled_url`] and [`TestDb::pooled_pool`] reach the test's database through it. With
+//! `CRMSYNC_TEST_THROUGH_POOLER=1` as well, [`TestDb::url`] and [`TestDb::pool`] go through it too, as production
+//! goes through Supabase's pooler, so a whole suite runs behind the pooler. Creating and dropping databases, and
+//! [`TestDb::direct_url`], always go straight to the server.
 
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::migrate::{MIGRATIONS, migrate};
-use crate::pool::{connect_one, pool_from_config};
-use crate::{DbError, Pool};
+use crate::{DatabaseSettings, DbError, Pool, Pooler, Timeouts};
 
 const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const TEMPLATE_LOCK_KEY: i64 = 0x63_72_6d_74_65_73_74; // "crmtest"
@@ -19,6 +24,7 @@ const TEMPLATE_LOCK_KEY: i64 = 0x63_72_6d_74_65_73_74; // "crmtest"
 pub struct TestDb {
     name: String,
     url: String,
+    direct_url: String,
     server_url: String,
     pool: Pool,
 }
@@ -39,14 +45,18 @@ impl TestDb {
         admin
             .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
             .await?;
-        let url = with_database(&server_url, &name);
-        let config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e: tokio_postgres::Error| DbError::Config(e.to_string()))?;
-        let pool = pool_from_config(config, 8)?;
+        let direct_url = with_database(&server_url, &name);
+        let through_pooler = std::env::var("CRMSYNC_TEST_THROUGH_POOLER").is_ok_and(|v| v == "1");
+        let url = if through_pooler {
+            with_database(&pgbouncer_url(), &name)
+        } else {
+            direct_url.clone()
+        };
+        let pool = test_pool(&url, through_pooler)?;
         Ok(Self {
             name,
             url,
+            direct_url,
             server_url,
             pool,
         })
@@ -57,9 +67,39 @@ impl TestDb {
         &self.pool
     }
 
-    /// The connection URL of this test's database, for child processes.
+    /// The connection URL of this test's database, for child processes: through the pooler when the tests run
+    /// behind one (see the module docs).
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// This test's database, straight to the server (migrations, session work).
+    pub fn direct_url(&self) -> &str {
+        &self.direct_url
+    }
+
+    /// True when [`TestDb::url`] and [`TestDb::pool`] go through a transaction pooler.
+    pub fn behind_pooler(&self) -> bool {
+        self.url != self.direct_url
+    }
+
+    /// This test's database through PgBouncer in transaction mode (`CRMSYNC_TEST_PGBOUNCER_URL`).
+    pub fn pooled_url(&self) -> String {
+        with_database(&pgbouncer_url(), &self.name)
+    }
+
+    /// A pool through PgBouncer in transaction mode, with `timeouts`.
+    pub fn pooled_pool(&self, timeouts: Timeouts) -> Pool {
+        DatabaseSettings::parse(&self.pooled_url(), timeouts)
+            .and_then(|settings| settings.with_pooler(Pooler::Transaction).pool())
+            .expect("pool through PgBouncer")
+    }
+
+    /// A pool straight to the server, with `timeouts`.
+    pub fn direct_pool(&self, timeouts: Timeouts) -> Pool {
+        DatabaseSettings::parse(&self.direct_url, timeouts)
+            .and_then(|settings| settings.with_pooler(Pooler::None).pool())
+            .expect("direct pool")
     }
 
     pub fn name(&self) -> &str {
@@ -132,6 +172,34 @@ async fn ensure_template(server_url: &str) -> Result<String, DbError> {
         .await?;
     result?;
     Ok(template)
+}
+
+/// Where PgBouncer listens; tests that need it fail with how to start it.
+fn pgbouncer_url() -> String {
+    std::env::var("CRMSYNC_TEST_PGBOUNCER_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .expect(
+            "CRMSYNC_TEST_PGBOUNCER_URL is not set: run scripts/test, or start PgBouncer in transaction mode with \
+             `source scripts/lib.sh && ensure_postgres && ensure_pgbouncer` and export the URL it prints",
+        )
+}
+
+fn test_pool(url: &str, through_pooler: bool) -> Result<Pool, DbError> {
+    let pooler = if through_pooler {
+        Pooler::Transaction
+    } else {
+        Pooler::None
+    };
+    DatabaseSettings::parse(url, Timeouts::BACKGROUND)?
+        .with_pooler(pooler)
+        .with_pool_size(8)
+        .pool()
+}
+
+/// One plain connection, for creating and dropping databases.
+async fn connect_one(url: &str) -> Result<tokio_postgres::Client, DbError> {
+    DatabaseSettings::parse(url, Timeouts::CLI)?.connect_one().await
 }
 
 /// `server_url` with its database replaced by `database`.

@@ -370,7 +370,7 @@ async fn activity_statuses_take_every_value_the_code_uses() {
 #[tokio::test]
 async fn a_second_migration_run_is_a_no_op() {
     let db = TestDb::new().await; // already migrated from the template
-    let mut client = migrate::connect(db.url()).await.unwrap();
+    let mut client = migrate::connect_url(db.direct_url()).await.unwrap();
     let report = migrate::migrate(&mut client).await.unwrap();
     assert!(report.applied.is_empty());
     assert_eq!(report.already_applied.len(), MIGRATIONS.len());
@@ -379,12 +379,12 @@ async fn a_second_migration_run_is_a_no_op() {
 #[tokio::test]
 async fn two_instances_migrating_an_empty_database_at_once_apply_each_migration_once() {
     let db = TestDb::new().await;
-    let admin = migrate::connect(db.url()).await.unwrap();
+    let admin = migrate::connect_url(db.direct_url()).await.unwrap();
     let empty = format!("{}_empty", db.name());
     admin.batch_execute(&format!("CREATE DATABASE {empty}")).await.unwrap();
-    let url = db.url().replace(db.name(), &empty);
+    let url = db.direct_url().replace(db.name(), &empty);
     let run = |url: String| async move {
-        let mut client = migrate::connect(&url).await.unwrap();
+        let mut client = migrate::connect_url(&url).await.unwrap();
         migrate::migrate(&mut client).await.unwrap()
     };
     let (first, second) = tokio::join!(run(url.clone()), run(url.clone()));
@@ -395,7 +395,7 @@ async fn two_instances_migrating_an_empty_database_at_once_apply_each_migration_
         MIGRATIONS.iter().map(|m| m.version).collect::<Vec<_>>(),
         "{first:?} {second:?}"
     );
-    let client = migrate::connect(&url).await.unwrap();
+    let client = migrate::connect_url(&url).await.unwrap();
     let history: i64 = client
         .query_one("SELECT count(*) FROM crmsync.schema_migrations", &[])
         .await
@@ -412,7 +412,7 @@ async fn two_instances_migrating_an_empty_database_at_once_apply_each_migration_
 #[tokio::test]
 async fn an_edited_migration_is_refused_rather_than_silently_skipped() {
     let db = TestDb::new().await;
-    let mut client = migrate::connect(db.url()).await.unwrap();
+    let mut client = migrate::connect_url(db.direct_url()).await.unwrap();
     client
         .batch_execute("UPDATE crmsync.schema_migrations SET checksum = 'edited' WHERE version = 2")
         .await

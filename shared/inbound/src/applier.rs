@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crmsync_app::AppError;
 use crmsync_db::inbox;
-use crmsync_db::{DbError, PgSyncStore, Pool};
+use crmsync_db::{PgSyncStore, Pool};
 use crmsync_domain::ports::RetryQueue;
 use crmsync_domain::sync::RetryPolicy;
 use crmsync_domain::webhook::{InboxStatus, WebhookEvent, apply_order};
@@ -161,7 +161,7 @@ impl Applier {
             },
         )
         .await?;
-        let client = self.pool.get().await.map_err(DbError::from)?;
+        let client = self.pool.get().await?;
         Ok(inbox::statuses(&client, ids).await?)
     }
 

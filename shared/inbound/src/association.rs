@@ -2,14 +2,14 @@
 //! primary association.
 
 use crmsync_db::hubspot_records as records;
-use crmsync_db::{DbError, GenericClient};
+use crmsync_db::{Db, DbError};
 use crmsync_domain::sync::{COMPANY_ASSOCIATION, value_hash};
 use crmsync_domain::webhook::{ObjectKind, WebhookEvent};
 
 use crate::event::Outcome;
 
 /// Links or unlinks the child's company; an extra, unlabeled company leaves the primary one in place.
-pub(crate) async fn association(client: &impl GenericClient, event: &WebhookEvent) -> Result<Outcome, DbError> {
+pub(crate) async fn association(client: &impl Db, event: &WebhookEvent) -> Result<Outcome, DbError> {
     let Some(link) = event.company_link() else {
         return Ok(Outcome::Skipped("unmapped_association"));
     };

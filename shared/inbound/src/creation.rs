@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use chrono::Utc;
 use crmsync_db::hubspot_records::{self as records, NewCompany, NewContact, NewDeal};
-use crmsync_db::{DbError, GenericClient};
+use crmsync_db::{Db, DbError};
 use crmsync_domain::email::is_email;
 use crmsync_domain::sync::value_hash;
 use crmsync_domain::webhook::{EventKind, ObjectKind, WebhookEvent, column_value, contact_full_name, local_stage};
@@ -20,7 +20,7 @@ use crate::write_back::Created;
 /// Creates the local record of a record created in HubSpot (read before the pass), unless it is ours or known
 /// already; a record an earlier pass created without writing our id back gets its write-back now.
 pub(crate) async fn creation(
-    client: &impl GenericClient,
+    client: &impl Db,
     target: EventTarget,
     kind: ObjectKind,
     hubspot_id: &str,

@@ -2,7 +2,7 @@
 //! again (and HubSpot catches up with what changed locally meanwhile).
 
 use crmsync_db::hubspot_records as records;
-use crmsync_db::{DbError, GenericClient};
+use crmsync_db::{Db, DbError};
 use crmsync_domain::hubspot_status::HubSpotSyncStatus;
 use crmsync_domain::webhook::{ObjectKind, WebhookEvent};
 
@@ -10,7 +10,7 @@ use crate::event::{Outcome, millis};
 
 /// Marks the record deleted (`deleted = true`) or restored, unless a later change of its deletion is recorded.
 pub(crate) async fn deletion(
-    client: &impl GenericClient,
+    client: &impl Db,
     event: &WebhookEvent,
     kind: ObjectKind,
     hubspot_id: &str,

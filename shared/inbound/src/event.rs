@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, TimeZone, Utc};
-use crmsync_db::{DbError, GenericClient};
+use crmsync_db::{Db, DbError};
 use crmsync_domain::sync::PipelineMap;
 use crmsync_domain::webhook::{EventKind, ObjectKind, WebhookEvent};
 use crmsync_hubspot::HubSpotObject;
@@ -84,7 +84,7 @@ pub(crate) fn leaving_pipeline<'a>(
 
 /// Applies one event inside the pass's transaction (or the event's savepoint), by its kind.
 pub(crate) async fn apply_event(
-    client: &impl GenericClient,
+    client: &impl Db,
     target: EventTarget,
     event: &WebhookEvent,
     context: &PassContext<'_>,

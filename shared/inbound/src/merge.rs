@@ -2,7 +2,7 @@
 //! retired with their children moved over.
 
 use crmsync_db::hubspot_records as records;
-use crmsync_db::{DbError, GenericClient};
+use crmsync_db::{Db, DbError};
 use crmsync_domain::hubspot_status::HubSpotSyncStatus;
 use crmsync_domain::webhook::{ObjectKind, WebhookEvent};
 
@@ -10,11 +10,7 @@ use crate::event::Outcome;
 
 /// Keeps the survivor's local record (else the first replaced one), retires the others, and has the next sync send
 /// every property of the kept record again.
-pub(crate) async fn merge(
-    client: &impl GenericClient,
-    event: &WebhookEvent,
-    kind: ObjectKind,
-) -> Result<Outcome, DbError> {
+pub(crate) async fn merge(client: &impl Db, event: &WebhookEvent, kind: ObjectKind) -> Result<Outcome, DbError> {
     let Some((survivor, replaced)) = event.merge_ids() else {
         return Ok(Outcome::Skipped("unknown_type"));
     };

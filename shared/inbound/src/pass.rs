@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crmsync_app::AppError;
-use crmsync_db::{DbError, GenericClient, inbox};
+use crmsync_db::{Db, DbError, inbox};
 use crmsync_domain::webhook::{InboxStatus, WebhookEvent};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -42,8 +42,8 @@ impl Applier {
         context: &PassContext<'_>,
         careful: bool,
     ) -> Result<Option<Pass>, AppError> {
-        let mut client = self.pool.get().await.map_err(DbError::from)?;
-        let mut transaction = client.transaction().await.map_err(DbError::from)?;
+        let mut client = self.pool.get().await?;
+        let mut transaction = client.transaction().await?;
         let ids: Vec<Uuid> = events.iter().map(|(id, _)| *id).collect();
         let locked = inbox::lock_open_many(&transaction, &ids).await?;
         let mut pass = Pass::default();
@@ -59,14 +59,14 @@ impl Applier {
             let span = tracing::debug_span!("webhook_event", inbox_id = %id, event_type = %event.event_type,
                 object_id = ?event.object_id);
             let outcome = if careful {
-                let savepoint = transaction.savepoint("event").await.map_err(DbError::from)?;
+                let savepoint = transaction.savepoint("event").await?;
                 let outcome = apply_event(&savepoint, target, event, context, &mut pass.created)
                     .instrument(span)
                     .await;
                 if matches!(&outcome, Err(error) if error.is_data_error()) {
-                    savepoint.rollback().await.map_err(DbError::from)?;
+                    savepoint.rollback().await?;
                 } else {
-                    savepoint.commit().await.map_err(DbError::from)?;
+                    savepoint.commit().await?;
                 }
                 outcome
             } else {
@@ -90,14 +90,14 @@ impl Applier {
         inbox::finish_many(&transaction, &closing.finished).await?;
         inbox::hold_for_write_back(&transaction, &closing.held, WRITE_BACK_HOLD.as_secs_f64()).await?;
         // Everything above is one transaction: a pass dropped before this line (a deadline, a crash) keeps nothing.
-        transaction.commit().await.map_err(DbError::from)?;
+        transaction.commit().await?;
         Ok(Some(pass))
     }
 
     /// Records how one event ended: in the report, and on its inbox row (now, or with the run's last statements).
     async fn record(
         &self,
-        client: &impl GenericClient,
+        client: &impl Db,
         target: EventTarget,
         outcome: Outcome,
         pass: &mut Pass,
@@ -156,12 +156,7 @@ fn count(report: &mut ApplyReport, label: &str) {
 }
 
 /// An event whose writes broke a database rule (they are undone by its savepoint): given up with the reason.
-async fn refused(
-    client: &impl GenericClient,
-    target: EventTarget,
-    error: DbError,
-    pass: &mut Pass,
-) -> Result<(), DbError> {
+async fn refused(client: &impl Db, target: EventTarget, error: DbError, pass: &mut Pass) -> Result<(), DbError> {
     let id = target.inbox_id;
     let reason = crmsync_domain::DomainError::from(error).to_string();
     tracing::warn!(inbox_id = %id, %reason, "webhook event refused by the database");

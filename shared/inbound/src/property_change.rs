@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use crmsync_db::crm::{self, NewActivity};
 use crmsync_db::hubspot_records::{self as records, Conflict};
-use crmsync_db::{DbError, GenericClient};
+use crmsync_db::{Db, DbError};
 use crmsync_domain::hubspot_status::HubSpotSyncStatus;
 use crmsync_domain::stage::{DealStage, StageMover, stage_change_activity};
 use crmsync_domain::sync::value_hash;
@@ -72,7 +72,7 @@ impl NewValue {
 /// Applies a HubSpot change of `property` to `value` by the property's owner.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn property_change(
-    client: &impl GenericClient,
+    client: &impl Db,
     inbox_id: Uuid,
     event: &WebhookEvent,
     kind: ObjectKind,
@@ -144,7 +144,7 @@ pub(crate) async fn property_change(
 /// stage changes in that pipeline are recognised), not applied and not re-asserted. Back in (or still in) our
 /// pipeline: the marker goes and the local-owned rule applies again (`None`: carry on).
 async fn pipeline_move(
-    client: &impl GenericClient,
+    client: &impl Db,
     event: &WebhookEvent,
     local_id: Uuid,
     value: &str,
@@ -172,7 +172,7 @@ async fn pipeline_move(
 
 /// Local owns the field: HubSpot keeps our value unless it differs; then forget the written hash so the next sync
 /// sends the local value again, and queue that sync.
-async fn reassert(client: &impl GenericClient, change: &Change<'_>) -> Result<Outcome, DbError> {
+async fn reassert(client: &impl Db, change: &Change<'_>) -> Result<Outcome, DbError> {
     let (kind, id) = (change.kind, change.local_id);
     if records::property_hash(client, kind, id, change.property)
         .await?
@@ -190,7 +190,7 @@ async fn reassert(client: &impl GenericClient, change: &Change<'_>) -> Result<Ou
 /// The field changed after the event (locally, or by a later HubSpot event already applied): kept, and a local
 /// change that wins is recorded as a conflict.
 async fn keep_newer(
-    client: &impl GenericClient,
+    client: &impl Db,
     change: &Change<'_>,
     column: &str,
     changed: Option<(DateTime<Utc>, String)>,
@@ -207,7 +207,7 @@ async fn keep_newer(
 /// Writes HubSpot's value into `column` (a stage move closes or reopens the deal and is logged), and records that
 /// HubSpot holds it, so the outbound sync does not send it back.
 async fn apply(
-    client: &impl GenericClient,
+    client: &impl Db,
     change: &Change<'_>,
     column: &str,
     changed: Option<(DateTime<Utc>, String)>,
@@ -247,11 +247,7 @@ async fn apply(
 }
 
 /// The local column's current value as text.
-async fn current_value(
-    client: &impl GenericClient,
-    change: &Change<'_>,
-    column: &str,
-) -> Result<Option<String>, DbError> {
+async fn current_value(client: &impl Db, change: &Change<'_>, column: &str) -> Result<Option<String>, DbError> {
     if column == "stage" {
         Ok(records::deal_stage(client, change.local_id)
             .await?
@@ -264,7 +260,7 @@ async fn current_value(
 /// HubSpot's value as the local column holds it, or how the event ends instead: a stage goes through the pipeline
 /// map (a stage of another pipeline the deal moved to is not ours; one our map lacks is an error).
 async fn new_value(
-    client: &impl GenericClient,
+    client: &impl Db,
     change: &Change<'_>,
     column: &str,
     context: &PassContext<'_>,
@@ -299,7 +295,7 @@ async fn new_value(
 
 /// Writes the new value; a stage move is logged as a `stage_change` activity on the deal and its company.
 async fn write(
-    client: &impl GenericClient,
+    client: &impl Db,
     change: &Change<'_>,
     column: &str,
     new_value: NewValue,

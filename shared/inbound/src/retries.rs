@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crmsync_db::{DbError, GenericClient, inbox};
+use crmsync_db::{Db, DbError, inbox};
 use crmsync_domain::sync::{RetryDecision, RetryMessage, RetryPolicy};
 use uuid::Uuid;
 
@@ -48,7 +48,7 @@ impl Retries {
     /// are spent, recording `reason` on its inbox row in the caller's transaction.
     pub(crate) async fn postpone(
         &mut self,
-        client: &impl GenericClient,
+        client: &impl Db,
         policy: &RetryPolicy,
         id: Uuid,
         attempts_before: i32,

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use crmsync_app::AppError;
-use crmsync_db::{DbError, inbox};
+use crmsync_db::inbox;
 use crmsync_domain::webhook::{InboxStatus, ObjectKind};
 use crmsync_hubspot::UpdateInput;
 use crmsync_hubspot::setup::LOCAL_ID_PROPERTY;
@@ -80,8 +80,8 @@ impl Applier {
         failures: &[(usize, String)],
     ) -> Result<Retries, AppError> {
         let failed: HashMap<usize, &str> = failures.iter().map(|(i, e)| (*i, e.as_str())).collect();
-        let mut client = self.pool.get().await.map_err(DbError::from)?;
-        let transaction = client.transaction().await.map_err(DbError::from)?;
+        let mut client = self.pool.get().await?;
+        let transaction = client.transaction().await?;
         let done: Vec<(Uuid, InboxStatus, &str)> = (0..created.len())
             .filter(|i| !failed.contains_key(i))
             .map(|i| (created[i].inbox_id, InboxStatus::Applied, created[i].label))
@@ -101,7 +101,7 @@ impl Applier {
                 )
                 .await?;
         }
-        transaction.commit().await.map_err(DbError::from)?;
+        transaction.commit().await?;
         Ok(retries)
     }
 }

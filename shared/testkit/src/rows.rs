@@ -4,7 +4,6 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio_postgres::Row;
-use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::TestApp;
@@ -308,7 +307,7 @@ impl Record for InboxEvent {
 
 impl TestApp {
     /// The `T` records matching `rest` (a `WHERE` and/or `ORDER BY` clause, possibly empty) with `params`.
-    pub async fn select<T: Record>(&self, rest: &str, params: &[&(dyn ToSql + Sync)]) -> Vec<T> {
+    pub async fn select<T: Record>(&self, rest: &str, params: &[&dyn crmsync_db::SqlParam]) -> Vec<T> {
         let sql = format!("{} {rest}", T::SELECT);
         let client = self.pool().get().await.expect("client");
         let rows = client
@@ -319,7 +318,7 @@ impl TestApp {
     }
 
     /// The one `T` record matching `rest`; panics when there is none or more than one.
-    pub async fn select_one<T: Record>(&self, rest: &str, params: &[&(dyn ToSql + Sync)]) -> T {
+    pub async fn select_one<T: Record>(&self, rest: &str, params: &[&dyn crmsync_db::SqlParam]) -> T {
         let mut records = self.select::<T>(rest, params).await;
         assert_eq!(records.len(), 1, "expected one row for {} {rest}", T::SELECT);
         records.remove(0)

@@ -12,6 +12,9 @@ pub use api::ApiConfig;
 use secrecy::{ExposeSecret, SecretString};
 pub use webhook::{DEFAULT_APPLY_DEADLINE, WebhookConfig};
 
+use crmsync_db::migrate::MIGRATION_TIMEOUTS;
+use crmsync_db::{DatabaseSettings, Pooler, Timeouts};
+
 use crate::AppError;
 
 /// Settings every crmsync entry point reads; each entry point uses the sections it serves.
@@ -21,6 +24,15 @@ pub struct Config {
     pub database_url: SecretString,
     /// `DATABASE_POOL_SIZE` (default 8): connections per process.
     pub database_pool_size: usize,
+    /// `DATABASE_MIGRATION_URL`: a direct (or session-mode) URL for `crmsync migrate` and the deploy-time
+    /// migration, when `DATABASE_URL` goes through a transaction pooler. Secret like `DATABASE_URL`.
+    pub database_migration_url: Option<SecretString>,
+    /// `DATABASE_POOLER`: `transaction`, `session` or `none` (default: `transaction` on port 6543, else `none`).
+    pub database_pooler: Option<String>,
+    /// `DATABASE_CA_CERT_FILE`: a PEM bundle trusted beside the system roots (Supabase's or RDS's CA).
+    pub database_ca_cert_file: Option<String>,
+    /// `DATABASE_*_TIMEOUT_MS`: overrides of the entry point's own defaults (see [`Timeouts`]).
+    pub database_timeouts: TimeoutOverrides,
     /// `HUBSPOT_BASE_URL` (default `https://api.hubapi.com`; the simulator's URL locally).
     pub hubspot_base_url: String,
     /// `HUBSPOT_ACCESS_TOKEN`: the private app or service key token. Without it `crmsync serve` starts the
@@ -43,6 +55,28 @@ pub struct Config {
     pub webhook: WebhookConfig,
     /// The dashboard API's section.
     pub api: ApiConfig,
+}
+
+/// Each `DATABASE_*_TIMEOUT_MS` that is set; the rest come from the entry point's defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeoutOverrides {
+    pub connect: Option<Duration>,
+    pub pool_wait: Option<Duration>,
+    pub statement: Option<Duration>,
+    pub lock: Option<Duration>,
+    pub idle_in_transaction: Option<Duration>,
+}
+
+impl TimeoutOverrides {
+    pub fn apply(&self, defaults: Timeouts) -> Timeouts {
+        Timeouts {
+            connect: self.connect.unwrap_or(defaults.connect),
+            pool_wait: self.pool_wait.unwrap_or(defaults.pool_wait),
+            statement: self.statement.unwrap_or(defaults.statement),
+            lock: self.lock.unwrap_or(defaults.lock),
+            idle_in_transaction: self.idle_in_transaction.unwrap_or(defaults.idle_in_transaction),
+        }
+    }
 }
 
 /// The outbound sync's settings.
@@ -108,9 +142,26 @@ impl Config {
                     ),
                 }),
         };
-        Ok(Self {
+        let millis = |name: &'static str| -> Result<Option<Duration>, AppError> {
+            match text(name) {
+                None => Ok(None),
+                Some(_) => Ok(Some(Duration::from_millis(number(name, 0, 100..=3_600_000)? as u64))),
+            }
+        };
+        let database_timeouts = TimeoutOverrides {
+            connect: millis("DATABASE_CONNECT_TIMEOUT_MS")?,
+            pool_wait: millis("DATABASE_POOL_WAIT_TIMEOUT_MS")?,
+            statement: millis("DATABASE_STATEMENT_TIMEOUT_MS")?,
+            lock: millis("DATABASE_LOCK_TIMEOUT_MS")?,
+            idle_in_transaction: millis("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS")?,
+        };
+        let config = Self {
             database_url: SecretString::from(database_url),
             database_pool_size,
+            database_migration_url: text("DATABASE_MIGRATION_URL").map(SecretString::from),
+            database_pooler: text("DATABASE_POOLER"),
+            database_ca_cert_file: text("DATABASE_CA_CERT_FILE"),
+            database_timeouts,
             hubspot_base_url: text("HUBSPOT_BASE_URL").unwrap_or_else(|| "https://api.hubapi.com".to_owned()),
             hubspot_access_token: text("HUBSPOT_ACCESS_TOKEN").map(SecretString::from),
             hubspot_api_version: text("HUBSPOT_API_VERSION").unwrap_or_else(|| "2026-03".to_owned()),
@@ -129,17 +180,57 @@ impl Config {
             },
             webhook,
             api,
-        })
+        };
+        config.database(Timeouts::BACKGROUND)?;
+        if config.database_migration_url.is_some() {
+            config.migration_database()?;
+        }
+        Ok(config)
     }
 }
 
 impl Config {
-    /// The process's one connection pool: every part of a process (`crmsync serve` runs them all) shares it.
-    pub fn connect_pool(&self) -> Result<crmsync_db::Pool, AppError> {
-        Ok(crmsync_db::connect_pool(
-            self.database_url.expose_secret(),
-            self.database_pool_size,
-        )?)
+    /// Where `DATABASE_URL` leads and how: its `sslmode` (libpq's meanings), the pooler, the pool size, and the
+    /// entry point's `defaults` with any `DATABASE_*_TIMEOUT_MS` applied.
+    pub fn database(&self, defaults: Timeouts) -> Result<DatabaseSettings, AppError> {
+        self.settings_for("DATABASE_URL", self.database_url.expose_secret(), defaults)
+    }
+
+    /// Where migrations run: `DATABASE_MIGRATION_URL` when set, else `DATABASE_URL` (which `migrate` refuses when
+    /// it is a transaction pooler).
+    pub fn migration_database(&self) -> Result<DatabaseSettings, AppError> {
+        match &self.database_migration_url {
+            Some(url) => Ok(self
+                .settings_for("DATABASE_MIGRATION_URL", url.expose_secret(), MIGRATION_TIMEOUTS)?
+                .with_pooler(Pooler::None)),
+            None => self.settings_for("DATABASE_URL", self.database_url.expose_secret(), MIGRATION_TIMEOUTS),
+        }
+    }
+
+    fn settings_for(
+        &self,
+        variable: &'static str,
+        url: &str,
+        defaults: Timeouts,
+    ) -> Result<DatabaseSettings, AppError> {
+        let invalid = |reason: String| AppError::Config { variable, reason };
+        let settings =
+            DatabaseSettings::parse(url, self.database_timeouts.apply(defaults)).map_err(|e| invalid(e.to_string()))?;
+        let pooler =
+            Pooler::from_setting(self.database_pooler.as_deref(), settings.ports()).map_err(|e| AppError::Config {
+                variable: "DATABASE_POOLER",
+                reason: e.to_string(),
+            })?;
+        Ok(settings
+            .with_pooler(pooler)
+            .with_pool_size(self.database_pool_size)
+            .with_ca_file(self.database_ca_cert_file.clone()))
+    }
+
+    /// The process's one connection pool, with the entry point's timeout `defaults`: every part of a process
+    /// (`crmsync serve` runs them all) shares it.
+    pub fn connect_pool(&self, defaults: Timeouts) -> Result<crmsync_db::Pool, AppError> {
+        Ok(self.database(defaults)?.pool()?)
     }
 
     /// The SQS retry queue and its DLQ when `RETRY_QUEUE_URL` is set; without it retries come back through the

@@ -72,12 +72,6 @@ impl From<DbError> for HttpError {
     }
 }
 
-impl From<deadpool_postgres::PoolError> for HttpError {
-    fn from(error: deadpool_postgres::PoolError) -> Self {
-        unavailable(&error)
-    }
-}
-
 /// `activities_deal_id_fkey` → `deal_id`; `contacts_email_key` → `email`; `deals_stage_check` → `stage`.
 fn field_of_constraint(constraint: &str) -> Option<String> {
     let rest = ["sync_queue_", "activities_", "companies_", "contacts_", "deals_"]

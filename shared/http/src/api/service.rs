@@ -105,7 +105,7 @@ fn email(value: Option<String>) -> Result<Option<String>, HttpError> {
 /// Queues one change for HubSpot in the caller's transaction: every API write is its own change
 /// ([`Dedupe::EveryChange`]).
 async fn queue(
-    client: &impl crmsync_db::GenericClient,
+    client: &impl crmsync_db::Db,
     entity_type: EntityType,
     entity_id: Uuid,
     operation: &'static str,
@@ -208,13 +208,13 @@ pub async fn create_contact(state: &ApiState, body: NewContactBody) -> Result<cr
         notes: optional_text("notes", body.notes, 10_000)?,
     };
     let mut client = state.pool.get().await?;
-    let transaction = client.transaction().await.map_err(crmsync_db::DbError::from)?;
+    let transaction = client.transaction().await?;
     let contact = crm::insert_contact(&transaction, &new).await?;
     let payload = json!({ "contact_id": contact.id, "company_id": contact.company_id, "email": contact.email });
     queue(&transaction, EntityType::Contact, contact.id, "create", payload).await?;
     // Last, so the shared generation's row lock is held only until the commit (see the function's contract).
     crm::bump_dashboard_cache_generation(&transaction).await?;
-    transaction.commit().await.map_err(crmsync_db::DbError::from)?;
+    transaction.commit().await?;
     tracing::info!(contact_id = %contact.id, "contact created through the API");
     Ok(contact)
 }
@@ -230,7 +230,7 @@ pub async fn move_deal_stage(
 ) -> Result<(StageMove, Option<crm::Activity>), HttpError> {
     let stage = DealStage::from_str(stage).map_err(|error| invalid("stage", error.to_string()))?;
     let mut client = state.pool.get().await?;
-    let transaction = client.transaction().await.map_err(crmsync_db::DbError::from)?;
+    let transaction = client.transaction().await?;
     let moved = crm::move_deal_stage(&transaction, id, stage)
         .await?
         .ok_or_else(|| not_found("id", format!("no deal with id {id}")))?;
@@ -265,7 +265,7 @@ pub async fn move_deal_stage(
     queue(&transaction, EntityType::Deal, id, "update", payload).await?;
     // Last, so the shared generation's row lock is held only until the commit (see the function's contract).
     crm::bump_dashboard_cache_generation(&transaction).await?;
-    transaction.commit().await.map_err(crmsync_db::DbError::from)?;
+    transaction.commit().await?;
     tracing::info!(deal_id = %id, from = %moved.previous_stage, to = %moved.deal.stage, "deal stage moved through the API");
     Ok((moved, Some(activity)))
 }
@@ -297,7 +297,7 @@ pub async fn create_activity(
         hubspot_sync_status: HubSpotSyncStatus::Pending,
     };
     let mut client = state.pool.get().await?;
-    let transaction = client.transaction().await.map_err(crmsync_db::DbError::from)?;
+    let transaction = client.transaction().await?;
     let activity = crm::insert_activity(&transaction, &new).await?;
     let payload = json!({
         "activity_id": activity.id,
@@ -309,7 +309,7 @@ pub async fn create_activity(
     queue(&transaction, EntityType::Activity, activity.id, "create", payload).await?;
     // Last, so the shared generation's row lock is held only until the commit (see the function's contract).
     crm::bump_dashboard_cache_generation(&transaction).await?;
-    transaction.commit().await.map_err(crmsync_db::DbError::from)?;
+    transaction.commit().await?;
     tracing::info!(activity_id = %activity.id, activity_type = %activity.activity_type, "activity logged through the API");
     Ok(activity)
 }
