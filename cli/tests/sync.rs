@@ -272,3 +272,79 @@ async fn status_shows_deals_waiting_for_their_company() {
             .starts_with("waiting for company")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubspot_setup_and_sync_run_through_a_transaction_pooler() {
+    // Through PgBouncer in transaction mode on Supabase's port, the URL alone says "transaction pooler". Before
+    // statements went unnamed, hubspot-setup failed here with `prepared statement "s0" already exists`.
+    let app = setup(3).await;
+    let pooled = app.db.pooled_url();
+    for _ in 0..2 {
+        let output = command(&app, &["hubspot-setup"])
+            .env("DATABASE_URL", &pooled)
+            .env("DATABASE_POOLER", "transaction")
+            .output()
+            .expect("run crmsync");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+    let output = command(&app, &["sync"])
+        .env("DATABASE_URL", &pooled)
+        .env("DATABASE_POOLER", "transaction")
+        .output()
+        .expect("run crmsync");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let synced = app
+        .deals()
+        .await
+        .iter()
+        .filter(|deal| deal.hubspot_sync_status == "synced")
+        .count();
+    assert_eq!(synced, 3);
+
+    let output = command(&app, &["migrate"])
+        .env("DATABASE_URL", &pooled)
+        .env("DATABASE_POOLER", "transaction")
+        .output()
+        .expect("run crmsync");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("DATABASE_MIGRATION_URL"), "{stderr}");
+    let output = command(&app, &["migrate"])
+        .env("DATABASE_URL", &pooled)
+        .env("DATABASE_MIGRATION_URL", app.db.direct_url())
+        .output()
+        .expect("run crmsync");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_database_makes_each_command_exit_2_naming_the_host() {
+    let silent = crmsync_testkit::SilentServer::start().await;
+    for args in [&["status"][..], &["sync"], &["hubspot-setup"]] {
+        let started = Instant::now();
+        let output = Command::new(env!("CARGO_BIN_EXE_crmsync"))
+            .args(args)
+            .env("DATABASE_URL", silent.url())
+            .env("HUBSPOT_ACCESS_TOKEN", "unused")
+            .env("HUBSPOT_BASE_URL", "http://127.0.0.1:9")
+            .env_remove("RETRY_QUEUE_URL")
+            .env("DATABASE_CONNECT_TIMEOUT_MS", "1500")
+            .output()
+            .expect("run crmsync");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("cannot reach PostgreSQL at {}", silent.host())),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("never-shown"),
+            "{args:?}: the password leaked: {stderr}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{args:?}: {:?}",
+            started.elapsed()
+        );
+    }
+}

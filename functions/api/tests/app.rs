@@ -25,3 +25,18 @@ async fn the_function_serves_the_dashboard_publicly_and_the_api_behind_the_token
     assert_eq!(status(app.clone(), "/api/deals", Some(TOKEN)).await, StatusCode::OK);
     assert_eq!(status(app, "/api/dashboard/stats", Some(TOKEN)).await, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn an_unreachable_database_gets_a_503_within_five_seconds() {
+    let silent = crmsync_testkit::SilentServer::start().await;
+    let app = api::app(silent.pool(crmsync_app::Timeouts::API), &ApiConfig::with_token(TOKEN));
+    let started = std::time::Instant::now();
+    assert_eq!(
+        status(app.clone(), "/api/deals", Some(TOKEN)).await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let waited = started.elapsed();
+    assert!(waited < std::time::Duration::from_secs(5), "answered after {waited:?}");
+    // The dashboard page itself needs no database.
+    assert_eq!(status(app, "/", None).await, StatusCode::OK);
+}

@@ -216,3 +216,73 @@ async fn an_event_that_dies_gets_a_dlq_bound_message_and_shows_in_the_dead_count
         .unwrap();
     assert_eq!((counts.pending, counts.retry, counts.dead), (0, 0, 1));
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// A database that does not answer, or a row someone else holds
+
+#[tokio::test]
+async fn an_unreachable_database_gets_a_503_within_four_seconds_so_hubspot_retries() {
+    let silent = crmsync_testkit::SilentServer::start().await;
+    let pool = silent.pool(crmsync_app::Timeouts::WEBHOOK);
+    let state = WebhookState::new(
+        &webhook_config(&[("HUBSPOT_CLIENT_SECRET", SECRET)]),
+        Applier::new(pool, unused_hubspot(), None),
+        crmsync_http::webhook::ApplyMode::Inline,
+    );
+    let public = format!("https://{DOMAIN}/webhooks/hubspot?{RAW_QUERY}");
+    let started = std::time::Instant::now();
+    let status = deliver(hubspot_webhook::app(state), &public).await;
+    let waited = started.elapsed();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(waited < std::time::Duration::from_secs(4), "answered after {waited:?}");
+}
+
+#[tokio::test]
+async fn an_event_for_a_row_another_session_holds_is_stored_answered_in_time_and_applied_once_the_lock_goes() {
+    let app = TestApp::new().await;
+    app.ingest_generated(1, 1).await;
+    let deal = app.single_deal().await;
+    let client = app.pool().get().await.unwrap();
+    client
+        .execute("UPDATE deals SET hubspot_deal_id = '777001' WHERE id = $1", &[&deal.id])
+        .await
+        .unwrap();
+    // Another session holds the deal, as a long ingestion or an operator's open transaction would.
+    let holder = crmsync_db::migrate::connect_url(app.db.direct_url()).await.unwrap();
+    holder
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM deals WHERE id = '{}' FOR UPDATE",
+            deal.id
+        ))
+        .await
+        .unwrap();
+
+    let body = json!([{"eventId": 41, "subscriptionId": 2, "portalId": 3, "occurredAt": 1_795_000_000_000_i64,
+                       "subscriptionType": "deal.deletion", "objectId": 777_001}])
+    .to_string();
+    let public = format!("https://{DOMAIN}/webhooks/hubspot?{RAW_QUERY}");
+    let webhook = hubspot_webhook::app(
+        app.webhook_state(&webhook_config(&[("HUBSPOT_CLIENT_SECRET", SECRET)]), app.applier(None)),
+    );
+    let started = std::time::Instant::now();
+    let status = deliver_body(webhook, &public, &body).await;
+    let waited = started.elapsed();
+    assert_eq!(status, StatusCode::OK, "stored, so HubSpot need not retry");
+    assert!(waited < std::time::Duration::from_secs(4), "answered after {waited:?}");
+    let open: i64 = client
+        .query_one(
+            "SELECT count(*) FROM crmsync.webhook_inbox WHERE status <> 'applied'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(open, 1, "the event waits in the inbox");
+
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    let report = crmsync_inbound::apply_pending_inbox(&app.applier(None), 10)
+        .await
+        .expect("re-apply pass");
+    assert_eq!(report.applied, 1, "{report:?}");
+    assert_eq!(app.deal(deal.id).await.hubspot_sync_status, "deleted");
+}

@@ -9,6 +9,7 @@ mod app;
 mod http;
 pub mod lambda;
 mod rows;
+mod silent;
 mod sim;
 mod sqs;
 
@@ -16,5 +17,6 @@ pub use app::{TestApp, TestAppBuilder, inbox_retries, quick_retries, webhook_con
 pub use crmsync_db::test_db::TestDb;
 pub use http::{Answer, send};
 pub use rows::{Activity, Company, Contact, Deal, InboxEvent, QueueRow, Record, RowId};
+pub use silent::SilentServer;
 pub use sim::{SimRecord, client_config, client_for, unused_hubspot};
 pub use sqs::{deliveries, fresh_queue, receive_until_some};
