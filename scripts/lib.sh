@@ -99,3 +99,49 @@ ensure_moto() {
   log "moto_server did not start; see ${TMPDIR:-/tmp}/crmsync-moto.log"
   exit 1
 }
+
+# Starts PgBouncer (Debian's package) in transaction mode, like Supabase's transaction pooler, in front of the server
+# ensure_postgres chose, on 127.0.0.1:${CRMSYNC_PGBOUNCER_PORT:-6543}, and exports CRMSYNC_TEST_PGBOUNCER_URL, where
+# TestDb finds it (with CRMSYNC_TEST_THROUGH_POOLER=1 a whole suite runs through it). Any database name is forwarded
+# to the server.
+ensure_pgbouncer() {
+  command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || { log "installing PgBouncer (apt)"; apt_install pgbouncer; }
+  local bin port dir server_host server_port
+  bin="$(command -v pgbouncer || echo /usr/sbin/pgbouncer)"
+  port="${CRMSYNC_PGBOUNCER_PORT:-6543}"
+  export CRMSYNC_TEST_PGBOUNCER_URL="postgres://postgres@127.0.0.1:$port/postgres"
+  if pg_ready "$CRMSYNC_TEST_PGBOUNCER_URL"; then return; fi
+  server_host="$(printf '%s' "$DATABASE_URL" | sed -E 's#^[a-z]+://([^@/]*@)?([^:/?]+).*#\2#')"
+  server_port="$(printf '%s' "$DATABASE_URL" | sed -nE 's#^[a-z]+://([^@/]*@)?[^:/?]+:([0-9]+).*#\2#p')"
+  dir=/var/tmp/crmsync-pgbouncer
+  mkdir -p "$dir"
+  cat >"$dir/pgbouncer.ini" <<INI
+[databases]
+* = host=$server_host port=${server_port:-5432}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $port
+unix_socket_dir =
+auth_type = trust
+auth_file = $dir/userlist.txt
+pool_mode = transaction
+max_client_conn = 2000
+default_pool_size = 10
+server_reset_query =
+ignore_startup_parameters = extra_float_digits
+logfile = $dir/pgbouncer.log
+pidfile = $dir/pgbouncer.pid
+INI
+  printf '"postgres" ""\n' >"$dir/userlist.txt"
+  local run=()
+  if [ "$(id -u)" = 0 ]; then chown -R postgres "$dir"; run=(runuser -u postgres --); fi
+  log "starting PgBouncer (transaction mode) on 127.0.0.1:$port"
+  "${run[@]}" "$bin" -d "$dir/pgbouncer.ini"
+  for _ in $(seq 1 50); do
+    pg_ready "$CRMSYNC_TEST_PGBOUNCER_URL" && return
+    sleep 0.2
+  done
+  log "PgBouncer did not start; see $dir/pgbouncer.log"
+  exit 1
+}
