@@ -320,7 +320,7 @@ async fn hubspot_setup_and_sync_run_through_a_transaction_pooler() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_database_makes_each_command_exit_2_naming_the_host() {
     let silent = crmsync_testkit::SilentServer::start().await;
-    for args in [&["status"][..], &["sync"], &["hubspot-setup"]] {
+    for args in [&["status"][..], &["sync"], &["migrate"]] {
         let started = Instant::now();
         let output = Command::new(env!("CARGO_BIN_EXE_crmsync"))
             .args(args)
