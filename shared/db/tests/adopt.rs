@@ -585,5 +585,7 @@ async fn a_not_null_column_crmsync_leaves_empty_is_a_warning_not_a_problem() {
     );
     assert!(plan.adoption.problems.is_empty());
     assert!(plan.to_string().contains("Warnings (migrate goes ahead):"), "{plan}");
-    migrate::migrate(&mut client).await.expect("warnings do not stop migrate");
+    migrate::migrate(&mut client)
+        .await
+        .expect("warnings do not stop migrate");
 }
