@@ -128,7 +128,9 @@ async fn main() {
     }
     let [(direct_ingest, direct_sync), (pooled_ingest, pooled_sync)] = best;
     let rate = |d: Duration| deals as f64 / d.as_secs_f64();
-    println!("| {deals} matches / deals, best of {rounds} | direct | through PgBouncer (transaction mode) | pooler ÷ direct |");
+    println!(
+        "| {deals} matches / deals, best of {rounds} | direct | through PgBouncer (transaction mode) | pooler ÷ direct |"
+    );
     println!("|---|---|---|---|");
     println!(
         "| ingestion (in-process, events of {EVENT_SIZE}) | {:.2} s ({:.0}/s) | {:.2} s ({:.0}/s) | {:.2} |",

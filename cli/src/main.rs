@@ -30,8 +30,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Apply pending database migrations (safe to run twice, and from two places at once).
-    Migrate,
+    /// Apply pending database migrations (safe to run twice, and from two places at once). The guide's existing
+    /// tables (opportunities, contractors, matches, ...) are adopted first: crmsync adds only the columns and unique
+    /// keys it needs, and stops before changing anything, with a report and the SQL that fixes it, when the data or
+    /// a column's type stands in the way.
+    Migrate {
+        /// Print what migrate would do (the adoption statements, the pending migrations, any problems) and change
+        /// nothing; exits 1 when there are problems.
+        #[arg(long)]
+        plan: bool,
+    },
     /// Ingest matches from a JSON file, or from stdin with `-`; prints the report as JSON and exits 1 if any match
     /// was rejected.
     Ingest {
@@ -130,13 +138,32 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let config = Config::from_env()?;
     match cli.command {
-        Command::Migrate => {
+        Command::Migrate { plan: true } => {
+            let client = migrate::connect(&config.migration_database()?).await?;
+            let plan = migrate::plan(&client).await.context("could not plan the migration")?;
+            println!("crmsync migrate --plan: nothing was changed.\n\n{plan}");
+            Ok(if plan.adoption.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Migrate { plan: false } => {
             let mut client = migrate::connect(&config.migration_database()?).await?;
             let report = migrate::migrate(&mut client).await.context("migration failed")?;
-            tracing::info!(applied = ?report.applied, already_applied = report.already_applied.len(), "migrations done");
+            tracing::info!(
+                adopted = report.adopted.len(),
+                applied = ?report.applied,
+                already_applied = report.already_applied.len(),
+                "migrations done"
+            );
             println!(
                 "{}",
-                serde_json::json!({ "applied": report.applied, "already_applied": report.already_applied })
+                serde_json::json!({
+                    "adopted": report.adopted,
+                    "applied": report.applied,
+                    "already_applied": report.already_applied,
+                })
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -3,13 +3,19 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use crmsync_db::migrate::MIGRATIONS;
+use crmsync_db::test_db::{TestDb, UPSTREAM_SCHEMA_FIXTURE};
 use crmsync_testkit::TestApp;
 use serde_json::{Value, json};
 
 fn crmsync(app: &TestApp, args: &[&str], stdin: &str) -> (i32, String, String) {
+    crmsync_on(app.db.url(), args, stdin)
+}
+
+fn crmsync_on(database_url: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_crmsync"))
         .args(args)
-        .env("DATABASE_URL", app.db.url())
+        .env("DATABASE_URL", database_url)
         .env("RUST_LOG", "info")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -66,6 +72,77 @@ async fn migrate_on_a_migrated_database_applies_nothing() {
     assert_eq!(code, 0, "{stderr}");
     let report: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["applied"], json!([]));
+}
+
+#[tokio::test]
+async fn migrate_plan_on_the_guides_database_lists_the_adoption_and_changes_nothing_then_migrate_adopts() {
+    let db = TestDb::empty().await;
+    let client = crmsync_db::migrate::connect_url(db.direct_url()).await.unwrap();
+    client.batch_execute(UPSTREAM_SCHEMA_FIXTURE).await.unwrap();
+    let schemas = "SELECT count(*) FROM pg_namespace WHERE nspname = 'crmsync'";
+
+    let (code, stdout, stderr) = crmsync_on(db.url(), &["migrate", "--plan"], "");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.starts_with("crmsync migrate --plan: nothing was changed."),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  ALTER TABLE public.opportunities ADD COLUMN description text;\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("  0008_ingest_records.sql\n"), "{stdout}");
+    let crmsync_schemas: i64 = client.query_one(schemas, &[]).await.unwrap().get(0);
+    assert_eq!(crmsync_schemas, 0, "the plan changed nothing");
+
+    let (code, stdout, stderr) = crmsync_on(db.url(), &["migrate"], "");
+    assert_eq!(code, 0, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert!(
+        report["adopted"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("ALTER TABLE public.opportunities ADD COLUMN description text;")),
+        "{report}"
+    );
+    assert_eq!(report["applied"].as_array().unwrap().len(), MIGRATIONS.len());
+}
+
+#[tokio::test]
+async fn migrate_on_duplicate_notice_ids_exits_2_with_the_report_and_changes_nothing() {
+    let db = TestDb::empty().await;
+    let client = crmsync_db::migrate::connect_url(db.direct_url()).await.unwrap();
+    client.batch_execute(UPSTREAM_SCHEMA_FIXTURE).await.unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO opportunities (notice_id, title) VALUES ('SAM-2025-0001', 'Cloud migration support (repost)')",
+        )
+        .await
+        .unwrap();
+
+    let (code, stdout, _) = crmsync_on(db.url(), &["migrate", "--plan"], "");
+    assert_eq!(code, 1, "the plan shows the problem: {stdout}");
+    assert!(
+        stdout.contains("Problems (migrate stops before changing anything):"),
+        "{stdout}"
+    );
+
+    let (code, stdout, stderr) = crmsync_on(db.url(), &["migrate"], "");
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(stdout, "", "nothing on stdout: the report is the error");
+    for expected in [
+        "crmsync: migration failed: migrate changed nothing",
+        "1. public.opportunities: 1 value(s) of (notice_id) occur more than once, e.g. (SAM-2025-0001) ×2",
+        "ALTER TABLE public.opportunities ADD CONSTRAINT opportunities_notice_id_key UNIQUE (notice_id);",
+    ] {
+        assert!(stderr.contains(expected), "missing {expected:?} in:\n{stderr}");
+    }
+    let crmsync_schemas: i64 = client
+        .query_one("SELECT count(*) FROM pg_namespace WHERE nspname = 'crmsync'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(crmsync_schemas, 0, "nothing was changed");
 }
 
 #[test]

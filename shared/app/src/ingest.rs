@@ -35,7 +35,7 @@ pub async fn ingest_matches(store: &impl MatchStore, event: &Value, source: &str
 
     if !references.is_empty() {
         let ids: Vec<Uuid> = references.iter().map(|(_, id)| *id).collect();
-        let loaded: HashMap<Uuid, MatchSpec> = store
+        let loaded: HashMap<Uuid, Result<MatchSpec, DomainError>> = store
             .load_matches(&ids)
             .await
             .map_err(AppError::Unavailable)?
@@ -44,7 +44,8 @@ pub async fn ingest_matches(store: &impl MatchStore, event: &Value, source: &str
         report.round_trips += 1;
         for (index, match_id) in references {
             match loaded.get(&match_id) {
-                Some(spec) => specs.push((index, spec.clone())),
+                Some(Ok(spec)) => specs.push((index, spec.clone())),
+                Some(Err(error)) => rejections.push((Rejection::new(index, error), items[index].clone())),
                 None => {
                     let error = DomainError::invalid("match_id", format!("no match with id {match_id}"));
                     rejections.push((Rejection::new(index, &error), items[index].clone()));
@@ -88,7 +89,7 @@ pub async fn ingest_matches(store: &impl MatchStore, event: &Value, source: &str
     });
     // The caller holds the report either way; a failure here loses only the audit row, so it is logged, not raised.
     if let Err(error) = store.record_delivery(source, &summary, &rejections).await {
-        tracing::error!(error = %error, "could not record the delivery in workflow_logs");
+        tracing::error!(error = %error, "could not record the delivery in crmsync.ingest_deliveries");
     }
     report.round_trips += 1;
     tracing::info!(source, matches = items.len(), report = %summary, "ingested matches");

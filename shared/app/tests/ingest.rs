@@ -4,7 +4,7 @@ use std::ops::Deref;
 
 use crmsync_app::ingest::ingest_matches;
 use crmsync_db::PgMatchStore;
-use crmsync_domain::ingest::IngestReport;
+use crmsync_domain::ingest::{IngestReport, Rejection};
 use crmsync_testkit::{Company, Deal, QueueRow, TestApp};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -145,7 +145,18 @@ async fn a_new_match_creates_a_company_a_deal_and_two_queue_rows_by_the_guides_r
         json!({ "deal_id": deal.id, "company_id": company.id, "opportunity_id": "NOTICE-3" }),
         "the guide's payload: the opportunity is named by its notice_id"
     );
-    assert_eq!(app.count("workflow_logs WHERE workflow = 'crm_ingest'").await, 1);
+    assert_eq!(
+        app.count(
+            "crmsync.ingest_deliveries WHERE source = 'test' AND rejected = 0 AND (summary->>'deals_created')::int = 1"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        app.count("workflow_logs").await,
+        0,
+        "workflow_logs is the upstream workflow's; crmsync keeps its records in its own schema"
+    );
 }
 
 #[tokio::test]
@@ -451,7 +462,7 @@ async fn invalid_matches_are_rejected_by_index_and_field_while_valid_ones_commit
     let mut bad_uei = embedded(4, 4, 50.0);
     bad_uei["contractor"]["uei"] = json!("SHORT");
     let event = json!({ "matches": [embedded(1, 1, 50.0), no_title, bad_score, "not an object", bad_uei, embedded(5, 5, 50.0)] });
-    let report = app.ingest(event).await;
+    let report = app.ingest(event.clone()).await;
     assert_eq!(report.deals_created, 2);
     let rejected: Vec<(usize, Option<&str>)> = report.rejected.iter().map(|r| (r.index, r.field.as_deref())).collect();
     assert_eq!(
@@ -468,11 +479,24 @@ async fn invalid_matches_are_rejected_by_index_and_field_while_valid_ones_commit
         "match_score: must be between 0 and 100, got 101"
     );
     assert_eq!(app.count("deals").await, 2);
+    let kept: Vec<(i32, Option<String>, Value)> = app
+        .rows("SELECT item_index, field, item FROM crmsync.ingest_rejections ORDER BY item_index")
+        .await
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    let items = event["matches"].as_array().unwrap();
     assert_eq!(
-        app.count("workflow_errors WHERE payload->'match' IS NOT NULL").await,
-        4,
-        "every rejected match is kept with its original JSON"
+        kept,
+        [
+            (1, Some("opportunity.title".into()), items[1].clone()),
+            (2, Some("match_score".into()), items[2].clone()),
+            (3, Some("match".into()), items[3].clone()),
+            (4, Some("contractor.uei".into()), items[4].clone()),
+        ],
+        "every rejected match is kept with its original JSON, in crmsync's schema"
     );
+    assert_eq!(app.count("crmsync.ingest_deliveries WHERE rejected = 4").await, 1);
 }
 
 #[tokio::test]
@@ -627,7 +651,7 @@ async fn an_unusable_event_is_an_error_and_writes_nothing() {
         .await
         .unwrap_err();
     assert_eq!(error.to_string(), "invalid event: matches: must be an array of matches");
-    assert_eq!(app.count("workflow_logs").await, 0);
+    assert_eq!(app.count("crmsync.ingest_deliveries").await, 0);
 }
 
 #[tokio::test]
@@ -638,7 +662,7 @@ async fn a_thousand_matches_take_the_same_twelve_round_trips_as_one() {
     let thousand = ingest_matches(&app.store, &thousand, "test").await.unwrap();
     assert_eq!(thousand.deals_created, 1_000);
     // BEGIN, a locking read and an upsert for each of opportunities, contractors and matches, the company and
-    // deal statements, the queue insert, COMMIT, and the workflow_logs row.
+    // deal statements, the queue insert, COMMIT, and the delivery's record.
     assert_eq!((one.round_trips, thousand.round_trips), (12, 12));
     // A re-delivery of the thousand writes nothing and queues nothing, so it skips the queue insert.
     let again = json!({ "matches": (1..=1_000).map(|i| embedded(i, i % 200, 50.0)).collect::<Vec<_>>() });
@@ -647,5 +671,216 @@ async fn a_thousand_matches_take_the_same_twelve_round_trips_as_one() {
         (again.unchanged, again.queued, again.round_trips),
         (1_000, 0, 11),
         "no queue insert"
+    );
+}
+
+/// The guide's database: the upstream workflow's own Step 1 tables and rows (crmsync_db's fixture), adopted by
+/// `migrate`, then ingested into.
+struct AdoptedDb {
+    _db: crmsync_db::test_db::TestDb,
+    client: tokio_postgres::Client,
+    store: PgMatchStore,
+}
+
+impl AdoptedDb {
+    async fn new() -> Self {
+        let db = crmsync_db::test_db::TestDb::empty().await;
+        let mut client = crmsync_db::migrate::connect_url(db.direct_url())
+            .await
+            .expect("connect");
+        client
+            .batch_execute(crmsync_db::test_db::UPSTREAM_SCHEMA_FIXTURE)
+            .await
+            .expect("fixture");
+        crmsync_db::migrate::migrate(&mut client).await.expect("adopted");
+        let store = PgMatchStore::new(db.pool().clone());
+        Self { _db: db, client, store }
+    }
+
+    async fn ingest(&self, event: Value) -> IngestReport {
+        IngestReport {
+            round_trips: 0,
+            ..ingest_matches(&self.store, &event, "test").await.expect("ingest")
+        }
+    }
+
+    async fn texts(&self, sql: &str) -> Vec<String> {
+        self.client
+            .query(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .iter()
+            .map(|row| row.get(0))
+            .collect()
+    }
+
+    /// Every upstream row, whole, with its row version's place and creating transaction: a row that compares
+    /// equal was not rewritten, not even to the same values.
+    async fn upstream_rows(&self) -> Vec<String> {
+        let mut rows = Vec::new();
+        for table in [
+            "opportunities",
+            "contractors",
+            "matches",
+            "failed_opportunities",
+            "workflow_logs",
+            "workflow_errors",
+        ] {
+            let sql = format!("SELECT '{table} ' || ctid || ' ' || xmin || ' ' || t::text FROM {table} t ORDER BY id");
+            rows.extend(self.texts(&sql).await);
+        }
+        rows
+    }
+
+    async fn deals(&self) -> Vec<String> {
+        self.texts(
+            "SELECT concat_ws(' | ', deal_name, deal_value, expected_close_date, priority, win_probability, match_id,
+                              opportunity_id)
+             FROM deals ORDER BY deal_name",
+        )
+        .await
+    }
+}
+
+#[tokio::test]
+async fn after_adopting_the_guides_tables_ingestion_works_by_reference_and_embedded_and_keeps_upstream_columns() {
+    let app = AdoptedDb::new().await;
+    let untouched = app.upstream_rows().await;
+
+    // By reference: the upstream workflow's matches, in its own types (varchar keys, a double precision amount, a
+    // timestamptz deadline, an integer readiness score), one of them not scored yet.
+    let by_reference = json!({ "matches": [
+        { "match_id": "b0000000-0000-4000-8000-000000000001" },
+        { "match_id": "b0000000-0000-4000-8000-000000000002" },
+        { "match_id": "b0000000-0000-4000-8000-000000000003" },
+        { "match_id": "b0000000-0000-4000-8000-000000000004" },
+    ]});
+    let report = app.ingest(by_reference.clone()).await;
+    assert_eq!(
+        (report.companies_created, report.deals_created, report.queued),
+        (2, 3, 5)
+    );
+    assert_eq!(
+        report.rejected,
+        [Rejection {
+            index: 3,
+            field: Some("match_score".into()),
+            error: "match_score: is null in match b0000000-0000-4000-8000-000000000004".into(),
+        }]
+    );
+    assert_eq!(
+        app.upstream_rows().await,
+        untouched,
+        "ingestion by reference writes no upstream row"
+    );
+    assert_eq!(
+        app.deals().await,
+        [
+            "Cloud migration support - Acme Federal LLC | 1250000.50 | 2027-03-31 | high | 70 \
+             | b0000000-0000-4000-8000-000000000001 | a0000000-0000-4000-8000-000000000001",
+            "Cloud migration support - Beta Gov Services | 1250000.50 | 2027-03-31 | high | 44 \
+             | b0000000-0000-4000-8000-000000000003 | a0000000-0000-4000-8000-000000000001",
+            "Cybersecurity assessment - Acme Federal LLC | 480000.00 | 2027-05-15 | medium | 58 \
+             | b0000000-0000-4000-8000-000000000002 | a0000000-0000-4000-8000-000000000002",
+        ]
+    );
+    assert_eq!(
+        app.texts(
+            "SELECT concat_ws(' | ', name, source, uei, state, readiness_score, qualification_status, contractor_id)
+             FROM companies ORDER BY name"
+        )
+        .await,
+        [
+            "Acme Federal LLC | sam_gov | ACMEFED00001 | VA | 85.00 | qualified | c0000000-0000-4000-8000-000000000001",
+            "Beta Gov Services | sam_gov | BETAGOV00002 | TX | 60.00 | unqualified \
+             | c0000000-0000-4000-8000-000000000002",
+        ],
+        "a null upstream source becomes the guide's sam_gov"
+    );
+    let again = app.ingest(by_reference).await;
+    assert_eq!((again.unchanged, again.queued, again.rejected.len()), (3, 0, 1));
+
+    // Embedded: a new notice matched to an upstream contractor (now with an email), and a new title for an
+    // upstream notice with its existing match.
+    let acme = json!({
+        "uei": "ACMEFED00001", "name": "Acme Federal LLC", "source": "sam_gov", "cage_code": "1ABC2",
+        "website": "https://acme.example", "phone": "555-0100", "email": "bids@acme.example",
+        "address": "1 Main St", "city": "Arlington", "state": "VA", "zip": "22201", "primary_naics": "541512",
+        "sam_registered": true, "readiness_score": 85
+    });
+    let beta = json!({
+        "uei": "BETAGOV00002", "name": "Beta Gov Services", "city": "Austin", "state": "TX",
+        "primary_naics": "541519", "sam_registered": false, "readiness_score": 60
+    });
+    let embedded_event = json!({ "matches": [
+        { "opportunity": { "notice_id": "SAM-2025-0004", "title": "Data analytics platform",
+                           "description": "Agency-wide analytics.", "estimated_value": 750000,
+                           "deadline": "2027-08-01", "priority_flag": "FAST_TRACK" },
+          "contractor": acme, "match_score": 91, "match_reasons": { "naics": "exact" } },
+        { "opportunity": { "notice_id": "SAM-2025-0001", "title": "Cloud migration support, phase 2",
+                           "agency": "General Services Administration", "naics_code": "541512", "set_aside": "SBA",
+                           "estimated_value": 1250000.5, "deadline": "2027-03-31", "priority_flag": "FAST_TRACK" },
+          "contractor": beta, "match_score": 55 },
+    ]});
+    let report = app.ingest(embedded_event.clone()).await;
+    assert_eq!(
+        report,
+        IngestReport {
+            deals_created: 1,
+            deals_updated: 1,
+            queued: 2,
+            ..IngestReport::default()
+        }
+    );
+    let deals = app.deals().await;
+    assert!(
+        deals.iter().any(
+            |d| d.starts_with("Data analytics platform - Acme Federal LLC | 750000.00 | 2027-08-01 | high | 73 | ")
+        ),
+        "{deals:#?}"
+    );
+    assert!(
+        deals.contains(
+            &"Cloud migration support, phase 2 - Beta Gov Services | 1250000.50 | 2027-03-31 | high | 44 \
+              | b0000000-0000-4000-8000-000000000003 | a0000000-0000-4000-8000-000000000001"
+                .to_owned()
+        ),
+        "the deal of the updated notice's match in the batch is renamed: {deals:#?}"
+    );
+    // The upstream workflow's own columns are kept on the rows the records updated.
+    assert_eq!(
+        app.texts(
+            "SELECT concat_ws(' | ', title, ai_summary, raw_notice, matched.n) FROM opportunities,
+               LATERAL (SELECT count(*) AS n FROM matches WHERE opportunity_id = opportunities.id) matched
+             WHERE notice_id = 'SAM-2025-0001'"
+        )
+        .await,
+        [
+            "Cloud migration support, phase 2 | Move 40 applications to a FedRAMP cloud. \
+             | {\"type\": \"Solicitation\", \"noticeId\": \"SAM-2025-0001\"} | 2"
+        ]
+    );
+    assert_eq!(
+        app.texts("SELECT concat_ws(' | ', uei, email, employee_count, source) FROM contractors ORDER BY uei")
+            .await,
+        [
+            "ACMEFED00001 | bids@acme.example | 120 | sam_gov",
+            "BETAGOV00002 | 15 | sam_gov"
+        ]
+    );
+    assert_eq!(
+        app.texts(
+            "SELECT concat_ws(' | ', m.match_score, m.match_reasons::text, m.matched_by) FROM matches m
+             JOIN opportunities o ON o.id = m.opportunity_id WHERE o.notice_id = 'SAM-2025-0004'"
+        )
+        .await,
+        ["91.00 | {\"naics\": \"exact\"} | engine_v1"],
+        "the new match takes the upstream column's default"
+    );
+    let again = app.ingest(embedded_event).await;
+    assert_eq!(
+        (again.unchanged, again.queued),
+        (2, 0),
+        "a re-delivery compares equal in the upstream types (json, double precision, timestamptz)"
     );
 }

@@ -44,6 +44,13 @@ pub enum DbError {
 
     #[error("the database has migration {version}, which this build does not know; deploy a newer build")]
     UnknownMigration { version: i32 },
+
+    /// The guide's existing tables cannot be adopted as they are; nothing was changed.
+    #[error(
+        "migrate changed nothing: the existing tables need these fixes first (run the SQL after reviewing it, or \
+         fix the data another way, then migrate again):\n{0}"
+    )]
+    AdoptionBlocked(crate::adopt::AdoptionProblems),
 }
 
 impl DbError {

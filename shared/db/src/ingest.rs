@@ -16,8 +16,9 @@ use crmsync_domain::DomainError;
 use crmsync_domain::hubspot_status::HubSpotSyncStatus;
 use crmsync_domain::ingest::{
     COMPANY_LIFECYCLE_STAGE, Contractor, DEAL_PIPELINE, DealFields, FIRST_STAGE, MatchSpec, Opportunity, Rejection,
+    StoredMatch,
 };
-use crmsync_domain::ports::{BatchWriteOutcome, MatchStore};
+use crmsync_domain::ports::{BatchWriteOutcome, LoadedMatch, MatchStore};
 use crmsync_domain::sync::EntityType;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -42,7 +43,7 @@ impl PgMatchStore {
 }
 
 impl MatchStore for PgMatchStore {
-    async fn load_matches(&self, match_ids: &[Uuid]) -> Result<Vec<(Uuid, MatchSpec)>, DomainError> {
+    async fn load_matches(&self, match_ids: &[Uuid]) -> Result<Vec<LoadedMatch>, DomainError> {
         let client = self.pool.get().await?;
         Ok(load_matches(&client, match_ids).await?)
     }
@@ -82,69 +83,98 @@ impl PgMatchStore {
     }
 }
 
-/// Loads matches by id with their opportunity and contractor.
-pub async fn load_matches(client: &impl Db, match_ids: &[Uuid]) -> Result<Vec<(Uuid, MatchSpec)>, DbError> {
-    let statement: &str = "SELECT m.id, m.match_score, m.match_reasons,
-                    o.notice_id, o.title, o.solicitation_number, o.description, o.agency, o.sub_agency, o.office,
-                    o.naics_code, o.psc_code, o.set_aside, o.notice_type, o.estimated_value, o.posted_date,
-                    o.deadline, o.priority_flag, o.place_of_performance_state, o.url,
-                    c.uei, c.name, c.source, c.cage_code, c.website, c.phone, c.email, c.address, c.city, c.state,
-                    c.zip, c.primary_naics, c.sam_registered, c.readiness_score
+/// Loads matches by id with their opportunity and contractor, for ingestion by reference.
+///
+/// These rows belong to the upstream workflow, whose tables crmsync adopts as they are (see `adopt`), so only the
+/// columns the guide's own Steps A and B read are read, each cast to the type the spec holds (an adopted table may
+/// keep a value as `real`, a deadline as `timestamptz`, a key as `varchar`). The spec is marked stored: ingestion
+/// writes its company and deal, never these rows. A row that cannot make a deal (a required column is null, the
+/// opportunity or contractor is gone) is that match's own error, naming the column.
+pub async fn load_matches(client: &impl Db, match_ids: &[Uuid]) -> Result<Vec<LoadedMatch>, DbError> {
+    let statement: &str = "SELECT m.id, m.opportunity_id, m.contractor_id, m.match_score::numeric,
+                    o.id, o.notice_id::text, o.title::text, o.estimated_value::numeric, o.deadline::date,
+                    o.priority_flag::text,
+                    c.id, c.uei::text, c.name::text, c.source::text, c.cage_code::text, c.website::text,
+                    c.phone::text, c.address::text, c.city::text, c.state::text, c.zip::text,
+                    c.primary_naics::text, c.sam_registered, c.readiness_score::numeric
              FROM matches m
-             JOIN opportunities o ON o.id = m.opportunity_id
-             JOIN contractors c ON c.id = m.contractor_id
+             LEFT JOIN opportunities o ON o.id = m.opportunity_id
+             LEFT JOIN contractors c ON c.id = m.contractor_id
              WHERE m.id = ANY($1)";
     let rows = client.query(statement, &[&match_ids]).await?;
-    Ok(rows
-        .iter()
-        .map(|row| {
-            let spec = MatchSpec {
-                match_score: row.get(1),
-                match_reasons: row.get(2),
-                opportunity: Opportunity {
-                    notice_id: row.get(3),
-                    title: row.get(4),
-                    solicitation_number: row.get(5),
-                    description: row.get(6),
-                    agency: row.get(7),
-                    sub_agency: row.get(8),
-                    office: row.get(9),
-                    naics_code: row.get(10),
-                    psc_code: row.get(11),
-                    set_aside: row.get(12),
-                    notice_type: row.get(13),
-                    estimated_value: row.get(14),
-                    posted_date: row.get(15),
-                    deadline: row.get(16),
-                    priority_flag: row.get(17),
-                    place_of_performance_state: row.get(18),
-                    url: row.get(19),
-                },
-                contractor: Contractor {
-                    uei: row.get(20),
-                    name: row.get(21),
-                    source: row.get(22),
-                    cage_code: row.get(23),
-                    website: row.get(24),
-                    phone: row.get(25),
-                    email: row.get(26),
-                    address: row.get(27),
-                    city: row.get(28),
-                    state: row.get(29),
-                    zip: row.get(30),
-                    primary_naics: row.get(31),
-                    sam_registered: row.get(32),
-                    readiness_score: row.get(33),
-                },
-            };
-            (row.get(0), spec)
-        })
-        .collect())
+    Ok(rows.iter().map(|row| (row.get(0), stored_spec(row))).collect())
+}
+
+/// A stored match's spec from [`load_matches`]' row.
+fn stored_spec(row: &tokio_postgres::Row) -> Result<MatchSpec, DomainError> {
+    let match_id: Uuid = row.get(0);
+    let opportunity_id: Option<Uuid> = row.get(4);
+    let contractor_id: Option<Uuid> = row.get(10);
+    let opportunity_id = opportunity_id.ok_or_else(|| match row.get::<_, Option<Uuid>>(1) {
+        Some(id) => DomainError::invalid(
+            "opportunity_id",
+            format!("no opportunity with id {id} (match {match_id})"),
+        ),
+        None => DomainError::invalid("opportunity_id", format!("is null in match {match_id}")),
+    })?;
+    let contractor_id = contractor_id.ok_or_else(|| match row.get::<_, Option<Uuid>>(2) {
+        Some(id) => DomainError::invalid(
+            "contractor_id",
+            format!("no contractor with id {id} (match {match_id})"),
+        ),
+        None => DomainError::invalid("contractor_id", format!("is null in match {match_id}")),
+    })?;
+    let required = |index: usize, field: &str, row_id: Uuid| {
+        row.get::<_, Option<String>>(index)
+            .filter(|text| !text.trim().is_empty())
+            .ok_or_else(|| DomainError::invalid(field, format!("is null or empty in the stored row {row_id}")))
+    };
+    let match_score: Option<Decimal> = row.get(3);
+    Ok(MatchSpec {
+        match_score: match_score
+            .ok_or_else(|| DomainError::invalid("match_score", format!("is null in match {match_id}")))?,
+        match_reasons: None,
+        opportunity: Opportunity {
+            notice_id: required(5, "opportunity.notice_id", opportunity_id)?,
+            title: required(6, "opportunity.title", opportunity_id)?,
+            estimated_value: row.get(7),
+            deadline: row.get(8),
+            priority_flag: row.get(9),
+            ..Opportunity::default()
+        },
+        contractor: Contractor {
+            uei: required(11, "contractor.uei", contractor_id)?,
+            name: required(12, "contractor.name", contractor_id)?,
+            // Step A copies it into companies.source, which is never null; the guide's pipeline is SAM.gov's.
+            source: row.get::<_, Option<String>>(13).unwrap_or_else(|| "sam_gov".to_owned()),
+            cage_code: row.get(14),
+            website: row.get(15),
+            phone: row.get(16),
+            email: None,
+            address: row.get(17),
+            city: row.get(18),
+            state: row.get(19),
+            zip: row.get(20),
+            primary_naics: row.get(21),
+            sam_registered: row.get(22),
+            readiness_score: row.get(23),
+        },
+        stored: Some(StoredMatch {
+            match_id,
+            opportunity_id,
+            contractor_id,
+        }),
+    })
 }
 
 /// Steps A and B for a whole batch inside the caller's transaction. Within a batch the last occurrence of an
 /// opportunity, contractor or match wins, as if the items had been delivered one after another, and every deal is
-/// built from those stored copies.
+/// built from those stored copies. An embedded record wins over a stored row the batch also references: the record
+/// is what gets written.
+///
+/// Only embedded records are upserted. A stored match ([`MatchSpec::stored`], ingestion by reference) keeps its
+/// opportunity, contractor and match rows as they are: they are the upstream workflow's, and the spec holds only
+/// the columns Steps A and B read, so writing it back would blank the rest.
 ///
 /// Companies and deals are derived rows: one is written only when its sources (contractor; opportunity,
 /// contractor name and match) changed, and then only in the fields derived from what changed. Its other fields
@@ -156,36 +186,44 @@ pub async fn write_match_batch(client: &impl Db, batch: &[MatchSpec]) -> Result<
     if batch.is_empty() {
         return Ok(outcome);
     }
-    let opportunities: BTreeMap<&str, &Opportunity> = batch
-        .iter()
-        .map(|spec| (spec.opportunity.notice_id.as_str(), &spec.opportunity))
-        .collect();
-    let contractors: BTreeMap<&str, &Contractor> = batch
-        .iter()
-        .map(|spec| (spec.contractor.uei.as_str(), &spec.contractor))
-        .collect();
-    let matches: BTreeMap<(&str, &str), &MatchSpec> = batch
-        .iter()
-        .map(|spec| {
-            (
-                (spec.opportunity.notice_id.as_str(), spec.contractor.uei.as_str()),
-                spec,
-            )
-        })
-        .collect();
+    let stored = batch.iter().filter_map(|spec| Some((spec, spec.stored?)));
+    let embedded = batch.iter().filter(|spec| spec.stored.is_none());
+    let copies = BatchCopies::of(stored.clone().map(|(spec, _)| spec).chain(embedded.clone()));
+    let upserts = BatchCopies::of(embedded);
+    let (opportunities, contractors, matches) = (&copies.opportunities, &copies.contractors, &copies.matches);
 
-    let opportunity_rows = upsert_opportunities(client, &opportunities, &mut outcome).await?;
-    let contractor_rows = upsert_contractors(client, &contractors, &mut outcome).await?;
-    let match_rows = upsert_matches(client, &matches, &opportunity_rows, &contractor_rows, &mut outcome).await?;
-    let companies = write_companies(client, &contractors, &contractor_rows, &mut outcome).await?;
+    let mut opportunity_rows = upsert_opportunities(client, &upserts.opportunities, &mut outcome).await?;
+    let mut contractor_rows = upsert_contractors(client, &upserts.contractors, &mut outcome).await?;
+    for (spec, ids) in stored.clone() {
+        opportunity_rows
+            .entry(spec.opportunity.notice_id.as_str())
+            .or_insert_with(|| SourceRow::unchanged(ids.opportunity_id));
+        contractor_rows
+            .entry(spec.contractor.uei.as_str())
+            .or_insert_with(|| SourceRow::unchanged(ids.contractor_id));
+    }
+    let mut match_rows = upsert_matches(
+        client,
+        &upserts.matches,
+        &opportunity_rows,
+        &contractor_rows,
+        &mut outcome,
+    )
+    .await?;
+    for (spec, ids) in stored {
+        match_rows
+            .entry((spec.opportunity.notice_id.as_str(), spec.contractor.uei.as_str()))
+            .or_insert_with(|| SourceRow::unchanged(ids.match_id));
+    }
+    let companies = write_companies(client, contractors, &contractor_rows, &mut outcome).await?;
     let sources = DealSources {
-        opportunities: &opportunities,
-        contractors: &contractors,
+        opportunities,
+        contractors,
         opportunity_rows: &opportunity_rows,
         contractor_rows: &contractor_rows,
         match_rows: &match_rows,
     };
-    let deals = write_deals(client, &matches, &sources, &companies, &mut outcome).await?;
+    let deals = write_deals(client, matches, &sources, &companies, &mut outcome).await?;
 
     let mut queue = QueueRows::default();
     for (uei, change) in &companies.changes {
@@ -211,6 +249,36 @@ pub async fn write_match_batch(client: &impl Db, batch: &[MatchSpec]) -> Result<
         })
         .count() as u64;
     Ok(outcome)
+}
+
+/// A batch's opportunities, contractors and matches by key; a later occurrence of a key replaces an earlier one.
+struct BatchCopies<'a> {
+    opportunities: BTreeMap<&'a str, &'a Opportunity>,
+    contractors: BTreeMap<&'a str, &'a Contractor>,
+    matches: BTreeMap<MatchKey<'a>, &'a MatchSpec>,
+}
+
+impl<'a> BatchCopies<'a> {
+    fn of(specs: impl Iterator<Item = &'a MatchSpec> + Clone) -> Self {
+        Self {
+            opportunities: specs
+                .clone()
+                .map(|spec| (spec.opportunity.notice_id.as_str(), &spec.opportunity))
+                .collect(),
+            contractors: specs
+                .clone()
+                .map(|spec| (spec.contractor.uei.as_str(), &spec.contractor))
+                .collect(),
+            matches: specs
+                .map(|spec| {
+                    (
+                        (spec.opportunity.notice_id.as_str(), spec.contractor.uei.as_str()),
+                        spec,
+                    )
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,6 +389,17 @@ struct SourceRow {
     deal_columns: Columns,
 }
 
+impl SourceRow {
+    /// A row this batch did not change: nothing derived from it is rewritten.
+    fn unchanged(id: Uuid) -> Self {
+        Self {
+            id,
+            company_columns: 0,
+            deal_columns: 0,
+        }
+    }
+}
+
 /// Combines what a source table held before its upsert (read under lock: id and the derived columns the change
 /// touches) with what the upsert wrote (id, and whether it created the row). A key in neither was created by a
 /// concurrent delivery with the same data after the read; it is returned in the second list for an id lookup.
@@ -377,12 +456,15 @@ async fn upsert_opportunities<'a>(
     opportunities: &BTreeMap<&'a str, &Opportunity>,
     outcome: &mut BatchWriteOutcome,
 ) -> Result<HashMap<&'a str, SourceRow>, DbError> {
+    if opportunities.is_empty() {
+        return Ok(HashMap::new());
+    }
     let notice_ids: Vec<&str> = opportunities.keys().copied().collect();
     let before = lock_opportunities(client, opportunities, &notice_ids).await?;
     outcome.round_trips += 1;
     let written = insert_opportunities(client, opportunities, &notice_ids).await?;
     outcome.round_trips += 1;
-    const UNCHANGED: &str = "SELECT notice_id, id FROM opportunities WHERE notice_id = ANY($1)";
+    const UNCHANGED: &str = "SELECT notice_id::text, id FROM opportunities WHERE notice_id = ANY($1)";
     rows_by_key(client, opportunities, before, &written, UNCHANGED, outcome).await
 }
 
@@ -407,26 +489,29 @@ async fn rows_by_key<'a, V>(
     Ok(rows)
 }
 
-/// Locks the batch's stored opportunities and says which deal columns each one's new version changes.
+/// Locks the batch's stored opportunities and says which deal columns each one's new version changes. Reads only
+/// the columns Step B derives from, cast to what the record holds (an adopted table's types may differ), and
+/// null-safe (an adopted table may leave them nullable).
 async fn lock_opportunities<'a>(
     client: &impl Db,
     opportunities: &BTreeMap<&'a str, &Opportunity>,
     notice_ids: &[&str],
 ) -> Result<HashMap<&'a str, SourceRow>, DbError> {
-    let statement: &str = "SELECT notice_id, id, title, estimated_value, deadline, priority_flag FROM opportunities
-             WHERE notice_id = ANY($1) ORDER BY notice_id FOR UPDATE";
+    let statement: &str =
+        "SELECT notice_id::text, id, title::text, estimated_value::numeric, deadline::date, priority_flag::text
+             FROM opportunities WHERE notice_id = ANY($1) ORDER BY notice_id FOR UPDATE";
     Ok(client
         .query(statement, &[&notice_ids])
         .await?
         .iter()
         .filter_map(|row| {
             let (key, new) = opportunities.get_key_value(row.get::<_, &str>(0))?;
-            let title: String = row.get(2);
+            let title: Option<String> = row.get(2);
             let value: Option<Decimal> = row.get(3);
             let deadline: Option<chrono::NaiveDate> = row.get(4);
             let flag: Option<String> = row.get(5);
             let deal_columns = [
-                (title != new.title, DEAL_NAME),
+                (title.as_deref() != Some(new.title.as_str()), DEAL_NAME),
                 (value != new.estimated_value, DEAL_VALUE),
                 (deadline != new.deadline, DEAL_CLOSE_DATE),
                 (flag != new.priority_flag, DEAL_PRIORITY),
@@ -483,7 +568,7 @@ async fn insert_opportunities(
                     EXCLUDED.set_aside, EXCLUDED.notice_type, EXCLUDED.priority_flag,
                     EXCLUDED.place_of_performance_state, EXCLUDED.url, EXCLUDED.estimated_value,
                     EXCLUDED.posted_date, EXCLUDED.deadline)
-             RETURNING o.notice_id, o.id, (o.xmax = 0) AS created";
+             RETURNING o.notice_id::text, o.id, (o.xmax = 0) AS created";
     client
         .query(
             statement,
@@ -525,24 +610,28 @@ async fn upsert_contractors<'a>(
     contractors: &BTreeMap<&'a str, &Contractor>,
     outcome: &mut BatchWriteOutcome,
 ) -> Result<HashMap<&'a str, SourceRow>, DbError> {
+    if contractors.is_empty() {
+        return Ok(HashMap::new());
+    }
     let ueis: Vec<&str> = contractors.keys().copied().collect();
     let before = lock_contractors(client, contractors, &ueis).await?;
     outcome.round_trips += 1;
     let written = insert_contractors(client, contractors, &ueis).await?;
     outcome.round_trips += 1;
-    const UNCHANGED: &str = "SELECT uei, id FROM contractors WHERE uei = ANY($1)";
+    const UNCHANGED: &str = "SELECT uei::text, id FROM contractors WHERE uei = ANY($1)";
     rows_by_key(client, contractors, before, &written, UNCHANGED, outcome).await
 }
 
 /// Locks the batch's stored contractors and says which company and deal columns each one's new version changes.
+/// Reads only the columns Step A copies, cast and null-safe like [`lock_opportunities`].
 async fn lock_contractors<'a>(
     client: &impl Db,
     contractors: &BTreeMap<&'a str, &Contractor>,
     ueis: &[&str],
 ) -> Result<HashMap<&'a str, SourceRow>, DbError> {
-    let statement: &str =
-        "SELECT uei, id, name, source, cage_code, website, phone, address, city, state, zip, primary_naics,
-                    sam_registered, readiness_score
+    let statement: &str = "SELECT uei::text, id, name::text, source::text, cage_code::text, website::text, phone::text,
+                    address::text, city::text, state::text, zip::text, primary_naics::text, sam_registered,
+                    readiness_score::numeric
              FROM contractors WHERE uei = ANY($1) ORDER BY uei FOR UPDATE";
     Ok(client
         .query(statement, &[&ueis])
@@ -552,8 +641,9 @@ async fn lock_contractors<'a>(
             let (key, new) = contractors.get_key_value(row.get::<_, &str>(0))?;
             let stored = Contractor {
                 uei: row.get(0),
-                name: row.get(2),
-                source: row.get(3),
+                // A null reads as empty: a record's name and source never are, so it counts as changed.
+                name: row.get::<_, Option<String>>(2).unwrap_or_default(),
+                source: row.get::<_, Option<String>>(3).unwrap_or_default(),
                 cage_code: row.get(4),
                 website: row.get(5),
                 phone: row.get(6),
@@ -608,7 +698,7 @@ async fn insert_contractors(
                    (EXCLUDED.name, EXCLUDED.source, EXCLUDED.cage_code, EXCLUDED.website, EXCLUDED.phone,
                     EXCLUDED.email, EXCLUDED.address, EXCLUDED.city, EXCLUDED.state, EXCLUDED.zip,
                     EXCLUDED.primary_naics, EXCLUDED.sam_registered, EXCLUDED.readiness_score)
-             RETURNING c.uei, c.id, (c.xmax = 0) AS created";
+             RETURNING c.uei::text, c.id, (c.xmax = 0) AS created";
     client
         .query(
             statement,
@@ -641,6 +731,9 @@ async fn upsert_matches<'a>(
     contractor_rows: &HashMap<&str, SourceRow>,
     outcome: &mut BatchWriteOutcome,
 ) -> Result<HashMap<MatchKey<'a>, SourceRow>, DbError> {
+    if matches.is_empty() {
+        return Ok(HashMap::new());
+    }
     let keys: Vec<MatchKey<'a>> = matches.keys().copied().collect();
     let pair = |(notice, uei): &MatchKey<'_>| (opportunity_rows[notice].id, contractor_rows[uei].id);
     let key_by_pair: HashMap<(Uuid, Uuid), MatchKey<'a>> = keys.iter().map(|key| (pair(key), *key)).collect();
@@ -656,7 +749,9 @@ async fn upsert_matches<'a>(
              SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::numeric[], $4::jsonb[])
              ON CONFLICT (opportunity_id, contractor_id) DO UPDATE SET
                match_score = EXCLUDED.match_score, match_reasons = EXCLUDED.match_reasons
-             WHERE (m.match_score, m.match_reasons) IS DISTINCT FROM (EXCLUDED.match_score, EXCLUDED.match_reasons)
+             -- ::jsonb: an adopted table may keep match_reasons as json, which has no equality operator.
+             WHERE (m.match_score, m.match_reasons::jsonb)
+               IS DISTINCT FROM (EXCLUDED.match_score, EXCLUDED.match_reasons::jsonb)
              RETURNING m.opportunity_id, m.contractor_id, m.id, (m.xmax = 0) AS created";
     let written: HashMap<MatchKey<'a>, (Uuid, bool)> = client
         .query(statement, &[&opportunity_column, &contractor_column, &scores, &reasons])
@@ -682,7 +777,7 @@ async fn lock_matches<'a>(
     opportunity_column: &[Uuid],
     contractor_column: &[Uuid],
 ) -> Result<HashMap<MatchKey<'a>, SourceRow>, DbError> {
-    let statement: &str = "SELECT m.opportunity_id, m.contractor_id, m.id, m.match_score
+    let statement: &str = "SELECT m.opportunity_id, m.contractor_id, m.id, m.match_score::numeric
              FROM matches m JOIN UNNEST($1::uuid[], $2::uuid[]) AS k (opportunity_id, contractor_id)
                ON m.opportunity_id = k.opportunity_id AND m.contractor_id = k.contractor_id
              ORDER BY m.opportunity_id, m.contractor_id
@@ -693,8 +788,8 @@ async fn lock_matches<'a>(
         .iter()
         .filter_map(|row| {
             let key = *key_by_pair.get(&(row.get(0), row.get(1)))?;
-            let score: Decimal = row.get(3);
-            let deal_columns = if score != matches[&key].match_score {
+            let score: Option<Decimal> = row.get(3);
+            let deal_columns = if score != Some(matches[&key].match_score) {
                 DEAL_SCORE
             } else {
                 0
@@ -1011,29 +1106,32 @@ async fn select_ids(client: &impl Db, sql: &str, keys: &[&str]) -> Result<HashMa
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }
 
-/// Writes the delivery's workflow_logs row and one workflow_errors row per rejection, in one statement.
+/// Writes the delivery's row in `crmsync.ingest_deliveries` and one `crmsync.ingest_rejections` row per rejection
+/// (carrying the match as delivered), in one statement. Not `workflow_logs` and `workflow_errors`: those are the
+/// upstream workflow's tables, whose columns crmsync does not know (see migrations/0008_ingest_records.sql).
 pub async fn record_delivery(
     client: &impl Db,
     source: &str,
     summary: &Value,
     rejections: &[(Rejection, Value)],
 ) -> Result<(), DbError> {
-    let messages: Vec<&str> = rejections.iter().map(|(r, _)| r.error.as_str()).collect();
-    let fields: Vec<Option<&str>> = rejections.iter().map(|(r, _)| r.field.as_deref()).collect();
-    let payloads: Vec<Value> = rejections
+    let indexes: Vec<i32> = rejections
         .iter()
-        .map(|(r, item)| json!({ "index": r.index, "match": item }))
+        .map(|(r, _)| i32::try_from(r.index).unwrap_or(i32::MAX))
         .collect();
-    let level = if rejections.is_empty() { "info" } else { "warn" };
-    let statement: &str = "WITH log AS (
-               INSERT INTO workflow_logs (workflow, module, level, message, details)
-               VALUES ('crm_ingest', $1, $2, 'match delivery ingested', $3)
+    let fields: Vec<Option<&str>> = rejections.iter().map(|(r, _)| r.field.as_deref()).collect();
+    let errors: Vec<&str> = rejections.iter().map(|(r, _)| r.error.as_str()).collect();
+    let items: Vec<&Value> = rejections.iter().map(|(_, item)| item).collect();
+    let statement: &str = "WITH delivery AS (
+               INSERT INTO crmsync.ingest_deliveries (source, rejected, summary)
+               VALUES ($1, cardinality($3::int4[]), $2)
+               RETURNING id
              )
-             INSERT INTO workflow_errors (workflow, module, error_message, field, payload)
-             SELECT 'crm_ingest', $1, k.message, k.field, k.payload
-             FROM UNNEST($4::text[], $5::text[], $6::jsonb[]) AS k (message, field, payload)";
+             INSERT INTO crmsync.ingest_rejections (delivery_id, item_index, field, error, item)
+             SELECT delivery.id, k.item_index, k.field, k.error, k.item
+             FROM delivery, UNNEST($3::int4[], $4::text[], $5::text[], $6::jsonb[]) AS k (item_index, field, error, item)";
     client
-        .execute(statement, &[&source, &level, summary, &messages, &fields, &payloads])
+        .execute(statement, &[&source, summary, &indexes, &fields, &errors, &items])
         .await?;
     Ok(())
 }

@@ -1,9 +1,11 @@
-//! PostgreSQL adapters for crmsync: the connection pool, the ordered-SQL migration runner, the repositories
-//! that implement the domain's ports, and (feature `test-util`) `TestDb`, a fresh database per test.
+//! PostgreSQL adapters for crmsync: the connection pool, the ordered-SQL migration runner (with the adoption of
+//! the guide's existing tables), the repositories that implement the domain's ports, and (feature `test-util`)
+//! `TestDb`, a fresh database per test.
 //!
 //! Repository functions take `&impl Db` so they join the caller's transaction. Every statement goes unnamed with
 //! typed parameters, so all of it works behind Supabase's transaction pooler (see [`pool`]).
 
+pub mod adopt;
 pub mod crm;
 pub mod error;
 pub mod hubspot_records;

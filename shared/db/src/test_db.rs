@@ -1,5 +1,6 @@
 //! `TestDb`: a fresh, migrated database per test, cloned from a template database that is migrated once per
-//! migration set (its name carries a hash of the migrations, so a changed migration gets a new template).
+//! migration set (its name carries a hash of the migrations, so a changed migration gets a new template), or a
+//! fresh empty one ([`TestDb::empty`]) for tests of `migrate` itself.
 //!
 //! The server comes from `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`). A test's
 //! database is dropped when its `TestDb` is dropped, unless the test panicked: then it is kept, and its name
@@ -16,6 +17,11 @@ use uuid::Uuid;
 
 use crate::migrate::{MIGRATIONS, migrate};
 use crate::{DatabaseSettings, DbError, Pool, Pooler, Timeouts};
+
+/// The guide's Step 1 tables as an upstream workflow may have made them (not crmsync's reconstruction): other
+/// constraint names, other but compatible types, extra columns, no `updated_at`, no unique key on the match pair,
+/// and rows. See tests/fixtures/upstream_schema.sql.
+pub const UPSTREAM_SCHEMA_FIXTURE: &str = include_str!("../tests/fixtures/upstream_schema.sql");
 
 const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const TEMPLATE_LOCK_KEY: i64 = 0x63_72_6d_74_65_73_74; // "crmtest"
@@ -37,14 +43,29 @@ impl TestDb {
             .expect("could not create a test database (is PostgreSQL running? see DATABASE_URL)")
     }
 
+    /// Creates a fresh database with no migration applied (not even `crmsync.schema_migrations`): for tests of
+    /// `migrate` itself, such as adopting the guide's existing tables.
+    pub async fn empty() -> Self {
+        Self::try_create(false)
+            .await
+            .expect("could not create a test database (is PostgreSQL running? see DATABASE_URL)")
+    }
+
     async fn try_new() -> Result<Self, DbError> {
+        Self::try_create(true).await
+    }
+
+    async fn try_create(migrated: bool) -> Result<Self, DbError> {
         let server_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_SERVER_URL.to_owned());
-        let template = ensure_template(&server_url).await?;
         let name = format!("crmsync_test_{}", Uuid::new_v4().simple());
+        let create = if migrated {
+            let template = ensure_template(&server_url).await?;
+            format!("CREATE DATABASE {name} TEMPLATE {template}")
+        } else {
+            format!("CREATE DATABASE {name}")
+        };
         let admin = connect_one(&server_url).await?;
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
-            .await?;
+        admin.batch_execute(&create).await?;
         let direct_url = with_database(&server_url, &name);
         let through_pooler = std::env::var("CRMSYNC_TEST_THROUGH_POOLER").is_ok_and(|v| v == "1");
         let url = if through_pooler {

@@ -46,6 +46,18 @@ pub struct MatchSpec {
     /// 0..=100, three decimals.
     pub match_score: Decimal,
     pub match_reasons: Option<Value>,
+    /// Set when the match was loaded by reference: its rows already exist (the upstream workflow's), so ingestion
+    /// reads them and writes only the company and the deal. `None` for an embedded record, which is upserted.
+    pub stored: Option<StoredMatch>,
+}
+
+/// The rows a match loaded by reference lives in. They belong to the upstream workflow: ingestion never writes
+/// them, and a spec loaded from them carries only the columns the guide's Steps A and B read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredMatch {
+    pub match_id: Uuid,
+    pub opportunity_id: Uuid,
+    pub contractor_id: Uuid,
 }
 
 /// A SAM.gov notice, keyed by `notice_id`.
@@ -268,6 +280,7 @@ pub fn parse_match(item: &Value) -> Result<MatchInput, DomainError> {
         contractor,
         match_score,
         match_reasons,
+        stored: None,
     })))
 }
 

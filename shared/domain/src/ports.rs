@@ -24,18 +24,21 @@ pub struct BatchWriteOutcome {
     pub round_trips: u64,
 }
 
+/// A match loaded by reference: its id, and its stored spec or why its rows cannot make a deal.
+pub type LoadedMatch = (Uuid, Result<MatchSpec, DomainError>);
+
 /// Storage for match ingestion.
 pub trait MatchStore: Send + Sync {
-    /// Loads the referenced matches with their opportunity and contractor. Ids that do not exist are simply
-    /// absent from the answer.
-    fn load_matches(
-        &self,
-        match_ids: &[Uuid],
-    ) -> impl Future<Output = Result<Vec<(Uuid, MatchSpec)>, DomainError>> + Send;
+    /// Loads the referenced matches with their opportunity and contractor, reading only the columns Steps A and B
+    /// use, into specs marked [`MatchSpec::stored`]. Ids that do not exist are simply absent from the answer; a
+    /// match whose stored rows cannot make a deal (a required column is null) comes back as its own
+    /// [`DomainError::Invalid`] naming the column.
+    fn load_matches(&self, match_ids: &[Uuid]) -> impl Future<Output = Result<Vec<LoadedMatch>, DomainError>> + Send;
 
     /// Writes Steps A and B for every match in `batch` in one transaction: upserts the opportunity (by notice_id),
-    /// the contractor (by uei) and the match (by the pair), creates or updates the company (by contractor) and the
-    /// deal (by match), and queues a sync_queue row for each company or deal created or changed.
+    /// the contractor (by uei) and the match (by the pair) of each embedded record (a [`MatchSpec::stored`] one's
+    /// rows are left as they are), creates or updates the company (by contractor) and the deal (by match), and
+    /// queues a sync_queue row for each company or deal created or changed.
     ///
     /// Idempotent: writing the same batch again changes nothing and queues nothing. Safe under concurrent calls
     /// with overlapping batches (unique keys and ON CONFLICT, never check-then-insert). All or nothing: on error
@@ -44,8 +47,8 @@ pub trait MatchStore: Send + Sync {
     fn write_matches(&self, batch: &[MatchSpec])
     -> impl Future<Output = Result<BatchWriteOutcome, DomainError>> + Send;
 
-    /// Records a delivery: one workflow_logs row with the report's counts, and one workflow_errors row per
-    /// rejected match carrying its original JSON, so a rejected match is never lost.
+    /// Records a delivery in crmsync's own schema: one row with the report's counts, and one row per rejected
+    /// match carrying its original JSON, so a rejected match is never lost.
     fn record_delivery(
         &self,
         source: &str,
