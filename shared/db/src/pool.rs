@@ -22,7 +22,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::DbError;
 use crate::params::{SqlParam, typed};
-use crate::tls::{self, SslMode};
+use crate::tls::{self, ExtraCa, SslMode};
 
 /// What sits between crmsync and PostgreSQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,7 +140,7 @@ impl Timeouts {
 pub struct DatabaseSettings {
     config: tokio_postgres::Config,
     ssl_mode: SslMode,
-    ca_file: Option<String>,
+    extra_ca: Option<ExtraCa>,
     pub pooler: Pooler,
     pub pool_size: usize,
     pub timeouts: Timeouts,
@@ -175,7 +175,7 @@ impl DatabaseSettings {
         Ok(Self {
             config,
             ssl_mode,
-            ca_file: None,
+            extra_ca: None,
             pooler,
             pool_size: 8,
             timeouts,
@@ -184,7 +184,17 @@ impl DatabaseSettings {
 
     /// The PEM bundle trusted beside the system roots (`DATABASE_CA_CERT_FILE`).
     pub fn with_ca_file(mut self, path: Option<String>) -> Self {
-        self.ca_file = path.filter(|p| !p.is_empty());
+        if let Some(path) = path.filter(|p| !p.is_empty()) {
+            self.extra_ca = Some(ExtraCa::File(path));
+        }
+        self
+    }
+
+    /// PEM certificates trusted beside the system roots, as text (`DATABASE_CA_CERT`).
+    pub fn with_ca_pem(mut self, pem: Option<String>) -> Self {
+        if let Some(pem) = pem.filter(|p| !p.trim().is_empty()) {
+            self.extra_ca = Some(ExtraCa::Pem(pem));
+        }
         self
     }
 
@@ -252,7 +262,7 @@ impl DatabaseSettings {
             reason: error_chain(&e),
         };
         let connecting = async {
-            match tls::connector(self.ssl_mode, self.ca_file.as_deref())? {
+            match tls::connector(self.ssl_mode, self.extra_ca.as_ref())? {
                 Some(tls) => {
                     let (client, connection) = config.connect(tls).await.map_err(unreachable)?;
                     tokio::spawn(drive(connection));
@@ -280,7 +290,7 @@ impl DatabaseSettings {
             recycling_method: RecyclingMethod::Fast,
         };
         let config = self.connection_config();
-        let tls = tls::connector(self.ssl_mode, self.ca_file.as_deref())?;
+        let tls = tls::connector(self.ssl_mode, self.extra_ca.as_ref())?;
         let manager = match tls.clone() {
             Some(tls) => Manager::from_config(config, tls, recycling),
             None => Manager::from_config(config, NoTls, recycling),

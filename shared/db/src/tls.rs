@@ -93,9 +93,17 @@ enum Check {
     ChainAndName,
 }
 
-/// The TLS connector for `mode`, trusting the system roots plus `ca_file`. `None` for `disable`.
-pub(crate) fn connector(mode: SslMode, ca_file: Option<&str>) -> Result<Option<MakeRustlsConnect>, DbError> {
-    let check = match (mode, ca_file) {
+/// CA certificates trusted beside the system roots: a PEM file (`DATABASE_CA_CERT_FILE`), or PEM text
+/// (`DATABASE_CA_CERT`, which a Lambda gets from Secrets Manager, having no file of its own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExtraCa {
+    File(String),
+    Pem(String),
+}
+
+/// The TLS connector for `mode`, trusting the system roots plus `extra`. `None` for `disable`.
+pub(crate) fn connector(mode: SslMode, extra: Option<&ExtraCa>) -> Result<Option<MakeRustlsConnect>, DbError> {
+    let check = match (mode, extra) {
         (SslMode::Disable, _) => return Ok(None),
         (SslMode::Prefer, _) | (SslMode::Require, None) => Check::Nothing,
         (SslMode::Require, Some(_)) | (SslMode::VerifyCa, _) => Check::Chain,
@@ -106,10 +114,10 @@ pub(crate) fn connector(mode: SslMode, ca_file: Option<&str>) -> Result<Option<M
         .with_safe_default_protocol_versions()
         .map_err(|e| DbError::Config(e.to_string()))?;
     let config = match check {
-        Check::ChainAndName => builder.with_root_certificates(trusted_roots(ca_file)?),
+        Check::ChainAndName => builder.with_root_certificates(trusted_roots(extra)?),
         Check::Chain => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(ChainOnly::new(trusted_roots(ca_file)?, provider)?)),
+            .with_custom_certificate_verifier(Arc::new(ChainOnly::new(trusted_roots(extra)?, provider)?)),
         Check::Nothing => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(Unchecked(provider))),
@@ -118,25 +126,35 @@ pub(crate) fn connector(mode: SslMode, ca_file: Option<&str>) -> Result<Option<M
     Ok(Some(MakeRustlsConnect::new(config)))
 }
 
-/// The system's roots (or Mozilla's when the system has none), plus the PEM certificates in `ca_file`.
-fn trusted_roots(ca_file: Option<&str>) -> Result<RootCertStore, DbError> {
+/// The system's roots (or Mozilla's when the system has none), plus the PEM certificates in `extra`.
+fn trusted_roots(extra: Option<&ExtraCa>) -> Result<RootCertStore, DbError> {
     let mut roots = RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     roots.add_parsable_certificates(native.certs);
     if roots.is_empty() {
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     }
-    if let Some(path) = ca_file {
-        let invalid = |e: &dyn std::fmt::Display| DbError::Config(format!("DATABASE_CA_CERT_FILE {path}: {e}"));
-        let mut added = 0;
-        for certificate in CertificateDer::pem_file_iter(path).map_err(|e| invalid(&e))? {
+    if let Some(extra) = extra {
+        let (name, certificates): (String, Vec<_>) = match extra {
+            ExtraCa::File(path) => (
+                format!("DATABASE_CA_CERT_FILE {path}"),
+                CertificateDer::pem_file_iter(path)
+                    .map_err(|e| DbError::Config(format!("DATABASE_CA_CERT_FILE {path}: {e}")))?
+                    .collect(),
+            ),
+            ExtraCa::Pem(text) => (
+                "DATABASE_CA_CERT".to_owned(),
+                CertificateDer::pem_slice_iter(text.as_bytes()).collect(),
+            ),
+        };
+        let invalid = |e: &dyn std::fmt::Display| DbError::Config(format!("{name}: {e}"));
+        if certificates.is_empty() {
+            return Err(invalid(&"holds no PEM certificate"));
+        }
+        for certificate in certificates {
             roots
                 .add(certificate.map_err(|e| invalid(&e))?)
                 .map_err(|e| invalid(&e))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(invalid(&"holds no PEM certificate"));
         }
     }
     Ok(roots)

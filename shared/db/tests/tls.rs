@@ -194,6 +194,15 @@ async fn verify_full_trusts_the_given_ca_and_checks_the_host_name() {
         "the session is encrypted"
     );
 
+    // The same CA as PEM text (DATABASE_CA_CERT, as the Lambdas get it from Secrets Manager).
+    let pem = std::fs::read_to_string(&certificates.ca).unwrap();
+    DatabaseSettings::parse(&server.url("localhost", "?sslmode=verify-full"), Timeouts::CLI)
+        .unwrap()
+        .with_ca_pem(Some(pem))
+        .connect_one()
+        .await
+        .expect("verify-full with the CA as PEM text");
+
     let wrong_ca = refusal(
         connect(
             &server.url("localhost", "?sslmode=verify-full"),

@@ -31,6 +31,8 @@ pub struct Config {
     pub database_pooler: Option<String>,
     /// `DATABASE_CA_CERT_FILE`: a PEM bundle trusted beside the system roots (Supabase's or RDS's CA).
     pub database_ca_cert_file: Option<String>,
+    /// `DATABASE_CA_CERT`: the same as PEM text (the Lambdas get it from Secrets Manager).
+    pub database_ca_cert: Option<String>,
     /// `DATABASE_*_TIMEOUT_MS`: overrides of the entry point's own defaults (see [`Timeouts`]).
     pub database_timeouts: TimeoutOverrides,
     /// `HUBSPOT_BASE_URL` (default `https://api.hubapi.com`; the simulator's URL locally).
@@ -161,6 +163,7 @@ impl Config {
             database_migration_url: text("DATABASE_MIGRATION_URL").map(SecretString::from),
             database_pooler: text("DATABASE_POOLER"),
             database_ca_cert_file: text("DATABASE_CA_CERT_FILE"),
+            database_ca_cert: text("DATABASE_CA_CERT"),
             database_timeouts,
             hubspot_base_url: text("HUBSPOT_BASE_URL").unwrap_or_else(|| "https://api.hubapi.com".to_owned()),
             hubspot_access_token: text("HUBSPOT_ACCESS_TOKEN").map(SecretString::from),
@@ -224,7 +227,8 @@ impl Config {
         Ok(settings
             .with_pooler(pooler)
             .with_pool_size(self.database_pool_size)
-            .with_ca_file(self.database_ca_cert_file.clone()))
+            .with_ca_file(self.database_ca_cert_file.clone())
+            .with_ca_pem(self.database_ca_cert.clone()))
     }
 
     /// The process's one connection pool, with the entry point's timeout `defaults`: every part of a process
