@@ -12,7 +12,6 @@ use aws_lambda_events::cloudformation::{
     CloudFormationCustomResourceRequest as Request, CloudFormationCustomResourceResponse as Response,
     CloudFormationCustomResourceResponseStatus as Status,
 };
-use crmsync_db::DbError;
 use crmsync_db::migrate::{self, MIGRATIONS, MigrationReport};
 use crmsync_db::{DatabaseSettings, Pooler};
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
@@ -201,7 +200,7 @@ async fn run_migrations(provider: &MigrationProvider, context: &Context) -> Resu
     };
     match tokio::time::timeout(budget, migrations).await {
         Ok(Ok(report)) => Ok(Outcome::Migrated(report)),
-        Ok(Err(error)) => Err(format!("migration failed: {}", error_chain(&error))),
+        Ok(Err(error)) => Err(format!("migration failed: {}", crmsync_db::error_chain(&error))),
         Err(_) => Err(format!(
             "migrations did not finish within {}s (the function's timeout minus {}s for this answer); each \
              migration is its own transaction, so those not recorded as applied left nothing behind",
@@ -356,21 +355,6 @@ fn describe_send_error(error: &reqwest::Error) -> String {
         "request failed"
     };
     kind.to_owned()
-}
-
-/// An error and its causes, `outer: inner: innermost` (`DbError`'s own message is only "database error").
-fn error_chain(error: &DbError) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 fn truncate(text: &str, max_chars: usize) -> String {

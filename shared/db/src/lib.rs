@@ -23,7 +23,7 @@ pub mod tls;
 pub use error::DbError;
 pub use ingest::PgMatchStore;
 pub use params::SqlParam;
-pub use pool::{Connection, DatabaseSettings, Db, Pool, Pooler, Timeouts, Transaction};
+pub use pool::{Connection, DatabaseSettings, Db, Pool, Pooler, Timeouts, Transaction, error_chain};
 pub use tls::SslMode;
 
 /// A pool over `database_url` with the background timeouts, for tools and tests; services build theirs from

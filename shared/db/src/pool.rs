@@ -353,9 +353,9 @@ async fn drive<F: std::future::Future<Output = Result<(), tokio_postgres::Error>
     }
 }
 
-/// An error and its causes on one line (tokio-postgres puts the useful part, e.g. "connection refused", in the
-/// source).
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+/// An error and its causes on one line, `outer: inner: innermost` (tokio-postgres puts the useful part, e.g.
+/// "connection refused", in the source; `DbError::Postgres`'s own message is only "database error").
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

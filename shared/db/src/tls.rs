@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{WebPkiServerVerifier, verify_server_cert_signed_by_trust_anchor};
+use rustls::client::verify_server_cert_signed_by_trust_anchor;
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -115,12 +115,13 @@ pub(crate) fn connector(mode: SslMode, extra: Option<&ExtraCa>) -> Result<Option
         .map_err(|e| DbError::Config(e.to_string()))?;
     let config = match check {
         Check::ChainAndName => builder.with_root_certificates(trusted_roots(extra)?),
-        Check::Chain => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(ChainOnly::new(trusted_roots(extra)?, provider)?)),
+        Check::Chain => builder.dangerous().with_custom_certificate_verifier(Arc::new(Relaxed {
+            roots: Some(trusted_roots(extra)?),
+            provider,
+        })),
         Check::Nothing => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Unchecked(provider))),
+            .with_custom_certificate_verifier(Arc::new(Relaxed { roots: None, provider })),
     }
     .with_no_client_auth();
     Ok(Some(MakeRustlsConnect::new(config)))
@@ -160,25 +161,17 @@ fn trusted_roots(extra: Option<&ExtraCa>) -> Result<RootCertStore, DbError> {
     Ok(roots)
 }
 
-/// `verify-ca`: the chain must lead to a trusted root; the name on the certificate is not compared with the host.
+/// The verifier for every mode short of `verify-full`, which rustls's own verifier serves. With `roots`
+/// (`verify-ca`, or `require` with a CA) the chain must lead to one of them and the name on the certificate is not
+/// compared with the host; without (`prefer`, `require`) whoever answers is accepted, libpq's meaning. Either way the
+/// handshake's signatures are checked, so the session key belongs to the certificate presented.
 #[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<RootCertStore>,
+struct Relaxed {
+    roots: Option<RootCertStore>,
     provider: Arc<CryptoProvider>,
-    full: Arc<WebPkiServerVerifier>,
 }
 
-impl ChainOnly {
-    fn new(roots: RootCertStore, provider: Arc<CryptoProvider>) -> Result<Self, DbError> {
-        let roots = Arc::new(roots);
-        let full = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
-            .build()
-            .map_err(|e| DbError::Config(e.to_string()))?;
-        Ok(Self { roots, provider, full })
-    }
-}
-
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Relaxed {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -187,14 +180,16 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let certificate = rustls::server::ParsedCertificate::try_from(end_entity)?;
-        verify_server_cert_signed_by_trust_anchor(
-            &certificate,
-            &self.roots,
-            intermediates,
-            now,
-            self.provider.signature_verification_algorithms.all,
-        )?;
+        if let Some(roots) = &self.roots {
+            let certificate = rustls::server::ParsedCertificate::try_from(end_entity)?;
+            verify_server_cert_signed_by_trust_anchor(
+                &certificate,
+                roots,
+                intermediates,
+                now,
+                self.provider.signature_verification_algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 
@@ -204,7 +199,7 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.full.verify_tls12_signature(message, cert, dss)
+        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -213,51 +208,11 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.full.verify_tls13_signature(message, cert, dss)
+        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.full.supported_verify_schemes()
-    }
-}
-
-/// `prefer` and `require` without a CA: encrypted, but whoever answers is accepted (libpq's meaning). The
-/// handshake's signatures are still checked, so the session key belongs to the certificate presented.
-#[derive(Debug)]
-struct Unchecked(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 
