@@ -309,6 +309,15 @@ impl DatabaseSettings {
                 host: self.host(),
                 tls,
                 pooler: self.pooler,
+                transaction_limits: (self.pooler == Pooler::Transaction).then(|| {
+                    let limits: Vec<String> = self
+                        .timeouts
+                        .server_settings()
+                        .iter()
+                        .map(|(name, millis)| format!("SET LOCAL {name} = {millis}"))
+                        .collect();
+                    limits.join("; ")
+                }),
                 timeouts: self.timeouts,
                 pool_size: self.pool_size,
             }),
@@ -375,6 +384,8 @@ struct Session {
     /// For cancel requests, which open their own connection.
     tls: Option<MakeRustlsConnect>,
     pooler: Pooler,
+    /// Behind a transaction pooler, the `SET LOCAL` statements each transaction starts with.
+    transaction_limits: Option<String>,
     timeouts: Timeouts,
     pool_size: usize,
 }
@@ -427,19 +438,6 @@ impl Pool {
     pub fn close(&self) {
         self.inner.close();
     }
-
-    /// `host:port`, for messages.
-    pub fn host(&self) -> &str {
-        &self.session.host
-    }
-
-    pub fn pooler(&self) -> Pooler {
-        self.session.pooler
-    }
-
-    pub fn timeouts(&self) -> Timeouts {
-        self.session.timeouts
-    }
 }
 
 /// One pooled connection. Statements go unnamed (see the module docs). A statement that outlives its client-side
@@ -477,14 +475,8 @@ impl Connection {
         let object = object.as_mut().expect("a connection holds its client until dropped");
         let inner = deadline(session, broken, object.cancel_token(), object.transaction()).await?;
         let transaction = Transaction { inner, session, broken };
-        if session.pooler == Pooler::Transaction {
-            let limits: Vec<String> = session
-                .timeouts
-                .server_settings()
-                .iter()
-                .map(|(name, millis)| format!("SET LOCAL {name} = {millis}"))
-                .collect();
-            transaction.batch_execute(&limits.join("; ")).await?;
+        if let Some(limits) = &transaction.session.transaction_limits {
+            transaction.batch_execute(limits).await?;
         }
         Ok(transaction)
     }

@@ -99,11 +99,6 @@ impl TestDb {
         &self.direct_url
     }
 
-    /// True when [`TestDb::url`] and [`TestDb::pool`] go through a transaction pooler.
-    pub fn behind_pooler(&self) -> bool {
-        self.url != self.direct_url
-    }
-
     /// This test's database through PgBouncer in transaction mode (`CRMSYNC_TEST_PGBOUNCER_URL`).
     pub fn pooled_url(&self) -> String {
         with_database(&pgbouncer_url(), &self.name)

@@ -65,16 +65,6 @@ impl SslMode {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Disable => "disable",
-            Self::Prefer => "prefer",
-            Self::Require => "require",
-            Self::VerifyCa => "verify-ca",
-            Self::VerifyFull => "verify-full",
-        }
-    }
-
     /// What tokio-postgres puts on the wire: whether TLS is tried, and whether plaintext is acceptable.
     pub(crate) fn wire(self) -> WireSslMode {
         match self {

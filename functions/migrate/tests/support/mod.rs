@@ -209,37 +209,25 @@ pub fn all_versions() -> String {
         .join(",")
 }
 
-/// A database with nothing in it, made with `CREATE DATABASE` on the test server (`DATABASE_URL`, as `TestDb`
-/// reads it). [`EmptyDatabase::drop_database`] removes it; a test that panics keeps it for debugging.
+/// A database with nothing in it ([`TestDb::empty`]): dropped with it, kept for debugging when a test panics.
 pub struct EmptyDatabase {
-    server_url: String,
-    name: String,
-    url: String,
+    db: crmsync_db::test_db::TestDb,
 }
 
 impl EmptyDatabase {
     pub async fn create() -> Self {
-        let server_url =
-            std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-        let name = format!("crmsync_migrate_{}", uuid::Uuid::new_v4().simple());
-        let admin = crmsync_db::migrate::connect_url(&server_url)
-            .await
-            .expect("the test server (DATABASE_URL)");
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create database");
-        let url = with_database(&server_url, &name);
-        Self { server_url, name, url }
+        Self {
+            db: crmsync_db::test_db::TestDb::empty().await,
+        }
     }
 
     pub fn url(&self) -> &str {
-        &self.url
+        self.db.direct_url()
     }
 
     /// The versions recorded in `crmsync.schema_migrations`, or `None` when the table does not exist.
     pub async fn recorded_versions(&self) -> Option<String> {
-        let client = crmsync_db::migrate::connect_url(&self.url).await.expect("connect");
+        let client = crmsync_db::migrate::connect_url(self.url()).await.expect("connect");
         let exists: bool = client
             .query_one("SELECT to_regclass('crmsync.schema_migrations') IS NOT NULL", &[])
             .await
@@ -260,7 +248,7 @@ impl EmptyDatabase {
 
     /// Tables outside the system schemas: none in an empty database.
     pub async fn table_count(&self) -> i64 {
-        let client = crmsync_db::migrate::connect_url(&self.url).await.expect("connect");
+        let client = crmsync_db::migrate::connect_url(self.url()).await.expect("connect");
         client
             .query_one(
                 "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
@@ -272,28 +260,7 @@ impl EmptyDatabase {
     }
 
     pub async fn drop_database(self) {
-        let admin = crmsync_db::migrate::connect_url(&self.server_url)
-            .await
-            .expect("connect");
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-            .await
-            .expect("drop database");
-    }
-}
-
-/// `server_url` with its database replaced by `database`.
-fn with_database(server_url: &str, database: &str) -> String {
-    let (base, query) = server_url.split_once('?').unwrap_or((server_url, ""));
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[authority_start..].find('/') {
-        Some(slash) => &base[..authority_start + slash],
-        None => base,
-    };
-    if query.is_empty() {
-        format!("{base}/{database}")
-    } else {
-        format!("{base}/{database}?{query}")
+        drop(self.db);
     }
 }
 
