@@ -95,6 +95,13 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         bind: SocketAddr,
     },
+    /// Print the effective field policies (the defaults, with CRMSYNC_FIELD_POLICY's overrides): which side wins
+    /// each synced property, for records made here and for records created in HubSpot. Needs no database.
+    Policy {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[tokio::main]
@@ -134,6 +141,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             "{}",
             serde_json::json!({ "RETRY_QUEUE_URL": queue.queue_url(), "RETRY_DLQ_URL": queue.dlq_url() })
         );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Command::Policy { json } = cli.command {
+        let policies = crmsync_app::config::field_policies_from_env()?;
+        print!("{}", ops::policy_table(&policies, json)?);
         return Ok(ExitCode::SUCCESS);
     }
     let config = Config::from_env()?;
@@ -196,6 +208,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dlq { action } => ops::dlq(&config, action).await,
         Command::HubspotSetup => ops::hubspot_setup(&config).await,
         Command::Serve { bind } => serve::serve(config, bind).await,
-        Command::HubspotSim { .. } | Command::QueueSetup { .. } => unreachable!("handled above"),
+        Command::HubspotSim { .. } | Command::QueueSetup { .. } | Command::Policy { .. } => {
+            unreachable!("handled above")
+        }
     }
 }

@@ -157,3 +157,51 @@ async fn from_config_without_hubspot(
         config.retry_queue().await,
     ))
 }
+
+/// `crmsync policy`: the effective field policies as an aligned table (or JSON).
+pub fn policy_table(policies: &crmsync_domain::policy::FieldPolicies, as_json: bool) -> anyhow::Result<String> {
+    let rows = policies.rows();
+    if as_json {
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&rows)?));
+    }
+    let header = [
+        "object",
+        "property",
+        "local column",
+        "policy",
+        "created in HubSpot",
+        "source",
+    ];
+    let cells: Vec<[String; 6]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.object.to_owned(),
+                r.property.to_owned(),
+                r.column.unwrap_or("-").to_owned(),
+                r.policy.to_owned(),
+                r.hubspot_origin.to_owned(),
+                r.source.to_owned(),
+            ]
+        })
+        .collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            cells
+                .iter()
+                .map(|c| c[i].len())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |values: &[&str]| {
+        let padded: Vec<String> = values.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
+        format!("{}\n", padded.join("  ").trim_end())
+    };
+    let mut out = line(&header);
+    for row in &cells {
+        out.push_str(&line(&row.iter().map(String::as_str).collect::<Vec<_>>()));
+    }
+    Ok(out)
+}

@@ -222,7 +222,7 @@ async fn changed_contractor_data_updates_the_company_and_queues_one_update() {
 /// Applies HubSpot edits as the webhook applier does (crmsync_db::hubspot_records: the column, then the field's
 /// change time and hash as HubSpot's), and marks everything synced: company website and phone, deal priority.
 async fn apply_hubspot_edits(app: &IngestApp) -> (Uuid, Uuid) {
-    use crmsync_db::hubspot_records;
+    use crmsync_db::property_changes::ChangeSet;
     use crmsync_domain::webhook::ObjectKind;
     let company_id = app.single_company().await.id;
     let deal_id = app.single_deal().await.id;
@@ -247,14 +247,19 @@ async fn apply_hubspot_edits(app: &IngestApp) -> (Uuid, Uuid) {
         (ObjectKind::Company, company_id, "phone", "phone", "+1 202 555 0199"),
         (ObjectKind::Deal, deal_id, "priority", "hs_priority", "low"),
     ];
+    let mut writes = ChangeSet::default();
     for (kind, id, column, property, value) in edits {
-        hubspot_records::set_column(&client, kind, id, column, Some(value))
-            .await
-            .unwrap();
-        hubspot_records::record_applied(&client, kind, id, column, at, property, "hash-from-hubspot")
-            .await
-            .unwrap();
+        writes
+            .columns
+            .entry((kind, column))
+            .or_default()
+            .insert(id, Some(value.to_owned()));
+        writes.hubspot_changes.insert((kind, id, column), at);
+        writes
+            .hashes
+            .insert((kind, id, property.to_owned()), Some("hash-from-hubspot".to_owned()));
     }
+    writes.write(&client).await.unwrap();
     (company_id, deal_id)
 }
 
@@ -355,9 +360,13 @@ async fn a_real_contractor_change_updates_only_the_fields_it_changed_and_queues_
         .iter()
         .map(|row| (row.get(0), row.get(1)))
         .collect();
+    // Every mapped column's local change time is kept (a two_way policy judges by it): the renamed company and
+    // its deal's new name too.
     assert_eq!(
         sources,
         vec![
+            ("deal_name".into(), "local".into()),
+            ("name".into(), "local".into()),
             ("phone".into(), "local".into()),
             ("priority".into(), "hubspot".into()),
             ("website".into(), "hubspot".into()),

@@ -1,7 +1,7 @@
-//! The local CRM writes that apply HubSpot's changes (the webhook applier's side of `public` and `crmsync`):
-//! finding local records by HubSpot id, per-field change times, the echo ledger look-up, conflicts, records created
-//! or merged in HubSpot, and the property-hash bookkeeping that keeps the outbound sync from sending a HubSpot
-//! change back.
+//! The local CRM writes that apply HubSpot's changes one event at a time (the webhook applier's side of `public`
+//! and `crmsync`): finding local records by HubSpot id, per-field change times, records created, deleted or merged
+//! in HubSpot, and the property-hash bookkeeping that keeps the outbound sync from sending a HubSpot change back.
+//! Property changes come in runs: [`crate::property_changes`].
 //!
 //! Every function takes `&impl Db` so the applier runs one event in one transaction. Table and column
 //! names in dynamic SQL come from fixed lists, never from input.
@@ -9,7 +9,6 @@
 use crate::Db;
 use chrono::{DateTime, Utc};
 use crmsync_domain::hubspot_status::HubSpotSyncStatus;
-use crmsync_domain::stage::DealStage;
 use crmsync_domain::webhook::ObjectKind;
 use uuid::Uuid;
 
@@ -85,209 +84,6 @@ pub async fn forget_field_change(client: &impl Db, kind: ObjectKind, id: Uuid, f
     Ok(())
 }
 
-/// True when the echo ledger holds this value for this record's property, written within `window_ms` of `at`:
-/// the event reports our own write.
-pub async fn echo_ledger_matches(
-    client: &impl Db,
-    kind: ObjectKind,
-    hubspot_id: &str,
-    property: &str,
-    value_hash: &str,
-    at: DateTime<Utc>,
-    window_ms: i64,
-) -> Result<bool, DbError> {
-    let statement: &str = "SELECT EXISTS (SELECT 1 FROM crmsync.echo_ledger
-               WHERE object_type = $1 AND hubspot_id = $2 AND property = $3 AND value_hash = $4
-                 AND written_at BETWEEN $5::timestamptz - make_interval(secs => $6)
-                                    AND $5::timestamptz + make_interval(secs => $6))";
-    let window_seconds = window_ms as f64 / 1000.0;
-    let row = client
-        .query_one(
-            statement,
-            &[
-                &kind.object_type(),
-                &hubspot_id,
-                &property,
-                &value_hash,
-                &at,
-                &window_seconds,
-            ],
-        )
-        .await?;
-    Ok(row.get(0))
-}
-
-/// What a property change needs to know before deciding, in one round trip: whether the echo ledger holds the
-/// value (see [`echo_ledger_matches`]) and when `field` last changed, on which side (see [`field_changed_at`]).
-#[allow(clippy::too_many_arguments)]
-pub async fn echo_and_field_change(
-    client: &impl Db,
-    kind: ObjectKind,
-    hubspot_id: &str,
-    property: &str,
-    value_hash: &str,
-    at: DateTime<Utc>,
-    window_ms: i64,
-    entity_id: Uuid,
-    field: &str,
-) -> Result<(bool, Option<(DateTime<Utc>, String)>), DbError> {
-    let statement: &str = "SELECT EXISTS (SELECT 1 FROM crmsync.echo_ledger
-                      WHERE object_type = $1 AND hubspot_id = $2 AND property = $3 AND value_hash = $4
-                        AND written_at BETWEEN $5::timestamptz - make_interval(secs => $6)
-                                           AND $5::timestamptz + make_interval(secs => $6)),
-                    f.changed_at, f.source
-             FROM (SELECT 1) one
-             LEFT JOIN crmsync.field_changes f ON f.entity_type = $7 AND f.entity_id = $8 AND f.field = $9";
-    let window_seconds = window_ms as f64 / 1000.0;
-    let row = client
-        .query_one(
-            statement,
-            &[
-                &kind.object_type(),
-                &hubspot_id,
-                &property,
-                &value_hash,
-                &at,
-                &window_seconds,
-                &kind.entity_type().as_str(),
-                &entity_id,
-                &field,
-            ],
-        )
-        .await?;
-    let changed: Option<DateTime<Utc>> = row.get(1);
-    Ok((row.get(0), changed.map(|at| (at, row.get(2)))))
-}
-
-/// Records an applied HubSpot change in one statement: the field's change time (the event's occurredAt, over
-/// the `now()` the column's trigger wrote) and the property's hash as what HubSpot holds, so the outbound sync
-/// does not send it back.
-#[allow(clippy::too_many_arguments)]
-pub async fn record_applied(
-    client: &impl Db,
-    kind: ObjectKind,
-    id: Uuid,
-    field: &str,
-    at: DateTime<Utc>,
-    property: &str,
-    value_hash: &str,
-) -> Result<(), DbError> {
-    let statement: &str = "WITH changed AS (
-               INSERT INTO crmsync.field_changes (entity_type, entity_id, field, changed_at, source)
-               VALUES ($1, $2, $3, $4, 'hubspot')
-               ON CONFLICT (entity_type, entity_id, field)
-               DO UPDATE SET changed_at = EXCLUDED.changed_at, source = 'hubspot'
-             )
-             INSERT INTO crmsync.property_hashes (entity_type, entity_id, property, value_hash)
-             VALUES ($1, $2, $5, $6)
-             ON CONFLICT (entity_type, entity_id, property) DO UPDATE SET value_hash = EXCLUDED.value_hash,
-               synced_at = now()";
-    client
-        .execute(
-            statement,
-            &[&kind.entity_type().as_str(), &id, &field, &at, &property, &value_hash],
-        )
-        .await?;
-    Ok(())
-}
-
-/// The columns the applier may read and write, per table: the only names allowed into dynamic SQL.
-fn checked_column(kind: ObjectKind, column: &str) -> Result<(&'static str, &'static str), DbError> {
-    let allowed: &[&'static str] = match kind {
-        ObjectKind::Deal => &["owner_id", "description", "priority", "stage"],
-        ObjectKind::Company => &["lifecycle_stage", "owner_id", "description", "website", "phone"],
-        ObjectKind::Contact => &[
-            "first_name",
-            "last_name",
-            "email",
-            "phone",
-            "mobile_phone",
-            "job_title",
-            "lifecycle_stage",
-            "owner_id",
-        ],
-    };
-    let column = allowed.iter().find(|c| **c == column).ok_or_else(|| {
-        DbError::Config(format!(
-            "column {column} of {} is not writable by webhooks",
-            kind.table().0
-        ))
-    })?;
-    Ok((kind.table().0, column))
-}
-
-/// A column's current value as text.
-pub async fn column_text(
-    client: &impl Db,
-    kind: ObjectKind,
-    id: Uuid,
-    column: &str,
-) -> Result<Option<String>, DbError> {
-    let (table, column) = checked_column(kind, column)?;
-    let statement: &str = &format!("SELECT {column}::text FROM public.{table} WHERE id = $1");
-    Ok(client.query_opt(statement, &[&id]).await?.and_then(|row| row.get(0)))
-}
-
-/// Writes a text column (not `stage`: see [`set_deal_stage`]). A contact's full name follows its parts.
-pub async fn set_column(
-    client: &impl Db,
-    kind: ObjectKind,
-    id: Uuid,
-    column: &str,
-    value: Option<&str>,
-) -> Result<(), DbError> {
-    let (table, column) = checked_column(kind, column)?;
-    let statement: &str = &format!("UPDATE public.{table} SET {column} = $2 WHERE id = $1");
-    client.execute(statement, &[&id, &value]).await?;
-    if kind == ObjectKind::Contact && ["first_name", "last_name", "email"].contains(&column) {
-        let statement: &str = "UPDATE public.contacts SET full_name = coalesce(
-                     nullif(concat_ws(' ', nullif(btrim(first_name), ''), nullif(btrim(last_name), '')), ''),
-                     email, full_name)
-                 WHERE id = $1";
-        client.execute(statement, &[&id]).await?;
-    }
-    Ok(())
-}
-
-/// A deal's stage and company.
-pub async fn deal_stage(client: &impl Db, id: Uuid) -> Result<Option<(String, Option<Uuid>)>, DbError> {
-    let statement: &str = "SELECT stage, company_id FROM public.deals WHERE id = $1";
-    Ok(client
-        .query_opt(statement, &[&id])
-        .await?
-        .map(|row| (row.get(0), row.get(1))))
-}
-
-/// Moves a deal to `stage`. Whether the stage closes the deal is the domain's [`DealStage::is_closed`]: closing
-/// sets closed_at to `at` (kept when the deal was already in that closed stage), reopening clears it, as
-/// deals_closed_at_check requires. Log the move with [`crate::crm::insert_activity`] and
-/// [`crmsync_domain::stage::stage_change_activity`].
-pub async fn set_deal_stage(client: &impl Db, id: Uuid, stage: DealStage, at: DateTime<Utc>) -> Result<(), DbError> {
-    let statement: &str = "UPDATE public.deals SET stage = $2,
-                    closed_at = CASE WHEN $4 THEN CASE WHEN stage = $2 THEN coalesce(closed_at, $3) ELSE $3 END
-                                     ELSE NULL END
-             WHERE id = $1";
-    client
-        .execute(statement, &[&id, &stage.as_str(), &at, &stage.is_closed()])
-        .await?;
-    Ok(())
-}
-
-/// The hash of the value last written to HubSpot for a property.
-pub async fn property_hash(
-    client: &impl Db,
-    kind: ObjectKind,
-    id: Uuid,
-    property: &str,
-) -> Result<Option<String>, DbError> {
-    let statement: &str =
-        "SELECT value_hash FROM crmsync.property_hashes WHERE entity_type = $1 AND entity_id = $2 AND property = $3";
-    Ok(client
-        .query_opt(statement, &[&kind.entity_type().as_str(), &id, &property])
-        .await?
-        .map(|row| row.get(0)))
-}
-
 /// Records that HubSpot holds `value_hash` for a property: the outbound sync then sees nothing to send.
 pub async fn set_property_hash(
     client: &impl Db,
@@ -331,50 +127,6 @@ pub async fn enqueue_update(client: &impl Db, kind: ObjectKind, id: Uuid) -> Res
         payload: serde_json::json!({}),
     };
     Ok(!outbox::enqueue(client, &[change], Dedupe::UnlessOpen).await?.is_empty())
-}
-
-/// One override between the two sides.
-#[derive(Debug, Clone)]
-pub struct Conflict<'a> {
-    pub kind: ObjectKind,
-    pub entity_id: Uuid,
-    pub hubspot_id: &'a str,
-    pub property: &'a str,
-    pub local_value: Option<String>,
-    pub hubspot_value: Option<&'a str>,
-    /// `local` or `hubspot`.
-    pub winner: &'a str,
-    /// `local_owned`, `hubspot_owned` or `newer_wins`.
-    pub rule: &'a str,
-    pub local_changed_at: Option<DateTime<Utc>>,
-    pub hubspot_changed_at: DateTime<Utc>,
-    pub inbox_id: Uuid,
-}
-
-pub async fn record_conflict(client: &impl Db, conflict: &Conflict<'_>) -> Result<(), DbError> {
-    let statement: &str =
-        "INSERT INTO crmsync.sync_conflicts (entity_type, entity_id, hubspot_id, property, local_value,
-               hubspot_value, winner, rule, local_changed_at, hubspot_changed_at, inbox_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
-    client
-        .execute(
-            statement,
-            &[
-                &conflict.kind.entity_type().as_str(),
-                &conflict.entity_id,
-                &conflict.hubspot_id,
-                &conflict.property,
-                &conflict.local_value,
-                &conflict.hubspot_value,
-                &conflict.winner,
-                &conflict.rule,
-                &conflict.local_changed_at,
-                &conflict.hubspot_changed_at,
-                &conflict.inbox_id,
-            ],
-        )
-        .await?;
-    Ok(())
 }
 
 /// Marks a record deleted in HubSpot (it stops syncing) or, with `deleted = false`, restored (synced again).
@@ -437,13 +189,17 @@ pub async fn set_company(client: &impl Db, child: ObjectKind, id: Uuid, company:
     Ok(())
 }
 
-/// Creates a company linked to its HubSpot id; `None` when one is linked already.
+/// Creates a company linked to its HubSpot id, with origin HubSpot; `None` when one is linked already.
 pub async fn insert_company(client: &impl Db, company: &NewCompany) -> Result<Option<Uuid>, DbError> {
-    let statement: &str =
-        "INSERT INTO public.companies (source, name, website, phone, address, city, state, zip, lifecycle_stage,
-               description, owner_id, hubspot_company_id, hubspot_sync_status, last_hubspot_sync)
-             VALUES ('hubspot', $1, $2, $3, $4, $5, $6, $7, coalesce($8, 'lead'), $9, $10, $11, $12, now())
-             ON CONFLICT (hubspot_company_id) DO NOTHING RETURNING id";
+    let statement: &str = "WITH inserted AS (
+               INSERT INTO public.companies (source, name, website, phone, address, city, state, zip,
+                 lifecycle_stage, description, owner_id, hubspot_company_id, hubspot_sync_status, last_hubspot_sync)
+               VALUES ('hubspot', $1, $2, $3, $4, $5, $6, $7, coalesce($8, 'lead'), $9, $10, $11, $12, now())
+               ON CONFLICT (hubspot_company_id) DO NOTHING RETURNING id
+             ), origin AS (
+               INSERT INTO crmsync.record_origins (entity_type, entity_id) SELECT 'company', id FROM inserted
+             )
+             SELECT id FROM inserted";
     Ok(client
         .query_opt(
             statement,
@@ -483,11 +239,15 @@ pub async fn insert_contact(client: &impl Db, contact: &NewContact) -> Result<Op
             return Ok(Some(row.get(0)));
         }
     }
-    let statement: &str =
-        "INSERT INTO public.contacts (source, full_name, first_name, last_name, email, phone, mobile_phone,
-               job_title, lifecycle_stage, owner_id, hubspot_contact_id, hubspot_sync_status, last_hubspot_sync)
-             VALUES ('hubspot', $1, $2, $3, $4, $5, $6, $7, coalesce($8, 'lead'), $9, $10, $11, now())
-             ON CONFLICT DO NOTHING RETURNING id";
+    let statement: &str = "WITH inserted AS (
+               INSERT INTO public.contacts (source, full_name, first_name, last_name, email, phone, mobile_phone,
+                 job_title, lifecycle_stage, owner_id, hubspot_contact_id, hubspot_sync_status, last_hubspot_sync)
+               VALUES ('hubspot', $1, $2, $3, $4, $5, $6, $7, coalesce($8, 'lead'), $9, $10, $11, now())
+               ON CONFLICT DO NOTHING RETURNING id
+             ), origin AS (
+               INSERT INTO crmsync.record_origins (entity_type, entity_id) SELECT 'contact', id FROM inserted
+             )
+             SELECT id FROM inserted";
     Ok(client
         .query_opt(
             statement,
@@ -509,13 +269,17 @@ pub async fn insert_contact(client: &impl Db, contact: &NewContact) -> Result<Op
         .map(|row| row.get(0)))
 }
 
-/// Creates a deal linked to its HubSpot id; `None` when one is linked already.
+/// Creates a deal linked to its HubSpot id, with origin HubSpot; `None` when one is linked already.
 pub async fn insert_deal(client: &impl Db, deal: &NewDeal) -> Result<Option<Uuid>, DbError> {
-    let statement: &str =
-        "INSERT INTO public.deals (deal_name, deal_value, expected_close_date, stage, closed_at, description,
-               owner_id, hubspot_deal_id, hubspot_sync_status, last_hubspot_sync)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now())
-             ON CONFLICT (hubspot_deal_id) DO NOTHING RETURNING id";
+    let statement: &str = "WITH inserted AS (
+               INSERT INTO public.deals (deal_name, deal_value, expected_close_date, stage, closed_at, description,
+                 owner_id, hubspot_deal_id, hubspot_sync_status, last_hubspot_sync)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now())
+               ON CONFLICT (hubspot_deal_id) DO NOTHING RETURNING id
+             ), origin AS (
+               INSERT INTO crmsync.record_origins (entity_type, entity_id) SELECT 'deal', id FROM inserted
+             )
+             SELECT id FROM inserted";
     Ok(client
         .query_opt(
             statement,

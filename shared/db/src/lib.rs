@@ -15,6 +15,7 @@ pub mod migrate;
 pub mod outbox;
 pub mod params;
 pub mod pool;
+pub mod property_changes;
 pub mod sync;
 #[cfg(feature = "test-util")]
 pub mod test_db;

@@ -85,6 +85,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../migrations/0008_ingest_records.sql"),
         previous_checksums: &[],
     },
+    Migration {
+        version: 9,
+        name: "field_policies",
+        sql: include_str!("../../../migrations/0009_field_policies.sql"),
+        previous_checksums: &[],
+    },
 ];
 
 /// Any fixed 64-bit key unique to this runner ("crmsync" in ASCII).

@@ -12,6 +12,7 @@ pub mod failure;
 pub mod hubspot_records;
 pub mod hubspot_status;
 pub mod ingest;
+pub mod policy;
 pub mod ports;
 pub mod queue;
 pub mod rules;

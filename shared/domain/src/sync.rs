@@ -296,10 +296,11 @@ pub fn decimal_text(value: Decimal) -> String {
     value.normalize().to_string()
 }
 
-/// The HubSpot properties of a company. Local owns all of them (SAM data); `lifecyclestage` is sent only when the
-/// company is created, because salespeople move it in HubSpot afterwards.
+/// The HubSpot properties of a company (SAM data, and its lifecycle stage). Which of them the sync sends is the
+/// field policies' call ([`crate::policy::FieldPolicies::sends`]): `lifecyclestage` only when the company is created,
+/// by default, because salespeople move it in HubSpot afterwards.
 pub fn company_properties(company: &CompanyRecord) -> Properties {
-    let mut properties = Properties::from([
+    Properties::from([
         ("name".to_owned(), company.name.clone()),
         ("website".to_owned(), opt(company.website.as_deref())),
         ("phone".to_owned(), opt(company.phone.as_deref())),
@@ -314,11 +315,8 @@ pub fn company_properties(company: &CompanyRecord) -> Properties {
             "b2g_readiness_score".to_owned(),
             company.readiness_score.map(decimal_text).unwrap_or_default(),
         ),
-    ]);
-    if company.hubspot_company_id.is_none() {
-        properties.insert("lifecyclestage".to_owned(), company.lifecycle_stage.clone());
-    }
-    properties
+        ("lifecyclestage".to_owned(), company.lifecycle_stage.clone()),
+    ])
 }
 
 /// The HubSpot properties of a deal: the stage maps to the pipeline's stage id, the close date is a date
@@ -374,6 +372,7 @@ pub struct ContactRecord {
 }
 
 /// The HubSpot properties of a contact. Without first and last names, the full name is split at its last space.
+/// `lifecyclestage` is sent only when the contact is created, by default (the field policies decide).
 pub fn contact_properties(contact: &ContactRecord) -> Properties {
     let (first, last) = match (&contact.first_name, &contact.last_name) {
         (None, None) => match contact.full_name.trim().rsplit_once(' ') {
@@ -382,18 +381,15 @@ pub fn contact_properties(contact: &ContactRecord) -> Properties {
         },
         (first, last) => (opt(first.as_deref()), opt(last.as_deref())),
     };
-    let mut properties = Properties::from([
+    Properties::from([
         ("firstname".to_owned(), first),
         ("lastname".to_owned(), last),
         ("email".to_owned(), opt(contact.email.as_deref())),
         ("phone".to_owned(), opt(contact.phone.as_deref())),
         ("mobilephone".to_owned(), opt(contact.mobile_phone.as_deref())),
         ("jobtitle".to_owned(), opt(contact.job_title.as_deref())),
-    ]);
-    if contact.hubspot_contact_id.is_none() {
-        properties.insert("lifecyclestage".to_owned(), contact.lifecycle_stage.clone());
-    }
-    properties
+        ("lifecyclestage".to_owned(), contact.lifecycle_stage.clone()),
+    ])
 }
 
 /// An activity as the sync reads it, with the HubSpot ids of its targets.
@@ -733,6 +729,10 @@ mod tests {
         assert_eq!(company_properties(&company)["lifecyclestage"], "lead");
         assert_eq!(company_properties(&company)["b2g_readiness_score"], "86.5");
         company.hubspot_company_id = Some("55".into());
-        assert!(!company_properties(&company).contains_key("lifecyclestage"));
+        assert_eq!(
+            company_properties(&company)["lifecyclestage"],
+            "lead",
+            "the field policies, not the properties, hold it back from updates"
+        );
     }
 }

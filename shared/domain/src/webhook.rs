@@ -1,6 +1,6 @@
 //! Inbound HubSpot webhook events: parsing a delivery (a JSON array naming its type in `subscriptionType` or
-//! `eventType`), the order events are applied in, recognising our own writes, and field ownership: which side
-//! wins when HubSpot reports a changed property.
+//! `eventType`), the order events are applied in, recognising our own writes, and turning HubSpot's values into
+//! local column values. Which side wins a changed property is [`crate::policy`]'s.
 //!
 //! Payload fields: <https://developers.hubspot.com/docs/api/webhooks>. Real deliveries name the type in
 //! `subscriptionType`, the docs' table in `eventType`; generic `object.*` subscriptions add `objectTypeId`.
@@ -410,123 +410,6 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<(WebhookEvent, Value)>, DomainErro
         .collect()
 }
 
-/// Who wins a property changed in HubSpot. See ARCHITECTURE.md, "Ownership of fields".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FieldOwner {
-    /// Computed by the matching pipeline or SAM: a HubSpot edit is ignored and re-asserted by the next sync.
-    Local,
-    /// Changed by salespeople in HubSpot: applied unless the local side changed the field later.
-    HubSpot,
-    /// Whichever side changed the field last wins.
-    NewerWins,
-}
-
-impl FieldOwner {
-    /// The rule's name in crmsync.sync_conflicts.
-    pub fn rule_name(self) -> &'static str {
-        match self {
-            Self::Local => "local_owned",
-            Self::HubSpot => "hubspot_owned",
-            Self::NewerWins => "newer_wins",
-        }
-    }
-}
-
-/// A HubSpot property the sync knows: its owner and, unless local-owned, the local column it lands in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FieldRule {
-    pub owner: FieldOwner,
-    /// `None` for local-owned properties (nothing is written locally).
-    pub column: Option<&'static str>,
-}
-
-const fn rule(owner: FieldOwner, column: Option<&'static str>) -> Option<FieldRule> {
-    Some(FieldRule { owner, column })
-}
-
-/// The rule for `property` of `object`, or `None` for a property the sync does not map (recorded, not applied).
-pub fn field_rule(object: ObjectKind, property: &str) -> Option<FieldRule> {
-    use FieldOwner::{HubSpot, Local, NewerWins};
-    match (object, property) {
-        // Written by the sync from the pipeline's data (crmsync_domain::sync::deal_properties).
-        (
-            ObjectKind::Deal,
-            "amount"
-            | "dealname"
-            | "closedate"
-            | "pipeline"
-            | "b2g_match_score"
-            | "b2g_win_probability"
-            | "b2g_notice_id"
-            | "crmsync_id",
-        ) => rule(Local, None),
-        (ObjectKind::Deal, "dealstage") => rule(HubSpot, Some("stage")),
-        (ObjectKind::Deal, "hubspot_owner_id") => rule(HubSpot, Some("owner_id")),
-        (ObjectKind::Deal, "description") => rule(HubSpot, Some("description")),
-        (ObjectKind::Deal, "hs_priority") => rule(NewerWins, Some("priority")),
-        // SAM data (crmsync_domain::sync::company_properties).
-        (
-            ObjectKind::Company,
-            "name"
-            | "address"
-            | "city"
-            | "state"
-            | "zip"
-            | "b2g_uei"
-            | "b2g_cage_code"
-            | "b2g_primary_naics"
-            | "b2g_readiness_score"
-            | "crmsync_id",
-        ) => rule(Local, None),
-        (ObjectKind::Company, "lifecyclestage") => rule(HubSpot, Some("lifecycle_stage")),
-        (ObjectKind::Company, "hubspot_owner_id") => rule(HubSpot, Some("owner_id")),
-        (ObjectKind::Company, "description") => rule(HubSpot, Some("description")),
-        (ObjectKind::Company, "website") => rule(NewerWins, Some("website")),
-        (ObjectKind::Company, "phone") => rule(NewerWins, Some("phone")),
-        // Contacts' details are kept by salespeople in HubSpot.
-        (ObjectKind::Contact, "firstname") => rule(HubSpot, Some("first_name")),
-        (ObjectKind::Contact, "lastname") => rule(HubSpot, Some("last_name")),
-        (ObjectKind::Contact, "email") => rule(HubSpot, Some("email")),
-        (ObjectKind::Contact, "phone") => rule(HubSpot, Some("phone")),
-        (ObjectKind::Contact, "mobilephone") => rule(HubSpot, Some("mobile_phone")),
-        (ObjectKind::Contact, "jobtitle") => rule(HubSpot, Some("job_title")),
-        (ObjectKind::Contact, "lifecyclestage") => rule(HubSpot, Some("lifecycle_stage")),
-        (ObjectKind::Contact, "hubspot_owner_id") => rule(HubSpot, Some("owner_id")),
-        (ObjectKind::Contact, "crmsync_id") => rule(Local, None),
-        _ => None,
-    }
-}
-
-/// What to do with a HubSpot change of a mapped property.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    /// Write the value into `column`.
-    Apply { column: &'static str },
-    /// Local owns the field: leave it, and have the next sync write the local value back to HubSpot.
-    Reassert,
-    /// `column` changed locally (or in a later HubSpot event already applied) after this event: keep it.
-    KeepNewer { column: &'static str },
-}
-
-impl FieldRule {
-    /// The local column a HubSpot change may be written into: `None` for a local-owned field.
-    pub fn written_column(self) -> Option<&'static str> {
-        self.column.filter(|_| self.owner != FieldOwner::Local)
-    }
-}
-
-/// Decides a HubSpot change made at `occurred_at_ms` of a field last changed at `field_changed_at_ms` (either
-/// side; `None` when never recorded). A tie goes to HubSpot.
-pub fn decide(rule: FieldRule, occurred_at_ms: i64, field_changed_at_ms: Option<i64>) -> Decision {
-    let Some(column) = rule.written_column() else {
-        return Decision::Reassert;
-    };
-    match field_changed_at_ms {
-        Some(changed) if changed > occurred_at_ms => Decision::KeepNewer { column },
-        _ => Decision::Apply { column },
-    }
-}
-
 /// HubSpot's lifecycle stages (internal values), as the local check constraints list them.
 const LIFECYCLE_STAGES: [&str; 8] = [
     "subscriber",
@@ -570,9 +453,54 @@ pub fn column_value(column: &str, value: &str) -> Result<Option<String>, DomainE
             column,
             format!("{value:?} is not an email address"),
         )),
+        // NOT NULL, never blank.
+        "deal_name" | "name" if value.is_empty() => Err(DomainError::invalid(column, "must not be blank")),
         _ if value.is_empty() => Ok(None),
+        "deal_value" => decimal_in(column, value, None).map(Some),
+        "match_score" | "readiness_score" => decimal_in(column, value, Some(100)).map(Some),
+        "win_probability" => {
+            let number = decimal_in(column, value, Some(100))?;
+            match number.parse::<i32>() {
+                Ok(_) => Ok(Some(number)),
+                Err(_) => Err(DomainError::invalid(
+                    column,
+                    format!("must be a whole number, not {value:?}"),
+                )),
+            }
+        }
+        "expected_close_date" => hubspot_date(value)
+            .map(|date| Some(date.format("%Y-%m-%d").to_string()))
+            .ok_or_else(|| DomainError::invalid(column, format!("{value:?} is not a date"))),
         _ => Ok(Some(value.to_owned())),
     }
+}
+
+/// A non-negative decimal (at most `max`), as normalized text ("2500000", "87.5").
+fn decimal_in(column: &str, value: &str, max: Option<u32>) -> Result<String, DomainError> {
+    let number: rust_decimal::Decimal = value
+        .parse()
+        .map_err(|_| DomainError::invalid(column, format!("{value:?} is not a number")))?;
+    if number.is_sign_negative() || max.is_some_and(|max| number > rust_decimal::Decimal::from(max)) {
+        let range = max.map_or("at least 0".to_owned(), |max| format!("between 0 and {max}"));
+        return Err(DomainError::invalid(column, format!("must be {range}, not {value}")));
+    }
+    Ok(crate::sync::decimal_text(number))
+}
+
+/// A HubSpot date property: `YYYY-MM-DD`, a timestamp with a time (the date part, UTC), or milliseconds since the
+/// epoch (how the v1 webhooks and older portals send `closedate`).
+pub fn hubspot_date(value: &str) -> Option<chrono::NaiveDate> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        let millis: i64 = value.parse().ok()?;
+        return chrono::DateTime::from_timestamp_millis(millis).map(|at| at.date_naive());
+    }
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(value) {
+        return Some(at.with_timezone(&chrono::Utc).date_naive());
+    }
+    value
+        .get(..10)
+        .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
 }
 
 /// The local stage of a HubSpot stage id, through the pipeline map hubspot-setup stored.
@@ -807,82 +735,6 @@ mod tests {
     }
 
     #[test]
-    fn every_mapped_property_has_the_documented_owner() {
-        use FieldOwner::{HubSpot, Local, NewerWins};
-        let cases = [
-            (ObjectKind::Deal, "amount", Local, None),
-            (ObjectKind::Deal, "dealname", Local, None),
-            (ObjectKind::Deal, "closedate", Local, None),
-            (ObjectKind::Deal, "pipeline", Local, None),
-            (ObjectKind::Deal, "b2g_match_score", Local, None),
-            (ObjectKind::Deal, "b2g_win_probability", Local, None),
-            (ObjectKind::Deal, "b2g_notice_id", Local, None),
-            (ObjectKind::Deal, "dealstage", HubSpot, Some("stage")),
-            (ObjectKind::Deal, "hubspot_owner_id", HubSpot, Some("owner_id")),
-            (ObjectKind::Deal, "description", HubSpot, Some("description")),
-            (ObjectKind::Deal, "hs_priority", NewerWins, Some("priority")),
-            (ObjectKind::Company, "name", Local, None),
-            (ObjectKind::Company, "b2g_uei", Local, None),
-            (ObjectKind::Company, "b2g_cage_code", Local, None),
-            (ObjectKind::Company, "b2g_primary_naics", Local, None),
-            (ObjectKind::Company, "b2g_readiness_score", Local, None),
-            (ObjectKind::Company, "address", Local, None),
-            (ObjectKind::Company, "city", Local, None),
-            (ObjectKind::Company, "state", Local, None),
-            (ObjectKind::Company, "zip", Local, None),
-            (ObjectKind::Company, "lifecyclestage", HubSpot, Some("lifecycle_stage")),
-            (ObjectKind::Company, "hubspot_owner_id", HubSpot, Some("owner_id")),
-            (ObjectKind::Company, "description", HubSpot, Some("description")),
-            (ObjectKind::Company, "website", NewerWins, Some("website")),
-            (ObjectKind::Company, "phone", NewerWins, Some("phone")),
-            (ObjectKind::Contact, "firstname", HubSpot, Some("first_name")),
-            (ObjectKind::Contact, "lastname", HubSpot, Some("last_name")),
-            (ObjectKind::Contact, "email", HubSpot, Some("email")),
-            (ObjectKind::Contact, "phone", HubSpot, Some("phone")),
-            (ObjectKind::Contact, "mobilephone", HubSpot, Some("mobile_phone")),
-            (ObjectKind::Contact, "jobtitle", HubSpot, Some("job_title")),
-            (ObjectKind::Contact, "lifecyclestage", HubSpot, Some("lifecycle_stage")),
-            (ObjectKind::Contact, "hubspot_owner_id", HubSpot, Some("owner_id")),
-        ];
-        for (object, property, owner, column) in cases {
-            assert_eq!(
-                field_rule(object, property),
-                Some(FieldRule { owner, column }),
-                "{object:?}.{property}"
-            );
-        }
-        assert_eq!(field_rule(ObjectKind::Deal, "hs_lastmodifieddate"), None);
-    }
-
-    #[test]
-    fn local_owned_fields_are_reasserted_and_the_newer_change_wins_otherwise() {
-        let local = FieldRule {
-            owner: FieldOwner::Local,
-            column: None,
-        };
-        assert_eq!(decide(local, 10, None), Decision::Reassert);
-        assert_eq!(decide(local, 10, Some(1)), Decision::Reassert);
-        for owner in [FieldOwner::HubSpot, FieldOwner::NewerWins] {
-            let rule = FieldRule {
-                owner,
-                column: Some("owner_id"),
-            };
-            let (apply, keep) = (
-                Decision::Apply { column: "owner_id" },
-                Decision::KeepNewer { column: "owner_id" },
-            );
-            let cases = [(None, apply), (Some(9), apply), (Some(10), apply), (Some(11), keep)];
-            for (changed, expected) in cases {
-                assert_eq!(
-                    decide(rule, 10, changed),
-                    expected,
-                    "{owner:?} changed at {changed:?} (a tie goes to HubSpot)"
-                );
-            }
-        }
-    }
-
-    #[test]
     fn column_values_are_validated_against_the_local_constraints() {
         assert_eq!(
             column_value("lifecycle_stage", "Customer").unwrap(),
@@ -896,6 +748,40 @@ mod tests {
         assert_eq!(column_value("email", "a@b.co").unwrap(), Some("a@b.co".into()));
         assert_eq!(column_value("owner_id", " 77 ").unwrap(), Some("77".into()));
         assert_eq!(column_value("description", "").unwrap(), None);
+    }
+
+    #[test]
+    fn the_pipeline_columns_take_hubspot_values_in_their_local_types() {
+        assert_eq!(
+            column_value("deal_value", "2500000.00").unwrap(),
+            Some("2500000".into())
+        );
+        assert_eq!(column_value("deal_value", "").unwrap(), None);
+        assert_eq!(
+            column_value("deal_value", "-1").unwrap_err().field(),
+            Some("deal_value")
+        );
+        assert!(column_value("deal_value", "lots").is_err());
+        assert_eq!(column_value("match_score", "87.50").unwrap(), Some("87.5".into()));
+        assert!(column_value("readiness_score", "101").is_err());
+        assert_eq!(column_value("win_probability", "75").unwrap(), Some("75".into()));
+        assert!(column_value("win_probability", "7.5").is_err());
+        assert_eq!(
+            column_value("expected_close_date", "2026-03-31").unwrap(),
+            Some("2026-03-31".into())
+        );
+        assert_eq!(
+            column_value("expected_close_date", "2026-03-31T23:30:00-02:00").unwrap(),
+            Some("2026-04-01".into()),
+            "the date in UTC"
+        );
+        assert_eq!(
+            column_value("expected_close_date", "1774915200000").unwrap(),
+            Some("2026-03-31".into())
+        );
+        assert!(column_value("expected_close_date", "soon").is_err());
+        assert!(column_value("deal_name", " ").is_err(), "a deal needs a name");
+        assert_eq!(column_value("name", "Acme").unwrap(), Some("Acme".into()));
     }
 
     #[test]

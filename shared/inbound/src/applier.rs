@@ -18,6 +18,7 @@ use std::time::Duration;
 use crmsync_app::AppError;
 use crmsync_db::inbox;
 use crmsync_db::{PgSyncStore, Pool};
+use crmsync_domain::policy::FieldPolicies;
 use crmsync_domain::ports::RetryQueue;
 use crmsync_domain::sync::RetryPolicy;
 use crmsync_domain::webhook::{InboxStatus, WebhookEvent, apply_order};
@@ -44,7 +45,7 @@ pub struct ApplyReport {
     pub deferred: u64,
     /// Records created locally from HubSpot.
     pub created: u64,
-    /// Outcome label → count (`echo`, `local_owned`, `older_than_local`, `stage_changed`, ...).
+    /// Outcome label → count (`echo`, `reverted`, `older_than_local`, `stage_changed`, ...).
     pub outcomes: BTreeMap<String, u64>,
 }
 
@@ -56,6 +57,7 @@ pub struct Applier {
     pub(crate) retry_queue: Option<Arc<dyn RetryQueue>>,
     pub(crate) app_id: Option<String>,
     pub(crate) retry: RetryPolicy,
+    pub(crate) policies: Arc<FieldPolicies>,
     /// One pass at a time per process: concurrent deliveries would otherwise lock the same records in different
     /// orders and deadlock (PostgreSQL would abort one, whose events then wait for the next pass).
     serial: Arc<tokio::sync::Mutex<()>>,
@@ -104,6 +106,7 @@ impl Applier {
             retry_queue: None,
             app_id,
             retry: RetryPolicy::default(),
+            policies: Arc::new(FieldPolicies::defaults()),
             serial: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
@@ -117,6 +120,12 @@ impl Applier {
     /// Backoff and attempts for events that cannot be applied yet.
     pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// Which side wins each property (the defaults unless configured).
+    pub fn with_field_policies(mut self, policies: Arc<FieldPolicies>) -> Self {
+        self.policies = policies;
         self
     }
 
@@ -192,6 +201,7 @@ impl Applier {
             reads_cut,
             leaving_pipeline: leaving_pipeline(&events, pipeline.as_ref()),
             app_id: self.app_id.as_deref(),
+            policies: &self.policies,
         };
         let pass = self.run_until_committed(&events, &context).await?;
         self.after_commit(pass, run).await

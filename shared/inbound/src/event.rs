@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, TimeZone, Utc};
 use crmsync_db::{Db, DbError};
+use crmsync_domain::policy::FieldPolicies;
 use crmsync_domain::sync::PipelineMap;
 use crmsync_domain::webhook::{EventKind, ObjectKind, WebhookEvent};
 use crmsync_hubspot::HubSpotObject;
@@ -14,7 +15,7 @@ use crate::association::association;
 use crate::creation::creation;
 use crate::deletion::deletion;
 use crate::merge::merge;
-use crate::property_change::property_change;
+use crate::property_change::{PropertyEvent, pipeline_move, property_changes};
 use crate::write_back::Created;
 
 /// How one event ended.
@@ -42,6 +43,8 @@ pub(crate) struct PassContext<'a> {
     /// Deals that this pass's events move to another pipeline: their stage changes are not ours to apply.
     pub(crate) leaving_pipeline: HashSet<&'a str>,
     pub(crate) app_id: Option<&'a str>,
+    /// Which side wins each property.
+    pub(crate) policies: &'a FieldPolicies,
 }
 
 /// The pseudo-field (in `crmsync.field_changes`) that marks a deal moved out of our pipeline in HubSpot.
@@ -82,7 +85,32 @@ pub(crate) fn leaving_pipeline<'a>(
         .collect()
 }
 
-/// Applies one event inside the pass's transaction (or the event's savepoint), by its kind.
+/// How an event ends without reading anything: an object or type this service does not keep, our own write, no
+/// object id. `None`: it must be applied.
+pub(crate) fn settled_before_reading(event: &WebhookEvent, context: &PassContext<'_>) -> Option<Outcome> {
+    if event.object.is_none() {
+        return Some(Outcome::Skipped("unknown_object"));
+    }
+    if event.kind == EventKind::Unknown {
+        return Some(Outcome::Skipped("unknown_type"));
+    }
+    if event.is_own_write(context.app_id) {
+        return Some(Outcome::Skipped("echo"));
+    }
+    if event.object_id.is_none()
+        && !matches!(
+            event.kind,
+            EventKind::Merge { .. } | EventKind::AssociationChange { .. }
+        )
+    {
+        return Some(Outcome::Skipped("no_object_id"));
+    }
+    None
+}
+
+/// Applies one event inside the pass's transaction (or the event's savepoint), by its kind. Property changes
+/// other than a deal's pipeline come in runs ([`crate::property_change::property_changes`]); one arriving here
+/// is applied as a run of one.
 pub(crate) async fn apply_event(
     client: &impl Db,
     target: EventTarget,
@@ -90,34 +118,21 @@ pub(crate) async fn apply_event(
     context: &PassContext<'_>,
     created: &mut Vec<Created>,
 ) -> Result<Outcome, DbError> {
-    let inbox_id = target.inbox_id;
+    if let Some(outcome) = settled_before_reading(event, context) {
+        return Ok(outcome);
+    }
     let Some(kind) = event.object else {
         return Ok(Outcome::Skipped("unknown_object"));
     };
-    if event.kind == EventKind::Unknown {
-        return Ok(Outcome::Skipped("unknown_type"));
-    }
-    if event.is_own_write(context.app_id) {
-        return Ok(Outcome::Skipped("echo"));
-    }
-    let object_id = event.object_id.as_deref();
+    let id = event.object_id.as_deref().unwrap_or_default();
     match &event.kind {
-        EventKind::PropertyChange { name, value } => match object_id {
-            Some(id) => property_change(client, inbox_id, event, kind, id, name, value, context).await,
-            None => Ok(Outcome::Skipped("no_object_id")),
+        EventKind::PropertyChange { value, .. } => match PropertyEvent::of(target, event) {
+            Some(run) => Ok(property_changes(client, &[run], context).await?.remove(0)),
+            None => pipeline_move(client, event, id, value, context).await,
         },
-        EventKind::Creation => match object_id {
-            Some(id) => creation(client, target, kind, id, context, created).await,
-            None => Ok(Outcome::Skipped("no_object_id")),
-        },
-        EventKind::Deletion | EventKind::PrivacyDeletion => match object_id {
-            Some(id) => deletion(client, event, kind, id, true).await,
-            None => Ok(Outcome::Skipped("no_object_id")),
-        },
-        EventKind::Restore => match object_id {
-            Some(id) => deletion(client, event, kind, id, false).await,
-            None => Ok(Outcome::Skipped("no_object_id")),
-        },
+        EventKind::Creation => creation(client, target, kind, id, context, created).await,
+        EventKind::Deletion | EventKind::PrivacyDeletion => deletion(client, event, kind, id, true).await,
+        EventKind::Restore => deletion(client, event, kind, id, false).await,
         EventKind::Merge { .. } => merge(client, event, kind).await,
         EventKind::AssociationChange { .. } => association(client, event).await,
         EventKind::Unknown => Ok(Outcome::Skipped("unknown_type")),

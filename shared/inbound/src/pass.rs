@@ -10,7 +10,8 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::applier::{Applier, ApplyReport};
-use crate::event::{EventTarget, Outcome, PassContext, apply_event};
+use crate::event::{EventTarget, Outcome, PassContext, apply_event, settled_before_reading};
+use crate::property_change::{PropertyEvent, property_changes};
 use crate::retries::{Postponed, Retries};
 use crate::write_back::Created;
 
@@ -48,42 +49,66 @@ impl Applier {
         let locked = inbox::lock_open_many(&transaction, &ids).await?;
         let mut pass = Pass::default();
         let mut closing = Closing::default();
-        for (id, event) in events {
-            let Some(&attempts_before) = locked.get(id) else {
-                continue;
-            };
-            let target = EventTarget {
-                inbox_id: *id,
-                attempts_before,
-            };
-            let span = tracing::debug_span!("webhook_event", inbox_id = %id, event_type = %event.event_type,
-                object_id = ?event.object_id);
-            let outcome = if careful {
-                let savepoint = transaction.savepoint("event").await?;
-                let outcome = apply_event(&savepoint, target, event, context, &mut pass.created)
-                    .instrument(span)
-                    .await;
-                if matches!(&outcome, Err(error) if error.is_data_error()) {
-                    savepoint.rollback().await?;
+        let targets: Vec<(EventTarget, &WebhookEvent)> = events
+            .iter()
+            .filter_map(|(id, event)| {
+                locked.get(id).map(|&attempts_before| {
+                    let target = EventTarget {
+                        inbox_id: *id,
+                        attempts_before,
+                    };
+                    (target, event)
+                })
+            })
+            .collect();
+        let mut rest = targets.as_slice();
+        while !rest.is_empty() {
+            // A run of property changes goes in one piece (one event at a time when careful); any other event alone.
+            let run: Vec<PropertyEvent> = rest
+                .iter()
+                .take(if careful { 1 } else { rest.len() })
+                .map_while(|(target, event)| batchable(*target, event, context))
+                .collect();
+            let taken = run.len().max(1);
+            let (now, later) = rest.split_at(taken);
+            rest = later;
+            let outcomes = if run.is_empty() {
+                let (target, event) = now[0];
+                let span = tracing::debug_span!("webhook_event", inbox_id = %target.inbox_id,
+                    event_type = %event.event_type, object_id = ?event.object_id);
+                let outcome = if careful {
+                    let savepoint = transaction.savepoint("event").await?;
+                    let outcome = apply_event(&savepoint, target, event, context, &mut pass.created)
+                        .instrument(span)
+                        .await;
+                    finish_savepoint(savepoint, &outcome).await?;
+                    outcome
                 } else {
-                    savepoint.commit().await?;
-                }
-                outcome
+                    apply_event(&transaction, target, event, context, &mut pass.created)
+                        .instrument(span)
+                        .await
+                };
+                outcome.map(|outcome| vec![outcome])
+            } else if careful {
+                let savepoint = transaction.savepoint("event").await?;
+                let outcomes = property_changes(&savepoint, &run, context).await;
+                finish_savepoint(savepoint, &outcomes).await?;
+                outcomes
             } else {
-                apply_event(&transaction, target, event, context, &mut pass.created)
-                    .instrument(span)
-                    .await
+                property_changes(&transaction, &run, context).await
             };
-            match outcome {
-                Ok(outcome) => {
-                    self.record(&transaction, target, outcome, &mut pass, &mut closing)
-                        .await?
+            match outcomes {
+                Ok(outcomes) => {
+                    for ((target, _), outcome) in now.iter().zip(outcomes) {
+                        self.record(&transaction, *target, outcome, &mut pass, &mut closing)
+                            .await?;
+                    }
                 }
                 Err(error) if error.is_data_error() && !careful => {
-                    tracing::info!(inbox_id = %id, "a webhook event broke a database rule; applying the pass event by event");
+                    tracing::info!("a webhook event broke a database rule; applying the pass event by event");
                     return Ok(None);
                 }
-                Err(error) if error.is_data_error() => refused(&transaction, target, error, &mut pass).await?,
+                Err(error) if error.is_data_error() => refused(&transaction, now[0].0, error, &mut pass).await?,
                 Err(error) => return Err(error.into()),
             }
         }
@@ -148,6 +173,26 @@ impl Applier {
             }
         }
         Ok(())
+    }
+}
+
+/// The event as part of a run of property changes, unless it is another kind or settled without reading anything.
+fn batchable<'e>(target: EventTarget, event: &'e WebhookEvent, context: &PassContext<'_>) -> Option<PropertyEvent<'e>> {
+    if settled_before_reading(event, context).is_some() {
+        return None;
+    }
+    PropertyEvent::of(target, event)
+}
+
+/// Keeps an event's savepoint, or rolls it back when the event broke a database rule (it is given up alone).
+async fn finish_savepoint<T>(
+    savepoint: crmsync_db::Transaction<'_>,
+    outcome: &Result<T, DbError>,
+) -> Result<(), DbError> {
+    if matches!(outcome, Err(error) if error.is_data_error()) {
+        savepoint.rollback().await
+    } else {
+        savepoint.commit().await
     }
 }
 

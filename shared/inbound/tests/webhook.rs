@@ -2,8 +2,10 @@
 //! the webhook router served over real HTTP on port 0 (the simulator delivers its signed webhooks there).
 
 use std::ops::Deref;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crmsync_domain::policy::{FieldPolicies, PolicyFormat};
 use crmsync_hubspot::signature::{sign_v1, sign_v3};
 use crmsync_hubspot_sim::{FaultConfig, WebhookTarget};
 use crmsync_inbound::{Applier, apply_pending_inbox};
@@ -34,10 +36,12 @@ impl Deref for WebhookApp {
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Options {
     app_id: bool,
     accept_v1: bool,
+    /// Field policies other than the defaults (an override file's content, TOML).
+    policy_override: Option<&'static str>,
 }
 
 impl Default for Options {
@@ -45,6 +49,7 @@ impl Default for Options {
         Self {
             app_id: true,
             accept_v1: false,
+            policy_override: None,
         }
     }
 }
@@ -56,11 +61,16 @@ impl WebhookApp {
 
     async fn spawn_with(options: Options) -> Self {
         let app = TestApp::with_hubspot().await;
+        let policies = Arc::new(match options.policy_override {
+            Some(text) => FieldPolicies::from_text("override.toml", text, PolicyFormat::Toml).expect("policy file"),
+            None => FieldPolicies::defaults(),
+        });
         let sync = app.outbound_sync(
             app.hubspot(),
             None,
             SyncSettings {
                 worker: "test".into(),
+                field_policies: policies.clone(),
                 ..SyncSettings::default()
             },
         );
@@ -74,7 +84,10 @@ impl WebhookApp {
             vars.push(("HUBSPOT_APP_ID", APP_ID));
         }
         let config = webhook_config(&vars);
-        let applier = app.applier(config.app_id.clone()).with_retry_policy(inbox_retries(3));
+        let applier = app
+            .applier(config.app_id.clone())
+            .with_retry_policy(inbox_retries(3))
+            .with_field_policies(policies);
         let state = app.webhook_state(&config, applier.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}/webhooks/hubspot", listener.local_addr().unwrap());
@@ -623,7 +636,7 @@ async fn local_owned_fields_changed_in_hubspot_are_ignored_and_reasserted_by_the
     assert_eq!(app.deal(deal).await.deal_value, local_amount, "local keeps its amount");
     assert_eq!(app.company(company).await.name, local_name);
     assert_eq!(
-        app.count("crmsync.sync_conflicts WHERE winner = 'local' AND rule = 'local_owned'")
+        app.count("crmsync.sync_conflicts WHERE winner = 'local' AND rule = 'local'")
             .await,
         2
     );
@@ -646,7 +659,7 @@ async fn local_owned_fields_changed_in_hubspot_are_ignored_and_reasserted_by_the
 }
 
 #[tokio::test]
-async fn a_newer_local_edit_beats_an_older_hubspot_change_and_the_conflict_is_recorded() {
+async fn a_newer_local_edit_beats_an_older_hubspot_change_of_a_two_way_field_but_not_of_a_hubspot_one() {
     let app = WebhookApp::spawn().await;
     app.ingest_generated(1, 1).await;
     app.drain().await;
@@ -676,19 +689,31 @@ async fn a_newer_local_edit_beats_an_older_hubspot_change_and_the_conflict_is_re
         ),
     ]))
     .await;
+    // hs_priority and website are two_way: the newer local edit stays. description is HubSpot's (a sales field):
+    // its value is taken even over the newer local edit, and the dropped local value is recorded.
     let local = app.deal(deal).await;
     assert_eq!(
         (local.priority.as_str(), local.description.as_deref()),
-        ("low", Some("local notes"))
+        ("low", Some("hubspot notes"))
     );
     assert_eq!(
         app.company(company).await.website.as_deref(),
         Some("https://local.example")
     );
     assert_eq!(
-        app.count("crmsync.sync_conflicts WHERE winner = 'local' AND local_changed_at IS NOT NULL")
-            .await,
-        3
+        app.count(
+            "crmsync.sync_conflicts WHERE winner = 'local' AND rule = 'two_way' AND local_changed_at IS NOT NULL"
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        app.count(
+            "crmsync.sync_conflicts WHERE winner = 'hubspot' AND rule = 'hubspot' AND property = 'description' \
+             AND local_value = 'local notes' AND hubspot_value = 'hubspot notes'"
+        )
+        .await,
+        1
     );
     // A HubSpot change newer than the local edit wins, and overriding the unsynced local value is recorded.
     app.deliver(&json!([property_change(
@@ -1251,6 +1276,134 @@ async fn a_write_back_that_failed_is_retried_and_the_retry_creates_nothing_twice
         app.count("crmsync.webhook_inbox WHERE status IN ('applied', 'skipped')")
             .await,
         1
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Field policies and origin
+
+#[tokio::test]
+async fn a_deal_created_in_hubspot_keeps_its_salespeoples_amount_name_and_close_date() {
+    let app = WebhookApp::spawn().await;
+    let map = app.pipeline_map().await;
+    let deal_hs = app.sim_create_deal(&map.pipeline_id, &map.stage_ids["qualified"]).await;
+    app.deliver(&json!([user_event("deal.creation", &deal_hs, now_ms(), json!({}))]))
+        .await;
+    let deal = app.deal_by_hubspot_id(&deal_hs).await.expect("created locally");
+    assert_eq!(
+        app.count(&format!(
+            "crmsync.record_origins WHERE entity_id = '{}' AND origin = 'hubspot'",
+            deal.id
+        ))
+        .await,
+        1
+    );
+    // A salesperson edits the fields a match-created deal's pipeline owns.
+    let edits = [
+        ("amount", "125000"),
+        ("dealname", "Renamed by sales"),
+        ("closedate", "2027-01-15"),
+    ];
+    let properties: serde_json::Map<String, Value> = edits.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    app.sim_act(
+        "edit",
+        json!({"objectType": "deals", "id": deal_hs, "properties": properties}),
+    )
+    .await;
+    let later = now_ms() + 1_000;
+    let events: Vec<Value> = edits
+        .iter()
+        .map(|(property, value)| property_change("deal.propertyChange", &deal_hs, later, property, value))
+        .collect();
+    app.deliver(&Value::Array(events)).await;
+    let local = app.deal(deal.id).await;
+    assert_eq!(
+        (
+            local.deal_value.as_deref(),
+            local.deal_name.as_str(),
+            local.expected_close_date.as_deref()
+        ),
+        (Some("125000.00"), "Renamed by sales", Some("2027-01-15"))
+    );
+    assert_eq!(app.count("crmsync.sync_conflicts").await, 0, "nothing was dropped");
+    // Never reverted: the next sync has nothing to send, and HubSpot keeps the salesperson's values.
+    let writes_before = app.write_requests().await;
+    app.drain().await;
+    assert_eq!(app.write_requests().await, writes_before);
+    let in_hubspot = app.sim_deal(&deal_hs).await;
+    assert_eq!(in_hubspot.prop("dealname"), Some("Renamed by sales"));
+    assert_eq!(in_hubspot.prop("amount"), Some("125000"));
+}
+
+#[tokio::test]
+async fn an_override_file_changes_which_side_wins() {
+    let app = WebhookApp::spawn_with(Options {
+        policy_override: Some("[deal]\namount = \"two_way\"\ndescription = \"ignore\"\n"),
+        ..Options::default()
+    })
+    .await;
+    app.ingest_generated(1, 1).await;
+    app.drain().await;
+    let (deal, deal_hs) = app.synced_deal().await;
+    let description_before = app.deal(deal).await.description;
+    app.sim_act(
+        "edit",
+        json!({"objectType": "deals", "id": deal_hs, "properties": {"amount": "777"}}),
+    )
+    .await;
+    let later = now_ms() + 1_000;
+    app.deliver(&json!([
+        property_change("deal.propertyChange", &deal_hs, later, "amount", "777"),
+        property_change("deal.propertyChange", &deal_hs, later, "description", "ignored notes"),
+    ]))
+    .await;
+    let local = app.deal(deal).await;
+    assert_eq!(
+        local.deal_value.as_deref(),
+        Some("777.00"),
+        "two_way by the override: applied, not reverted"
+    );
+    assert_eq!(local.description, description_before, "ignored by the override");
+    assert_eq!(app.count("crmsync.sync_conflicts").await, 0);
+    assert_eq!(
+        app.inbox_outcomes().await,
+        vec![
+            ("applied".to_owned(), Some("applied".to_owned()), 1),
+            ("skipped".to_owned(), Some("ignored".to_owned()), 1),
+        ]
+    );
+    let writes_before = app.write_requests().await;
+    app.drain().await;
+    assert_eq!(app.write_requests().await, writes_before, "the amount is not sent back");
+}
+
+#[tokio::test]
+async fn a_local_edit_of_a_two_way_field_reaches_hubspot_and_an_older_hubspot_change_does_not_undo_it() {
+    let app = WebhookApp::spawn().await;
+    app.ingest_generated(1, 1).await;
+    app.drain().await;
+    let (deal, deal_hs) = app.synced_deal().await;
+    let before_edit = now_ms() - 5_000;
+    app.execute(&format!("UPDATE deals SET priority = 'low' WHERE id = '{deal}'"))
+        .await;
+    app.execute(&format!(
+        "INSERT INTO sync_queue (entity_type, entity_id, operation) VALUES ('deal', '{deal}', 'update')"
+    ))
+    .await;
+    app.deliver(&json!([property_change(
+        "deal.propertyChange",
+        &deal_hs,
+        before_edit,
+        "hs_priority",
+        "high"
+    )]))
+    .await;
+    app.drain().await;
+    assert_eq!(app.deal(deal).await.priority, "low");
+    assert_eq!(
+        app.sim_deal(&deal_hs).await.prop("hs_priority"),
+        Some("low"),
+        "the newer local edit is sent"
     );
 }
 

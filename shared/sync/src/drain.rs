@@ -343,10 +343,12 @@ pub async fn from_config(
             max_attempts: config.sync.max_attempts,
             ..RetryPolicy::default()
         },
+        field_policies: config.field_policies.clone(),
         ..SyncSettings::default()
     };
     let mut applier = crmsync_inbound::Applier::new(pool.clone(), hubspot.clone(), config.webhook.app_id.clone())
-        .with_retry_policy(settings.retry);
+        .with_retry_policy(settings.retry)
+        .with_field_policies(config.field_policies.clone());
     if let Some(queue) = &retry_queue {
         applier = applier.with_retry_queue(std::sync::Arc::new(queue.clone()));
     }

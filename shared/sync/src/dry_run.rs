@@ -60,7 +60,8 @@ impl<Q: RetryQueue> OutboundSync<Q> {
         let hashes = self.store.property_hashes(R::ENTITY, &ids).await?;
         for record in records {
             let last = hashes.get(&record.id()).cloned().unwrap_or_default();
-            let changed = changed_properties(&properties(record), &last);
+            let current = self.sendable(R::ENTITY, properties(record), record.hubspot_id().is_none(), &last);
+            let changed = changed_properties(&current, &last);
             count(
                 report,
                 R::ENTITY,

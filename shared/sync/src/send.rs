@@ -14,6 +14,7 @@ use crmsync_domain::sync::{
     COMPANY_ASSOCIATION, CompanyRecord, ContactRecord, DealRecord, EntityType, Properties, SyncItem,
     changed_properties, company_properties, contact_properties, deal_properties, value_hash,
 };
+use crmsync_domain::webhook::ObjectKind;
 use crmsync_hubspot::associations::{AssociationInput, AssociationSpec, type_ids};
 use crmsync_hubspot::setup::LOCAL_ID_PROPERTY;
 use crmsync_hubspot::{ErrorClass, HubSpotError, ObjectType, PermanentKind, UpdateInput, UpsertInput};
@@ -310,6 +311,7 @@ impl<Q: RetryQueue> OutboundSync<Q> {
                 }
             };
             let last = hashes.get(&record.id()).cloned().unwrap_or_default();
+            let current = self.sendable(R::ENTITY, current, record.hubspot_id().is_none(), &last);
             let changed = changed_properties(&current, &last);
             let association = company
                 .filter(|id| record.hubspot_id().is_none() || last.get(COMPANY_ASSOCIATION) != Some(&value_hash(id)));
@@ -325,6 +327,30 @@ impl<Q: RetryQueue> OutboundSync<Q> {
             }
         }
         Ok(changes)
+    }
+
+    /// The properties the field policies let the sync send: one HubSpot owns goes only with the record's creation,
+    /// an ignored one never, and so on ([`crmsync_domain::policy::FieldPolicies::sends`]).
+    pub(crate) fn sendable(
+        &self,
+        entity: EntityType,
+        properties: Properties,
+        creating: bool,
+        last_written: &HashMap<String, String>,
+    ) -> Properties {
+        let Some(kind) = ObjectKind::parse_object_type(entity.as_str()) else {
+            return properties;
+        };
+        let blank_hash = value_hash("");
+        properties
+            .into_iter()
+            .filter(|(name, value)| {
+                let hubspot_holds_blank = last_written.get(name).is_none_or(|hash| *hash == blank_hash);
+                self.settings
+                    .field_policies
+                    .sends(kind, name, value, creating, hubspot_holds_blank)
+            })
+            .collect()
     }
 
     /// Batch-upserts the changes and tallies the answers: what HubSpot accepted, to be recorded; the rest fail.

@@ -1,8 +1,10 @@
 //! The drain's tunables and what a drain reports.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crmsync_domain::policy::FieldPolicies;
 use crmsync_domain::sync::RetryPolicy;
 use serde::Serialize;
 use uuid::Uuid;
@@ -21,6 +23,8 @@ pub struct SyncSettings {
     /// This process's name. Each claim writes `<worker>/<claim id>` to `sync_queue.locked_by`, and write-backs
     /// check it, so a run whose lease expired cannot overwrite the result of the run that took its rows over.
     pub worker: String,
+    /// Which side wins each property: a property HubSpot owns is sent only when the record is created there.
+    pub field_policies: Arc<FieldPolicies>,
 }
 
 /// A name unique to this process: pids repeat across Lambda containers (often pid 1 or a small number).
@@ -37,6 +41,7 @@ impl Default for SyncSettings {
             lease: Duration::from_secs(300),
             retry: RetryPolicy::default(),
             worker: process_worker_name(),
+            field_policies: Arc::new(FieldPolicies::defaults()),
         }
     }
 }

@@ -278,6 +278,7 @@ pub fn quick_retries() -> SyncSettings {
             max_delay: Duration::from_millis(200),
         },
         worker: "test".into(),
+        ..SyncSettings::default()
     }
 }
 

@@ -6,6 +6,7 @@
 mod api;
 mod webhook;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use api::ApiConfig;
@@ -14,6 +15,7 @@ pub use webhook::{DEFAULT_APPLY_DEADLINE, WebhookConfig};
 
 use crmsync_db::migrate::MIGRATION_TIMEOUTS;
 use crmsync_db::{DatabaseSettings, Pooler, Timeouts};
+use crmsync_domain::policy::{FieldPolicies, PolicyFormat};
 
 use crate::AppError;
 
@@ -57,6 +59,9 @@ pub struct Config {
     pub webhook: WebhookConfig,
     /// The dashboard API's section.
     pub api: ApiConfig,
+    /// `CRMSYNC_FIELD_POLICY`: a TOML or JSON file overriding the default field policies (which side wins each
+    /// property), validated here; without it, the defaults.
+    pub field_policies: Arc<FieldPolicies>,
 }
 
 /// Each `DATABASE_*_TIMEOUT_MS` that is set; the rest come from the entry point's defaults.
@@ -183,6 +188,7 @@ impl Config {
             },
             webhook,
             api,
+            field_policies: Arc::new(field_policies(text("CRMSYNC_FIELD_POLICY"))?),
         };
         config.database(Timeouts::BACKGROUND)?;
         if config.database_migration_url.is_some() {
@@ -190,6 +196,28 @@ impl Config {
         }
         Ok(config)
     }
+}
+
+/// The field policies `CRMSYNC_FIELD_POLICY` names (the defaults without it), for commands that need nothing else.
+pub fn field_policies_from_env() -> Result<FieldPolicies, AppError> {
+    field_policies(
+        std::env::var("CRMSYNC_FIELD_POLICY")
+            .ok()
+            .filter(|p| !p.trim().is_empty()),
+    )
+}
+
+/// The field policies: the defaults, overridden by the file at `path` when one is given.
+fn field_policies(path: Option<String>) -> Result<FieldPolicies, AppError> {
+    let Some(path) = path else {
+        return Ok(FieldPolicies::defaults());
+    };
+    let invalid = |reason: String| AppError::Config {
+        variable: "CRMSYNC_FIELD_POLICY",
+        reason,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| invalid(format!("cannot read {path}: {e}")))?;
+    FieldPolicies::from_text(&path, &text, PolicyFormat::of_path(&path)).map_err(|e| invalid(e.to_string()))
 }
 
 impl Config {
@@ -288,6 +316,43 @@ mod tests {
     fn a_missing_database_url_is_named() {
         let error = config(&[]).unwrap_err();
         assert!(error.to_string().contains("DATABASE_URL is not set"), "{error}");
+    }
+
+    #[test]
+    fn a_field_policy_file_overrides_the_defaults_and_its_errors_name_the_variable_and_property() {
+        let dir = std::env::temp_dir().join(format!("crmsync-policy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("policy.toml");
+        std::fs::write(&good, "[deal]\namount = \"two_way\"\n").unwrap();
+        let loaded = config(&[
+            ("DATABASE_URL", "postgres://x/y"),
+            ("CRMSYNC_FIELD_POLICY", good.to_str().unwrap()),
+        ])
+        .unwrap();
+        let amount = loaded
+            .field_policies
+            .policy(crmsync_domain::webhook::ObjectKind::Deal, "amount");
+        assert_eq!(amount, Some(crmsync_domain::policy::FieldPolicy::TwoWay));
+        let bad = dir.join("policy.json");
+        std::fs::write(&bad, r#"{"deal": {"amout": "local"}}"#).unwrap();
+        let error = config(&[
+            ("DATABASE_URL", "postgres://x/y"),
+            ("CRMSYNC_FIELD_POLICY", bad.to_str().unwrap()),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("CRMSYNC_FIELD_POLICY") && error.contains("deal.amout"),
+            "{error}"
+        );
+        let missing = config(&[
+            ("DATABASE_URL", "postgres://x/y"),
+            ("CRMSYNC_FIELD_POLICY", "/nonexistent/policy.toml"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(missing.contains("cannot read /nonexistent/policy.toml"), "{missing}");
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -108,10 +108,12 @@ pub async fn from_config(
 ) -> Result<WebhookState, AppError> {
     let webhook = &config.webhook;
     let hubspot = crmsync_hubspot::HubSpotClient::new(webhook_hubspot_config(config.hubspot()?, webhook))?;
-    let mut applier = Applier::new(pool, hubspot, webhook.app_id.clone()).with_retry_policy(RetryPolicy {
-        max_attempts: config.sync.max_attempts,
-        ..RetryPolicy::default()
-    });
+    let mut applier = Applier::new(pool, hubspot, webhook.app_id.clone())
+        .with_retry_policy(RetryPolicy {
+            max_attempts: config.sync.max_attempts,
+            ..RetryPolicy::default()
+        })
+        .with_field_policies(config.field_policies.clone());
     if let Some(queue) = config.retry_queue().await {
         applier = applier.with_retry_queue(Arc::new(queue));
     }
