@@ -29,6 +29,37 @@ ALTER TABLE crmsync.sync_conflicts ADD CONSTRAINT sync_conflicts_rule_check CHEC
   'local', 'hubspot', 'two_way', 'prefer_local_unless_blank', 'prefer_hubspot_unless_blank'));
 CREATE INDEX sync_conflicts_created_at_idx ON crmsync.sync_conflicts (created_at DESC);
 
+-- The applier writes HubSpot's change times itself, right after the columns: while it sets
+-- crmsync.applying_hubspot for its transaction, the trigger below skips recording a local change it would overwrite.
+CREATE OR REPLACE FUNCTION crmsync.record_field_changes() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  old_row jsonb;
+  new_row jsonb;
+  i integer;
+BEGIN
+  IF current_setting('crmsync.applying_hubspot', true) = 'on' THEN
+    RETURN NULL;
+  END IF;
+  old_row := to_jsonb(OLD);
+  new_row := to_jsonb(NEW);
+  FOR i IN 1 .. TG_NARGS - 1 LOOP
+    IF old_row -> TG_ARGV[i] IS DISTINCT FROM new_row -> TG_ARGV[i] THEN
+      INSERT INTO crmsync.field_changes (entity_type, entity_id, field, changed_at, source)
+      VALUES (TG_ARGV[0], NEW.id, TG_ARGV[i], now(), 'local')
+      ON CONFLICT (entity_type, entity_id, field)
+      DO UPDATE SET changed_at = EXCLUDED.changed_at, source = 'local';
+    END IF;
+  END LOOP;
+  RETURN NULL;
+END;
+$$;
+
+-- The applier takes open inbox rows in occurredAt order: this index hands them over in that order, so a backlog
+-- is not sorted again for every pass.
+CREATE INDEX webhook_inbox_open_order_idx ON crmsync.webhook_inbox (occurred_at, event_id)
+  WHERE status IN ('pending', 'retry');
+
 -- Every mapped column's local change time is tracked now: a `two_way` field (any field of a record created in
 -- HubSpot, or one an override makes two_way) is judged by it. The WHEN clauses still fire only on a real change.
 DROP TRIGGER deals_record_field_changes ON public.deals;

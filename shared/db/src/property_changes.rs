@@ -253,10 +253,23 @@ impl ChangeSet {
     /// Writes everything, columns first: their triggers record a local change time (`now()`), which the HubSpot
     /// change times written after them replace.
     pub async fn write(&self, client: &impl Db) -> Result<(), DbError> {
+        let writes_columns = !self.columns.is_empty() || !self.stages.is_empty();
+        if writes_columns {
+            // The field-change triggers would record `now()` as a local change of each column, only to be replaced
+            // by HubSpot's time below: they skip while this is on (for this transaction only).
+            client
+                .batch_execute("SET LOCAL crmsync.applying_hubspot = 'on'")
+                .await?;
+        }
         for ((kind, column), values) in &self.columns {
             set_column(client, *kind, column, values).await?;
         }
         self.write_stages(client).await?;
+        if writes_columns {
+            client
+                .batch_execute("SET LOCAL crmsync.applying_hubspot = 'off'")
+                .await?;
+        }
         if !self.contact_names.is_empty() {
             let ids: Vec<Uuid> = self.contact_names.iter().copied().collect();
             let statement: &str = "UPDATE public.contacts SET full_name = coalesce(

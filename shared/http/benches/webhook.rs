@@ -9,7 +9,7 @@
 //! - the Lambda's mode (apply before answering), 1 in flight: what one Lambda instance sees.
 //! - the Lambda's mode, 10 in flight into one process: passes queue behind each other.
 //!
-//! Events: property changes of HubSpot-owned, newer-wins and local-owned deal fields, stage changes (which log
+//! Events: property changes of deal fields under the `hubspot`, `two_way` and `local` policies, stage changes (which log
 //! an activity), and 10% echoes of our own writes. Prints a markdown table for BENCHMARKS.md.
 //!
 //! `cargo test --all-targets` runs this binary without `--bench`: it then does a small smoke run.
@@ -192,15 +192,15 @@ async fn run(
     // Until the inbox has nothing open: every event applied or skipped.
     let client = db.pool().get().await.expect("client");
     loop {
-        let open: i64 = client
+        let open: bool = client
             .query_one(
-                "SELECT count(*) FROM crmsync.webhook_inbox WHERE status IN ('pending', 'retry')",
+                "SELECT EXISTS (SELECT 1 FROM crmsync.webhook_inbox WHERE status IN ('pending', 'retry'))",
                 &[],
             )
             .await
-            .expect("count")
+            .expect("open events")
             .get(0);
-        if open == 0 {
+        if !open {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;

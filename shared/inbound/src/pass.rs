@@ -63,11 +63,13 @@ impl Applier {
             .collect();
         let mut rest = targets.as_slice();
         while !rest.is_empty() {
-            // A run of property changes goes in one piece (one event at a time when careful); any other event alone.
-            let run: Vec<PropertyEvent> = rest
+            // A run of property changes goes in one piece (one event at a time when careful), with the events
+            // settled without reading anything (echoes of our writes, unknown types) in their places; any other
+            // event alone.
+            let run: Vec<Step> = rest
                 .iter()
                 .take(if careful { 1 } else { rest.len() })
-                .map_while(|(target, event)| batchable(*target, event, context))
+                .map_while(|(target, event)| step(*target, event, context))
                 .collect();
             let taken = run.len().max(1);
             let (now, later) = rest.split_at(taken);
@@ -91,11 +93,11 @@ impl Applier {
                 outcome.map(|outcome| vec![outcome])
             } else if careful {
                 let savepoint = transaction.savepoint("event").await?;
-                let outcomes = property_changes(&savepoint, &run, context).await;
+                let outcomes = apply_run(&savepoint, run, context).await;
                 finish_savepoint(savepoint, &outcomes).await?;
                 outcomes
             } else {
-                property_changes(&transaction, &run, context).await
+                apply_run(&transaction, run, context).await
             };
             match outcomes {
                 Ok(outcomes) => {
@@ -176,12 +178,38 @@ impl Applier {
     }
 }
 
-/// The event as part of a run of property changes, unless it is another kind or settled without reading anything.
-fn batchable<'e>(target: EventTarget, event: &'e WebhookEvent, context: &PassContext<'_>) -> Option<PropertyEvent<'e>> {
-    if settled_before_reading(event, context).is_some() {
-        return None;
+/// An event of a run: settled already, or a property change to apply with the run.
+enum Step<'e> {
+    Settled(Outcome),
+    Property(PropertyEvent<'e>),
+}
+
+/// The event as part of a run; `None` for an event applied on its own (creations, deletions, merges, ...).
+fn step<'e>(target: EventTarget, event: &'e WebhookEvent, context: &PassContext<'_>) -> Option<Step<'e>> {
+    match settled_before_reading(event, context) {
+        Some(outcome) => Some(Step::Settled(outcome)),
+        None => PropertyEvent::of(target, event).map(Step::Property),
     }
-    PropertyEvent::of(target, event)
+}
+
+/// Applies a run's property changes together; returns every step's outcome in the run's order.
+async fn apply_run(client: &impl Db, run: Vec<Step<'_>>, context: &PassContext<'_>) -> Result<Vec<Outcome>, DbError> {
+    let changes: Vec<PropertyEvent> = run
+        .iter()
+        .filter_map(|step| match step {
+            Step::Property(change) => Some(*change),
+            Step::Settled(_) => None,
+        })
+        .collect();
+    let mut applied = property_changes(client, &changes, context).await?.into_iter();
+    Ok(run
+        .into_iter()
+        .map(|step| match step {
+            Step::Settled(outcome) => Some(outcome),
+            Step::Property(_) => applied.next(),
+        })
+        .map(|outcome| outcome.unwrap_or(Outcome::Leave))
+        .collect())
 }
 
 /// Keeps an event's savepoint, or rolls it back when the event broke a database rule (it is given up alone).

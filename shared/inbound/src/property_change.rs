@@ -75,14 +75,16 @@ pub(crate) async fn property_changes(
     context: &PassContext<'_>,
 ) -> Result<Vec<Outcome>, DbError> {
     let mut state = read_state(client, events).await?;
-    let probes: Vec<EchoProbe> = events.iter().map(echo_probe).collect();
     let hashes: Vec<String> = events.iter().map(|e| value_hash(e.value)).collect();
-    let probes: Vec<EchoProbe> = probes
-        .into_iter()
+    let probes: Vec<EchoProbe> = events
+        .iter()
         .zip(&hashes)
-        .map(|(probe, hash)| EchoProbe {
+        .map(|(event, hash)| EchoProbe {
+            kind: event.kind,
+            hubspot_id: event.hubspot_id,
+            property: event.property,
             value_hash: hash,
-            ..probe
+            at: event.occurred(),
         })
         .collect();
     let echoes = batch::echoes(client, &probes, ECHO_WINDOW_MS).await?;
@@ -102,16 +104,6 @@ pub(crate) async fn property_changes(
         writes.write(client).await?;
     }
     Ok(outcomes)
-}
-
-fn echo_probe<'e>(event: &PropertyEvent<'e>) -> EchoProbe<'e> {
-    EchoProbe {
-        kind: event.kind,
-        hubspot_id: event.hubspot_id,
-        property: event.property,
-        value_hash: "",
-        at: event.occurred(),
-    }
 }
 
 /// Locks and reads the run's records, then their change times and hashes.

@@ -207,7 +207,7 @@ pub fn field_policies_from_env() -> Result<FieldPolicies, AppError> {
     )
 }
 
-/// The field policies: the defaults, overridden by the file at `path` when one is given.
+/// The field policies: the defaults, overridden by the file at `path` (or the JSON `path` holds) when one is given.
 fn field_policies(path: Option<String>) -> Result<FieldPolicies, AppError> {
     let Some(path) = path else {
         return Ok(FieldPolicies::defaults());
@@ -216,6 +216,10 @@ fn field_policies(path: Option<String>) -> Result<FieldPolicies, AppError> {
         variable: "CRMSYNC_FIELD_POLICY",
         reason,
     };
+    if path.trim_start().starts_with('{') {
+        // The JSON itself (a Lambda has no file of its own to point at: the template passes it inline).
+        return FieldPolicies::from_text("inline JSON", &path, PolicyFormat::Json).map_err(|e| invalid(e.to_string()));
+    }
     let text = std::fs::read_to_string(&path).map_err(|e| invalid(format!("cannot read {path}: {e}")))?;
     FieldPolicies::from_text(&path, &text, PolicyFormat::of_path(&path)).map_err(|e| invalid(e.to_string()))
 }
@@ -352,6 +356,15 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(missing.contains("cannot read /nonexistent/policy.toml"), "{missing}");
+        let inline = config(&[
+            ("DATABASE_URL", "postgres://x/y"),
+            ("CRMSYNC_FIELD_POLICY", r#"{"company": {"website": "hubspot"}}"#),
+        ])
+        .unwrap();
+        let website = inline
+            .field_policies
+            .policy(crmsync_domain::webhook::ObjectKind::Company, "website");
+        assert_eq!(website, Some(crmsync_domain::policy::FieldPolicy::HubSpot));
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -13,7 +13,7 @@ use crmsync_app::WebhookConfig;
 use crmsync_db::inbox::PgInboxStore;
 use crmsync_domain::sync::RetryPolicy;
 use crmsync_hubspot::signature::Verifier;
-use crmsync_inbound::{Applier, DEFAULT_PASS_LIMIT, apply_pending_inbox};
+use crmsync_inbound::{Applier, apply_pending_inbox};
 pub use receive::{MAX_WEBHOOK_BODY_BYTES, PublicUri, WEBHOOK_PATH, public_uri, router};
 use tokio::sync::Notify;
 
@@ -30,6 +30,10 @@ pub enum ApplyMode {
     /// for `crmsync serve`, where the answer then costs only the insert.
     Background,
 }
+
+/// Events per pass of the background applier: a pass costs a few statements per kind of read and write whatever
+/// its size, so a backlog drains in large passes (the Lambda applies each delivery, 100 events at most, on its own).
+const BACKGROUND_PASS_LIMIT: i64 = 2_000;
 
 /// How often the background applier looks for postponed events that became due.
 pub const BACKGROUND_TICK: Duration = Duration::from_secs(30);
@@ -144,7 +148,7 @@ async fn background_applier(inner: std::sync::Weak<Inner>, wake: Arc<Notify>) {
         }
         let Some(inner) = inner.upgrade() else { return };
         loop {
-            match apply_pending_inbox(&inner.applier, DEFAULT_PASS_LIMIT).await {
+            match apply_pending_inbox(&inner.applier, BACKGROUND_PASS_LIMIT).await {
                 Ok(report) if report.applied + report.skipped + report.waiting + report.dead == 0 => break,
                 Ok(report) => tracing::debug!(?report, "webhook events applied"),
                 Err(error) => {
