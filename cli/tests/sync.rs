@@ -246,7 +246,11 @@ async fn dlq_redrive_requeues_dead_items_at_its_rate_and_a_sync_then_delivers_th
             .await,
         3
     );
-    assert_eq!(app.count("deals WHERE hubspot_sync_status = 'pending'").await, 3, "redriven with their items");
+    assert_eq!(
+        app.count("deals WHERE hubspot_sync_status = 'pending'").await,
+        3,
+        "redriven with their items"
+    );
     let (output, report) = run(&app, &["sync"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(report["deals_created"], 3);

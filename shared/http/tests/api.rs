@@ -1348,9 +1348,19 @@ async fn a_failed_activity_shows_its_error_and_a_record_deleted_in_hubspot_is_ne
     );
 }
 
-/// Records conflicts as the webhook applier does, oldest first: (entity_type, entity_id, property, local value,
-/// HubSpot value, winner, rule).
-async fn record_conflicts(app: &ApiApp, conflicts: &[(&str, &str, &str, Option<&str>, Option<&str>, &str, &str)]) {
+/// A conflict to record: (entity_type, entity_id, property, local value, HubSpot value, winner, rule).
+type ConflictRow<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    &'a str,
+    &'a str,
+);
+
+/// Records conflicts as the webhook applier does, oldest first.
+async fn record_conflicts(app: &ApiApp, conflicts: &[ConflictRow<'_>]) {
     for (entity_type, id, property, local, hubspot, winner, rule) in conflicts {
         let client = app.pool().get().await.unwrap();
         client
