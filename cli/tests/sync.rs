@@ -225,8 +225,12 @@ async fn kill_9_mid_batch_then_a_rerun_loses_nothing_and_duplicates_nothing() {
 async fn dlq_redrive_requeues_dead_items_at_its_rate_and_a_sync_then_delivers_them() {
     let app = setup(3).await;
     run(&app, &["hubspot-setup"]);
-    app.execute("UPDATE sync_queue SET status = 'dead', attempts = 8, last_error = 'permanent: refused' WHERE entity_type = 'deal'")
-        .await;
+    // Their items died (the deals failed with them, as the sync's failure recording leaves them).
+    app.execute(
+        "UPDATE sync_queue SET status = 'dead', attempts = 8, last_error = 'permanent: refused' WHERE entity_type = 'deal';
+         UPDATE deals SET hubspot_sync_status = 'failed';",
+    )
+    .await;
     let (_, listed) = run(&app, &["dlq", "list"]);
     assert_eq!(listed["dead"].as_array().unwrap().len(), 3);
     let started = Instant::now();
@@ -242,9 +246,15 @@ async fn dlq_redrive_requeues_dead_items_at_its_rate_and_a_sync_then_delivers_th
             .await,
         3
     );
+    assert_eq!(
+        app.count("deals WHERE hubspot_sync_status = 'pending'").await,
+        3,
+        "redriven with their items"
+    );
     let (output, report) = run(&app, &["sync"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(report["deals_created"], 3);
+    assert_eq!(app.count("deals WHERE hubspot_sync_status = 'synced'").await, 3);
     let (_, listed) = run(&app, &["dlq", "list"]);
     assert_eq!(listed["dead"], json!([]));
 }

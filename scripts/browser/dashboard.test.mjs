@@ -1,6 +1,6 @@
 // The dashboard in headless Chromium, against a running server with scripts/e2e/seed.sql loaded: enter the token,
-// see the seeded data, move a deal's stage, log activities on a deal and on a contact, add a contact, and save a
-// screenshot and check that it shows the page.
+// see the seeded data (with a failed deal and two sync conflicts), move a deal's stage, log activities on a deal and
+// on a contact, add a contact, and save a screenshot and check that it shows the page.
 //
 //   DASHBOARD_URL=http://127.0.0.1:8090 API_TOKEN=... SCREENSHOT=out.png node --test dashboard.test.mjs
 //
@@ -22,6 +22,7 @@ const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const CLOUD_DEAL = "20000000-0000-4000-8000-000000000001";
 const BEACON = "10000000-0000-4000-8000-000000000002";
 const MARCUS = "30000000-0000-4000-8000-000000000002";
+const FAILED_DEAL = "20000000-0000-4000-8000-000000000005";
 const VIEWPORT = { width: 1400, height: 1000 };
 
 let browser;
@@ -88,9 +89,34 @@ test("with the token, the seeded pipeline, companies, activities and sync health
   assert.equal(await page.locator("[data-testid=sync-pending] strong").textContent(), "1");
   assert.equal(await page.locator("[data-testid=sync-failed] strong").textContent(), "1");
   assert.match(await page.locator("[data-testid=sync-last-run]").textContent(), /succeeded/);
+  assert.equal(await page.locator("[data-testid=sync-dead] strong").textContent(), "1");
 
   assert.equal(await page.locator("#deals tr[data-deal-id]").count(), 9);
   assert.equal(await page.evaluate(() => sessionStorage.getItem("crmsync.token")) !== null, true);
+});
+
+test("the sync health lists the failed deal with its error, and the conflicts show both sides", async () => {
+  const failed = page.locator("[data-testid=failed-record]");
+  assert.equal(await failed.count(), 1);
+  assert.equal(await failed.getAttribute("data-entity-id"), FAILED_DEAL);
+  assert.match(await failed.textContent(), /Fleet telematics - Cobalt Logistics/);
+  assert.match(await failed.locator("[data-testid=failed-record-error]").textContent(),
+    /^permanent: HubSpot refused the input/);
+
+  // Newest first: the phone HubSpot won, then the deal name the local side kept.
+  const rows = page.locator("#sync-conflicts tr[data-conflict-id]");
+  assert.equal(await rows.count(), 2);
+  const cells = (row) => row.locator("td").allTextContents();
+  const [phone, name] = [await cells(rows.nth(0)), await cells(rows.nth(1))];
+  assert.match(phone[1], /^Beacon Cyber LLC company/);
+  assert.deepEqual([phone[2], phone[5], phone[6]], ["phone", "newer wins", "hubspot"]);
+  assert.match(phone[3], /^\+1 410 555 0100changed /, "the local value and when it changed");
+  assert.match(phone[4], /^\+1 410 555 0199changed /);
+  assert.equal(await rows.nth(0).locator("td.won .value").textContent(), "+1 410 555 0199");
+  assert.match(name[1], /^Cloud migration for VA - Atlas Federal Services deal/);
+  assert.deepEqual([name[2], name[5], name[6]], ["dealname", "local owned", "local"]);
+  assert.match(name[3], /change time unknown$/);
+  assert.equal(await rows.nth(1).locator("td.lost .value").textContent(), "VA cloud move");
 });
 
 test("the stage filter narrows the deals table", async () => {

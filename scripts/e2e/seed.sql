@@ -28,5 +28,20 @@ INSERT INTO sync_queue (entity_type, entity_id, operation, status) VALUES
   ('deal', '20000000-0000-4000-8000-000000000001', 'create', 'pending'),
   ('company', '10000000-0000-4000-8000-000000000003', 'update', 'failed');
 
+-- A deal HubSpot refused for good: its sync item is dead, so the deal is failed (as PgSyncStore::fail leaves it).
+INSERT INTO sync_queue (entity_type, entity_id, operation, status, attempts, last_error) VALUES
+  ('deal', '20000000-0000-4000-8000-000000000005', 'update', 'dead', 1,
+   'permanent: HubSpot refused the input: Property values were not valid: dealstage');
+UPDATE deals SET hubspot_sync_status = 'failed' WHERE id = '20000000-0000-4000-8000-000000000005';
+
+-- Two values the sync dropped: a HubSpot edit of a local field, reverted; a local phone a newer HubSpot edit replaced.
+INSERT INTO crmsync.sync_conflicts (entity_type, entity_id, hubspot_id, property, local_value, hubspot_value, winner,
+    rule, local_changed_at, hubspot_changed_at, created_at) VALUES
+  ('deal', '20000000-0000-4000-8000-000000000001', '5001', 'dealname',
+   'Cloud migration for VA - Atlas Federal Services', 'VA cloud move', 'local', 'local_owned', NULL,
+   now() - interval '3 hours', now() - interval '3 hours'),
+  ('company', '10000000-0000-4000-8000-000000000002', '4002', 'phone', '+1 410 555 0100', '+1 410 555 0199',
+   'hubspot', 'newer_wins', now() - interval '2 days', now() - interval '1 hour', now() - interval '1 hour');
+
 INSERT INTO crmsync.sync_runs (trigger, status, started_at, finished_at, counts) VALUES
   ('schedule', 'succeeded', now() - interval '4 minutes', now() - interval '4 minutes' + interval '3 seconds', '{"companies": 2, "deals": 5}');

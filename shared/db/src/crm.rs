@@ -141,8 +141,12 @@ pub async fn win_rate(client: &impl Db) -> Result<Vec<WinRateMonth>, DbError> {
         .collect())
 }
 
+/// How many failed records the dashboard's sync health lists.
+pub const FAILED_RECORDS_SHOWN: i64 = 10;
+
 /// Counts the queue's pending, failed and dead rows (one scan of `sync_queue_status_idx`) and reads the latest
-/// sync run, in one round trip.
+/// sync run, in one round trip; then the failed records ([`crate::sync_issues::failed_records`], the newest
+/// [`FAILED_RECORDS_SHOWN`]).
 pub async fn sync_health(client: &impl Db) -> Result<SyncHealth, DbError> {
     let statement: &str = "SELECT
                (SELECT count(*) FROM sync_queue WHERE status = 'pending'),
@@ -163,17 +167,42 @@ pub async fn sync_health(client: &impl Db) -> Result<SyncHealth, DbError> {
         finished_at: row.get(7),
         counts: row.get(8),
     });
+    let (failed_record_count, failed_records) =
+        crate::sync_issues::failed_records(client, FAILED_RECORDS_SHOWN).await?;
     Ok(SyncHealth {
         pending: row.get(0),
         failed: row.get(1),
         dead: row.get(2),
         last_run,
+        failed_record_count,
+        failed_records,
     })
 }
 
-const DEAL_COLUMNS: &str = "d.id, d.deal_name, d.stage, d.priority, d.pipeline, d.deal_value, d.expected_close_date,
+/// The `hubspot_sync_error` column of a record (`$entity_type`, its table's alias `$alias`): while the record is
+/// `failed`, the last error of its newest dead sync_queue row (see `crate::sync::PgSyncStore::fail`).
+macro_rules! sync_error_column {
+    ($entity_type:literal, $alias:literal) => {
+        concat!(
+            "CASE WHEN ",
+            $alias,
+            ".hubspot_sync_status = 'failed' THEN (SELECT q.last_error FROM sync_queue q
+               WHERE q.status = 'dead' AND q.entity_type = '",
+            $entity_type,
+            "' AND q.entity_id = ",
+            $alias,
+            ".id
+               ORDER BY q.updated_at DESC LIMIT 1) END"
+        )
+    };
+}
+
+const DEAL_COLUMNS: &str = concat!(
+    "d.id, d.deal_name, d.stage, d.priority, d.pipeline, d.deal_value, d.expected_close_date,
   d.match_score, d.win_probability, d.company_id, c.name, d.opportunity_id, d.hubspot_deal_id,
-  d.hubspot_sync_status, d.closed_at, d.created_at, d.updated_at";
+  d.hubspot_sync_status, d.closed_at, d.created_at, d.updated_at, ",
+    sync_error_column!("deal", "d")
+);
 
 fn deal(row: &Row) -> Deal {
     Deal {
@@ -194,6 +223,7 @@ fn deal(row: &Row) -> Deal {
         closed_at: row.get(14),
         created_at: row.get(15),
         updated_at: row.get(16),
+        hubspot_sync_error: row.get(17),
     }
 }
 
@@ -208,14 +238,14 @@ pub struct DealFilter {
 
 /// A WHERE clause under construction, with its parameters numbered as they are added.
 #[derive(Default)]
-struct Conditions<'a> {
+pub(crate) struct Conditions<'a> {
     clauses: Vec<String>,
-    params: Vec<&'a dyn SqlParam>,
+    pub(crate) params: Vec<&'a dyn SqlParam>,
 }
 
 impl<'a> Conditions<'a> {
     /// Adds `template` with each `$` replaced by the next parameter number (one parameter per value).
-    fn push(&mut self, template: &str, values: &[&'a dyn SqlParam]) {
+    pub(crate) fn push(&mut self, template: &str, values: &[&'a dyn SqlParam]) {
         let mut clause = String::with_capacity(template.len() + 4);
         let mut values = values.iter();
         for ch in template.chars() {
@@ -230,12 +260,12 @@ impl<'a> Conditions<'a> {
         self.clauses.push(clause);
     }
 
-    fn placeholder_for(&mut self, value: &'a dyn SqlParam) -> String {
+    pub(crate) fn placeholder_for(&mut self, value: &'a dyn SqlParam) -> String {
         self.params.push(value);
         format!("${}", self.params.len())
     }
 
-    fn where_sql(&self) -> String {
+    pub(crate) fn where_sql(&self) -> String {
         if self.clauses.is_empty() {
             String::new()
         } else {
@@ -347,9 +377,12 @@ pub async fn move_deal_stage(client: &impl Db, id: Uuid, stage: DealStage) -> Re
     }))
 }
 
-const COMPANY_COLUMNS: &str = "c.id, c.name, c.source, c.uei, c.cage_code, c.website, c.phone, c.address, c.city,
+const COMPANY_COLUMNS: &str = concat!(
+    "c.id, c.name, c.source, c.uei, c.cage_code, c.website, c.phone, c.address, c.city,
   c.state, c.zip, c.primary_naics, c.sam_registered, c.readiness_score, c.qualification_status, c.lifecycle_stage,
-  c.hubspot_company_id, c.hubspot_sync_status, c.created_at, c.updated_at";
+  c.hubspot_company_id, c.hubspot_sync_status, c.created_at, c.updated_at, ",
+    sync_error_column!("company", "c")
+);
 
 fn company(row: &Row) -> Company {
     Company {
@@ -373,6 +406,7 @@ fn company(row: &Row) -> Company {
         hubspot_sync_status: row.get(17),
         created_at: row.get(18),
         updated_at: row.get(19),
+        hubspot_sync_error: row.get(20),
     }
 }
 
@@ -429,20 +463,23 @@ pub async fn get_company(client: &impl Db, id: Uuid) -> Result<Option<(Company, 
     );
     Ok(client.query_opt(statement, &[&id]).await?.map(|row| {
         let engagement = Engagement {
-            total_deals: row.get(20),
-            active_deals: row.get(21),
-            won_deals: row.get(22),
-            pipeline_value: row.get(23),
-            contacts: row.get(24),
-            activities: row.get(25),
-            last_activity_at: row.get(26),
+            total_deals: row.get(21),
+            active_deals: row.get(22),
+            won_deals: row.get(23),
+            pipeline_value: row.get(24),
+            contacts: row.get(25),
+            activities: row.get(26),
+            last_activity_at: row.get(27),
         };
         (company(&row), engagement)
     }))
 }
 
-const CONTACT_COLUMNS: &str = "id, company_id, full_name, first_name, last_name, email, phone, job_title, is_primary,
-  source, lifecycle_stage, notes, hubspot_contact_id, hubspot_sync_status, created_at, updated_at";
+const CONTACT_COLUMNS: &str = concat!(
+    "id, company_id, full_name, first_name, last_name, email, phone, job_title, is_primary,
+  source, lifecycle_stage, notes, hubspot_contact_id, hubspot_sync_status, created_at, updated_at, ",
+    sync_error_column!("contact", "contacts")
+);
 
 fn contact(row: &Row) -> Contact {
     Contact {
@@ -462,6 +499,7 @@ fn contact(row: &Row) -> Contact {
         hubspot_sync_status: row.get(13),
         created_at: row.get(14),
         updated_at: row.get(15),
+        hubspot_sync_error: row.get(16),
     }
 }
 
@@ -523,8 +561,11 @@ pub async fn insert_contact(client: &impl Db, new: &NewContact) -> Result<Contac
     Ok(contact(&row))
 }
 
-const ACTIVITY_COLUMNS: &str = "id, activity_type, subject, body, deal_id, company_id, contact_id, occurred_at,
-  created_by, hubspot_engagement_id, hubspot_sync_status, created_at";
+const ACTIVITY_COLUMNS: &str = concat!(
+    "id, activity_type, subject, body, deal_id, company_id, contact_id, occurred_at,
+  created_by, hubspot_engagement_id, hubspot_sync_status, created_at, ",
+    sync_error_column!("activity", "activities")
+);
 
 fn activity(row: &Row) -> Activity {
     Activity {
@@ -540,6 +581,7 @@ fn activity(row: &Row) -> Activity {
         hubspot_engagement_id: row.get(9),
         hubspot_sync_status: row.get(10),
         created_at: row.get(11),
+        hubspot_sync_error: row.get(12),
     }
 }
 

@@ -17,6 +17,7 @@ pub mod params;
 pub mod pool;
 pub mod property_changes;
 pub mod sync;
+pub mod sync_issues;
 #[cfg(feature = "test-util")]
 pub mod test_db;
 pub mod tls;

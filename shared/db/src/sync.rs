@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::{Db, Pool, SqlParam};
+use crmsync_domain::hubspot_status::RecordSyncEvent;
 use crmsync_domain::queue::{Claim, QueueState, SyncStatus};
 use crmsync_domain::sync::{
     ActivityRecord, CompanyRecord, ContactRecord, DealRecord, EntityType, PipelineMap, Properties, RetryDecision,
@@ -147,6 +148,51 @@ fn hubspot_id_column(entity_type: EntityType) -> (&'static str, &'static str) {
         EntityType::Deal => ("deals", "hubspot_deal_id"),
         EntityType::Activity => ("activities", "hubspot_engagement_id"),
     }
+}
+
+/// Data-modifying CTEs (each starting with a comma) that move the records named by `targets` (a CTE with
+/// `entity_type` and `entity_id`) as `event` says, one per record table. With `handled` (a CTE with `id`: the rows
+/// the statement changes), a record whose entity has another open sync_queue row keeps its status: that newer change
+/// is still to be sent and decides. `extra` adds a condition on the record `t`, given its table's HubSpot id column.
+///
+/// The CTEs run in the caller's statement, so a record's status changes exactly when its queue rows do. (PostgreSQL
+/// runs every data-modifying CTE, referenced or not, and all see the statement's snapshot: the rows the statement
+/// changes still show their old status to the NOT EXISTS check, hence `handled`.)
+fn record_status_ctes(
+    targets: &str,
+    handled: Option<&str>,
+    event: RecordSyncEvent,
+    extra: impl Fn(&'static str) -> String,
+) -> String {
+    let newer_open = handled
+        .map(|handled| {
+            format!(
+                "
+                 AND NOT EXISTS (SELECT 1 FROM sync_queue o
+                                 WHERE o.entity_type = k.entity_type AND o.entity_id = k.entity_id
+                                   AND o.status IN ({open}) AND o.id NOT IN (SELECT id FROM {handled}))",
+                open = SyncStatus::sql_list(&SyncStatus::OPEN),
+            )
+        })
+        .unwrap_or_default();
+    let mut ctes = String::new();
+    for entity_type in EntityType::SYNC_ORDER {
+        let (table, column) = hubspot_id_column(entity_type);
+        ctes.push_str(&format!(
+            ",
+             {table}_status AS (
+               UPDATE public.{table} t SET hubspot_sync_status = '{to}'
+               FROM (SELECT DISTINCT entity_type, entity_id FROM {targets}) k
+               WHERE k.entity_type = '{entity}' AND t.id = k.entity_id
+                 AND t.hubspot_sync_status IN ({from}){extra}{newer_open}
+             )",
+            entity = entity_type.as_str(),
+            to = event.status().as_str(),
+            from = event.moves_from_sql(),
+            extra = extra(column),
+        ));
+    }
+    ctes
 }
 
 fn item_from_row(row: &tokio_postgres::Row) -> Result<SyncItem, DbError> {
@@ -572,10 +618,19 @@ impl PgSyncStore {
         }
         write_hashes(&transaction, &synced).await?;
         wake_waiting_deals(&transaction, &synced).await?;
+        // Records whose rows complete here with nothing sent (their changes since the last sync were to fields HubSpot
+        // does not get, or were undone) are in sync too, when HubSpot has them; the ones sent are synced above.
         let statement: &str = &format!(
-            "UPDATE sync_queue SET status = $3, completed_at = now(), locked_until = NULL,
+            "WITH done AS (
+               SELECT id, entity_type, entity_id FROM sync_queue
+               WHERE id = ANY($1) AND status = '{IN_PROGRESS}' AND locked_by = $2
+             ){confirmed}
+             UPDATE sync_queue SET status = $3, completed_at = now(), locked_until = NULL,
                         locked_by = NULL, last_error = NULL
-                 WHERE id = ANY($1) AND status = '{IN_PROGRESS}' AND locked_by = $2"
+                 WHERE id = ANY($1) AND status = '{IN_PROGRESS}' AND locked_by = $2",
+            confirmed = record_status_ctes("done", Some("done"), RecordSyncEvent::ItemConfirmed, |column| format!(
+                " AND t.{column} IS NOT NULL"
+            )),
         );
         let completed = SyncStatus::Completed.as_str();
         transaction
@@ -585,8 +640,9 @@ impl PgSyncStore {
         Ok(lost)
     }
 
-    /// Records a failure: 'failed' with the next attempt time, or 'dead' when attempts are spent. Only rows still
-    /// in progress under `lease_holder` change; returns the ids that did.
+    /// Records a failure: 'failed' with the next attempt time, or 'dead' when attempts are spent. A dead row's
+    /// record becomes `failed` ([`RecordSyncEvent::ItemDead`]) unless a newer row of it is open. Only rows still in
+    /// progress under `lease_holder` change; returns the ids that did.
     pub async fn fail(
         &self,
         item_ids: &[Uuid],
@@ -596,13 +652,19 @@ impl PgSyncStore {
     ) -> Result<Vec<Uuid>, DbError> {
         let client = self.pool.get().await?;
         let error: String = error.chars().take(2_000).collect();
-        // A dead row keeps its next_attempt_at: it is not due again (no delay).
+        // A dead row keeps its next_attempt_at: it is not due again (no delay). Its record is failed in the same
+        // statement, so no reader sees one without the other.
         let sql = format!(
-            "UPDATE sync_queue SET status = $2, attempts = $3, last_error = $4,
-                    next_attempt_at = coalesce(now() + make_interval(secs => $5), next_attempt_at),
-                    locked_until = NULL, locked_by = NULL
-             WHERE id = ANY($1) AND status = '{IN_PROGRESS}' AND locked_by = $6
-             RETURNING id"
+            "WITH failed AS (
+               UPDATE sync_queue SET status = $2, attempts = $3, last_error = $4,
+                      next_attempt_at = coalesce(now() + make_interval(secs => $5), next_attempt_at),
+                      locked_until = NULL, locked_by = NULL
+               WHERE id = ANY($1) AND status = '{IN_PROGRESS}' AND locked_by = $6
+               RETURNING id, entity_type, entity_id, status
+             ),
+             dead AS (SELECT id, entity_type, entity_id FROM failed WHERE status = '{DEAD}'){records}
+             SELECT id FROM failed",
+            records = record_status_ctes("dead", Some("failed"), RecordSyncEvent::ItemDead, |_| String::new()),
         );
         let status = decision.status().as_str();
         let delay = decision.delay().map(|d| d.as_secs_f64());
@@ -799,16 +861,21 @@ impl PgSyncStore {
         self.problem_items(&client, &[SyncStatus::Dead], limit).await
     }
 
-    /// Re-queues up to `limit` dead rows (oldest first) as pending with their attempts reset; returns their ids.
+    /// Re-queues up to `limit` dead rows (oldest first) as pending with their attempts reset, and their `failed`
+    /// records as `pending` ([`RecordSyncEvent::ItemRedriven`]) in the same statement; returns the rows' ids.
     pub async fn redrive(&self, limit: i64) -> Result<Vec<Uuid>, DbError> {
         let client = self.pool.get().await?;
         let sql = format!(
             "WITH dead AS (
                SELECT id FROM sync_queue WHERE status = '{DEAD}' ORDER BY updated_at LIMIT $1 FOR UPDATE SKIP LOCKED
-             )
-             UPDATE sync_queue q SET status = $2, attempts = $3, next_attempt_at = now(),
-                    last_error = 'redriven: ' || coalesce(q.last_error, '')
-             FROM dead WHERE q.id = dead.id RETURNING q.id"
+             ),
+             redriven AS (
+               UPDATE sync_queue q SET status = $2, attempts = $3, next_attempt_at = now(),
+                      last_error = 'redriven: ' || coalesce(q.last_error, '')
+               FROM dead WHERE q.id = dead.id RETURNING q.id, q.entity_type, q.entity_id
+             ){records}
+             SELECT id FROM redriven",
+            records = record_status_ctes("redriven", None, RecordSyncEvent::ItemRedriven, |_| String::new()),
         );
         // What a redrive writes: see [`QueueState::redrive`].
         let redriven = QueueState::REDRIVEN;

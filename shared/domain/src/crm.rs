@@ -42,7 +42,12 @@ pub struct Deal {
     pub company_name: Option<String>,
     pub opportunity_id: Option<Uuid>,
     pub hubspot_deal_id: Option<String>,
+    /// `pending` until HubSpot has its latest change, `synced`, `failed` when its sync item is dead, or `deleted` in
+    /// HubSpot.
     pub hubspot_sync_status: String,
+    /// Why HubSpot does not have it: the last error of its dead sync item while `hubspot_sync_status` is `failed`;
+    /// null otherwise.
+    pub hubspot_sync_error: Option<String>,
     /// Set exactly when the stage is closed_won or closed_lost.
     pub closed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -70,7 +75,12 @@ pub struct Company {
     pub qualification_status: String,
     pub lifecycle_stage: String,
     pub hubspot_company_id: Option<String>,
+    /// `pending` until HubSpot has its latest change, `synced`, `failed` when its sync item is dead, or `deleted` in
+    /// HubSpot.
     pub hubspot_sync_status: String,
+    /// Why HubSpot does not have it: the last error of its dead sync item while `hubspot_sync_status` is `failed`;
+    /// null otherwise.
+    pub hubspot_sync_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -106,7 +116,12 @@ pub struct Contact {
     pub lifecycle_stage: String,
     pub notes: Option<String>,
     pub hubspot_contact_id: Option<String>,
+    /// `pending` until HubSpot has its latest change, `synced`, `failed` when its sync item is dead, or `deleted` in
+    /// HubSpot.
     pub hubspot_sync_status: String,
+    /// Why HubSpot does not have it: the last error of its dead sync item while `hubspot_sync_status` is `failed`;
+    /// null otherwise.
+    pub hubspot_sync_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -127,8 +142,12 @@ pub struct Activity {
     /// Who logged it: `api_token`, or `user:<JWT subject>`.
     pub created_by: Option<String>,
     pub hubspot_engagement_id: Option<String>,
-    /// `pending` until HubSpot has it; `local_only` for entries HubSpot never gets.
+    /// `pending` until HubSpot has it, `synced`, `failed` when its sync item is dead, `deleted` in HubSpot, or
+    /// `local_only` for entries HubSpot never gets.
     pub hubspot_sync_status: String,
+    /// Why HubSpot does not have it: the last error of its dead sync item while `hubspot_sync_status` is `failed`;
+    /// null otherwise.
+    pub hubspot_sync_error: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -179,6 +198,60 @@ pub struct SyncHealth {
     pub dead: i64,
     /// The most recently started run of the outbound sync, if any.
     pub last_run: Option<SyncRun>,
+    /// How many records are `failed` (their sync item is dead).
+    pub failed_record_count: i64,
+    /// The most recently failed of them, newest first.
+    pub failed_records: Vec<FailedRecord>,
+}
+
+/// A record HubSpot does not have the latest of: its `hubspot_sync_status` is `failed` because its sync item is dead.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FailedRecord {
+    /// company, contact, deal or activity.
+    pub entity_type: String,
+    pub entity_id: Uuid,
+    /// The company's or deal's name, the contact's full name, or the activity's subject.
+    pub entity_name: String,
+    /// The dead sync item's last error.
+    pub error: Option<String>,
+    /// Attempts the sync item made.
+    pub attempts: i32,
+    /// When the sync item died.
+    pub failed_at: DateTime<Utc>,
+}
+
+/// A value the sync dropped: a HubSpot change that lost to the local value, or a local value a HubSpot change
+/// replaced (one row of crmsync.sync_conflicts).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SyncConflict {
+    /// Increases with each conflict recorded; the list's cursor.
+    pub id: i64,
+    /// company, contact, deal or activity.
+    pub entity_type: String,
+    pub entity_id: Uuid,
+    /// The company's or deal's name, the contact's full name, or the activity's subject; null when the record is
+    /// gone.
+    pub entity_name: Option<String>,
+    /// The record's HubSpot id.
+    pub hubspot_id: String,
+    /// The HubSpot property.
+    pub property: String,
+    /// The local value when the decision was made (null: empty).
+    pub local_value: Option<String>,
+    /// HubSpot's value (null: empty).
+    pub hubspot_value: Option<String>,
+    /// The side whose value stands: `local` or `hubspot`.
+    pub winner: String,
+    /// The field policy that decided (such as `local`, `hubspot` or `two_way`).
+    pub policy: String,
+    /// When the field last changed locally, if known.
+    pub local_changed_at: Option<DateTime<Utc>>,
+    /// When the property changed in HubSpot.
+    pub hubspot_changed_at: DateTime<Utc>,
+    /// When the conflict was recorded.
+    pub recorded_at: DateTime<Utc>,
 }
 
 /// One row of `crmsync.sync_runs`.

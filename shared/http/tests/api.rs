@@ -6,6 +6,7 @@ use std::ops::Deref;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
+use crmsync_domain::sync::RetryDecision;
 use crmsync_http::api::ApiConfig;
 use crmsync_testkit::{Answer, TestApp, send};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -145,7 +146,7 @@ fn ids(answer: &Answer) -> Vec<String> {
 // ---------------------------------------------------------------------------------------------------------------
 // Authentication, CORS and the page
 
-const EVERY_ROUTE: [(&str, &str); 11] = [
+const EVERY_ROUTE: [(&str, &str); 12] = [
     ("GET", "/api/openapi.json"),
     ("GET", "/api/dashboard/stats"),
     ("GET", "/api/deals"),
@@ -157,6 +158,7 @@ const EVERY_ROUTE: [(&str, &str); 11] = [
     ("POST", "/api/contacts"),
     ("GET", "/api/activities"),
     ("POST", "/api/activities"),
+    ("GET", "/api/sync/conflicts"),
 ];
 
 #[tokio::test]
@@ -1046,6 +1048,11 @@ async fn dashboard_stats_are_the_guides_four_queries_and_the_syncs_health() {
     );
     assert_eq!(health["last_run"]["status"], "partial");
     assert_eq!(health["last_run"]["counts"], json!({ "synced": 1, "failed": 1 }));
+    assert_eq!(
+        (&health["failed_record_count"], &health["failed_records"]),
+        (&json!(0), &json!([])),
+        "the dead row's record does not exist: no record failed"
+    );
 }
 
 #[tokio::test]
@@ -1056,7 +1063,8 @@ async fn dashboard_stats_of_an_empty_database_are_empty_with_no_last_run() {
     assert_eq!(
         answer.body,
         json!({ "pipeline": [], "top_companies": [], "recent_activities": [], "win_rate": [],
-                "sync_health": { "pending": 0, "failed": 0, "dead": 0, "last_run": null } })
+                "sync_health": { "pending": 0, "failed": 0, "dead": 0, "last_run": null,
+                                 "failed_record_count": 0, "failed_records": [] } })
     );
 }
 
@@ -1150,5 +1158,369 @@ async fn a_broken_database_is_a_503_that_shows_no_internals() {
         let answer = app.get(path).await;
         assert_error(&answer, StatusCode::SERVICE_UNAVAILABLE, "unavailable", None);
         assert!(!answer.text.contains("deals"), "no table names leak: {}", answer.text);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Sync status and conflicts
+
+const HUBSPOT_REFUSED: &str = "permanent: HubSpot refused the input (dealstage 999999 is not a stage)";
+
+/// Queues a change for each `(entity_type, id)` and claims them as the outbound sync does; returns the claimed items
+/// by entity id.
+async fn claim_changes(app: &ApiApp, records: &[(&str, &str)], lease_holder: &str) -> Vec<(Uuid, Uuid)> {
+    for (entity_type, id) in records {
+        app.execute(&format!(
+            "INSERT INTO sync_queue (entity_type, entity_id, operation) VALUES ('{entity_type}', '{id}', 'update')"
+        ))
+        .await;
+    }
+    let claimed = app
+        .sync_store()
+        .claim(100, std::time::Duration::from_secs(60), lease_holder)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), records.len());
+    claimed.iter().map(|item| (item.entity_id, item.id)).collect()
+}
+
+/// The sync items of these records, out of `claimed`.
+fn items_of(claimed: &[(Uuid, Uuid)], ids: &[&str]) -> Vec<Uuid> {
+    claimed
+        .iter()
+        .filter(|(entity, _)| ids.contains(&entity.to_string().as_str()))
+        .map(|(_, item)| *item)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_record_whose_sync_item_died_is_failed_with_the_error_in_the_api_until_a_redrive() {
+    let app = ApiApp::seeded().await;
+    let records = [("deal", DEAL_A1), ("contact", ADA), ("company", ALPHA)];
+    let claimed = claim_changes(&app, &records, "run-1").await;
+    let store = app.sync_store();
+    let dead = items_of(&claimed, &[DEAL_A1, ADA]);
+    let written = store
+        .fail(&dead, HUBSPOT_REFUSED, RetryDecision::Dead { attempts: 1 }, "run-1")
+        .await
+        .unwrap();
+    assert_eq!(written.len(), 2);
+    // The company's failure is retryable: it is retried, not failed.
+    let retry = RetryDecision::RetryAfter {
+        delay: std::time::Duration::from_secs(60),
+        attempts: 1,
+    };
+    let retried = items_of(&claimed, &[ALPHA]);
+    store.fail(&retried, "retryable: 502", retry, "run-1").await.unwrap();
+
+    let deal = app.get(&format!("/api/deals/{DEAL_A1}")).await;
+    assert_eq!(
+        (&deal.body["hubspot_sync_status"], &deal.body["hubspot_sync_error"]),
+        (&json!("failed"), &json!(HUBSPOT_REFUSED)),
+        "{}",
+        deal.text
+    );
+    let listed = app.get(&format!("/api/deals?company_id={ALPHA}")).await;
+    let statuses: Vec<(&str, &Value)> = listed.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|deal| {
+            (
+                deal["hubspot_sync_status"].as_str().unwrap(),
+                &deal["hubspot_sync_error"],
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [("failed", &json!(HUBSPOT_REFUSED)), ("pending", &Value::Null)],
+        "only the deal whose item died"
+    );
+    let contacts = app.get(&format!("/api/contacts?company_id={ALPHA}")).await;
+    assert_eq!(contacts.body["items"][0]["hubspot_sync_status"], "failed");
+    assert_eq!(contacts.body["items"][0]["hubspot_sync_error"], HUBSPOT_REFUSED);
+    let company = app.get(&format!("/api/companies/{ALPHA}")).await;
+    assert_eq!(
+        (
+            &company.body["company"]["hubspot_sync_status"],
+            &company.body["company"]["hubspot_sync_error"]
+        ),
+        (&json!("pending"), &Value::Null),
+        "a retried item leaves its record pending"
+    );
+
+    let stats = app.get("/api/dashboard/stats").await;
+    let health = &stats.body["sync_health"];
+    assert_eq!(health["failed_record_count"], 2, "{}", stats.text);
+    let mut failed: Vec<(String, String, String, String, i64)> = health["failed_records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|record| {
+            assert!(record["failed_at"].is_string(), "{record}");
+            (
+                record["entity_type"].as_str().unwrap().to_owned(),
+                record["entity_id"].as_str().unwrap().to_owned(),
+                record["entity_name"].as_str().unwrap().to_owned(),
+                record["error"].as_str().unwrap().to_owned(),
+                record["attempts"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    failed.sort();
+    assert_eq!(
+        failed,
+        [
+            (
+                "contact".into(),
+                ADA.into(),
+                "Ada Lovelace".into(),
+                HUBSPOT_REFUSED.into(),
+                1
+            ),
+            (
+                "deal".into(),
+                DEAL_A1.into(),
+                "Cloud migration - Alpha".into(),
+                HUBSPOT_REFUSED.into(),
+                1
+            ),
+        ]
+    );
+
+    // An operator's redrive: the records are pending again, in the same statement as their items.
+    assert_eq!(store.redrive(10).await.unwrap().len(), 2);
+    let deal = app.get(&format!("/api/deals/{DEAL_A1}")).await;
+    assert_eq!(
+        (&deal.body["hubspot_sync_status"], &deal.body["hubspot_sync_error"]),
+        (&json!("pending"), &Value::Null)
+    );
+    let contact = app.get(&format!("/api/contacts?company_id={ALPHA}")).await;
+    assert_eq!(contact.body["items"][0]["hubspot_sync_status"], "pending");
+    // Another instance, with nothing cached, counts no failed record.
+    let fresh = send(
+        app.api_router(&api_config()),
+        Request::get("/api/dashboard/stats")
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(fresh.body["sync_health"]["failed_record_count"], 0, "{}", fresh.text);
+    assert_eq!(fresh.body["sync_health"]["failed_records"], json!([]));
+}
+
+#[tokio::test]
+async fn a_failed_activity_shows_its_error_and_a_record_deleted_in_hubspot_is_never_failed() {
+    let app = ApiApp::seeded().await;
+    let activity: Uuid = app.scalar("SELECT id FROM activities").await;
+    app.execute(&format!(
+        "UPDATE deals SET hubspot_sync_status = 'deleted' WHERE id = '{DEAL_B1}'"
+    ))
+    .await;
+    let claimed = claim_changes(&app, &[("activity", &activity.to_string()), ("deal", DEAL_B1)], "run-1").await;
+    let items: Vec<Uuid> = claimed.iter().map(|(_, item)| *item).collect();
+    let store = app.sync_store();
+    store
+        .fail(&items, HUBSPOT_REFUSED, RetryDecision::Dead { attempts: 8 }, "run-1")
+        .await
+        .unwrap();
+    let activities = app.get(&format!("/api/activities?company_id={ALPHA}")).await;
+    assert_eq!(
+        (
+            &activities.body["items"][0]["hubspot_sync_status"],
+            &activities.body["items"][0]["hubspot_sync_error"]
+        ),
+        (&json!("failed"), &json!(HUBSPOT_REFUSED))
+    );
+    let deal = app.get(&format!("/api/deals/{DEAL_B1}")).await;
+    assert_eq!(
+        (&deal.body["hubspot_sync_status"], &deal.body["hubspot_sync_error"]),
+        (&json!("deleted"), &Value::Null),
+        "deleted in HubSpot stays deleted"
+    );
+    assert_eq!(store.redrive(10).await.unwrap().len(), 2);
+    let deal = app.get(&format!("/api/deals/{DEAL_B1}")).await;
+    assert_eq!(
+        deal.body["hubspot_sync_status"], "deleted",
+        "a redrive does not revive it"
+    );
+}
+
+/// A conflict to record: (entity_type, entity_id, property, local value, HubSpot value, winner, rule).
+type ConflictRow<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    &'a str,
+    &'a str,
+);
+
+/// Records conflicts as the webhook applier does, oldest first.
+async fn record_conflicts(app: &ApiApp, conflicts: &[ConflictRow<'_>]) {
+    for (entity_type, id, property, local, hubspot, winner, rule) in conflicts {
+        let client = app.pool().get().await.unwrap();
+        client
+            .execute(
+                "INSERT INTO crmsync.sync_conflicts (entity_type, entity_id, hubspot_id, property, local_value,
+                   hubspot_value, winner, rule, local_changed_at, hubspot_changed_at)
+                 VALUES ($1, $2::text::uuid, 'hs-' || $2, $3, $4, $5, $6, $7,
+                   '2026-11-20T09:00:00Z', '2026-11-20T10:30:00Z')",
+                &[entity_type, id, property, local, hubspot, winner, rule],
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// The conflicts a page holds: (entity_id, property).
+fn conflict_keys(answer: &Answer) -> Vec<(String, String)> {
+    answer.body["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no items: {}", answer.text))
+        .iter()
+        .map(|c| {
+            (
+                c["entity_id"].as_str().unwrap().to_owned(),
+                c["property"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+const GONE: &str = "00000000-0000-4000-8000-00000000dead";
+
+#[tokio::test]
+async fn sync_conflicts_are_listed_newest_first_with_both_values_times_the_policy_and_the_winner() {
+    let app = ApiApp::seeded().await;
+    record_conflicts(
+        &app,
+        &[
+            (
+                "deal",
+                DEAL_A1,
+                "dealname",
+                Some("Cloud migration - Alpha"),
+                Some("Cloud move"),
+                "local",
+                "local_owned",
+            ),
+            (
+                "company",
+                ALPHA,
+                "phone",
+                Some("+1 703 555 0100"),
+                Some("+1 202 555 0199"),
+                "hubspot",
+                "newer_wins",
+            ),
+            ("deal", DEAL_A1, "amount", Some("100"), None, "local", "newer_wins"),
+            (
+                "contact",
+                GONE,
+                "jobtitle",
+                None,
+                Some("CTO"),
+                "hubspot",
+                "hubspot_owned",
+            ),
+        ],
+    )
+    .await;
+    let answer = app.get("/api/sync/conflicts").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert_eq!(
+        conflict_keys(&answer),
+        [
+            (GONE.to_owned(), "jobtitle".to_owned()),
+            (DEAL_A1.to_owned(), "amount".to_owned()),
+            (ALPHA.to_owned(), "phone".to_owned()),
+            (DEAL_A1.to_owned(), "dealname".to_owned()),
+        ]
+    );
+    assert_eq!(answer.body["next_cursor"], Value::Null);
+    let mut oldest = answer.body["items"][3].clone();
+    assert!(oldest["id"].is_i64() && oldest["recorded_at"].is_string(), "{oldest}");
+    oldest.as_object_mut().unwrap().remove("recorded_at");
+    oldest.as_object_mut().unwrap().remove("id");
+    assert_eq!(
+        oldest,
+        json!({
+            "entity_type": "deal", "entity_id": DEAL_A1, "entity_name": "Cloud migration - Alpha",
+            "hubspot_id": format!("hs-{DEAL_A1}"), "property": "dealname",
+            "local_value": "Cloud migration - Alpha", "hubspot_value": "Cloud move",
+            "winner": "local", "policy": "local_owned",
+            "local_changed_at": "2026-11-20T09:00:00Z", "hubspot_changed_at": "2026-11-20T10:30:00Z",
+        })
+    );
+    assert_eq!(
+        answer.body["items"][1]["hubspot_value"],
+        Value::Null,
+        "an emptied value"
+    );
+    assert_eq!(
+        answer.body["items"][0]["entity_name"],
+        Value::Null,
+        "the record is gone"
+    );
+
+    // Pages follow the cursor, newest first, each conflict once.
+    let first = app.get("/api/sync/conflicts?limit=3").await;
+    assert_eq!(conflict_keys(&first).len(), 3);
+    let cursor = first.body["next_cursor"].as_i64().expect("another page follows");
+    assert_eq!(Some(cursor), first.body["items"][2]["id"].as_i64());
+    let second = app.get(&format!("/api/sync/conflicts?limit=3&cursor={cursor}")).await;
+    assert_eq!(conflict_keys(&second), [(DEAL_A1.to_owned(), "dealname".to_owned())]);
+    assert_eq!(second.body["next_cursor"], Value::Null);
+
+    // Filters: by kind, by record (with or without its kind), both.
+    let companies = app.get("/api/sync/conflicts?entity_type=company").await;
+    assert_eq!(conflict_keys(&companies), [(ALPHA.to_owned(), "phone".to_owned())]);
+    for path in [
+        format!("/api/sync/conflicts?entity_id={DEAL_A1}"),
+        format!("/api/sync/conflicts?entity_type=deal&entity_id={DEAL_A1}"),
+    ] {
+        let deal = app.get(&path).await;
+        assert_eq!(
+            conflict_keys(&deal),
+            [
+                (DEAL_A1.to_owned(), "amount".to_owned()),
+                (DEAL_A1.to_owned(), "dealname".to_owned())
+            ],
+            "{path}"
+        );
+    }
+    let mismatch = app
+        .get(&format!("/api/sync/conflicts?entity_type=company&entity_id={DEAL_A1}"))
+        .await;
+    assert_eq!(mismatch.body["items"], json!([]));
+}
+
+#[tokio::test]
+async fn the_conflicts_list_needs_the_token_and_bad_parameters_are_400s_that_name_them() {
+    let app = ApiApp::seeded().await;
+    let unauthenticated = app.get_as("/api/sync/conflicts", None).await;
+    assert_error(&unauthenticated, StatusCode::UNAUTHORIZED, "unauthorized", None);
+    for (query, field) in [
+        ("entity_type=order", "entity_type"),
+        ("entity_type=", "entity_type"),
+        ("entity_id=42", "entity_id"),
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+        ("limit=many", "limit"),
+        ("cursor=0", "cursor"),
+        ("cursor=-5", "cursor"),
+        ("cursor=next", "cursor"),
+    ] {
+        let answer = app.get(&format!("/api/sync/conflicts?{query}")).await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_parameter", Some(field));
+        assert!(
+            answer.body["error"]["message"].as_str().unwrap().starts_with(field),
+            "{query}: {}",
+            answer.text
+        );
     }
 }

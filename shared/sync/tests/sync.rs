@@ -826,3 +826,88 @@ async fn a_run_counts_only_its_own_hubspot_requests_and_closes_runs_that_never_f
         "a recent run is left alone"
     );
 }
+
+#[tokio::test]
+async fn a_dead_item_fails_its_record_a_redrive_makes_it_pending_and_the_next_sync_synced() {
+    let app = SyncApp::spawn().await;
+    app.ingest_generated(2, 1).await;
+    // One deal's stage maps to a stage id HubSpot does not have: a permanent, per-input error.
+    let stage_id: String = app
+        .scalar("SELECT value->'stage_ids'->>'qualified' FROM crmsync.settings WHERE key = 'hubspot_pipeline'")
+        .await;
+    app.execute(
+        "UPDATE crmsync.settings SET value = jsonb_set(value, '{stage_ids,qualified}', '\"999999\"');
+         UPDATE deals SET stage = 'qualified' WHERE deal_name LIKE 'Opportunity 1 %';",
+    )
+    .await;
+    let report = app.drain().await;
+    assert_eq!((report.deals_created, report.dead), (1, 1), "{report:?}");
+    let dead = app.select_one::<QueueRow>("WHERE status = 'dead'", &[]).await;
+    let statuses = |deals: Vec<crmsync_testkit::Deal>| {
+        let mut statuses: Vec<(bool, String)> = deals
+            .into_iter()
+            .map(|deal| (deal.id == dead.entity_id, deal.hubspot_sync_status))
+            .collect();
+        statuses.sort();
+        statuses
+    };
+    assert_eq!(
+        statuses(app.deals().await),
+        [(false, "synced".to_owned()), (true, "failed".to_owned())],
+        "the dead item's deal failed, its neighbour synced"
+    );
+    assert_eq!(app.companies().await[0].hubspot_sync_status, "synced");
+
+    // HubSpot's pipeline is fixed, and an operator redrives: pending again, then synced by the next run.
+    app.execute(&format!(
+        "UPDATE crmsync.settings SET value = jsonb_set(value, '{{stage_ids,qualified}}', '\"{stage_id}\"')"
+    ))
+    .await;
+    assert_eq!(app.sync.store().redrive(10).await.unwrap(), [dead.id]);
+    assert_eq!(app.deal(dead.entity_id).await.hubspot_sync_status, "pending");
+    let report = app.drain().await;
+    assert_eq!((report.deals_created, report.dead), (1, 0), "{report:?}");
+    let deal = app.deal(dead.entity_id).await;
+    assert_eq!(deal.hubspot_sync_status, "synced");
+    assert!(deal.hubspot_deal_id.is_some() && deal.last_hubspot_sync.is_some());
+    assert_eq!(app.sim_objects("deals").await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_record_stays_pending_when_its_item_dies_while_a_newer_change_waits_and_that_change_syncs_it() {
+    let app = SyncApp::spawn().await;
+    app.ingest_generated(1, 1).await;
+    app.drain().await;
+    let deal = app.deals().await.remove(0);
+    assert_eq!(deal.hubspot_sync_status, "synced");
+    // A local change (to a field HubSpot does not get) is queued and claimed by a run.
+    let queue_change = format!(
+        "UPDATE deals SET hubspot_sync_status = 'pending' WHERE id = '{id}';
+         INSERT INTO sync_queue (entity_type, entity_id, operation) VALUES ('deal', '{id}', 'update');",
+        id = deal.id
+    );
+    app.execute(&queue_change).await;
+    let store = app.sync.store();
+    let claimed = store.claim(10, Duration::from_secs(300), "run-a/1").await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    // Another change is queued while the run holds the first, whose item then dies.
+    app.execute(&queue_change).await;
+    let dead = crmsync_domain::sync::RetryDecision::Dead { attempts: 1 };
+    let ids = [claimed[0].id];
+    assert_eq!(
+        store.fail(&ids, "permanent: refused", dead, "run-a/1").await.unwrap(),
+        ids
+    );
+    assert_eq!(
+        app.deal(deal.id).await.hubspot_sync_status,
+        "pending",
+        "the newer change is still to be sent"
+    );
+
+    // The newer change finds nothing HubSpot lacks: it completes, and the deal is in sync again.
+    let writes = app.write_requests().await;
+    let report = app.drain().await;
+    assert_eq!((report.unchanged, report.dead), (1, 0), "{report:?}");
+    assert_eq!(app.write_requests().await, writes, "nothing was sent");
+    assert_eq!(app.deal(deal.id).await.hubspot_sync_status, "synced");
+}

@@ -10,9 +10,9 @@ use super::ApiState;
 use super::cache::Lookup;
 use super::extract::{ApiJson, ApiQuery, IdPath};
 use super::model::{
-    Activity, ActivityPage, ActivityQuery, CompanyDetail, CompanyPage, CompanyQuery, Contact, ContactPage,
-    ContactQuery, DashboardStats, Deal, DealPage, DealQuery, ErrorBody, NewActivityBody, NewContactBody, StageMoveBody,
-    StageMoveResult,
+    Activity, ActivityPage, ActivityQuery, CompanyDetail, CompanyPage, CompanyQuery, ConflictQuery, Contact,
+    ContactPage, ContactQuery, DashboardStats, Deal, DealPage, DealQuery, ErrorBody, NewActivityBody, NewContactBody,
+    StageMoveBody, StageMoveResult, SyncConflictPage,
 };
 use super::openapi::ApiDoc;
 use super::service;
@@ -286,4 +286,29 @@ pub async fn create_activity(
 ) -> Result<(StatusCode, Json<Activity>), HttpError> {
     let activity = service::create_activity(&state, body, &principal).await?;
     Ok((StatusCode::CREATED, Json(activity)))
+}
+
+#[utoipa::path(
+    get, path = "/api/sync/conflicts", tag = "sync",
+    summary = "List sync conflicts",
+    description = "Every decision of the sync that dropped one side's value: a HubSpot change that lost to the local \
+                   value, or a local value a HubSpot change replaced. Each has both values, both change times, the \
+                   field policy that decided and the winner. Newest first.",
+    params(ConflictQuery),
+    responses(
+        (status = 200, description = "A page of conflicts, newest first", body = SyncConflictPage),
+        (status = 400, description = "A malformed parameter (named in `field`)", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn list_conflicts(
+    State(state): State<ApiState>,
+    ApiQuery(query): ApiQuery<ConflictQuery>,
+) -> Result<Json<SyncConflictPage>, HttpError> {
+    let page = service::list_conflicts(&state, query).await?;
+    Ok(Json(SyncConflictPage {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    }))
 }

@@ -97,6 +97,7 @@ pub fn router(state: ApiState) -> Router {
             "/api/activities",
             get(handlers::list_activities).post(handlers::create_activity),
         )
+        .route("/api/sync/conflicts", get(handlers::list_conflicts))
         // Any other path under /api: a JSON 404 behind the same bearer check, so it reveals nothing unauthenticated.
         .route("/api", any(handlers::no_such_route))
         .route("/api/{*rest}", any(handlers::no_such_route))

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use crmsync_db::crm;
-pub use crmsync_domain::crm::{Activity, Company, Contact, Deal, Engagement, stage_schema};
+pub use crmsync_domain::crm::{Activity, Company, Contact, Deal, Engagement, FailedRecord, SyncConflict, stage_schema};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -13,6 +13,8 @@ use uuid::Uuid;
 
 /// The activity types a person can log; `stage_change` and `system` are crmsync's own.
 pub const ACTIVITY_TYPES: [&str; 5] = ["note", "call", "email", "meeting", "task"];
+/// The kinds of record that sync with HubSpot (the schema's sync_queue_entity_type_check).
+pub const ENTITY_TYPES: [&str; 4] = ["company", "contact", "deal", "activity"];
 /// Deal priorities (the schema's deals_priority_check).
 pub const PRIORITIES: [&str; 3] = ["low", "medium", "high"];
 /// Company qualification (the schema's companies_qualification_status_check).
@@ -35,6 +37,10 @@ fn activity_type_schema() -> Object {
         ACTIVITY_TYPES,
         "note, call, email, meeting or task (a HubSpot engagement type).",
     )
+}
+
+fn entity_type_schema() -> Object {
+    string_enum(ENTITY_TYPES, "The kind of record: company, contact, deal or activity.")
 }
 
 fn priority_schema() -> Object {
@@ -106,6 +112,23 @@ pub struct ActivityQuery {
     pub limit: Option<u32>,
     /// The previous page's `next_cursor` (the last activity id it held).
     pub cursor: Option<Uuid>,
+}
+
+/// `GET /api/sync/conflicts` parameters.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ConflictQuery {
+    /// Only conflicts on records of this kind.
+    #[param(schema_with = entity_type_schema, required = false)]
+    pub entity_type: Option<String>,
+    /// Only conflicts on this record.
+    pub entity_id: Option<Uuid>,
+    /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    /// The previous page's `next_cursor` (the last conflict id it held).
+    #[param(minimum = 1)]
+    pub cursor: Option<i64>,
 }
 
 /// `POST /api/contacts`: a contact entered by hand. Blank optional fields are stored as absent.
@@ -187,6 +210,14 @@ page!(CompanyPage, Company, "A page of companies, by name.");
 page!(ContactPage, Contact, "A page of contacts, by name.");
 page!(ActivityPage, Activity, "A page of activities, newest first.");
 
+/// `GET /api/sync/conflicts`: a page of conflicts, newest first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SyncConflictPage {
+    pub items: Vec<SyncConflict>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    pub next_cursor: Option<i64>,
+}
+
 /// `POST /api/deals/{id}/stage`: the deal after the move.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct StageMoveResult {
@@ -264,6 +295,10 @@ pub struct SyncHealthRow {
     pub dead: i64,
     /// The latest sync run; null before the first.
     pub last_run: Option<SyncRunRow>,
+    /// Records whose sync item is dead (`hubspot_sync_status` failed).
+    pub failed_record_count: i64,
+    /// The 10 that failed last, newest first, with their errors.
+    pub failed_records: Vec<FailedRecord>,
 }
 
 /// `GET /api/dashboard/stats`: the guide's four dashboard queries and the sync's health.
@@ -334,6 +369,8 @@ impl From<&crm::SyncHealth> for SyncHealthRow {
                 finished_at: run.finished_at,
                 counts: run.counts.clone(),
             }),
+            failed_record_count: health.failed_record_count,
+            failed_records: health.failed_records.clone(),
         }
     }
 }

@@ -8,17 +8,18 @@ use utoipa::{Modify, OpenApi};
 use super::handlers;
 use super::model::{
     Activity, ActivityPage, Company, CompanyDetail, CompanyPage, Contact, ContactPage, DashboardStats, Deal, DealPage,
-    Engagement, ErrorBody, ErrorDetail, NewActivityBody, NewContactBody, PipelineRow, RecentActivityRow, StageMoveBody,
-    StageMoveResult, SyncHealthRow, SyncRunRow, TopCompanyRow, WinRateRow,
+    Engagement, ErrorBody, ErrorDetail, FailedRecord, NewActivityBody, NewContactBody, PipelineRow, RecentActivityRow,
+    StageMoveBody, StageMoveResult, SyncConflict, SyncConflictPage, SyncHealthRow, SyncRunRow, TopCompanyRow,
+    WinRateRow,
 };
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "crmsync dashboard API",
-        description = "The local CRM's deals, companies, contacts and activities, the dashboard statistics, and \
-                       manual entry. Send `Authorization: Bearer <API_TOKEN or JWT>` on every request. Lists are \
-                       keyset-paginated: pass a page's `next_cursor` as `cursor`. Errors are \
+        description = "The local CRM's deals, companies, contacts and activities, the dashboard statistics, the \
+                       sync's conflicts, and manual entry. Send `Authorization: Bearer <API_TOKEN or JWT>` on every \
+                       request. Lists are keyset-paginated: pass a page's `next_cursor` as `cursor`. Errors are \
                        `{\"error\": {\"code\", \"message\", \"field\"}}`. Text cannot contain NUL characters \
                        (PostgreSQL text cannot store them).",
     ),
@@ -33,11 +34,13 @@ use super::model::{
         handlers::create_contact,
         handlers::list_activities,
         handlers::create_activity,
+        handlers::list_conflicts,
     ),
     components(schemas(
         Activity, ActivityPage, Company, CompanyDetail, CompanyPage, Contact, ContactPage, DashboardStats, Deal,
-        DealPage, Engagement, ErrorBody, ErrorDetail, NewActivityBody, NewContactBody, PipelineRow,
-        RecentActivityRow, StageMoveBody, StageMoveResult, SyncHealthRow, SyncRunRow, TopCompanyRow, WinRateRow,
+        DealPage, Engagement, ErrorBody, ErrorDetail, FailedRecord, NewActivityBody, NewContactBody, PipelineRow,
+        RecentActivityRow, StageMoveBody, StageMoveResult, SyncConflict, SyncConflictPage, SyncHealthRow, SyncRunRow,
+        TopCompanyRow, WinRateRow,
     )),
     modifiers(&BearerAuth, &ActivityTarget),
     security(("bearer" = [])),
@@ -47,6 +50,7 @@ use super::model::{
         (name = "companies", description = "Companies"),
         (name = "contacts", description = "Contacts and manual entry"),
         (name = "activities", description = "Activities and manual logging"),
+        (name = "sync", description = "What the two-way sync with HubSpot could not settle on its own"),
     )
 )]
 pub struct ApiDoc;

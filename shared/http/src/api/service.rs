@@ -7,6 +7,7 @@ use std::str::FromStr;
 use axum::http::StatusCode;
 use crmsync_db::crm::{self, ActivityFilter, CompanyFilter, DealFilter, NewActivity, NewContact, StageMove};
 use crmsync_db::outbox::{self, Dedupe, QueuedChange};
+use crmsync_db::sync_issues::{self, ConflictFilter};
 use crmsync_domain::email::{is_email, is_space};
 use crmsync_domain::hubspot_status::HubSpotSyncStatus;
 use crmsync_domain::stage::{DealStage, StageMover, stage_change_activity};
@@ -18,8 +19,8 @@ use super::ApiState;
 use super::cache::Lookup;
 use super::error::{invalid, not_found};
 use super::model::{
-    ACTIVITY_TYPES, ActivityQuery, CompanyQuery, ContactQuery, DashboardStats, DealQuery, NewActivityBody,
-    NewContactBody, PRIORITIES, QUALIFICATION_STATUSES,
+    ACTIVITY_TYPES, ActivityQuery, CompanyQuery, ConflictQuery, ContactQuery, DashboardStats, DealQuery, ENTITY_TYPES,
+    NewActivityBody, NewContactBody, PRIORITIES, QUALIFICATION_STATUSES,
 };
 use crate::auth::Principal;
 use crate::error::HttpError;
@@ -31,10 +32,10 @@ pub const MAX_LIMIT: u32 = 100;
 
 /// A page of rows and whether more follow.
 #[derive(Debug, Clone)]
-pub struct Page<T> {
+pub struct Page<T, Cursor = Uuid> {
     pub items: Vec<T>,
     /// The last item's id when another page follows.
-    pub next_cursor: Option<Uuid>,
+    pub next_cursor: Option<Cursor>,
 }
 
 fn page_limit(limit: Option<u32>) -> Result<i64, HttpError> {
@@ -48,7 +49,7 @@ fn page_limit(limit: Option<u32>) -> Result<i64, HttpError> {
 }
 
 /// Fetches one row more than the page holds to learn whether another page follows.
-fn into_page<T>(mut rows: Vec<T>, limit: i64, id: impl Fn(&T) -> Uuid) -> Page<T> {
+fn into_page<T, Cursor>(mut rows: Vec<T>, limit: i64, id: impl Fn(&T) -> Cursor) -> Page<T, Cursor> {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let more = rows.len() > limit;
     rows.truncate(limit);
@@ -191,6 +192,30 @@ pub async fn list_activities(state: &ApiState, query: ActivityQuery) -> Result<P
     let client = state.pool.get().await?;
     let rows = crm::list_activities(&client, &filter, query.cursor, limit + 1).await?;
     Ok(into_page(rows, limit, |activity| activity.id))
+}
+
+/// `GET /api/sync/conflicts`: newest first; the cursor is the last conflict id of the previous page.
+pub async fn list_conflicts(
+    state: &ApiState,
+    query: ConflictQuery,
+) -> Result<Page<sync_issues::SyncConflict, i64>, HttpError> {
+    let entity_type = one_of("entity_type", query.entity_type, &ENTITY_TYPES)?
+        .map(|value| EntityType::from_str(&value).map_err(|error| invalid("entity_type", error.to_string())))
+        .transpose()?;
+    if let Some(cursor) = query.cursor.filter(|cursor| *cursor < 1) {
+        return Err(invalid(
+            "cursor",
+            format!("cursor: must be a previous page's next_cursor (1 or more), got {cursor}"),
+        ));
+    }
+    let filter = ConflictFilter {
+        entity_type,
+        entity_id: query.entity_id,
+    };
+    let limit = page_limit(query.limit)?;
+    let client = state.pool.get().await?;
+    let rows = sync_issues::list_conflicts(&client, &filter, query.cursor, limit + 1).await?;
+    Ok(into_page(rows, limit, |conflict| conflict.id))
 }
 
 /// `POST /api/contacts`: validates, inserts the contact and queues its HubSpot `create`, in one transaction.

@@ -12,6 +12,7 @@ const SVG = "http://www.w3.org/2000/svg";
 const $ = (selector) => document.querySelector(selector);
 const money = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD", maximumFractionDigits: 0 });
 const label = (stage) => stage.replaceAll("_", " ");
+const when = (time) => new Date(time).toLocaleString();
 const dealPages = { cursors: [], next: null };
 
 class ApiError extends Error {
@@ -141,7 +142,51 @@ function renderSyncHealth(health) {
     ? `Last run ${new Date(run.started_at).toLocaleString()} (${run.trigger}): ${run.status}`
     : "No sync run yet.";
   box.replaceChildren(el("div", { class: "tiles" }, tile("pending", health.pending), tile("failed", health.failed),
-    tile("dead", health.dead)), el("p", { class: "muted", "data-testid": "sync-last-run" }, last));
+    tile("dead", health.dead)), el("p", { class: "muted", "data-testid": "sync-last-run" }, last),
+  failedRecords(health));
+}
+
+// The records HubSpot does not have (their sync item is dead), newest first, each with its error.
+function failedRecords(health) {
+  const box = el("div", { class: "failed-records", "data-testid": "failed-records" });
+  if (health.failed_record_count === 0) {
+    box.append(el("p", { class: "muted" }, "No record failed to sync."));
+    return box;
+  }
+  const shown = health.failed_records.length;
+  const more = health.failed_record_count > shown ? ` (the latest ${shown})` : "";
+  box.append(el("h3", {}, `Failed records: ${health.failed_record_count}${more}`));
+  const list = el("ul", {});
+  for (const record of health.failed_records) {
+    list.append(el("li", { "data-testid": "failed-record", "data-entity-id": record.entity_id,
+      title: `${record.entity_type} ${record.entity_id}` },
+    el("strong", {}, record.entity_name), ` ${record.entity_type} · ${when(record.failed_at)} · `,
+    `${record.attempts} ${record.attempts === 1 ? "attempt" : "attempts"}`,
+    el("span", { class: "error", "data-testid": "failed-record-error" }, record.error ?? "no error recorded")));
+  }
+  box.append(list);
+  return box;
+}
+
+// A conflict's value on one side, with when it changed there; the winning side is marked.
+function conflictValue(value, changedAt, won) {
+  return el("td", { class: won ? "won" : "lost" },
+    el("span", { class: "value" }, value ?? "(empty)"),
+    el("span", { class: "muted when" }, changedAt ? `changed ${when(changedAt)}` : "change time unknown"));
+}
+
+function renderConflicts(page) {
+  fillRows($("#sync-conflicts"), page.items.map((conflict) => el("tr", { "data-conflict-id": String(conflict.id),
+    "data-entity-id": conflict.entity_id },
+  cell(when(conflict.recorded_at)),
+  el("td", { title: `${conflict.entity_type} ${conflict.entity_id} (HubSpot ${conflict.hubspot_id})` },
+    conflict.entity_name ?? "(record gone)", el("span", { class: "muted" }, ` ${conflict.entity_type}`)),
+  cell(conflict.property),
+  conflictValue(conflict.local_value, conflict.local_changed_at, conflict.winner === "local"),
+  conflictValue(conflict.hubspot_value, conflict.hubspot_changed_at, conflict.winner === "hubspot"),
+  cell(label(conflict.policy)),
+  el("td", { "data-testid": "conflict-winner" }, conflict.winner),
+  )), 7, "No conflicts recorded.");
 }
 
 function renderStats(stats) {
@@ -299,8 +344,10 @@ async function submitActivity(event) {
 }
 
 async function refresh() {
-  const [stats] = await Promise.all([api("/api/dashboard/stats"), loadDeals(dealPages.cursors.at(-1))]);
+  const [stats, conflicts] = await Promise.all([api("/api/dashboard/stats"), api("/api/sync/conflicts?limit=10"),
+    loadDeals(dealPages.cursors.at(-1))]);
   renderStats(stats);
+  renderConflicts(conflicts);
 }
 
 async function start() {
