@@ -109,12 +109,12 @@ test("the sync health lists the failed deal with its error, and the conflicts sh
   const cells = (row) => row.locator("td").allTextContents();
   const [phone, name] = [await cells(rows.nth(0)), await cells(rows.nth(1))];
   assert.match(phone[1], /^Beacon Cyber LLC company/);
-  assert.deepEqual([phone[2], phone[5], phone[6]], ["phone", "newer wins", "hubspot"]);
+  assert.deepEqual([phone[2], phone[5], phone[6]], ["phone", "two way", "hubspot"]);
   assert.match(phone[3], /^\+1 410 555 0100changed /, "the local value and when it changed");
   assert.match(phone[4], /^\+1 410 555 0199changed /);
   assert.equal(await rows.nth(0).locator("td.won .value").textContent(), "+1 410 555 0199");
   assert.match(name[1], /^Cloud migration for VA - Atlas Federal Services deal/);
-  assert.deepEqual([name[2], name[5], name[6]], ["dealname", "local owned", "local"]);
+  assert.deepEqual([name[2], name[5], name[6]], ["dealname", "local", "local"]);
   assert.match(name[3], /change time unknown$/);
   assert.equal(await rows.nth(1).locator("td.lost .value").textContent(), "VA cloud move");
 });

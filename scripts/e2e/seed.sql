@@ -38,10 +38,10 @@ UPDATE deals SET hubspot_sync_status = 'failed' WHERE id = '20000000-0000-4000-8
 INSERT INTO crmsync.sync_conflicts (entity_type, entity_id, hubspot_id, property, local_value, hubspot_value, winner,
     rule, local_changed_at, hubspot_changed_at, created_at) VALUES
   ('deal', '20000000-0000-4000-8000-000000000001', '5001', 'dealname',
-   'Cloud migration for VA - Atlas Federal Services', 'VA cloud move', 'local', 'local_owned', NULL,
+   'Cloud migration for VA - Atlas Federal Services', 'VA cloud move', 'local', 'local', NULL,
    now() - interval '3 hours', now() - interval '3 hours'),
   ('company', '10000000-0000-4000-8000-000000000002', '4002', 'phone', '+1 410 555 0100', '+1 410 555 0199',
-   'hubspot', 'newer_wins', now() - interval '2 days', now() - interval '1 hour', now() - interval '1 hour');
+   'hubspot', 'two_way', now() - interval '2 days', now() - interval '1 hour', now() - interval '1 hour');
 
 INSERT INTO crmsync.sync_runs (trigger, status, started_at, finished_at, counts) VALUES
   ('schedule', 'succeeded', now() - interval '4 minutes', now() - interval '4 minutes' + interval '3 seconds', '{"companies": 2, "deals": 5}');

@@ -1406,7 +1406,7 @@ async fn sync_conflicts_are_listed_newest_first_with_both_values_times_the_polic
                 Some("Cloud migration - Alpha"),
                 Some("Cloud move"),
                 "local",
-                "local_owned",
+                "local",
             ),
             (
                 "company",
@@ -1415,9 +1415,9 @@ async fn sync_conflicts_are_listed_newest_first_with_both_values_times_the_polic
                 Some("+1 703 555 0100"),
                 Some("+1 202 555 0199"),
                 "hubspot",
-                "newer_wins",
+                "two_way",
             ),
-            ("deal", DEAL_A1, "amount", Some("100"), None, "local", "newer_wins"),
+            ("deal", DEAL_A1, "amount", Some("100"), None, "local", "two_way"),
             (
                 "contact",
                 GONE,
@@ -1425,7 +1425,7 @@ async fn sync_conflicts_are_listed_newest_first_with_both_values_times_the_polic
                 None,
                 Some("CTO"),
                 "hubspot",
-                "hubspot_owned",
+                "hubspot",
             ),
         ],
     )
@@ -1452,7 +1452,7 @@ async fn sync_conflicts_are_listed_newest_first_with_both_values_times_the_polic
             "entity_type": "deal", "entity_id": DEAL_A1, "entity_name": "Cloud migration - Alpha",
             "hubspot_id": format!("hs-{DEAL_A1}"), "property": "dealname",
             "local_value": "Cloud migration - Alpha", "hubspot_value": "Cloud move",
-            "winner": "local", "policy": "local_owned",
+            "winner": "local", "policy": "local",
             "local_changed_at": "2026-11-20T09:00:00Z", "hubspot_changed_at": "2026-11-20T10:30:00Z",
         })
     );

@@ -502,7 +502,7 @@ struct Local {
 type LocalField = fn(&Local) -> Option<&str>;
 
 #[tokio::test]
-async fn every_hubspot_owned_and_newer_wins_field_is_applied_and_not_sent_back() {
+async fn every_hubspot_and_two_way_field_is_applied_and_not_sent_back() {
     let app = WebhookApp::spawn().await;
     app.ingest_generated(1, 1).await;
     app.drain().await;
@@ -603,7 +603,7 @@ async fn every_hubspot_owned_and_newer_wins_field_is_applied_and_not_sent_back()
 }
 
 #[tokio::test]
-async fn local_owned_fields_changed_in_hubspot_are_ignored_and_reasserted_by_the_next_sync() {
+async fn local_fields_changed_in_hubspot_are_reverted_and_reasserted_by_the_next_sync() {
     let app = WebhookApp::spawn().await;
     app.ingest_generated(1, 1).await;
     app.drain().await;
