@@ -14,6 +14,7 @@ pub mod hubspot_status;
 pub mod ingest;
 pub mod ports;
 pub mod queue;
+pub mod reconcile;
 pub mod rules;
 pub mod stage;
 pub mod sync;
