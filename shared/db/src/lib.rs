@@ -9,12 +9,14 @@ pub mod adopt;
 pub mod crm;
 pub mod error;
 pub mod hubspot_records;
+pub mod import;
 pub mod inbox;
 pub mod ingest;
 pub mod migrate;
 pub mod outbox;
 pub mod params;
 pub mod pool;
+pub mod reconcile;
 pub mod sync;
 #[cfg(feature = "test-util")]
 pub mod test_db;

@@ -421,6 +421,29 @@ pub fn deletion_event(kind: ObjectKind, hubspot_id: &str, archived_at_ms: i64) -
     }
 }
 
+/// A website's or domain's host for matching companies: lower case, without scheme, `www.`, port, path, query or
+/// fragment (`https://WWW.Acme.gov/about` → `acme.gov`). `None` when nothing is left.
+pub fn website_host(text: &str) -> Option<String> {
+    let text = text.trim();
+    let without_scheme = match text.find("://") {
+        Some(at)
+            if text[..at]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c)) =>
+        {
+            &text[at + 3..]
+        }
+        _ => text,
+    };
+    let host = without_scheme
+        .split(['/', ':', '?', '#'])
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let host = host.strip_prefix("www.").unwrap_or(&host).to_owned();
+    (!host.is_empty()).then_some(host)
+}
+
 /// Milliseconds since the epoch as a time (the epoch itself for an out-of-range value).
 pub fn from_millis(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
@@ -618,6 +641,18 @@ mod tests {
         assert_eq!(marks.get(ObjectKind::Company), None);
         let json = serde_json::to_value(&marks).unwrap();
         assert_eq!(serde_json::from_value::<Watermarks>(json).unwrap(), marks);
+    }
+
+    #[test]
+    fn website_hosts_drop_scheme_www_port_and_path() {
+        assert_eq!(
+            website_host("https://WWW.Acme.gov/about?x#y").as_deref(),
+            Some("acme.gov")
+        );
+        assert_eq!(website_host("acme.gov").as_deref(), Some("acme.gov"));
+        assert_eq!(website_host("http://acme.gov:8080").as_deref(), Some("acme.gov"));
+        assert_eq!(website_host("  "), None);
+        assert_eq!(website_host("https://"), None);
     }
 
     #[test]
