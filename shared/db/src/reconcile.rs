@@ -90,3 +90,19 @@ pub async fn linked(
     }
     Ok(found)
 }
+
+/// The (event id, occurredAt) of each of the inbox rows `ids`: which made events a batch insert stored.
+pub async fn inbox_keys(
+    client: &impl Db,
+    ids: &[uuid::Uuid],
+) -> Result<std::collections::HashSet<(i64, i64)>, DbError> {
+    Ok(client
+        .query(
+            "SELECT event_id, occurred_at FROM crmsync.webhook_inbox WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect())
+}

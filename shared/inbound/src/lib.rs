@@ -14,7 +14,9 @@ mod event;
 mod merge;
 mod pass;
 mod property_change;
+pub mod reconcile;
 mod retries;
 mod write_back;
 
 pub use applier::{Applier, ApplyReport, DEFAULT_PASS_LIMIT, apply_pending_inbox};
+pub use reconcile::{ReconcileReport, ReconcileRequest, ReconcileSettings, Reconciler};
