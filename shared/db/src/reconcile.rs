@@ -106,3 +106,22 @@ pub async fn inbox_keys(
         .map(|row| (row.get(0), row.get(1)))
         .collect())
 }
+
+/// The local ids of the rows linked to `hubspot_ids` (HubSpot id → local id).
+pub async fn local_ids(
+    client: &impl Db,
+    kind: ObjectKind,
+    hubspot_ids: &[String],
+) -> Result<HashMap<String, uuid::Uuid>, DbError> {
+    if hubspot_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let (table, column) = kind.table();
+    let statement: &str = &format!("SELECT {column}, id FROM public.{table} WHERE {column} = ANY($1)");
+    Ok(client
+        .query(statement, &[&hubspot_ids])
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect())
+}
