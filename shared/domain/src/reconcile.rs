@@ -174,52 +174,41 @@ pub fn parse_duration(field: &str, text: &str) -> Result<Duration, DomainError> 
     Ok(Duration::from_secs(total))
 }
 
-/// The query of one search window (see [`SearchWindow`]).
+/// The query of one search page (see [`SearchWindow`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowQuery {
-    /// Records modified at or after (`inclusive`) or strictly after `from_ms`, by modified date ascending, paged
-    /// with HubSpot's `after` offset.
+    /// Records modified at or after (`inclusive`) or strictly after `from_ms`, by modified date ascending.
     ModifiedSince { from_ms: i64, inclusive: bool },
     /// Records modified exactly at `at_ms` with an id above `after_id`, by id ascending: the way past more records
-    /// with one modified date than the cap lets a query page through. Each page is a new query (no offset).
+    /// with one modified date than a page holds.
     ModifiedAt { at_ms: i64, after_id: u64 },
 }
 
-/// What to do after a page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NextPage {
-    /// Read the same query's next page at this offset.
-    Offset(u64),
-    /// Run [`SearchWindow::query`] again from its first page: the window moved.
-    Restart,
-    Done,
-}
-
-/// The search that reads every record changed since a time without ever paging past HubSpot's result cap: sorted by
-/// modified date, and restarted from the last modified date seen (records at that date are read again and
-/// deduplicated by the inbox) before the next offset would reach the cap. When a whole capped window holds a
-/// single modified date, that date is read by id instead (see [`WindowQuery::ModifiedAt`]).
+/// Reads every record changed since a time, a page at a time, each page a new query that starts where the last
+/// one ended (keyset paging on the modified date, HubSpot's `after` offset never used): so no query pages towards
+/// HubSpot's 10,000-result cap ([`SEARCH_RESULT_CAP`]), and a record that changes while the search runs (our own
+/// write-back of `crmsync_id`, a salesperson's edit) moves to the end and is read there, instead of shifting the
+/// records behind it past an offset. A page restarts at its last modified date (records at that date are read
+/// again and deduplicated by the inbox); when a whole page holds one modified date, that date is read by id
+/// ([`WindowQuery::ModifiedAt`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SearchWindow {
     query: WindowQuery,
-    cap: u64,
     page_size: u64,
-    /// Windows started so far (the first included).
-    windows: u64,
+    /// Queries run so far.
+    queries: u64,
 }
 
 impl SearchWindow {
-    /// A window over records modified at or after `from_ms`, with pages of `page_size` and queries capped at `cap`
-    /// results.
-    pub fn new(from_ms: i64, page_size: u32, cap: u64) -> Self {
+    /// A window over records modified at or after `from_ms`, with pages of `page_size`.
+    pub fn new(from_ms: i64, page_size: u32) -> Self {
         Self {
             query: WindowQuery::ModifiedSince {
                 from_ms,
                 inclusive: true,
             },
-            cap: cap.max(1),
             page_size: u64::from(page_size.max(1)),
-            windows: 1,
+            queries: 1,
         }
     }
 
@@ -227,28 +216,22 @@ impl SearchWindow {
         self.query
     }
 
-    /// Queries run so far, restarts included.
-    pub fn windows(&self) -> u64 {
-        self.windows
+    /// Queries run so far, the first included.
+    pub fn queries(&self) -> u64 {
+        self.queries
     }
 
-    /// After a page of `count` results whose last one has modified date `last_modified_ms` and id `last_id`, with
-    /// `next_offset` HubSpot's cursor of the next page (`None` on the last page).
-    pub fn after_page(&mut self, count: usize, last: Option<(i64, u64)>, next_offset: Option<u64>) -> NextPage {
-        match self.query {
-            WindowQuery::ModifiedSince { from_ms, inclusive } => {
-                let Some(offset) = next_offset else {
-                    return NextPage::Done;
-                };
-                if offset < self.cap {
-                    return NextPage::Offset(offset);
-                }
-                let Some((last_modified, _)) = last else {
-                    return NextPage::Done;
-                };
-                self.query = if last_modified > from_ms || !inclusive {
+    /// After a page of `count` results whose last one has modified date and id `last`: true when another page
+    /// must be read (with [`SearchWindow::query`]), false when the window is read.
+    pub fn after_page(&mut self, count: usize, last: Option<(i64, u64)>) -> bool {
+        let full = count as u64 >= self.page_size;
+        let next = match (self.query, last) {
+            (WindowQuery::ModifiedSince { .. }, _) if !full => return false,
+            (WindowQuery::ModifiedSince { .. }, None) => return false,
+            (WindowQuery::ModifiedSince { from_ms, inclusive }, Some((modified, _))) => {
+                if modified > from_ms || !inclusive {
                     WindowQuery::ModifiedSince {
-                        from_ms: last_modified,
+                        from_ms: modified,
                         inclusive: true,
                     }
                 } else {
@@ -256,25 +239,20 @@ impl SearchWindow {
                         at_ms: from_ms,
                         after_id: 0,
                     }
-                };
-                self.windows += 1;
-                NextPage::Restart
+                }
             }
-            WindowQuery::ModifiedAt { at_ms, .. } => {
-                self.query = match last {
-                    Some((_, last_id)) if count as u64 >= self.page_size => WindowQuery::ModifiedAt {
-                        at_ms,
-                        after_id: last_id,
-                    },
-                    _ => WindowQuery::ModifiedSince {
-                        from_ms: at_ms,
-                        inclusive: false,
-                    },
-                };
-                self.windows += 1;
-                NextPage::Restart
-            }
-        }
+            (WindowQuery::ModifiedAt { at_ms, .. }, Some((_, last_id))) if full => WindowQuery::ModifiedAt {
+                at_ms,
+                after_id: last_id,
+            },
+            (WindowQuery::ModifiedAt { at_ms, .. }, _) => WindowQuery::ModifiedSince {
+                from_ms: at_ms,
+                inclusive: false,
+            },
+        };
+        self.query = next;
+        self.queries += 1;
+        true
     }
 }
 
@@ -362,8 +340,9 @@ fn base_event(kind: ObjectKind, action: &str, hubspot_id: &str, occurred_at_ms: 
 /// - a `merge` when local rows are linked to ids merged into it (survivor: the record);
 /// - a `creation` when no local row is linked to it and it is no merge survivor;
 /// - a `restore` when its local row is marked deleted (the record is live again);
-/// - a `propertyChange` per reconciled property changed since the window's start, at that property's own change
-///   time with its source, for a record known locally (or surviving a merge).
+/// - a `propertyChange` per property in `record.properties` changed since the window's start, at that property's
+///   own change time with its source (after a creation they change nothing, but the next run makes the same events
+///   again and finds them stored, instead of making them new because the record is known by then).
 pub fn events_for(record: &ChangedRecord, local: &LocalView, window_from_ms: i64) -> Vec<MadeEvent> {
     let kind = record.kind;
     let id = record.hubspot_id.as_str();
@@ -387,8 +366,6 @@ pub fn events_for(record: &ChangedRecord, local: &LocalView, window_from_ms: i64
             phase: Phase::Creation,
             payload: base_event(kind, "creation", id, at, &[]),
         });
-        // The creation reads the record whole: nothing else to say about it.
-        return events;
     } else if local.deleted {
         events.push(MadeEvent {
             phase: Phase::Structure,
@@ -515,12 +492,21 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_record_gets_only_its_creation_and_a_merge_survivor_gets_a_merge_first() {
+    fn an_unknown_record_gets_its_creation_first_and_a_merge_survivor_gets_a_merge_first() {
         let changed = record(vec![property("dealname", "X", 8_000)]);
         let events = events_for(&changed, &LocalView::default(), 0);
-        assert_eq!(events.len(), 1);
-        assert_eq!(parsed(&events[0]).kind, EventKind::Creation);
+        assert_eq!(events.len(), 2);
+        assert_eq!(
+            (events[0].phase, parsed(&events[0]).kind),
+            (Phase::Creation, EventKind::Creation)
+        );
         assert_eq!(parsed(&events[0]).occurred_at, 1_000, "at the record's creation");
+        assert_eq!(
+            events[1].phase,
+            Phase::Property,
+            "then its properties, once it is local"
+        );
+        assert_eq!(events_for(&record(Vec::new()), &LocalView::default(), 0).len(), 1);
 
         let survivor = LocalView {
             held_merged_ids: vec!["9".into(), "7".into()],
@@ -572,11 +558,9 @@ mod tests {
     }
 
     #[test]
-    fn the_window_restarts_from_the_last_modified_date_before_the_cap() {
-        let mut window = SearchWindow::new(100, 10, 30);
-        assert_eq!(window.after_page(10, Some((110, 1)), Some(10)), NextPage::Offset(10));
-        assert_eq!(window.after_page(10, Some((120, 2)), Some(20)), NextPage::Offset(20));
-        assert_eq!(window.after_page(10, Some((130, 3)), Some(30)), NextPage::Restart);
+    fn each_full_page_restarts_the_window_at_its_last_modified_date() {
+        let mut window = SearchWindow::new(100, 10);
+        assert!(window.after_page(10, Some((130, 3))));
         assert_eq!(
             window.query(),
             WindowQuery::ModifiedSince {
@@ -584,15 +568,15 @@ mod tests {
                 inclusive: true
             }
         );
-        assert_eq!(window.after_page(4, Some((140, 4)), None), NextPage::Done);
-        assert_eq!(window.windows(), 2);
+        assert!(window.after_page(10, Some((150, 7))));
+        assert!(!window.after_page(4, Some((160, 4))), "a short page is the last");
+        assert_eq!(window.queries(), 3);
     }
 
     #[test]
-    fn a_capped_window_of_one_modified_date_is_read_by_id_then_left_behind() {
-        let mut window = SearchWindow::new(100, 10, 20);
-        window.after_page(10, Some((100, 5)), Some(10));
-        assert_eq!(window.after_page(10, Some((100, 9)), Some(20)), NextPage::Restart);
+    fn a_full_page_of_one_modified_date_is_read_by_id_then_left_behind() {
+        let mut window = SearchWindow::new(100, 10);
+        assert!(window.after_page(10, Some((100, 9))));
         assert_eq!(
             window.query(),
             WindowQuery::ModifiedAt {
@@ -600,7 +584,7 @@ mod tests {
                 after_id: 0
             }
         );
-        assert_eq!(window.after_page(10, Some((100, 40)), None), NextPage::Restart);
+        assert!(window.after_page(10, Some((100, 40))));
         assert_eq!(
             window.query(),
             WindowQuery::ModifiedAt {
@@ -608,7 +592,7 @@ mod tests {
                 after_id: 40
             }
         );
-        assert_eq!(window.after_page(3, Some((100, 43)), None), NextPage::Restart);
+        assert!(window.after_page(3, Some((100, 43))));
         assert_eq!(
             window.query(),
             WindowQuery::ModifiedSince {
@@ -617,7 +601,7 @@ mod tests {
             },
             "past the crowded date"
         );
-        assert_eq!(window.after_page(0, None, None), NextPage::Done);
+        assert!(!window.after_page(0, None));
     }
 
     #[test]

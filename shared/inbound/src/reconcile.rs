@@ -1,7 +1,8 @@
 //! Reconciliation: catching up with HubSpot when webhooks were lost (HubSpot stops retrying a delivery after about
 //! a day). For companies, contacts and deals it searches the records modified since the watermark (minus an
-//! overlap for clock skew and the search index's lag), sorted by modified date, in windows that restart before
-//! HubSpot's 10,000-result cap; reads the changed properties' history of the records it holds; lists the recycle
+//! overlap for clock skew and the search index's lag), sorted by modified date, each page a new query from the last
+//! modified date seen (`crmsync_domain::reconcile::SearchWindow`), so no query nears HubSpot's 10,000-result cap and
+//! records changing meanwhile are not skipped; reads the changed properties' history of the records it holds; lists the recycle
 //! bin; and turns what it finds into webhook-equivalent events (`crmsync_domain::reconcile`) that go into the
 //! webhook inbox and through the [`Applier`], page by page, exactly like deliveries. Made events have deterministic
 //! ids, so what a delivery or an earlier run already stored is not stored again: a second run is a no-op.
@@ -23,8 +24,8 @@ use crmsync_db::inbox::{NewInboxEvent, PgInboxStore};
 use crmsync_db::reconcile as db;
 use crmsync_domain::hubspot_status::HubSpotSyncStatus;
 use crmsync_domain::reconcile::{
-    ChangedRecord, LocalView, MadeEvent, NextPage, Phase, PropertyState, SEARCH_RESULT_CAP, SearchWindow, Watermarks,
-    WindowQuery, deletion_event, events_for, from_millis, modified_property, reconciled_properties,
+    ChangedRecord, LocalView, MadeEvent, Phase, PropertyState, SearchWindow, Watermarks, WindowQuery, deletion_event,
+    events_for, from_millis, modified_property, reconciled_properties,
 };
 use crmsync_domain::webhook::ObjectKind;
 use crmsync_hubspot::search::{Direction, Filter, FilterGroup, Operator, SearchRequest, Sort};
@@ -45,8 +46,6 @@ pub struct ReconcileSettings {
     pub first_lookback: Duration,
     /// Records per search page (≤200).
     pub page_size: u32,
-    /// Results one search query may page through before its window restarts (HubSpot: 10,000).
-    pub result_cap: u64,
 }
 
 impl Default for ReconcileSettings {
@@ -55,7 +54,6 @@ impl Default for ReconcileSettings {
             overlap: Duration::from_secs(5 * 60),
             first_lookback: Duration::from_secs(24 * 60 * 60),
             page_size: 100,
-            result_cap: SEARCH_RESULT_CAP,
         }
     }
 }
@@ -81,7 +79,7 @@ pub struct ReconcileReport {
     pub read: u64,
     pub archived_read: u64,
     pub pages: u64,
-    /// Search queries run (a window restarted under the result cap counts again).
+    /// Search queries run (each page is one).
     pub searches: u64,
     /// Events made, and of those the ones not stored before (by a delivery or an earlier run).
     pub events_made: u64,
@@ -256,13 +254,7 @@ impl Reconciler {
         report: &mut ReconcileReport,
         on_page: &impl Fn(&ReconcileReport),
     ) -> Result<bool, AppError> {
-        let mut window = SearchWindow::new(
-            from.timestamp_millis(),
-            self.settings.page_size,
-            self.settings.result_cap,
-        );
-        let mut offset: Option<u64> = None;
-        report.searches += 1;
+        let mut window = SearchWindow::new(from.timestamp_millis(), self.settings.page_size);
         loop {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(false);
@@ -271,9 +263,10 @@ impl Reconciler {
             let page = self
                 .applier
                 .hubspot
-                .search_page(hubspot_type(kind), &search, offset.map(|o| o.to_string()).as_deref())
+                .search_page(hubspot_type(kind), &search, None)
                 .await?;
             report.pages += 1;
+            report.searches += 1;
             report.read += page.results.len() as u64;
             let last = page
                 .results
@@ -285,14 +278,8 @@ impl Reconciler {
                 self.advance(kind, from_millis(last_modified), report).await?;
             }
             on_page(report);
-            let next_offset = page.after.as_deref().and_then(|a| a.parse::<u64>().ok());
-            match window.after_page(page.results.len(), last, next_offset) {
-                NextPage::Offset(next) => offset = Some(next),
-                NextPage::Restart => {
-                    offset = None;
-                    report.searches += 1;
-                }
-                NextPage::Done => return Ok(true),
+            if !window.after_page(page.results.len(), last) {
+                return Ok(true);
             }
         }
     }
@@ -359,13 +346,23 @@ impl Reconciler {
                     .collect(),
             })
             .collect();
-        let wanted: Vec<&str> = records
-            .iter()
-            .zip(&views)
-            .filter(|(_, view)| view.known || !view.held_merged_ids.is_empty())
-            .map(|(o, _)| o.id.as_str())
-            .collect();
+        let wanted: Vec<&str> = records.iter().map(|o| o.id.as_str()).collect();
         let histories = self.read_histories(kind, &wanted).await?;
+        // A deal of another pipeline is none of ours: its creation is recorded and skipped, and its properties
+        // would wait for a local record that never comes.
+        let our_pipeline = match kind {
+            ObjectKind::Deal => PgSyncStore::new(self.applier.pool.clone())
+                .pipeline_map()
+                .await?
+                .map(|p| p.pipeline_id),
+            _ => None,
+        };
+        let not_ours = |view: &LocalView, read: &HubSpotObject| {
+            kind == ObjectKind::Deal
+                && !view.known
+                && view.held_merged_ids.is_empty()
+                && read.property("pipeline") != our_pipeline.as_deref()
+        };
         let mut events = Vec::new();
         for (object, view) in records.iter().zip(&views) {
             let record = ChangedRecord {
@@ -379,6 +376,7 @@ impl Reconciler {
                 merged_ids: merged_ids_of(object).collect(),
                 properties: histories
                     .get(&object.id)
+                    .filter(|read| !not_ours(view, read))
                     .map(|read| property_states(kind, read, modified_ms(kind, object)))
                     .unwrap_or_default(),
             };
