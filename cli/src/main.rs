@@ -3,6 +3,7 @@
 
 #![recursion_limit = "256"]
 
+mod catch_up;
 mod ops;
 mod serve;
 
@@ -67,6 +68,29 @@ enum Command {
         #[command(subcommand)]
         action: ops::DlqAction,
     },
+    /// Catch up with HubSpot: read what changed there since the watermark (or `--since`), what was archived and
+    /// merged, and apply it through the webhook applier, as the lost webhooks would have. Safe to run twice; prints
+    /// the run's counts and exits 1 if events died.
+    Reconcile {
+        /// Read this last stretch instead of the changes since the watermark (90s, 15m, 2h, 1d, 1h30m); the
+        /// watermark moves only when the window reaches back to it.
+        #[arg(long)]
+        since: Option<String>,
+        /// Stop starting pages after this many seconds; the next run carries on from the watermark.
+        #[arg(long)]
+        max_seconds: Option<u64>,
+    },
+    /// Import the portal's deals of our pipeline with their companies and contacts, matching local rows by
+    /// crmsync_id, UEI, domain and email, creating the rest. Resumes from its checkpoint; running it again creates
+    /// nothing new. Prints the counts and exits 1 if a record could not be brought in.
+    ImportHubspot {
+        /// Ignore the checkpoint of an unfinished import and start from the first deal.
+        #[arg(long)]
+        restart: bool,
+        /// Deals per page (one transaction and one checkpoint each), 1 to 100.
+        #[arg(long, default_value_t = 100)]
+        page_size: u32,
+    },
     /// Create (or find) the HubSpot property group, properties and deal pipeline the sync needs, and record the
     /// pipeline and stage ids. Running it twice changes nothing.
     HubspotSetup,
@@ -87,8 +111,8 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         visibility_timeout: u64,
     },
-    /// Run the HTTP server (GET /healthz, POST /ingest/matches, the dashboard at / and /api/*), the sync schedule
-    /// and the retry-queue poller.
+    /// Run the HTTP server (GET /healthz, POST /ingest/matches, the dashboard at / and /api/*), the sync schedule,
+    /// the hourly reconciliation (RECONCILE_INTERVAL_SECONDS) and the retry-queue poller.
     /// Without HUBSPOT_ACCESS_TOKEN it starts the built-in HubSpot simulator and talks to it.
     Serve {
         /// The address to listen on.
@@ -207,6 +231,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { limit } => ops::status(&config, limit).await,
         Command::Dlq { action } => ops::dlq(&config, action).await,
         Command::HubspotSetup => ops::hubspot_setup(&config).await,
+        Command::Reconcile { since, max_seconds } => catch_up::reconcile(&config, since.as_deref(), max_seconds).await,
+        Command::ImportHubspot { restart, page_size } => catch_up::import_hubspot(&config, restart, page_size).await,
         Command::Serve { bind } => serve::serve(config, bind).await,
         Command::HubspotSim { .. } | Command::QueueSetup { .. } | Command::Policy { .. } => {
             unreachable!("handled above")

@@ -1,5 +1,5 @@
 //! `crmsync serve`: every handler on one port (ingestion, the dashboard API and page, HubSpot webhooks), the sync
-//! schedule, and the retry-queue poller, all on one connection pool. Without HUBSPOT_ACCESS_TOKEN it starts the
+//! schedule, the reconciliation schedule, and the retry-queue poller, all on one connection pool. Without HUBSPOT_ACCESS_TOKEN it starts the
 //! built-in HubSpot simulator, sets it up, syncs to it, and has it deliver its signed webhooks back to this server.
 
 use std::net::SocketAddr;
@@ -12,6 +12,7 @@ use crmsync_app::Config;
 use crmsync_http::ingest::{IngestState, router};
 use crmsync_http::webhook::{ApplyMode, WEBHOOK_PATH};
 use crmsync_hubspot_sim::{HubSpotSim, RunningSim, WebhookTarget};
+use crmsync_inbound::{ReconcileRequest, Reconciler};
 use crmsync_queue::SqsRetryQueue;
 use crmsync_sync::{OutboundSync, from_config};
 use secrecy::ExposeSecret;
@@ -40,6 +41,11 @@ pub async fn serve(mut config: Config, bind: SocketAddr) -> anyhow::Result<ExitC
     }
     let background = [
         Some(spawn_schedule(Arc::clone(&sync), config.sync.interval)),
+        config
+            .sync
+            .reconcile_interval
+            .zip(sync.inbox().cloned())
+            .map(|(interval, applier)| spawn_reconcile(Reconciler::new(applier), interval)),
         sync.retry_queue()
             .is_some()
             .then(|| spawn_retry_poller(Arc::clone(&sync))),
@@ -96,6 +102,25 @@ fn spawn_schedule(sync: Arc<OutboundSync<SqsRetryQueue>>, interval: Duration) ->
             ticks.tick().await;
             if let Err(error) = sync.drain("serve", interval).await {
                 tracing::error!(%error, "scheduled sync failed");
+            }
+        }
+    })
+}
+
+/// Reconciles with HubSpot every `interval` (first after one interval), the local stand-in for the hourly
+/// EventBridge Scheduler schedule.
+fn spawn_reconcile(reconciler: Reconciler, interval: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        loop {
+            ticks.tick().await;
+            let request = ReconcileRequest {
+                deadline: Some(std::time::Instant::now() + interval),
+                started_by: "serve".into(),
+                ..ReconcileRequest::default()
+            };
+            if let Err(error) = reconciler.run(&request, |_| {}).await {
+                tracing::error!(%error, "scheduled reconciliation failed");
             }
         }
     })

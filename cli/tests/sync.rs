@@ -1,5 +1,5 @@
-//! `crmsync hubspot-setup`, `sync`, `status` and `dlq` as an operator runs them: real processes, a fresh database,
-//! and the HubSpot simulator. Includes kill -9 of a sync mid-batch. Multi-threaded runtimes: the simulator keeps
+//! `crmsync hubspot-setup`, `sync`, `status`, `dlq` and `import-hubspot` as an operator runs them: real processes, a
+//! fresh database, and the HubSpot simulator. Includes kill -9 of a sync mid-batch and of an import mid-page. Multi-threaded runtimes: the simulator keeps
 //! serving while a test waits on a child process.
 
 use std::collections::HashSet;
@@ -357,4 +357,235 @@ async fn an_unreachable_database_makes_each_command_exit_2_naming_the_host() {
             started.elapsed()
         );
     }
+}
+
+/// Creates `inputs` in the simulator as another integration would; returns the new ids in input order.
+async fn sim_create(
+    app: &TestApp,
+    object: crmsync_hubspot::ObjectType,
+    inputs: &[crmsync_hubspot::CreateInput],
+) -> Vec<String> {
+    let outcome = app.hubspot().batch_create(object, inputs).await.expect("create");
+    assert!(outcome.is_complete(), "{:?}", outcome.failed);
+    let mut created = outcome.succeeded;
+    created.sort_by_key(|(index, _)| *index);
+    created.into_iter().map(|(_, object)| object.id).collect()
+}
+
+fn input(properties: &[(&str, String)], associations: Vec<(String, u32)>) -> crmsync_hubspot::CreateInput {
+    use crmsync_hubspot::associations::AssociationSpec;
+    use crmsync_hubspot::objects::NewAssociation;
+    crmsync_hubspot::CreateInput {
+        properties: properties.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
+        associations: associations
+            .into_iter()
+            .map(|(to_id, type_id)| NewAssociation {
+                to_id,
+                types: vec![AssociationSpec::hubspot_defined(type_id)],
+            })
+            .collect(),
+    }
+}
+
+/// A portal that already holds 1,000 deals of our pipeline (and 10 of another) over 200 companies, the first 100
+/// deals with a contact each; and a local CRM with three companies and a deal that match HubSpot's records by UEI,
+/// by domain and by crmsync_id.
+async fn portal_with_deals() -> TestApp {
+    use crmsync_hubspot::ObjectType;
+    use crmsync_hubspot::associations::type_ids;
+    let app = TestApp::with_hubspot().await;
+    let matches: Vec<Value> = (1..=3)
+        .map(|i| {
+            json!({ "opportunity": { "notice_id": format!("IMP-{i}"), "title": format!("Notice {i}") },
+                    "contractor": { "uei": format!("IMPUEI00000{i}"), "name": format!("Local vendor {i}") },
+                    "match_score": 60 })
+        })
+        .collect();
+    app.ingest(&json!({ "matches": matches })).await;
+    app.execute("UPDATE companies SET website = 'https://www.domain-match.gov/about' WHERE uei = 'IMPUEI000003'")
+        .await;
+    let local_deal: String = app
+        .scalar("SELECT d.id::text FROM deals d JOIN opportunities o ON o.id = d.opportunity_id WHERE o.notice_id = 'IMP-1'")
+        .await;
+
+    let companies: Vec<_> = (0..200)
+        .map(|i| {
+            let mut properties = vec![("name", format!("Portal company {i}"))];
+            match i {
+                0 | 1 => properties.push(("b2g_uei", format!("IMPUEI00000{}", i + 1))),
+                2 => properties.push(("domain", "domain-match.gov".to_owned())),
+                _ => {}
+            }
+            input(&properties, Vec::new())
+        })
+        .collect();
+    let company_ids = sim_create(&app, ObjectType::Companies, &companies).await;
+    let contacts: Vec<_> = (0..100)
+        .map(|i| {
+            input(
+                &[
+                    ("email", format!("buyer{i}@portal.gov")),
+                    ("firstname", format!("Buyer {i}")),
+                ],
+                vec![(company_ids[i % 200].clone(), type_ids::CONTACT_TO_COMPANY_PRIMARY)],
+            )
+        })
+        .collect();
+    let contact_ids = sim_create(&app, ObjectType::Contacts, &contacts).await;
+    let pipeline = app.pipeline_map().await;
+    let stage = pipeline.stage_ids["qualified"].clone();
+    let deals: Vec<_> = (0..1_000)
+        .map(|i| {
+            let mut properties = vec![
+                ("dealname", format!("Portal deal {i}")),
+                ("pipeline", pipeline.pipeline_id.clone()),
+                ("dealstage", stage.clone()),
+                ("amount", format!("{}", 1_000 + i)),
+            ];
+            if i == 0 {
+                properties.push(("crmsync_id", local_deal.clone()));
+            }
+            let mut associations = vec![(company_ids[i % 200].clone(), type_ids::DEAL_TO_COMPANY_PRIMARY)];
+            if i < 100 {
+                associations.push((contact_ids[i].clone(), type_ids::DEAL_TO_CONTACT));
+            }
+            input(&properties, associations)
+        })
+        .collect();
+    sim_create(&app, ObjectType::Deals, &deals).await;
+    let elsewhere: Vec<_> = (0..10)
+        .map(|i| {
+            input(
+                &[
+                    ("dealname", format!("Other pipeline {i}")),
+                    ("pipeline", "default".to_owned()),
+                    ("dealstage", "appointmentscheduled".to_owned()),
+                ],
+                Vec::new(),
+            )
+        })
+        .collect();
+    sim_create(&app, ObjectType::Deals, &elsewhere).await;
+    app
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_shows_progress_resumes_after_kill_9_and_a_second_import_creates_nothing() {
+    use std::io::BufRead;
+    let app = portal_with_deals().await;
+    let mut child = command(&app, &["import-hubspot", "--page-size", "50"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines_sender, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines_sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut progress = Vec::new();
+    loop {
+        let line = lines.recv_timeout(Duration::from_secs(60)).expect("a progress line");
+        if line.starts_with("import-hubspot: ") {
+            progress.push(line.clone());
+        }
+        if line.contains(" 3 pages") {
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL: mid-import, nothing cleaned up
+    child.wait().unwrap();
+    assert_eq!(progress[0], "import-hubspot: 0/1000 deals, 0 pages", "{progress:?}");
+    assert!(
+        progress.contains(&"import-hubspot: 100/1000 deals, 2 pages".to_owned()),
+        "{progress:?}"
+    );
+    let imported = app.count("deals WHERE hubspot_deal_id IS NOT NULL").await;
+    assert!((150..1_000).contains(&imported), "killed part-way: {imported}");
+    assert_eq!(
+        app.count("crmsync.settings WHERE key = 'import_hubspot_checkpoint'")
+            .await,
+        1
+    );
+
+    let (output, report) = run(&app, &["import-hubspot", "--page-size", "50"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(report["resumed_after"].as_u64().is_some(), "{report}");
+    assert!(stderr.contains("import-hubspot: 1000/1000 deals"), "{stderr}");
+
+    assert_eq!(app.count("deals WHERE hubspot_deal_id IS NOT NULL").await, 1_000);
+    assert_eq!(
+        app.scalar::<i64>("SELECT count(DISTINCT hubspot_deal_id) FROM deals")
+            .await,
+        1_000,
+        "no deal twice"
+    );
+    assert_eq!(
+        app.count("deals").await,
+        1_002,
+        "the crmsync_id match is one of them; two local deals stay local"
+    );
+    assert_eq!(
+        app.count("deals WHERE hubspot_deal_id IS NOT NULL AND company_id IS NULL")
+            .await,
+        0
+    );
+    assert_eq!(app.count("companies").await, 200, "three matched, 197 created");
+    assert_eq!(app.count("companies WHERE hubspot_company_id IS NULL").await, 0);
+    for uei in ["IMPUEI000001", "IMPUEI000002", "IMPUEI000003"] {
+        let linked: Option<String> = app
+            .scalar(&format!("SELECT hubspot_company_id FROM companies WHERE uei = '{uei}'"))
+            .await;
+        assert!(linked.is_some(), "{uei} matched its HubSpot company");
+    }
+    assert_eq!(
+        app.count("contacts WHERE hubspot_contact_id IS NOT NULL AND company_id IS NOT NULL")
+            .await,
+        100
+    );
+    assert_eq!(
+        app.count(
+            "deals d JOIN opportunities o ON o.id = d.opportunity_id WHERE o.notice_id = 'IMP-1'
+                   AND d.hubspot_deal_id IS NOT NULL"
+        )
+        .await,
+        1,
+        "the local deal matched by crmsync_id"
+    );
+    let keys = sim_deal_keys_in_pipeline(&app).await;
+    assert_eq!(keys.len(), 1_000, "every imported deal carries our id in HubSpot");
+    assert_eq!(
+        app.count("crmsync.settings WHERE key = 'import_hubspot_checkpoint'")
+            .await,
+        0
+    );
+
+    let (output, again) = run(&app, &["import-hubspot"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    for object in ["deals", "companies", "contacts"] {
+        assert_eq!(again[object]["created"], 0, "{again}");
+    }
+    assert_eq!(again["deals"]["matched"]["hubspot_id"], 1_000, "{again}");
+    assert_eq!(app.count("deals").await, 1_002);
+    assert_eq!(
+        app.count("crmsync.sync_runs WHERE trigger = 'import' AND status = 'succeeded'")
+            .await,
+        2
+    );
+}
+
+/// The `crmsync_id` of every deal of our pipeline in the simulator that has one.
+async fn sim_deal_keys_in_pipeline(app: &TestApp) -> Vec<String> {
+    let pipeline = app.pipeline_map().await.pipeline_id;
+    app.sim_records("deals")
+        .await
+        .into_iter()
+        .filter(|d| d.prop("pipeline") == Some(pipeline.as_str()))
+        .filter_map(|d| d.prop("crmsync_id").map(str::to_owned))
+        .collect()
 }

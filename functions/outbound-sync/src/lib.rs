@@ -2,12 +2,16 @@
 //! - the EventBridge schedule (every 5 minutes): drain due sync_queue rows until empty or the time budget (the
 //!   invocation's remaining time minus a margin) is spent;
 //! - the SQS retry queue (ReportBatchItemFailures): retry the rows the messages name, and report failures one
-//!   message at a time.
+//!   message at a time;
+//! - the hourly EventBridge Scheduler schedule whose input is `{"action": "reconcile"}`: reconcile with HubSpot
+//!   (read what changed there since the watermark and apply it as the lost webhooks would have), within the same
+//!   time budget.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use crmsync_app::AppError;
+use crmsync_inbound::{ReconcileRequest, Reconciler};
 use crmsync_queue::SqsRetryQueue;
 use crmsync_sync::{OutboundSync, RetryDelivery};
 use lambda_runtime::{Diagnostic, LambdaEvent};
@@ -22,7 +26,12 @@ pub enum SyncFailure {
     App(#[from] AppError),
     #[error("the event is neither an SQS batch nor a scheduled event: {0}")]
     UnknownEvent(String),
+    #[error("reconciliation needs the webhook applier, which this function was built without")]
+    NoApplier,
 }
+
+/// The input of the reconciliation schedule (template.yaml's ReconcileSchedule).
+pub const RECONCILE_ACTION: &str = "reconcile";
 
 impl From<SyncFailure> for Diagnostic {
     fn from(failure: SyncFailure) -> Self {
@@ -43,14 +52,24 @@ pub async fn handle(sync: &OutboundSync<SqsRetryQueue>, event: LambdaEvent<Value
         let response = handle_sqs(sync, sqs).await?;
         return serde_json::to_value(response).map_err(|e| SyncFailure::UnknownEvent(e.to_string()));
     }
-    if payload.get("detail-type").is_none() && payload.get("source").is_none() {
-        return Err(SyncFailure::UnknownEvent(
-            "expected SQS Records or an EventBridge event".into(),
-        ));
-    }
     let budget = remaining(context.deadline)
         .saturating_sub(DEADLINE_MARGIN)
         .max(Duration::from_secs(1));
+    if payload.get("action").and_then(Value::as_str) == Some(RECONCILE_ACTION) {
+        let applier = sync.inbox().cloned().ok_or(SyncFailure::NoApplier)?;
+        let request = ReconcileRequest {
+            deadline: Some(std::time::Instant::now() + budget),
+            started_by: "schedule".into(),
+            ..ReconcileRequest::default()
+        };
+        let report = Reconciler::new(applier).run(&request, |_| {}).await?;
+        return serde_json::to_value(report).map_err(|e| SyncFailure::UnknownEvent(e.to_string()));
+    }
+    if payload.get("detail-type").is_none() && payload.get("source").is_none() {
+        return Err(SyncFailure::UnknownEvent(
+            "expected SQS Records, an EventBridge event or {\"action\": \"reconcile\"}".into(),
+        ));
+    }
     let report = sync.drain("schedule", budget).await?;
     serde_json::to_value(report).map_err(|e| SyncFailure::UnknownEvent(e.to_string()))
 }

@@ -75,6 +75,47 @@ async fn a_scheduled_event_drains_the_queue() {
     assert_eq!(h.queue_row("deal").await.status, "completed");
 }
 
+fn reconcile_event() -> LambdaEvent<Value> {
+    let mut event = scheduled_event();
+    // EventBridge Scheduler delivers the schedule's Input as it is (template.yaml's ReconcileSchedule).
+    event.payload = json!({ "action": outbound_sync::RECONCILE_ACTION });
+    event
+}
+
+#[tokio::test]
+async fn the_reconcile_schedule_applies_a_hubspot_change_whose_webhook_was_lost() {
+    let h = harness(None, 8).await;
+    outbound_sync::handle(&h.sync, scheduled_event())
+        .await
+        .expect("drained");
+    let deal = h.single_deal().await;
+    let won = h.stage_id("closed_won").await;
+    h.sim().set_drop_webhooks(true);
+    h.sim_act(
+        "move-deal-stage",
+        json!({ "dealId": deal.hubspot_deal_id.clone().unwrap(), "stage": won }),
+    )
+    .await;
+
+    let without_applier = outbound_sync::handle(&h.sync, reconcile_event()).await.unwrap_err();
+    assert!(matches!(without_applier, outbound_sync::SyncFailure::NoApplier));
+
+    let sync = h
+        .outbound_sync(h.hubspot_without_retries(), None, SyncSettings::default())
+        .with_inbox(h.applier(Some("54321".into())));
+    let report = outbound_sync::handle(&sync, reconcile_event())
+        .await
+        .expect("reconciled");
+    assert_eq!(report["started_by"], "schedule");
+    assert!(report["property_changes"].as_u64().unwrap() >= 1, "{report}");
+    assert_eq!(h.single_deal().await.stage, "closed_won");
+    assert_eq!(
+        h.count("crmsync.sync_runs WHERE trigger = 'reconcile' AND status = 'succeeded'")
+            .await,
+        1
+    );
+}
+
 #[tokio::test]
 async fn an_unknown_event_is_refused_as_non_retryable() {
     let h = harness(None, 8).await;

@@ -9,6 +9,7 @@ pub mod adopt;
 pub mod crm;
 pub mod error;
 pub mod hubspot_records;
+pub mod import;
 pub mod inbox;
 pub mod ingest;
 pub mod migrate;
@@ -16,6 +17,7 @@ pub mod outbox;
 pub mod params;
 pub mod pool;
 pub mod property_changes;
+pub mod reconcile;
 pub mod sync;
 pub mod sync_issues;
 #[cfg(feature = "test-util")]

@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod policy;
 pub mod ports;
 pub mod queue;
+pub mod reconcile;
 pub mod rules;
 pub mod stage;
 pub mod sync;

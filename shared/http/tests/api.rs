@@ -1418,15 +1418,7 @@ async fn sync_conflicts_are_listed_newest_first_with_both_values_times_the_polic
                 "two_way",
             ),
             ("deal", DEAL_A1, "amount", Some("100"), None, "local", "two_way"),
-            (
-                "contact",
-                GONE,
-                "jobtitle",
-                None,
-                Some("CTO"),
-                "hubspot",
-                "hubspot",
-            ),
+            ("contact", GONE, "jobtitle", None, Some("CTO"), "hubspot", "hubspot"),
         ],
     )
     .await;

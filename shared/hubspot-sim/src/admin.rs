@@ -29,6 +29,7 @@ pub fn routes() -> Router<Sim> {
         .route("/__sim/limits", get(get_limits).post(set_limits))
         .route("/__sim/webhooks", get(webhooks))
         .route("/__sim/webhooks/target", post(set_webhook_target))
+        .route("/__sim/webhooks/drop", post(set_webhook_drop))
         .route("/__sim/act/move-deal-stage", post(move_deal_stage))
         .route("/__sim/act/edit-company", post(edit_company))
         .route("/__sim/act/create-contact", post(create_contact))
@@ -141,6 +142,19 @@ async fn webhooks(State(sim): State<Sim>, query: QueryList) -> Response {
 async fn set_webhook_target(State(sim): State<Sim>, JsonBody(target): JsonBody<Option<WebhookTarget>>) -> Response {
     sim.shared().webhooks.set_target(target);
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// `POST /__sim/webhooks/drop {drop: true|false}`: from now on drop every webhook event (counted as
+/// `droppedEvents`) or deliver them again.
+async fn set_webhook_drop(
+    State(sim): State<Sim>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, SimErrorResponse> {
+    let drop = body["drop"]
+        .as_bool()
+        .ok_or_else(|| SimErrorResponse::validation("drop is required and must be true or false"))?;
+    sim.shared().webhooks.set_dropping(drop);
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 fn numeric_id(body: &Value, field: &str) -> Result<u64, SimErrorResponse> {

@@ -30,6 +30,12 @@ pub struct SimConfig {
     pub faults: FaultConfig,
     pub webhook: Option<WebhookTarget>,
     pub webhook_delivery: WebhookDelivery,
+    /// Drop every webhook event instead of delivering it (counted as `droppedEvents`): HubSpot losing deliveries,
+    /// which reconciliation must repair. Toggled at run time by `POST /__sim/webhooks/drop`.
+    pub drop_webhooks: bool,
+    /// Results a search query may page through (HubSpot: 10,000; paging past it is a 400). Tests lower it to
+    /// exercise the window that moves under the cap.
+    pub search_result_cap: usize,
     /// Seeds fault draws and webhook shuffling, so a run is repeatable for a sequential client.
     pub seed: u64,
 }
@@ -51,6 +57,9 @@ impl Default for SimConfig {
             faults: FaultConfig::default(),
             webhook: None,
             webhook_delivery: WebhookDelivery::default(),
+            drop_webhooks: false,
+            // https://developers.hubspot.com/docs/api-reference/latest/crm/search-the-crm
+            search_result_cap: 10_000,
             seed: 0,
         }
     }
@@ -71,6 +80,8 @@ impl std::fmt::Debug for SimConfig {
             .field("faults", &self.faults)
             .field("webhook", &self.webhook)
             .field("webhook_delivery", &self.webhook_delivery)
+            .field("drop_webhooks", &self.drop_webhooks)
+            .field("search_result_cap", &self.search_result_cap)
             .field("seed", &self.seed)
             .finish()
     }
@@ -213,6 +224,8 @@ impl SimConfig {
     /// | `HUBSPOT_SIM_WEBHOOK_V1` | also send v1 signatures (`true`/`false`) | false |
     /// | `HUBSPOT_SIM_WEBHOOK_SHUFFLE` | shuffle event order | false |
     /// | `HUBSPOT_SIM_WEBHOOK_RETRY_MS` | first retry delay | 1000 |
+    /// | `HUBSPOT_SIM_DROP_WEBHOOKS` | drop every webhook event (`true`/`false`) | false |
+    /// | `HUBSPOT_SIM_SEARCH_RESULT_CAP` | results one search query may page through | 10000 |
     ///
     /// Errors name the variable and why its value was rejected.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SimError> {
@@ -289,6 +302,18 @@ impl SimConfig {
         if let Some(v) = parsed::<u64>(&get, "HUBSPOT_SIM_WEBHOOK_RETRY_MS")? {
             config.webhook_delivery.initial_retry_delay = Duration::from_millis(v);
         }
+        if let Some(v) = parsed::<bool>(&get, "HUBSPOT_SIM_DROP_WEBHOOKS")? {
+            config.drop_webhooks = v;
+        }
+        if let Some(v) = parsed::<usize>(&get, "HUBSPOT_SIM_SEARCH_RESULT_CAP")? {
+            if v == 0 {
+                return Err(SimError::Config {
+                    name: "HUBSPOT_SIM_SEARCH_RESULT_CAP".into(),
+                    reason: "must be at least 1".into(),
+                });
+            }
+            config.search_result_cap = v;
+        }
         Ok(config)
     }
 }
@@ -336,8 +361,12 @@ mod tests {
             ("HUBSPOT_SIM_WEBHOOK_URL", "http://127.0.0.1:9/hook"),
             ("HUBSPOT_CLIENT_SECRET", "s3cret"),
             ("HUBSPOT_SIM_WEBHOOK_V1", "true"),
+            ("HUBSPOT_SIM_DROP_WEBHOOKS", "true"),
+            ("HUBSPOT_SIM_SEARCH_RESULT_CAP", "50"),
         ]))
         .unwrap();
+        assert!(config.drop_webhooks);
+        assert_eq!(config.search_result_cap, 50);
         assert_eq!(config.requests_per_window, 190);
         assert_eq!(config.app_id, 777);
         assert_eq!(config.faults.drop_after_write_rate, 0.25);
@@ -352,6 +381,8 @@ mod tests {
         assert!(err.to_string().contains("HUBSPOT_SIM_RATE_MAX"), "{err}");
         let err = SimConfig::from_lookup(lookup(&[("HUBSPOT_SIM_FAULT_ERROR_RATE", "2")])).unwrap_err();
         assert!(err.to_string().contains("between 0 and 1"), "{err}");
+        let err = SimConfig::from_lookup(lookup(&[("HUBSPOT_SIM_SEARCH_RESULT_CAP", "0")])).unwrap_err();
+        assert!(err.to_string().contains("HUBSPOT_SIM_SEARCH_RESULT_CAP"), "{err}");
         let err = SimConfig::from_lookup(lookup(&[("HUBSPOT_SIM_WEBHOOK_URL", "http://x/")])).unwrap_err();
         assert!(err.to_string().contains("HUBSPOT_SIM_WEBHOOK_SECRET"), "{err}");
     }

@@ -92,10 +92,7 @@ impl ChangeEvent {
 
     /// The webhook JSON for this event at the given attempt.
     pub fn to_json(&self, event_id: u64, attempt_number: u32, context: EventContext) -> Value {
-        let (change_source, source_id) = match self.actor {
-            Actor::Integration => ("INTEGRATION", context.app_id.to_string()),
-            Actor::User => ("CRM_UI", format!("userId:{}", context.user_id)),
-        };
+        let (change_source, source_id) = self.actor.source(context.app_id, context.user_id);
         let mut event = json!({
             "eventId": event_id,
             "subscriptionId": self.subscription_id(),

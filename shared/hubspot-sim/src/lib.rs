@@ -23,7 +23,8 @@
 //! - `GET /requests` — counts by `"METHOD /path/{template}"` and outcome (`"200"`, `"429"`, `"dropped"`);
 //! - `POST /reset`; `GET|POST /faults` ([`FaultConfig`] as camelCase JSON); `GET|POST /limits`;
 //! - `GET /webhooks[?payloads=false]` — outbox counts (`pending`) and delivered batches;
-//!   `POST /webhooks/target` (`{url, clientSecret, sendV1}` or `null`);
+//!   `POST /webhooks/target` (`{url, clientSecret, sendV1}` or `null`); `POST /webhooks/drop` (`{drop: true}`
+//!   drops every event from then on, counted as `droppedEvents`; `HUBSPOT_SIM_DROP_WEBHOOKS` at start);
 //! - `POST /act/...` "act as a user" changes (webhooks with `changeSource: CRM_UI`):
 //!   `move-deal-stage {dealId, stage, pipeline?}`, `edit-company {companyId, properties}`,
 //!   `create-contact {properties, companyId?, primary?}`, `merge-companies {primaryId, mergedId}`,

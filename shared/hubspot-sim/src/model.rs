@@ -162,6 +162,29 @@ pub enum Actor {
     User,
 }
 
+impl Actor {
+    /// `(changeSource / sourceType, sourceId)` as HubSpot reports them in webhooks and property history:
+    /// `INTEGRATION` with the app id for API writes, `CRM_UI` with `userId:<id>` for a person's edits.
+    pub fn source(self, app_id: u64, user_id: u64) -> (&'static str, String) {
+        match self {
+            Actor::Integration => ("INTEGRATION", app_id.to_string()),
+            Actor::User => ("CRM_UI", format!("userId:{user_id}")),
+        }
+    }
+}
+
+/// One value a property held: what `propertiesWithHistory` lists, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PropertyVersion {
+    /// "" for a cleared value.
+    pub value: String,
+    pub at: DateTime<Utc>,
+    pub actor: Actor,
+}
+
+/// Versions kept per property (HubSpot keeps more; the sync reads only the newest).
+const KEPT_VERSIONS: usize = 20;
+
 /// One stored record. Property values are strings, system properties included.
 #[derive(Debug, Clone)]
 pub struct CrmObject {
@@ -170,9 +193,48 @@ pub struct CrmObject {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub archived_at: Option<DateTime<Utc>>,
+    /// Each property's values, newest first (system properties have none).
+    pub history: BTreeMap<String, Vec<PropertyVersion>>,
 }
 
 impl CrmObject {
+    /// Records that `name` took `value` ("" clears it) at `at`, set by `actor`.
+    pub fn record_version(&mut self, name: &str, value: &str, at: DateTime<Utc>, actor: Actor) {
+        let versions = self.history.entry(name.to_string()).or_default();
+        versions.insert(
+            0,
+            PropertyVersion {
+                value: value.to_string(),
+                at,
+                actor,
+            },
+        );
+        versions.truncate(KEPT_VERSIONS);
+    }
+
+    /// HubSpot's `propertiesWithHistory` for `names`: each property's versions, newest first, with their source
+    /// (`sourceType` / `sourceId` as [`Actor::source`] gives them). A property never set has an empty list.
+    pub fn history_json(&self, names: &[String], app_id: u64, user_id: u64) -> Value {
+        let map: serde_json::Map<String, Value> = names
+            .iter()
+            .map(|name| {
+                let versions: Vec<Value> = self
+                    .history
+                    .get(name)
+                    .into_iter()
+                    .flatten()
+                    .map(|v| {
+                        let (source_type, source_id) = v.actor.source(app_id, user_id);
+                        json!({"value": v.value, "timestamp": iso(v.at), "sourceType": source_type,
+                               "sourceId": source_id})
+                    })
+                    .collect();
+                (name.clone(), Value::Array(versions))
+            })
+            .collect();
+        Value::Object(map)
+    }
+
     pub fn archived(&self) -> bool {
         self.archived_at.is_some()
     }

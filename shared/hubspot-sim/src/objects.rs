@@ -327,7 +327,8 @@ pub async fn batch_upsert(
     })
 }
 
-/// `POST …/objects/{v}/{type}/batch/read` → 200, or 207 listing ids that do not exist.
+/// `POST …/objects/{v}/{type}/batch/read` → 200, or 207 listing ids that do not exist. `propertiesWithHistory`
+/// adds each named property's versions, newest first.
 pub async fn batch_read(
     State(sim): State<Sim>,
     params: Params,
@@ -337,14 +338,26 @@ pub async fn batch_read(
     let object_type = params.object_type("object_type")?;
     let items = inputs(&body)?;
     let archived = query.flag("archived");
-    let requested: Vec<String> = body["properties"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p.as_str().map(str::to_string))
-        .collect();
+    let names_in = |field: &str| -> Vec<String> {
+        body[field]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.as_str().map(str::to_string))
+            .collect()
+    };
+    let requested = names_in("properties");
+    let with_history = names_in("propertiesWithHistory");
     let id_property = body["idProperty"].as_str().map(str::to_string);
     let portal_id = sim.config().portal_id;
+    let (app_id, user_id) = (sim.config().app_id, sim.config().user_id);
+    let render = |object: &crate::model::CrmObject, names: &[String]| {
+        let mut json = object.render(names);
+        if !with_history.is_empty() {
+            json["propertiesWithHistory"] = object.history_json(&with_history, app_id, user_id);
+        }
+        json
+    };
     let started = iso(now());
     let names = property_names(object_type, &requested, &[]);
     let (results, missing) = sim.with_store(|store| {
@@ -366,7 +379,7 @@ pub async fn batch_read(
             }
             .filter(|o| o.archived() == archived);
             match found {
-                Some(object) if seen.insert(object.id) => results.push(object.render(&names)),
+                Some(object) if seen.insert(object.id) => results.push(render(object, &names)),
                 Some(_) => {}
                 None => missing.push(id),
             }

@@ -1,5 +1,5 @@
 //! The CRM search API: filter groups (ORed) of filters (ANDed), one sort, `query`, pages of at
-//! most 200 and at most 10,000 results per query. Archived records never match.
+//! most 200 and at most 10,000 results per query (`SimConfig::search_result_cap`). Archived records never match.
 //!
 //! Rules: <https://developers.hubspot.com/docs/api-reference/latest/crm/search-the-crm> (HUBSPOT-FACTS §3):
 //! at most 5 filter groups, 6 filters per group and 18 in all; paging past 10,000 results is a 400.
@@ -19,7 +19,6 @@ use crate::state::{Sim, Store};
 use crate::validate::parse_instant;
 
 const MAX_LIMIT: usize = 200;
-const MAX_RESULTS: usize = 10_000;
 const MAX_GROUPS: usize = 5;
 const MAX_FILTERS_PER_GROUP: usize = 6;
 const MAX_FILTERS: usize = 18;
@@ -308,7 +307,8 @@ pub async fn search(
     let object_type = params.object_type("object_type")?;
     let request: SearchRequest = serde_json::from_value(body)
         .map_err(|e| SimErrorResponse::validation(format!("Invalid search request: {e}")))?;
-    let (limit, after) = page_window(&request)?;
+    let cap = sim.config().search_result_cap;
+    let (limit, after) = page_window(&request, cap)?;
     check_filter_limits(&request)?;
     if request.sorts.len() > 1 {
         return Err(SimErrorResponse::validation("only one sort is allowed"));
@@ -320,7 +320,7 @@ pub async fn search(
         if let Some((name, descending)) = &sort {
             hits = sorted(store, object_type, hits, name, *descending);
         }
-        let end = (after + limit).min(hits.len()).min(MAX_RESULTS);
+        let end = (after + limit).min(hits.len()).min(cap);
         let page: Vec<Value> = hits
             .get(after..end)
             .unwrap_or_default()
@@ -337,8 +337,9 @@ pub async fn search(
     Ok(axum::Json(body).into_response())
 }
 
-/// The request's page size (default 10) and paging cursor, each within the search API's limits.
-fn page_window(request: &SearchRequest) -> Result<(usize, usize), SimErrorResponse> {
+/// The request's page size (default 10) and paging cursor, each within the search API's limits (`cap` results per
+/// query, 10,000 in HubSpot).
+fn page_window(request: &SearchRequest, cap: usize) -> Result<(usize, usize), SimErrorResponse> {
     let limit = match &request.limit {
         None => 10,
         Some(value) => id_text(value)
@@ -354,9 +355,9 @@ fn page_window(request: &SearchRequest) -> Result<(usize, usize), SimErrorRespon
             .and_then(|t| if t.is_empty() { Some(0) } else { t.parse::<usize>().ok() })
             .ok_or_else(|| SimErrorResponse::validation(format!("after {value} is not a valid paging cursor")))?,
     };
-    if after >= MAX_RESULTS {
+    if after >= cap {
         return Err(SimErrorResponse::validation(format!(
-            "after {after} is past the search API's limit of {MAX_RESULTS} results per query; narrow the filters"
+            "after {after} is past the search API's limit of {cap} results per query; narrow the filters"
         )));
     }
     Ok((limit, after))

@@ -120,6 +120,11 @@ impl RunningSim {
         self.sim.shared().webhooks.set_target(target);
     }
 
+    /// Drops every webhook event from now on (`true`), or delivers them again (same as `POST /__sim/webhooks/drop`).
+    pub fn set_drop_webhooks(&self, drop: bool) {
+        self.sim.shared().webhooks.set_dropping(drop);
+    }
+
     /// How many API requests to `endpoint` (`"POST /crm/v3/objects/{object_type}/batch/upsert"`)
     /// ended with `outcome` (`"200"`, `"429"`, `"dropped"`, …).
     pub fn request_count(&self, endpoint: &str, outcome: &str) -> u64 {

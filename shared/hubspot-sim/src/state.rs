@@ -323,7 +323,11 @@ impl Store {
             created_at: at,
             updated_at: at,
             archived_at: None,
+            history: BTreeMap::new(),
         };
+        for (name, value) in prepared.changes.iter().filter(|(_, v)| !v.is_empty()) {
+            object.record_version(name, value, at, actor);
+        }
         if object_type == ObjectType::Deals {
             recalc_deal(&self.pipelines, &mut object);
         }
@@ -358,6 +362,9 @@ impl Store {
         }
         if !changed.is_empty() {
             let at = now();
+            for (name, value) in &changed {
+                object.record_version(name, value, at, actor);
+            }
             object.updated_at = at;
             object
                 .properties
@@ -420,6 +427,9 @@ impl Store {
         if let Some(stored) = self.objects.get_mut(&object_type).and_then(|m| m.get_mut(&id)) {
             stored.archived_at = None;
             stored.updated_at = at;
+            stored
+                .properties
+                .insert(object_type.modified_property().to_string(), iso(at));
         }
         let restored = self.get(object_type, id).cloned().expect("present");
         self.index(object_type, &restored);
@@ -441,7 +451,7 @@ impl Store {
         let (survivor, gone) = self.merge_pair(object_type, primary, merged)?;
         self.unindex(object_type, &survivor);
         self.unindex(object_type, &gone);
-        let (result, moved) = self.merged_record(object_type, survivor, &gone, merged);
+        let (result, moved) = self.merged_record(object_type, survivor, &gone, merged, actor);
         self.index(object_type, &result);
         if let Some(map) = self.objects.get_mut(&object_type) {
             map.remove(&merged);
@@ -503,7 +513,9 @@ impl Store {
         mut result: CrmObject,
         gone: &CrmObject,
         merged: u64,
+        actor: Actor,
     ) -> (CrmObject, usize) {
+        let at = now();
         let system = [
             object_type.created_property(),
             object_type.modified_property(),
@@ -517,6 +529,7 @@ impl Store {
                 continue;
             }
             result.properties.insert(name.clone(), value.clone());
+            result.record_version(name, value, at, actor);
             moved += 1;
         }
         let mut merged_ids: Vec<String> = result
@@ -530,7 +543,7 @@ impl Store {
         result
             .properties
             .insert("hs_merged_object_ids".into(), merged_ids.join(";"));
-        let at = now();
+        result.record_version("hs_merged_object_ids", &merged_ids.join(";"), at, actor);
         result.updated_at = at;
         result
             .properties

@@ -65,6 +65,9 @@ struct OutboxState {
     delivered_events: u64,
     failed_attempts: u64,
     abandoned_events: u64,
+    /// Drop events instead of queueing them (HubSpot losing deliveries).
+    dropping: bool,
+    dropped_events: u64,
     deliveries: Vec<Value>,
     attempts: Vec<Value>,
     rng: StdRng,
@@ -77,6 +80,8 @@ struct Outbox {
     delivery: WebhookDelivery,
     context: EventContext,
     seed: u64,
+    /// `dropping` after a reset: the configuration's `drop_webhooks`.
+    drop_at_start: bool,
     client: reqwest::Client,
 }
 
@@ -101,6 +106,8 @@ impl Webhooks {
                 delivered_events: 0,
                 failed_attempts: 0,
                 abandoned_events: 0,
+                dropping: config.drop_webhooks,
+                dropped_events: 0,
                 deliveries: Vec::new(),
                 attempts: Vec::new(),
                 rng: StdRng::seed_from_u64(config.seed),
@@ -114,19 +121,25 @@ impl Webhooks {
                 user_id: config.user_id,
             },
             seed: config.seed,
+            drop_at_start: config.drop_webhooks,
             client,
         });
         tokio::spawn(run_worker(outbox.clone()));
         Ok(Self { outbox })
     }
 
-    /// Queues change events for delivery; dropped when no target is configured (no subscription).
+    /// Queues change events for delivery; dropped when no target is configured (no subscription), and dropped and
+    /// counted while [`Webhooks::set_dropping`] is on.
     pub fn enqueue(&self, events: Vec<ChangeEvent>) {
         if events.is_empty() {
             return;
         }
         {
             let mut state = lock(&self.outbox.state);
+            if state.dropping {
+                state.dropped_events += events.len() as u64;
+                return;
+            }
             if state.target.is_none() {
                 return;
             }
@@ -148,6 +161,12 @@ impl Webhooks {
         state.target = target;
         drop(state);
         self.outbox.wake.notify_one();
+    }
+
+    /// Drops every event from now on (`true`) instead of delivering it, as HubSpot sometimes loses deliveries; events
+    /// already queued are still delivered.
+    pub fn set_dropping(&self, dropping: bool) {
+        lock(&self.outbox.state).dropping = dropping;
     }
 
     /// Events queued or in flight.
@@ -182,6 +201,8 @@ impl Webhooks {
             "deliveredEvents": state.delivered_events,
             "failedAttempts": state.failed_attempts,
             "abandonedEvents": state.abandoned_events,
+            "dropping": state.dropping,
+            "droppedEvents": state.dropped_events,
         });
         if with_payloads {
             out["deliveries"] = Value::Array(state.deliveries.clone());
@@ -201,6 +222,8 @@ impl Webhooks {
         state.delivered_events = 0;
         state.failed_attempts = 0;
         state.abandoned_events = 0;
+        state.dropping = self.outbox.drop_at_start;
+        state.dropped_events = 0;
         state.deliveries.clear();
         state.attempts.clear();
         state.rng = StdRng::seed_from_u64(self.outbox.seed);

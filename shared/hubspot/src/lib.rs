@@ -20,6 +20,9 @@ pub use batch::BatchOutcome;
 pub use client::HubSpotClient;
 pub use config::{HubSpotConfig, RateLimitConfig};
 pub use error::{ErrorClass, HubSpotError, HubSpotErrorResponse, PermanentKind};
-pub use objects::{CreateInput, HubSpotObject, ObjectType, Properties, UpdateInput, UpsertInput, UpsertedObject};
+pub use objects::{
+    CreateInput, HubSpotObject, ListPage, ListRequest, ObjectType, Properties, PropertyVersion, UpdateInput,
+    UpsertInput, UpsertedObject,
+};
 pub use setup::{SetupReport, ensure_b2g_setup};
 pub use transport::ClientStats;

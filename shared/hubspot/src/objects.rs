@@ -1,5 +1,6 @@
 //! CRM records (companies, contacts, deals, and the activities notes, calls, emails, meetings, tasks): batch
-//! create, read, update and upsert with hidden chunking and per-input outcomes, single read and archive.
+//! create, read (optionally with property history), update and upsert with hidden chunking and per-input outcomes,
+//! single read, list pages (live or archived) and archive.
 //!
 //! Endpoints: `/crm/objects/{version}/{type}[/batch/{create|read|update|upsert}|/{id}]`
 //! (spec `CRM/Deals/Rollouts/424/2026-03/deals.json` in HubSpot-public-api-spec-collection).
@@ -22,6 +23,13 @@ use crate::transport::{Area, Call};
 /// "Object API batch endpoints are limited to 100 inputs per request."
 /// (<https://developers.hubspot.com/docs/api-reference/latest/crm/using-object-apis>)
 pub const BATCH_LIMIT: usize = 100;
+
+/// Records per batch read that asks for `propertiesWithHistory`: "usage of this parameter will reduce the maximum
+/// number of objects that can be read by a single request"; HubSpot's list endpoint serves 50 then.
+pub const HISTORY_BATCH_LIMIT: usize = 50;
+
+/// Largest page the list endpoint serves.
+pub const MAX_LIST_PAGE: u32 = 100;
 
 /// The CRM object types the sync uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -100,6 +108,9 @@ pub struct HubSpotObject {
     /// Echo of the input's trace id in batch answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_write_trace_id: Option<String>,
+    /// The versions of the properties a read named in `propertiesWithHistory`, newest first.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub properties_with_history: BTreeMap<String, Vec<PropertyVersion>>,
 }
 
 impl HubSpotObject {
@@ -107,6 +118,66 @@ impl HubSpotObject {
     pub fn property(&self, name: &str) -> Option<&str> {
         self.properties.get(name).and_then(|v| v.as_deref())
     }
+
+    /// The newest version of a property read with history; `None` when it was not asked for or never set.
+    pub fn latest_version(&self, name: &str) -> Option<&PropertyVersion> {
+        self.properties_with_history
+            .get(name)
+            .and_then(|versions| versions.first())
+    }
+}
+
+/// One value a property held, as `propertiesWithHistory` lists it: when it was set and by what (`sourceType`
+/// `INTEGRATION` with the app id as `sourceId` for API writes, `CRM_UI` with `userId:<id>` for a person's edits,
+/// `IMPORT`, `WORKFLOW`, ...).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PropertyVersion {
+    #[serde(default)]
+    pub value: Option<String>,
+    #[serde(default, deserialize_with = "crate::values::lenient_datetime::deserialize")]
+    pub timestamp: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub source_type: Option<String>,
+    #[serde(default)]
+    pub source_id: Option<String>,
+}
+
+/// What [`HubSpotClient::list_page`] asks for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListRequest {
+    /// Records per page, 1..=100.
+    pub limit: u32,
+    /// The cursor of the page to read (`None`: the first).
+    pub after: Option<String>,
+    pub properties: Vec<String>,
+    /// List the recycle bin (archived records, with `archivedAt`) instead of the live records.
+    pub archived: bool,
+}
+
+/// One page of [`HubSpotClient::list_page`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListPage {
+    pub results: Vec<HubSpotObject>,
+    /// The cursor of the next page; `None` on the last.
+    pub after: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ListAnswer {
+    #[serde(default)]
+    results: Vec<HubSpotObject>,
+    paging: Option<ListPaging>,
+}
+
+#[derive(Deserialize)]
+struct ListPaging {
+    next: Option<ListNext>,
+}
+
+#[derive(Deserialize)]
+struct ListNext {
+    after: Value,
 }
 
 /// Result of one upsert input.
@@ -153,6 +224,14 @@ pub struct UpdateInput {
 pub struct UpsertInput {
     pub id: String,
     pub properties: Properties,
+}
+
+/// What a batch read asks for.
+#[derive(Clone, Copy)]
+struct Read<'a> {
+    id_property: Option<&'a str>,
+    properties: &'a [&'a str],
+    history: &'a [&'a str],
 }
 
 /// Inputs repeating an earlier key: `(index, index of the first input with that key)`.
@@ -262,19 +341,56 @@ impl HubSpotClient {
         id_property: Option<&str>,
         properties: &[&str],
     ) -> Result<BatchOutcome<HubSpotObject>, HubSpotError> {
+        let read = Read {
+            id_property,
+            properties,
+            history: &[],
+        };
+        self.read_batches(object_type, ids, read, BATCH_LIMIT).await
+    }
+
+    /// Reads records by id with `properties` and the versions of `history` (newest first, in each record's
+    /// [`HubSpotObject::properties_with_history`]), ≤[`HISTORY_BATCH_LIMIT`] per HTTP call: when each property
+    /// last changed and by whom. Missing ids fail like [`HubSpotClient::batch_read`]'s.
+    pub async fn batch_read_with_history<S: AsRef<str>>(
+        &self,
+        object_type: ObjectType,
+        ids: &[S],
+        properties: &[&str],
+        history: &[&str],
+    ) -> Result<BatchOutcome<HubSpotObject>, HubSpotError> {
+        let read = Read {
+            id_property: None,
+            properties,
+            history,
+        };
+        self.read_batches(object_type, ids, read, HISTORY_BATCH_LIMIT).await
+    }
+
+    async fn read_batches<S: AsRef<str>>(
+        &self,
+        object_type: ObjectType,
+        ids: &[S],
+        read: Read<'_>,
+        chunk_size: usize,
+    ) -> Result<BatchOutcome<HubSpotObject>, HubSpotError> {
         let ids: Vec<&str> = ids.iter().map(AsRef::as_ref).collect();
         let (items, dupes) = first_occurrences(&ids, |id| *id);
-        let mut wanted: Vec<&str> = properties.to_vec();
-        if let Some(unique) = id_property
+        let mut wanted: Vec<&str> = read.properties.to_vec();
+        if let Some(unique) = read.id_property
             && !wanted.contains(&unique)
         {
             wanted.push(unique);
         }
+        let read = Read {
+            properties: &wanted,
+            ..read
+        };
         let segments = self.object_segments(object_type, &["batch", "read"]);
-        let mut outcome = run_chunks(&items, BATCH_LIMIT, self.concurrency(), |chunk| {
+        let mut outcome = run_chunks(&items, chunk_size, self.concurrency(), |chunk| {
             let span =
                 tracing::info_span!("hubspot_batch", op = "read", object_type = %object_type, inputs = chunk.len());
-            self.read_chunk(&segments, chunk, &wanted, id_property).instrument(span)
+            self.read_chunk(&segments, chunk, read).instrument(span)
         })
         .await?;
         // Repeated ids share the first occurrence's outcome.
@@ -287,13 +403,13 @@ impl HubSpotClient {
         &self,
         segments: &[String],
         chunk: &[(usize, &&str)],
-        wanted: &[&str],
-        id_property: Option<&str>,
+        read: Read<'_>,
     ) -> Result<BatchOutcome<HubSpotObject>, HubSpotError> {
+        let id_property = read.id_property;
         let mut body = json!({
             "inputs": chunk.iter().map(|(_, id)| json!({"id": id})).collect::<Vec<_>>(),
-            "properties": wanted,
-            "propertiesWithHistory": [],
+            "properties": read.properties,
+            "propertiesWithHistory": read.history,
         });
         if let Some(unique) = id_property {
             body["idProperty"] = Value::from(unique);
@@ -321,6 +437,35 @@ impl HubSpotClient {
         let path = call.path();
         let origin = Origin::post(&path, status);
         Ok(assign(&origin, &keys, results, answer.errors, Missing::NotFound))
+    }
+
+    /// One page of `object_type` records in id order: live ones, or with `archived` the recycle bin (each with
+    /// `archived_at`). Page with the returned cursor until it is `None`.
+    pub async fn list_page(&self, object_type: ObjectType, request: &ListRequest) -> Result<ListPage, HubSpotError> {
+        if request.limit == 0 || request.limit > MAX_LIST_PAGE {
+            return Err(HubSpotError::InvalidInput {
+                field: "limit".into(),
+                reason: format!("{} is outside 1..={MAX_LIST_PAGE}", request.limit),
+            });
+        }
+        let mut call = Call::new(Method::GET, self.object_segments(object_type, &[]))
+            .query("limit", request.limit.to_string())
+            .query("archived", request.archived.to_string());
+        if !request.properties.is_empty() {
+            call = call.query("properties", request.properties.join(","));
+        }
+        if let Some(after) = &request.after {
+            call = call.query("after", after.clone());
+        }
+        let (_, answer): (u16, ListAnswer) = self.transport.send(&call).await?;
+        let after = answer.paging.and_then(|p| p.next).map(|n| match n.after {
+            Value::String(s) => s,
+            other => other.to_string(),
+        });
+        Ok(ListPage {
+            results: answer.results,
+            after,
+        })
     }
 
     /// Updates records by id, or by the values of a unique `id_property`, ≤100 per HTTP call. An input repeating

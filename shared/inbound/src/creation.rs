@@ -7,7 +7,7 @@ use chrono::Utc;
 use crmsync_db::hubspot_records::{self as records, NewCompany, NewContact, NewDeal};
 use crmsync_db::{Db, DbError};
 use crmsync_domain::email::is_email;
-use crmsync_domain::sync::value_hash;
+use crmsync_domain::sync::{PipelineMap, value_hash};
 use crmsync_domain::webhook::{EventKind, ObjectKind, WebhookEvent, column_value, contact_full_name, local_stage};
 use crmsync_hubspot::setup::LOCAL_ID_PROPERTY;
 use crmsync_hubspot::{HubSpotObject, ObjectType};
@@ -61,7 +61,7 @@ pub(crate) async fn creation(
     let id = match kind {
         ObjectKind::Company => records::insert_company(client, &new_company(object, hubspot_id)).await?,
         ObjectKind::Contact => records::insert_contact(client, &new_contact(object, hubspot_id)).await?,
-        ObjectKind::Deal => match new_deal(object, hubspot_id, context) {
+        ObjectKind::Deal => match new_deal(object, hubspot_id, context.pipeline) {
             Ok(deal) => records::insert_deal(client, &deal).await?,
             Err(outcome) => return Ok(outcome),
         },
@@ -80,7 +80,7 @@ pub(crate) async fn creation(
 }
 
 /// True when the record carries a local id: one of ours, or one whose write-back is done.
-fn carries_our_id(object: &HubSpotObject) -> bool {
+pub(crate) fn carries_our_id(object: &HubSpotObject) -> bool {
     object.property(LOCAL_ID_PROPERTY).is_some_and(|v| !v.trim().is_empty())
 }
 
@@ -98,7 +98,7 @@ fn checked(object: &HubSpotObject, column: &str, name: &str) -> Option<String> {
     text(object, name).and_then(|v| column_value(column, &v).ok().flatten())
 }
 
-fn new_company(object: &HubSpotObject, hubspot_id: &str) -> NewCompany {
+pub(crate) fn new_company(object: &HubSpotObject, hubspot_id: &str) -> NewCompany {
     let text = |name: &str| text(object, name);
     NewCompany {
         hubspot_id: hubspot_id.to_owned(),
@@ -117,7 +117,7 @@ fn new_company(object: &HubSpotObject, hubspot_id: &str) -> NewCompany {
     }
 }
 
-fn new_contact(object: &HubSpotObject, hubspot_id: &str) -> NewContact {
+pub(crate) fn new_contact(object: &HubSpotObject, hubspot_id: &str) -> NewContact {
     let text = |name: &str| text(object, name);
     let email = text("email").filter(|e| is_email(e));
     NewContact {
@@ -142,9 +142,13 @@ fn new_contact(object: &HubSpotObject, hubspot_id: &str) -> NewContact {
 /// The local deal of a deal created in HubSpot, or how the event ends instead. Only deals of our pipeline are ours:
 /// a deal in another pipeline is recorded and left alone, and a stage of our pipeline that the map does not know is
 /// an error, never a silent new_match.
-fn new_deal(object: &HubSpotObject, hubspot_id: &str, context: &PassContext<'_>) -> Result<NewDeal, Outcome> {
+pub(crate) fn new_deal(
+    object: &HubSpotObject,
+    hubspot_id: &str,
+    pipeline: Option<&PipelineMap>,
+) -> Result<NewDeal, Outcome> {
     let text = |name: &str| text(object, name);
-    let Some(pipeline) = context.pipeline else {
+    let Some(pipeline) = pipeline else {
         return Err(Outcome::Wait("no pipeline map yet: run `crmsync hubspot-setup`".into()));
     };
     if text("pipeline").as_deref() != Some(pipeline.pipeline_id.as_str()) {

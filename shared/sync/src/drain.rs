@@ -359,4 +359,10 @@ impl<Q> OutboundSync<Q> {
     pub fn retry_queue(&self) -> Option<&Q> {
         self.retry_queue.as_ref()
     }
+
+    /// The webhook applier this drain applies waiting events with: reconciliation and the first import use it
+    /// too, so they share its pool, HubSpot client and one-pass-at-a-time lock.
+    pub fn inbox(&self) -> Option<&crmsync_inbound::Applier> {
+        self.inbox.as_ref()
+    }
 }

@@ -98,6 +98,9 @@ pub struct SyncConfig {
     pub interval: Duration,
     /// `SYNC_LEASE_SECONDS` (default 300): how long a claim holds its rows before another run may take them over.
     pub lease: Duration,
+    /// `RECONCILE_INTERVAL_SECONDS` (default 3600; 0 turns it off): how often `crmsync serve` reconciles with
+    /// HubSpot (the deployed stack runs it hourly on EventBridge Scheduler).
+    pub reconcile_interval: Option<Duration>,
 }
 
 impl Config {
@@ -185,6 +188,10 @@ impl Config {
                 batch_size: number("SYNC_BATCH_SIZE", 5_000, 1..=20_000)?,
                 interval: Duration::from_secs(number("SYNC_INTERVAL_SECONDS", 300, 1..=86_400)? as u64),
                 lease: Duration::from_secs(number("SYNC_LEASE_SECONDS", 300, 1..=86_400)? as u64),
+                reconcile_interval: match number("RECONCILE_INTERVAL_SECONDS", 3_600, 0..=604_800)? {
+                    0 => None,
+                    seconds => Some(Duration::from_secs(seconds as u64)),
+                },
             },
             webhook,
             api,
@@ -389,6 +396,20 @@ mod tests {
         for secret in ["hunter2", "tok-123", "jwt-secret", "pat-na1", "client-secret"] {
             assert!(!debug.contains(secret), "{secret} in {debug}");
         }
+    }
+
+    #[test]
+    fn reconciliation_runs_hourly_unless_set_and_zero_turns_it_off() {
+        let defaults = config(&[("DATABASE_URL", "postgres://x/y")]).unwrap();
+        assert_eq!(defaults.sync.reconcile_interval, Some(Duration::from_secs(3_600)));
+        let off = config(&[("DATABASE_URL", "postgres://x/y"), ("RECONCILE_INTERVAL_SECONDS", "0")]).unwrap();
+        assert_eq!(off.sync.reconcile_interval, None);
+        let error = config(&[
+            ("DATABASE_URL", "postgres://x/y"),
+            ("RECONCILE_INTERVAL_SECONDS", "soon"),
+        ])
+        .unwrap_err();
+        assert!(error.to_string().contains("RECONCILE_INTERVAL_SECONDS"), "{error}");
     }
 
     #[test]

@@ -508,3 +508,60 @@ async fn activities_need_a_timestamp_and_associate_inline_at_creation() {
     assert_eq!(stored["associations"]["deals"], json!([deal]));
     assert_eq!(stored["properties"]["hs_timestamp"], "2026-03-30T10:00:00.000Z");
 }
+
+#[tokio::test]
+async fn batch_read_with_history_lists_each_propertys_versions_newest_first_with_their_source() {
+    let sim = TestSim::start().await;
+    let id = sim.company("Acme").await;
+    let edited = sim
+        .admin_post(
+            "/__sim/act/edit",
+            json!({"objectType": "companies", "id": id, "properties": {"name": "Acme Federal"}}),
+        )
+        .await;
+    assert_eq!(edited.status, 200, "{:?}", edited.body);
+    let read = sim
+        .post(
+            "/crm/objects/2026-03/companies/batch/read",
+            json!({"inputs": [{"id": id}], "properties": ["name"], "propertiesWithHistory": ["name", "city"]}),
+        )
+        .await;
+    assert_eq!(read.status, 200, "{:?}", read.body);
+    let record = &read.body["results"][0];
+    let versions = record["propertiesWithHistory"]["name"]
+        .as_array()
+        .expect("name's history");
+    let values: Vec<&str> = versions.iter().map(|v| v["value"].as_str().unwrap()).collect();
+    assert_eq!(values, ["Acme Federal", "Acme"]);
+    assert_eq!(versions[0]["sourceType"], "CRM_UI");
+    assert_eq!(versions[1]["sourceType"], "INTEGRATION");
+    assert_eq!(versions[1]["sourceId"], "54321", "API writes carry the app id");
+    assert_eq!(
+        versions[0]["timestamp"], record["properties"]["hs_lastmodifieddate"],
+        "the newest version is the record's last change"
+    );
+    assert_eq!(record["propertiesWithHistory"]["city"], json!([]), "never set");
+}
+
+#[tokio::test]
+async fn a_merge_sets_hs_merged_object_ids_and_a_restore_bumps_the_modified_date() {
+    let sim = TestSim::start().await;
+    let (primary, merged) = (sim.company("Primary").await, sim.company("Merged").await);
+    let answer = sim
+        .admin_post(
+            "/__sim/act/merge-companies",
+            json!({"primaryId": primary, "mergedId": merged}),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let survivor = sim.stored("companies", &primary).await.unwrap();
+    assert_eq!(survivor["properties"]["hs_merged_object_ids"], merged.as_str());
+
+    let deal = sim.deal("Gone and back").await;
+    sim.admin_post("/__sim/act/delete-deal", json!({"dealId": deal})).await;
+    let before = sim.stored("deals", &deal).await.unwrap()["properties"]["hs_lastmodifieddate"].clone();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    sim.admin_post("/__sim/act/restore-deal", json!({"dealId": deal})).await;
+    let after = sim.stored("deals", &deal).await.unwrap()["properties"]["hs_lastmodifieddate"].clone();
+    assert!(after.as_str() > before.as_str(), "{before} → {after}");
+}

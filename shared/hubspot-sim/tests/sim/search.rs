@@ -198,3 +198,25 @@ async fn searches_beyond_the_per_second_limit_get_the_secondly_429_without_rate_
     // The search budget is separate from the burst window.
     assert_eq!(sim.get("/crm/v3/objects/deals").await.status, 200);
 }
+
+#[tokio::test]
+async fn a_lower_result_cap_refuses_paging_past_it() {
+    let sim = TestSim::with(SimConfig {
+        search_result_cap: 4,
+        ..SimConfig::default()
+    })
+    .await;
+    for name in ["A", "B", "C", "D", "E", "F"] {
+        sim.company(name).await;
+    }
+    let last_page = sim
+        .post("/crm/v3/objects/companies/search", json!({"limit": 2, "after": "2"}))
+        .await;
+    assert_eq!(last_page.status, 200);
+    assert_eq!(last_page.body["total"], 6);
+    assert_eq!(last_page.body["paging"]["next"]["after"], "4");
+    let past = sim
+        .post("/crm/v3/objects/companies/search", json!({"limit": 2, "after": "4"}))
+        .await;
+    assert_eq!(past.status, 400, "{:?}", past.body);
+}

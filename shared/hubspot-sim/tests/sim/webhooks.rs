@@ -301,3 +301,40 @@ async fn a_target_set_through_the_admin_api_receives_later_changes() {
         "{values:?}"
     );
 }
+
+#[tokio::test]
+async fn while_dropping_webhooks_no_event_is_delivered_and_each_is_counted() {
+    let receiver = Receiver::start(0).await;
+    let sim = TestSim::with(webhook_config(&receiver, SECRET, false)).await;
+    let dropped = sim.admin_post("/__sim/webhooks/drop", json!({"drop": true})).await;
+    assert_eq!(dropped.status, 204);
+    sim.company("Lost").await;
+    drain(&sim).await;
+    assert!(
+        receiver.accepted_events().is_empty(),
+        "nothing is delivered while dropping"
+    );
+    let outbox = sim.admin_get("/__sim/webhooks?payloads=false").await.body;
+    assert_eq!(outbox["dropping"], true);
+    assert_eq!(outbox["droppedEvents"], 2, "the creation and its name: {outbox}");
+
+    assert_eq!(
+        sim.admin_post("/__sim/webhooks/drop", json!({"drop": "yes"}))
+            .await
+            .status,
+        400,
+        "drop must be a boolean"
+    );
+    sim.admin_post("/__sim/webhooks/drop", json!({"drop": false})).await;
+    sim.company("Found").await;
+    drain(&sim).await;
+    let values: Vec<Value> = receiver
+        .accepted_events()
+        .iter()
+        .map(|e| e["propertyValue"].clone())
+        .collect();
+    assert!(
+        values.contains(&json!("Found")) && !values.contains(&json!("Lost")),
+        "{values:?}"
+    );
+}

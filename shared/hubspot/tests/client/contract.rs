@@ -1053,3 +1053,75 @@ async fn two_setups_racing_each_other_both_succeed_with_one_pipeline() {
         .unwrap();
     assert!(unique.has_unique_value);
 }
+
+#[tokio::test]
+async fn history_reads_go_50_per_call_and_archived_records_are_listed_page_by_page() {
+    let app = SimApp::start().await;
+    app.setup().await;
+    let inputs: Vec<CreateInput> = (0..120)
+        .map(|i| CreateInput {
+            properties: props(&[("name", &format!("Company {i}"))]),
+            associations: Vec::new(),
+        })
+        .collect();
+    let created = app.client.batch_create(ObjectType::Companies, &inputs).await.unwrap();
+    let ids: Vec<String> = created.succeeded.iter().map(|(_, o)| o.id.clone()).collect();
+    let update = UpdateInput {
+        id: ids[0].clone(),
+        properties: props(&[("name", "Renamed")]),
+    };
+    app.client
+        .batch_update(ObjectType::Companies, None, &[update])
+        .await
+        .unwrap();
+
+    let read_calls = |app: &SimApp| {
+        app.sim
+            .request_count("POST /crm/objects/{version}/{object_type}/batch/read", "200")
+    };
+    let before = read_calls(&app);
+    let read = app
+        .client
+        .batch_read_with_history(ObjectType::Companies, &ids, &["name"], &["name"])
+        .await
+        .unwrap();
+    assert!(read.is_complete(), "{:?}", read.failed);
+    assert_eq!(read_calls(&app) - before, 3, "120 records at most 50 per call");
+    let first = read.succeeded.iter().find(|(_, o)| o.id == ids[0]).unwrap();
+    let latest = first.1.latest_version("name").expect("history of name");
+    assert_eq!(latest.value.as_deref(), Some("Renamed"));
+    assert_eq!(latest.source_type.as_deref(), Some("INTEGRATION"));
+    assert_eq!(first.1.properties_with_history["name"].len(), 2);
+    assert!(latest.timestamp.is_some());
+
+    for id in &ids[..3] {
+        app.client.archive_object(ObjectType::Companies, id).await.unwrap();
+    }
+    let mut archived = Vec::new();
+    let mut after = None;
+    loop {
+        let request = crmsync_hubspot::ListRequest {
+            limit: 2,
+            after: after.clone(),
+            properties: vec!["name".into()],
+            archived: true,
+        };
+        let page = app.client.list_page(ObjectType::Companies, &request).await.unwrap();
+        archived.extend(page.results);
+        after = page.after;
+        if after.is_none() {
+            break;
+        }
+    }
+    let archived_ids: Vec<&str> = archived.iter().map(|o| o.id.as_str()).collect();
+    assert_eq!(archived_ids, ids[..3].iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(archived.iter().all(|o| o.archived && o.archived_at.is_some()));
+    let too_big = crmsync_hubspot::ListRequest {
+        limit: 101,
+        ..Default::default()
+    };
+    assert!(matches!(
+        app.client.list_page(ObjectType::Companies, &too_big).await,
+        Err(HubSpotError::InvalidInput { .. })
+    ));
+}
