@@ -145,7 +145,7 @@ pub async fn win_rate(client: &impl Db) -> Result<Vec<WinRateMonth>, DbError> {
 pub const FAILED_RECORDS_SHOWN: i64 = 10;
 
 /// Counts the queue's pending, failed and dead rows (one scan of `sync_queue_status_idx`) and reads the latest
-/// sync run, in one round trip; then the failed records ([`crate::sync_issues::failed_records`], the newest
+/// outbound sync run (not a reconciliation or an import), in one round trip; then the failed records ([`crate::sync_issues::failed_records`], the newest
 /// [`FAILED_RECORDS_SHOWN`]).
 pub async fn sync_health(client: &impl Db) -> Result<SyncHealth, DbError> {
     let statement: &str = "SELECT
@@ -156,7 +156,7 @@ pub async fn sync_health(client: &impl Db) -> Result<SyncHealth, DbError> {
              FROM (SELECT 1) AS one
              LEFT JOIN LATERAL (
                SELECT id, trigger, status, started_at, finished_at, counts
-               FROM crmsync.sync_runs ORDER BY started_at DESC LIMIT 1
+               FROM crmsync.sync_runs WHERE trigger NOT IN ('reconcile', 'import') ORDER BY started_at DESC LIMIT 1
              ) r ON true";
     let row = client.query_one(statement, &[]).await?;
     let last_run = row.get::<_, Option<Uuid>>(3).map(|id| SyncRun {
