@@ -2,12 +2,14 @@
 //! - the EventBridge schedule (every 5 minutes): drain due sync_queue rows until empty or the time budget (the
 //!   invocation's remaining time minus a margin) is spent;
 //! - the SQS retry queue (ReportBatchItemFailures): retry the rows the messages name, and report failures one
-//!   message at a time.
+//!   message at a time;
+//! - the daily EventBridge schedule whose input is `{"crmsync": "prune"}`: delete old operational rows (retention).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use crmsync_app::AppError;
+use crmsync_app::config::RetentionConfig;
 use crmsync_queue::SqsRetryQueue;
 use crmsync_sync::{OutboundSync, RetryDelivery};
 use lambda_runtime::{Diagnostic, LambdaEvent};
@@ -20,7 +22,7 @@ pub const DEADLINE_MARGIN: Duration = Duration::from_secs(20);
 pub enum SyncFailure {
     #[error(transparent)]
     App(#[from] AppError),
-    #[error("the event is neither an SQS batch nor a scheduled event: {0}")]
+    #[error("the event is neither an SQS batch, a scheduled event nor a prune: {0}")]
     UnknownEvent(String),
 }
 
@@ -34,9 +36,25 @@ impl From<SyncFailure> for Diagnostic {
     }
 }
 
-/// Handles one invocation: an SQS batch gets a partial batch response, a schedule tick a drain report.
-pub async fn handle(sync: &OutboundSync<SqsRetryQueue>, event: LambdaEvent<Value>) -> Result<Value, SyncFailure> {
+/// The input of the daily retention schedule: `{"crmsync": "prune"}`.
+pub const PRUNE_INPUT_KEY: &str = "crmsync";
+pub const PRUNE_INPUT_VALUE: &str = "prune";
+
+/// Handles one invocation: an SQS batch gets a partial batch response, a schedule tick a drain report, the prune
+/// schedule's event a prune report (rows deleted per table).
+pub async fn handle(
+    sync: &OutboundSync<SqsRetryQueue>,
+    retention: &RetentionConfig,
+    event: LambdaEvent<Value>,
+) -> Result<Value, SyncFailure> {
     let (payload, context) = event.into_parts();
+    let budget = remaining(context.deadline)
+        .saturating_sub(DEADLINE_MARGIN)
+        .max(Duration::from_secs(1));
+    if payload.get(PRUNE_INPUT_KEY).and_then(Value::as_str) == Some(PRUNE_INPUT_VALUE) {
+        let report = crmsync_app::prune::prune(sync.store().pool(), retention, budget).await?;
+        return serde_json::to_value(report).map_err(|e| SyncFailure::UnknownEvent(e.to_string()));
+    }
     if payload.get("Records").is_some() {
         let sqs: SqsEvent =
             serde_json::from_value(payload).map_err(|e| SyncFailure::UnknownEvent(format!("bad SQS event: {e}")))?;
@@ -48,9 +66,6 @@ pub async fn handle(sync: &OutboundSync<SqsRetryQueue>, event: LambdaEvent<Value
             "expected SQS Records or an EventBridge event".into(),
         ));
     }
-    let budget = remaining(context.deadline)
-        .saturating_sub(DEADLINE_MARGIN)
-        .max(Duration::from_secs(1));
     let report = sync.drain("schedule", budget).await?;
     serde_json::to_value(report).map_err(|e| SyncFailure::UnknownEvent(e.to_string()))
 }

@@ -16,6 +16,7 @@ pub mod outbox;
 pub mod params;
 pub mod pool;
 pub mod property_changes;
+pub mod retention;
 pub mod sync;
 pub mod sync_issues;
 #[cfg(feature = "test-util")]

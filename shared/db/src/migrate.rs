@@ -91,6 +91,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../migrations/0009_field_policies.sql"),
         previous_checksums: &[],
     },
+    Migration {
+        version: 12,
+        name: "retention",
+        sql: include_str!("../../../migrations/0012_retention.sql"),
+        previous_checksums: &[],
+    },
 ];
 
 /// Any fixed 64-bit key unique to this runner ("crmsync" in ASCII).

@@ -12,6 +12,7 @@ mod creation;
 mod deletion;
 mod event;
 mod merge;
+mod metrics;
 mod pass;
 mod property_change;
 mod retries;
