@@ -103,8 +103,8 @@ async fn prune_deletes_only_rows_past_their_retention_in_batches_and_leaves_open
              INSERT INTO crmsync.sync_conflicts
                (entity_type, entity_id, hubspot_id, property, winner, rule, hubspot_changed_at, inbox_id, created_at)
              VALUES
-               ('deal', gen_random_uuid(), '1', 'amount', 'local', 'local_owned', now(), NULL, now() - interval '100 days'),
-               ('deal', gen_random_uuid(), '1', 'amount', 'local', 'local_owned', now(), '{old_applied}', now() - interval '10 days');"
+               ('deal', gen_random_uuid(), '1', 'amount', 'local', 'local', now(), NULL, now() - interval '100 days'),
+               ('deal', gen_random_uuid(), '1', 'amount', 'local', 'local', now(), '{old_applied}', now() - interval '10 days');"
         ),
     )
     .await;
