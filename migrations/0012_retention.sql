@@ -1,5 +1,6 @@
--- 0012_retention.sql: retention (`crmsync prune`, issue 12). The indexes its bounded deletes walk, so each batch finds its oldest rows without
--- scanning a table, and deleting inbox rows does not scan sync_conflicts for each one.
+-- 0012_retention.sql: retention (`crmsync prune`, issue 12). The indexes its bounded deletes walk, so that each
+-- batch finds its oldest rows without scanning a table, and deleting inbox rows does not scan sync_conflicts for
+-- each one.
 --
 -- A new file rather than an edit of 0003/0004/0005: those are applied everywhere, and an applied migration is
 -- never edited.

@@ -79,9 +79,13 @@ async fn a_scheduled_event_drains_the_queue() {
 #[tokio::test]
 async fn an_unknown_event_is_refused_as_non_retryable() {
     let h = harness(None, 8).await;
-    let error = outbound_sync::handle(&h.sync, &RetentionConfig::default(), LambdaEvent::new(json!({ "hello": 1 }), Context::default()))
-        .await
-        .unwrap_err();
+    let error = outbound_sync::handle(
+        &h.sync,
+        &RetentionConfig::default(),
+        LambdaEvent::new(json!({ "hello": 1 }), Context::default()),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(lambda_runtime::Diagnostic::from(error).error_type, "NonRetryable");
 }
 
@@ -93,14 +97,18 @@ async fn without_sqs_a_failed_item_still_comes_back_through_the_schedule() {
         error_rate: 1.0,
         ..FaultConfig::default()
     });
-    let report = outbound_sync::handle(&h.sync, &RetentionConfig::default(), scheduled_event()).await.unwrap();
+    let report = outbound_sync::handle(&h.sync, &RetentionConfig::default(), scheduled_event())
+        .await
+        .unwrap();
     assert_eq!(
         (report["failed"].as_u64(), report["retry_messages"].as_u64()),
         (Some(1), Some(0))
     );
     h.sim().set_faults(FaultConfig::default());
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    let report = outbound_sync::handle(&h.sync, &RetentionConfig::default(), scheduled_event()).await.unwrap();
+    let report = outbound_sync::handle(&h.sync, &RetentionConfig::default(), scheduled_event())
+        .await
+        .unwrap();
     assert_eq!(
         (report["companies_created"].as_u64(), report["deals_created"].as_u64()),
         (Some(1), Some(1))
@@ -117,7 +125,9 @@ async fn retries_flow_through_sqs_into_the_dlq_after_max_attempts_and_redrive_ba
     });
 
     // Attempt 1 on the schedule: the company fails, a delayed retry message is sent, the deal waits for it.
-    let report = outbound_sync::handle(&h.sync, &RetentionConfig::default(), scheduled_event()).await.unwrap();
+    let report = outbound_sync::handle(&h.sync, &RetentionConfig::default(), scheduled_event())
+        .await
+        .unwrap();
     assert_eq!(
         (
             report["failed"].as_u64(),
@@ -149,7 +159,9 @@ async fn retries_flow_through_sqs_into_the_dlq_after_max_attempts_and_redrive_ba
     assert_eq!(purge_redriven(h.sync.store(), &queue).await.unwrap(), 1);
     assert_eq!(queue.dlq_depth().await.unwrap(), Some(0));
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let report = outbound_sync::handle(&h.sync, &RetentionConfig::default(), scheduled_event()).await.unwrap();
+    let report = outbound_sync::handle(&h.sync, &RetentionConfig::default(), scheduled_event())
+        .await
+        .unwrap();
     assert_eq!(
         (report["companies_created"].as_u64(), report["deals_created"].as_u64()),
         (Some(1), Some(1)),
@@ -207,7 +219,9 @@ async fn an_item_dead_on_a_permanent_error_also_reaches_the_dlq_so_its_alarm_fir
     // HubSpot refuses the deal's stage id (a per-input validation error): dead at once, no retries.
     h.execute("UPDATE crmsync.settings SET value = jsonb_set(value, '{stage_ids,new_match}', '\"999999\"')")
         .await;
-    let report = outbound_sync::handle(&h.sync, &RetentionConfig::default(), scheduled_event()).await.unwrap();
+    let report = outbound_sync::handle(&h.sync, &RetentionConfig::default(), scheduled_event())
+        .await
+        .unwrap();
     assert_eq!(
         (report["dead"].as_u64(), report["companies_created"].as_u64()),
         (Some(1), Some(1)),
@@ -343,10 +357,8 @@ async fn the_daily_prune_event_deletes_completed_rows_past_retention_and_keeps_o
     // The drain completed both rows; one of them finished a month ago. A new change of the deal is pending.
     h.execute("UPDATE sync_queue SET completed_at = now() - interval '30 days' WHERE entity_type = 'company'")
         .await;
-    h.execute(
-        "INSERT INTO sync_queue (entity_type, entity_id, operation) SELECT 'deal', id, 'update' FROM deals",
-    )
-    .await;
+    h.execute("INSERT INTO sync_queue (entity_type, entity_id, operation) SELECT 'deal', id, 'update' FROM deals")
+        .await;
 
     let mut event = scheduled_event();
     event.payload = json!({ "crmsync": "prune" });

@@ -1,6 +1,7 @@
 //! Metrics as CloudWatch Embedded Metric Format (EMF) documents: one JSON line per [`MetricSet`], written to the
 //! process's log stream (stdout in Lambda, where CloudWatch Logs extracts the metrics; no CloudWatch API call and
-//! no IAM permission). The format: <https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html>.
+//! no IAM permission). The format:
+//! <https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html>.
 //!
 //! Hand-written rather than `metrics_cloudwatch_embedded`: that crate is a global recorder for the `metrics` facade
 //! that must be flushed around every invocation (its own `lambda_runtime::run` wrapper, none for `lambda_http` or a
@@ -107,7 +108,11 @@ pub fn configure(sink: Sink, function: &str) {
 /// commands whose stdout is their result stay clean.
 fn settings() -> &'static Settings {
     SETTINGS.get_or_init(|| Settings {
-        sink: if lambda_function_name().is_some() { Sink::Stdout } else { Sink::Off },
+        sink: if lambda_function_name().is_some() {
+            Sink::Stdout
+        } else {
+            Sink::Off
+        },
         function: lambda_function_name().unwrap_or_else(|| "crmsync".to_owned()),
         namespace: namespace_from_env(),
     })
@@ -156,7 +161,9 @@ impl MetricSet {
     /// metric with its unit), then each dimension and metric as a top-level member.
     pub fn to_emf(&self, namespace: &str, function: &str, timestamp_ms: i64) -> Value {
         let extra: Vec<&str> = self.dimensions.iter().map(|(name, _)| *name).collect();
-        let with_function: Vec<&str> = std::iter::once(FUNCTION_DIMENSION).chain(extra.iter().copied()).collect();
+        let with_function: Vec<&str> = std::iter::once(FUNCTION_DIMENSION)
+            .chain(extra.iter().copied())
+            .collect();
         let definitions: Vec<Value> = self
             .values
             .iter()

@@ -109,12 +109,22 @@ async fn prune_deletes_only_rows_past_their_retention_in_batches_and_leaves_open
     )
     .await;
 
-    let report = prune(db.pool(), &retention(), Duration::from_secs(60)).await.expect("pruned");
+    let report = prune(db.pool(), &retention(), Duration::from_secs(60))
+        .await
+        .expect("pruned");
 
     let deleted = |table: &str| report.deleted.get(table).copied();
     assert_eq!(deleted("echo_ledger"), Some(1));
-    assert_eq!(deleted("webhook_inbox"), Some(1), "only the applied event older than 14 days");
-    assert_eq!(deleted("webhook_inbox_dead"), Some(1), "only the dead event older than 30 days");
+    assert_eq!(
+        deleted("webhook_inbox"),
+        Some(1),
+        "only the applied event older than 14 days"
+    );
+    assert_eq!(
+        deleted("webhook_inbox_dead"),
+        Some(1),
+        "only the dead event older than 30 days"
+    );
     assert_eq!(deleted("sync_queue"), Some(3), "the completed rows older than 14 days");
     assert_eq!(deleted("sync_runs"), Some(1), "the finished run older than 30 days");
     assert_eq!(deleted("sync_conflicts"), Some(1), "the conflict older than 90 days");
@@ -133,7 +143,11 @@ async fn prune_deletes_only_rows_past_their_retention_in_batches_and_leaves_open
     };
     assert_eq!(left, vec![young_applied, old_pending, dead_20_days]);
     assert_eq!(count(&db, "sync_queue WHERE status = 'completed'").await, 1);
-    assert_eq!(count(&db, "sync_queue WHERE status <> 'completed'").await, 3, "open and dead rows stay");
+    assert_eq!(
+        count(&db, "sync_queue WHERE status <> 'completed'").await,
+        3,
+        "open and dead rows stay"
+    );
     assert_eq!(count(&db, "crmsync.sync_runs WHERE status = 'running'").await, 1);
     assert_eq!(count(&db, "crmsync.sync_runs").await, 2);
     // The young conflict that recorded the pruned event stays, without its link.
@@ -161,7 +175,11 @@ async fn after_prune_a_redelivered_event_younger_than_seven_days_is_still_a_dupl
     let report = prune(db.pool(), &shortest, Duration::from_secs(60)).await.unwrap();
     assert_eq!(report.deleted.get("webhook_inbox"), Some(&0));
 
-    assert_eq!(deliver(&inbox, 10).await, None, "HubSpot's re-delivery is recognised and not stored again");
+    assert_eq!(
+        deliver(&inbox, 10).await,
+        None,
+        "HubSpot's re-delivery is recognised and not stored again"
+    );
     assert_eq!(count(&db, "crmsync.webhook_inbox").await, 1);
 
     // Past the retention the event is forgotten, which is why the retention may not go below 7 days.

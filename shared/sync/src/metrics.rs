@@ -2,8 +2,8 @@
 //! gauges afterwards (see `crmsync_app::metrics`).
 
 use crmsync_app::metrics::{
-    HUBSPOT_429S, HUBSPOT_REQUESTS, MetricSet, QUEUE_DEPTH, QUEUE_OLDEST_PENDING_AGE, SYNC_ITEMS_DEAD, SYNC_ITEMS_FAILED,
-    SYNC_ITEMS_SYNCED,
+    HUBSPOT_429S, HUBSPOT_REQUESTS, MetricSet, QUEUE_DEPTH, QUEUE_OLDEST_PENDING_AGE, SYNC_ITEMS_DEAD,
+    SYNC_ITEMS_FAILED, SYNC_ITEMS_SYNCED,
 };
 use crmsync_db::PgSyncStore;
 

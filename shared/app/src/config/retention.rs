@@ -117,7 +117,16 @@ mod tests {
     #[test]
     fn an_inbox_retention_below_seven_days_is_a_configuration_error_naming_it() {
         let error = read(&[("PRUNE_INBOX_DAYS", "6")]).unwrap_err();
-        assert!(matches!(error, AppError::Config { variable: "PRUNE_INBOX_DAYS", .. }), "{error}");
+        assert!(
+            matches!(
+                error,
+                AppError::Config {
+                    variable: "PRUNE_INBOX_DAYS",
+                    ..
+                }
+            ),
+            "{error}"
+        );
         assert!(error.to_string().contains("at least 7"), "{error}");
     }
 
@@ -126,7 +135,16 @@ mod tests {
         // A longer inbox retention raises the dead events' default with it.
         assert_eq!(read(&[("PRUNE_INBOX_DAYS", "60")]).unwrap().inbox_dead_days, 60);
         let error = read(&[("PRUNE_INBOX_DAYS", "20"), ("PRUNE_INBOX_DEAD_DAYS", "10")]).unwrap_err();
-        assert!(matches!(error, AppError::Config { variable: "PRUNE_INBOX_DEAD_DAYS", .. }), "{error}");
+        assert!(
+            matches!(
+                error,
+                AppError::Config {
+                    variable: "PRUNE_INBOX_DEAD_DAYS",
+                    ..
+                }
+            ),
+            "{error}"
+        );
         let error = read(&[("PRUNE_BATCH_SIZE", "ten")]).unwrap_err();
         assert!(error.to_string().contains("PRUNE_BATCH_SIZE"), "{error}");
     }
