@@ -119,6 +119,14 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         bind: SocketAddr,
     },
+    /// Delete operational rows older than their retention (PRUNE_* settings), in bounded batches: the echo ledger,
+    /// settled webhook inbox events (at least 7 days, so re-deliveries are still recognised), completed sync_queue
+    /// rows, finished sync runs and old sync conflicts. Prints the rows deleted per table as JSON.
+    Prune {
+        /// Start no batch after this many seconds (the next prune goes on).
+        #[arg(long, default_value_t = 3_600)]
+        max_seconds: u64,
+    },
     /// Print the effective field policies (the defaults, with CRMSYNC_FIELD_POLICY's overrides): which side wins
     /// each synced property, for records made here and for records created in HubSpot. Needs no database.
     Policy {
@@ -234,6 +242,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reconcile { since, max_seconds } => catch_up::reconcile(&config, since.as_deref(), max_seconds).await,
         Command::ImportHubspot { restart, page_size } => catch_up::import_hubspot(&config, restart, page_size).await,
         Command::Serve { bind } => serve::serve(config, bind).await,
+        Command::Prune { max_seconds } => {
+            let pool = config.connect_pool(crmsync_db::Timeouts::CLI)?;
+            let budget = std::time::Duration::from_secs(max_seconds);
+            let report = crmsync_app::prune::prune(&pool, &config.retention, budget).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::HubspotSim { .. } | Command::QueueSetup { .. } | Command::Policy { .. } => {
             unreachable!("handled above")
         }

@@ -18,7 +18,15 @@ use crmsync_sync::{OutboundSync, from_config};
 use secrecy::ExposeSecret;
 use tokio::task::JoinHandle;
 
+/// How often `serve` prunes old operational rows, the local stand-in for the daily EventBridge schedule.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How long one prune may run before it stops starting batches (the next day's goes on).
+const PRUNE_BUDGET: Duration = Duration::from_secs(15 * 60);
+
 pub async fn serve(mut config: Config, bind: SocketAddr) -> anyhow::Result<ExitCode> {
+    // Metrics go to stdout as EMF lines, as in Lambda: serve's stdout carries no result.
+    crmsync_app::metrics::configure(crmsync_app::metrics::Sink::Stdout, "crmsync-serve");
     let Some(api_token) = config.api.api_token.clone() else {
         bail!("API_TOKEN must be set: every API route requires it as a bearer token");
     };
@@ -46,6 +54,7 @@ pub async fn serve(mut config: Config, bind: SocketAddr) -> anyhow::Result<ExitC
             .reconcile_interval
             .zip(sync.inbox().cloned())
             .map(|(interval, applier)| spawn_reconcile(Reconciler::new(applier), interval)),
+        Some(spawn_prune(pool.clone(), config.retention)),
         sync.retry_queue()
             .is_some()
             .then(|| spawn_retry_poller(Arc::clone(&sync))),
@@ -121,6 +130,19 @@ fn spawn_reconcile(reconciler: Reconciler, interval: Duration) -> JoinHandle<()>
             };
             if let Err(error) = reconciler.run(&request, |_| {}).await {
                 tracing::error!(%error, "scheduled reconciliation failed");
+            }
+        }
+    })
+}
+
+/// Prunes old operational rows at start and then daily (see `crmsync prune`).
+fn spawn_prune(pool: crmsync_db::Pool, retention: crmsync_app::config::RetentionConfig) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(PRUNE_INTERVAL);
+        loop {
+            ticks.tick().await;
+            if let Err(error) = crmsync_app::prune::prune(&pool, &retention, PRUNE_BUDGET).await {
+                tracing::error!(%error, "scheduled prune failed");
             }
         }
     })

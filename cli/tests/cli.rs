@@ -172,3 +172,36 @@ fn a_missing_database_url_is_named_in_the_error() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("DATABASE_URL is not set"));
 }
+
+#[tokio::test]
+async fn prune_prints_the_rows_deleted_per_table_and_refuses_an_inbox_retention_under_seven_days() {
+    let app = TestApp::new().await;
+    app.execute(
+        "INSERT INTO sync_queue (entity_type, entity_id, operation, status, completed_at) VALUES
+           ('deal', gen_random_uuid(), 'update', 'completed', now() - interval '20 days'),
+           ('deal', gen_random_uuid(), 'update', 'pending', NULL)",
+    )
+    .await;
+
+    let (code, stdout, stderr) = crmsync(&app, &["prune"], "");
+    assert_eq!(code, 0, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).expect("stdout is exactly one JSON document");
+    assert_eq!(report["deleted"]["sync_queue"], 1);
+    assert_eq!(report["deleted"]["webhook_inbox"], 0);
+    assert_eq!(report["complete"], true);
+    assert_eq!(app.count("sync_queue WHERE status = 'pending'").await, 1);
+
+    let output = Command::new(env!("CARGO_BIN_EXE_crmsync"))
+        .arg("prune")
+        .env("DATABASE_URL", app.db.url())
+        .env("PRUNE_INBOX_DAYS", "3")
+        .output()
+        .expect("run crmsync");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("PRUNE_INBOX_DAYS") && stderr.contains("at least 7"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+}

@@ -6,11 +6,14 @@
 //! - the hourly EventBridge Scheduler schedule whose input is `{"action": "reconcile"}`: reconcile with HubSpot
 //!   (read what changed there since the watermark and apply it as the lost webhooks would have), within the same
 //!   time budget.
+//! - the daily EventBridge Scheduler schedule whose input is `{"action": "prune"}`: delete old operational rows
+//!   (retention).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use crmsync_app::AppError;
+use crmsync_app::config::RetentionConfig;
 use crmsync_inbound::{ReconcileRequest, Reconciler};
 use crmsync_queue::SqsRetryQueue;
 use crmsync_sync::{OutboundSync, RetryDelivery};
@@ -24,7 +27,7 @@ pub const DEADLINE_MARGIN: Duration = Duration::from_secs(20);
 pub enum SyncFailure {
     #[error(transparent)]
     App(#[from] AppError),
-    #[error("the event is neither an SQS batch nor a scheduled event: {0}")]
+    #[error("the event is neither an SQS batch, a scheduled event nor an action (reconcile, prune): {0}")]
     UnknownEvent(String),
     #[error("reconciliation needs the webhook applier, which this function was built without")]
     NoApplier,
@@ -43,18 +46,30 @@ impl From<SyncFailure> for Diagnostic {
     }
 }
 
-/// Handles one invocation: an SQS batch gets a partial batch response, a schedule tick a drain report.
-pub async fn handle(sync: &OutboundSync<SqsRetryQueue>, event: LambdaEvent<Value>) -> Result<Value, SyncFailure> {
+/// The input of the daily retention schedule (template.yaml's DailyPrune): `{"action": "prune"}`.
+pub const PRUNE_ACTION: &str = "prune";
+
+/// Handles one invocation: an SQS batch gets a partial batch response, a schedule tick a drain report, the prune
+/// schedule's event a prune report (rows deleted per table).
+pub async fn handle(
+    sync: &OutboundSync<SqsRetryQueue>,
+    retention: &RetentionConfig,
+    event: LambdaEvent<Value>,
+) -> Result<Value, SyncFailure> {
     let (payload, context) = event.into_parts();
+    let budget = remaining(context.deadline)
+        .saturating_sub(DEADLINE_MARGIN)
+        .max(Duration::from_secs(1));
+    if payload.get("action").and_then(Value::as_str) == Some(PRUNE_ACTION) {
+        let report = crmsync_app::prune::prune(sync.store().pool(), retention, budget).await?;
+        return serde_json::to_value(report).map_err(|e| SyncFailure::UnknownEvent(e.to_string()));
+    }
     if payload.get("Records").is_some() {
         let sqs: SqsEvent =
             serde_json::from_value(payload).map_err(|e| SyncFailure::UnknownEvent(format!("bad SQS event: {e}")))?;
         let response = handle_sqs(sync, sqs).await?;
         return serde_json::to_value(response).map_err(|e| SyncFailure::UnknownEvent(e.to_string()));
     }
-    let budget = remaining(context.deadline)
-        .saturating_sub(DEADLINE_MARGIN)
-        .max(Duration::from_secs(1));
     if payload.get("action").and_then(Value::as_str) == Some(RECONCILE_ACTION) {
         let applier = sync.inbox().cloned().ok_or(SyncFailure::NoApplier)?;
         let request = ReconcileRequest {
@@ -67,7 +82,7 @@ pub async fn handle(sync: &OutboundSync<SqsRetryQueue>, event: LambdaEvent<Value
     }
     if payload.get("detail-type").is_none() && payload.get("source").is_none() {
         return Err(SyncFailure::UnknownEvent(
-            "expected SQS Records, an EventBridge event or {\"action\": \"reconcile\"}".into(),
+            "expected SQS Records, an EventBridge event, or {\"action\": \"reconcile\" or \"prune\"}".into(),
         ));
     }
     let report = sync.drain("schedule", budget).await?;

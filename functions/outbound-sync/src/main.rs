@@ -12,7 +12,7 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let sync = crmsync_sync::from_config(&config, config.connect_pool(crmsync_app::Timeouts::BACKGROUND)?).await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        outbound_sync::handle(&sync, event)
+        outbound_sync::handle(&sync, &config.retention, event)
     }))
     .await
 }

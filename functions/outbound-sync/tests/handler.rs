@@ -5,6 +5,7 @@ use std::ops::Deref;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use crmsync_app::config::RetentionConfig;
 use crmsync_domain::sync::{EntityType, RetryMessage, RetryPolicy, RetryTarget};
 use crmsync_hubspot_sim::FaultConfig;
 use crmsync_queue::test_support::sqs_client;
@@ -67,7 +68,7 @@ async fn test_queue() -> SqsRetryQueue {
 #[tokio::test]
 async fn a_scheduled_event_drains_the_queue() {
     let h = harness(None, 8).await;
-    let report = outbound_sync::handle(&h.sync, scheduled_event())
+    let report = outbound_sync::handle(&h.sync, &RetentionConfig::default(), scheduled_event())
         .await
         .expect("handled");
     assert_eq!(report["companies_created"], 1);
@@ -85,7 +86,7 @@ fn reconcile_event() -> LambdaEvent<Value> {
 #[tokio::test]
 async fn the_reconcile_schedule_applies_a_hubspot_change_whose_webhook_was_lost() {
     let h = harness(None, 8).await;
-    outbound_sync::handle(&h.sync, scheduled_event())
+    outbound_sync::handle(&h.sync, &RetentionConfig::default(), scheduled_event())
         .await
         .expect("drained");
     let deal = h.single_deal().await;
@@ -97,13 +98,15 @@ async fn the_reconcile_schedule_applies_a_hubspot_change_whose_webhook_was_lost(
     )
     .await;
 
-    let without_applier = outbound_sync::handle(&h.sync, reconcile_event()).await.unwrap_err();
+    let without_applier = outbound_sync::handle(&h.sync, &RetentionConfig::default(), reconcile_event())
+        .await
+        .unwrap_err();
     assert!(matches!(without_applier, outbound_sync::SyncFailure::NoApplier));
 
     let sync = h
         .outbound_sync(h.hubspot_without_retries(), None, SyncSettings::default())
         .with_inbox(h.applier(Some("54321".into())));
-    let report = outbound_sync::handle(&sync, reconcile_event())
+    let report = outbound_sync::handle(&sync, &RetentionConfig::default(), reconcile_event())
         .await
         .expect("reconciled");
     assert_eq!(report["started_by"], "schedule");
@@ -119,9 +122,13 @@ async fn the_reconcile_schedule_applies_a_hubspot_change_whose_webhook_was_lost(
 #[tokio::test]
 async fn an_unknown_event_is_refused_as_non_retryable() {
     let h = harness(None, 8).await;
-    let error = outbound_sync::handle(&h.sync, LambdaEvent::new(json!({ "hello": 1 }), Context::default()))
-        .await
-        .unwrap_err();
+    let error = outbound_sync::handle(
+        &h.sync,
+        &RetentionConfig::default(),
+        LambdaEvent::new(json!({ "hello": 1 }), Context::default()),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(lambda_runtime::Diagnostic::from(error).error_type, "NonRetryable");
 }
 
@@ -133,14 +140,18 @@ async fn without_sqs_a_failed_item_still_comes_back_through_the_schedule() {
         error_rate: 1.0,
         ..FaultConfig::default()
     });
-    let report = outbound_sync::handle(&h.sync, scheduled_event()).await.unwrap();
+    let report = outbound_sync::handle(&h.sync, &RetentionConfig::default(), scheduled_event())
+        .await
+        .unwrap();
     assert_eq!(
         (report["failed"].as_u64(), report["retry_messages"].as_u64()),
         (Some(1), Some(0))
     );
     h.sim().set_faults(FaultConfig::default());
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    let report = outbound_sync::handle(&h.sync, scheduled_event()).await.unwrap();
+    let report = outbound_sync::handle(&h.sync, &RetentionConfig::default(), scheduled_event())
+        .await
+        .unwrap();
     assert_eq!(
         (report["companies_created"].as_u64(), report["deals_created"].as_u64()),
         (Some(1), Some(1))
@@ -157,7 +168,9 @@ async fn retries_flow_through_sqs_into_the_dlq_after_max_attempts_and_redrive_ba
     });
 
     // Attempt 1 on the schedule: the company fails, a delayed retry message is sent, the deal waits for it.
-    let report = outbound_sync::handle(&h.sync, scheduled_event()).await.unwrap();
+    let report = outbound_sync::handle(&h.sync, &RetentionConfig::default(), scheduled_event())
+        .await
+        .unwrap();
     assert_eq!(
         (
             report["failed"].as_u64(),
@@ -189,7 +202,9 @@ async fn retries_flow_through_sqs_into_the_dlq_after_max_attempts_and_redrive_ba
     assert_eq!(purge_redriven(h.sync.store(), &queue).await.unwrap(), 1);
     assert_eq!(queue.dlq_depth().await.unwrap(), Some(0));
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let report = outbound_sync::handle(&h.sync, scheduled_event()).await.unwrap();
+    let report = outbound_sync::handle(&h.sync, &RetentionConfig::default(), scheduled_event())
+        .await
+        .unwrap();
     assert_eq!(
         (report["companies_created"].as_u64(), report["deals_created"].as_u64()),
         (Some(1), Some(1)),
@@ -247,7 +262,9 @@ async fn an_item_dead_on_a_permanent_error_also_reaches_the_dlq_so_its_alarm_fir
     // HubSpot refuses the deal's stage id (a per-input validation error): dead at once, no retries.
     h.execute("UPDATE crmsync.settings SET value = jsonb_set(value, '{stage_ids,new_match}', '\"999999\"')")
         .await;
-    let report = outbound_sync::handle(&h.sync, scheduled_event()).await.unwrap();
+    let report = outbound_sync::handle(&h.sync, &RetentionConfig::default(), scheduled_event())
+        .await
+        .unwrap();
     assert_eq!(
         (report["dead"].as_u64(), report["companies_created"].as_u64()),
         (Some(1), Some(1)),
@@ -371,5 +388,33 @@ async fn purge_removes_only_sync_messages_whose_rows_are_no_longer_dead() {
         queue.dlq_depth().await.unwrap(),
         Some(3),
         "the others stay for an operator"
+    );
+}
+
+#[tokio::test]
+async fn the_daily_prune_event_deletes_completed_rows_past_retention_and_keeps_open_ones() {
+    let h = harness(None, 8).await;
+    outbound_sync::handle(&h.sync, &RetentionConfig::default(), scheduled_event())
+        .await
+        .expect("drained");
+    // The drain completed both rows; one of them finished a month ago. A new change of the deal is pending.
+    h.execute("UPDATE sync_queue SET completed_at = now() - interval '30 days' WHERE entity_type = 'company'")
+        .await;
+    h.execute("INSERT INTO sync_queue (entity_type, entity_id, operation) SELECT 'deal', id, 'update' FROM deals")
+        .await;
+
+    let mut event = scheduled_event();
+    event.payload = json!({ "action": "prune" });
+    let report = outbound_sync::handle(&h.sync, &RetentionConfig::default(), event)
+        .await
+        .expect("pruned");
+
+    assert_eq!(report["deleted"]["sync_queue"], 1, "{report}");
+    assert_eq!(report["complete"], true);
+    assert_eq!(h.count("sync_queue WHERE entity_type = 'company'").await, 0);
+    assert_eq!(
+        h.count("sync_queue WHERE entity_type = 'deal'").await,
+        2,
+        "the recent completed row and the pending one stay"
     );
 }

@@ -238,7 +238,7 @@ async fn an_event_from_any_other_source_is_an_error_response() {
     assert!(
         error
             .error_message
-            .contains("neither an SQS batch nor a scheduled event"),
+            .contains("neither an SQS batch, a scheduled event nor an action"),
         "{error:?}"
     );
 }

@@ -6,6 +6,8 @@ pub mod config;
 pub mod error;
 pub mod hubspot_setup;
 pub mod ingest;
+pub mod metrics;
+pub mod prune;
 pub mod telemetry;
 
 pub use config::{ApiConfig, Config, SyncConfig, WebhookConfig};

@@ -18,6 +18,7 @@ pub mod params;
 pub mod pool;
 pub mod property_changes;
 pub mod reconcile;
+pub mod retention;
 pub mod sync;
 pub mod sync_issues;
 #[cfg(feature = "test-util")]

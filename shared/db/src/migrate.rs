@@ -97,6 +97,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../migrations/0010_reconcile.sql"),
         previous_checksums: &[],
     },
+    Migration {
+        version: 11,
+        name: "retention",
+        sql: include_str!("../../../migrations/0011_retention.sql"),
+        previous_checksums: &[],
+    },
 ];
 
 /// Any fixed 64-bit key unique to this runner ("crmsync" in ASCII).

@@ -114,6 +114,15 @@ pub struct QueueStatus {
     pub last_runs: Vec<Value>,
 }
 
+/// The queue's size and lag, for the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct QueueGauges {
+    /// Open rows: pending, failed (backing off) and in progress.
+    pub depth: i64,
+    /// Age of the oldest pending or failed row; 0 when there is none.
+    pub oldest_pending_age_seconds: f64,
+}
+
 /// A failed or dead item with its last error.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ProblemItem {
@@ -836,6 +845,29 @@ impl PgSyncStore {
             waiting_count,
             waiting,
             last_runs,
+        })
+    }
+
+    /// The queue's gauges for the metrics after each run: open rows (pending, failed, in progress), and the age of
+    /// the oldest row not yet in HubSpot (pending or failed: dead rows are the DLQ's alarm). One statement over the
+    /// partial indexes of open rows.
+    pub async fn queue_gauges(&self) -> Result<QueueGauges, DbError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT (SELECT count(*) FROM sync_queue WHERE status IN ({waiting}))
+                          + (SELECT count(*) FROM sync_queue WHERE status = '{IN_PROGRESS}'),
+                            (SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0)
+                             FROM sync_queue WHERE status IN ({waiting}))",
+                    waiting = waiting()
+                ),
+                &[],
+            )
+            .await?;
+        Ok(QueueGauges {
+            depth: row.get(0),
+            oldest_pending_age_seconds: row.get(1),
         })
     }
 

@@ -204,7 +204,9 @@ impl Applier {
             policies: &self.policies,
         };
         let pass = self.run_until_committed(&events, &context).await?;
-        self.after_commit(pass, run).await
+        let report = self.after_commit(pass, run).await?;
+        crate::metrics::emit_pass(&report, &events, chrono::Utc::now().timestamp_millis());
+        Ok(report)
     }
 
     /// The open rows among `ids`, parsed, in the order they apply in.

@@ -16,6 +16,7 @@ mod deletion;
 mod event;
 pub mod import;
 mod merge;
+mod metrics;
 mod pass;
 mod property_change;
 pub mod reconcile;

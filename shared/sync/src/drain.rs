@@ -211,6 +211,7 @@ impl<Q: RetryQueue> OutboundSync<Q> {
         {
             tracing::error!(error = %write_error, "could not record the sync run");
         }
+        crate::metrics::emit_run(&self.store, report).await;
     }
 
     /// One round: companies first, then contacts and deals, then activities, with a write-back after each step.

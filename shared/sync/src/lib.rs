@@ -10,6 +10,7 @@
 mod activities;
 mod drain;
 mod dry_run;
+mod metrics;
 mod retry;
 mod round;
 mod send;

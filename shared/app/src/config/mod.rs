@@ -4,12 +4,14 @@
 //! read and validated in exactly one place.
 
 mod api;
+mod retention;
 mod webhook;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use api::ApiConfig;
+pub use retention::{MIN_INBOX_DAYS, RetentionConfig};
 use secrecy::{ExposeSecret, SecretString};
 pub use webhook::{DEFAULT_APPLY_DEADLINE, WebhookConfig};
 
@@ -59,6 +61,8 @@ pub struct Config {
     pub webhook: WebhookConfig,
     /// The dashboard API's section.
     pub api: ApiConfig,
+    /// `crmsync prune`'s section: days kept per table (`PRUNE_*`).
+    pub retention: RetentionConfig,
     /// `CRMSYNC_FIELD_POLICY`: a TOML or JSON file overriding the default field policies (which side wins each
     /// property), validated here; without it, the defaults.
     pub field_policies: Arc<FieldPolicies>,
@@ -112,6 +116,7 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, AppError> {
         let webhook = WebhookConfig::from_lookup(&lookup)?;
         let api = ApiConfig::from_lookup(&lookup)?;
+        let retention = RetentionConfig::from_lookup(&lookup)?;
         let database_url = lookup("DATABASE_URL")
             .filter(|v| !v.trim().is_empty())
             .ok_or(AppError::Config {
@@ -195,6 +200,7 @@ impl Config {
             },
             webhook,
             api,
+            retention,
             field_policies: Arc::new(field_policies(text("CRMSYNC_FIELD_POLICY"))?),
         };
         config.database(Timeouts::BACKGROUND)?;

@@ -13,6 +13,10 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use crmsync_app::metrics::{
+    MetricSet, REASON_DIMENSION, WEBHOOK_EVENTS_ACCEPTED, WEBHOOK_EVENTS_DUPLICATE, WEBHOOK_REQUESTS,
+    WEBHOOK_REQUESTS_REJECTED,
+};
 use crmsync_db::inbox::NewInboxEvent;
 use crmsync_domain::webhook::WebhookEvent;
 use crmsync_hubspot::signature::{
@@ -95,11 +99,13 @@ async fn receive(
         state.inner.default_scheme,
     );
     if !public.is_some_and(|public| is_signed(&state, &method, &public, &headers, &body)) {
+        emit_rejected("bad_signature");
         return unauthorized();
     }
     let events = match crmsync_domain::webhook::parse_batch(&body) {
         Ok(events) => events,
         Err(error) => {
+            emit_rejected("bad_body");
             return HttpError::new(StatusCode::BAD_REQUEST, "invalid_body", error.to_string())
                 .with_field(error.field())
                 .into_response();
@@ -108,9 +114,13 @@ async fn receive(
     let stored = match store(&state, &events).await {
         Ok(stored) => stored,
         // HubSpot retries a 5xx; nothing was stored.
-        Err(error) => return HttpError::from(crmsync_app::AppError::from(error)).into_response(),
+        Err(error) => {
+            emit_rejected("unavailable");
+            return HttpError::from(crmsync_app::AppError::from(error)).into_response();
+        }
     };
     tracing::info!(received = events.len(), stored = stored.len(), "webhook batch stored");
+    emit_accepted(events.len(), stored.len());
     match state.inner.mode {
         ApplyMode::Inline => apply_inline(&state, &stored).await,
         ApplyMode::Background => state.wake_worker(),
@@ -120,6 +130,26 @@ async fn receive(
         axum::Json(json!({ "received": events.len(), "stored": stored.len() })),
     )
         .into_response()
+}
+
+/// The request's metrics: one request refused for `reason` (`bad_signature` is a 401, `bad_body` a 400,
+/// `unavailable` a 503).
+/// Two documents, since a document's dimensions apply to all its metrics: the request count stays without `Reason`.
+fn emit_rejected(reason: &'static str) {
+    MetricSet::new().count(WEBHOOK_REQUESTS, 1).emit();
+    MetricSet::new()
+        .dimension(REASON_DIMENSION, reason)
+        .count(WEBHOOK_REQUESTS_REJECTED, 1)
+        .emit();
+}
+
+/// The request's metrics: its events accepted, and those already stored (re-deliveries).
+fn emit_accepted(received: usize, stored: usize) {
+    MetricSet::new()
+        .count(WEBHOOK_REQUESTS, 1)
+        .count(WEBHOOK_EVENTS_ACCEPTED, received as u64)
+        .count(WEBHOOK_EVENTS_DUPLICATE, received.saturating_sub(stored) as u64)
+        .emit();
 }
 
 /// True when the request carries a valid HubSpot signature over `public`, the URI HubSpot called.
