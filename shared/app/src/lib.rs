@@ -8,6 +8,6 @@ pub mod hubspot_setup;
 pub mod ingest;
 pub mod telemetry;
 
-pub use config::{ApiConfig, Config, SyncConfig, WebhookConfig};
+pub use config::{ApiConfig, Config, JwtRules, SyncConfig, WebhookConfig};
 pub use crmsync_db::Timeouts;
 pub use error::AppError;

@@ -9,7 +9,7 @@ mod webhook;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use api::ApiConfig;
+pub use api::{ApiConfig, DEFAULT_JWT_AUDIENCE, JwtRules, RequiredClaim};
 use secrecy::{ExposeSecret, SecretString};
 pub use webhook::{DEFAULT_APPLY_DEADLINE, WebhookConfig};
 
@@ -381,6 +381,7 @@ mod tests {
             ("DATABASE_URL", "postgres://u:hunter2@h/db"),
             ("API_TOKEN", "tok-123-abcdefghijkl"),
             ("API_JWT_SECRET", "jwt-secret-0123456789abcdefghijklmnop"),
+            ("API_JWT_ISSUER", "https://abcdefgh.supabase.co/auth/v1"),
             ("HUBSPOT_ACCESS_TOKEN", "pat-na1-secret"),
             ("HUBSPOT_CLIENT_SECRET", "client-secret-value"),
         ])
