@@ -88,12 +88,15 @@ enum Command {
         visibility_timeout: u64,
     },
     /// Run the HTTP server (GET /healthz, POST /ingest/matches, the dashboard at / and /api/*), the sync schedule
-    /// and the retry-queue poller.
-    /// Without HUBSPOT_ACCESS_TOKEN it starts the built-in HubSpot simulator and talks to it.
+    /// and the retry-queue poller. Needs HUBSPOT_ACCESS_TOKEN, unless --simulator is given.
     Serve {
         /// The address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         bind: SocketAddr,
+        /// Sync to the built-in HubSpot simulator (set up at start, empty every time) instead of HubSpot. Without
+        /// it, serve refuses to start when HUBSPOT_ACCESS_TOKEN is not set.
+        #[arg(long)]
+        simulator: bool,
     },
     /// Print the effective field policies (the defaults, with CRMSYNC_FIELD_POLICY's overrides): which side wins
     /// each synced property, for records made here and for records created in HubSpot. Needs no database.
@@ -207,7 +210,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { limit } => ops::status(&config, limit).await,
         Command::Dlq { action } => ops::dlq(&config, action).await,
         Command::HubspotSetup => ops::hubspot_setup(&config).await,
-        Command::Serve { bind } => serve::serve(config, bind).await,
+        Command::Serve { bind, simulator } => serve::serve(config, bind, simulator).await,
         Command::HubspotSim { .. } | Command::QueueSetup { .. } | Command::Policy { .. } => {
             unreachable!("handled above")
         }

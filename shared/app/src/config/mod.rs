@@ -39,8 +39,8 @@ pub struct Config {
     pub database_timeouts: TimeoutOverrides,
     /// `HUBSPOT_BASE_URL` (default `https://api.hubapi.com`; the simulator's URL locally).
     pub hubspot_base_url: String,
-    /// `HUBSPOT_ACCESS_TOKEN`: the private app or service key token. Without it `crmsync serve` starts the
-    /// built-in HubSpot simulator.
+    /// `HUBSPOT_ACCESS_TOKEN`: the private app or service key token. `crmsync serve` refuses to start without it
+    /// unless `--simulator` asks for the built-in HubSpot simulator.
     pub hubspot_access_token: Option<SecretString>,
     /// `HUBSPOT_API_VERSION` (default `2026-03`).
     pub hubspot_api_version: String,
