@@ -17,4 +17,4 @@ mod property_change;
 mod retries;
 mod write_back;
 
-pub use applier::{Applier, ApplyReport, DEFAULT_PASS_LIMIT, apply_pending_inbox};
+pub use applier::{Applier, ApplyReport, DEFAULT_PASS_LIMIT, OTHER_PORTAL, apply_pending_inbox};
