@@ -3,6 +3,7 @@
 
 #![recursion_limit = "256"]
 
+mod doctor;
 mod ops;
 mod serve;
 
@@ -98,6 +99,10 @@ enum Command {
         #[arg(long)]
         simulator: bool,
     },
+    /// Check the deployment: the configuration is complete; the database answers (TLS, pooler, schema version);
+    /// the HubSpot token is valid with every scope crmsync needs; hubspot-setup has run (properties, pipeline); the
+    /// SQS queues answer. Prints one table and exits 1 when any check fails; each check times out after 10 s.
+    Doctor,
     /// Print the effective field policies (the defaults, with CRMSYNC_FIELD_POLICY's overrides): which side wins
     /// each synced property, for records made here and for records created in HubSpot. Needs no database.
     Policy {
@@ -150,6 +155,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         let policies = crmsync_app::config::field_policies_from_env()?;
         print!("{}", ops::policy_table(&policies, json)?);
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Command::Doctor = cli.command {
+        return Ok(doctor::doctor().await);
     }
     let config = Config::from_env()?;
     match cli.command {
@@ -211,7 +219,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dlq { action } => ops::dlq(&config, action).await,
         Command::HubspotSetup => ops::hubspot_setup(&config).await,
         Command::Serve { bind, simulator } => serve::serve(config, bind, simulator).await,
-        Command::HubspotSim { .. } | Command::QueueSetup { .. } | Command::Policy { .. } => {
+        Command::HubspotSim { .. } | Command::QueueSetup { .. } | Command::Policy { .. } | Command::Doctor => {
             unreachable!("handled above")
         }
     }
