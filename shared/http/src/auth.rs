@@ -292,11 +292,14 @@ mod tests {
             "iss": ISSUER, "aud": "authenticated", "sub": "u-1", "role": "authenticated",
             "email": "ada@example.com", "exp": now() + 600,
         });
-        for (key, value) in extra.as_object().unwrap() {
+        let serde_json::Value::Object(extra) = extra else {
+            panic!("claims are an object")
+        };
+        for (key, value) in extra {
             if value.is_null() {
-                claims.as_object_mut().unwrap().remove(key);
+                claims.as_object_mut().unwrap().remove(&key);
             } else {
-                claims[key] = value.clone();
+                claims[key] = value;
             }
         }
         jwt(Algorithm::HS256, SECRET, &claims)

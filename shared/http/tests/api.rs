@@ -344,11 +344,14 @@ fn session_token(email: &str, changes: Value) -> String {
         "iss": ISSUER, "aud": "authenticated", "sub": "user-7", "role": "authenticated", "email": email,
         "iat": chrono::Utc::now().timestamp(), "exp": in_an_hour(),
     });
-    for (key, value) in changes.as_object().unwrap() {
+    let Value::Object(changes) = changes else {
+        panic!("claims are an object")
+    };
+    for (key, value) in changes {
         if value.is_null() {
-            claims.as_object_mut().unwrap().remove(key);
+            claims.as_object_mut().unwrap().remove(&key);
         } else {
-            claims[key] = value.clone();
+            claims[key] = value;
         }
     }
     jwt(Algorithm::HS256, JWT_SECRET, &claims)
