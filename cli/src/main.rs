@@ -4,6 +4,7 @@
 #![recursion_limit = "256"]
 
 mod catch_up;
+mod doctor;
 mod ops;
 mod serve;
 
@@ -112,12 +113,16 @@ enum Command {
         visibility_timeout: u64,
     },
     /// Run the HTTP server (GET /healthz, POST /ingest/matches, the dashboard at / and /api/*), the sync schedule,
-    /// the hourly reconciliation (RECONCILE_INTERVAL_SECONDS) and the retry-queue poller.
-    /// Without HUBSPOT_ACCESS_TOKEN it starts the built-in HubSpot simulator and talks to it.
+    /// the hourly reconciliation (RECONCILE_INTERVAL_SECONDS), a daily prune and the retry-queue poller. Needs
+    /// HUBSPOT_ACCESS_TOKEN, unless --simulator is given.
     Serve {
         /// The address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         bind: SocketAddr,
+        /// Sync to the built-in HubSpot simulator (set up at start, empty every time) instead of HubSpot. Without
+        /// it, serve refuses to start when HUBSPOT_ACCESS_TOKEN is not set.
+        #[arg(long)]
+        simulator: bool,
     },
     /// Delete operational rows older than their retention (PRUNE_* settings), in bounded batches: the echo ledger,
     /// settled webhook inbox events (at least 7 days, so re-deliveries are still recognised), completed sync_queue
@@ -127,6 +132,10 @@ enum Command {
         #[arg(long, default_value_t = 3_600)]
         max_seconds: u64,
     },
+    /// Check the deployment: the configuration is complete; the database answers (TLS, pooler, schema version);
+    /// the HubSpot token is valid with every scope crmsync needs; hubspot-setup has run (properties, pipeline); the
+    /// SQS queues answer. Prints one table and exits 1 when any check fails; each check times out after 10 s.
+    Doctor,
     /// Print the effective field policies (the defaults, with CRMSYNC_FIELD_POLICY's overrides): which side wins
     /// each synced property, for records made here and for records created in HubSpot. Needs no database.
     Policy {
@@ -179,6 +188,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         let policies = crmsync_app::config::field_policies_from_env()?;
         print!("{}", ops::policy_table(&policies, json)?);
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Command::Doctor = cli.command {
+        return Ok(doctor::doctor().await);
     }
     let config = Config::from_env()?;
     match cli.command {
@@ -241,7 +253,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::HubspotSetup => ops::hubspot_setup(&config).await,
         Command::Reconcile { since, max_seconds } => catch_up::reconcile(&config, since.as_deref(), max_seconds).await,
         Command::ImportHubspot { restart, page_size } => catch_up::import_hubspot(&config, restart, page_size).await,
-        Command::Serve { bind } => serve::serve(config, bind).await,
+        Command::Serve { bind, simulator } => serve::serve(config, bind, simulator).await,
         Command::Prune { max_seconds } => {
             let pool = config.connect_pool(crmsync_db::Timeouts::CLI)?;
             let budget = std::time::Duration::from_secs(max_seconds);
@@ -249,7 +261,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::HubspotSim { .. } | Command::QueueSetup { .. } | Command::Policy { .. } => {
+        Command::HubspotSim { .. } | Command::QueueSetup { .. } | Command::Policy { .. } | Command::Doctor => {
             unreachable!("handled above")
         }
     }

@@ -1,6 +1,8 @@
 //! `crmsync serve`: every handler on one port (ingestion, the dashboard API and page, HubSpot webhooks), the sync
-//! schedule, the reconciliation schedule, and the retry-queue poller, all on one connection pool. Without HUBSPOT_ACCESS_TOKEN it starts the
-//! built-in HubSpot simulator, sets it up, syncs to it, and has it deliver its signed webhooks back to this server.
+//! schedule, the reconciliation schedule, a daily prune, and the retry-queue poller, all on one connection pool. With
+//! `--simulator` it starts the built-in HubSpot simulator, sets it up, syncs to it, and has it deliver its signed
+//! webhooks back to this server. Without `--simulator` it needs HUBSPOT_ACCESS_TOKEN and refuses to start without it:
+//! a deployment that forgot the token would otherwise mark rows synced with ids that exist nowhere.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -24,15 +26,17 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
 /// How long one prune may run before it stops starting batches (the next day's goes on).
 const PRUNE_BUDGET: Duration = Duration::from_secs(15 * 60);
 
-pub async fn serve(mut config: Config, bind: SocketAddr) -> anyhow::Result<ExitCode> {
+pub async fn serve(mut config: Config, bind: SocketAddr, use_simulator: bool) -> anyhow::Result<ExitCode> {
     // Metrics go to stdout as EMF lines, as in Lambda: serve's stdout carries no result.
     crmsync_app::metrics::configure(crmsync_app::metrics::Sink::Stdout, "crmsync-serve");
     let Some(api_token) = config.api.api_token.clone() else {
         bail!("API_TOKEN must be set: every API route requires it as a bearer token");
     };
-    let simulator = match config.hubspot_access_token {
-        Some(_) => None,
-        None => Some(start_simulator(&mut config).await?),
+    check_hubspot_target(config.hubspot_access_token.is_some(), use_simulator)?;
+    let simulator = if use_simulator {
+        Some(start_simulator(&mut config).await?)
+    } else {
+        None
     };
     // One pool per process, shared by every part.
     let pool = config.connect_pool(crmsync_db::Timeouts::SERVE)?;
@@ -87,6 +91,21 @@ pub async fn serve(mut config: Config, bind: SocketAddr) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
+/// HubSpot or the simulator, never the simulator by accident: without `--simulator` the token must be set.
+fn check_hubspot_target(has_token: bool, use_simulator: bool) -> anyhow::Result<()> {
+    match (has_token, use_simulator) {
+        (false, false) => bail!(
+            "HUBSPOT_ACCESS_TOKEN is not set: set it to the private app's access token, or pass --simulator to sync \
+             to the built-in HubSpot simulator"
+        ),
+        (true, true) => {
+            tracing::warn!("--simulator given: HUBSPOT_ACCESS_TOKEN is ignored, nothing is sent to HubSpot");
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Starts the built-in simulator and points the configuration at it. The simulator signs its webhooks with our
 /// client secret (made up when none is set) and marks API writes with its app id, so echoes are recognised.
 async fn start_simulator(config: &mut Config) -> anyhow::Result<RunningSim> {
@@ -97,7 +116,7 @@ async fn start_simulator(config: &mut Config) -> anyhow::Result<RunningSim> {
     }
     webhook.app_id.get_or_insert_with(|| sim_config.app_id.to_string());
     let sim = HubSpotSim::start(sim_config, "127.0.0.1:0".parse()?).await?;
-    tracing::info!(base_url = %sim.base_url(), "no HUBSPOT_ACCESS_TOKEN: using the built-in HubSpot simulator");
+    tracing::info!(base_url = %sim.base_url(), "--simulator: using the built-in HubSpot simulator");
     config.hubspot_base_url = sim.base_url();
     config.hubspot_access_token = Some(sim.access_token().to_owned().into());
     Ok(sim)

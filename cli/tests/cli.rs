@@ -205,3 +205,25 @@ async fn prune_prints_the_rows_deleted_per_table_and_refuses_an_inbox_retention_
     );
     assert!(output.stdout.is_empty());
 }
+
+#[test]
+fn serve_without_a_hubspot_token_refuses_to_start_unless_asked_for_the_simulator() {
+    let output = Command::new(env!("CARGO_BIN_EXE_crmsync"))
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+        .env("API_TOKEN", "serve-test-token-0123456789")
+        .env_remove("HUBSPOT_ACCESS_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("HUBSPOT_ACCESS_TOKEN is not set") && stderr.contains("--simulator"),
+        "{stderr}"
+    );
+    let help = Command::new(env!("CARGO_BIN_EXE_crmsync"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--simulator"));
+}

@@ -589,3 +589,116 @@ async fn sim_deal_keys_in_pipeline(app: &TestApp) -> Vec<String> {
         .filter_map(|d| d.prop("crmsync_id").map(str::to_owned))
         .collect()
 }
+
+/// `crmsync doctor` with the app's database and simulator, a complete configuration, and `extra` variables on
+/// top (an empty value removes a variable).
+fn doctor(app: &TestApp, extra: &[(&str, &str)]) -> (i32, String) {
+    let mut command = command(app, &["doctor"]);
+    command
+        .env("API_TOKEN", "doctor-test-token-0123456789")
+        .env("HUBSPOT_CLIENT_SECRET", "doctor-client-secret")
+        .env("HUBSPOT_APP_ID", "54321")
+        .env("HUBSPOT_PORTAL_ID", "62515")
+        .env_remove("RETRY_DLQ_URL");
+    for (name, value) in extra {
+        if value.is_empty() {
+            command.env_remove(name);
+        } else {
+            command.env(name, value);
+        }
+    }
+    let output = command.output().expect("run crmsync doctor");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+/// The row of `check` in doctor's table.
+fn row<'t>(table: &'t str, check: &str) -> &'t str {
+    table
+        .lines()
+        .find(|line| line.starts_with(check))
+        .unwrap_or_else(|| panic!("no {check} row in\n{table}"))
+}
+
+/// A retry queue and its DLQ in moto (AWS_ENDPOINT_URL), made by `crmsync queue-setup`.
+fn queues(app: &TestApp) -> (String, String) {
+    let name = format!("doctor-{}", uuid::Uuid::new_v4().simple());
+    let (output, urls) = run(app, &["queue-setup", "--name", &name]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    (
+        urls["RETRY_QUEUE_URL"].as_str().unwrap().to_owned(),
+        urls["RETRY_DLQ_URL"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_on_a_good_deployment_prints_every_check_ok_and_exits_0() {
+    let app = TestApp::with_bare_hubspot().await;
+    let (output, _) = run(&app, &["hubspot-setup"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let (queue, dlq) = queues(&app);
+    let (code, table) = doctor(&app, &[("RETRY_QUEUE_URL", &queue), ("RETRY_DLQ_URL", &dlq)]);
+    assert_eq!(code, 0, "{table}");
+    for check in [
+        "configuration",
+        "database",
+        "hubspot token",
+        "hubspot setup",
+        "sqs queues",
+    ] {
+        assert!(row(&table, check).contains(" ok "), "{check}: {table}");
+    }
+    assert!(row(&table, "database").contains("schema version"), "{table}");
+    assert!(row(&table, "hubspot token").contains("portal 62515"), "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_names_each_problem_of_a_broken_deployment_and_exits_1() {
+    let app = TestApp::with_bare_hubspot().await;
+    // A bad database URL, a wrong token, an unreachable queue and a missing client secret, all at once.
+    let (code, table) = doctor(
+        &app,
+        &[
+            ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/nowhere"),
+            ("HUBSPOT_ACCESS_TOKEN", "pat-na1-wrong-token"),
+            ("RETRY_QUEUE_URL", "http://127.0.0.1:1/000000000000/nowhere"),
+            ("HUBSPOT_CLIENT_SECRET", ""),
+        ],
+    );
+    assert_eq!(code, 1, "{table}");
+    assert!(
+        row(&table, "configuration").contains("HUBSPOT_CLIENT_SECRET is not set"),
+        "{table}"
+    );
+    assert!(
+        row(&table, "database").contains("FAIL") && row(&table, "database").contains("cannot connect"),
+        "{table}"
+    );
+    assert!(
+        row(&table, "hubspot token").contains("HUBSPOT_ACCESS_TOKEN is not valid"),
+        "{table}"
+    );
+    assert!(row(&table, "hubspot setup").contains("skip"), "{table}");
+    assert!(row(&table, "sqs queues").contains("unreachable"), "{table}");
+
+    // A good database and token, but hubspot-setup never ran.
+    let (code, table) = doctor(&app, &[]);
+    assert_eq!(code, 1, "{table}");
+    let setup = row(&table, "hubspot setup");
+    assert!(
+        setup.contains("FAIL") && setup.contains("deals.crmsync_id") && setup.contains("crmsync hubspot-setup"),
+        "{table}"
+    );
+    assert!(row(&table, "database").contains(" ok "), "{table}");
+    assert!(row(&table, "hubspot token").contains(" ok "), "{table}");
+
+    // The token of another portal than HUBSPOT_PORTAL_ID.
+    let (code, table) = doctor(&app, &[("HUBSPOT_PORTAL_ID", "99999")]);
+    assert_eq!(code, 1, "{table}");
+    assert!(
+        row(&table, "hubspot token").contains("HUBSPOT_PORTAL_ID is 99999"),
+        "{table}"
+    );
+}

@@ -10,6 +10,6 @@ pub mod metrics;
 pub mod prune;
 pub mod telemetry;
 
-pub use config::{ApiConfig, Config, SyncConfig, WebhookConfig};
+pub use config::{ApiConfig, Config, JwtRules, SyncConfig, WebhookConfig};
 pub use crmsync_db::Timeouts;
 pub use error::AppError;

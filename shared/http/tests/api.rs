@@ -7,7 +7,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use crmsync_domain::sync::RetryDecision;
-use crmsync_http::api::ApiConfig;
+use crmsync_http::api::{ApiConfig, JwtRules, RequiredClaim};
 use crmsync_testkit::{Answer, TestApp, send};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::SecretString;
@@ -57,11 +57,19 @@ impl Deref for ApiApp {
     }
 }
 
-/// The API's configuration: the bearer token, the Supabase JWT secret and one allowed origin.
+/// The Supabase project's auth URL (API_JWT_ISSUER).
+const ISSUER: &str = "https://abcdefgh.supabase.co/auth/v1";
+
+/// The API's configuration: the bearer token, the Supabase JWT secret with its issuer and one allowed user, and
+/// one allowed origin.
 fn api_config() -> ApiConfig {
     ApiConfig {
         api_token: Some(SecretString::from(TOKEN)),
         jwt_secret: Some(SecretString::from(JWT_SECRET)),
+        jwt_rules: JwtRules {
+            allowed_emails: vec!["ada@alpha.example".into()],
+            ..JwtRules::for_issuer(ISSUER)
+        },
         cors_origins: vec![ORIGIN.parse().unwrap()],
     }
 }
@@ -259,7 +267,8 @@ async fn a_supabase_user_jwt_is_accepted_and_recorded_as_the_author_of_what_it_l
     let authorization = jwt(
         Algorithm::HS256,
         JWT_SECRET,
-        &json!({ "sub": "user-42", "role": "authenticated", "aud": "authenticated", "exp": in_an_hour() }),
+        &json!({ "iss": ISSUER, "sub": "user-42", "role": "authenticated", "aud": "authenticated",
+                 "email": "ada@alpha.example", "exp": in_an_hour() }),
     );
     assert_eq!(
         app.get_as("/api/deals", Some(&authorization)).await.status,
@@ -282,7 +291,8 @@ async fn an_expired_jwt_is_refused_as_expired() {
     let authorization = jwt(
         Algorithm::HS256,
         JWT_SECRET,
-        &json!({ "sub": "user-42", "role": "authenticated", "exp": chrono::Utc::now().timestamp() - 3600 }),
+        &json!({ "iss": ISSUER, "aud": "authenticated", "sub": "user-42", "role": "authenticated",
+                 "email": "ada@alpha.example", "exp": chrono::Utc::now().timestamp() - 3600 }),
     );
     let answer = app.get_as("/api/deals", Some(&authorization)).await;
     assert_error(&answer, StatusCode::UNAUTHORIZED, "unauthorized", None);
@@ -321,11 +331,134 @@ async fn supabases_public_anon_key_does_not_open_the_api() {
     let authorization = jwt(
         Algorithm::HS256,
         JWT_SECRET,
-        &json!({ "iss": "supabase", "role": "anon", "exp": in_an_hour() }),
+        &json!({ "iss": "supabase", "ref": "abcdefgh", "role": "anon", "exp": in_an_hour() }),
     );
     let answer = app.get_as("/api/deals", Some(&authorization)).await;
-    assert_error(&answer, StatusCode::UNAUTHORIZED, "unauthorized", None);
+    assert_error(&answer, StatusCode::FORBIDDEN, "forbidden", None);
     assert!(answer.body["error"]["message"].as_str().unwrap().contains("role"));
+}
+
+/// A Supabase session token for `email` with `changes` applied to its claims (a null removes a claim).
+fn session_token(email: &str, changes: Value) -> String {
+    let mut claims = json!({
+        "iss": ISSUER, "aud": "authenticated", "sub": "user-7", "role": "authenticated", "email": email,
+        "iat": chrono::Utc::now().timestamp(), "exp": in_an_hour(),
+    });
+    let Value::Object(changes) = changes else {
+        panic!("claims are an object")
+    };
+    for (key, value) in changes {
+        if value.is_null() {
+            claims.as_object_mut().unwrap().remove(&key);
+        } else {
+            claims[key] = value;
+        }
+    }
+    jwt(Algorithm::HS256, JWT_SECRET, &claims)
+}
+
+#[tokio::test]
+async fn jwts_from_another_issuer_for_another_audience_expired_or_not_yet_valid_get_401_naming_the_claim() {
+    let app = ApiApp::new().await;
+    let now = chrono::Utc::now().timestamp();
+    for (changes, says) in [
+        (
+            json!({ "iss": "https://another-project.supabase.co/auth/v1" }),
+            "issuer",
+        ),
+        (json!({ "iss": null }), "issuer"),
+        (json!({ "aud": "anon" }), "audience"),
+        (json!({ "aud": null }), "audience"),
+        (json!({ "exp": now - 120 }), "expired"),
+        (json!({ "nbf": now + 600 }), "nbf"),
+    ] {
+        let answer = app
+            .get_as("/api/deals", Some(&session_token("ada@alpha.example", changes.clone())))
+            .await;
+        assert_error(&answer, StatusCode::UNAUTHORIZED, "unauthorized", None);
+        let message = answer.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{changes}: {message}");
+        assert!(
+            answer.headers[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .contains("invalid_token")
+        );
+    }
+}
+
+#[tokio::test]
+async fn only_the_allow_list_gets_in_service_role_and_allowed_users_not_whoever_signed_up() {
+    let app = ApiApp::new().await;
+    // Anyone can sign up on a default Supabase project: a genuine token of a user not on the list is a 403.
+    for (token, says) in [
+        (session_token("mallory@example.com", json!({})), "allow-list"),
+        (session_token("ada@alpha.example", json!({ "role": "anon" })), "role"),
+        (
+            session_token("ada@alpha.example", json!({ "role": "supabase_admin" })),
+            "role",
+        ),
+    ] {
+        let answer = app.get_as("/api/deals", Some(&token)).await;
+        assert_error(&answer, StatusCode::FORBIDDEN, "forbidden", None);
+        assert!(
+            answer.body["error"]["message"].as_str().unwrap().contains(says),
+            "{}",
+            answer.text
+        );
+    }
+    // The allowed user (whatever the case of the email), and the project's service_role key, get in.
+    let allowed = session_token("Ada@Alpha.example", json!({}));
+    assert_eq!(app.get_as("/api/deals", Some(&allowed)).await.status, StatusCode::OK);
+    let service_key = jwt(
+        Algorithm::HS256,
+        JWT_SECRET,
+        &json!({ "iss": "supabase", "ref": "abcdefgh", "role": "service_role", "iat": 1_700_000_000, "exp": in_an_hour() }),
+    );
+    assert_eq!(
+        app.get_as("/api/deals", Some(&service_key)).await.status,
+        StatusCode::OK
+    );
+    // Another project's service key (same secret reused, another ref) is not this project's.
+    let other_project = jwt(
+        Algorithm::HS256,
+        JWT_SECRET,
+        &json!({ "iss": "supabase", "ref": "zzzzzzzz", "role": "service_role", "exp": in_an_hour() }),
+    );
+    let answer = app.get_as("/api/deals", Some(&other_project)).await;
+    assert_error(&answer, StatusCode::UNAUTHORIZED, "unauthorized", None);
+}
+
+#[tokio::test]
+async fn a_custom_claim_lets_users_in_when_configured() {
+    let app = TestApp::new().await;
+    let mut config = api_config();
+    config.jwt_rules.allowed_emails.clear();
+    config.jwt_rules.required_claim = Some(RequiredClaim {
+        path: vec!["app_metadata".into(), "crmsync_role".into()],
+        value: "sales".into(),
+    });
+    let router = app.api_router(&config);
+    let sales = session_token(
+        "bob@example.com",
+        json!({ "app_metadata": { "crmsync_role": "sales" } }),
+    );
+    let answer = send(router.clone(), authorized_get("/api/deals", &sales)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    // user_metadata is the user's own to edit: it does not count.
+    let forged = session_token(
+        "bob@example.com",
+        json!({ "user_metadata": { "crmsync_role": "sales" } }),
+    );
+    let answer = send(router, authorized_get("/api/deals", &forged)).await;
+    assert_error(&answer, StatusCode::FORBIDDEN, "forbidden", None);
+}
+
+fn authorized_get(path: &str, authorization: &str) -> Request<Body> {
+    Request::get(path)
+        .header(header::AUTHORIZATION, authorization)
+        .body(Body::empty())
+        .unwrap()
 }
 
 #[tokio::test]

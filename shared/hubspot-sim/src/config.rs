@@ -38,7 +38,26 @@ pub struct SimConfig {
     pub search_result_cap: usize,
     /// Seeds fault draws and webhook shuffling, so a run is repeatable for a sequential client.
     pub seed: u64,
+    /// The scopes the token introspection answers (default: every scope crmsync needs).
+    pub scopes: Vec<String>,
 }
+
+/// The scopes a fresh simulator's token holds: those crmsync's private app is created with (README).
+pub const DEFAULT_SCOPES: [&str; 13] = [
+    "crm.objects.companies.read",
+    "crm.objects.companies.write",
+    "crm.objects.contacts.read",
+    "crm.objects.contacts.write",
+    "crm.objects.deals.read",
+    "crm.objects.deals.write",
+    "crm.schemas.companies.read",
+    "crm.schemas.companies.write",
+    "crm.schemas.contacts.read",
+    "crm.schemas.contacts.write",
+    "crm.schemas.deals.read",
+    "crm.schemas.deals.write",
+    "sales-email-read",
+];
 
 impl Default for SimConfig {
     fn default() -> Self {
@@ -61,6 +80,7 @@ impl Default for SimConfig {
             // https://developers.hubspot.com/docs/api-reference/latest/crm/search-the-crm
             search_result_cap: 10_000,
             seed: 0,
+            scopes: DEFAULT_SCOPES.map(str::to_owned).to_vec(),
         }
     }
 }
@@ -217,6 +237,7 @@ impl SimConfig {
     /// | `HUBSPOT_SIM_DAILY_LIMIT` | requests per day | 250000 |
     /// | `HUBSPOT_SIM_SEARCH_PER_SECOND` | searches per second | 5 |
     /// | `HUBSPOT_SIM_SEED` | fault and shuffle seed | 0 |
+    /// | `HUBSPOT_SIM_SCOPES` | comma-separated scopes the token introspection answers | crmsync's |
     /// | `HUBSPOT_SIM_FAULT_ERROR_RATE`, `_LOCK_RATE`, `_SLOW_RATE`, `_DROP_RATE` | fault rates | 0 |
     /// | `HUBSPOT_SIM_FAULT_SLOW_DELAY_MS` | delay of slow answers | 0 |
     /// | `HUBSPOT_SIM_WEBHOOK_URL` | webhook target (unset: no webhooks) | none |
@@ -244,6 +265,14 @@ impl SimConfig {
                     config.app_id = v;
                 }
             }
+        }
+        if let Some(scopes) = get("HUBSPOT_SIM_SCOPES") {
+            config.scopes = scopes
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
         }
         if let Some(v) = parsed::<u64>(&get, "HUBSPOT_SIM_USER_ID")? {
             config.user_id = v;

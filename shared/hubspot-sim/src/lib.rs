@@ -48,6 +48,7 @@ mod requests;
 mod search;
 mod server;
 mod state;
+mod tokens;
 mod validate;
 mod webhooks;
 

@@ -182,6 +182,10 @@ fn router(sim: Sim) -> Router {
     Router::new()
         .merge(api)
         .merge(admin::routes())
+        .route(
+            crate::tokens::ACCESS_TOKEN_INFO_PATH,
+            axum::routing::post(crate::tokens::access_token_info),
+        )
         .fallback(|| async { SimErrorResponse::not_found("resource not found") })
         .with_state(sim)
 }

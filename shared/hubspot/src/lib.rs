@@ -13,6 +13,7 @@ pub mod pipelines;
 pub mod properties;
 pub mod search;
 pub mod setup;
+pub mod token_info;
 mod transport;
 pub mod values;
 

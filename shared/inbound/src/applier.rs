@@ -29,6 +29,9 @@ use uuid::Uuid;
 use crate::event::{PassContext, leaving_pipeline};
 use crate::pass::Pass;
 
+/// The outcome of an event from a portal other than `HUBSPOT_PORTAL_ID` (recorded as skipped).
+pub const OTHER_PORTAL: &str = "other_portal";
+
 /// Events taken per pass by [`apply_pending_inbox`].
 pub const DEFAULT_PASS_LIMIT: i64 = 500;
 
@@ -56,6 +59,8 @@ pub struct Applier {
     pub(crate) hubspot: HubSpotClient,
     pub(crate) retry_queue: Option<Arc<dyn RetryQueue>>,
     pub(crate) app_id: Option<String>,
+    /// The portal this deployment syncs with (`HUBSPOT_PORTAL_ID`); events from another are skipped.
+    pub(crate) portal_id: Option<i64>,
     pub(crate) retry: RetryPolicy,
     pub(crate) policies: Arc<FieldPolicies>,
     /// One pass at a time per process: concurrent deliveries would otherwise lock the same records in different
@@ -67,6 +72,7 @@ impl std::fmt::Debug for Applier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Applier")
             .field("app_id", &self.app_id)
+            .field("portal_id", &self.portal_id)
             .field("retry_queue", &self.retry_queue.is_some())
             .field("retry", &self.retry)
             .finish_non_exhaustive()
@@ -105,6 +111,7 @@ impl Applier {
             hubspot,
             retry_queue: None,
             app_id,
+            portal_id: None,
             retry: RetryPolicy::default(),
             policies: Arc::new(FieldPolicies::defaults()),
             serial: Arc::new(tokio::sync::Mutex::new(())),
@@ -114,6 +121,14 @@ impl Applier {
     /// Sends a message per postponed event to the SQS retry queue (kind [`crmsync_domain::webhook::INBOX_RETRY_KIND`]).
     pub fn with_retry_queue(mut self, queue: Arc<dyn RetryQueue>) -> Self {
         self.retry_queue = Some(queue);
+        self
+    }
+
+    /// Applies only events from this HubSpot portal: another portal's events (a sandbox where the same app is
+    /// installed) are logged and recorded as skipped with outcome [`OTHER_PORTAL`], and nothing is read or written
+    /// for them. HubSpot ids are unique only within a portal, so applying them would change unrelated records.
+    pub fn with_portal_id(mut self, portal_id: Option<i64>) -> Self {
+        self.portal_id = portal_id;
         self
     }
 
@@ -185,6 +200,16 @@ impl Applier {
             });
         };
         let events = self.open_events(ids).await?;
+        if let Some(portal_id) = self.portal_id {
+            let others: std::collections::BTreeSet<i64> = events
+                .iter()
+                .map(|(_, event)| event.portal_id)
+                .filter(|id| *id != portal_id)
+                .collect();
+            if !others.is_empty() {
+                tracing::warn!(expected = portal_id, from = ?others, "webhook events from another HubSpot portal are skipped (HUBSPOT_PORTAL_ID)");
+            }
+        }
         let pipeline = PgSyncStore::new(self.pool.clone()).pipeline_map().await?;
         // HubSpot is called before the transaction opens, so a slow answer holds no locks, and a read cut off by
         // the deadline is simply dropped.
@@ -201,6 +226,7 @@ impl Applier {
             reads_cut,
             leaving_pipeline: leaving_pipeline(&events, pipeline.as_ref()),
             app_id: self.app_id.as_deref(),
+            portal_id: self.portal_id,
             policies: &self.policies,
         };
         let pass = self.run_until_committed(&events, &context).await?;

@@ -186,7 +186,10 @@ impl Applier {
             let ids: Vec<String> = events
                 .iter()
                 .filter(|(_, e)| {
-                    e.kind == EventKind::Creation && e.object == Some(kind) && !e.is_own_write(self.app_id.as_deref())
+                    e.kind == EventKind::Creation
+                        && e.object == Some(kind)
+                        && !e.is_own_write(self.app_id.as_deref())
+                        && !crate::event::is_other_portal(e, self.portal_id)
                 })
                 .filter_map(|(_, e)| e.object_id.clone())
                 .collect::<BTreeSet<_>>()

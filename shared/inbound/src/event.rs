@@ -43,6 +43,8 @@ pub(crate) struct PassContext<'a> {
     /// Deals that this pass's events move to another pipeline: their stage changes are not ours to apply.
     pub(crate) leaving_pipeline: HashSet<&'a str>,
     pub(crate) app_id: Option<&'a str>,
+    /// `HUBSPOT_PORTAL_ID`: events from another portal are skipped.
+    pub(crate) portal_id: Option<i64>,
     /// Which side wins each property.
     pub(crate) policies: &'a FieldPolicies,
 }
@@ -85,9 +87,12 @@ pub(crate) fn leaving_pipeline<'a>(
         .collect()
 }
 
-/// How an event ends without reading anything: an object or type this service does not keep, our own write, no
-/// object id. `None`: it must be applied.
+/// How an event ends without reading anything: another portal's, an object or type this service does not keep, our
+/// own write, no object id. `None`: it must be applied.
 pub(crate) fn settled_before_reading(event: &WebhookEvent, context: &PassContext<'_>) -> Option<Outcome> {
+    if is_other_portal(event, context.portal_id) {
+        return Some(Outcome::Skipped(crate::applier::OTHER_PORTAL));
+    }
     if event.object.is_none() {
         return Some(Outcome::Skipped("unknown_object"));
     }
@@ -106,6 +111,11 @@ pub(crate) fn settled_before_reading(event: &WebhookEvent, context: &PassContext
         return Some(Outcome::Skipped("no_object_id"));
     }
     None
+}
+
+/// True when a portal is configured and the event comes from another one.
+pub(crate) fn is_other_portal(event: &WebhookEvent, portal_id: Option<i64>) -> bool {
+    portal_id.is_some_and(|portal_id| event.portal_id != portal_id)
 }
 
 /// Applies one event inside the pass's transaction (or the event's savepoint), by its kind. Property changes

@@ -18,6 +18,8 @@ use uuid::Uuid;
 const SECRET: &str = "test-client-secret-0123456789";
 const PREVIOUS_SECRET: &str = "previous-client-secret-9876543210";
 const APP_ID: &str = "54321";
+/// The simulator's portal (HUBSPOT_SIM_PORTAL_ID's default), which the test events come from.
+const PORTAL_ID: &str = "62515";
 
 /// The app with the webhook router served on port 0, its applier, and an outbound sync.
 struct WebhookApp {
@@ -42,6 +44,8 @@ struct Options {
     accept_v1: bool,
     /// Field policies other than the defaults (an override file's content, TOML).
     policy_override: Option<&'static str>,
+    /// HUBSPOT_PORTAL_ID: the simulator's portal.
+    portal_id: bool,
 }
 
 impl Default for Options {
@@ -50,6 +54,7 @@ impl Default for Options {
             app_id: true,
             accept_v1: false,
             policy_override: None,
+            portal_id: false,
         }
     }
 }
@@ -83,9 +88,13 @@ impl WebhookApp {
         if options.app_id {
             vars.push(("HUBSPOT_APP_ID", APP_ID));
         }
+        if options.portal_id {
+            vars.push(("HUBSPOT_PORTAL_ID", PORTAL_ID));
+        }
         let config = webhook_config(&vars);
         let applier = app
             .applier(config.app_id.clone())
+            .with_portal_id(config.portal_id)
             .with_retry_policy(inbox_retries(3))
             .with_field_policies(policies);
         let state = app.webhook_state(&config, applier.clone());
@@ -435,6 +444,58 @@ async fn a_redelivered_batch_is_stored_once_and_applied_once() {
         .await,
         1
     );
+}
+
+#[tokio::test]
+async fn with_hubspot_portal_id_set_another_portals_events_are_answered_200_recorded_as_skipped_and_not_applied() {
+    let app = WebhookApp::spawn_with(Options {
+        portal_id: true,
+        ..Options::default()
+    })
+    .await;
+    app.ingest_generated(1, 1).await;
+    app.drain().await;
+    let (deal, hubspot_id) = app.synced_deal().await;
+    let companies = app.count("companies").await;
+    let description = app.deal(deal).await.description;
+    let reads_before = app.sim_requests_by_endpoint().await;
+    // A sandbox with the same app installed: its ids may well equal ours, yet they name other records.
+    let sandbox = json!({ "portalId": 99_999 });
+    let mut change = property_change(
+        "deal.propertyChange",
+        &hubspot_id,
+        now_ms(),
+        "description",
+        "from the sandbox",
+    );
+    change["portalId"] = sandbox["portalId"].clone();
+    let creation = user_event("company.creation", "777", now_ms(), sandbox);
+    app.deliver(&json!([change, creation])).await;
+    assert_eq!(
+        app.deal(deal).await.description,
+        description,
+        "the sandbox's change was not applied"
+    );
+    assert_eq!(app.count("companies").await, companies, "nothing was created");
+    assert_eq!(
+        app.sim_requests_by_endpoint().await,
+        reads_before,
+        "HubSpot was not asked about the sandbox's records"
+    );
+    assert_eq!(
+        app.inbox_outcomes().await,
+        [("skipped".to_owned(), Some(crmsync_inbound::OTHER_PORTAL.to_owned()), 2)]
+    );
+    // The same change from our own portal applies.
+    app.deliver(&json!([property_change(
+        "deal.propertyChange",
+        &hubspot_id,
+        now_ms(),
+        "description",
+        "from ours"
+    )]))
+    .await;
+    assert_eq!(app.deal(deal).await.description.as_deref(), Some("from ours"));
 }
 
 #[tokio::test]

@@ -187,6 +187,35 @@ impl SqsRetryQueue {
         }
     }
 
+    /// Checks that the retry queue and the DLQ (when configured) answer GetQueueAttributes: returns the retry
+    /// queue's approximate depth (visible messages); an error names the queue URL that failed.
+    pub async fn check_reachable(&self) -> Result<i64, QueueError> {
+        let attributes = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .map_err(|e| {
+                sqs_error(
+                    "GetQueueAttributes",
+                    format!("{}: {}", self.queue_url, aws_sdk_sqs::error::DisplayErrorContext(e)),
+                )
+            })?
+            .attributes
+            .unwrap_or_default();
+        if let Some(dlq) = &self.dlq_url {
+            self.dlq_depth()
+                .await
+                .map_err(|e| sqs_error("GetQueueAttributes", format!("{dlq}: {e}")))?;
+        }
+        Ok(attributes
+            .get(&QueueAttributeName::ApproximateNumberOfMessages)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
     /// The DLQ's approximate depth (visible plus in-flight messages), when a DLQ is configured.
     pub async fn dlq_depth(&self) -> Result<Option<i64>, QueueError> {
         let Some(url) = &self.dlq_url else { return Ok(None) };

@@ -348,6 +348,7 @@ pub async fn from_config(
         ..SyncSettings::default()
     };
     let mut applier = crmsync_inbound::Applier::new(pool.clone(), hubspot.clone(), config.webhook.app_id.clone())
+        .with_portal_id(config.webhook.portal_id)
         .with_retry_policy(settings.retry)
         .with_field_policies(config.field_policies.clone());
     if let Some(queue) = &retry_queue {

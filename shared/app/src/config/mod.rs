@@ -10,7 +10,7 @@ mod webhook;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use api::ApiConfig;
+pub use api::{ApiConfig, DEFAULT_JWT_AUDIENCE, JwtRules, RequiredClaim};
 pub use retention::{MIN_INBOX_DAYS, RetentionConfig};
 use secrecy::{ExposeSecret, SecretString};
 pub use webhook::{DEFAULT_APPLY_DEADLINE, WebhookConfig};
@@ -41,8 +41,8 @@ pub struct Config {
     pub database_timeouts: TimeoutOverrides,
     /// `HUBSPOT_BASE_URL` (default `https://api.hubapi.com`; the simulator's URL locally).
     pub hubspot_base_url: String,
-    /// `HUBSPOT_ACCESS_TOKEN`: the private app or service key token. Without it `crmsync serve` starts the
-    /// built-in HubSpot simulator.
+    /// `HUBSPOT_ACCESS_TOKEN`: the private app or service key token. `crmsync serve` refuses to start without it
+    /// unless `--simulator` asks for the built-in HubSpot simulator.
     pub hubspot_access_token: Option<SecretString>,
     /// `HUBSPOT_API_VERSION` (default `2026-03`).
     pub hubspot_api_version: String,
@@ -394,6 +394,7 @@ mod tests {
             ("DATABASE_URL", "postgres://u:hunter2@h/db"),
             ("API_TOKEN", "tok-123-abcdefghijkl"),
             ("API_JWT_SECRET", "jwt-secret-0123456789abcdefghijklmnop"),
+            ("API_JWT_ISSUER", "https://abcdefgh.supabase.co/auth/v1"),
             ("HUBSPOT_ACCESS_TOKEN", "pat-na1-secret"),
             ("HUBSPOT_CLIENT_SECRET", "client-secret-value"),
         ])

@@ -12,7 +12,7 @@ use crate::AppError;
 pub const DEFAULT_APPLY_DEADLINE: Duration = Duration::from_millis(2_500);
 
 /// `HUBSPOT_CLIENT_SECRET`, `HUBSPOT_CLIENT_SECRET_PREVIOUS`, `HUBSPOT_WEBHOOK_ACCEPT_V1`, `HUBSPOT_APP_ID`,
-/// `WEBHOOK_PUBLIC_URL`, `WEBHOOK_APPLY_DEADLINE_MS`. Secrets are redacted in `Debug`.
+/// `HUBSPOT_PORTAL_ID`, `WEBHOOK_PUBLIC_URL`, `WEBHOOK_APPLY_DEADLINE_MS`. Secrets are redacted in `Debug`.
 #[derive(Clone)]
 pub struct WebhookConfig {
     /// `HUBSPOT_CLIENT_SECRET`: the app's client secret. Without it every request is refused (401).
@@ -24,6 +24,10 @@ pub struct WebhookConfig {
     pub accept_v1: bool,
     /// `HUBSPOT_APP_ID`: events with `changeSource: INTEGRATION` and this `sourceId` are our own writes.
     pub app_id: Option<String>,
+    /// `HUBSPOT_PORTAL_ID`: the HubSpot account (portal) this deployment syncs with. Events from any other portal
+    /// (a sandbox where the same app is installed) are not applied: HubSpot ids are unique only within a portal.
+    /// Unset: every portal's events apply.
+    pub portal_id: Option<i64>,
     /// `WEBHOOK_PUBLIC_URL`: scheme and host (and any path prefix a proxy strips) HubSpot calls, e.g.
     /// `https://crm.example.com`. The signed URI is this + the request's path and query. Unset: the URI is rebuilt
     /// from X-Forwarded-Proto (else the listener's scheme) and Host.
@@ -41,6 +45,7 @@ impl Default for WebhookConfig {
             previous_client_secret: None,
             accept_v1: false,
             app_id: None,
+            portal_id: None,
             public_url: None,
             apply_deadline: DEFAULT_APPLY_DEADLINE,
         }
@@ -57,6 +62,7 @@ impl std::fmt::Debug for WebhookConfig {
             )
             .field("accept_v1", &self.accept_v1)
             .field("app_id", &self.app_id)
+            .field("portal_id", &self.portal_id)
             .field("public_url", &self.public_url)
             .field("apply_deadline", &self.apply_deadline)
             .finish()
@@ -87,6 +93,13 @@ impl WebhookConfig {
                 reason: format!("must be HubSpot's numeric app id, not {id:?}"),
             });
         }
+        let portal_id = match get("HUBSPOT_PORTAL_ID") {
+            None => None,
+            Some(id) => Some(id.parse::<i64>().ok().filter(|id| *id > 0).ok_or(AppError::Config {
+                variable: "HUBSPOT_PORTAL_ID",
+                reason: format!("must be HubSpot's numeric account (portal) id, not {id:?}"),
+            })?),
+        };
         let public_url = get("WEBHOOK_PUBLIC_URL");
         if let Some(url) = &public_url
             && !(url.starts_with("https://") || url.starts_with("http://"))
@@ -117,6 +130,7 @@ impl WebhookConfig {
                 .map(SecretString::from),
             accept_v1,
             app_id,
+            portal_id,
             public_url: public_url.map(|u| u.trim_end_matches('/').to_owned()),
             apply_deadline,
         })
@@ -157,6 +171,8 @@ mod tests {
                 "HUBSPOT_WEBHOOK_ACCEPT_V1",
             ),
             (&[("HUBSPOT_APP_ID", "app-1")][..], "HUBSPOT_APP_ID"),
+            (&[("HUBSPOT_PORTAL_ID", "sandbox")][..], "HUBSPOT_PORTAL_ID"),
+            (&[("HUBSPOT_PORTAL_ID", "-5")][..], "HUBSPOT_PORTAL_ID"),
             (&[("WEBHOOK_PUBLIC_URL", "crm.example.com")][..], "WEBHOOK_PUBLIC_URL"),
             (
                 &[("WEBHOOK_APPLY_DEADLINE_MS", "5000")][..],
@@ -181,6 +197,7 @@ mod tests {
             ("HUBSPOT_CLIENT_SECRET_PREVIOUS", "previous-secret-value"),
             ("HUBSPOT_WEBHOOK_ACCEPT_V1", "true"),
             ("HUBSPOT_APP_ID", "54321"),
+            ("HUBSPOT_PORTAL_ID", "62515"),
             ("WEBHOOK_PUBLIC_URL", "https://crm.example.com/"),
             ("WEBHOOK_APPLY_DEADLINE_MS", "1500"),
         ])
@@ -188,6 +205,7 @@ mod tests {
         let debug = format!("{config:?}");
         assert!(!debug.contains("secret-value"), "{debug}");
         assert!(config.accept_v1);
+        assert_eq!(config.portal_id, Some(62_515));
         assert_eq!(config.public_url.as_deref(), Some("https://crm.example.com"));
         assert_eq!(config.apply_deadline, Duration::from_millis(1_500));
         assert!(format!("{:?}", config.verifier()).contains("2 redacted"));

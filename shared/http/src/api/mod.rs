@@ -34,7 +34,7 @@ use tower_http::cors::CorsLayer;
 
 use crate::auth::{self, Authenticator};
 use cache::StatsCache;
-pub use crmsync_app::config::ApiConfig;
+pub use crmsync_app::config::{ApiConfig, JwtRules, RequiredClaim};
 
 /// How long each dashboard statistics query is cached: the guide's "5-minute cache".
 pub const STATS_CACHE_TTL: Duration = Duration::from_secs(5 * 60);
@@ -58,7 +58,10 @@ impl ApiState {
             pool,
             auth: Arc::new(Authenticator::new(
                 config.api_token.clone(),
-                config.jwt_secret.as_ref().map(|s| s.expose_secret().as_bytes()),
+                config
+                    .jwt_secret
+                    .as_ref()
+                    .map(|s| (s.expose_secret().as_bytes(), config.jwt_rules.clone())),
             )),
             stats: Arc::new(StatsCache::new(STATS_CACHE_TTL)),
             // ApiConfig has checked that each origin is a valid header value.

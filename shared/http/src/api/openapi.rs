@@ -68,7 +68,9 @@ impl Modify for BearerAuth {
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("API_TOKEN, or an HS256 JWT")
                     .description(Some(
-                        "API_TOKEN, or a JWT signed with API_JWT_SECRET (role authenticated or service_role)",
+                        "API_TOKEN, or a JWT signed with API_JWT_SECRET from API_JWT_ISSUER: role service_role, or a user on the \
+                         allow-list (API_JWT_ALLOWED_EMAILS, API_JWT_REQUIRED_CLAIM); 401 when not genuine, 403 when \
+                         not allowed",
                     ))
                     .build(),
             ),

@@ -113,6 +113,7 @@ pub async fn from_config(
     let webhook = &config.webhook;
     let hubspot = crmsync_hubspot::HubSpotClient::new(webhook_hubspot_config(config.hubspot()?, webhook))?;
     let mut applier = Applier::new(pool, hubspot, webhook.app_id.clone())
+        .with_portal_id(webhook.portal_id)
         .with_retry_policy(RetryPolicy {
             max_attempts: config.sync.max_attempts,
             ..RetryPolicy::default()
