@@ -33,7 +33,7 @@ pub enum ApplyMode {
 
 /// Events per pass of the background applier: a pass costs a few statements per kind of read and write whatever
 /// its size, so a backlog drains in large passes (the Lambda applies each delivery, 100 events at most, on its own).
-const BACKGROUND_PASS_LIMIT: i64 = 2_000;
+const BACKGROUND_PASS_LIMIT: i64 = 5_000;
 
 /// How often the background applier looks for postponed events that became due.
 pub const BACKGROUND_TICK: Duration = Duration::from_secs(30);
