@@ -91,6 +91,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../migrations/0009_field_policies.sql"),
         previous_checksums: &[],
     },
+    Migration {
+        version: 11,
+        name: "retry_window",
+        sql: include_str!("../../../migrations/0011_retry_window.sql"),
+        previous_checksums: &[],
+    },
 ];
 
 /// Any fixed 64-bit key unique to this runner ("crmsync" in ASCII).
