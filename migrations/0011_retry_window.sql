@@ -19,7 +19,7 @@ CREATE TABLE crmsync.sync_circuit (
   state                 text NOT NULL DEFAULT 'closed',
   consecutive_failures  integer NOT NULL DEFAULT 0,
   -- Open: calls resume (with one probe) after this. Half open: the probe's holder has until then.
-  until                 timestamptz,
+  open_until            timestamptz,
   opened_at             timestamptz,
   updated_at            timestamptz NOT NULL DEFAULT now(),
   CONSTRAINT sync_circuit_state_check CHECK (state IN ('closed', 'open', 'half_open')),
