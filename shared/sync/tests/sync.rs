@@ -617,7 +617,7 @@ async fn a_run_whose_lease_expired_cannot_overwrite_the_result_of_the_run_that_t
     let lost = store.complete(&[], &ids, "run-a/1").await.unwrap();
     assert_eq!(lost.len(), 6);
     let decision = crmsync_domain::sync::RetryDecision::Dead { attempts: 1 };
-    assert!(store.fail(&ids, "late", decision, "run-a/1").await.unwrap().is_empty());
+    assert!(store.fail(&ids, "late", decision, false, "run-a/1").await.unwrap().is_empty());
     assert_eq!(store.defer(&ids, "late", Duration::ZERO, "run-a/1").await.unwrap(), 0);
     assert_eq!(
         app.count("sync_queue WHERE status = 'in_progress' AND locked_by = 'run-b/1'")
@@ -895,7 +895,7 @@ async fn a_record_stays_pending_when_its_item_dies_while_a_newer_change_waits_an
     let dead = crmsync_domain::sync::RetryDecision::Dead { attempts: 1 };
     let ids = [claimed[0].id];
     assert_eq!(
-        store.fail(&ids, "permanent: refused", dead, "run-a/1").await.unwrap(),
+        store.fail(&ids, "permanent: refused", dead, false, "run-a/1").await.unwrap(),
         ids
     );
     assert_eq!(
