@@ -1,10 +1,11 @@
 //! The circuit breaker as the drain meets it: a gate before each round (call, wait out the cool-down, or send the
 //! one probe), and the record of each write-back's HubSpot outcomes. The state is shared in crmsync.sync_circuit
-//! ([`PgCircuit`]); this process keeps the open deadline it last saw as a cache, so the rounds and retry messages
-//! of an open circuit do not read the row again until the cool-down ends.
+//! ([`PgCircuit`]): each gate reads the row (one unlocked single-row read), so a circuit another process opened,
+//! or whose cool-down ended, is seen at once. This process caches whether the circuit was closed and quiet when it
+//! last looked, so a run of successes writes nothing.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use crmsync_app::AppError;
@@ -25,12 +26,11 @@ pub(crate) enum Gate {
     Wait(Duration),
 }
 
-/// This process's view of the circuit: the shared row, and the end of the cool-down it last saw open.
+/// This process's view of the circuit: the shared row, and whether it was closed with no failures when this
+/// process last looked.
 #[derive(Debug, Clone)]
 pub(crate) struct Breaker {
     pub row: PgCircuit,
-    open_until: Arc<Mutex<Option<Instant>>>,
-    /// Closed with no failures when this process last looked: a run of successes writes nothing.
     quiet: Arc<Mutex<bool>>,
 }
 
@@ -38,25 +38,12 @@ impl Breaker {
     pub fn new(row: PgCircuit) -> Self {
         Self {
             row,
-            open_until: Arc::default(),
             quiet: Arc::default(),
         }
     }
 
-    fn cached_wait(&self) -> Option<Duration> {
-        let open_until = *self.open_until.lock().unwrap_or_else(|e| e.into_inner());
-        open_until.and_then(|until| until.checked_duration_since(Instant::now()))
-    }
-
-    /// Remembers `state`, whose clock read `now`.
-    fn cache(&self, state: CircuitState, now: DateTime<Utc>) {
-        let open_until = match state {
-            CircuitState::Open { until } | CircuitState::HalfOpen { until } => {
-                Some(Instant::now() + (until - now).to_std().unwrap_or_default())
-            }
-            CircuitState::Closed { .. } => None,
-        };
-        *self.open_until.lock().unwrap_or_else(|e| e.into_inner()) = open_until;
+    /// Remembers `state`.
+    fn cache(&self, state: CircuitState) {
         *self.quiet.lock().unwrap_or_else(|e| e.into_inner()) = state == CircuitState::CLOSED;
     }
 
@@ -96,19 +83,15 @@ impl<Q: RetryQueue> OutboundSync<Q> {
     /// first process to ask sends one probe (a read of the `crmsync_id` property), which closes the circuit or
     /// opens it for another cool-down. Notes the probe and its outcome in `report`.
     pub(crate) async fn circuit_gate(&self, report: &mut SyncReport) -> Result<Gate, AppError> {
-        if let Some(wait) = self.breaker.cached_wait() {
-            report.circuit_open = true;
-            return Ok(Gate::Wait(wait));
-        }
         let (state, now) = self.breaker.row.read().await?;
         match state {
             CircuitState::Closed { .. } => {
-                self.breaker.cache(state, now);
+                self.breaker.cache(state);
                 report.circuit_open = false;
                 return Ok(Gate::Call);
             }
             CircuitState::Open { until } | CircuitState::HalfOpen { until } if now < until => {
-                self.breaker.cache(state, now);
+                self.breaker.cache(state);
                 report.circuit_open = true;
                 return Ok(Gate::Wait(wait_until(until, now)));
             }
@@ -125,12 +108,12 @@ impl<Q: RetryQueue> OutboundSync<Q> {
             .await?;
         match permit {
             Permit::Call => {
-                self.breaker.cache(probing, now);
+                self.breaker.cache(probing);
                 report.circuit_open = false;
                 Ok(Gate::Call)
             }
             Permit::Wait { until } => {
-                self.breaker.cache(probing, now);
+                self.breaker.cache(probing);
                 report.circuit_open = true;
                 Ok(Gate::Wait(wait_until(until, now)))
             }
@@ -156,7 +139,7 @@ impl<Q: RetryQueue> OutboundSync<Q> {
                 (after, (change, now))
             })
             .await?;
-        self.breaker.cache(after, now);
+        self.breaker.cache(after);
         log_change(change, after, settings.failures_to_open);
         if answered {
             report.circuit_closed = true;
@@ -183,7 +166,7 @@ impl<Q: RetryQueue> OutboundSync<Q> {
                 (after, (change, now))
             })
             .await?;
-        self.breaker.cache(after, now);
+        self.breaker.cache(after);
         if let Some(change) = change {
             log_change(change, after, settings.failures_to_open);
             report.circuit_opened = true;
