@@ -211,7 +211,12 @@ mod tests {
         let s = settings();
         // (from, calls, expected state, expected change)
         let table = [
-            (CircuitState::CLOSED, streak(false, 2), CircuitState::Closed { failures: 2 }, None),
+            (
+                CircuitState::CLOSED,
+                streak(false, 2),
+                CircuitState::Closed { failures: 2 },
+                None,
+            ),
             (
                 CircuitState::Closed { failures: 2 },
                 streak(false, 1),
@@ -224,7 +229,12 @@ mod tests {
                 CircuitState::Closed { failures: 1 },
                 None,
             ),
-            (CircuitState::Closed { failures: 2 }, streak(true, 0), CircuitState::CLOSED, None),
+            (
+                CircuitState::Closed { failures: 2 },
+                streak(true, 0),
+                CircuitState::CLOSED,
+                None,
+            ),
             (
                 CircuitState::CLOSED,
                 streak(true, 3),
@@ -255,7 +265,10 @@ mod tests {
         let open = CircuitState::Open { until: at(60) };
         assert_eq!(open.permit(at(59), &s), (open, Permit::Wait { until: at(60) }));
         let (probing, permit) = open.permit(at(60), &s);
-        assert_eq!((probing, permit), (CircuitState::HalfOpen { until: at(120) }, Permit::Probe));
+        assert_eq!(
+            (probing, permit),
+            (CircuitState::HalfOpen { until: at(120) }, Permit::Probe)
+        );
         assert_eq!(
             probing.permit(at(61), &s).1,
             Permit::Wait { until: at(120) },
@@ -266,7 +279,10 @@ mod tests {
             (CircuitState::HalfOpen { until: at(180) }, Permit::Probe),
             "a probe whose process died is taken over after a cool-down"
         );
-        assert_eq!(CircuitState::CLOSED.permit(at(0), &s), (CircuitState::CLOSED, Permit::Call));
+        assert_eq!(
+            CircuitState::CLOSED.permit(at(0), &s),
+            (CircuitState::CLOSED, Permit::Call)
+        );
     }
 
     #[test]
@@ -283,7 +299,11 @@ mod tests {
         );
         assert!(probing.is_open() && !CircuitState::CLOSED.is_open());
         assert_eq!(
-            [CircuitState::CLOSED.name(), probing.name(), CircuitState::Open { until: at(0) }.name()],
+            [
+                CircuitState::CLOSED.name(),
+                probing.name(),
+                CircuitState::Open { until: at(0) }.name()
+            ],
             ["closed", "half_open", "open"]
         );
     }

@@ -150,16 +150,28 @@ mod tests {
             (retryable, history(3, 3, Some(hour)), wait(30, 4)),
             (retryable, history(40, 40, Some(23 * hour)), wait(30, 41)),
             // The window has passed since the first retryable failure: dead, however few the attempts.
-            (retryable, history(1, 1, Some(24 * hour)), RetryDecision::Dead { attempts: 2 }),
+            (
+                retryable,
+                history(1, 1, Some(24 * hour)),
+                RetryDecision::Dead { attempts: 2 },
+            ),
             (FailureClass::DailyLimit, history(2, 0, None), wait(3600, 2)),
             (FailureClass::DailyLimit, history(7, 7, Some(hour)), wait(3600, 7)),
-            (FailureClass::Permanent, history(0, 0, None), RetryDecision::Dead { attempts: 1 }),
+            (
+                FailureClass::Permanent,
+                history(0, 0, None),
+                RetryDecision::Dead { attempts: 1 },
+            ),
             (
                 FailureClass::Permanent,
                 history(12, 12, Some(hour)),
                 RetryDecision::Dead { attempts: 13 },
             ),
-            (FailureClass::Crashed, history(4, 0, None), RetryDecision::Dead { attempts: 4 }),
+            (
+                FailureClass::Crashed,
+                history(4, 0, None),
+                RetryDecision::Dead { attempts: 4 },
+            ),
         ];
         for (class, history, expected) in table {
             assert_eq!(

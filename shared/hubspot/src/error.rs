@@ -194,7 +194,9 @@ impl HubSpotError {
             HubSpotError::Timeout { .. } | HubSpotError::Transport { .. } | HubSpotError::MissingResult { .. } => {
                 ErrorClass::Retryable { suggested_wait: None }
             }
-            HubSpotError::Decode { .. } | HubSpotError::SetupConflict { .. } => ErrorClass::Permanent(PermanentKind::Other),
+            HubSpotError::Decode { .. } | HubSpotError::SetupConflict { .. } => {
+                ErrorClass::Permanent(PermanentKind::Other)
+            }
             HubSpotError::InvalidInput { .. } | HubSpotError::Config { .. } => {
                 ErrorClass::Permanent(PermanentKind::Validation)
             }

@@ -131,13 +131,10 @@ impl<Q: RetryQueue> OutboundSync<Q> {
         };
         tracing::info!(circuit = "probe", succeeded = answered, "HubSpot circuit probe sent");
         let settings = self.settings.circuit;
-        let (_, after, (change, now)) = self
+        let (_, after, change) = self
             .breaker
             .row
-            .update(|state, now| {
-                let (after, change) = state.after_probe(answered, now, &settings);
-                (after, (change, now))
-            })
+            .update(|state, now| state.after_probe(answered, now, &settings))
             .await?;
         self.breaker.cache(after);
         log_change(change, after, settings.failures_to_open);
@@ -158,13 +155,10 @@ impl<Q: RetryQueue> OutboundSync<Q> {
             return Ok(false);
         }
         let settings = self.settings.circuit;
-        let (_, after, (change, now)) = self
+        let (_, after, change) = self
             .breaker
             .row
-            .update(|state, now| {
-                let (after, change) = state.record(streak, now, &settings);
-                (after, (change, now))
-            })
+            .update(|state, now| state.record(streak, now, &settings))
             .await?;
         self.breaker.cache(after);
         if let Some(change) = change {

@@ -103,7 +103,9 @@ impl<Q: RetryQueue> OutboundSync<Q> {
         report: &mut SyncReport,
         lease: &str,
     ) -> Result<Vec<(RetryMessage, Duration)>, AppError> {
-        let Failure { items, error, class, .. } = failure;
+        let Failure {
+            items, error, class, ..
+        } = failure;
         if class == FailureClass::DailyLimit {
             report.daily_limit_reached = true;
         }

@@ -618,7 +618,13 @@ async fn a_run_whose_lease_expired_cannot_overwrite_the_result_of_the_run_that_t
     let lost = store.complete(&[], &ids, "run-a/1").await.unwrap();
     assert_eq!(lost.len(), 6);
     let decision = crmsync_domain::sync::RetryDecision::Dead { attempts: 1 };
-    assert!(store.fail(&ids, "late", decision, false, "run-a/1").await.unwrap().is_empty());
+    assert!(
+        store
+            .fail(&ids, "late", decision, false, "run-a/1")
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(store.defer(&ids, "late", Duration::ZERO, "run-a/1").await.unwrap(), 0);
     assert_eq!(
         app.count("sync_queue WHERE status = 'in_progress' AND locked_by = 'run-b/1'")
@@ -896,7 +902,10 @@ async fn a_record_stays_pending_when_its_item_dies_while_a_newer_change_waits_an
     let dead = crmsync_domain::sync::RetryDecision::Dead { attempts: 1 };
     let ids = [claimed[0].id];
     assert_eq!(
-        store.fail(&ids, "permanent: refused", dead, false, "run-a/1").await.unwrap(),
+        store
+            .fail(&ids, "permanent: refused", dead, false, "run-a/1")
+            .await
+            .unwrap(),
         ids
     );
     assert_eq!(
@@ -1016,13 +1025,19 @@ async fn a_two_hour_outage_kills_nothing_and_the_sync_converges_afterwards() {
 
 #[tokio::test]
 async fn a_429_storm_kills_nothing_opens_the_circuit_and_the_sync_converges_afterwards() {
-    let app = SyncApp::spawn().await;
+    // HubSpot's window is 10 s, and a 429 makes the client and the item wait that long (its rate headers say so): a
+    // portal with a 200 ms window keeps the storm quick.
+    let sim = SimConfig {
+        rate_window: Duration::from_millis(200),
+        ..SimConfig::default()
+    };
+    let app = SyncApp::spawn_with(sim, 100, Duration::from_millis(200), quick_retries()).await;
     app.ingest_generated(10, 2).await;
     app.sim().set_faults(FaultConfig {
         next: vec![FaultKind::TooManyRequests; 100_000],
         ..FaultConfig::default()
     });
-    let sync = app.sync_with(app.hubspot_without_retries(), with_circuit(5));
+    let sync = app.sync_with(client_for(app.sim(), 100, Duration::from_millis(200)), with_circuit(5));
     let mut reports = Vec::new();
     for _ in 0..12 {
         reports.push(sync.drain("cli", Duration::from_secs(120)).await.expect("drain"));
@@ -1041,7 +1056,11 @@ async fn a_429_storm_kills_nothing_opens_the_circuit_and_the_sync_converges_afte
     assert!(app.sim().outcome_count("429") >= 5);
 
     let reports = app.recover_and_settle(&sync).await;
-    assert!(reports[0].circuit_probed && reports[0].circuit_closed, "{:?}", reports[0]);
+    assert!(
+        reports[0].circuit_probed && reports[0].circuit_closed,
+        "{:?}",
+        reports[0]
+    );
     assert_eq!(app.circuit_state().await, "closed");
     app.assert_converged(2, 10).await;
 }
@@ -1083,7 +1102,11 @@ async fn a_permanent_400_still_dies_at_once_inside_the_retry_window() {
     .await;
     let sync = app.sync_with(app.hubspot_without_retries(), without_circuit());
     let report = sync.drain("cli", Duration::from_secs(120)).await.expect("drain");
-    assert_eq!((report.deals_created, report.failed, report.dead), (1, 0, 1), "{report:?}");
+    assert_eq!(
+        (report.deals_created, report.failed, report.dead),
+        (1, 0, 1),
+        "{report:?}"
+    );
     let dead = app.select_one::<QueueRow>("WHERE status = 'dead'", &[]).await;
     assert_eq!(dead.attempts, 1);
     assert!(dead.last_error.expect("error").starts_with("permanent: "));
@@ -1140,7 +1163,10 @@ async fn the_circuit_opens_after_failures_in_a_row_defers_retry_messages_probes_
         .scalar("SELECT counts FROM crmsync.sync_runs WHERE trigger = 'retry_queue' ORDER BY started_at DESC LIMIT 1")
         .await;
     assert_eq!(
-        (deferred_run["circuit_deferred"].as_u64(), deferred_run["circuit_open"].as_bool()),
+        (
+            deferred_run["circuit_deferred"].as_u64(),
+            deferred_run["circuit_open"].as_bool()
+        ),
         (Some(1), Some(true))
     );
     let status: String = app
@@ -1161,7 +1187,11 @@ async fn the_circuit_opens_after_failures_in_a_row_defers_retry_messages_probes_
 
     // HubSpot recovers: the next probe closes the circuit, and the same drain syncs everything.
     let reports = app.recover_and_settle(&sync).await;
-    assert!(reports[0].circuit_probed && reports[0].circuit_closed, "{:?}", reports[0]);
+    assert!(
+        reports[0].circuit_probed && reports[0].circuit_closed,
+        "{:?}",
+        reports[0]
+    );
     assert_eq!(app.circuit_state().await, "closed");
     app.assert_converged(3, 3).await;
     let noted: i64 = app
@@ -1197,7 +1227,11 @@ async fn an_association_answer_missing_an_input_is_retried_and_the_deal_is_not_s
 
     app.backoffs_pass().await;
     let report = sync.drain("cli", Duration::from_secs(120)).await.expect("drain");
-    assert_eq!((report.associations, report.failed, report.dead), (1, 0, 0), "{report:?}");
+    assert_eq!(
+        (report.associations, report.failed, report.dead),
+        (1, 0, 0),
+        "{report:?}"
+    );
     let deal = app.single_deal().await;
     assert_eq!(deal.hubspot_sync_status, "synced");
     let company = app.companies().await.remove(0);

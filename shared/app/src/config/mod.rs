@@ -466,7 +466,13 @@ mod tests {
             (defaults.circuit_failures, defaults.circuit_cooldown),
             (5, Duration::from_secs(60))
         );
-        for (value, seconds) in [("7200", 7_200), ("90m", 5_400), ("36h", 129_600), ("2d", 172_800), ("60s", 60)] {
+        for (value, seconds) in [
+            ("7200", 7_200),
+            ("90m", 5_400),
+            ("36h", 129_600),
+            ("2d", 172_800),
+            ("60s", 60),
+        ] {
             let sync = config(&[base, ("SYNC_RETRY_WINDOW", value)]).unwrap().sync;
             assert_eq!(sync.retry_window, Duration::from_secs(seconds), "{value}");
         }
@@ -478,11 +484,21 @@ mod tests {
             );
         }
         let error = config(&[base, ("SYNC_CIRCUIT_FAILURES", "0")]).unwrap_err().to_string();
-        assert!(error.contains("SYNC_CIRCUIT_FAILURES must be a whole number from 1"), "{error}");
-        let sync = config(&[base, ("SYNC_CIRCUIT_FAILURES", "3"), ("SYNC_CIRCUIT_COOLDOWN_SECONDS", "120")])
-            .unwrap()
-            .sync;
-        assert_eq!((sync.circuit_failures, sync.circuit_cooldown), (3, Duration::from_secs(120)));
+        assert!(
+            error.contains("SYNC_CIRCUIT_FAILURES must be a whole number from 1"),
+            "{error}"
+        );
+        let sync = config(&[
+            base,
+            ("SYNC_CIRCUIT_FAILURES", "3"),
+            ("SYNC_CIRCUIT_COOLDOWN_SECONDS", "120"),
+        ])
+        .unwrap()
+        .sync;
+        assert_eq!(
+            (sync.circuit_failures, sync.circuit_cooldown),
+            (3, Duration::from_secs(120))
+        );
     }
 
     #[test]
