@@ -37,6 +37,7 @@ async fn harness(queue: Option<SqsRetryQueue>, max_attempts: i32) -> Harness {
             max_attempts,
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(1),
+            ..RetryPolicy::default()
         },
         ..SyncSettings::default()
     };
@@ -159,7 +160,7 @@ async fn without_sqs_a_failed_item_still_comes_back_through_the_schedule() {
 }
 
 #[tokio::test]
-async fn retries_flow_through_sqs_into_the_dlq_after_max_attempts_and_redrive_back() {
+async fn retries_flow_through_sqs_into_the_dlq_once_the_retry_window_passed_and_redrive_back() {
     let queue = test_queue().await;
     let h = harness(Some(queue.clone()), 3).await;
     h.sim().set_faults(FaultConfig {
@@ -185,15 +186,23 @@ async fn retries_flow_through_sqs_into_the_dlq_after_max_attempts_and_redrive_ba
         "the deal waits; it is not failed for its company"
     );
 
+    // A second retryable failure: past max attempts would not kill it, but the item's retry window is over (its
+    // first failure moved back a day, as if the outage had lasted that long).
+    h.execute("UPDATE crmsync.sync_retry_state SET first_failed_at = now() - interval '24 hours 1 second'")
+        .await;
     let failures_reported = deliver_until_dead_lettered(&h, &queue, 1).await;
-    assert_eq!(h.queue_row("company").await.status, "dead", "attempt 3 of 3 failed");
+    assert_eq!(
+        h.queue_row("company").await.status,
+        "dead",
+        "attempt 2 failed after the window"
+    );
     assert!(failures_reported >= 1, "the dead item's message was reported failed");
     assert_eq!(
         queue.dlq_depth().await.unwrap(),
         Some(1),
         "the redrive policy moved it to the DLQ"
     );
-    assert_eq!(h.queue_row("company").await.attempts, 3);
+    assert_eq!(h.queue_row("company").await.attempts, 2);
 
     // HubSpot recovers; an operator redrives: the row is pending again, its DLQ message is gone, and it syncs.
     h.sim().set_faults(FaultConfig::default());

@@ -211,11 +211,6 @@ impl MetricSet {
     }
 }
 
-/// Emits [`CIRCUIT_OPEN`] = 1: call it when a drain finds the circuit breaker open or opens it.
-pub fn circuit_open() {
-    MetricSet::new().count(CIRCUIT_OPEN, 1).emit();
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@
 //! typed parameters, so all of it works behind Supabase's transaction pooler (see [`pool`]).
 
 pub mod adopt;
+pub mod circuit;
 pub mod crm;
 pub mod error;
 pub mod hubspot_records;

@@ -103,6 +103,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../migrations/0011_retention.sql"),
         previous_checksums: &[],
     },
+    Migration {
+        version: 12,
+        name: "retry_window",
+        sql: include_str!("../../../migrations/0012_retry_window.sql"),
+        previous_checksums: &[],
+    },
 ];
 
 /// Any fixed 64-bit key unique to this runner ("crmsync" in ASCII).

@@ -99,6 +99,9 @@ pub struct SyncedEntity {
     pub hubspot_id: String,
     /// The properties sent (name → value); their hashes become the new baseline and enter the echo ledger.
     pub written: Properties,
+    /// False while part of its write is still to be done (its company association failed or waits): its HubSpot
+    /// id and hashes are written back, but its record is not `synced` yet.
+    pub settled: bool,
 }
 
 /// Queue counts for `crmsync status`.
@@ -134,6 +137,12 @@ pub struct ProblemItem {
     pub last_error: Option<String>,
     pub next_attempt_at: chrono::DateTime<chrono::Utc>,
 }
+
+/// A row `q`'s retryable failures and how long ago the first was (crmsync.sync_retry_state), as columns.
+const RETRY_HISTORY: &str = "coalesce((SELECT r.retryable_failures FROM crmsync.sync_retry_state r
+                                        WHERE r.sync_queue_id = q.id), 0) AS retryable_failures,
+                              (SELECT EXTRACT(EPOCH FROM now() - r.first_failed_at)::float8
+                               FROM crmsync.sync_retry_state r WHERE r.sync_queue_id = q.id) AS failing_for";
 
 /// A pending row put back to wait for another record: [`PgSyncStore::defer`] records why in last_error.
 const WAITING: &str = "last_error LIKE 'waiting for %'";
@@ -215,6 +224,12 @@ fn item_from_row(row: &tokio_postgres::Row) -> Result<SyncItem, DbError> {
         operation: row.get("operation"),
         attempts: row.get("attempts"),
         taken_over: row.try_get("taken_over").unwrap_or(false),
+        retryable_failures: row.try_get("retryable_failures").unwrap_or(0),
+        failing_for: row
+            .try_get::<_, Option<f64>>("failing_for")
+            .ok()
+            .flatten()
+            .map(|seconds| Duration::from_secs_f64(seconds.max(0.0))),
     })
 }
 
@@ -314,7 +329,8 @@ impl PgSyncStore {
                  attempts = q.attempts + CASE WHEN claimed.status = '{IN_PROGRESS}' THEN $4::int4 ELSE $5::int4 END
              FROM claimed WHERE q.id = claimed.id
              RETURNING q.id, q.entity_type, q.entity_id, q.operation, q.attempts,
-                       claimed.status = '{IN_PROGRESS}' AS taken_over",
+                       claimed.status = '{IN_PROGRESS}' AS taken_over, {history}",
+            history = RETRY_HISTORY,
             claimable = claimable("s", None),
         );
         let statement: &str = &sql;
@@ -355,10 +371,11 @@ impl PgSyncStore {
     pub async fn peek_due(&self, limit: i64) -> Result<Vec<SyncItem>, DbError> {
         let client = self.pool.get().await?;
         let sql = format!(
-            "SELECT q.id, q.entity_type, q.entity_id, q.operation, q.attempts FROM sync_queue q
+            "SELECT q.id, q.entity_type, q.entity_id, q.operation, q.attempts, {history} FROM sync_queue q
              WHERE {claimable}
              ORDER BY q.next_attempt_at LIMIT $1",
             claimable = claimable("q", Some("now()")),
+            history = RETRY_HISTORY,
         );
         let rows = client.query(&sql, &[&limit]).await?;
         rows.iter().map(item_from_row).collect()
@@ -616,14 +633,18 @@ impl PgSyncStore {
             let (table, column) = hubspot_id_column(entity_type);
             let ids: Vec<Uuid> = of_type.iter().map(|s| s.entity_id).collect();
             let hubspot_ids: Vec<&str> = of_type.iter().map(|s| s.hubspot_id.as_str()).collect();
-            // Table and column come from the fixed match above, never from input.
+            let settled: Vec<bool> = of_type.iter().map(|s| s.settled).collect();
+            // Table and column come from the fixed match above, never from input. A record with part of its write
+            // still to do keeps its status (and its last sync time).
             let sql = format!(
-                "UPDATE {table} t SET {column} = k.hubspot_id, hubspot_sync_status = 'synced', last_hubspot_sync = now()
-                 FROM UNNEST($1::uuid[], $2::text[]) AS k (id, hubspot_id)
+                "UPDATE {table} t SET {column} = k.hubspot_id,
+                        hubspot_sync_status = CASE WHEN k.settled THEN 'synced' ELSE t.hubspot_sync_status END,
+                        last_hubspot_sync = CASE WHEN k.settled THEN now() ELSE t.last_hubspot_sync END
+                 FROM UNNEST($1::uuid[], $2::text[], $3::bool[]) AS k (id, hubspot_id, settled)
                  WHERE t.id = k.id AND t.hubspot_sync_status <> 'deleted'"
             );
             let statement: &str = &sql;
-            transaction.execute(statement, &[&ids, &hubspot_ids]).await?;
+            transaction.execute(statement, &[&ids, &hubspot_ids, &settled]).await?;
         }
         write_hashes(&transaction, &synced).await?;
         wake_waiting_deals(&transaction, &synced).await?;
@@ -650,13 +671,15 @@ impl PgSyncStore {
     }
 
     /// Records a failure: 'failed' with the next attempt time, or 'dead' when attempts are spent. A dead row's
-    /// record becomes `failed` ([`RecordSyncEvent::ItemDead`]) unless a newer row of it is open. Only rows still in
-    /// progress under `lease_holder` change; returns the ids that did.
+    /// record becomes `failed` ([`RecordSyncEvent::ItemDead`]) unless a newer row of it is open. A `retryable`
+    /// failure is also counted in crmsync.sync_retry_state, whose first one starts the row's retry window. Only
+    /// rows still in progress under `lease_holder` change; returns the ids that did.
     pub async fn fail(
         &self,
         item_ids: &[Uuid],
         error: &str,
         decision: RetryDecision,
+        retryable: bool,
         lease_holder: &str,
     ) -> Result<Vec<Uuid>, DbError> {
         let client = self.pool.get().await?;
@@ -671,6 +694,12 @@ impl PgSyncStore {
                WHERE id = ANY($1) AND status = '{IN_PROGRESS}' AND locked_by = $6
                RETURNING id, entity_type, entity_id, status
              ),
+             retry_state AS (
+               INSERT INTO crmsync.sync_retry_state (sync_queue_id, retryable_failures)
+               SELECT id, 1 FROM failed WHERE $7
+               ON CONFLICT (sync_queue_id)
+               DO UPDATE SET retryable_failures = sync_retry_state.retryable_failures + 1
+             ),
              dead AS (SELECT id, entity_type, entity_id FROM failed WHERE status = '{DEAD}'){records}
              SELECT id FROM failed",
             records = record_status_ctes("dead", Some("failed"), RecordSyncEvent::ItemDead, |_| String::new()),
@@ -680,7 +709,15 @@ impl PgSyncStore {
         let rows = client
             .query(
                 &sql,
-                &[&item_ids, &status, &decision.attempts(), &error, &delay, &lease_holder],
+                &[
+                    &item_ids,
+                    &status,
+                    &decision.attempts(),
+                    &error,
+                    &delay,
+                    &lease_holder,
+                    &retryable,
+                ],
             )
             .await?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
@@ -893,8 +930,9 @@ impl PgSyncStore {
         self.problem_items(&client, &[SyncStatus::Dead], limit).await
     }
 
-    /// Re-queues up to `limit` dead rows (oldest first) as pending with their attempts reset, and their `failed`
-    /// records as `pending` ([`RecordSyncEvent::ItemRedriven`]) in the same statement; returns the rows' ids.
+    /// Re-queues up to `limit` dead rows (oldest first) as pending with their attempts and retry window reset, and
+    /// their `failed` records as `pending` ([`RecordSyncEvent::ItemRedriven`]) in the same statement; returns the
+    /// rows' ids.
     pub async fn redrive(&self, limit: i64) -> Result<Vec<Uuid>, DbError> {
         let client = self.pool.get().await?;
         let sql = format!(
@@ -905,6 +943,9 @@ impl PgSyncStore {
                UPDATE sync_queue q SET status = $2, attempts = $3, next_attempt_at = now(),
                       last_error = 'redriven: ' || coalesce(q.last_error, '')
                FROM dead WHERE q.id = dead.id RETURNING q.id, q.entity_type, q.entity_id
+             ),
+             window_reset AS (
+               DELETE FROM crmsync.sync_retry_state WHERE sync_queue_id IN (SELECT id FROM redriven)
              ){records}
              SELECT id FROM redriven",
             records = record_status_ctes("redriven", None, RecordSyncEvent::ItemRedriven, |_| String::new()),

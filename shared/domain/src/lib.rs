@@ -5,6 +5,7 @@
 //! No I/O lives here: this crate's Cargo.toml names no database, HTTP or AWS crate, so the compiler keeps
 //! it pure.
 
+pub mod circuit;
 pub mod crm;
 pub mod email;
 pub mod error;

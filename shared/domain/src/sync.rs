@@ -69,6 +69,18 @@ pub struct SyncItem {
     /// True when this claim took the row over from a run whose lease expired: that run may have reached HubSpot
     /// before it died (an engagement it created has no unique key, so look it up before creating another).
     pub taken_over: bool,
+    /// How many of its attempts failed retryably (they do not count toward [`RetryPolicy::max_attempts`]).
+    pub retryable_failures: i32,
+    /// How long ago its first retryable failure was, when it had one: the retry window runs from there.
+    pub failing_for: Option<Duration>,
+}
+
+impl SyncItem {
+    /// Attempts that count toward [`RetryPolicy::max_attempts`]: every attempt but the retryable failures (a
+    /// takeover of a crashed run's lease counts).
+    pub fn counted_attempts(&self) -> i32 {
+        self.attempts.saturating_sub(self.retryable_failures).max(0)
+    }
 }
 
 /// What a retry-queue message asks to retry.
@@ -183,7 +195,13 @@ pub struct RetryPolicy {
     pub base_delay: Duration,
     /// Longest delay between attempts.
     pub max_delay: Duration,
+    /// How long retryable failures are retried, from an item's first one, before it is dead (default 24 h). They
+    /// do not count toward `max_attempts`, so an outage or a 429 spell shorter than this kills nothing.
+    pub retry_window: Duration,
 }
+
+/// The default [`RetryPolicy::retry_window`]: a day outlasts any HubSpot outage so far.
+pub const DEFAULT_RETRY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 /// SQS's longest message delay: <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html>
 pub const MAX_SQS_DELAY: Duration = Duration::from_secs(900);
@@ -194,6 +212,7 @@ impl Default for RetryPolicy {
             max_attempts: 8,
             base_delay: Duration::from_secs(30),
             max_delay: Duration::from_secs(6 * 3600),
+            retry_window: DEFAULT_RETRY_WINDOW,
         }
     }
 }
@@ -216,14 +235,42 @@ impl RetryPolicy {
         if attempts >= self.max_attempts {
             return RetryDecision::Dead { attempts };
         }
-        let exponent = u32::try_from(attempts - 1).unwrap_or(0).min(30);
+        RetryDecision::RetryAfter {
+            delay: self.backoff(attempts, jitter, suggested),
+            attempts,
+        }
+    }
+
+    /// An item's retryable failure: retried after a backoff (by its count of retryable failures, so the waits grow
+    /// through an outage) until `retry_window` has passed since its first one, whatever its attempts; dead after.
+    /// `attempts_before` counts every attempt, and this one is added; `failing_for` is how long ago the first
+    /// retryable failure was (`None`: this is the first).
+    pub fn after_retryable_failure(
+        &self,
+        attempts_before: i32,
+        retryable_failures_before: i32,
+        failing_for: Option<Duration>,
+        jitter: f64,
+        suggested: Option<Duration>,
+    ) -> RetryDecision {
+        let attempts = attempts_before.saturating_add(1);
+        if failing_for.is_some_and(|elapsed| elapsed >= self.retry_window) {
+            return RetryDecision::Dead { attempts };
+        }
+        RetryDecision::RetryAfter {
+            delay: self.backoff(retryable_failures_before.saturating_add(1), jitter, suggested),
+            attempts,
+        }
+    }
+
+    /// The wait after the `nth` failure (from 1): `base_delay` doubled per failure, capped at `max_delay`, with
+    /// equal jitter; `suggested` is a floor.
+    fn backoff(&self, nth: i32, jitter: f64, suggested: Option<Duration>) -> Duration {
+        let exponent = u32::try_from(nth.saturating_sub(1)).unwrap_or(0).min(30);
         let exponential = self.base_delay.saturating_mul(1 << exponent).min(self.max_delay);
         let half = exponential / 2;
         let delay = half + half.mul_f64(jitter.clamp(0.0, 1.0));
-        RetryDecision::RetryAfter {
-            delay: delay.max(suggested.unwrap_or_default()),
-            attempts,
-        }
+        delay.max(suggested.unwrap_or_default())
     }
 }
 
@@ -571,6 +618,7 @@ mod tests {
             max_attempts: 4,
             base_delay: Duration::from_secs(10),
             max_delay: Duration::from_secs(60),
+            retry_window: Duration::from_secs(3600),
         };
         assert_eq!(
             policy.after_failure(0, 0.0, None),
@@ -613,6 +661,41 @@ mod tests {
                 delay: Duration::from_secs(10),
                 attempts: 1
             },
+            "HubSpot's suggested wait is a floor"
+        );
+    }
+
+    #[test]
+    fn retryable_failures_are_retried_until_the_window_passes_whatever_the_attempts() {
+        let policy = RetryPolicy {
+            max_attempts: 4,
+            base_delay: Duration::from_secs(10),
+            max_delay: Duration::from_secs(60),
+            retry_window: Duration::from_secs(3600),
+        };
+        let wait = |secs, attempts| RetryDecision::RetryAfter {
+            delay: Duration::from_secs(secs),
+            attempts,
+        };
+        // (attempts before, retryable failures before, failing for, expected)
+        let table = [
+            (0, 0, None, wait(5, 1)),
+            (2, 2, Some(100), wait(20, 3)),
+            (20, 20, Some(3599), wait(30, 21)),
+            (2, 2, Some(3600), RetryDecision::Dead { attempts: 3 }),
+            // Takeovers do not lengthen the waits: the second retryable failure after three takeovers.
+            (4, 1, Some(60), wait(10, 5)),
+        ];
+        for (attempts, retryable, failing_for, expected) in table {
+            assert_eq!(
+                policy.after_retryable_failure(attempts, retryable, failing_for.map(Duration::from_secs), 0.0, None),
+                expected,
+                "{attempts} attempts, {retryable} retryable, failing for {failing_for:?}"
+            );
+        }
+        assert_eq!(
+            policy.after_retryable_failure(0, 0, None, 0.0, Some(Duration::from_secs(45))),
+            wait(45, 1),
             "HubSpot's suggested wait is a floor"
         );
     }

@@ -1334,7 +1334,13 @@ async fn a_record_whose_sync_item_died_is_failed_with_the_error_in_the_api_until
     let store = app.sync_store();
     let dead = items_of(&claimed, &[DEAL_A1, ADA]);
     let written = store
-        .fail(&dead, HUBSPOT_REFUSED, RetryDecision::Dead { attempts: 1 }, "run-1")
+        .fail(
+            &dead,
+            HUBSPOT_REFUSED,
+            RetryDecision::Dead { attempts: 1 },
+            false,
+            "run-1",
+        )
         .await
         .unwrap();
     assert_eq!(written.len(), 2);
@@ -1344,7 +1350,10 @@ async fn a_record_whose_sync_item_died_is_failed_with_the_error_in_the_api_until
         attempts: 1,
     };
     let retried = items_of(&claimed, &[ALPHA]);
-    store.fail(&retried, "retryable: 502", retry, "run-1").await.unwrap();
+    store
+        .fail(&retried, "retryable: 502", retry, true, "run-1")
+        .await
+        .unwrap();
 
     let deal = app.get(&format!("/api/deals/{DEAL_A1}")).await;
     assert_eq!(
@@ -1456,7 +1465,13 @@ async fn a_failed_activity_shows_its_error_and_a_record_deleted_in_hubspot_is_ne
     let items: Vec<Uuid> = claimed.iter().map(|(_, item)| *item).collect();
     let store = app.sync_store();
     store
-        .fail(&items, HUBSPOT_REFUSED, RetryDecision::Dead { attempts: 8 }, "run-1")
+        .fail(
+            &items,
+            HUBSPOT_REFUSED,
+            RetryDecision::Dead { attempts: 8 },
+            false,
+            "run-1",
+        )
         .await
         .unwrap();
     let activities = app.get(&format!("/api/activities?company_id={ALPHA}")).await;

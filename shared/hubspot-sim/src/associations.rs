@@ -18,6 +18,7 @@ use crate::error::SimErrorResponse;
 use crate::events::{ChangeEvent, ChangeKind};
 use crate::http::{JsonBody, Params, batch_answer};
 use crate::model::{Actor, ObjectType, SimObjectType as _, id_text, iso, now};
+use crate::state::lock;
 use crate::state::{Sim, Store};
 
 /// Batch create and default-associate take at most 2,000 inputs; batch read 1,000 (guide).
@@ -473,6 +474,10 @@ pub async fn batch_create(
         }
         (results, errors)
     });
+    let mut results = results;
+    if !results.is_empty() && lock(&sim.shared().faults).drop_association_result() {
+        results.remove(0);
+    }
     Ok(batch_answer(StatusCode::CREATED, results, errors, started))
 }
 

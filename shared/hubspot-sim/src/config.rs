@@ -129,6 +129,9 @@ pub struct FaultConfig {
     /// `Retry-After` (seconds) sent with a scripted 477 Migration in Progress. HubSpot sends up to about a day;
     /// tests keep it short. 0 by default.
     pub migration_retry_after_secs: u64,
+    /// The next this many association batch-create answers leave out their first input: the association is made,
+    /// and the answer has neither a result nor an error for it (HubSpot has answered so; the outcome is unknown).
+    pub association_results_dropped: u32,
 }
 
 /// One injected failure.
@@ -151,6 +154,10 @@ pub enum FaultKind {
     /// 524, Cloudflare's "a timeout occurred" (no answer within 100 s), with its HTML body (scripted only).
     #[serde(rename = "524")]
     OriginTimeout,
+    /// 429 `TEN_SECONDLY_ROLLING` without rate headers, as from another app sharing the portal's budget (scripted
+    /// only; the simulator's own limits answer 429 with their headers).
+    #[serde(rename = "429")]
+    TooManyRequests,
     /// 403 MISSING_SCOPES: the token lacks a scope (scripted only).
     #[serde(rename = "403")]
     Forbidden,

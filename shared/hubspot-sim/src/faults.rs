@@ -1,7 +1,7 @@
 //! Fault injection: decides, per API request, whether to answer 500/502/503, 423, slowly, or to
 //! drop the connection after applying a write. Draws come from one generator seeded by
 //! `SimConfig::seed`, in request order, so a sequential client sees the same faults every run.
-//! Scripted faults can also answer 477 (with `Retry-After`), 504, 524 and 403; the random draws
+//! Scripted faults can also answer 477 (with `Retry-After`), 504, 524, 429 and 403; the random draws
 //! never pick those, so seeded runs keep their sequences.
 //!
 //! 423, 477, 5xx and 524 answers: <https://developers.hubspot.com/docs/api-reference/error-handling>
@@ -38,6 +38,15 @@ impl Faults {
     /// Replaces the settings (admin); the generator carries on.
     pub fn set(&mut self, config: FaultConfig) {
         self.config = config;
+    }
+
+    /// True when the association batch-create answer being built should leave out its first input (see
+    /// [`FaultConfig::association_results_dropped`]); counts one down.
+    pub fn drop_association_result(&mut self) -> bool {
+        let left = &mut self.config.association_results_dropped;
+        let drop = *left > 0;
+        *left = left.saturating_sub(1);
+        drop
     }
 
     /// The fault for the next request, if any. Scripted faults come first. Rates are checked in
@@ -115,6 +124,10 @@ pub fn fault_response(kind: FaultKind, retry_after_secs: u64) -> Option<Response
             .with("links", json!({"scopes": "https://developers.hubspot.com/scopes"}))
             .into_response(),
         ),
+        FaultKind::TooManyRequests => {
+            let (answer, _) = crate::limits::RateLimited::TenSecondly(Vec::new()).to_response_parts();
+            Some(answer.into_response())
+        }
         other => error_response(other).map(IntoResponse::into_response),
     }
 }
@@ -139,6 +152,7 @@ pub fn error_response(kind: FaultKind) -> Option<SimErrorResponse> {
         | FaultKind::DropAfterWrite
         | FaultKind::MigrationInProgress
         | FaultKind::OriginTimeout
+        | FaultKind::TooManyRequests
         | FaultKind::Forbidden => return None,
     };
     Some(SimErrorResponse::new(status, category, message))
@@ -177,6 +191,18 @@ mod tests {
     }
 
     #[test]
+    fn association_results_are_dropped_as_many_times_as_set() {
+        let config = FaultConfig {
+            association_results_dropped: 2,
+            ..FaultConfig::default()
+        };
+        let mut faults = Faults::new(config, 0);
+        let drops: Vec<bool> = (0..3).map(|_| faults.drop_association_result()).collect();
+        assert_eq!(drops, [true, true, false]);
+        assert_eq!(faults.config().association_results_dropped, 0);
+    }
+
+    #[test]
     fn drops_are_drawn_for_writes_only() {
         let config = FaultConfig {
             drop_after_write_rate: 1.0,
@@ -196,6 +222,7 @@ mod tests {
             (FaultKind::GatewayTimeout, 504),
             (FaultKind::OriginTimeout, 524),
             (FaultKind::Forbidden, 403),
+            (FaultKind::TooManyRequests, 429),
         ] {
             assert_eq!(fault_response(kind, 7).unwrap().status().as_u16(), status);
         }

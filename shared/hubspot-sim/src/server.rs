@@ -315,6 +315,7 @@ async fn run_with_fault(
             | FaultKind::MigrationInProgress
             | FaultKind::GatewayTimeout
             | FaultKind::OriginTimeout
+            | FaultKind::TooManyRequests
             | FaultKind::Forbidden),
         ) => match faults::fault_response(kind, retry_after_secs) {
             Some(response) => response,

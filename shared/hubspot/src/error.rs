@@ -181,16 +181,20 @@ impl HubSpotError {
     /// Classifies the error; see [`ErrorClass`].
     ///
     /// - retryable: 429 `TEN_SECONDLY_ROLLING` and the search per-second limit, 423 (≥ 2 s), 477 (`Retry-After`),
-    ///   5xx (502, 503, 504, 521, 523, 524 ...), timeouts, connection failures, per-input `RATE_LIMITS` errors;
+    ///   5xx (502, 503, 504, 521, 523, 524 ...), timeouts, connection failures, per-input `RATE_LIMITS` errors, batch
+    ///   inputs whose outcome is unknown ([`HubSpotError::MissingResult`]);
     /// - daily: 429 `DAILY`, and requests refused locally until the daily reset ([`HubSpotError::DailyLimitSpent`]);
     /// - permanent: everything else (400 validation, 401, 403, 404, 409 with its existing id, ...).
     pub fn class(&self) -> ErrorClass {
         match self {
             HubSpotError::Api(api) => api.class(),
-            HubSpotError::Timeout { .. } | HubSpotError::Transport { .. } => {
+            // A batch answer without a result or an error for an input: its outcome is unknown, so it is retried
+            // like a timeout (batch writes here are upserts on a unique key, idempotent association creates, or
+            // engagement creates that look for an earlier attempt's record first).
+            HubSpotError::Timeout { .. } | HubSpotError::Transport { .. } | HubSpotError::MissingResult { .. } => {
                 ErrorClass::Retryable { suggested_wait: None }
             }
-            HubSpotError::Decode { .. } | HubSpotError::MissingResult { .. } | HubSpotError::SetupConflict { .. } => {
+            HubSpotError::Decode { .. } | HubSpotError::SetupConflict { .. } => {
                 ErrorClass::Permanent(PermanentKind::Other)
             }
             HubSpotError::InvalidInput { .. } | HubSpotError::Config { .. } => {

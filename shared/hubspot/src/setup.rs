@@ -214,7 +214,8 @@ pub struct SetupReport {
 ///
 /// Safe to run concurrently with itself: a 409 from a create another run won is answered by reading what that run
 /// made (the property, which must still have the right type and unique flag; the pipeline or stage, found by
-/// label) instead of failing.
+/// label) instead of failing. A write whose answer was lost (a connection dropped after HubSpot applied it, a
+/// timeout, a 5xx) is read back the same way; when the read finds nothing, the create is sent once more.
 ///
 /// Fails with [`HubSpotError::SetupConflict`] when an existing property cannot serve (wrong type, or
 /// `crmsync_id` without unique values, which HubSpot cannot change afterwards); the error names the property.
@@ -232,6 +233,26 @@ fn is_conflict(error: &HubSpotError) -> bool {
     matches!(error.class(), ErrorClass::Permanent(PermanentKind::Conflict { .. }))
 }
 
+/// The write may have been applied though its answer was lost (a connection dropped after sending, a timeout, a
+/// 5xx): read back before deciding.
+fn outcome_unknown(error: &HubSpotError) -> bool {
+    error.class().is_retryable() && !error.request_not_applied()
+}
+
+/// What to do after a create failed with `error` and a read-back found nothing: send the create once more when it
+/// surely was not applied before (`tries` so far), or give up with the error.
+fn create_again(error: HubSpotError, tries: u32) -> Result<(), HubSpotError> {
+    if outcome_unknown(&error) && tries < CREATE_TRIES {
+        tracing::warn!(%error, "a setup write's answer was lost and nothing was made: sending it again");
+        Ok(())
+    } else {
+        Err(error)
+    }
+}
+
+/// Creates per setup item: a create whose answer was lost and that made nothing is sent once more.
+const CREATE_TRIES: u32 = 2;
+
 async fn ensure_group(
     client: &HubSpotClient,
     object_type: ObjectType,
@@ -246,14 +267,24 @@ async fn ensure_group(
         label: GROUP_LABEL.into(),
         display_order: -1,
     };
-    match client.create_property_group(object_type, &input).await {
-        Ok(_) => report
-            .created
-            .push(format!("property group {object_type}.{GROUP_NAME}")),
-        // Another setup run created it meanwhile.
-        Err(e) if is_conflict(&e) => {}
-        Err(e) => return Err(e),
+    let created = format!("property group {object_type}.{GROUP_NAME}");
+    for tries in 1.. {
+        match client.create_property_group(object_type, &input).await {
+            Ok(_) => break,
+            // Another setup run created it meanwhile.
+            Err(e) if is_conflict(&e) => return Ok(()),
+            // The answer was lost: the group exists if the create was applied.
+            Err(e) if outcome_unknown(&e) => {
+                let groups = client.list_property_groups(object_type).await?;
+                if groups.iter().any(|g| g.name == GROUP_NAME) {
+                    break;
+                }
+                create_again(e, tries)?;
+            }
+            Err(e) => return Err(e),
+        }
     }
+    report.created.push(created);
     Ok(())
 }
 
@@ -281,14 +312,30 @@ async fn ensure_properties(
             has_unique_value: spec.unique,
             form_field: false,
         };
-        match client.create_property(object_type, &input).await {
-            Ok(_) => report.created.push(format!("property {object_type}.{}", spec.name)),
-            // Another setup run (or a person) created it meanwhile: it must still be what the sync needs.
-            Err(e) if is_conflict(&e) => {
-                let found = client.get_property(object_type, spec.name).await?;
-                check_property(spec, &found)?;
+        for tries in 1.. {
+            match client.create_property(object_type, &input).await {
+                Ok(_) => {
+                    report.created.push(format!("property {object_type}.{}", spec.name));
+                    break;
+                }
+                // Another setup run (or a person) created it meanwhile: it must still be what the sync needs.
+                Err(e) if is_conflict(&e) => {
+                    let found = client.get_property(object_type, spec.name).await?;
+                    check_property(spec, &found)?;
+                    break;
+                }
+                // The answer was lost: read back what the create made, if it was applied.
+                Err(e) if outcome_unknown(&e) => match client.get_property(object_type, spec.name).await {
+                    Ok(found) => {
+                        check_property(spec, &found)?;
+                        report.created.push(format!("property {object_type}.{}", spec.name));
+                        break;
+                    }
+                    Err(read) if read.is_not_found() => create_again(e, tries)?,
+                    Err(read) => return Err(read),
+                },
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
         }
     }
     Ok(())
@@ -337,36 +384,13 @@ async fn ensure_pipeline(client: &HubSpotClient, report: &mut SetupReport) -> Re
                 display_order: 1,
                 stages: STAGES.iter().zip(0..).map(|(s, order)| s.input(order)).collect(),
             };
-            match client.create_pipeline(ObjectType::Deals, &input).await {
-                Ok(created) => {
-                    report.created.push(format!("deals pipeline {PIPELINE_LABEL}"));
-                    created
-                }
-                // Another setup run created it meanwhile (labels are unique): use that one.
-                Err(e) if is_conflict(&e) => find_pipeline(client.list_pipelines(ObjectType::Deals).await?).ok_or(e)?,
-                Err(e) => return Err(e),
-            }
+            create_pipeline(client, &input, report).await?
         }
     };
     for (spec, order) in STAGES.iter().zip(0..) {
         let existing = find_stage(&pipeline, spec.label);
         let stage = match existing {
-            None => match client
-                .create_pipeline_stage(ObjectType::Deals, &pipeline.id, &spec.input(order))
-                .await
-            {
-                Ok(created) => {
-                    report.created.push(format!("deals pipeline stage {}", spec.label));
-                    pipeline.stages.push(created.clone());
-                    created
-                }
-                // Another setup run added it meanwhile; the next run checks its metadata.
-                Err(e) if is_conflict(&e) => {
-                    pipeline = client.get_pipeline(ObjectType::Deals, &pipeline.id).await?;
-                    find_stage(&pipeline, spec.label).ok_or(e)?
-                }
-                Err(e) => return Err(e),
-            },
+            None => create_stage(client, &mut pipeline, spec, order, report).await?,
             Some(stage)
                 if stage.probability() != Some(spec.probability()) || stage.is_closed() != Some(spec.closed) =>
             {
@@ -374,9 +398,22 @@ async fn ensure_pipeline(client: &HubSpotClient, report: &mut SetupReport) -> Re
                     metadata: spec.input(order).metadata,
                     ..StagePatch::default()
                 };
-                let updated = client
+                let updated = match client
                     .update_pipeline_stage(ObjectType::Deals, &pipeline.id, &stage.id, &patch)
-                    .await?;
+                    .await
+                {
+                    Ok(updated) => updated,
+                    // The answer was lost: the stage is right if the update was applied.
+                    Err(e) if outcome_unknown(&e) => {
+                        pipeline = client.get_pipeline(ObjectType::Deals, &pipeline.id).await?;
+                        find_stage(&pipeline, spec.label)
+                            .filter(|s| {
+                                s.probability() == Some(spec.probability()) && s.is_closed() == Some(spec.closed)
+                            })
+                            .ok_or(e)?
+                    }
+                    Err(e) => return Err(e),
+                };
                 report.updated.push(format!("deals pipeline stage {}", spec.label));
                 updated
             }
@@ -386,4 +423,70 @@ async fn ensure_pipeline(client: &HubSpotClient, report: &mut SetupReport) -> Re
     }
     report.pipeline_id = pipeline.id;
     Ok(())
+}
+
+/// Creates the sync's deal pipeline, or finds the one another setup run made (labels are unique) or the one a
+/// create whose answer was lost made.
+async fn create_pipeline(
+    client: &HubSpotClient,
+    input: &PipelineInput,
+    report: &mut SetupReport,
+) -> Result<Pipeline, HubSpotError> {
+    for tries in 1.. {
+        match client.create_pipeline(ObjectType::Deals, input).await {
+            Ok(created) => {
+                report.created.push(format!("deals pipeline {PIPELINE_LABEL}"));
+                return Ok(created);
+            }
+            Err(e) if is_conflict(&e) => {
+                return find_pipeline(client.list_pipelines(ObjectType::Deals).await?).ok_or(e);
+            }
+            Err(e) if outcome_unknown(&e) => {
+                if let Some(found) = find_pipeline(client.list_pipelines(ObjectType::Deals).await?) {
+                    report.created.push(format!("deals pipeline {PIPELINE_LABEL}"));
+                    return Ok(found);
+                }
+                create_again(e, tries)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("the loop returns or fails within CREATE_TRIES")
+}
+
+/// Adds a stage to `pipeline`, or finds the one another setup run added (the next run checks its metadata) or the
+/// one a create whose answer was lost added.
+async fn create_stage(
+    client: &HubSpotClient,
+    pipeline: &mut Pipeline,
+    spec: &StageSpec,
+    order: i32,
+    report: &mut SetupReport,
+) -> Result<PipelineStage, HubSpotError> {
+    for tries in 1.. {
+        match client
+            .create_pipeline_stage(ObjectType::Deals, &pipeline.id, &spec.input(order))
+            .await
+        {
+            Ok(created) => {
+                report.created.push(format!("deals pipeline stage {}", spec.label));
+                pipeline.stages.push(created.clone());
+                return Ok(created);
+            }
+            Err(e) if is_conflict(&e) => {
+                *pipeline = client.get_pipeline(ObjectType::Deals, &pipeline.id).await?;
+                return find_stage(pipeline, spec.label).ok_or(e);
+            }
+            Err(e) if outcome_unknown(&e) => {
+                *pipeline = client.get_pipeline(ObjectType::Deals, &pipeline.id).await?;
+                if let Some(found) = find_stage(pipeline, spec.label) {
+                    report.created.push(format!("deals pipeline stage {}", spec.label));
+                    return Ok(found);
+                }
+                create_again(e, tries)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("the loop returns or fails within CREATE_TRIES")
 }

@@ -200,6 +200,7 @@ fn engagement_synced(activity_id: Uuid, object: &'static str, hubspot_id: String
         object_type: object,
         hubspot_id,
         written,
+        settled: true,
     }
 }
 

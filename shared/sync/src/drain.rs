@@ -17,6 +17,7 @@ use crmsync_domain::sync::{
 use crmsync_hubspot::HubSpotClient;
 use uuid::Uuid;
 
+use crate::circuit::{Breaker, Gate};
 use crate::round::{ByEntity, RoundOutcome, coalesce, ids_of};
 use crate::send::CompanyLinks;
 use crate::settings::{SyncReport, SyncSettings};
@@ -30,6 +31,8 @@ pub struct OutboundSync<Q> {
     pub(crate) settings: SyncSettings,
     /// Applies waiting webhook events before each drain, and inbox retry messages.
     pub(crate) inbox: Option<crmsync_inbound::Applier>,
+    /// The circuit breaker in front of HubSpot, shared with every other process through the database.
+    pub(crate) breaker: Breaker,
 }
 
 /// The records a round sends, loaded once.
@@ -44,12 +47,14 @@ struct RoundRecords {
 
 impl<Q: RetryQueue> OutboundSync<Q> {
     pub fn new(store: PgSyncStore, hubspot: HubSpotClient, retry_queue: Option<Q>, settings: SyncSettings) -> Self {
+        let breaker = Breaker::new(crmsync_db::circuit::PgCircuit::hubspot(store.pool().clone()));
         Self {
             store,
             hubspot,
             retry_queue,
             settings,
             inbox: None,
+            breaker,
         }
     }
 
@@ -105,6 +110,14 @@ impl<Q: RetryQueue> OutboundSync<Q> {
         report: &mut SyncReport,
     ) -> Result<(), AppError> {
         while Instant::now() < deadline && !report.daily_limit_reached {
+            if let Gate::Wait(wait) = self.circuit_gate(report).await? {
+                tracing::info!(
+                    circuit = "open",
+                    wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                    "HubSpot circuit open: the drain stops until the cool-down ends"
+                );
+                break;
+            }
             let lease = self.lease_holder();
             let items = self
                 .store
@@ -172,6 +185,14 @@ impl<Q: RetryQueue> OutboundSync<Q> {
         report.hubspot_429 = now.responses_429.saturating_sub(before.responses_429);
     }
 
+    /// Records a run that sent nothing but has something to note (a deferral while the circuit is open, a probe).
+    pub(crate) async fn record_run(&self, trigger: &str, report: &SyncReport) {
+        match self.store.start_run(trigger, self.abandon_after()).await {
+            Ok(run_id) => self.finish(run_id, trigger, report, None).await,
+            Err(error) => tracing::error!(%error, "could not record the sync run"),
+        }
+    }
+
     async fn finish(&self, run_id: Uuid, trigger: &str, report: &SyncReport, error: Option<&AppError>) {
         let status = match (error, report.failed + report.dead) {
             (Some(_), _) => "failed",
@@ -202,6 +223,11 @@ impl<Q: RetryQueue> OutboundSync<Q> {
             elapsed_ms = report.elapsed_ms,
             hubspot_requests = report.hubspot_requests,
             hubspot_429 = report.hubspot_429,
+            circuit_state = report.circuit_state(),
+            circuit_opened = report.circuit_opened,
+            circuit_probed = report.circuit_probed,
+            circuit_closed = report.circuit_closed,
+            circuit_deferred = report.circuit_deferred,
             "sync run finished"
         );
         if let Err(write_error) = self
@@ -342,9 +368,14 @@ pub async fn from_config(
         lease: config.sync.lease,
         retry: RetryPolicy {
             max_attempts: config.sync.max_attempts,
+            retry_window: config.sync.retry_window,
             ..RetryPolicy::default()
         },
         field_policies: config.field_policies.clone(),
+        circuit: crmsync_domain::circuit::CircuitSettings {
+            failures_to_open: config.sync.circuit_failures,
+            cooldown: config.sync.circuit_cooldown,
+        },
         ..SyncSettings::default()
     };
     let mut applier = crmsync_inbound::Applier::new(pool.clone(), hubspot.clone(), config.webhook.app_id.clone())

@@ -8,6 +8,7 @@
 //! SQS message when a retry queue is configured); permanent ones fail only their own items.
 
 mod activities;
+mod circuit;
 mod drain;
 mod dry_run;
 mod metrics;

@@ -2,7 +2,7 @@
 //! gauges afterwards (see `crmsync_app::metrics`).
 
 use crmsync_app::metrics::{
-    HUBSPOT_429S, HUBSPOT_REQUESTS, MetricSet, QUEUE_DEPTH, QUEUE_OLDEST_PENDING_AGE, SYNC_ITEMS_DEAD,
+    CIRCUIT_OPEN, HUBSPOT_429S, HUBSPOT_REQUESTS, MetricSet, QUEUE_DEPTH, QUEUE_OLDEST_PENDING_AGE, SYNC_ITEMS_DEAD,
     SYNC_ITEMS_FAILED, SYNC_ITEMS_SYNCED,
 };
 use crmsync_db::PgSyncStore;
@@ -34,6 +34,8 @@ fn run_metrics(report: &SyncReport) -> MetricSet {
         .count(SYNC_ITEMS_DEAD, report.dead)
         .count(HUBSPOT_REQUESTS, report.hubspot_requests)
         .count(HUBSPOT_429S, report.hubspot_429)
+        // 1 while the circuit breaker keeps the sync from HubSpot (the "open circuit" alarm), 0 otherwise.
+        .count(CIRCUIT_OPEN, u64::from(report.circuit_open || report.circuit_opened))
 }
 
 #[cfg(test)]
@@ -58,5 +60,11 @@ mod tests {
         assert_eq!(document[SYNC_ITEMS_DEAD], 2.0);
         assert_eq!(document[HUBSPOT_REQUESTS], 7.0);
         assert_eq!(document[HUBSPOT_429S], 1.0);
+        assert_eq!(document[CIRCUIT_OPEN], 0.0);
+        let open = SyncReport {
+            circuit_opened: true,
+            ..SyncReport::default()
+        };
+        assert_eq!(run_metrics(&open).to_emf("crmsync", "test", 0)[CIRCUIT_OPEN], 1.0);
     }
 }

@@ -14,7 +14,9 @@ use crmsync_domain::sync::{MAX_SQS_DELAY, RetryMessage, RetryTarget};
 use crmsync_domain::webhook::InboxStatus;
 use uuid::Uuid;
 
+use crate::circuit::Gate;
 use crate::drain::OutboundSync;
+use crate::settings::SyncReport;
 
 /// One SQS message as the retry handler sees it.
 #[derive(Debug, Clone)]
@@ -123,6 +125,10 @@ impl<Q: RetryQueue> OutboundSync<Q> {
         if triage.to_retry.is_empty() {
             return Ok(failed);
         }
+        if let Some(deferred) = self.defer_while_open(&triage.to_retry).await? {
+            failed.extend(deferred);
+            return Ok(failed);
+        }
         let wanted: Vec<(Uuid, i32)> = triage.to_retry.iter().map(|(_, id, m)| (*id, m.attempts)).collect();
         let (_, claimed, statuses) = self.retry_items(&wanted).await?;
         for (message_id, id, _) in triage.to_retry {
@@ -136,6 +142,50 @@ impl<Q: RetryQueue> OutboundSync<Q> {
             );
         }
         Ok(failed)
+    }
+
+    /// Defers the due rows' messages while the circuit is open: each gets a fresh message for the end of the
+    /// cool-down (its attempts unchanged, so it stays current) and this one succeeds, so nothing counts toward SQS's
+    /// maxReceiveCount. `None` when the circuit lets calls through (after a successful probe, perhaps); otherwise
+    /// the ids of the messages that could not be deferred, reported failed so SQS delivers them again after their
+    /// visibility timeout. A run records the deferral (and a probe) in crmsync.sync_runs.
+    async fn defer_while_open(
+        &self,
+        to_retry: &[(String, Uuid, RetryMessage)],
+    ) -> Result<Option<Vec<String>>, AppError> {
+        let mut report = SyncReport::default();
+        let gate = self.circuit_gate(&mut report).await?;
+        let Gate::Wait(wait) = gate else {
+            if report.circuit_probed {
+                self.record_run("retry_queue", &report).await;
+            }
+            return Ok(None);
+        };
+        let delay = wait.clamp(RETRY_DUE_SLACK, MAX_SQS_DELAY);
+        let fresh: Vec<(RetryMessage, Duration)> = to_retry.iter().map(|(_, _, m)| (m.clone(), delay)).collect();
+        let sent = match &self.retry_queue {
+            Some(queue) => queue
+                .schedule(&fresh)
+                .await
+                .map_err(|error| tracing::warn!(%error, "could not defer retry messages; SQS delivers them again"))
+                .is_ok(),
+            None => false,
+        };
+        let not_deferred: Vec<String> = if sent {
+            report.circuit_deferred = fresh.len() as u64;
+            report.retry_messages = fresh.len() as u64;
+            Vec::new()
+        } else {
+            to_retry.iter().map(|(message_id, ..)| message_id.clone()).collect()
+        };
+        tracing::info!(
+            circuit = "open",
+            deferred = report.circuit_deferred,
+            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            "HubSpot circuit open: retry messages deferred to the end of the cool-down"
+        );
+        self.record_run("retry_queue", &report).await;
+        Ok(Some(not_deferred))
     }
 
     /// Applies the inbox events the messages name; returns the ids of the messages whose event is dead. The

@@ -18,6 +18,8 @@ pub(crate) struct Failure {
     pub items: Vec<SyncItem>,
     pub error: String,
     pub class: FailureClass,
+    /// HubSpot answered this (or its call failed); false for a failure decided here without a call.
+    pub from_hubspot: bool,
 }
 
 /// Per-item results of one round, gathered before they are written.
@@ -35,14 +37,16 @@ pub(crate) struct RoundOutcome {
     pub waiting_for_company: Vec<(Uuid, Uuid)>,
     /// Items whose attempts ran out through takeovers: the runs holding them kept dying.
     pub crashed: Vec<SyncItem>,
-    /// Items not sent before the deadline.
+    /// Items not sent before the deadline, or after the circuit opened.
     pub unsent: Vec<Uuid>,
+    /// The circuit breaker opened during the round: no HubSpot batch starts, the rest of the items wait.
+    pub circuit_open: bool,
 }
 
 impl RoundOutcome {
-    /// True once the round's deadline has passed: no new HubSpot batch may start.
+    /// True once the round's deadline has passed or the circuit opened: no new HubSpot batch may start.
     pub fn out_of_time(&self) -> bool {
-        self.deadline.is_some_and(|deadline| Instant::now() >= deadline)
+        self.circuit_open || self.deadline.is_some_and(|deadline| Instant::now() >= deadline)
     }
 
     /// Puts these items back unsent (the deadline passed before their batch started).
@@ -55,13 +59,24 @@ impl RoundOutcome {
         self.completed.extend(items.into_iter().map(|i| i.id));
     }
 
+    /// These items failed for a reason found here, without a HubSpot call.
     pub fn fail(&mut self, items: Vec<SyncItem>, error: String, class: FailureClass) {
-        self.failures.push(Failure { items, error, class });
+        self.failures.push(Failure {
+            items,
+            error,
+            class,
+            from_hubspot: false,
+        });
     }
 
     /// These items failed with HubSpot's `error`; `context` prefixes its text when not empty.
     pub fn fail_hubspot(&mut self, items: Vec<SyncItem>, context: &str, error: &HubSpotError) {
-        self.fail(items, format!("{context}{error}"), failure_class(error));
+        self.failures.push(Failure {
+            items,
+            error: format!("{context}{error}"),
+            class: failure_class(error),
+            from_hubspot: true,
+        });
     }
 }
 

@@ -379,6 +379,7 @@ impl<Q: RetryQueue> OutboundSync<Q> {
                         object_type: R::OBJECT.as_str(),
                         hubspot_id,
                         written: change.changed.clone(),
+                        settled: true,
                     };
                     upserted.push((entity, items, change.association.clone()));
                 }
@@ -449,8 +450,8 @@ impl<Q: RetryQueue> OutboundSync<Q> {
     }
 
     /// Creates the primary company association of each upserted record that needs one (≤2,000 per call), then
-    /// records the results: a record whose association failed keeps its properties' new hashes, and only the
-    /// association is retried.
+    /// records the results: a record whose association failed keeps its HubSpot id and its properties' new hashes,
+    /// is not `synced`, and only the association is retried.
     async fn associate_with_companies(
         &self,
         from: ObjectType,
@@ -460,10 +461,14 @@ impl<Q: RetryQueue> OutboundSync<Q> {
         report: &mut SyncReport,
     ) {
         if outcome.out_of_time() && upserted.iter().any(|(_, _, company)| company.is_some()) {
-            // The properties are in HubSpot (their hashes are kept); the association is sent on the next run.
-            for (entity, items, company) in upserted {
+            // The properties are in HubSpot (their hashes are kept); the association is sent on the next run, and
+            // the record is not synced until then.
+            for (mut entity, items, company) in upserted {
                 match company {
-                    Some(_) => outcome.postpone(&items),
+                    Some(_) => {
+                        entity.settled = false;
+                        outcome.postpone(&items);
+                    }
                     None => outcome.complete(&items),
                 }
                 outcome.synced.push(entity);
@@ -500,7 +505,12 @@ impl<Q: RetryQueue> OutboundSync<Q> {
                     outcome.complete(&items);
                 }
                 (Ok(()), None) => outcome.complete(&items),
-                (Err(error), _) => outcome.fail_hubspot(items, "association: ", &error),
+                // Creating an association is idempotent: an answer without a result for it (outcome unknown) is
+                // retried like any retryable failure. Until it is done the record is not synced.
+                (Err(error), _) => {
+                    entity.settled = false;
+                    outcome.fail_hubspot(items, "association: ", &error);
+                }
             }
             outcome.synced.push(entity);
         }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crmsync_domain::circuit::CircuitSettings;
 use crmsync_domain::policy::FieldPolicies;
 use crmsync_domain::sync::RetryPolicy;
 use serde::Serialize;
@@ -25,6 +26,8 @@ pub struct SyncSettings {
     pub worker: String,
     /// Which side wins each property: a property HubSpot owns is sent only when the record is created there.
     pub field_policies: Arc<FieldPolicies>,
+    /// When the circuit breaker stops calling HubSpot, and for how long.
+    pub circuit: CircuitSettings,
 }
 
 /// A name unique to this process: pids repeat across Lambda containers (often pid 1 or a small number).
@@ -42,6 +45,7 @@ impl Default for SyncSettings {
             retry: RetryPolicy::default(),
             worker: process_worker_name(),
             field_policies: Arc::new(FieldPolicies::defaults()),
+            circuit: CircuitSettings::default(),
         }
     }
 }
@@ -77,6 +81,23 @@ pub struct SyncReport {
     pub hubspot_requests: u64,
     pub hubspot_429: u64,
     pub elapsed_ms: u64,
+    /// The circuit breaker during this run (see [`crmsync_domain::circuit`]): its retryable failures opened it;
+    pub circuit_opened: bool,
+    /// it sent the probe of an open circuit;
+    pub circuit_probed: bool,
+    /// its probe succeeded and closed the circuit;
+    pub circuit_closed: bool,
+    /// it ended with the circuit open (it stopped calling HubSpot, or deferred its retry messages).
+    pub circuit_open: bool,
+    /// Retry messages put back for after the cool-down because the circuit was open.
+    pub circuit_deferred: u64,
+}
+
+impl SyncReport {
+    /// The circuit breaker's state as this run left it: `open`, or `closed`.
+    pub fn circuit_state(&self) -> &'static str {
+        if self.circuit_open { "open" } else { "closed" }
+    }
 }
 
 /// What a dry run would send, per entity type: `{"company": {"create": 2, "update": 1, "unchanged": 0}, ...}`.

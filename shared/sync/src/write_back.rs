@@ -1,10 +1,12 @@
 //! The write-back of a round's results: successes in one transaction, then the items put back (waiting, or
 //! unsent at the deadline), then failures as the domain decides them, then their retry messages.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use crmsync_app::AppError;
-use crmsync_domain::failure::FailureClass;
+use crmsync_domain::circuit::CallStreak;
+use crmsync_domain::failure::{FailureClass, FailureHistory};
 use crmsync_domain::ports::RetryQueue;
 use crmsync_domain::sync::{RetryDecision, RetryMessage, SyncItem};
 use uuid::Uuid;
@@ -17,6 +19,25 @@ impl<Q: RetryQueue> OutboundSync<Q> {
     /// Writes a round's results gathered so far, and empties them from `outcome`.
     pub(crate) async fn write_back(&self, outcome: &mut RoundOutcome, report: &mut SyncReport) -> Result<(), AppError> {
         let lease = outcome.lease.clone();
+        // What HubSpot's answers say about the circuit: an accepted record is a success, and each failed call counts
+        // toward opening it (successes first: the failures in a row are the ones that end a step). A call that
+        // failed as a whole reported one error for all its inputs, so a call is one distinct error text.
+        let mut calls = CallStreak::default();
+        if !outcome.synced.is_empty() {
+            calls.success();
+        }
+        let failed_calls: HashSet<&str> = outcome
+            .failures
+            .iter()
+            .filter(|f| f.from_hubspot && f.class.is_retryable())
+            .map(|f| f.error.as_str())
+            .collect();
+        for _ in &failed_calls {
+            calls.failure();
+        }
+        if self.record_calls(calls, report).await? {
+            outcome.circuit_open = true;
+        }
         let synced = std::mem::take(&mut outcome.synced);
         let completed = std::mem::take(&mut outcome.completed);
         if !synced.is_empty() || !completed.is_empty() {
@@ -30,6 +51,7 @@ impl<Q: RetryQueue> OutboundSync<Q> {
             error: FailureClass::crash_error(&item, policy),
             items: vec![item],
             class: FailureClass::Crashed,
+            from_hubspot: false,
         }));
         let mut messages = Vec::new();
         for failure in failures {
@@ -59,58 +81,76 @@ impl<Q: RetryQueue> OutboundSync<Q> {
         let unsent = std::mem::take(&mut outcome.unsent);
         if !unsent.is_empty() {
             report.postponed += unsent.len() as u64;
-            self.store
-                .defer(
-                    &unsent,
-                    "the run's time budget ran out before it was sent",
-                    Duration::ZERO,
-                    lease,
+            let (reason, delay) = if outcome.circuit_open {
+                (
+                    "the HubSpot circuit opened before it was sent: waits for the cool-down",
+                    self.settings.circuit.cooldown,
                 )
-                .await?;
+            } else {
+                ("the run's time budget ran out before it was sent", Duration::ZERO)
+            };
+            self.store.defer(&unsent, reason, delay, lease).await?;
         }
         Ok(())
     }
 
-    /// Records items that failed together as the domain decides (retry after a backoff, or dead), and returns the
-    /// retry messages for the rows this run still held: the taker of the others sends its own.
+    /// Records items that failed together as the domain decides from each one's history (retry after a backoff,
+    /// or dead), and returns the retry messages for the rows this run still held: the taker of the others sends
+    /// its own.
     async fn record_failure(
         &self,
         failure: Failure,
         report: &mut SyncReport,
         lease: &str,
     ) -> Result<Vec<(RetryMessage, Duration)>, AppError> {
-        let Failure { items, error, class } = failure;
-        let attempts_before = items.iter().map(|i| i.attempts).max().unwrap_or(0);
-        let decision = class.decide(attempts_before, &self.settings.retry, rand::random::<f64>());
+        let Failure {
+            items, error, class, ..
+        } = failure;
         if class == FailureClass::DailyLimit {
             report.daily_limit_reached = true;
         }
         let text = class.last_error(error);
-        let ids: Vec<Uuid> = items.iter().map(|i| i.id).collect();
-        let written = self.store.fail(&ids, &text, decision, lease).await?;
-        let lost: Vec<Uuid> = ids.iter().copied().filter(|id| !written.contains(id)).collect();
-        lease_lost(&lost, "failed");
-        let items: Vec<&SyncItem> = items.iter().filter(|i| written.contains(&i.id)).collect();
-        let messages = match decision {
-            RetryDecision::RetryAfter { delay, attempts } => {
-                report.failed += items.len() as u64;
-                items
-                    .iter()
-                    .map(|item| (RetryMessage::for_item(item, attempts), delay))
-                    .collect()
+        let jitter = rand::random::<f64>();
+        // Items with the same history get the same decision: one statement each.
+        let mut decided: Vec<(RetryDecision, Vec<SyncItem>)> = Vec::new();
+        for item in items {
+            let decision = class.decide(FailureHistory::from(&item), &self.settings.retry, jitter);
+            match decided.iter_mut().find(|(d, _)| *d == decision) {
+                Some((_, group)) => group.push(item),
+                None => decided.push((decision, vec![item])),
             }
-            RetryDecision::Dead { attempts } => {
-                report.dead += items.len() as u64;
-                // A message for the dead item, reported failed on every receive, so the redrive policy puts it in
-                // the DLQ and its alarm fires, however the item died (on the schedule or on the retry path, whose
-                // triggering message is then acknowledged: its attempts no longer match).
-                items
-                    .iter()
-                    .map(|item| (RetryMessage::for_item(item, attempts), Duration::ZERO))
-                    .collect()
-            }
-        };
-        tracing::warn!(items = ids.len(), error = %text, ?decision, "sync items failed");
+        }
+        let mut messages = Vec::new();
+        for (decision, items) in decided {
+            let ids: Vec<Uuid> = items.iter().map(|i| i.id).collect();
+            let written = self
+                .store
+                .fail(&ids, &text, decision, class.is_retryable(), lease)
+                .await?;
+            let lost: Vec<Uuid> = ids.iter().copied().filter(|id| !written.contains(id)).collect();
+            lease_lost(&lost, "failed");
+            let items: Vec<&SyncItem> = items.iter().filter(|i| written.contains(&i.id)).collect();
+            messages.extend(match decision {
+                RetryDecision::RetryAfter { delay, attempts } => {
+                    report.failed += items.len() as u64;
+                    items
+                        .iter()
+                        .map(|item| (RetryMessage::for_item(item, attempts), delay))
+                        .collect::<Vec<_>>()
+                }
+                RetryDecision::Dead { attempts } => {
+                    report.dead += items.len() as u64;
+                    // A message for the dead item, reported failed on every receive, so the redrive policy puts it
+                    // in the DLQ and its alarm fires, however the item died (on the schedule or on the retry path,
+                    // whose triggering message is then acknowledged: its attempts no longer match).
+                    items
+                        .iter()
+                        .map(|item| (RetryMessage::for_item(item, attempts), Duration::ZERO))
+                        .collect()
+                }
+            });
+            tracing::warn!(items = ids.len(), error = %text, ?decision, "sync items failed");
+        }
         Ok(messages)
     }
 

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::ops::Deref;
 use std::time::Duration;
 
+use crmsync_domain::circuit::CircuitSettings;
 use crmsync_hubspot_sim::{FaultConfig, FaultKind, SimConfig};
 use crmsync_queue::SqsRetryQueue;
 use crmsync_sync::{OutboundSync, SyncReport, SyncSettings};
@@ -617,7 +618,13 @@ async fn a_run_whose_lease_expired_cannot_overwrite_the_result_of_the_run_that_t
     let lost = store.complete(&[], &ids, "run-a/1").await.unwrap();
     assert_eq!(lost.len(), 6);
     let decision = crmsync_domain::sync::RetryDecision::Dead { attempts: 1 };
-    assert!(store.fail(&ids, "late", decision, "run-a/1").await.unwrap().is_empty());
+    assert!(
+        store
+            .fail(&ids, "late", decision, false, "run-a/1")
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(store.defer(&ids, "late", Duration::ZERO, "run-a/1").await.unwrap(), 0);
     assert_eq!(
         app.count("sync_queue WHERE status = 'in_progress' AND locked_by = 'run-b/1'")
@@ -895,7 +902,10 @@ async fn a_record_stays_pending_when_its_item_dies_while_a_newer_change_waits_an
     let dead = crmsync_domain::sync::RetryDecision::Dead { attempts: 1 };
     let ids = [claimed[0].id];
     assert_eq!(
-        store.fail(&ids, "permanent: refused", dead, "run-a/1").await.unwrap(),
+        store
+            .fail(&ids, "permanent: refused", dead, false, "run-a/1")
+            .await
+            .unwrap(),
         ids
     );
     assert_eq!(
@@ -910,4 +920,326 @@ async fn a_record_stays_pending_when_its_item_dies_while_a_newer_change_waits_an
     assert_eq!((report.unchanged, report.dead), (1, 0), "{report:?}");
     assert_eq!(app.write_requests().await, writes, "nothing was sent");
     assert_eq!(app.deal(deal.id).await.hubspot_sync_status, "synced");
+}
+
+/// Settings whose circuit breaker never opens, for tests about the retry window alone.
+fn without_circuit() -> SyncSettings {
+    SyncSettings {
+        circuit: CircuitSettings {
+            failures_to_open: 1_000_000,
+            ..CircuitSettings::default()
+        },
+        ..quick_retries()
+    }
+}
+
+/// Settings whose circuit opens after `failures` retryable failures in a row, for a minute.
+fn with_circuit(failures: u32) -> SyncSettings {
+    SyncSettings {
+        circuit: CircuitSettings {
+            failures_to_open: failures,
+            cooldown: Duration::from_secs(60),
+        },
+        ..quick_retries()
+    }
+}
+
+impl SyncApp {
+    /// Failed rows are due now: the clock moved past their backoff.
+    async fn backoffs_pass(&self) {
+        self.execute("UPDATE sync_queue SET next_attempt_at = now() WHERE status = 'failed'")
+            .await;
+    }
+
+    /// The circuit's cool-down is over: the clock moved past it.
+    async fn cooldown_passes(&self) {
+        self.execute("UPDATE crmsync.sync_circuit SET open_until = now() WHERE state <> 'closed'")
+            .await;
+    }
+
+    /// The items' first retryable failures were `interval` ago (an SQL interval): the outage lasted that long.
+    async fn failing_since(&self, interval: &str) {
+        self.execute(&format!(
+            "UPDATE crmsync.sync_retry_state SET first_failed_at = now() - interval '{interval}'"
+        ))
+        .await;
+    }
+
+    async fn circuit_state(&self) -> String {
+        self.scalar("SELECT state FROM crmsync.sync_circuit WHERE name = 'hubspot'")
+            .await
+    }
+
+    /// HubSpot recovers: no faults, the circuit's cool-down over, the backoffs too; drains until settled.
+    async fn recover_and_settle(&self, sync: &Sync) -> Vec<SyncReport> {
+        self.sim().set_faults(FaultConfig::default());
+        self.cooldown_passes().await;
+        self.backoffs_pass().await;
+        self.drain_until_settled(sync).await
+    }
+
+    /// Every row completed, and every record synced with the ids HubSpot holds.
+    async fn assert_converged(&self, companies: usize, deals: usize) {
+        let unfinished: Vec<QueueRow> = self.select("WHERE status <> 'completed'", &[]).await;
+        assert!(unfinished.is_empty(), "{unfinished:#?}");
+        assert_eq!(self.sim_by_local_id("companies").await.len(), companies);
+        assert_eq!(self.sim_by_local_id("deals").await.len(), deals);
+        assert_eq!(
+            self.count("deals WHERE hubspot_sync_status <> 'synced' OR hubspot_deal_id IS NULL")
+                .await,
+            0
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_two_hour_outage_kills_nothing_and_the_sync_converges_afterwards() {
+    let app = SyncApp::spawn().await;
+    app.ingest_generated(20, 4).await;
+    app.sim().set_faults(FaultConfig {
+        next: vec![FaultKind::Unavailable; 100_000],
+        ..FaultConfig::default()
+    });
+    let sync = app.sync_with(app.hubspot_without_retries(), without_circuit());
+    // Twelve failed attempts each, more than SYNC_MAX_ATTEMPTS (8), over what is two hours by the items' clock.
+    for _ in 0..12 {
+        sync.drain("cli", Duration::from_secs(120)).await.expect("drain");
+        app.backoffs_pass().await;
+    }
+    app.failing_since("2 hours").await;
+    let report = sync.drain("cli", Duration::from_secs(120)).await.expect("drain");
+    assert_eq!((report.failed, report.dead), (4, 0), "{report:?}");
+    assert_eq!(app.count("sync_queue WHERE status = 'dead'").await, 0);
+    assert_eq!(
+        app.count("sync_queue WHERE entity_type = 'company' AND status = 'failed' AND attempts >= 13")
+            .await,
+        4,
+        "every attempt is counted on the row (a drain may retry more than once), none toward max attempts"
+    );
+    assert_eq!(app.count("deals WHERE hubspot_sync_status = 'failed'").await, 0);
+
+    let reports = app.recover_and_settle(&sync).await;
+    assert_eq!(reports.iter().map(|r| r.dead).sum::<u64>(), 0);
+    app.assert_converged(4, 20).await;
+}
+
+#[tokio::test]
+async fn a_429_storm_kills_nothing_opens_the_circuit_and_the_sync_converges_afterwards() {
+    // HubSpot's window is 10 s, and a 429 makes the client and the item wait that long (its rate headers say so): a
+    // portal with a 200 ms window keeps the storm quick.
+    let sim = SimConfig {
+        rate_window: Duration::from_millis(200),
+        ..SimConfig::default()
+    };
+    let app = SyncApp::spawn_with(sim, 100, Duration::from_millis(200), quick_retries()).await;
+    app.ingest_generated(10, 2).await;
+    app.sim().set_faults(FaultConfig {
+        next: vec![FaultKind::TooManyRequests; 100_000],
+        ..FaultConfig::default()
+    });
+    let sync = app.sync_with(client_for(app.sim(), 100, Duration::from_millis(200)), with_circuit(5));
+    let mut reports = Vec::new();
+    for _ in 0..12 {
+        reports.push(sync.drain("cli", Duration::from_secs(120)).await.expect("drain"));
+        app.backoffs_pass().await;
+        app.cooldown_passes().await;
+    }
+    app.failing_since("3 hours").await;
+    reports.push(sync.drain("cli", Duration::from_secs(120)).await.expect("drain"));
+    assert!(reports.iter().any(|r| r.circuit_opened), "{reports:?}");
+    assert!(
+        reports.iter().any(|r| r.circuit_probed && !r.circuit_closed),
+        "probes during the storm failed"
+    );
+    assert_eq!(reports.iter().map(|r| r.dead).sum::<u64>(), 0);
+    assert_eq!(app.count("sync_queue WHERE status = 'dead'").await, 0);
+    assert!(app.sim().outcome_count("429") >= 5);
+
+    let reports = app.recover_and_settle(&sync).await;
+    assert!(
+        reports[0].circuit_probed && reports[0].circuit_closed,
+        "{:?}",
+        reports[0]
+    );
+    assert_eq!(app.circuit_state().await, "closed");
+    app.assert_converged(2, 10).await;
+}
+
+#[tokio::test]
+async fn a_retryable_failure_after_the_retry_window_kills_the_item_and_fails_its_record() {
+    let app = SyncApp::spawn().await;
+    app.ingest_generated(1, 1).await;
+    app.sim().set_faults(FaultConfig {
+        next: vec![FaultKind::Unavailable; 100],
+        ..FaultConfig::default()
+    });
+    let sync = app.sync_with(app.hubspot_without_retries(), without_circuit());
+    let report = sync.drain("cli", Duration::from_secs(120)).await.expect("drain");
+    assert_eq!((report.failed, report.dead), (1, 0), "{report:?}");
+    app.failing_since("24 hours 1 second").await;
+    app.backoffs_pass().await;
+    let report = sync.drain("cli", Duration::from_secs(120)).await.expect("drain");
+    assert_eq!((report.failed, report.dead), (0, 1), "{report:?}");
+    let dead = app.select_one::<QueueRow>("WHERE status = 'dead'", &[]).await;
+    assert_eq!((dead.entity_type.as_str(), dead.attempts), ("company", 2));
+    assert_eq!(app.companies().await[0].hubspot_sync_status, "failed");
+
+    // A redrive starts a new window.
+    app.sim().set_faults(FaultConfig::default());
+    assert_eq!(sync.store().redrive(10).await.unwrap(), [dead.id]);
+    assert_eq!(app.count("crmsync.sync_retry_state").await, 0);
+}
+
+#[tokio::test]
+async fn a_permanent_400_still_dies_at_once_inside_the_retry_window() {
+    let app = SyncApp::spawn().await;
+    app.ingest_generated(2, 1).await;
+    // One deal's stage maps to a stage id HubSpot does not have: a 400 validation error for that input only.
+    app.execute(
+        "UPDATE crmsync.settings SET value = jsonb_set(value, '{stage_ids,qualified}', '\"999999\"');
+         UPDATE deals SET stage = 'qualified' WHERE deal_name LIKE 'Opportunity 1 %';",
+    )
+    .await;
+    let sync = app.sync_with(app.hubspot_without_retries(), without_circuit());
+    let report = sync.drain("cli", Duration::from_secs(120)).await.expect("drain");
+    assert_eq!(
+        (report.deals_created, report.failed, report.dead),
+        (1, 0, 1),
+        "{report:?}"
+    );
+    let dead = app.select_one::<QueueRow>("WHERE status = 'dead'", &[]).await;
+    assert_eq!(dead.attempts, 1);
+    assert!(dead.last_error.expect("error").starts_with("permanent: "));
+    assert_eq!(
+        app.count("crmsync.sync_retry_state").await,
+        0,
+        "no retry window was started"
+    );
+}
+
+#[tokio::test]
+async fn the_circuit_opens_after_failures_in_a_row_defers_retry_messages_probes_and_closes() {
+    let app = SyncApp::spawn().await;
+    app.ingest_generated(3, 3).await;
+    app.sim().set_faults(FaultConfig {
+        next: vec![FaultKind::Unavailable; 100_000],
+        ..FaultConfig::default()
+    });
+    let queue = crmsync_testkit::fresh_queue("crmsync-circuit").await;
+    let sync = app.outbound_sync(app.hubspot_without_retries(), Some(queue.clone()), with_circuit(3));
+    // The company batches fail (a drain retries as often as backoffs expire during it); the third failed call in a
+    // row opens the circuit.
+    let first = sync.drain("cli", Duration::from_secs(120)).await.expect("drain");
+    let mut reports = vec![first];
+    while !reports.last().expect("a report").circuit_opened {
+        assert!(reports.len() < 10, "the circuit never opened: {reports:?}");
+        app.backoffs_pass().await;
+        reports.push(sync.drain("cli", Duration::from_secs(120)).await.expect("drain"));
+    }
+    assert!(app.sim().outcome_count("503") >= 3);
+    assert_eq!(app.circuit_state().await, "open");
+    assert_eq!(app.count("sync_queue WHERE status = 'dead'").await, 0);
+
+    // Open: a drain sends nothing, even with rows due.
+    let requests = app.sim().total_requests();
+    let report = sync.drain("cli", Duration::from_secs(120)).await.expect("drain");
+    assert_eq!((report.claimed, report.circuit_open), (0, true), "{report:?}");
+    assert_eq!(app.sim().total_requests(), requests, "no HubSpot call while open");
+
+    // A retry delivery while open is deferred: a fresh message with the same attempts, nothing failed or claimed.
+    let row = app
+        .select_one::<QueueRow>("WHERE entity_type = 'company' ORDER BY id LIMIT 1", &[])
+        .await;
+    let message = json!({"sync_queue_id": row.id, "entity_type": "company", "entity_id": row.entity_id,
+                         "attempts": row.attempts});
+    let delivery = crmsync_sync::RetryDelivery {
+        message_id: "m-1".into(),
+        body: message.to_string(),
+    };
+    let failed = sync.handle_retry_messages(&[delivery]).await.expect("handled");
+    assert!(failed.is_empty(), "deferred, not failed");
+    assert_eq!(app.sim().total_requests(), requests);
+    let deferred_run: serde_json::Value = app
+        .scalar("SELECT counts FROM crmsync.sync_runs WHERE trigger = 'retry_queue' ORDER BY started_at DESC LIMIT 1")
+        .await;
+    assert_eq!(
+        (
+            deferred_run["circuit_deferred"].as_u64(),
+            deferred_run["circuit_open"].as_bool()
+        ),
+        (Some(1), Some(true))
+    );
+    let status: String = app
+        .scalar(&format!("SELECT status FROM sync_queue WHERE id = '{}'", row.id))
+        .await;
+    assert_eq!(status, "failed");
+
+    // The cool-down ends while HubSpot is still down: one probe, which fails, and the circuit stays open.
+    app.cooldown_passes().await;
+    let report = sync.drain("cli", Duration::from_secs(120)).await.expect("drain");
+    assert_eq!(
+        (report.circuit_probed, report.circuit_closed, report.claimed),
+        (true, false, 0),
+        "{report:?}"
+    );
+    assert_eq!(app.sim().total_requests(), requests + 1, "exactly one probe");
+    assert_eq!(app.circuit_state().await, "open");
+
+    // HubSpot recovers: the next probe closes the circuit, and the same drain syncs everything.
+    let reports = app.recover_and_settle(&sync).await;
+    assert!(
+        reports[0].circuit_probed && reports[0].circuit_closed,
+        "{:?}",
+        reports[0]
+    );
+    assert_eq!(app.circuit_state().await, "closed");
+    app.assert_converged(3, 3).await;
+    let noted: i64 = app
+        .scalar(
+            "SELECT count(*) FROM crmsync.sync_runs
+             WHERE (counts->>'circuit_opened')::bool OR (counts->>'circuit_closed')::bool",
+        )
+        .await;
+    assert_eq!(noted, 2, "the run record notes the opening and the closing");
+}
+
+#[tokio::test]
+async fn an_association_answer_missing_an_input_is_retried_and_the_deal_is_not_synced_until_done() {
+    let app = SyncApp::spawn().await;
+    app.ingest_generated(1, 1).await;
+    app.sim().set_faults(FaultConfig {
+        association_results_dropped: 1,
+        ..FaultConfig::default()
+    });
+    let sync = app.sync_with(app.hubspot_without_retries(), without_circuit());
+    let report = sync.drain("cli", Duration::from_secs(120)).await.expect("drain");
+    assert_eq!(
+        (report.deals_created, report.associations, report.failed, report.dead),
+        (1, 0, 1, 0),
+        "{report:?}"
+    );
+    let deal = app.single_deal().await;
+    assert!(deal.hubspot_deal_id.is_some(), "the deal itself is in HubSpot");
+    assert_ne!(deal.hubspot_sync_status, "synced", "its association is not done");
+    let row = app.select_one::<QueueRow>("WHERE entity_type = 'deal'", &[]).await;
+    assert_eq!(row.status, "failed");
+    assert!(row.last_error.expect("error").contains("outcome is unknown"));
+
+    app.backoffs_pass().await;
+    let report = sync.drain("cli", Duration::from_secs(120)).await.expect("drain");
+    assert_eq!(
+        (report.associations, report.failed, report.dead),
+        (1, 0, 0),
+        "{report:?}"
+    );
+    let deal = app.single_deal().await;
+    assert_eq!(deal.hubspot_sync_status, "synced");
+    let company = app.companies().await.remove(0);
+    let remote = &app.sim_by_local_id("deals").await[&deal.id.to_string()];
+    assert_eq!(
+        remote["associations"]["companies"],
+        json!([company.hubspot_company_id.expect("company synced")]),
+        "one association, made once"
+    );
+    app.assert_converged(1, 1).await;
 }

@@ -267,7 +267,7 @@ impl TestApp {
 }
 
 /// The sync's settings with retries a test can wait out: batches of 500, a 300 s lease, up to 8 attempts
-/// 20–200 ms apart, worker `test`.
+/// 20–200 ms apart, retryable failures retried for the default day, worker `test`.
 pub fn quick_retries() -> SyncSettings {
     SyncSettings {
         batch_size: 500,
@@ -276,6 +276,7 @@ pub fn quick_retries() -> SyncSettings {
             max_attempts: 8,
             base_delay: Duration::from_millis(20),
             max_delay: Duration::from_millis(200),
+            ..RetryPolicy::default()
         },
         worker: "test".into(),
         ..SyncSettings::default()
@@ -288,6 +289,7 @@ pub fn inbox_retries(max_attempts: i32) -> RetryPolicy {
         max_attempts,
         base_delay: Duration::from_millis(1),
         max_delay: Duration::from_millis(2),
+        ..RetryPolicy::default()
     }
 }
 

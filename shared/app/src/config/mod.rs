@@ -105,6 +105,48 @@ pub struct SyncConfig {
     /// `RECONCILE_INTERVAL_SECONDS` (default 3600; 0 turns it off): how often `crmsync serve` reconciles with
     /// HubSpot (the deployed stack runs it hourly on EventBridge Scheduler).
     pub reconcile_interval: Option<Duration>,
+    /// `SYNC_RETRY_WINDOW` (default `24h`; a number of seconds, or with a unit: `90m`, `36h`, `2d`; 1 minute to 30
+    /// days): how long an item's retryable failures (429, 5xx, 477, timeouts, resets, unknown outcomes) are
+    /// retried, from its first one, before it is dead. They do not count toward `SYNC_MAX_ATTEMPTS`.
+    pub retry_window: Duration,
+    /// `SYNC_CIRCUIT_FAILURES` (default 5): retryable failures in a row that open the circuit breaker.
+    pub circuit_failures: u32,
+    /// `SYNC_CIRCUIT_COOLDOWN_SECONDS` (default 60): how long an open circuit keeps the sync from calling HubSpot
+    /// before one probe.
+    pub circuit_cooldown: Duration,
+}
+
+/// The longest `SYNC_RETRY_WINDOW`.
+const MAX_RETRY_WINDOW: Duration = Duration::from_secs(30 * 86_400);
+
+/// Reads a duration of whole seconds, minutes, hours or days (`3600`, `3600s`, `90m`, `24h`, `2d`) between one
+/// minute and [`MAX_RETRY_WINDOW`].
+fn retry_window(name: &'static str, value: Option<String>) -> Result<Duration, AppError> {
+    let Some(value) = value else {
+        return Ok(crmsync_domain::sync::DEFAULT_RETRY_WINDOW);
+    };
+    let (digits, unit) = match value.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => value.split_at(at),
+        None => (value.as_str(), "s"),
+    };
+    let scale = match unit.trim() {
+        "s" => Some(1),
+        "m" => Some(60),
+        "h" => Some(3_600),
+        "d" => Some(86_400),
+        _ => None,
+    };
+    scale
+        .zip(digits.parse::<u64>().ok())
+        .and_then(|(scale, n)| n.checked_mul(scale))
+        .map(Duration::from_secs)
+        .filter(|d| (Duration::from_secs(60)..=MAX_RETRY_WINDOW).contains(d))
+        .ok_or(AppError::Config {
+            variable: name,
+            reason: format!(
+                "must be a duration from 1 minute to 30 days, in seconds or with a unit (90m, 24h, 2d), got {value:?}"
+            ),
+        })
 }
 
 impl Config {
@@ -197,6 +239,9 @@ impl Config {
                     0 => None,
                     seconds => Some(Duration::from_secs(seconds as u64)),
                 },
+                retry_window: retry_window("SYNC_RETRY_WINDOW", text("SYNC_RETRY_WINDOW"))?,
+                circuit_failures: number("SYNC_CIRCUIT_FAILURES", 5, 1..=1_000)? as u32,
+                circuit_cooldown: Duration::from_secs(number("SYNC_CIRCUIT_COOLDOWN_SECONDS", 60, 1..=3_600)? as u64),
             },
             webhook,
             api,
@@ -437,6 +482,50 @@ mod tests {
                 .to_string()
                 .contains("SYNC_MAX_ATTEMPTS must be a whole number from 1 to 100"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn the_retry_window_and_the_circuit_have_defaults_units_and_name_bad_values() {
+        let base = ("DATABASE_URL", "postgres://x/y");
+        let defaults = config(&[base]).unwrap().sync;
+        assert_eq!(defaults.retry_window, Duration::from_secs(24 * 3600));
+        assert_eq!(
+            (defaults.circuit_failures, defaults.circuit_cooldown),
+            (5, Duration::from_secs(60))
+        );
+        for (value, seconds) in [
+            ("7200", 7_200),
+            ("90m", 5_400),
+            ("36h", 129_600),
+            ("2d", 172_800),
+            ("60s", 60),
+        ] {
+            let sync = config(&[base, ("SYNC_RETRY_WINDOW", value)]).unwrap().sync;
+            assert_eq!(sync.retry_window, Duration::from_secs(seconds), "{value}");
+        }
+        for value in ["59", "31d", "1w", "h", "-5m"] {
+            let error = config(&[base, ("SYNC_RETRY_WINDOW", value)]).unwrap_err().to_string();
+            assert!(
+                error.contains("SYNC_RETRY_WINDOW must be a duration from 1 minute to 30 days"),
+                "{value}: {error}"
+            );
+        }
+        let error = config(&[base, ("SYNC_CIRCUIT_FAILURES", "0")]).unwrap_err().to_string();
+        assert!(
+            error.contains("SYNC_CIRCUIT_FAILURES must be a whole number from 1"),
+            "{error}"
+        );
+        let sync = config(&[
+            base,
+            ("SYNC_CIRCUIT_FAILURES", "3"),
+            ("SYNC_CIRCUIT_COOLDOWN_SECONDS", "120"),
+        ])
+        .unwrap()
+        .sync;
+        assert_eq!(
+            (sync.circuit_failures, sync.circuit_cooldown),
+            (3, Duration::from_secs(120))
         );
     }
 

@@ -1125,3 +1125,48 @@ async fn history_reads_go_50_per_call_and_archived_records_are_listed_page_by_pa
         Err(HubSpotError::InvalidInput { .. })
     ));
 }
+
+#[tokio::test]
+async fn setup_whose_every_write_is_dropped_after_it_was_applied_reads_back_finishes_and_a_second_run_changes_nothing()
+{
+    let app = SimApp::start().await;
+    app.sim.set_faults(FaultConfig {
+        drop_after_write_rate: 1.0,
+        ..FaultConfig::default()
+    });
+    let first = app.setup().await;
+    assert!(
+        app.sim.outcome_count("dropped") >= 3,
+        "the writes' answers were dropped"
+    );
+    assert_eq!(first.stage_ids.len(), STAGES.len());
+    assert!(
+        first
+            .created
+            .iter()
+            .any(|c| c == &format!("deals pipeline {PIPELINE_LABEL}")),
+        "{first:?}"
+    );
+    let unique = app
+        .client
+        .get_property(ObjectType::Deals, LOCAL_ID_PROPERTY)
+        .await
+        .unwrap();
+    assert!(unique.has_unique_value);
+
+    app.sim.set_faults(FaultConfig::default());
+    let second = app.setup().await;
+    assert!(second.created.is_empty() && second.updated.is_empty(), "{second:?}");
+    assert_eq!(
+        (second.pipeline_id, second.stage_ids),
+        (first.pipeline_id, first.stage_ids)
+    );
+    let state = app.admin("state").await;
+    let ours = state["pipelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["label"] == PIPELINE_LABEL)
+        .count();
+    assert_eq!(ours, 1, "no duplicate pipeline");
+}
