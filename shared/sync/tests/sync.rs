@@ -6,6 +6,7 @@ use std::ops::Deref;
 use std::time::Duration;
 
 use crmsync_domain::circuit::CircuitSettings;
+use crmsync_domain::sync::RetryPolicy;
 use crmsync_hubspot_sim::{FaultConfig, FaultKind, SimConfig};
 use crmsync_queue::SqsRetryQueue;
 use crmsync_sync::{OutboundSync, SyncReport, SyncSettings};
@@ -1073,7 +1074,18 @@ async fn a_retryable_failure_after_the_retry_window_kills_the_item_and_fails_its
         next: vec![FaultKind::Unavailable; 100],
         ..FaultConfig::default()
     });
-    let sync = app.sync_with(app.hubspot_without_retries(), without_circuit());
+    // Backoffs longer than any drain: the failed row is not claimed again within the drain however slow the
+    // machine (or the pooler) is; the test moves the clock with backoffs_pass.
+    let settings = without_circuit();
+    let settings = SyncSettings {
+        retry: RetryPolicy {
+            base_delay: Duration::from_secs(3_600),
+            max_delay: Duration::from_secs(3_600),
+            ..settings.retry
+        },
+        ..settings
+    };
+    let sync = app.sync_with(app.hubspot_without_retries(), settings);
     let report = sync.drain("cli", Duration::from_secs(120)).await.expect("drain");
     assert_eq!((report.failed, report.dead), (1, 0), "{report:?}");
     app.failing_since("24 hours 1 second").await;
