@@ -112,6 +112,20 @@ impl PgInboxStore {
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
+    /// Like [`PgInboxStore::due`], with the payloads, but only the rows of one lane out of `lanes`: the events of
+    /// one record (object type and id) are always in the same lane, so passes over different lanes apply them in
+    /// occurredAt order while they run at the same time.
+    pub async fn due_in_lane(&self, limit: i64, lane: i32, lanes: i32) -> Result<Vec<(Uuid, Value)>, DbError> {
+        let client = self.pool.get().await?;
+        let statement: &str = "SELECT id, payload FROM crmsync.webhook_inbox
+                 WHERE status IN ('pending', 'retry') AND next_attempt_at <= now()
+                   AND (hashtext(coalesce(object_type, '') || ':' || coalesce(object_id, id::text)) & 2147483647)
+                       % $3 = $2
+                 ORDER BY occurred_at, event_id LIMIT $1";
+        let rows = client.query(statement, &[&limit, &lane, &lanes]).await?;
+        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+    }
+
     /// The payloads of open rows (pending or retry), without locking: what the applier reads before it calls
     /// HubSpot for records created there.
     pub async fn open_payloads(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, Value)>, DbError> {

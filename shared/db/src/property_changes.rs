@@ -46,7 +46,9 @@ fn mapped_column(kind: ObjectKind, column: &str) -> Result<&'static str, DbError
 }
 
 /// The local records linked to `hubspot_ids`, locked for the transaction in id order (events about one record
-/// apply one at a time, and concurrent runs lock in the same order). Keyed by HubSpot id.
+/// apply one at a time, and concurrent runs lock in the same order). The lock is `FOR NO KEY UPDATE`, what the
+/// UPDATEs take anyway: rows inserted meanwhile that reference the record (an activity, a contact) are not blocked.
+/// Keyed by HubSpot id.
 pub async fn lock_records(
     client: &impl Db,
     kind: ObjectKind,
@@ -72,7 +74,7 @@ pub async fn lock_records(
          LEFT JOIN crmsync.record_origins o ON o.entity_type = $2 AND o.entity_id = t.id
          WHERE t.{id_column} = ANY($1)
          ORDER BY t.id
-         FOR UPDATE OF t",
+         FOR NO KEY UPDATE OF t",
         reads.join(", ")
     );
     let rows = client

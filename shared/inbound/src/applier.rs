@@ -199,7 +199,16 @@ impl Applier {
                 ..ApplyReport::default()
             });
         };
-        let events = self.open_events(ids).await?;
+        let store = inbox::PgInboxStore::new(self.pool.clone());
+        let events = parsed_events(store.open_payloads(ids).await?);
+        self.apply_events(&events, run).await
+    }
+
+    /// Applies open events read already (their rows are locked and checked again in the pass's transaction).
+    async fn apply_events(&self, events: &[(Uuid, WebhookEvent)], run: Run) -> Result<ApplyReport, AppError> {
+        if events.is_empty() {
+            return Ok(ApplyReport::default());
+        }
         if let Some(portal_id) = self.portal_id {
             let others: std::collections::BTreeSet<i64> = events
                 .iter()
@@ -213,7 +222,7 @@ impl Applier {
         let pipeline = PgSyncStore::new(self.pool.clone()).pipeline_map().await?;
         // HubSpot is called before the transaction opens, so a slow answer holds no locks, and a read cut off by
         // the deadline is simply dropped.
-        let (fetched, reads_cut) = match before(run.deadline, self.fetch_created(&events)).await {
+        let (fetched, reads_cut) = match before(run.deadline, self.fetch_created(events)).await {
             Some(fetched) => (fetched, false),
             None => {
                 tracing::info!("reading records created in HubSpot ran past the deadline; their events wait");
@@ -224,32 +233,15 @@ impl Applier {
             pipeline: pipeline.as_ref(),
             fetched: &fetched,
             reads_cut,
-            leaving_pipeline: leaving_pipeline(&events, pipeline.as_ref()),
+            leaving_pipeline: leaving_pipeline(events, pipeline.as_ref()),
             app_id: self.app_id.as_deref(),
             portal_id: self.portal_id,
             policies: &self.policies,
         };
-        let pass = self.run_until_committed(&events, &context).await?;
+        let pass = self.run_until_committed(events, &context).await?;
         let report = self.after_commit(pass, run).await?;
-        crate::metrics::emit_pass(&report, &events, chrono::Utc::now().timestamp_millis());
+        crate::metrics::emit_pass(&report, events, chrono::Utc::now().timestamp_millis());
         Ok(report)
-    }
-
-    /// The open rows among `ids`, parsed, in the order they apply in.
-    async fn open_events(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, WebhookEvent)>, AppError> {
-        let store = inbox::PgInboxStore::new(self.pool.clone());
-        let mut events: Vec<(Uuid, WebhookEvent)> = Vec::new();
-        for (id, payload) in store.open_payloads(ids).await? {
-            match WebhookEvent::from_value(&payload, 0) {
-                Ok(event) => events.push((id, event)),
-                Err(error) => {
-                    // Stored events passed the same parser; a row edited by hand is the only way here.
-                    tracing::warn!(inbox_id = %id, %error, "unreadable inbox row");
-                }
-            }
-        }
-        events.sort_by(|(_, a), (_, b)| apply_order(a, b));
-        Ok(events)
     }
 
     /// Runs the pass until one run commits. Fast path: the whole pass in one transaction, no savepoints. If an
@@ -316,4 +308,33 @@ impl Applier {
 pub async fn apply_pending_inbox(applier: &Applier, limit: i64) -> Result<ApplyReport, AppError> {
     let ids = inbox::PgInboxStore::new(applier.pool.clone()).due(limit).await?;
     applier.apply_ids(&ids).await
+}
+
+/// Like [`apply_pending_inbox`], over one lane of the inbox out of `lanes` (see
+/// [`inbox::PgInboxStore::due_in_lane`]): `crmsync serve`'s background applier runs one pass per lane at the same
+/// time, so a backlog is applied on more than one database connection. Every event of a record is in one lane, in
+/// occurredAt order; events that reach across records (a deal's stage change logging an activity on its company, a
+/// merge) may wait for another lane's commit, and a pass that deadlocks runs again, as passes in concurrent Lambda
+/// instances do. The caller must run one pass at a time per lane.
+pub async fn apply_pending_lane(applier: &Applier, limit: i64, lane: i32, lanes: i32) -> Result<ApplyReport, AppError> {
+    let due = inbox::PgInboxStore::new(applier.pool.clone())
+        .due_in_lane(limit, lane, lanes)
+        .await?;
+    applier.apply_events(&parsed_events(due), Run::default()).await
+}
+
+/// Inbox rows' payloads parsed, in the order they apply in.
+fn parsed_events(rows: Vec<(Uuid, serde_json::Value)>) -> Vec<(Uuid, WebhookEvent)> {
+    let mut events: Vec<(Uuid, WebhookEvent)> = Vec::new();
+    for (id, payload) in rows {
+        match WebhookEvent::from_value(&payload, 0) {
+            Ok(event) => events.push((id, event)),
+            Err(error) => {
+                // Stored events passed the same parser; a row edited by hand is the only way here.
+                tracing::warn!(inbox_id = %id, %error, "unreadable inbox row");
+            }
+        }
+    }
+    events.sort_by(|(_, a), (_, b)| apply_order(a, b));
+    events
 }

@@ -23,6 +23,6 @@ pub mod reconcile;
 mod retries;
 mod write_back;
 
-pub use applier::{Applier, ApplyReport, DEFAULT_PASS_LIMIT, OTHER_PORTAL, apply_pending_inbox};
+pub use applier::{Applier, ApplyReport, DEFAULT_PASS_LIMIT, OTHER_PORTAL, apply_pending_inbox, apply_pending_lane};
 pub use import::{ImportReport, ImportRequest, Importer};
 pub use reconcile::{ReconcileReport, ReconcileRequest, ReconcileSettings, Reconciler};

@@ -549,6 +549,80 @@ async fn events_in_one_batch_apply_in_occurred_at_order_whatever_their_position(
     assert_eq!(app.deal(deal).await.description.as_deref(), Some("third"));
 }
 
+#[tokio::test]
+async fn two_lanes_applying_one_backlog_at_once_apply_each_event_once_and_each_records_events_in_order() {
+    let app = WebhookApp::spawn().await;
+    app.ingest_generated(12, 3).await;
+    app.drain().await;
+    let deals: Vec<(Uuid, String)> = app
+        .rows("SELECT id, hubspot_deal_id FROM deals WHERE hubspot_deal_id IS NOT NULL ORDER BY id")
+        .await
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(deals.len(), 12);
+    // Five description changes per deal, stored newest first so that storage order is not apply order.
+    let now = now_ms();
+    let payloads: Vec<(&str, Value)> = deals
+        .iter()
+        .flat_map(|(_, hubspot_id)| {
+            (0..5).rev().map(move |step| {
+                let value = format!("{hubspot_id} step {step}");
+                let event = property_change("deal.propertyChange", hubspot_id, now + step, "description", &value);
+                (hubspot_id.as_str(), event)
+            })
+        })
+        .collect();
+    let events: Vec<crmsync_db::inbox::NewInboxEvent> = payloads
+        .iter()
+        .map(|(hubspot_id, payload)| crmsync_db::inbox::NewInboxEvent {
+            portal_id: payload["portalId"].as_i64().unwrap(),
+            subscription_id: payload["subscriptionId"].as_i64().unwrap(),
+            event_id: payload["eventId"].as_i64().unwrap(),
+            occurred_at: payload["occurredAt"].as_i64().unwrap(),
+            event_type: "deal.propertyChange",
+            object_type: Some("deals"),
+            object_id: Some(hubspot_id),
+            payload,
+        })
+        .collect();
+    let stored = crmsync_db::inbox::PgInboxStore::new(app.pool().clone())
+        .insert_batch(&events)
+        .await
+        .expect("store the backlog");
+    assert_eq!(stored.len(), 60);
+
+    // Small passes, so each lane runs several while the other does too.
+    let lane = |lane: i32| {
+        let applier = app.applier.clone();
+        async move {
+            let mut applied = 0;
+            loop {
+                let report = crmsync_inbound::apply_pending_lane(&applier, 7, lane, 2).await.expect("pass");
+                if report.applied + report.skipped + report.waiting + report.dead == 0 {
+                    return applied;
+                }
+                assert_eq!((report.waiting, report.dead), (0, 0), "{report:?}");
+                applied += report.applied;
+            }
+        }
+    };
+    let (first, second) = tokio::join!(lane(0), lane(1));
+    assert!(first > 0 && second > 0, "both lanes had work: {first} and {second}");
+    assert_eq!(first + second, 60, "every event applied once");
+    for (deal, hubspot_id) in &deals {
+        assert_eq!(
+            app.deal(*deal).await.description.as_deref(),
+            Some(format!("{hubspot_id} step 4").as_str()),
+            "the newest change of {hubspot_id} won"
+        );
+    }
+    let open = app
+        .rows("SELECT count(*) FROM crmsync.webhook_inbox WHERE status <> 'applied'")
+        .await;
+    assert_eq!(open[0].get::<_, i64>(0), 0);
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Ownership
 

@@ -13,7 +13,7 @@ use crmsync_app::WebhookConfig;
 use crmsync_db::inbox::PgInboxStore;
 use crmsync_domain::sync::RetryPolicy;
 use crmsync_hubspot::signature::Verifier;
-use crmsync_inbound::{Applier, apply_pending_inbox};
+use crmsync_inbound::{Applier, apply_pending_lane};
 pub use receive::{MAX_WEBHOOK_BODY_BYTES, PublicUri, WEBHOOK_PATH, public_uri, router};
 use tokio::sync::Notify;
 
@@ -34,6 +34,11 @@ pub enum ApplyMode {
 /// Events per pass of the background applier: a pass costs a few statements per kind of read and write whatever
 /// its size, so a backlog drains in large passes (the Lambda applies each delivery, 100 events at most, on its own).
 const BACKGROUND_PASS_LIMIT: i64 = 5_000;
+
+/// Passes the background applier runs at the same time, each over its own lane of the inbox (the events of one
+/// record are always in the same lane): a pass is bound by its database connection, so two lanes apply a backlog
+/// on two.
+const BACKGROUND_LANES: i32 = 2;
 
 /// How often the background applier looks for postponed events that became due.
 pub const BACKGROUND_TICK: Duration = Duration::from_secs(30);
@@ -148,14 +153,24 @@ async fn background_applier(inner: std::sync::Weak<Inner>, wake: Arc<Notify>) {
             () = tokio::time::sleep(BACKGROUND_TICK) => {}
         }
         let Some(inner) = inner.upgrade() else { return };
-        loop {
-            match apply_pending_inbox(&inner.applier, BACKGROUND_PASS_LIMIT).await {
-                Ok(report) if report.applied + report.skipped + report.waiting + report.dead == 0 => break,
-                Ok(report) => tracing::debug!(?report, "webhook events applied"),
-                Err(error) => {
-                    tracing::error!(%error, "applying webhook events failed; retrying on the next wake-up");
-                    break;
-                }
+        let mut lanes = tokio::task::JoinSet::new();
+        for lane in 0..BACKGROUND_LANES {
+            lanes.spawn(apply_lane(inner.applier.clone(), lane));
+        }
+        drop(inner);
+        lanes.join_all().await;
+    }
+}
+
+/// Passes over one lane of the inbox until it has nothing due.
+async fn apply_lane(applier: Applier, lane: i32) {
+    loop {
+        match apply_pending_lane(&applier, BACKGROUND_PASS_LIMIT, lane, BACKGROUND_LANES).await {
+            Ok(report) if report.applied + report.skipped + report.waiting + report.dead == 0 => break,
+            Ok(report) => tracing::debug!(lane, ?report, "webhook events applied"),
+            Err(error) => {
+                tracing::error!(lane, %error, "applying webhook events failed; retrying on the next wake-up");
+                break;
             }
         }
     }
