@@ -256,6 +256,10 @@ pub struct RecentActivityRow {
     pub company_name: Option<String>,
     pub contact_name: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// Where it was logged: `local` (here) or `hubspot`.
+    pub logged_in: String,
+    /// The HubSpot owner's name, for an activity logged in HubSpot.
+    pub owner_name: Option<String>,
 }
 
 /// Deals won and lost in one month.
@@ -340,6 +344,8 @@ impl From<&crm::RecentActivity> for RecentActivityRow {
             company_name: row.company_name.clone(),
             contact_name: row.contact_name.clone(),
             created_at: row.created_at,
+            logged_in: row.logged_in.clone(),
+            owner_name: row.owner_name.clone(),
         }
     }
 }
