@@ -337,3 +337,49 @@ async fn an_email_longer_than_the_api_accepts_is_stored_whole_and_its_over_long_
     );
     assert_eq!(app.count("crmsync.webhook_inbox WHERE status = 'dead'").await, 0);
 }
+
+#[tokio::test]
+async fn the_first_import_brings_the_engagements_logged_on_the_portals_deals_and_a_second_import_changes_nothing() {
+    let app = EngagementApp::spawn(true).await;
+    app.sim().set_drop_webhooks(true);
+    let pipeline = app.pipeline_map().await;
+    let input = crmsync_hubspot::CreateInput {
+        properties: [
+            ("dealname".to_owned(), "Portal deal".to_owned()),
+            ("pipeline".to_owned(), pipeline.pipeline_id.clone()),
+            ("dealstage".to_owned(), app.stage_id("qualified").await),
+        ]
+        .into(),
+        associations: Vec::new(),
+    };
+    let created = app
+        .hubspot()
+        .batch_create(crmsync_hubspot::ObjectType::Deals, &[input])
+        .await
+        .expect("create deal");
+    let portal_deal = created.succeeded[0].1.id.clone();
+    let (call_hs, note_hs) = app.logged_call_and_note(&portal_deal).await;
+    let import = || async {
+        crmsync_inbound::Importer::new(app.applier.clone())
+            .run(&crmsync_inbound::ImportRequest::default(), |_| {})
+            .await
+            .expect("import")
+    };
+    let first = import().await;
+    assert_eq!((first.engagements_created, first.failures.len()), (2, 0), "{first:?}");
+    let deal: Uuid = app
+        .scalar(&format!("SELECT id FROM deals WHERE hubspot_deal_id = '{portal_deal}'"))
+        .await;
+    let items = app.activities_of(deal).await;
+    assert_eq!(items.len(), 2, "{items:#?}");
+    assert_eq!(by_type(&items, "call")["hubspot_engagement_id"], call_hs);
+    assert_eq!(by_type(&items, "note")["hubspot_engagement_id"], note_hs);
+    assert_eq!(by_type(&items, "call")["owner_name"], "Avery Cole");
+    let second = import().await;
+    assert_eq!(
+        (second.engagements_created, second.engagements_updated),
+        (0, 2),
+        "{second:?}"
+    );
+    assert_eq!(app.count("activities WHERE logged_in = 'hubspot'").await, 2);
+}

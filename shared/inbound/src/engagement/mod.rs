@@ -104,6 +104,16 @@ pub(crate) async fn bring_home(
         None if context.reads_cut => return Ok(Outcome::Leave),
         None => return Ok(Outcome::Wait("not read from HubSpot in this pass".into())),
     };
+    apply_snapshot(client, kind, hubspot_id, snapshot).await
+}
+
+/// Applies an engagement as read from HubSpot (see [`bring_home`]); the first import calls it directly.
+pub(crate) async fn apply_snapshot(
+    client: &impl Db,
+    kind: EngagementKind,
+    hubspot_id: &str,
+    snapshot: &EngagementSnapshot,
+) -> Result<Outcome, DbError> {
     if let Some(own) = snapshot
         .object
         .property(LOCAL_ID_PROPERTY)
