@@ -426,6 +426,47 @@ pub async fn move_deal_stage(client: &impl Db, id: Uuid, stage: DealStage) -> Re
     }))
 }
 
+/// Assigns a deal to a HubSpot owner (`None` clears it), locking its row first. Like a stage move, a real change makes
+/// the deal `pending` for HubSpot again unless HubSpot deleted it. Returns the deal after it and whether anything
+/// changed; `None` when there is no such deal. Call it in a transaction with [`crate::outbox::enqueue`].
+pub async fn set_deal_owner(
+    client: &impl Db,
+    id: Uuid,
+    owner_id: Option<&str>,
+) -> Result<Option<(Deal, bool)>, DbError> {
+    let lock: &str = "SELECT owner_id FROM deals WHERE id = $1 FOR UPDATE";
+    let Some(current) = client.query_opt(lock, &[&id]).await? else {
+        return Ok(None);
+    };
+    let previous: Option<String> = current.get(0);
+    if previous.as_deref() == owner_id {
+        let deal = get_deal(client, id).await?.expect("the locked deal exists");
+        return Ok(Some((deal, false)));
+    }
+    let statement: &str = &format!(
+        "WITH d AS (
+               UPDATE deals SET
+                 owner_id = $2,
+                 hubspot_sync_status = CASE WHEN hubspot_sync_status = $3 THEN $3 ELSE $4 END
+               WHERE id = $1
+               RETURNING *
+             )
+             SELECT {DEAL_COLUMNS} FROM d LEFT JOIN companies c ON c.id = d.company_id"
+    );
+    let row = client
+        .query_one(
+            statement,
+            &[
+                &id,
+                &owner_id,
+                &HubSpotSyncStatus::Deleted.as_str(),
+                &HubSpotSyncStatus::Pending.as_str(),
+            ],
+        )
+        .await?;
+    Ok(Some((deal(&row), true)))
+}
+
 const COMPANY_COLUMNS: &str = concat!(
     "c.id, c.name, c.source, c.uei, c.cage_code, c.website, c.phone, c.address, c.city,
   c.state, c.zip, c.primary_naics, c.sam_registered, c.readiness_score, c.qualification_status, c.lifecycle_stage,

@@ -148,6 +148,11 @@ impl Applier {
         &self.pool
     }
 
+    /// The HubSpot client the applier reads with.
+    pub fn hubspot(&self) -> &HubSpotClient {
+        &self.hubspot
+    }
+
     /// Applies the given inbox rows (those still open), in occurredAt order.
     pub async fn apply_ids(&self, ids: &[Uuid]) -> Result<ApplyReport, AppError> {
         self.apply(ids, Run::default()).await

@@ -383,3 +383,72 @@ async fn the_first_import_brings_the_engagements_logged_on_the_portals_deals_and
     );
     assert_eq!(app.count("activities WHERE logged_in = 'hubspot'").await, 2);
 }
+
+#[tokio::test]
+async fn a_deal_owner_chosen_by_name_goes_to_hubspot_and_a_later_reassignment_there_comes_back() {
+    let app = EngagementApp::spawn(true).await;
+    let (deal, deal_hs, _) = app.deal().await;
+    let owners = app.api("GET", "/api/owners", None).await;
+    assert_eq!(owners.status, 200, "{}", owners.text);
+    let names: Vec<&str> = owners.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Avery Cole", "Jordan Reyes"], "active owners by name");
+
+    let unknown = app
+        .api(
+            "PUT",
+            &format!("/api/deals/{deal}/owner"),
+            Some(json!({"owner_id": "999"})),
+        )
+        .await;
+    assert_eq!(
+        (unknown.status.as_u16(), unknown.body["error"]["field"].as_str()),
+        (400, Some("owner_id"))
+    );
+    let deactivated = app
+        .api(
+            "PUT",
+            &format!("/api/deals/{deal}/owner"),
+            Some(json!({"owner_id": "41003"})),
+        )
+        .await;
+    assert_eq!(deactivated.status, 400, "{}", deactivated.text);
+    assert!(deactivated.text.contains("Sam Patel"), "{}", deactivated.text);
+
+    let set = app
+        .api(
+            "PUT",
+            &format!("/api/deals/{deal}/owner"),
+            Some(json!({"owner_id": OWNER})),
+        )
+        .await;
+    assert_eq!(set.status, 200, "{}", set.text);
+    assert_eq!(
+        (set.body["owner_id"].as_str(), set.body["owner_name"].as_str()),
+        (Some(OWNER), Some("Avery Cole"))
+    );
+    let report = app.sync.drain("cli", Duration::from_secs(60)).await.expect("drain");
+    assert_eq!(report.deals_updated, 1, "{report:?}");
+    assert_eq!(app.sim_deal(&deal_hs).await.prop("hubspot_owner_id"), Some(OWNER));
+    app.wait_for_webhooks().await;
+    let after_echo = app.api("GET", &format!("/api/deals/{deal}"), None).await;
+    assert_eq!(
+        after_echo.body["owner_name"], "Avery Cole",
+        "our own write's echo changes nothing"
+    );
+
+    // A salesperson reassigns it in HubSpot later: the later choice wins (two_way).
+    app.sim_act(
+        "edit",
+        json!({"objectType": "deals", "id": deal_hs, "properties": {"hubspot_owner_id": "41002"}}),
+    )
+    .await;
+    app.wait_for_webhooks().await;
+    let reassigned = app.api("GET", &format!("/api/deals/{deal}"), None).await;
+    assert_eq!(reassigned.body["owner_name"], "Jordan Reyes", "{}", reassigned.text);
+    assert_eq!(reassigned.body["owner_email"], "jordan.reyes@example.com");
+}

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use crmsync_db::crm;
 pub use crmsync_domain::crm::{Activity, Company, Contact, Deal, Engagement, FailedRecord, SyncConflict, stage_schema};
+pub use crmsync_domain::owner::Owner;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -178,6 +179,29 @@ pub struct NewActivityBody {
 pub struct StageMoveBody {
     #[schema(schema_with = stage_schema)]
     pub stage: String,
+}
+
+/// `PUT /api/deals/{id}/owner`: one of HubSpot's active owners (an id from `GET /api/owners`), or null to clear it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DealOwnerBody {
+    /// The HubSpot owner id (`hubspot_owner_id`); null clears the deal's owner.
+    pub owner_id: Option<String>,
+}
+
+/// `GET /api/owners` parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OwnerQuery {
+    /// Include owners deactivated in HubSpot (default false: only those a deal can be assigned to).
+    pub include_archived: Option<bool>,
+}
+
+/// `GET /api/owners`: HubSpot's owners as last refreshed, by name.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OwnerList {
+    pub items: Vec<Owner>,
 }
 
 /// `GET /api/companies/{id}`: the company and its engagement.
