@@ -407,7 +407,7 @@ async fn a_deal_owner_chosen_by_name_goes_to_hubspot_and_a_later_reassignment_th
         .await;
     assert_eq!(
         (unknown.status.as_u16(), unknown.body["error"]["field"].as_str()),
-        (400, Some("owner_id"))
+        (404, Some("owner_id"))
     );
     let deactivated = app
         .api(
@@ -416,7 +416,7 @@ async fn a_deal_owner_chosen_by_name_goes_to_hubspot_and_a_later_reassignment_th
             Some(json!({"owner_id": "41003"})),
         )
         .await;
-    assert_eq!(deactivated.status, 400, "{}", deactivated.text);
+    assert_eq!(deactivated.status, 409, "{}", deactivated.text);
     assert!(deactivated.text.contains("Sam Patel"), "{}", deactivated.text);
 
     let set = app

@@ -167,10 +167,11 @@ pub async fn move_deal_stage(
     request_body = DealOwnerBody,
     responses(
         (status = 200, description = "The deal with its owner", body = Deal),
-        (status = 400, description = "An unknown or deactivated owner, a malformed id or body (named in `field`)", body = ErrorBody),
+        (status = 400, description = "A malformed id or body (named in `field`)", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
-        (status = 404, description = "No such deal", body = ErrorBody),
-        (status = 409, description = "The deal was deleted in HubSpot (restore it there first)", body = ErrorBody),
+        (status = 404, description = "No such deal (`id`), or no such HubSpot owner (`owner_id`)", body = ErrorBody),
+        (status = 409, description = "The owner is deactivated in HubSpot (`owner_id`), or the deal was deleted in HubSpot \
+                                      (`id`; restore it there first)", body = ErrorBody),
         (status = 413, description = "The body is larger than 1 MiB", body = ErrorBody),
         (status = 415, description = "The body is not JSON", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),

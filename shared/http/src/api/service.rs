@@ -303,8 +303,8 @@ pub async fn list_owners(state: &ApiState, query: OwnerQuery) -> Result<Vec<crms
 }
 
 /// `PUT /api/deals/{id}/owner`: assigns the deal to one of HubSpot's active owners (or clears it) and queues the
-/// change for HubSpot (`hubspot_owner_id`, `two_way` by default), in one transaction. An owner the cache does not hold,
-/// or one deactivated in HubSpot, is a 400 naming `owner_id`.
+/// change for HubSpot (`hubspot_owner_id`, `two_way` by default), in one transaction. An owner the cache does not hold
+/// is a 404, one deactivated in HubSpot a 409, both naming `owner_id`.
 pub async fn set_deal_owner(state: &ApiState, id: Uuid, body: DealOwnerBody) -> Result<crm::Deal, HttpError> {
     let owner_id = optional_text("owner_id", body.owner_id, 100)?;
     let mut client = state.pool.get().await?;
@@ -312,16 +312,18 @@ pub async fn set_deal_owner(state: &ApiState, id: Uuid, body: DealOwnerBody) -> 
     if let Some(owner_id) = &owner_id {
         match owners::get(&transaction, owner_id).await? {
             None => {
-                return Err(invalid(
+                return Err(not_found(
                     "owner_id",
                     format!("owner_id: no HubSpot owner {owner_id:?} is known (GET /api/owners lists them)"),
                 ));
             }
             Some(owner) if owner.archived => {
-                return Err(invalid(
-                    "owner_id",
+                return Err(HttpError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
                     format!("owner_id: {} ({owner_id}) is deactivated in HubSpot", owner.name),
-                ));
+                )
+                .with_field(Some("owner_id")));
             }
             Some(_) => {}
         }
