@@ -307,7 +307,8 @@ pub fn hubspot_time(value: &str) -> Option<DateTime<Utc>> {
 /// HubSpot stores note, call, meeting and task bodies as HTML: the text without its tags (paragraphs and line breaks
 /// become new lines) and with the common entities decoded. Text without tags is returned as it is.
 pub fn plain_text(text: &str) -> String {
-    if !(text.contains('<') && text.contains('>')) && !text.contains('&') {
+    let has_markup = text.contains('&') || (text.contains('<') && text.contains('>'));
+    if !has_markup {
         return text.to_owned();
     }
     let mut out = String::with_capacity(text.len());
