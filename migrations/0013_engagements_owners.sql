@@ -10,6 +10,9 @@
 ALTER TABLE public.activities ADD COLUMN IF NOT EXISTS logged_in text NOT NULL DEFAULT 'local';
 -- The HubSpot owner (hubspot_owner_id) of an engagement, like deals.owner_id; names are in crmsync.hubspot_owners.
 ALTER TABLE public.activities ADD COLUMN IF NOT EXISTS owner_id text;
+-- HubSpot's modified date (hs_lastmodifieddate) of the engagement state a row holds: a read older than it (a pass in
+-- another process that read the engagement before an edit) never overwrites it.
+ALTER TABLE public.activities ADD COLUMN IF NOT EXISTS hubspot_modified_at timestamptz;
 
 ALTER TABLE public.activities DROP CONSTRAINT IF EXISTS activities_logged_in_check;
 ALTER TABLE public.activities ADD CONSTRAINT activities_logged_in_check CHECK (logged_in IN ('local', 'hubspot'));

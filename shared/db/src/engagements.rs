@@ -95,6 +95,8 @@ pub enum Upserted {
     Updated(Uuid),
     /// The row holding this engagement was logged here: left alone.
     Ours(Uuid),
+    /// The row holds a newer state of the engagement (by `hs_lastmodifieddate`) than this read: left alone.
+    Older(Uuid),
 }
 
 /// Creates or updates the activity of HubSpot engagement `hubspot_id` (logged in HubSpot, synced). A missing company
@@ -108,18 +110,21 @@ pub async fn upsert_from_hubspot(
 ) -> Result<Upserted, DbError> {
     let statement: &str = "INSERT INTO public.activities AS a (activity_type, subject, body, deal_id, contact_id,
                company_id, occurred_at, direction, status, due_at, duration_seconds, owner_id, created_by,
-               hubspot_engagement_id, hubspot_sync_status, last_hubspot_sync, logged_in)
+               hubspot_engagement_id, hubspot_sync_status, last_hubspot_sync, logged_in, hubspot_modified_at)
              VALUES ($1, $2, $3, $4, $5,
                COALESCE($6, (SELECT company_id FROM public.deals WHERE id = $4),
                  (SELECT company_id FROM public.contacts WHERE id = $5)),
-               $7, $8, $9, $10, $11, $12, 'hubspot', $13, 'synced', now(), 'hubspot')
+               $7, $8, $9, $10, $11, $12, 'hubspot', $13, 'synced', now(), 'hubspot', $14)
              ON CONFLICT (hubspot_engagement_id) DO UPDATE SET
                activity_type = EXCLUDED.activity_type, subject = EXCLUDED.subject, body = EXCLUDED.body,
                deal_id = EXCLUDED.deal_id, contact_id = EXCLUDED.contact_id, company_id = EXCLUDED.company_id,
                occurred_at = EXCLUDED.occurred_at, direction = EXCLUDED.direction, status = EXCLUDED.status,
                due_at = EXCLUDED.due_at, duration_seconds = EXCLUDED.duration_seconds, owner_id = EXCLUDED.owner_id,
-               hubspot_sync_status = 'synced', last_hubspot_sync = now()
+               hubspot_sync_status = 'synced', last_hubspot_sync = now(),
+               hubspot_modified_at = EXCLUDED.hubspot_modified_at
              WHERE a.logged_in = 'hubspot'
+               AND (a.hubspot_modified_at IS NULL OR EXCLUDED.hubspot_modified_at IS NULL
+                    OR EXCLUDED.hubspot_modified_at >= a.hubspot_modified_at)
              RETURNING id, (xmax = 0) AS inserted";
     let row = client
         .query_opt(
@@ -138,6 +143,7 @@ pub async fn upsert_from_hubspot(
                 &activity.duration_seconds,
                 &activity.owner_id,
                 &hubspot_id,
+                &activity.modified_at,
             ],
         )
         .await?;
@@ -145,10 +151,14 @@ pub async fn upsert_from_hubspot(
         Some(row) if row.get::<_, bool>(1) => Ok(Upserted::Created(row.get(0))),
         Some(row) => Ok(Upserted::Updated(row.get(0))),
         None => {
-            let ours = find_by_engagement(client, hubspot_id)
+            let held = find_by_engagement(client, hubspot_id)
                 .await?
                 .ok_or_else(|| DbError::Config(format!("engagement {hubspot_id} vanished during its upsert")))?;
-            Ok(Upserted::Ours(ours.id))
+            Ok(if held.logged_in == LOGGED_LOCALLY {
+                Upserted::Ours(held.id)
+            } else {
+                Upserted::Older(held.id)
+            })
         }
     }
 }

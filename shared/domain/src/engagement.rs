@@ -85,6 +85,7 @@ impl EngagementKind {
                 "hs_note_body",
                 "hubspot_owner_id",
                 "hs_createdate",
+                "hs_lastmodifieddate",
                 "crmsync_id",
             ],
             Self::Call => &[
@@ -96,6 +97,7 @@ impl EngagementKind {
                 "hs_call_duration",
                 "hubspot_owner_id",
                 "hs_createdate",
+                "hs_lastmodifieddate",
                 "crmsync_id",
             ],
             Self::Email => &[
@@ -106,6 +108,7 @@ impl EngagementKind {
                 "hs_email_direction",
                 "hubspot_owner_id",
                 "hs_createdate",
+                "hs_lastmodifieddate",
                 "crmsync_id",
             ],
             Self::Meeting => &[
@@ -117,6 +120,7 @@ impl EngagementKind {
                 "hs_meeting_end_time",
                 "hubspot_owner_id",
                 "hs_createdate",
+                "hs_lastmodifieddate",
                 "crmsync_id",
             ],
             Self::Task => &[
@@ -126,6 +130,7 @@ impl EngagementKind {
                 "hs_task_status",
                 "hubspot_owner_id",
                 "hs_createdate",
+                "hs_lastmodifieddate",
                 "crmsync_id",
             ],
         }
@@ -145,6 +150,8 @@ pub struct EngagementActivity {
     pub due_at: Option<DateTime<Utc>>,
     /// `hubspot_owner_id`.
     pub owner_id: Option<String>,
+    /// `hs_lastmodifieddate`: when HubSpot last changed the engagement (orders reads of it).
+    pub modified_at: Option<DateTime<Utc>>,
 }
 
 /// Maps an engagement's properties (read through `property`, `None` when absent or null) to an activity. `fallback`
@@ -217,6 +224,7 @@ pub fn engagement_activity<'a>(
         duration_seconds,
         due_at: (kind == EngagementKind::Task).then(|| time("hs_timestamp")).flatten(),
         owner_id: text("hubspot_owner_id").map(str::to_owned),
+        modified_at: time("hs_lastmodifieddate"),
     }
 }
 
@@ -376,6 +384,7 @@ mod tests {
                 ("hs_call_direction", "OUTBOUND"),
                 ("hs_call_duration", "90500"),
                 ("hubspot_owner_id", "1001"),
+                ("hs_lastmodifieddate", "2026-03-02T15:10:00Z"),
             ],
         );
         assert_eq!(call.activity_type, "call");
@@ -387,6 +396,10 @@ mod tests {
         assert_eq!(call.duration_seconds, Some(91));
         assert_eq!(call.owner_id.as_deref(), Some("1001"));
         assert_eq!(call.due_at, None);
+        assert_eq!(
+            call.modified_at.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2026-03-02T15:10:00+00:00")
+        );
     }
 
     #[test]

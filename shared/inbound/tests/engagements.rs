@@ -452,3 +452,40 @@ async fn a_deal_owner_chosen_by_name_goes_to_hubspot_and_a_later_reassignment_th
     assert_eq!(reassigned.body["owner_name"], "Jordan Reyes", "{}", reassigned.text);
     assert_eq!(reassigned.body["owner_email"], "jordan.reyes@example.com");
 }
+
+#[tokio::test]
+async fn a_read_older_than_the_state_an_activity_holds_never_overwrites_it() {
+    let app = EngagementApp::spawn(true).await;
+    let (deal, deal_hs, _) = app.deal().await;
+    let note = app
+        .log(
+            "notes",
+            &deal_hs,
+            json!({"hs_note_body": "First", "hubspot_owner_id": OWNER}),
+        )
+        .await;
+    app.wait_for_webhooks().await;
+    let held: Option<chrono::DateTime<chrono::Utc>> = app
+        .scalar(&format!(
+            "SELECT hubspot_modified_at FROM activities WHERE hubspot_engagement_id = '{note}'"
+        ))
+        .await;
+    assert!(held.is_some(), "HubSpot's modified date is kept");
+    // As if a pass in another process had already stored a later state of the note than the edit below.
+    app.execute(&format!(
+        "UPDATE activities SET hubspot_modified_at = now() + interval '1 hour' WHERE hubspot_engagement_id = '{note}'"
+    ))
+    .await;
+    app.sim_act(
+        "edit",
+        json!({"objectType": "notes", "id": note, "properties": {"hs_note_body": "Second"}}),
+    )
+    .await;
+    app.wait_for_webhooks().await;
+    assert_eq!(by_type(&app.activities_of(deal).await, "note")["body"], "First");
+    assert!(
+        app.count("crmsync.webhook_inbox WHERE status = 'skipped' AND outcome = 'older_than_local'")
+            .await
+            >= 1
+    );
+}

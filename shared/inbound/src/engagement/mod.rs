@@ -152,6 +152,7 @@ pub(crate) async fn apply_snapshot(
             Upserted::Created(_) => Outcome::Applied("engagement_created"),
             Upserted::Updated(_) => Outcome::Applied("engagement_updated"),
             Upserted::Ours(_) => Outcome::Skipped("ours"),
+            Upserted::Older(_) => Outcome::Skipped("older_than_local"),
         },
     )
 }
