@@ -117,3 +117,28 @@ pub async fn import_hubspot(config: &Config, restart: bool, page_size: u32) -> a
         ExitCode::FAILURE
     })
 }
+
+/// `crmsync owners ...`.
+#[derive(Debug, Clone, Copy, clap::Subcommand)]
+pub enum OwnersAction {
+    /// Read every owner from HubSpot (GET /crm/owners, paged; deactivated ones too) and replace the cache
+    /// (crmsync.hubspot_owners). Prints the counts. Reconciliation does the same at the start of every run.
+    Refresh,
+    /// Print the cached owners as JSON (deactivated ones too), as the API serves them.
+    List,
+}
+
+pub async fn owners(config: &Config, action: OwnersAction) -> anyhow::Result<ExitCode> {
+    let applier = applier(config).await?;
+    match action {
+        OwnersAction::Refresh => {
+            let refreshed = crmsync_inbound::refresh_owners(applier.pool(), applier.hubspot()).await?;
+            println!("{}", serde_json::to_string(&refreshed)?);
+        }
+        OwnersAction::List => {
+            let owners = crmsync_db::owners::list(&applier.pool().get().await?, true).await?;
+            println!("{}", serde_json::to_string_pretty(&owners)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -92,6 +92,11 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         page_size: u32,
     },
+    /// HubSpot's owners (the users records are assigned to), cached for owner names on the dashboard and in the API.
+    Owners {
+        #[command(subcommand)]
+        action: catch_up::OwnersAction,
+    },
     /// Create (or find) the HubSpot property group, properties and deal pipeline the sync needs, and record the
     /// pipeline and stage ids. Running it twice changes nothing.
     HubspotSetup,
@@ -253,6 +258,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::HubspotSetup => ops::hubspot_setup(&config).await,
         Command::Reconcile { since, max_seconds } => catch_up::reconcile(&config, since.as_deref(), max_seconds).await,
         Command::ImportHubspot { restart, page_size } => catch_up::import_hubspot(&config, restart, page_size).await,
+        Command::Owners { action } => catch_up::owners(&config, action).await,
         Command::Serve { bind, simulator } => serve::serve(config, bind, simulator).await,
         Command::Prune { max_seconds } => {
             let pool = config.connect_pool(crmsync_db::Timeouts::CLI)?;

@@ -58,6 +58,11 @@ pub async fn serve(mut config: Config, bind: SocketAddr, use_simulator: bool) ->
             .reconcile_interval
             .zip(sync.inbox().cloned())
             .map(|(interval, applier)| spawn_reconcile(Reconciler::new(applier), interval)),
+        config
+            .sync
+            .owners_interval
+            .zip(sync.inbox().cloned())
+            .map(|(interval, applier)| spawn_owners_refresh(applier, interval)),
         Some(spawn_prune(pool.clone(), config.retention)),
         sync.retry_queue()
             .is_some()
@@ -149,6 +154,19 @@ fn spawn_reconcile(reconciler: Reconciler, interval: Duration) -> JoinHandle<()>
             };
             if let Err(error) = reconciler.run(&request, |_| {}).await {
                 tracing::error!(%error, "scheduled reconciliation failed");
+            }
+        }
+    })
+}
+
+/// Refreshes the cache of HubSpot's owners at start and then every `interval` (see `crmsync owners refresh`).
+fn spawn_owners_refresh(applier: crmsync_inbound::Applier, interval: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        loop {
+            ticks.tick().await;
+            if let Err(error) = crmsync_inbound::refresh_owners(applier.pool(), applier.hubspot()).await {
+                tracing::warn!(%error, "refreshing HubSpot's owners failed; the next refresh tries again");
             }
         }
     })

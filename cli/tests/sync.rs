@@ -91,6 +91,30 @@ async fn hubspot_setup_twice_changes_nothing_the_second_time() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_refresh_caches_hubspots_owners_and_owners_list_prints_them() {
+    let app = setup(0).await;
+    let (refresh, report) = run(&app, &["owners", "refresh"]);
+    assert!(refresh.status.success(), "{}", String::from_utf8_lossy(&refresh.stderr));
+    assert_eq!(report, json!({"owners": 3, "active": 2, "gone": 0}));
+    let (again, report) = run(&app, &["owners", "refresh"]);
+    assert!(again.status.success());
+    assert_eq!(report["owners"], 3, "a second refresh replaces, it does not add");
+    assert_eq!(app.count("crmsync.hubspot_owners").await, 3);
+    let (list, owners) = run(&app, &["owners", "list"]);
+    assert!(list.status.success());
+    let names: Vec<(&str, bool)> = owners
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["name"].as_str().unwrap(), o["archived"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        names,
+        [("Avery Cole", false), ("Jordan Reyes", false), ("Sam Patel", true)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_then_sync_then_status() {
     let app = setup(20).await;
     run(&app, &["hubspot-setup"]);

@@ -23,6 +23,7 @@ const CLOUD_DEAL = "20000000-0000-4000-8000-000000000001";
 const BEACON = "10000000-0000-4000-8000-000000000002";
 const MARCUS = "30000000-0000-4000-8000-000000000002";
 const FAILED_DEAL = "20000000-0000-4000-8000-000000000005";
+const SOC_DEAL = "20000000-0000-4000-8000-000000000004";
 const VIEWPORT = { width: 1400, height: 1000 };
 
 let browser;
@@ -93,6 +94,33 @@ test("with the token, the seeded pipeline, companies, activities and sync health
 
   assert.equal(await page.locator("#deals tr[data-deal-id]").count(), 9);
   assert.equal(await page.evaluate(() => sessionStorage.getItem("crmsync.token")) !== null, true);
+});
+
+test("a call logged in HubSpot shows where it was logged and its owner, and deals show their owner by name", async () => {
+  const row = page.locator("#recent-activities tr", { hasText: "Debrief call with the contracting officer" });
+  assert.equal(await row.count(), 1);
+  assert.equal(await row.locator("[data-testid=activity-logged-in]").textContent(), "HubSpot");
+  assert.match(await row.textContent(), /Avery Cole/);
+  const here = page.locator("#recent-activities tr", { hasText: "Intro call with capture team" });
+  assert.equal(await here.locator("[data-testid=activity-logged-in]").textContent(), "here");
+
+  const soc = page.locator(`#deals tr[data-deal-id="${SOC_DEAL}"] [data-testid=deal-owner]`);
+  assert.equal(await soc.evaluate((select) => select.selectedOptions[0].textContent), "Jordan Reyes");
+  const choices = await soc.evaluate((select) => [...select.options].map((option) => option.textContent));
+  assert.deepEqual(choices, ["No owner", "Avery Cole", "Jordan Reyes"], "the deactivated owner is not offered");
+});
+
+test("choosing a deal's owner by name assigns it", async () => {
+  const picker = page.locator(`#deals tr[data-deal-id="${CLOUD_DEAL}"] [data-testid=deal-owner]`);
+  assert.equal(await picker.inputValue(), "");
+  await picker.selectOption({ label: "Avery Cole" });
+  await page.waitForFunction(() => document.querySelector("#status").textContent.includes("now Avery Cole's"));
+  const deal = await (await fetch(`${BASE}/api/deals/${CLOUD_DEAL}`, {
+    headers: { Authorization: `Bearer ${TOKEN}` },
+  })).json();
+  assert.equal(deal.owner_id, "41001");
+  assert.equal(deal.owner_name, "Avery Cole");
+  assert.equal(deal.owner_email, "avery.cole@example.com");
 });
 
 test("the sync health lists the failed deal with its error, and the conflicts show both sides", async () => {

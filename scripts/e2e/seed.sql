@@ -24,6 +24,19 @@ INSERT INTO activities (activity_type, subject, company_id, contact_id, deal_id,
   ('call', 'Intro call with capture team', '10000000-0000-4000-8000-000000000001', '30000000-0000-4000-8000-000000000001', '20000000-0000-4000-8000-000000000001', now() - interval '2 days'),
   ('email', 'Sent capability statement', '10000000-0000-4000-8000-000000000002', '30000000-0000-4000-8000-000000000002', '20000000-0000-4000-8000-000000000003', now() - interval '1 day');
 
+-- HubSpot's owners as `crmsync owners refresh` caches them (one deactivated), a deal assigned to one, and a call a
+-- salesperson logged in HubSpot, as the webhook applier stores it (logged_in 'hubspot', its engagement id and owner).
+INSERT INTO crmsync.hubspot_owners (id, email, first_name, last_name, user_id, archived) VALUES
+  ('41001', 'avery.cole@example.com', 'Avery', 'Cole', 9041001, false),
+  ('41002', 'jordan.reyes@example.com', 'Jordan', 'Reyes', 9041002, false),
+  ('41003', 'sam.patel@example.com', 'Sam', 'Patel', 9041003, true);
+UPDATE deals SET owner_id = '41002' WHERE id = '20000000-0000-4000-8000-000000000004';
+INSERT INTO activities (activity_type, subject, body, status, company_id, deal_id, occurred_at, created_at,
+    hubspot_engagement_id, hubspot_sync_status, logged_in, owner_id, created_by) VALUES
+  ('call', 'Debrief call with the contracting officer', 'They liked the past performance volume.', 'completed',
+   '10000000-0000-4000-8000-000000000002', '20000000-0000-4000-8000-000000000004', now() - interval '3 hours',
+   now() - interval '3 hours', '9001', 'synced', 'hubspot', '41001', 'hubspot');
+
 INSERT INTO sync_queue (entity_type, entity_id, operation, status) VALUES
   ('deal', '20000000-0000-4000-8000-000000000001', 'create', 'pending'),
   ('company', '10000000-0000-4000-8000-000000000003', 'update', 'failed');

@@ -8,6 +8,8 @@
 //!   time budget.
 //! - the daily EventBridge Scheduler schedule whose input is `{"action": "prune"}`: delete old operational rows
 //!   (retention).
+//! - `{"action": "refresh-owners"}` (an operator's `aws lambda invoke`): refresh the cache of HubSpot's owners, which
+//!   every reconciliation also does.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -27,7 +29,9 @@ pub const DEADLINE_MARGIN: Duration = Duration::from_secs(20);
 pub enum SyncFailure {
     #[error(transparent)]
     App(#[from] AppError),
-    #[error("the event is neither an SQS batch, a scheduled event nor an action (reconcile, prune): {0}")]
+    #[error(
+        "the event is neither an SQS batch, a scheduled event nor an action (reconcile, prune, refresh-owners): {0}"
+    )]
     UnknownEvent(String),
     #[error("reconciliation needs the webhook applier, which this function was built without")]
     NoApplier,
@@ -45,6 +49,9 @@ impl From<SyncFailure> for Diagnostic {
         }
     }
 }
+
+/// Refreshes the cache of HubSpot's owners on demand: `{"action": "refresh-owners"}`.
+pub const OWNERS_ACTION: &str = "refresh-owners";
 
 /// The input of the daily retention schedule (template.yaml's DailyPrune): `{"action": "prune"}`.
 pub const PRUNE_ACTION: &str = "prune";
@@ -80,9 +87,15 @@ pub async fn handle(
         let report = Reconciler::new(applier).run(&request, |_| {}).await?;
         return serde_json::to_value(report).map_err(|e| SyncFailure::UnknownEvent(e.to_string()));
     }
+    if payload.get("action").and_then(Value::as_str) == Some(OWNERS_ACTION) {
+        let applier = sync.inbox().cloned().ok_or(SyncFailure::NoApplier)?;
+        let refreshed = crmsync_inbound::refresh_owners(applier.pool(), applier.hubspot()).await?;
+        return serde_json::to_value(refreshed).map_err(|e| SyncFailure::UnknownEvent(e.to_string()));
+    }
     if payload.get("detail-type").is_none() && payload.get("source").is_none() {
         return Err(SyncFailure::UnknownEvent(
-            "expected SQS Records, an EventBridge event, or {\"action\": \"reconcile\" or \"prune\"}".into(),
+            "expected SQS Records, an EventBridge event, or {\"action\": \"reconcile\", \"prune\" or \"refresh-owners\"}"
+                .into(),
         ));
     }
     let report = sync.drain("schedule", budget).await?;

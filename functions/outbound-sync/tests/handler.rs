@@ -121,6 +121,44 @@ async fn the_reconcile_schedule_applies_a_hubspot_change_whose_webhook_was_lost(
 }
 
 #[tokio::test]
+async fn the_refresh_owners_action_caches_hubspots_owners_and_reconciliation_keeps_them_current() {
+    let h = harness(None, 8).await;
+    let sync = h
+        .outbound_sync(h.hubspot_without_retries(), None, SyncSettings::default())
+        .with_inbox(h.applier(Some("54321".into())));
+    let mut event = scheduled_event();
+    event.payload = json!({ "action": outbound_sync::OWNERS_ACTION });
+    let report = outbound_sync::handle(&sync, &RetentionConfig::default(), event)
+        .await
+        .expect("refreshed");
+    assert_eq!(
+        (report["owners"].as_u64(), report["active"].as_u64()),
+        (Some(3), Some(2)),
+        "{report}"
+    );
+    let names: Vec<String> = h
+        .rows("SELECT first_name || ' ' || last_name FROM crmsync.hubspot_owners WHERE NOT archived ORDER BY id")
+        .await
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(names, ["Avery Cole", "Jordan Reyes"]);
+
+    // An owner HubSpot no longer lists is kept, archived, by the next reconciliation.
+    reqwest::Client::new()
+        .post(format!("{}/__sim/owners", h.sim().base_url()))
+        .json(&json!([{"id": 41002, "email": "jordan.reyes@example.com", "firstName": "Jordan", "lastName": "Reyes"}]))
+        .send()
+        .await
+        .expect("replace owners");
+    let report = outbound_sync::handle(&sync, &RetentionConfig::default(), reconcile_event())
+        .await
+        .expect("reconciled");
+    assert_eq!(report["owners"]["gone"], 1, "{report}");
+    assert_eq!(h.count("crmsync.hubspot_owners WHERE archived").await, 2);
+}
+
+#[tokio::test]
 async fn an_unknown_event_is_refused_as_non_retryable() {
     let h = harness(None, 8).await;
     let error = outbound_sync::handle(

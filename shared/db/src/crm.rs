@@ -110,20 +110,63 @@ pub async fn top_companies(client: &impl Db) -> Result<Vec<TopCompany>, DbError>
         .collect())
 }
 
-/// Runs [`RECENT_ACTIVITIES`].
+/// The dashboard's recent activities: [`RECENT_ACTIVITIES`] (same rows, joins, order and limit) with two columns
+/// added, where each activity was logged (`local` or `hubspot`, migration 0013) and its owner's name.
+pub const RECENT_ACTIVITIES_WITH_ORIGIN: &str = "SELECT
+  a.activity_type,
+  a.subject,
+  c.name as company_name,
+  con.full_name as contact_name,
+  a.created_at,
+  a.logged_in,
+  a.owner_id,
+  (SELECT ARRAY[o.first_name, o.last_name, o.email] FROM crmsync.hubspot_owners o WHERE o.id = a.owner_id) AS owner
+FROM activities a
+LEFT JOIN companies c ON a.company_id = c.id
+LEFT JOIN contacts con ON a.contact_id = con.id
+ORDER BY a.created_at DESC
+LIMIT 20;";
+
+/// Runs [`RECENT_ACTIVITIES_WITH_ORIGIN`].
 pub async fn recent_activities(client: &impl Db) -> Result<Vec<RecentActivity>, DbError> {
-    let statement: &str = RECENT_ACTIVITIES;
+    let statement: &str = RECENT_ACTIVITIES_WITH_ORIGIN;
     let rows = client.query(statement, &[]).await?;
     Ok(rows
         .iter()
-        .map(|row| RecentActivity {
-            activity_type: row.get(0),
-            subject: row.get(1),
-            company_name: row.get(2),
-            contact_name: row.get(3),
-            created_at: row.get(4),
+        .map(|row| {
+            let (owner_name, _) = owner_of(row.get(6), row.get(7));
+            RecentActivity {
+                activity_type: row.get(0),
+                subject: row.get(1),
+                company_name: row.get(2),
+                contact_name: row.get(3),
+                created_at: row.get(4),
+                logged_in: row.get(5),
+                owner_name,
+            }
         })
         .collect())
+}
+
+/// An owner's name and email from the cached `[first_name, last_name, email]` of `owner_id`: `(None, None)` without an
+/// owner or when the owner is not cached (the API then shows only the id).
+fn owner_of(owner_id: Option<String>, cached: Option<Vec<Option<String>>>) -> (Option<String>, Option<String>) {
+    match (owner_id, cached) {
+        (Some(id), Some(parts)) => {
+            let part = |i: usize| parts.get(i).cloned().flatten();
+            let (first, last, email) = (part(0), part(1), part(2));
+            (
+                Some(crmsync_domain::owner::owner_name(
+                    &id,
+                    first.as_deref(),
+                    last.as_deref(),
+                    email.as_deref(),
+                )),
+                email,
+            )
+        }
+        _ => (None, None),
+    }
 }
 
 /// Runs [`WIN_RATE`].
@@ -201,10 +244,13 @@ const DEAL_COLUMNS: &str = concat!(
     "d.id, d.deal_name, d.stage, d.priority, d.pipeline, d.deal_value, d.expected_close_date,
   d.match_score, d.win_probability, d.company_id, c.name, d.opportunity_id, d.hubspot_deal_id,
   d.hubspot_sync_status, d.closed_at, d.created_at, d.updated_at, ",
-    sync_error_column!("deal", "d")
+    sync_error_column!("deal", "d"),
+    ", d.owner_id, (SELECT ARRAY[o.first_name, o.last_name, o.email] FROM crmsync.hubspot_owners o
+       WHERE o.id = d.owner_id)"
 );
 
 fn deal(row: &Row) -> Deal {
+    let owner = owner_of(row.get(18), row.get(19));
     Deal {
         id: row.get(0),
         deal_name: row.get(1),
@@ -224,6 +270,9 @@ fn deal(row: &Row) -> Deal {
         created_at: row.get(15),
         updated_at: row.get(16),
         hubspot_sync_error: row.get(17),
+        owner_id: row.get(18),
+        owner_name: owner.0,
+        owner_email: owner.1,
     }
 }
 
@@ -375,6 +424,47 @@ pub async fn move_deal_stage(client: &impl Db, id: Uuid, stage: DealStage) -> Re
         deal: deal(&row),
         previous_stage,
     }))
+}
+
+/// Assigns a deal to a HubSpot owner (`None` clears it), locking its row first. Like a stage move, a real change makes
+/// the deal `pending` for HubSpot again unless HubSpot deleted it. Returns the deal after it and whether anything
+/// changed; `None` when there is no such deal. Call it in a transaction with [`crate::outbox::enqueue`].
+pub async fn set_deal_owner(
+    client: &impl Db,
+    id: Uuid,
+    owner_id: Option<&str>,
+) -> Result<Option<(Deal, bool)>, DbError> {
+    let lock: &str = "SELECT owner_id FROM deals WHERE id = $1 FOR UPDATE";
+    let Some(current) = client.query_opt(lock, &[&id]).await? else {
+        return Ok(None);
+    };
+    let previous: Option<String> = current.get(0);
+    if previous.as_deref() == owner_id {
+        let deal = get_deal(client, id).await?.expect("the locked deal exists");
+        return Ok(Some((deal, false)));
+    }
+    let statement: &str = &format!(
+        "WITH d AS (
+               UPDATE deals SET
+                 owner_id = $2,
+                 hubspot_sync_status = CASE WHEN hubspot_sync_status = $3 THEN $3 ELSE $4 END
+               WHERE id = $1
+               RETURNING *
+             )
+             SELECT {DEAL_COLUMNS} FROM d LEFT JOIN companies c ON c.id = d.company_id"
+    );
+    let row = client
+        .query_one(
+            statement,
+            &[
+                &id,
+                &owner_id,
+                &HubSpotSyncStatus::Deleted.as_str(),
+                &HubSpotSyncStatus::Pending.as_str(),
+            ],
+        )
+        .await?;
+    Ok(Some((deal(&row), true)))
 }
 
 const COMPANY_COLUMNS: &str = concat!(
@@ -564,10 +654,13 @@ pub async fn insert_contact(client: &impl Db, new: &NewContact) -> Result<Contac
 const ACTIVITY_COLUMNS: &str = concat!(
     "id, activity_type, subject, body, deal_id, company_id, contact_id, occurred_at,
   created_by, hubspot_engagement_id, hubspot_sync_status, created_at, ",
-    sync_error_column!("activity", "activities")
+    sync_error_column!("activity", "activities"),
+    ", logged_in, owner_id, status, (SELECT ARRAY[o.first_name, o.last_name, o.email] FROM crmsync.hubspot_owners o
+       WHERE o.id = activities.owner_id)"
 );
 
 fn activity(row: &Row) -> Activity {
+    let owner = owner_of(row.get(14), row.get(16));
     Activity {
         id: row.get(0),
         activity_type: row.get(1),
@@ -582,6 +675,11 @@ fn activity(row: &Row) -> Activity {
         hubspot_sync_status: row.get(10),
         created_at: row.get(11),
         hubspot_sync_error: row.get(12),
+        logged_in: row.get(13),
+        owner_id: row.get(14),
+        status: row.get(15),
+        owner_name: owner.0,
+        owner_email: owner.1,
     }
 }
 

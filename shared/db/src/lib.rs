@@ -8,6 +8,7 @@
 pub mod adopt;
 pub mod circuit;
 pub mod crm;
+pub mod engagements;
 pub mod error;
 pub mod hubspot_records;
 pub mod import;
@@ -15,6 +16,7 @@ pub mod inbox;
 pub mod ingest;
 pub mod migrate;
 pub mod outbox;
+pub mod owners;
 pub mod params;
 pub mod pool;
 pub mod property_changes;

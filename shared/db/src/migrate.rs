@@ -109,6 +109,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../migrations/0012_retry_window.sql"),
         previous_checksums: &[],
     },
+    Migration {
+        version: 13,
+        name: "engagements_owners",
+        sql: include_str!("../../../migrations/0013_engagements_owners.sql"),
+        previous_checksums: &[],
+    },
 ];
 
 /// Any fixed 64-bit key unique to this runner ("crmsync" in ASCII).

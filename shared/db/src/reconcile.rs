@@ -65,6 +65,9 @@ pub async fn advance_watermarks(client: &impl Db, marks: &Watermarks) -> Result<
             stored.advance(kind, at);
         }
     }
+    if let Some(at) = marks.engagements {
+        stored.advance_engagements(at);
+    }
     save_setting(client, WATERMARK_SETTING, &stored).await?;
     Ok(stored)
 }

@@ -424,7 +424,7 @@ impl PgSyncStore {
         let client = self.pool.get().await?;
         let statement: &str =
             "SELECT d.id, d.company_id, d.deal_name, d.deal_value, d.expected_close_date, d.stage, d.match_score,
-                        d.win_probability, d.priority, o.notice_id::text, d.hubspot_deal_id
+                        d.win_probability, d.priority, o.notice_id::text, d.hubspot_deal_id, d.owner_id
                  FROM deals d LEFT JOIN opportunities o ON o.id = d.opportunity_id
                  WHERE d.id = ANY($1) AND d.hubspot_sync_status <> 'deleted'";
         let rows = client.query(statement, &[&ids]).await?;
@@ -442,6 +442,7 @@ impl PgSyncStore {
                 priority: row.get(8),
                 notice_id: row.get(9),
                 hubspot_deal_id: row.get(10),
+                owner_id: row.get(11),
             })
             .collect())
     }

@@ -52,6 +52,11 @@ pub struct Deal {
     pub closed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The HubSpot owner's id (`hubspot_owner_id`).
+    pub owner_id: Option<String>,
+    /// The owner's name from the cached HubSpot owners; null without an owner or before the owners are read.
+    pub owner_name: Option<String>,
+    pub owner_email: Option<String>,
 }
 
 /// A company.
@@ -149,6 +154,16 @@ pub struct Activity {
     /// null otherwise.
     pub hubspot_sync_error: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// Where it was logged: `local` (here: the API, crmsync's stage changes) or `hubspot` (by a salesperson in
+    /// HubSpot, brought home by webhook, reconciliation or the import).
+    pub logged_in: String,
+    /// A task's progress, or a call's or meeting's outcome (lower case), when it has one.
+    pub status: Option<String>,
+    /// The HubSpot owner's id (`hubspot_owner_id`) of an activity logged in HubSpot.
+    pub owner_id: Option<String>,
+    /// The owner's name from the cached HubSpot owners.
+    pub owner_name: Option<String>,
+    pub owner_email: Option<String>,
 }
 
 /// One row of the guide's pipeline overview query.
@@ -168,7 +183,7 @@ pub struct TopCompany {
     pub pipeline_value: Option<Decimal>,
 }
 
-/// One row of the guide's recent activities query.
+/// One row of the guide's recent activities query, with where the activity was logged and its owner's name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecentActivity {
     pub activity_type: String,
@@ -176,6 +191,9 @@ pub struct RecentActivity {
     pub company_name: Option<String>,
     pub contact_name: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// `local` or `hubspot`.
+    pub logged_in: String,
+    pub owner_name: Option<String>,
 }
 
 /// One row of the guide's win rate query.

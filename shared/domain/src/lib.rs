@@ -8,11 +8,13 @@
 pub mod circuit;
 pub mod crm;
 pub mod email;
+pub mod engagement;
 pub mod error;
 pub mod failure;
 pub mod hubspot_records;
 pub mod hubspot_status;
 pub mod ingest;
+pub mod owner;
 pub mod policy;
 pub mod ports;
 pub mod queue;

@@ -137,8 +137,10 @@ pub const FIELDS: &[FieldSpec] = {
         // Moved on the dashboard and in HubSpot alike.
         field(Deal, "dealstage", Some("stage"), TwoWay),
         field(Deal, "hs_priority", Some("priority"), TwoWay),
+        // Assigned on the dashboard (a choice of HubSpot's owners) and in HubSpot alike: the later choice wins, so a
+        // deliberate dashboard assignment reaches HubSpot and a later reassignment there comes back (issue 13).
+        field(Deal, "hubspot_owner_id", Some("owner_id"), TwoWay),
         // Kept by salespeople.
-        field(Deal, "hubspot_owner_id", Some("owner_id"), HubSpot),
         field(Deal, "description", Some("description"), HubSpot),
         // SAM registration data.
         field(Company, "name", Some("name"), Local),
@@ -473,7 +475,11 @@ mod tests {
             );
         }
         assert_eq!(policy(ObjectKind::Deal, "description"), Some(FieldPolicy::HubSpot));
-        assert_eq!(policy(ObjectKind::Deal, "hubspot_owner_id"), Some(FieldPolicy::HubSpot));
+        assert_eq!(policy(ObjectKind::Deal, "hubspot_owner_id"), Some(FieldPolicy::TwoWay));
+        assert_eq!(
+            policy(ObjectKind::Company, "hubspot_owner_id"),
+            Some(FieldPolicy::HubSpot)
+        );
         assert_eq!(
             policy(ObjectKind::Company, "lifecyclestage"),
             Some(FieldPolicy::HubSpot)
@@ -687,8 +693,13 @@ mod tests {
         assert!(sends("amount", "5", false, false), "local");
         assert!(sends("dealstage", "x", false, false), "two_way");
         assert!(sends("dealname", "x", false, false), "outbound_only");
-        assert!(!sends("hubspot_owner_id", "7", false, false), "hubspot: not an update");
-        assert!(sends("hubspot_owner_id", "7", true, false), "hubspot: sent on creation");
+        assert!(
+            sends("hubspot_owner_id", "7", false, false),
+            "two_way: a dashboard owner choice is sent"
+        );
+        let company = |value, creating| policies.sends(ObjectKind::Company, "lifecyclestage", value, creating, false);
+        assert!(!company("lead", false), "hubspot: not an update");
+        assert!(company("lead", true), "hubspot: sent on creation");
         assert!(!sends("b2g_notice_id", "n", true, true), "ignore");
         assert!(sends("description", "d", false, false));
         assert!(

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::DomainError;
+use crate::engagement::EngagementKind;
 use crate::webhook::ObjectKind;
 
 /// `subscriptionId` of made events. HubSpot's subscription ids are positive, so a made event never shares a dedupe
@@ -78,6 +79,9 @@ pub struct Watermarks {
     pub contacts: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deals: Option<DateTime<Utc>>,
+    /// One watermark for the engagement types (notes, calls, emails, meetings, tasks), read one after the other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engagements: Option<DateTime<Utc>>,
 }
 
 impl Watermarks {
@@ -98,6 +102,13 @@ impl Watermarks {
         };
         if slot.is_none_or(|current| current < at) {
             *slot = Some(at);
+        }
+    }
+
+    /// Moves the engagements' watermark forward to `at`; never back.
+    pub fn advance_engagements(&mut self, at: DateTime<Utc>) {
+        if self.engagements.is_none_or(|current| current < at) {
+            self.engagements = Some(at);
         }
     }
 }
@@ -359,6 +370,37 @@ pub fn events_for(record: &ChangedRecord, local: &LocalView, window_from_ms: i64
 }
 
 /// The `deletion` event of a record HubSpot archived at `archived_at_ms` while a local row still syncs it.
+/// The generic event that brings an engagement changed in HubSpot home: a `creation` when no local activity holds it,
+/// else a `propertyChange` (of `hs_lastmodifieddate`, at the engagement's modified date), or with `archived` a
+/// `deletion`. Each names the engagement type by `objectTypeId`; the applier re-reads the engagement whatever the
+/// event says, so one event per change is enough. Ids are deterministic like the other made events'.
+pub fn engagement_event(kind: EngagementKind, hubspot_id: &str, at_ms: i64, held: bool, archived: bool) -> MadeEvent {
+    let (action, phase) = match (archived, held) {
+        (true, _) => ("deletion", Phase::Deletion),
+        (false, false) => ("creation", Phase::Creation),
+        (false, true) => ("propertyChange", Phase::Property),
+    };
+    let occurred = at_ms.to_string();
+    // A creation and a change of one engagement at one modified date share an id: a run that finds the engagement
+    // held (because an earlier run brought it home) does not store the same news again.
+    let news = if archived { "deletion" } else { "change" };
+    let mut payload = json!({
+        "eventId": event_id(&[kind.object_type(), hubspot_id, news, occurred.as_str()]),
+        "subscriptionId": RECONCILE_SUBSCRIPTION_ID,
+        "portalId": RECONCILE_PORTAL_ID,
+        "occurredAt": at_ms,
+        "subscriptionType": format!("object.{action}"),
+        "objectTypeId": kind.type_id(),
+        "objectId": hubspot_id,
+        RECONCILED_FLAG: true,
+    });
+    if action == "propertyChange" {
+        payload["propertyName"] = json!("hs_lastmodifieddate");
+        payload["propertyValue"] = json!(occurred);
+    }
+    MadeEvent { phase, payload }
+}
+
 pub fn deletion_event(kind: ObjectKind, hubspot_id: &str, archived_at_ms: i64) -> MadeEvent {
     MadeEvent {
         phase: Phase::Deletion,
@@ -523,6 +565,39 @@ mod tests {
         assert_ne!(id(&once), id(&other));
         assert_eq!(event_id(&["a", "bc"]), event_id(&["a", "bc"]));
         assert_ne!(event_id(&["a", "bc"]), event_id(&["ab", "c"]), "parts are separated");
+    }
+
+    #[test]
+    fn engagement_events_are_generic_creations_changes_and_deletions_of_their_type() {
+        let new = engagement_event(EngagementKind::Call, "77", 5_000, false, false);
+        let parsed = WebhookEvent::from_value(&new.payload, 0).unwrap();
+        assert_eq!(
+            (parsed.engagement, parsed.object, &parsed.kind),
+            (Some(EngagementKind::Call), None, &EventKind::Creation)
+        );
+        assert_eq!(new.phase, Phase::Creation);
+        let changed = engagement_event(EngagementKind::Note, "77", 6_000, true, false);
+        assert!(matches!(
+            WebhookEvent::from_value(&changed.payload, 0).unwrap().kind,
+            EventKind::PropertyChange { .. }
+        ));
+        let gone = engagement_event(EngagementKind::Note, "77", 6_000, true, true);
+        assert_eq!(gone.action(), "deletion");
+        assert_eq!(
+            changed,
+            engagement_event(EngagementKind::Note, "77", 6_000, true, false),
+            "same id every run"
+        );
+        assert_eq!(
+            engagement_event(EngagementKind::Note, "77", 6_000, false, false).payload["eventId"],
+            changed.payload["eventId"],
+            "a later run that finds it held does not store the same change again"
+        );
+        assert_ne!(changed.payload["eventId"], gone.payload["eventId"]);
+        let mut marks = Watermarks::default();
+        marks.advance_engagements(from_millis(10));
+        marks.advance_engagements(from_millis(5));
+        assert_eq!(marks.engagements, Some(from_millis(10)), "never back");
     }
 
     #[test]

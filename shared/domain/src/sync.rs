@@ -325,6 +325,8 @@ pub struct DealRecord {
     pub priority: String,
     pub notice_id: Option<String>,
     pub hubspot_deal_id: Option<String>,
+    /// The HubSpot owner (`hubspot_owner_id`), chosen on the dashboard or applied from HubSpot.
+    pub owner_id: Option<String>,
 }
 
 /// The pipeline hubspot-setup made: its id and the HubSpot stage id of each local stage.
@@ -399,6 +401,7 @@ pub fn deal_properties(deal: &DealRecord, pipeline: &PipelineMap) -> Result<Prop
             deal.win_probability.map(|p| p.to_string()).unwrap_or_default(),
         ),
         ("b2g_notice_id".to_owned(), opt(deal.notice_id.as_deref())),
+        ("hubspot_owner_id".to_owned(), opt(deal.owner_id.as_deref())),
     ]))
 }
 
@@ -560,6 +563,7 @@ mod tests {
             priority: "high".into(),
             notice_id: Some("N-1".into()),
             hubspot_deal_id: None,
+            owner_id: Some("41001".into()),
         }
     }
 
@@ -579,6 +583,7 @@ mod tests {
         assert_eq!(properties["pipeline"], "777");
         assert_eq!(properties["b2g_match_score"], "87.5");
         assert_eq!(properties["b2g_win_probability"], "70");
+        assert_eq!(properties["hubspot_owner_id"], "41001");
     }
 
     #[test]

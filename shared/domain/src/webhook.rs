@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::DomainError;
 use crate::email::is_email;
+use crate::engagement::EngagementKind;
 use crate::stage::DealStage;
 use crate::sync::{EntityType, PipelineMap};
 
@@ -229,8 +230,11 @@ pub struct WebhookEvent {
     pub occurred_at: i64,
     /// `subscriptionType` or, failing that, `eventType`, as sent.
     pub event_type: String,
-    /// `None` for objects the sync does not keep (tickets, line items, ...).
+    /// `None` for objects the sync does not keep (tickets, line items, engagements, ...).
     pub object: Option<ObjectKind>,
+    /// The engagement type of a generic `object.*` event about a note, call, email, meeting or task (`object` is
+    /// then `None`).
+    pub engagement: Option<EngagementKind>,
     pub object_id: Option<String>,
     pub kind: EventKind,
     pub change_source: Option<String>,
@@ -308,10 +312,17 @@ impl WebhookEvent {
                 )
             })?;
         let (prefix, action) = event_type.split_once('.').unwrap_or((event_type.as_str(), ""));
-        let object = if prefix.eq_ignore_ascii_case("object") {
-            get("objectTypeId").as_str().and_then(ObjectKind::from_type_id)
+        let generic = prefix.eq_ignore_ascii_case("object");
+        let type_id = get("objectTypeId").as_str();
+        let object = if generic {
+            type_id.and_then(ObjectKind::from_type_id)
         } else {
             ObjectKind::from_name(prefix)
+        };
+        let engagement = if generic {
+            type_id.and_then(EngagementKind::from_type_id)
+        } else {
+            None
         };
         let kind = EventKind::from_action(action, get);
         Ok(Self {
@@ -320,6 +331,7 @@ impl WebhookEvent {
             event_id,
             occurred_at,
             object,
+            engagement,
             object_id: id_text(get("objectId")),
             kind,
             change_source: text(get("changeSource")),
@@ -595,7 +607,24 @@ mod tests {
         value["objectTypeId"] = json!("0-5");
         let parsed = event(&value);
         assert_eq!(parsed.object, None, "tickets are not kept locally");
+        assert_eq!(parsed.engagement, None);
         assert_eq!(parsed.kind, EventKind::Deletion);
+    }
+
+    #[test]
+    fn generic_events_about_engagements_name_their_engagement_type() {
+        let mut value = base("object.propertyChange");
+        value["objectTypeId"] = json!("0-46");
+        value["propertyName"] = json!("hs_note_body");
+        value["propertyValue"] = json!("hello");
+        let parsed = event(&value);
+        assert_eq!(parsed.object, None);
+        assert_eq!(parsed.engagement, Some(EngagementKind::Note));
+        value["objectTypeId"] = json!("0-48");
+        assert_eq!(event(&value).engagement, Some(EngagementKind::Call));
+        let mut legacy = base("deal.creation");
+        legacy["objectTypeId"] = json!("0-46");
+        assert_eq!(event(&legacy).engagement, None, "only generic events carry engagements");
     }
 
     #[test]

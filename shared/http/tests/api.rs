@@ -1161,7 +1161,8 @@ async fn dashboard_stats_are_the_guides_four_queries_and_the_syncs_health() {
     assert_eq!(
         stats["recent_activities"],
         json!([{ "activity_type": "call", "subject": "Intro call", "company_name": "Alpha Federal",
-                 "contact_name": "Ada Lovelace", "created_at": "2026-11-01T10:00:00Z" }])
+                 "contact_name": "Ada Lovelace", "created_at": "2026-11-01T10:00:00Z",
+                 "logged_in": "local", "owner_name": null }])
     );
     assert_eq!(
         stats["win_rate"],

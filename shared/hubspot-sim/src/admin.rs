@@ -40,6 +40,8 @@ pub fn routes() -> Router<Sim> {
         .route("/__sim/act/edit", post(edit))
         .route("/__sim/act/delete", post(delete))
         .route("/__sim/act/restore", post(restore))
+        .route("/__sim/act/log-engagement", post(log_engagement))
+        .route("/__sim/owners", post(crate::owners::replace))
 }
 
 /// `GET /__sim/state[?type=deals]`: every record (archived included) with its associations,
@@ -381,4 +383,63 @@ async fn associate(State(sim): State<Sim>, JsonBody(body): JsonBody<Value>) -> R
         Ok(())
     })?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /__sim/act/log-engagement {objectType, properties, associations: [{objectType, id}]}`: a salesperson logs a
+/// note, call, email, meeting or task in HubSpot's UI, on the given records (HubSpot's default association). Emits
+/// `object.creation` and `object.associationChange` (generic, with `objectTypeId`) with `changeSource: CRM_UI`, unless
+/// webhooks are being dropped. `hs_timestamp` defaults to now, an email's `hs_email_direction` to `EMAIL`.
+async fn log_engagement(State(sim): State<Sim>, JsonBody(body): JsonBody<Value>) -> Result<Response, SimErrorResponse> {
+    let object_type = object_type_field(&body, "objectType")?;
+    if !object_type.is_activity() {
+        return Err(SimErrorResponse::validation(format!(
+            "objectType: {} is not an engagement type (notes, calls, emails, meetings, tasks)",
+            object_type.plural()
+        )));
+    }
+    let mut properties = raw_properties(&body["properties"]).map_err(|e| e.to_api())?;
+    properties
+        .entry("hs_timestamp".into())
+        .or_insert_with(|| chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    if object_type == ObjectType::Emails {
+        properties
+            .entry("hs_email_direction".into())
+            .or_insert_with(|| "EMAIL".into());
+    }
+    let mut targets = Vec::new();
+    for (index, target) in body["associations"].as_array().into_iter().flatten().enumerate() {
+        let to_type = object_type_field(target, "objectType")
+            .map_err(|_| SimErrorResponse::validation(format!("associations[{index}].objectType is required")))?;
+        let to = numeric_id(target, "id")
+            .map_err(|_| SimErrorResponse::validation(format!("associations[{index}].id must be a numeric id")))?;
+        let dir = direction(object_type, to_type).ok_or_else(|| {
+            SimErrorResponse::validation(format!(
+                "HubSpot defines no association from {} to {}",
+                object_type.plural(),
+                to_type.plural()
+            ))
+        })?;
+        targets.push((to_type, to, dir.unlabeled));
+    }
+    let json = sim.with_store(|store| {
+        for (to_type, to, _) in &targets {
+            if store.live(*to_type, *to).is_none() {
+                return Err(SimErrorResponse::not_found(format!(
+                    "{} {to} does not exist or is archived",
+                    to_type.singular()
+                )));
+            }
+        }
+        let prepared = store
+            .prepare(object_type, None, &properties, &mut BatchClaims::new())
+            .map_err(|e| e.to_api())?;
+        let id = store.apply_create(object_type, prepared, Actor::User);
+        for (to_type, to, type_id) in targets {
+            store
+                .associate(object_type, id, to_type, to, type_id, Actor::User)
+                .map_err(SimErrorResponse::validation)?;
+        }
+        Ok(render_all(store, object_type, id))
+    })?;
+    Ok((StatusCode::CREATED, axum::Json(json)).into_response())
 }

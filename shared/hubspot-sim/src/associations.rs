@@ -309,14 +309,22 @@ fn push_event(
     removed: bool,
     actor: Actor,
 ) {
-    if !(from_type.emits_webhooks() && to_type.emits_webhooks()) {
+    if !(from_type.emits_webhooks() && to_type.emits_webhooks()) || (from_type.is_activity() && to_type.is_activity()) {
         return;
     }
+    // An engagement's association is reported from the engagement's side, as its generic object.associationChange
+    // (companies, contacts and deals keep their legacy <type>.associationChange).
+    let (from_type, from, to_type, to) = if to_type.is_activity() {
+        (to_type, to, from_type, from)
+    } else {
+        (from_type, from, to_type, to)
+    };
     events.push(ChangeEvent {
         object_type: from_type,
         object_id: from,
         kind: ChangeKind::AssociationChange {
             association_type: association_type_name(from_type, to_type),
+            to_type,
             from,
             to,
             removed,

@@ -43,7 +43,7 @@ pub struct SimConfig {
 }
 
 /// The scopes a fresh simulator's token holds: those crmsync's private app is created with (README).
-pub const DEFAULT_SCOPES: [&str; 13] = [
+pub const DEFAULT_SCOPES: [&str; 14] = [
     "crm.objects.companies.read",
     "crm.objects.companies.write",
     "crm.objects.contacts.read",
@@ -57,6 +57,7 @@ pub const DEFAULT_SCOPES: [&str; 13] = [
     "crm.schemas.deals.read",
     "crm.schemas.deals.write",
     "sales-email-read",
+    "crm.objects.owners.read",
 ];
 
 impl Default for SimConfig {

@@ -28,6 +28,8 @@ pub enum ChangeKind {
     AssociationChange {
         /// e.g. `DEAL_TO_COMPANY`.
         association_type: String,
+        /// The type of `to` (the event's object type is `from`'s).
+        to_type: ObjectType,
         from: u64,
         to: u64,
         removed: bool,
@@ -79,9 +81,13 @@ pub struct EventContext {
 }
 
 impl ChangeEvent {
-    /// e.g. `deal.propertyChange`.
+    /// e.g. `deal.propertyChange`; `object.propertyChange` (generic) for engagements.
     pub fn subscription_type(&self) -> String {
-        format!("{}.{}", self.object_type.singular(), self.kind.suffix())
+        if self.object_type.generic_webhooks() {
+            format!("object.{}", self.kind.suffix())
+        } else {
+            format!("{}.{}", self.object_type.singular(), self.kind.suffix())
+        }
     }
 
     /// A stable id per subscription type, as if the app had one subscription for each.
@@ -132,6 +138,7 @@ impl ChangeEvent {
             }),
             ChangeKind::AssociationChange {
                 association_type,
+                to_type: _,
                 from,
                 to,
                 removed,
@@ -146,6 +153,14 @@ impl ChangeEvent {
         };
         if let (Some(map), Value::Object(extra)) = (event.as_object_mut(), fields) {
             map.extend(extra);
+        }
+        if self.object_type.generic_webhooks() {
+            // Generic events name their object type by id (e.g. 0-46 for notes).
+            event["objectTypeId"] = json!(self.object_type.type_id());
+            if let ChangeKind::AssociationChange { to_type, .. } = &self.kind {
+                event["fromObjectTypeId"] = json!(self.object_type.type_id());
+                event["toObjectTypeId"] = json!(to_type.type_id());
+            }
         }
         event
     }

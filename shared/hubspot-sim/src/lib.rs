@@ -42,6 +42,7 @@ mod http;
 mod limits;
 mod model;
 mod objects;
+mod owners;
 mod pipelines;
 mod properties;
 mod requests;

@@ -26,8 +26,12 @@ pub trait SimObjectType: Sized {
     /// HubSpot's object type id (`0-3`).
     fn type_id(self) -> &'static str;
 
-    /// Legacy webhook subscriptions (`deal.creation`, …) exist for companies, contacts and deals.
+    /// Every type's changes are webhook events: companies, contacts and deals by their legacy subscriptions
+    /// (`deal.creation`, …), engagements by the generic ones (`object.creation` with `objectTypeId`).
     fn emits_webhooks(self) -> bool;
+
+    /// Engagements are subscribed to with the generic `object.*` subscription types.
+    fn generic_webhooks(self) -> bool;
 
     /// Companies, contacts and deals can be merged.
     fn mergeable(self) -> bool;
@@ -88,7 +92,11 @@ impl SimObjectType for ObjectType {
     }
 
     fn emits_webhooks(self) -> bool {
-        !self.is_activity()
+        true
+    }
+
+    fn generic_webhooks(self) -> bool {
+        self.is_activity()
     }
 
     fn mergeable(self) -> bool {

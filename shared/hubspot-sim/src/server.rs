@@ -26,7 +26,7 @@ use crate::config::{FaultConfig, FaultKind, SimConfig, WebhookTarget};
 use crate::error::SimErrorResponse;
 use crate::limits::{Admission, apply_headers};
 use crate::state::{Sim, lock};
-use crate::{SimError, admin, associations, faults, objects, pipelines, properties, search};
+use crate::{SimError, admin, associations, faults, objects, owners, pipelines, properties, search};
 
 /// Put on each request by the accept loop; notifying it closes the request's connection.
 #[derive(Clone)]
@@ -227,6 +227,12 @@ fn api_routes() -> Router<Sim> {
             )
             .route(&at("/groups/{group_name}"), get(properties::get_group))
             .route(&at("/{property_name}"), get(properties::get));
+    }
+    for prefix in ["/crm/v3/owners", "/crm/owners/{version}"] {
+        router = router
+            .route(prefix, get(owners::list))
+            .route(&format!("{prefix}/"), get(owners::list))
+            .route(&format!("{prefix}/{{owner_id}}"), get(owners::get));
     }
     for prefix in ["/crm/v3/pipelines", "/crm/pipelines/{version}"] {
         let at = |tail: &str| format!("{prefix}/{{object_type}}{tail}");

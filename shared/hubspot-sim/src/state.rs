@@ -114,6 +114,8 @@ pub struct Store {
     pub pipelines: Pipelines,
     /// Changes not yet handed to the webhook outbox.
     pub events: Vec<ChangeEvent>,
+    /// The portal's owners (`/crm/v3/owners`).
+    pub owners: Vec<crate::owners::SimOwner>,
 }
 
 impl Default for Store {
@@ -133,6 +135,7 @@ impl Store {
             schema: Schema::new(),
             pipelines: Pipelines::new(),
             events: Vec::new(),
+            owners: crate::owners::seed(),
         }
     }
 

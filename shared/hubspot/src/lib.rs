@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 mod limiter;
 pub mod objects;
+pub mod owners;
 pub mod pipelines;
 pub mod properties;
 pub mod search;

@@ -12,7 +12,7 @@ use crate::error::HubSpotError;
 use crate::transport::Call;
 
 /// The scopes crmsync calls HubSpot with (README, "The HubSpot private app and its scopes").
-pub const REQUIRED_SCOPES: [&str; 13] = [
+pub const REQUIRED_SCOPES: [&str; 14] = [
     "crm.objects.companies.read",
     "crm.objects.companies.write",
     "crm.objects.contacts.read",
@@ -26,6 +26,7 @@ pub const REQUIRED_SCOPES: [&str; 13] = [
     "crm.schemas.deals.read",
     "crm.schemas.deals.write",
     "sales-email-read",
+    "crm.objects.owners.read",
 ];
 
 /// What HubSpot says about the client's access token.

@@ -62,6 +62,7 @@ pub(crate) enum Area {
     Associations,
     Properties,
     Pipelines,
+    Owners,
 }
 
 /// One request to send: method, path segments (percent-encoded when the URL is built), query, JSON body.
@@ -190,6 +191,7 @@ impl Transport {
             Area::Associations => ("associations", "v4"),
             Area::Properties => ("properties", "v3"),
             Area::Pipelines => ("pipelines", "v3"),
+            Area::Owners => ("owners", "v3"),
         };
         if version.starts_with('v') {
             vec!["crm".into(), legacy.into(), name.into()]

@@ -148,6 +148,11 @@ impl Applier {
         &self.pool
     }
 
+    /// The HubSpot client the applier reads with.
+    pub fn hubspot(&self) -> &HubSpotClient {
+        &self.hubspot
+    }
+
     /// Applies the given inbox rows (those still open), in occurredAt order.
     pub async fn apply_ids(&self, ids: &[Uuid]) -> Result<ApplyReport, AppError> {
         self.apply(ids, Run::default()).await
@@ -222,16 +227,22 @@ impl Applier {
         let pipeline = PgSyncStore::new(self.pool.clone()).pipeline_map().await?;
         // HubSpot is called before the transaction opens, so a slow answer holds no locks, and a read cut off by
         // the deadline is simply dropped.
-        let (fetched, reads_cut) = match before(run.deadline, self.fetch_created(events)).await {
+        let reads = async {
+            let created = self.fetch_created(events).await;
+            let engagements = crate::engagement::fetch(&self.hubspot, self.engagements_to_read(events)).await;
+            (created, engagements)
+        };
+        let ((fetched, engagements), reads_cut) = match before(run.deadline, reads).await {
             Some(fetched) => (fetched, false),
             None => {
                 tracing::info!("reading records created in HubSpot ran past the deadline; their events wait");
-                (HashMap::new(), true)
+                ((HashMap::new(), HashMap::new()), true)
             }
         };
         let context = PassContext {
             pipeline: pipeline.as_ref(),
             fetched: &fetched,
+            engagements: &engagements,
             reads_cut,
             leaving_pipeline: leaving_pipeline(events, pipeline.as_ref()),
             app_id: self.app_id.as_deref(),
@@ -242,6 +253,20 @@ impl Applier {
         let report = self.after_commit(pass, run).await?;
         crate::metrics::emit_pass(&report, events, chrono::Utc::now().timestamp_millis());
         Ok(report)
+    }
+
+    /// The engagements that `events` need read (not our own writes, not another portal's).
+    fn engagements_to_read<'e>(
+        &'e self,
+        events: &'e [(Uuid, WebhookEvent)],
+    ) -> impl Iterator<Item = (crmsync_domain::engagement::EngagementKind, String)> + 'e {
+        events
+            .iter()
+            .filter(|(_, e)| crate::engagement::needs_reading(e))
+            .filter(|(_, e)| {
+                !e.is_own_write(self.app_id.as_deref()) && !crate::event::is_other_portal(e, self.portal_id)
+            })
+            .filter_map(|(_, e)| Some((e.engagement?, crate::engagement::engagement_id(e)?.to_owned())))
     }
 
     /// Runs the pass until one run commits. Fast path: the whole pass in one transaction, no savepoints. If an

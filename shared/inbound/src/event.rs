@@ -38,7 +38,10 @@ pub(crate) struct PassContext<'a> {
     pub(crate) pipeline: Option<&'a PipelineMap>,
     /// Records created in HubSpot, read before the transaction: `Ok(None)` = HubSpot has no such record.
     pub(crate) fetched: &'a HashMap<(ObjectKind, String), Result<Option<HubSpotObject>, String>>,
-    /// The HubSpot read was cut off by the deadline: creation events are left for a later pass.
+    /// Engagements read before the transaction (see [`crate::engagement`]).
+    pub(crate) engagements: &'a crate::engagement::FetchedEngagements,
+    /// The HubSpot read was cut off by the deadline: creation events (and engagement events) are left for a later
+    /// pass.
     pub(crate) reads_cut: bool,
     /// Deals that this pass's events move to another pipeline: their stage changes are not ours to apply.
     pub(crate) leaving_pipeline: HashSet<&'a str>,
@@ -93,7 +96,7 @@ pub(crate) fn settled_before_reading(event: &WebhookEvent, context: &PassContext
     if is_other_portal(event, context.portal_id) {
         return Some(Outcome::Skipped(crate::applier::OTHER_PORTAL));
     }
-    if event.object.is_none() {
+    if event.object.is_none() && event.engagement.is_none() {
         return Some(Outcome::Skipped("unknown_object"));
     }
     if event.kind == EventKind::Unknown {
@@ -130,6 +133,9 @@ pub(crate) async fn apply_event(
 ) -> Result<Outcome, DbError> {
     if let Some(outcome) = settled_before_reading(event, context) {
         return Ok(outcome);
+    }
+    if let Some(kind) = event.engagement {
+        return crate::engagement::engagement_event(client, event, kind, context).await;
     }
     let Some(kind) = event.object else {
         return Ok(Outcome::Skipped("unknown_object"));

@@ -20,6 +20,7 @@ use crmsync_db::hubspot_records as records;
 use crmsync_db::import::{self as db, CHECKPOINT_SETTING, ImportCheckpoint, MatchKeys, MatchedBy};
 use crmsync_db::reconcile::{delete_setting, local_ids, save_setting, setting};
 use crmsync_db::{Db, DbError};
+use crmsync_domain::engagement::EngagementKind;
 use crmsync_domain::reconcile::website_host;
 use crmsync_domain::sync::{PipelineMap, value_hash};
 use crmsync_domain::webhook::ObjectKind;
@@ -93,6 +94,11 @@ pub struct ImportReport {
     pub contacts_linked: u64,
     /// HubSpot records given our `crmsync_id`.
     pub written_back: u64,
+    /// Engagements logged on the deals (notes, calls, emails, meetings, tasks) brought home as activities, updated
+    /// (known already), and skipped (ours, or about no local record).
+    pub engagements_created: u64,
+    pub engagements_updated: u64,
+    pub engagements_skipped: u64,
     pub failures: Vec<ImportFailure>,
     pub hubspot_requests: u64,
     pub elapsed_ms: u64,
@@ -220,6 +226,7 @@ impl Importer {
             let read = self.read_page(page.results).await?;
             let write_backs = self.commit_page(&read, pipeline, report).await?;
             self.write_back(&write_backs, report).await?;
+            self.import_engagements(&read.deals, report).await?;
             after = last_id;
             report.pages += 1;
             report.deals_done += read.deals.len() as u64;
@@ -232,6 +239,56 @@ impl Importer {
             on_page(report);
         }
         delete_setting(&self.applier.pool.get().await?, CHECKPOINT_SETTING).await?;
+        Ok(())
+    }
+
+    /// Brings home the engagements (notes, calls, emails, meetings, tasks) logged on a page's deals, after the page's
+    /// records are local: each upserted by its HubSpot id (so a page done again changes nothing), ours (carrying our
+    /// `crmsync_id`) left alone. One transaction.
+    async fn import_engagements(&self, deals: &[HubSpotObject], report: &mut ImportReport) -> Result<(), AppError> {
+        let hubspot = &self.applier.hubspot;
+        let deal_ids: Vec<&str> = deals.iter().map(|d| d.id.as_str()).collect();
+        let mut wanted: Vec<(EngagementKind, String)> = Vec::new();
+        for kind in EngagementKind::ALL {
+            let linked = hubspot
+                .batch_read_associations(ObjectType::Deals, crate::engagement::object_type(kind), &deal_ids)
+                .await?;
+            if let Some((_, error)) = linked.failed.first() {
+                return Err(AppError::HubSpot(Box::new(error.clone())));
+            }
+            let ids: HashSet<String> = linked
+                .succeeded
+                .into_iter()
+                .flat_map(|(_, records)| records.into_iter().map(|r| r.to_id))
+                .collect();
+            wanted.extend(ids.into_iter().map(|id| (kind, id)));
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let fetched = crate::engagement::fetch(hubspot, wanted.into_iter()).await;
+        let mut client = self.applier.pool.get().await?;
+        let transaction = client.transaction().await?;
+        for ((kind, id), result) in &fetched {
+            let snapshot = match result {
+                Ok(Some(snapshot)) => snapshot,
+                Ok(None) => continue,
+                Err(error) => {
+                    report.failures.push(ImportFailure {
+                        object: kind.activity_type().to_owned(),
+                        hubspot_id: id.clone(),
+                        reason: error.clone(),
+                    });
+                    continue;
+                }
+            };
+            match crate::engagement::apply_snapshot(&transaction, *kind, id, snapshot).await? {
+                Outcome::Applied("engagement_created") => report.engagements_created += 1,
+                Outcome::Applied(_) => report.engagements_updated += 1,
+                _ => report.engagements_skipped += 1,
+            }
+        }
+        transaction.commit().await?;
         Ok(())
     }
 

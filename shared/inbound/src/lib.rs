@@ -13,10 +13,12 @@ mod applier;
 mod association;
 mod creation;
 mod deletion;
+mod engagement;
 mod event;
 pub mod import;
 mod merge;
 mod metrics;
+pub mod owners;
 mod pass;
 mod property_change;
 pub mod reconcile;
@@ -25,4 +27,5 @@ mod write_back;
 
 pub use applier::{Applier, ApplyReport, DEFAULT_PASS_LIMIT, OTHER_PORTAL, apply_pending_inbox, apply_pending_lane};
 pub use import::{ImportReport, ImportRequest, Importer};
+pub use owners::refresh_owners;
 pub use reconcile::{ReconcileReport, ReconcileRequest, ReconcileSettings, Reconciler};

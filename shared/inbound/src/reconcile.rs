@@ -22,10 +22,11 @@ use crmsync_app::AppError;
 use crmsync_db::PgSyncStore;
 use crmsync_db::inbox::{NewInboxEvent, PgInboxStore};
 use crmsync_db::reconcile as db;
+use crmsync_domain::engagement::EngagementKind;
 use crmsync_domain::hubspot_status::HubSpotSyncStatus;
 use crmsync_domain::reconcile::{
     ChangedRecord, LocalView, MadeEvent, Phase, PropertyState, SearchWindow, Watermarks, WindowQuery, deletion_event,
-    events_for, from_millis, modified_property, reconciled_properties,
+    engagement_event, events_for, from_millis, modified_property, reconciled_properties,
 };
 use crmsync_domain::webhook::ObjectKind;
 use crmsync_hubspot::search::{Direction, Filter, FilterGroup, Operator, SearchRequest, Sort};
@@ -102,6 +103,10 @@ pub struct ReconcileReport {
     pub cut_off: bool,
     /// The watermarks after the run.
     pub watermarks: Watermarks,
+    /// HubSpot's owners, refreshed at the start of every run (`crmsync.hubspot_owners`).
+    pub owners: Option<crmsync_db::owners::OwnersRefreshed>,
+    /// Why the owners could not be refreshed (the run goes on).
+    pub owners_error: Option<String>,
     pub hubspot_requests: u64,
     pub elapsed_ms: u64,
 }
@@ -169,6 +174,13 @@ impl Reconciler {
             started_by: request.started_by.clone(),
             ..ReconcileReport::default()
         };
+        match crate::owners::refresh_owners(&self.applier.pool, &self.applier.hubspot).await {
+            Ok(refreshed) => report.owners = Some(refreshed),
+            Err(error) => {
+                tracing::warn!(%error, "could not refresh HubSpot's owners; reconciling anyway");
+                report.owners_error = Some(error.to_string());
+            }
+        }
         let result = self.reconcile(request, &mut report, &on_page).await;
         let stats = self.applier.hubspot.stats();
         report.hubspot_requests = stats.requests_sent.saturating_sub(hubspot_before.requests_sent);
@@ -213,13 +225,175 @@ impl Reconciler {
                 self.advance(kind, run_started, report).await?;
             }
         }
+        // Engagements after the records they are about, all under one watermark moved only once every type is read.
+        let from = match (request.since, stored.engagements) {
+            (Some(since), _) => run_started - chrono::Duration::from_std(since).unwrap_or(chrono::Duration::MAX),
+            (None, Some(mark)) => mark - chrono::Duration::from_std(self.settings.overlap).unwrap_or_default(),
+            (None, None) => {
+                run_started - chrono::Duration::from_std(self.settings.first_lookback).unwrap_or(chrono::Duration::MAX)
+            }
+        };
+        let moves_watermark = stored.engagements.is_none_or(|mark| from <= mark);
+        report.windows_from.insert("engagements".to_owned(), from);
+        for kind in EngagementKind::ALL {
+            if !self
+                .search_engagements(kind, from, request.deadline, report, on_page)
+                .await?
+            {
+                report.cut_off = true;
+                return Ok(());
+            }
+        }
+        if moves_watermark {
+            let mut marks = Watermarks::default();
+            marks.advance_engagements(run_started);
+            report.watermarks = db::advance_watermarks(&self.applier.pool.get().await?, &marks).await?;
+        }
         for kind in [ObjectKind::Company, ObjectKind::Contact, ObjectKind::Deal] {
             if !self.archived_kind(kind, request.deadline, report, on_page).await? {
                 report.cut_off = true;
                 return Ok(());
             }
         }
+        for kind in EngagementKind::ALL {
+            if !self
+                .archived_engagements(kind, request.deadline, report, on_page)
+                .await?
+            {
+                report.cut_off = true;
+                return Ok(());
+            }
+        }
         Ok(())
+    }
+
+    /// Reads every `kind` engagement modified since `from`, page by page, and brings home those that are not ours
+    /// (ours carry our `crmsync_id`); false when the deadline stopped it.
+    async fn search_engagements(
+        &self,
+        kind: EngagementKind,
+        from: DateTime<Utc>,
+        deadline: Option<Instant>,
+        report: &mut ReconcileReport,
+        on_page: &impl Fn(&ReconcileReport),
+    ) -> Result<bool, AppError> {
+        const MODIFIED: &str = "hs_lastmodifieddate";
+        let mut window = SearchWindow::new(from.timestamp_millis(), self.settings.page_size);
+        loop {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
+            let (filters, sort) = match window.query() {
+                WindowQuery::ModifiedSince { from_ms, inclusive } => {
+                    let operator = if inclusive { Operator::Gte } else { Operator::Gt };
+                    (vec![Filter::new(MODIFIED, operator, from_ms.to_string())], MODIFIED)
+                }
+                WindowQuery::ModifiedAt { at_ms, after_id } => (
+                    vec![
+                        Filter::new(MODIFIED, Operator::Eq, at_ms.to_string()),
+                        Filter::new("hs_object_id", Operator::Gt, after_id.to_string()),
+                    ],
+                    "hs_object_id",
+                ),
+            };
+            let search = SearchRequest {
+                filter_groups: vec![FilterGroup { filters }],
+                sorts: vec![Sort {
+                    property_name: sort.to_owned(),
+                    direction: Direction::Ascending,
+                }],
+                properties: [MODIFIED, LOCAL_ID_PROPERTY].map(str::to_owned).to_vec(),
+                query: None,
+                limit: self.settings.page_size,
+            };
+            let page = self
+                .applier
+                .hubspot
+                .search_page(crate::engagement::object_type(kind), &search, None)
+                .await?;
+            report.pages += 1;
+            report.searches += 1;
+            report.read += page.results.len() as u64;
+            let modified = |o: &HubSpotObject| {
+                o.property(MODIFIED)
+                    .and_then(parse_ms)
+                    .or(o.updated_at.map(|at| at.timestamp_millis()))
+                    .unwrap_or_default()
+            };
+            let last = page
+                .results
+                .last()
+                .map(|o| (modified(o), o.id.parse::<u64>().unwrap_or(0)));
+            let theirs: Vec<&HubSpotObject> = page
+                .results
+                .iter()
+                .filter(|o| o.property(LOCAL_ID_PROPERTY).is_none_or(|v| v.trim().is_empty()))
+                .collect();
+            let ids: Vec<String> = theirs.iter().map(|o| o.id.clone()).collect();
+            let held: HashSet<String> = crmsync_db::engagements::held(&self.applier.pool.get().await?, &ids)
+                .await?
+                .into_iter()
+                .collect();
+            let events = theirs
+                .iter()
+                .map(|o| engagement_event(kind, &o.id, modified(o), held.contains(&o.id), false))
+                .collect();
+            self.store_and_apply(events, report).await?;
+            on_page(report);
+            if !window.after_page(page.results.len(), last) {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// Lists `kind`'s archived engagements and removes the activities that still hold one; false when the deadline
+    /// stopped it.
+    async fn archived_engagements(
+        &self,
+        kind: EngagementKind,
+        deadline: Option<Instant>,
+        report: &mut ReconcileReport,
+        on_page: &impl Fn(&ReconcileReport),
+    ) -> Result<bool, AppError> {
+        let mut after: Option<String> = None;
+        loop {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
+            let request = ListRequest {
+                limit: crmsync_hubspot::objects::MAX_LIST_PAGE,
+                after: after.take(),
+                properties: vec!["hs_lastmodifieddate".to_owned()],
+                archived: true,
+            };
+            let page = self
+                .applier
+                .hubspot
+                .list_page(crate::engagement::object_type(kind), &request)
+                .await?;
+            report.pages += 1;
+            report.archived_read += page.results.len() as u64;
+            let ids: Vec<String> = page.results.iter().map(|o| o.id.clone()).collect();
+            let held: HashSet<String> = crmsync_db::engagements::held(&self.applier.pool.get().await?, &ids)
+                .await?
+                .into_iter()
+                .collect();
+            let events: Vec<MadeEvent> = page
+                .results
+                .iter()
+                .filter(|o| held.contains(&o.id))
+                .map(|o| {
+                    let at = o.archived_at.or(o.updated_at).unwrap_or_else(Utc::now);
+                    engagement_event(kind, &o.id, at.timestamp_millis(), true, true)
+                })
+                .collect();
+            self.store_and_apply(events, report).await?;
+            on_page(report);
+            match page.after {
+                Some(next) => after = Some(next),
+                None => return Ok(true),
+            }
+        }
     }
 
     fn window_start(

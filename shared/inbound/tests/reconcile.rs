@@ -236,6 +236,7 @@ async fn the_watermark_is_stored_and_honoured_and_since_reads_behind_it() {
         companies: Some(future),
         contacts: Some(future),
         deals: Some(future),
+        engagements: Some(future),
     };
     save_setting(&app.pool().get().await.unwrap(), WATERMARK_SETTING, &ahead)
         .await

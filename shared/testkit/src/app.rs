@@ -23,6 +23,9 @@ use serde_json::{Value, json};
 
 use crate::sim::{client_for, unused_hubspot};
 
+/// The bearer token [`TestApp::api`] calls the API with.
+pub const TEST_API_TOKEN: &str = "testkit-api-token-0123456789";
+
 /// The app on a fresh database, with the HubSpot simulator when the test needs one.
 pub struct TestApp {
     pub db: TestDb,
@@ -183,6 +186,29 @@ impl TestApp {
     /// One API instance (its own statistics cache) over this database.
     pub fn api_router(&self, config: &ApiConfig) -> Router {
         crmsync_http::api::router(crmsync_http::api::ApiState::new(self.pool().clone(), config))
+    }
+
+    /// Calls the API (a fresh instance over this database, bearer [`TEST_API_TOKEN`]): `method` on `path`, with a JSON
+    /// body when given.
+    pub async fn api(&self, method: &str, path: &str, body: Option<Value>) -> crate::http::Answer {
+        let config = ApiConfig {
+            api_token: Some(SecretString::from(TEST_API_TOKEN)),
+            jwt_secret: None,
+            jwt_rules: crmsync_app::config::JwtRules::for_issuer("https://unused.supabase.co/auth/v1"),
+            cors_origins: Vec::new(),
+        };
+        let mut request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {TEST_API_TOKEN}"));
+        let body = match body {
+            Some(body) => {
+                request = request.header("content-type", "application/json");
+                axum::body::Body::from(body.to_string())
+            }
+            None => axum::body::Body::empty(),
+        };
+        crate::http::send(self.api_router(&config), request.body(body).expect("request")).await
     }
 
     /// The ingest endpoint (and healthz) over this database, behind `token`.

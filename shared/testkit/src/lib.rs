@@ -13,7 +13,7 @@ mod silent;
 mod sim;
 mod sqs;
 
-pub use app::{TestApp, TestAppBuilder, inbox_retries, quick_retries, webhook_config};
+pub use app::{TEST_API_TOKEN, TestApp, TestAppBuilder, inbox_retries, quick_retries, webhook_config};
 pub use crmsync_db::test_db::TestDb;
 pub use http::{Answer, send};
 pub use rows::{Activity, Company, Contact, Deal, InboxEvent, QueueRow, Record, RowId};

@@ -105,6 +105,9 @@ pub struct SyncConfig {
     /// `RECONCILE_INTERVAL_SECONDS` (default 3600; 0 turns it off): how often `crmsync serve` reconciles with
     /// HubSpot (the deployed stack runs it hourly on EventBridge Scheduler).
     pub reconcile_interval: Option<Duration>,
+    /// `OWNERS_REFRESH_INTERVAL_SECONDS` (default 3600; 0 turns it off): how often `crmsync serve` refreshes its
+    /// cache of HubSpot's owners (also at start). The deployed stack refreshes them with every reconciliation.
+    pub owners_interval: Option<Duration>,
     /// `SYNC_RETRY_WINDOW` (default `24h`; a number of seconds, or with a unit: `90m`, `36h`, `2d`; 1 minute to 30
     /// days): how long an item's retryable failures (429, 5xx, 477, timeouts, resets, unknown outcomes) are
     /// retried, from its first one, before it is dead. They do not count toward `SYNC_MAX_ATTEMPTS`.
@@ -236,6 +239,10 @@ impl Config {
                 interval: Duration::from_secs(number("SYNC_INTERVAL_SECONDS", 300, 1..=86_400)? as u64),
                 lease: Duration::from_secs(number("SYNC_LEASE_SECONDS", 300, 1..=86_400)? as u64),
                 reconcile_interval: match number("RECONCILE_INTERVAL_SECONDS", 3_600, 0..=604_800)? {
+                    0 => None,
+                    seconds => Some(Duration::from_secs(seconds as u64)),
+                },
+                owners_interval: match number("OWNERS_REFRESH_INTERVAL_SECONDS", 3_600, 0..=604_800)? {
                     0 => None,
                     seconds => Some(Duration::from_secs(seconds as u64)),
                 },
@@ -456,6 +463,13 @@ mod tests {
         assert_eq!(defaults.sync.reconcile_interval, Some(Duration::from_secs(3_600)));
         let off = config(&[("DATABASE_URL", "postgres://x/y"), ("RECONCILE_INTERVAL_SECONDS", "0")]).unwrap();
         assert_eq!(off.sync.reconcile_interval, None);
+        assert_eq!(defaults.sync.owners_interval, Some(Duration::from_secs(3_600)));
+        let owners_off = config(&[
+            ("DATABASE_URL", "postgres://x/y"),
+            ("OWNERS_REFRESH_INTERVAL_SECONDS", "0"),
+        ])
+        .unwrap();
+        assert_eq!(owners_off.sync.owners_interval, None);
         let error = config(&[
             ("DATABASE_URL", "postgres://x/y"),
             ("RECONCILE_INTERVAL_SECONDS", "soon"),

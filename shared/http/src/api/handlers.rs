@@ -11,8 +11,8 @@ use super::cache::Lookup;
 use super::extract::{ApiJson, ApiQuery, IdPath};
 use super::model::{
     Activity, ActivityPage, ActivityQuery, CompanyDetail, CompanyPage, CompanyQuery, ConflictQuery, Contact,
-    ContactPage, ContactQuery, DashboardStats, Deal, DealPage, DealQuery, ErrorBody, NewActivityBody, NewContactBody,
-    StageMoveBody, StageMoveResult, SyncConflictPage,
+    ContactPage, ContactQuery, DashboardStats, Deal, DealOwnerBody, DealPage, DealQuery, ErrorBody, NewActivityBody,
+    NewContactBody, OwnerList, OwnerQuery, StageMoveBody, StageMoveResult, SyncConflictPage,
 };
 use super::openapi::ApiDoc;
 use super::service;
@@ -154,6 +154,56 @@ pub async fn move_deal_stage(
         previous_stage: moved.previous_stage,
         deal: moved.deal,
         activity,
+    }))
+}
+
+#[utoipa::path(
+    put, path = "/api/deals/{id}/owner", tag = "deals",
+    summary = "Assign a deal to a HubSpot owner",
+    description = "The owner is one of HubSpot's active owners (`GET /api/owners`); null clears it. The change is queued \
+                   for HubSpot as `hubspot_owner_id` (field policy `two_way` by default: the later assignment, here \
+                   or in HubSpot, wins). Assigning the current owner changes nothing.",
+    params(("id" = uuid::Uuid, Path, description = "The deal's id")),
+    request_body = DealOwnerBody,
+    responses(
+        (status = 200, description = "The deal with its owner", body = Deal),
+        (status = 400, description = "A malformed id or body (named in `field`)", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "No such deal (`id`), or no such HubSpot owner (`owner_id`)", body = ErrorBody),
+        (status = 409, description = "The owner is deactivated in HubSpot (`owner_id`), or the deal was deleted in HubSpot \
+                                      (`id`; restore it there first)", body = ErrorBody),
+        (status = 413, description = "The body is larger than 1 MiB", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn set_deal_owner(
+    State(state): State<ApiState>,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<DealOwnerBody>,
+) -> Result<Json<Deal>, HttpError> {
+    Ok(Json(service::set_deal_owner(&state, id, body).await?))
+}
+
+#[utoipa::path(
+    get, path = "/api/owners", tag = "deals",
+    summary = "HubSpot's owners",
+    description = "The owners deals can be assigned to, by name, as last read from HubSpot (`crmsync owners refresh`, \
+                   every reconciliation, and serve's schedule).",
+    params(OwnerQuery),
+    responses(
+        (status = 200, description = "The owners", body = OwnerList),
+        (status = 400, description = "A malformed parameter (named in `field`)", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn list_owners(
+    State(state): State<ApiState>,
+    ApiQuery(query): ApiQuery<OwnerQuery>,
+) -> Result<Json<OwnerList>, HttpError> {
+    Ok(Json(OwnerList {
+        items: service::list_owners(&state, query).await?,
     }))
 }
 

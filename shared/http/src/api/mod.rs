@@ -27,7 +27,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware;
-use axum::routing::{any, get, post};
+use axum::routing::{any, get, post, put};
 use crmsync_db::Pool;
 use secrecy::ExposeSecret;
 use tower_http::cors::CorsLayer;
@@ -90,6 +90,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/deals", get(handlers::list_deals))
         .route("/api/deals/{id}", get(handlers::get_deal))
         .route("/api/deals/{id}/stage", post(handlers::move_deal_stage))
+        .route("/api/deals/{id}/owner", put(handlers::set_deal_owner))
+        .route("/api/owners", get(handlers::list_owners))
         .route("/api/companies", get(handlers::list_companies))
         .route("/api/companies/{id}", get(handlers::get_company))
         .route(

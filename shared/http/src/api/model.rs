@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use crmsync_db::crm;
 pub use crmsync_domain::crm::{Activity, Company, Contact, Deal, Engagement, FailedRecord, SyncConflict, stage_schema};
+pub use crmsync_domain::owner::Owner;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -180,6 +181,29 @@ pub struct StageMoveBody {
     pub stage: String,
 }
 
+/// `PUT /api/deals/{id}/owner`: one of HubSpot's active owners (an id from `GET /api/owners`), or null to clear it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DealOwnerBody {
+    /// The HubSpot owner id (`hubspot_owner_id`); null clears the deal's owner.
+    pub owner_id: Option<String>,
+}
+
+/// `GET /api/owners` parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OwnerQuery {
+    /// Include owners deactivated in HubSpot (default false: only those a deal can be assigned to).
+    pub include_archived: Option<bool>,
+}
+
+/// `GET /api/owners`: HubSpot's owners as last refreshed, by name.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OwnerList {
+    pub items: Vec<Owner>,
+}
+
 /// `GET /api/companies/{id}`: the company and its engagement.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CompanyDetail {
@@ -256,6 +280,10 @@ pub struct RecentActivityRow {
     pub company_name: Option<String>,
     pub contact_name: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// Where it was logged: `local` (here) or `hubspot`.
+    pub logged_in: String,
+    /// The HubSpot owner's name, for an activity logged in HubSpot.
+    pub owner_name: Option<String>,
 }
 
 /// Deals won and lost in one month.
@@ -340,6 +368,8 @@ impl From<&crm::RecentActivity> for RecentActivityRow {
             company_name: row.company_name.clone(),
             contact_name: row.contact_name.clone(),
             created_at: row.created_at,
+            logged_in: row.logged_in.clone(),
+            owner_name: row.owner_name.clone(),
         }
     }
 }

@@ -7,10 +7,10 @@ use utoipa::{Modify, OpenApi};
 
 use super::handlers;
 use super::model::{
-    Activity, ActivityPage, Company, CompanyDetail, CompanyPage, Contact, ContactPage, DashboardStats, Deal, DealPage,
-    Engagement, ErrorBody, ErrorDetail, FailedRecord, NewActivityBody, NewContactBody, PipelineRow, RecentActivityRow,
-    StageMoveBody, StageMoveResult, SyncConflict, SyncConflictPage, SyncHealthRow, SyncRunRow, TopCompanyRow,
-    WinRateRow,
+    Activity, ActivityPage, Company, CompanyDetail, CompanyPage, Contact, ContactPage, DashboardStats, Deal,
+    DealOwnerBody, DealPage, Engagement, ErrorBody, ErrorDetail, FailedRecord, NewActivityBody, NewContactBody, Owner,
+    OwnerList, PipelineRow, RecentActivityRow, StageMoveBody, StageMoveResult, SyncConflict, SyncConflictPage,
+    SyncHealthRow, SyncRunRow, TopCompanyRow, WinRateRow,
 };
 
 #[derive(OpenApi)]
@@ -28,6 +28,8 @@ use super::model::{
         handlers::list_deals,
         handlers::get_deal,
         handlers::move_deal_stage,
+        handlers::set_deal_owner,
+        handlers::list_owners,
         handlers::list_companies,
         handlers::get_company,
         handlers::list_contacts,
@@ -38,7 +40,7 @@ use super::model::{
     ),
     components(schemas(
         Activity, ActivityPage, Company, CompanyDetail, CompanyPage, Contact, ContactPage, DashboardStats, Deal,
-        DealPage, Engagement, ErrorBody, ErrorDetail, FailedRecord, NewActivityBody, NewContactBody, PipelineRow,
+        DealOwnerBody, DealPage, Engagement, Owner, OwnerList, ErrorBody, ErrorDetail, FailedRecord, NewActivityBody, NewContactBody, PipelineRow,
         RecentActivityRow, StageMoveBody, StageMoveResult, SyncConflict, SyncConflictPage, SyncHealthRow, SyncRunRow,
         TopCompanyRow, WinRateRow,
     )),
@@ -46,7 +48,7 @@ use super::model::{
     security(("bearer" = [])),
     tags(
         (name = "dashboard", description = "Statistics for the dashboard"),
-        (name = "deals", description = "Deals and their stage moves"),
+        (name = "deals", description = "Deals, their stage moves and owners"),
         (name = "companies", description = "Companies"),
         (name = "contacts", description = "Contacts and manual entry"),
         (name = "activities", description = "Activities and manual logging"),

@@ -7,6 +7,7 @@ use std::str::FromStr;
 use axum::http::StatusCode;
 use crmsync_db::crm::{self, ActivityFilter, CompanyFilter, DealFilter, NewActivity, NewContact, StageMove};
 use crmsync_db::outbox::{self, Dedupe, QueuedChange};
+use crmsync_db::owners;
 use crmsync_db::sync_issues::{self, ConflictFilter};
 use crmsync_domain::email::{is_email, is_space};
 use crmsync_domain::hubspot_status::HubSpotSyncStatus;
@@ -19,8 +20,8 @@ use super::ApiState;
 use super::cache::Lookup;
 use super::error::{invalid, not_found};
 use super::model::{
-    ACTIVITY_TYPES, ActivityQuery, CompanyQuery, ConflictQuery, ContactQuery, DashboardStats, DealQuery, ENTITY_TYPES,
-    NewActivityBody, NewContactBody, PRIORITIES, QUALIFICATION_STATUSES,
+    ACTIVITY_TYPES, ActivityQuery, CompanyQuery, ConflictQuery, ContactQuery, DashboardStats, DealOwnerBody, DealQuery,
+    ENTITY_TYPES, NewActivityBody, NewContactBody, OwnerQuery, PRIORITIES, QUALIFICATION_STATUSES,
 };
 use crate::auth::Principal;
 use crate::error::HttpError;
@@ -293,6 +294,60 @@ pub async fn move_deal_stage(
     transaction.commit().await?;
     tracing::info!(deal_id = %id, from = %moved.previous_stage, to = %moved.deal.stage, "deal stage moved through the API");
     Ok((moved, Some(activity)))
+}
+
+/// `GET /api/owners`: the cached HubSpot owners by name.
+pub async fn list_owners(state: &ApiState, query: OwnerQuery) -> Result<Vec<crmsync_domain::owner::Owner>, HttpError> {
+    let client = state.pool.get().await?;
+    Ok(owners::list(&client, query.include_archived.unwrap_or(false)).await?)
+}
+
+/// `PUT /api/deals/{id}/owner`: assigns the deal to one of HubSpot's active owners (or clears it) and queues the
+/// change for HubSpot (`hubspot_owner_id`, `two_way` by default), in one transaction. An owner the cache does not hold
+/// is a 404, one deactivated in HubSpot a 409, both naming `owner_id`.
+pub async fn set_deal_owner(state: &ApiState, id: Uuid, body: DealOwnerBody) -> Result<crm::Deal, HttpError> {
+    let owner_id = optional_text("owner_id", body.owner_id, 100)?;
+    let mut client = state.pool.get().await?;
+    let transaction = client.transaction().await?;
+    if let Some(owner_id) = &owner_id {
+        match owners::get(&transaction, owner_id).await? {
+            None => {
+                return Err(not_found(
+                    "owner_id",
+                    format!("owner_id: no HubSpot owner {owner_id:?} is known (GET /api/owners lists them)"),
+                ));
+            }
+            Some(owner) if owner.archived => {
+                return Err(HttpError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    format!("owner_id: {} ({owner_id}) is deactivated in HubSpot", owner.name),
+                )
+                .with_field(Some("owner_id")));
+            }
+            Some(_) => {}
+        }
+    }
+    let (deal, changed) = crm::set_deal_owner(&transaction, id, owner_id.as_deref())
+        .await?
+        .ok_or_else(|| not_found("id", format!("no deal with id {id}")))?;
+    if !changed {
+        return Ok(deal);
+    }
+    if deal.hubspot_sync_status == HubSpotSyncStatus::Deleted.as_str() {
+        return Err(HttpError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "this deal was deleted in HubSpot; restore it there before assigning it",
+        )
+        .with_field(Some("id")));
+    }
+    let payload = json!({"deal_id": id, "changed": ["owner_id"], "owner_id": deal.owner_id});
+    queue(&transaction, EntityType::Deal, id, "update", payload).await?;
+    crm::bump_dashboard_cache_generation(&transaction).await?;
+    transaction.commit().await?;
+    tracing::info!(deal_id = %id, owner_id = ?deal.owner_id, "deal owner set through the API");
+    Ok(deal)
 }
 
 /// `POST /api/activities`: validates, logs the activity and queues it for HubSpot as an engagement, in one

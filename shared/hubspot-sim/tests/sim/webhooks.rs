@@ -338,3 +338,108 @@ async fn while_dropping_webhooks_no_event_is_delivered_and_each_is_counted() {
         "{values:?}"
     );
 }
+
+#[tokio::test]
+async fn an_engagement_logged_as_a_user_arrives_as_generic_object_events_with_its_type_id() {
+    let receiver = Receiver::start(0).await;
+    let sim = TestSim::with(webhook_config(&receiver, SECRET, false)).await;
+    let deal = sim.deal("D").await;
+    drain(&sim).await;
+    let before = receiver.accepted_events().len();
+    let logged = sim
+        .admin_post(
+            "/__sim/act/log-engagement",
+            json!({
+                "objectType": "calls",
+                "properties": {"hs_call_title": "Intro", "hubspot_owner_id": "41001"},
+                "associations": [{"objectType": "deals", "id": deal}],
+            }),
+        )
+        .await;
+    assert_eq!(logged.status, 201, "{:?}", logged.body);
+    assert!(
+        logged.body["properties"]["hs_timestamp"].is_string(),
+        "hs_timestamp defaults to now"
+    );
+    let call: u64 = logged.body["id"].as_str().unwrap().parse().unwrap();
+    let refused = sim
+        .admin_post(
+            "/__sim/act/log-engagement",
+            json!({"objectType": "deals", "properties": {}}),
+        )
+        .await;
+    assert_eq!(refused.status, 400, "only engagement types");
+    drain(&sim).await;
+    let events: Vec<Value> = receiver.accepted_events().into_iter().skip(before).collect();
+    let created = of_type(&events, "object.creation");
+    assert_eq!(created.len(), 1, "{events:#?}");
+    assert_eq!(created[0]["objectTypeId"], "0-48");
+    assert_eq!(created[0]["objectId"], json!(call));
+    assert_eq!(created[0]["changeSource"], "CRM_UI");
+    let linked = of_type(&events, "object.associationChange");
+    assert!(!linked.is_empty(), "{events:#?}");
+    for event in &linked {
+        assert_eq!(event["objectTypeId"], "0-48", "reported from the engagement's side");
+        assert_eq!(event["fromObjectId"], json!(call));
+        assert_eq!(event["toObjectId"], json!(deal.parse::<u64>().unwrap()));
+        assert_eq!(
+            (event["fromObjectTypeId"].as_str(), event["toObjectTypeId"].as_str()),
+            (Some("0-48"), Some("0-3"))
+        );
+        assert_eq!(event["associationType"], "CALL_TO_DEAL");
+    }
+    assert!(
+        of_type(&events, "call.creation").is_empty(),
+        "no legacy subscription for engagements"
+    );
+
+    // While deliveries are dropped, an engagement's events are lost like any other.
+    assert_eq!(
+        sim.admin_post("/__sim/webhooks/drop", json!({"drop": true}))
+            .await
+            .status,
+        204
+    );
+    let before = receiver.accepted_events().len();
+    sim.admin_post(
+        "/__sim/act/log-engagement",
+        json!({"objectType": "notes", "properties": {"hs_note_body": "x"}, "associations": [{"objectType": "deals", "id": deal}]}),
+    )
+    .await;
+    drain(&sim).await;
+    assert_eq!(receiver.accepted_events().len(), before);
+}
+
+#[tokio::test]
+async fn owners_are_listed_page_by_page_live_and_archived_apart_and_can_be_replaced() {
+    let sim = TestSim::start().await;
+    let first = sim.get("/crm/v3/owners?limit=1").await;
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    assert_eq!(first.body["results"][0]["id"], "41001");
+    assert_eq!(first.body["results"][0]["firstName"], "Avery");
+    let after = first.body["paging"]["next"]["after"].as_str().unwrap().to_owned();
+    let second = sim.get(&format!("/crm/owners/2026-03?limit=1&after={after}")).await;
+    assert_eq!(second.body["results"][0]["id"], "41002");
+    assert!(
+        second.body["paging"].is_null(),
+        "the last live owner: {:?}",
+        second.body
+    );
+    let archived = sim.get("/crm/v3/owners?archived=true").await;
+    assert_eq!(archived.body["results"][0]["id"], "41003");
+    assert_eq!(archived.body["results"][0]["archived"], true);
+    assert_eq!(sim.get("/crm/v3/owners?limit=501").await.status, 400);
+    assert_eq!(
+        sim.get("/crm/v3/owners/41002").await.body["email"],
+        "jordan.reyes@example.com"
+    );
+    assert_eq!(sim.get("/crm/v3/owners/99").await.status, 404);
+
+    let replaced = sim
+        .admin_post("/__sim/owners", json!([{"id": 7, "email": "x@example.com"}]))
+        .await;
+    assert_eq!(replaced.body["owners"], 1);
+    let now = sim.get("/crm/v3/owners").await;
+    assert_eq!(now.body["results"].as_array().unwrap().len(), 1);
+    assert_eq!(now.body["results"][0]["id"], "7");
+}

@@ -14,6 +14,9 @@ const money = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD
 const label = (stage) => stage.replaceAll("_", " ");
 const when = (time) => new Date(time).toLocaleString();
 const dealPages = { cursors: [], next: null };
+// HubSpot's active owners (GET /api/owners), the choices of each deal's owner picker.
+let owners = [];
+const LOGGED_IN = { local: "here", hubspot: "HubSpot" };
 
 class ApiError extends Error {
   constructor(status, body) {
@@ -205,7 +208,10 @@ function renderStats(stats) {
     cell(activity.subject),
     cell(activity.company_name),
     cell(activity.contact_name),
-  )), 5, "No activities yet.");
+    el("td", {}, el("span", { class: `origin ${activity.logged_in}`, "data-testid": "activity-logged-in" },
+      LOGGED_IN[activity.logged_in] || activity.logged_in)),
+    cell(activity.owner_name),
+  )), 7, "No activities yet.");
 }
 
 function dealRow(deal) {
@@ -222,9 +228,42 @@ function dealRow(deal) {
     cell(deal.company_name),
     cell(deal.deal_value === null ? null : money.format(Number(deal.deal_value)), "num"),
     cell(deal.priority),
+    el("td", {}, ownerPicker(deal)),
     el("td", {}, el("span", { class: `stage ${deal.stage}`, "data-testid": "deal-stage" }, label(deal.stage))),
     el("td", {}, el("div", { class: "move" }, select, button)),
   );
+}
+
+// A deal's owner as a choice of HubSpot's owners by name; choosing one assigns the deal (sent to HubSpot as
+// hubspot_owner_id). An owner that is no longer active stays shown by name.
+function ownerPicker(deal) {
+  const picker = el("select", { "aria-label": `Owner of ${deal.deal_name}`, "data-testid": "deal-owner" },
+    el("option", { value: "" }, "No owner"));
+  for (const owner of owners) picker.append(el("option", { value: owner.id }, owner.name));
+  if (deal.owner_id && !owners.some((owner) => owner.id === deal.owner_id)) {
+    picker.append(el("option", { value: deal.owner_id }, deal.owner_name || `Owner ${deal.owner_id}`));
+  }
+  picker.value = deal.owner_id || "";
+  picker.addEventListener("change", () => setOwner(deal, picker));
+  return picker;
+}
+
+async function setOwner(deal, picker) {
+  picker.disabled = true;
+  try {
+    const updated = await api(`/api/deals/${deal.id}/owner`, { method: "PUT", body: { owner_id: picker.value || null } });
+    setStatus(updated.owner_name ? `${updated.deal_name} is now ${updated.owner_name}'s.` : `${updated.deal_name} has no owner now.`, "ok");
+    deal.owner_id = updated.owner_id;
+  } catch (error) {
+    picker.value = deal.owner_id || "";
+    setStatus(`Could not assign the deal: ${error.message}`, "error");
+  } finally {
+    picker.disabled = false;
+  }
+}
+
+async function loadOwners() {
+  owners = (await api("/api/owners")).items;
 }
 
 async function loadDeals(cursor) {
@@ -233,7 +272,7 @@ async function loadDeals(cursor) {
   if (stage) params.set("stage", stage);
   if (cursor) params.set("cursor", cursor);
   const page = await api(`/api/deals?${params}`);
-  fillRows($("#deals"), page.items.map(dealRow), 6, "No deals match.");
+  fillRows($("#deals"), page.items.map(dealRow), 7, "No deals match.");
   dealPages.next = page.next_cursor;
   $("#deals-next").disabled = !page.next_cursor;
 }
@@ -344,6 +383,7 @@ async function submitActivity(event) {
 }
 
 async function refresh() {
+  await loadOwners();
   const [stats, conflicts] = await Promise.all([api("/api/dashboard/stats"), api("/api/sync/conflicts?limit=10"),
     loadDeals(dealPages.cursors.at(-1))]);
   renderStats(stats);
