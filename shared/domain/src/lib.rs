@@ -13,6 +13,7 @@ pub mod failure;
 pub mod hubspot_records;
 pub mod hubspot_status;
 pub mod ingest;
+pub mod kick;
 pub mod policy;
 pub mod ports;
 pub mod queue;
