@@ -156,7 +156,10 @@ async fn with_a_five_minute_schedule_an_ingested_match_and_an_api_write_reach_hu
     let contact_id = contact["id"].as_str().expect("contact id").to_owned();
     until_in_hubspot(&app, &serve, "contacts", &[contact_id], Duration::from_secs(30)).await;
 
-    assert!(app.count("crmsync.sync_runs WHERE trigger = 'kick'").await >= 2, "one drain per write at least");
+    assert!(
+        app.count("crmsync.sync_runs WHERE trigger = 'kick'").await >= 2,
+        "one drain per write at least"
+    );
     assert_eq!(
         app.count("crmsync.sync_runs WHERE trigger = 'serve'").await,
         1,
@@ -182,7 +185,11 @@ async fn a_hundred_ingestions_in_two_seconds_cause_at_most_five_drains() {
 
     // The last drain may still be recording its run; wait for every kick drain to finish before counting.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while app.count("crmsync.sync_runs WHERE trigger = 'kick' AND status = 'running'").await > 0 {
+    while app
+        .count("crmsync.sync_runs WHERE trigger = 'kick' AND status = 'running'")
+        .await
+        > 0
+    {
         assert!(Instant::now() < deadline, "a drain never finished:\n{}", serve.logs());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

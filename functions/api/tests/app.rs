@@ -30,7 +30,11 @@ async fn the_function_serves_the_dashboard_publicly_and_the_api_behind_the_token
 #[tokio::test]
 async fn an_unreachable_database_gets_a_503_within_five_seconds() {
     let silent = crmsync_testkit::SilentServer::start().await;
-    let app = api::app(silent.pool(crmsync_app::Timeouts::API), &ApiConfig::with_token(TOKEN), DrainKicker::Off);
+    let app = api::app(
+        silent.pool(crmsync_app::Timeouts::API),
+        &ApiConfig::with_token(TOKEN),
+        DrainKicker::Off,
+    );
     let started = std::time::Instant::now();
     assert_eq!(
         status(app.clone(), "/api/deals", Some(TOKEN)).await,

@@ -32,9 +32,13 @@ async fn the_handler_ingests_an_event_and_reports_rejections() {
 async fn an_unusable_event_fails_as_non_retryable_and_an_unreachable_database_as_retryable() {
     let app = TestApp::new().await;
     let store = app.match_store();
-    let failure = ingest_matches::handle(&store, &DrainKicker::Off, LambdaEvent::new(json!([1, 2].repeat(6000)), Context::default()))
-        .await
-        .expect_err("too many matches");
+    let failure = ingest_matches::handle(
+        &store,
+        &DrainKicker::Off,
+        LambdaEvent::new(json!([1, 2].repeat(6000)), Context::default()),
+    )
+    .await
+    .expect_err("too many matches");
     assert_eq!(Diagnostic::from(failure).error_type, "NonRetryable");
 
     let unreachable = crmsync_db::connect_pool("postgres://postgres@127.0.0.1:1/none", 1).expect("pool");

@@ -111,19 +111,37 @@ async fn an_ingestion_that_queued_rows_sends_one_drain_request_for_its_burst_and
     assert_eq!(body, json!({ "kind": "drain", "requested_by": "ingest" }));
     queue.delete(&messages[0].receipt_handle).await.expect("delete");
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    let more = queue.receive(std::time::Duration::from_secs(1), None).await.expect("receive");
+    let more = queue
+        .receive(std::time::Duration::from_secs(1), None)
+        .await
+        .expect("receive");
     assert!(more.is_empty(), "the burst made one request: {more:?}");
-    assert!(function.logs().contains("\"DrainKicksRequested\""), "the EMF count:\n{}", function.logs());
+    assert!(
+        function.logs().contains("\"DrainKicksRequested\""),
+        "the EMF count:\n{}",
+        function.logs()
+    );
 }
 
 #[tokio::test]
 async fn without_the_queue_the_kick_fails_but_the_ingestion_succeeds_and_its_rows_stay_queued() {
     let db = TestDb::new().await;
-    let missing = format!("{}/123456789012/crmsync-no-such-queue-{}", sqs_endpoint(), std::process::id());
+    let missing = format!(
+        "{}/123456789012/crmsync-no-such-queue-{}",
+        sqs_endpoint(),
+        std::process::id()
+    );
     let function = start_with_queue(&db, &missing).await;
 
-    let report = function.invoke(one_match("KF-1")).await.expect("a report, not an error");
-    assert_eq!((&report["deals_created"], &report["queued"]), (&json!(1), &json!(2)), "{report}");
+    let report = function
+        .invoke(one_match("KF-1"))
+        .await
+        .expect("a report, not an error");
+    assert_eq!(
+        (&report["deals_created"], &report["queued"]),
+        (&json!(1), &json!(2)),
+        "{report}"
+    );
     let logs = function.logs();
     assert!(logs.contains("could not send the drain request"), "{logs}");
     assert!(logs.contains("\"DrainKicksFailed\""), "the EMF count:\n{logs}");
@@ -139,7 +157,10 @@ async fn without_the_queue_the_kick_fails_but_the_ingestion_succeeds_and_its_row
         .await
         .expect("kick row")
         .get(0);
-    assert_eq!(waiting, None, "the unsent request was released, so the next kick tries again");
+    assert_eq!(
+        waiting, None,
+        "the unsent request was released, so the next kick tries again"
+    );
     // The next ingestion tries again (and fails again): the kick is not stuck behind the lost request.
     function.invoke(one_match("KF-2")).await.expect("a report");
     assert_eq!(function.logs().matches("could not send the drain request").count(), 2);

@@ -301,7 +301,11 @@ async fn a_drain_request_drains_and_a_row_committed_after_the_drain_started_gets
     let sqs = sqs_client().await;
 
     assert_eq!(app.ingest_and_kick(&kicker, "FP-1").await, KickOutcome::Requested);
-    assert_eq!(app.ingest_and_kick(&kicker, "FP-2").await, KickOutcome::Covered, "inside the window");
+    assert_eq!(
+        app.ingest_and_kick(&kicker, "FP-2").await,
+        KickOutcome::Covered,
+        "inside the window"
+    );
 
     // The event source delivers the one request; the function drains both matches.
     let event = receive_sqs_event(&sqs, app.queue.queue_url(), 1).await;
@@ -325,7 +329,11 @@ async fn a_drain_request_drains_and_a_row_committed_after_the_drain_started_gets
     assert_eq!(response["batchItemFailures"], json!([]), "{response}");
     app.acknowledge(&event).await;
     let deals = app.local_ids("SELECT id::text FROM deals").await;
-    assert_eq!(app.hubspot_ids("deals").await, deals, "the third deal is in HubSpot too");
+    assert_eq!(
+        app.hubspot_ids("deals").await,
+        deals,
+        "the third deal is in HubSpot too"
+    );
     assert_eq!((app.kick_runs().await, app.pending_rows().await), (2, 0));
 }
 
@@ -343,11 +351,16 @@ async fn a_hundred_ingestions_in_two_seconds_send_a_handful_of_drain_requests() 
     let elapsed = started.elapsed();
     let requested = outcomes.iter().filter(|o| **o == KickOutcome::Requested).count();
     assert!(
-        outcomes.iter().all(|o| matches!(o, KickOutcome::Requested | KickOutcome::Covered)),
+        outcomes
+            .iter()
+            .all(|o| matches!(o, KickOutcome::Requested | KickOutcome::Covered)),
         "{outcomes:?}"
     );
     // Nothing consumed the requests, so the first covers the burst for its window plus the lost window (32 s).
-    assert!((1..=5).contains(&requested), "{requested} requests for 100 ingestions in {elapsed:?}");
+    assert!(
+        (1..=5).contains(&requested),
+        "{requested} requests for 100 ingestions in {elapsed:?}"
+    );
     let mut messages = 0;
     loop {
         let received = app.queue.receive(Duration::from_secs(3), None).await.expect("receive");
@@ -367,14 +380,25 @@ async fn without_the_sqs_queue_the_kick_fails_and_the_row_goes_out_at_the_next_s
     let app = deploy().await;
     let missing = SqsRetryQueue::new(
         sqs_client().await,
-        format!("{}/123456789012/crmsync-deleted-queue-{}", sqs_endpoint(), std::process::id()),
+        format!(
+            "{}/123456789012/crmsync-deleted-queue-{}",
+            sqs_endpoint(),
+            std::process::id()
+        ),
         None,
     );
     let kicker = app.kicker(missing);
     assert_eq!(app.ingest_and_kick(&kicker, "GONE-1").await, KickOutcome::Failed);
-    assert_eq!(app.pending_rows().await, 2, "the company and the deal wait in sync_queue");
     assert_eq!(
-        PgDrainKicks::outbound(app.db.pool().clone()).waiting().await.expect("read"),
+        app.pending_rows().await,
+        2,
+        "the company and the deal wait in sync_queue"
+    );
+    assert_eq!(
+        PgDrainKicks::outbound(app.db.pool().clone())
+            .waiting()
+            .await
+            .expect("read"),
         None,
         "the unsent request is released"
     );

@@ -133,11 +133,7 @@ pub struct SqsKicks {
 
 impl SqsKicks {
     pub fn new(kicks: PgDrainKicks, queue: SqsRetryQueue, debounce: Duration) -> Self {
-        Self {
-            kicks,
-            queue,
-            debounce,
-        }
+        Self { kicks, queue, debounce }
     }
 
     async fn kick(&self, requested_by: &str) -> KickOutcome {
@@ -150,7 +146,11 @@ impl SqsKicks {
                 return KickOutcome::Failed;
             }
         };
-        match self.queue.send_drain_request(&DrainRequest::new(requested_by), delay).await {
+        match self
+            .queue
+            .send_drain_request(&DrainRequest::new(requested_by), delay)
+            .await
+        {
             Ok(()) => KickOutcome::Requested,
             Err(error) => {
                 tracing::warn!(%error, requested_by, queue_url = self.queue.queue_url(),

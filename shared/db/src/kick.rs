@@ -33,11 +33,7 @@ impl PgDrainKicks {
 
     /// A kick, after its rows committed: covered when a requested drain has not started and is not past its due time
     /// plus `lost_after`; otherwise this call records a request due after `debounce`, and the caller sends it.
-    pub async fn kick(
-        &self,
-        debounce: Duration,
-        lost_after: Duration,
-    ) -> Result<KickDecision<DateTime<Utc>>, DbError> {
+    pub async fn kick(&self, debounce: Duration, lost_after: Duration) -> Result<KickDecision<DateTime<Utc>>, DbError> {
         let client = self.pool.get().await?;
         // The outer SELECT reads the row as it was before the CTE's update: the request that covers this kick.
         let row = client

@@ -84,7 +84,9 @@ impl<T: Copy + Ord + Add<Duration, Output = T>> KickCoalescer<T> {
     /// A kick at `now`, after its rows committed.
     pub fn kick(&mut self, now: T) -> KickDecision<T> {
         match self.pending {
-            Some(due_at) if self.lost_after.is_none_or(|lost_after| now < due_at + lost_after) => KickDecision::Covered { due_at },
+            Some(due_at) if self.lost_after.is_none_or(|lost_after| now < due_at + lost_after) => {
+                KickDecision::Covered { due_at }
+            }
             _ => {
                 let due_at = now + self.debounce;
                 self.pending = Some(due_at);
@@ -217,7 +219,10 @@ mod tests {
         assert_eq!(kicks.kick(Ms(32_000)), KickDecision::Requested { due_at: Ms(34_000) });
         let mut in_memory = KickCoalescer::new(Duration::from_secs(2));
         in_memory.kick(Ms(0));
-        assert!(!in_memory.kick(Ms(3_600_000)).is_requested(), "without a lost window it waits for its drain");
+        assert!(
+            !in_memory.kick(Ms(3_600_000)).is_requested(),
+            "without a lost window it waits for its drain"
+        );
     }
 
     #[test]
@@ -230,7 +235,11 @@ mod tests {
         assert_eq!(kicks.due_at(), None);
         assert!(kicks.kick(Ms(100)).is_requested());
         kicks.release(due_at);
-        assert_eq!(kicks.due_at(), Some(Ms(2_100)), "an old release leaves a newer request alone");
+        assert_eq!(
+            kicks.due_at(),
+            Some(Ms(2_100)),
+            "an old release leaves a newer request alone"
+        );
     }
 
     #[test]

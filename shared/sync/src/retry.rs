@@ -275,7 +275,11 @@ impl OutboundSync<crmsync_queue::SqsRetryQueue> {
     /// messages received and deletes those that succeeded; failed ones reappear after their visibility timeout
     /// and, after maxReceiveCount receives, move to the DLQ. Returns (received, failed).
     /// Drain requests among the messages drain for up to `drain_budget`.
-    pub async fn poll_retry_queue_once(&self, wait: Duration, drain_budget: Duration) -> Result<(usize, usize), AppError> {
+    pub async fn poll_retry_queue_once(
+        &self,
+        wait: Duration,
+        drain_budget: Duration,
+    ) -> Result<(usize, usize), AppError> {
         let Some(queue) = &self.retry_queue else {
             return Ok((0, 0));
         };

@@ -579,8 +579,13 @@ mod tests {
         assert_eq!((set.fast_path, set.kick_debounce), (false, Duration::from_millis(500)));
         let error = config(&[base, ("SYNC_FAST_PATH", "maybe")]).unwrap_err().to_string();
         assert!(error.contains("SYNC_FAST_PATH must be on or off"), "{error}");
-        let error = config(&[base, ("SYNC_KICK_DEBOUNCE_MS", "900001")]).unwrap_err().to_string();
-        assert!(error.contains("SYNC_KICK_DEBOUNCE_MS must be a whole number from 0 to 900000"), "{error}");
+        let error = config(&[base, ("SYNC_KICK_DEBOUNCE_MS", "900001")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("SYNC_KICK_DEBOUNCE_MS must be a whole number from 0 to 900000"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -34,8 +34,8 @@ use tower_http::cors::CorsLayer;
 
 use crate::auth::{self, Authenticator};
 use cache::StatsCache;
-use crmsync_app::kick::DrainKicker;
 pub use crmsync_app::config::{ApiConfig, JwtRules, RequiredClaim};
+use crmsync_app::kick::DrainKicker;
 
 /// How long each dashboard statistics query is cached: the guide's "5-minute cache".
 pub const STATS_CACHE_TTL: Duration = Duration::from_secs(5 * 60);
