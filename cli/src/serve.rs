@@ -17,7 +17,7 @@ use crmsync_http::webhook::{ApplyMode, WEBHOOK_PATH};
 use crmsync_hubspot_sim::{HubSpotSim, RunningSim, WebhookTarget};
 use crmsync_inbound::{ReconcileRequest, Reconciler};
 use crmsync_queue::SqsRetryQueue;
-use crmsync_sync::{KICK_TRIGGER, OutboundSync, from_config};
+use crmsync_sync::{OutboundSync, from_config};
 use secrecy::ExposeSecret;
 use tokio::task::JoinHandle;
 
@@ -143,12 +143,12 @@ fn spawn_schedule(sync: Arc<OutboundSync<SqsRetryQueue>>, interval: Duration) ->
 }
 
 /// The fast path's drainer: waits for a kick's request to come due (the debounce window after the first kick of a
-/// burst), takes it, and drains; kicks during a drain request the next one. The schedule still runs beside it.
+/// burst), takes it, and drains what is due; kicks during a drain request the next one. The schedule still runs beside it.
 fn spawn_fast_path(sync: Arc<OutboundSync<SqsRetryQueue>>, kicks: LocalKicks, budget: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             kicks.next_drain().await;
-            if let Err(error) = sync.drain(KICK_TRIGGER, budget).await {
+            if let Err(error) = sync.drain_requested(budget).await {
                 tracing::error!(%error, "fast-path sync failed; the schedule syncs the rows");
             }
         }

@@ -261,7 +261,7 @@ impl<Q: RetryQueue> OutboundSync<Q> {
             // or by the lapse.
             Err(error) => tracing::warn!(%error, "fast path: could not take the kick request; draining anyway"),
         }
-        if let Err(error) = self.drain(KICK_TRIGGER, budget).await {
+        if let Err(error) = self.drain_requested(budget).await {
             tracing::error!(%error, "fast path: the requested drain failed; the schedule syncs the rows");
         }
     }
