@@ -113,8 +113,14 @@ ensure_pgbouncer() {
   if pg_ready "$CRMSYNC_TEST_PGBOUNCER_URL"; then return; fi
   server_host="$(printf '%s' "$DATABASE_URL" | sed -E 's#^[a-z]+://([^@/]*@)?([^:/?]+).*#\2#')"
   server_port="$(printf '%s' "$DATABASE_URL" | sed -nE 's#^[a-z]+://([^@/]*@)?[^:/?]+:([0-9]+).*#\2#p')"
+  server_host="${server_host:-127.0.0.1}"
   dir=/var/tmp/crmsync-pgbouncer
   mkdir -p "$dir"
+  # A PgBouncer left from an earlier run that no longer answers (its server moved) is replaced.
+  if [ -s "$dir/pgbouncer.pid" ]; then
+    kill "$(cat "$dir/pgbouncer.pid")" 2>/dev/null || true
+    sleep 0.5
+  fi
   cat >"$dir/pgbouncer.ini" <<INI
 [databases]
 * = host=$server_host port=${server_port:-5432}

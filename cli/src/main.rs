@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use crmsync_app::Config;
-use crmsync_app::ingest::ingest_matches;
+use crmsync_app::ingest::ingest_and_kick;
 use crmsync_db::{PgMatchStore, migrate};
 
 #[derive(Debug, Parser)]
@@ -118,8 +118,9 @@ enum Command {
         visibility_timeout: u64,
     },
     /// Run the HTTP server (GET /healthz, POST /ingest/matches, the dashboard at / and /api/*), the sync schedule,
-    /// the hourly reconciliation (RECONCILE_INTERVAL_SECONDS), a daily prune and the retry-queue poller. Needs
-    /// HUBSPOT_ACCESS_TOKEN, unless --simulator is given.
+    /// the fast path (a drain within SYNC_KICK_DEBOUNCE_MS of an ingestion or API write), the hourly reconciliation
+    /// (RECONCILE_INTERVAL_SECONDS), a daily prune and the retry-queue poller. Needs HUBSPOT_ACCESS_TOKEN, unless
+    /// --simulator is given.
     Serve {
         /// The address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -239,12 +240,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 std::fs::read_to_string(&file).with_context(|| format!("could not read {}", file.display()))?
             };
             let event: serde_json::Value = serde_json::from_str(&text).context("the input is not valid JSON")?;
-            let report = ingest_matches(
-                &PgMatchStore::new(config.connect_pool(crmsync_db::Timeouts::CLI)?),
-                &event,
-                "cli",
-            )
-            .await?;
+            // With RETRY_QUEUE_URL set, the kick is a drain request on the retry queue: `crmsync serve`'s poller or
+            // the outbound-sync function drains.
+            let pool = config.connect_pool(crmsync_db::Timeouts::CLI)?;
+            let kicker = config.drain_kicker(&pool).await;
+            let report = ingest_and_kick(&PgMatchStore::new(pool), &kicker, &event, "cli").await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(if report.rejected.is_empty() {
                 ExitCode::SUCCESS

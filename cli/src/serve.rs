@@ -1,5 +1,5 @@
 //! `crmsync serve`: every handler on one port (ingestion, the dashboard API and page, HubSpot webhooks), the sync
-//! schedule, the reconciliation schedule, a daily prune, and the retry-queue poller, all on one connection pool. With
+//! schedule, the fast path (ingestions and API writes kick an in-process drainer), the reconciliation schedule, a daily prune, and the retry-queue poller, all on one connection pool. With
 //! `--simulator` it starts the built-in HubSpot simulator, sets it up, syncs to it, and has it deliver its signed
 //! webhooks back to this server. Without `--simulator` it needs HUBSPOT_ACCESS_TOKEN and refuses to start without it:
 //! a deployment that forgot the token would otherwise mark rows synced with ids that exist nowhere.
@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use crmsync_app::Config;
+use crmsync_app::kick::{DrainKicker, LocalKicks};
 use crmsync_http::ingest::{IngestState, router};
 use crmsync_http::webhook::{ApplyMode, WEBHOOK_PATH};
 use crmsync_hubspot_sim::{HubSpotSim, RunningSim, WebhookTarget};
@@ -51,8 +52,15 @@ pub async fn serve(mut config: Config, bind: SocketAddr, use_simulator: bool) ->
     if simulator.is_some() {
         crmsync_app::hubspot_setup::hubspot_setup(sync.store(), sync.hubspot()).await?;
     }
+    // The fast path: ingestion and API writes kick this process's own drainer (SYNC_FAST_PATH, on by default).
+    let local_kicks = config
+        .sync
+        .fast_path
+        .then(|| LocalKicks::new(config.sync.kick_debounce));
+    let kicker = local_kicks.clone().map_or(DrainKicker::Off, DrainKicker::InProcess);
     let background = [
         Some(spawn_schedule(Arc::clone(&sync), config.sync.interval)),
+        local_kicks.map(|kicks| spawn_fast_path(Arc::clone(&sync), kicks, config.sync.interval)),
         config
             .sync
             .reconcile_interval
@@ -66,14 +74,13 @@ pub async fn serve(mut config: Config, bind: SocketAddr, use_simulator: bool) ->
         Some(spawn_prune(pool.clone(), config.retention)),
         sync.retry_queue()
             .is_some()
-            .then(|| spawn_retry_poller(Arc::clone(&sync))),
+            .then(|| spawn_retry_poller(Arc::clone(&sync), config.sync.interval)),
     ];
 
-    let app = router(IngestState::new(pool.clone(), api_token))
-        .merge(crmsync_http::api::router(crmsync_http::api::ApiState::new(
-            pool,
-            &config.api,
-        )))
+    let app = router(IngestState::new(pool.clone(), api_token).with_kicker(kicker.clone()))
+        .merge(crmsync_http::api::router(
+            crmsync_http::api::ApiState::new(pool, &config.api).with_kicker(kicker),
+        ))
         .merge(crmsync_http::webhook::router(webhook_state));
     let listener = tokio::net::TcpListener::bind(bind)
         .await
@@ -140,6 +147,19 @@ fn spawn_schedule(sync: Arc<OutboundSync<SqsRetryQueue>>, interval: Duration) ->
     })
 }
 
+/// The fast path's drainer: waits for a kick's request to come due (the debounce window after the first kick of a
+/// burst), takes it, and drains what is due; kicks during a drain request the next one. The schedule still runs beside it.
+fn spawn_fast_path(sync: Arc<OutboundSync<SqsRetryQueue>>, kicks: LocalKicks, budget: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            kicks.next_drain().await;
+            if let Err(error) = sync.drain_requested(budget).await {
+                tracing::error!(%error, "fast-path sync failed; the schedule syncs the rows");
+            }
+        }
+    })
+}
+
 /// Reconciles with HubSpot every `interval` (first after one interval), the local stand-in for the hourly
 /// EventBridge Scheduler schedule.
 fn spawn_reconcile(reconciler: Reconciler, interval: Duration) -> JoinHandle<()> {
@@ -186,10 +206,10 @@ fn spawn_prune(pool: crmsync_db::Pool, retention: crmsync_app::config::Retention
 }
 
 /// Long-polls the retry queue, the local stand-in for the Lambda's SQS event source.
-fn spawn_retry_poller(sync: Arc<OutboundSync<SqsRetryQueue>>) -> JoinHandle<()> {
+fn spawn_retry_poller(sync: Arc<OutboundSync<SqsRetryQueue>>, drain_budget: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            if let Err(error) = sync.poll_retry_queue_once(Duration::from_secs(20)).await {
+            if let Err(error) = sync.poll_retry_queue_once(Duration::from_secs(20), drain_budget).await {
                 tracing::warn!(%error, "retry queue poll failed");
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }

@@ -19,10 +19,13 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("could not bind {bind}"))?;
     tracing::info!(address = %listener.local_addr()?, "api listening");
-    axum::serve(listener, api::app(pool, &config.api))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    axum::serve(
+        listener,
+        api::app(pool, &config.api, crmsync_app::kick::DrainKicker::Off),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
     Ok(())
 }

@@ -2,10 +2,12 @@
 //! router `crmsync serve` mounts, so the two cannot drift apart.
 
 use axum::Router;
+use crmsync_app::kick::DrainKicker;
 use crmsync_db::Pool;
 use crmsync_http::api::{ApiConfig, ApiState, router};
 
-/// The function's router: `/` (the dashboard) and `/api/*`.
-pub fn app(pool: Pool, config: &ApiConfig) -> Router {
-    router(ApiState::new(pool, config))
+/// The function's router: `/` (the dashboard) and `/api/*`. Writes that queue HubSpot work kick the fast path with
+/// `kicker` after their commit.
+pub fn app(pool: Pool, config: &ApiConfig, kicker: DrainKicker) -> Router {
+    router(ApiState::new(pool, config).with_kicker(kicker))
 }

@@ -7,5 +7,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     crmsync_app::telemetry::init();
     let config = Config::from_env()?;
     config.api.require_credentials()?;
-    lambda_http::run(api::app(config.connect_pool(crmsync_app::Timeouts::API)?, &config.api)).await
+    let pool = config.connect_pool(crmsync_app::Timeouts::API)?;
+    let kicker = config.drain_kicker(&pool).await;
+    lambda_http::run(api::app(pool, &config.api, kicker)).await
 }

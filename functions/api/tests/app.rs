@@ -1,5 +1,6 @@
 //! The api Lambda's router takes lambda_http's request type and serves the dashboard and the authenticated API.
 
+use crmsync_app::kick::DrainKicker;
 use crmsync_http::api::ApiConfig;
 use crmsync_testkit::TestApp;
 use lambda_http::http::{Request, StatusCode, header};
@@ -19,7 +20,7 @@ async fn status(app: axum::Router, path: &str, token: Option<&str>) -> StatusCod
 #[tokio::test]
 async fn the_function_serves_the_dashboard_publicly_and_the_api_behind_the_token() {
     let test_app = TestApp::new().await;
-    let app = api::app(test_app.pool().clone(), &ApiConfig::with_token(TOKEN));
+    let app = api::app(test_app.pool().clone(), &ApiConfig::with_token(TOKEN), DrainKicker::Off);
     assert_eq!(status(app.clone(), "/", None).await, StatusCode::OK);
     assert_eq!(status(app.clone(), "/api/deals", None).await, StatusCode::UNAUTHORIZED);
     assert_eq!(status(app.clone(), "/api/deals", Some(TOKEN)).await, StatusCode::OK);
@@ -29,7 +30,11 @@ async fn the_function_serves_the_dashboard_publicly_and_the_api_behind_the_token
 #[tokio::test]
 async fn an_unreachable_database_gets_a_503_within_five_seconds() {
     let silent = crmsync_testkit::SilentServer::start().await;
-    let app = api::app(silent.pool(crmsync_app::Timeouts::API), &ApiConfig::with_token(TOKEN));
+    let app = api::app(
+        silent.pool(crmsync_app::Timeouts::API),
+        &ApiConfig::with_token(TOKEN),
+        DrainKicker::Off,
+    );
     let started = std::time::Instant::now();
     assert_eq!(
         status(app.clone(), "/api/deals", Some(TOKEN)).await,

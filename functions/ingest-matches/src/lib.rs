@@ -1,8 +1,11 @@
 //! The ingest-matches Lambda: the upstream matching workflow invokes it with new matches; it answers with the
-//! same report as `crmsync ingest` and `POST /ingest/matches`.
+//! same report as `crmsync ingest` and `POST /ingest/matches`. When it queued rows it kicks the fast path: one
+//! delayed drain request on the retry queue per burst (coalesced in crmsync.drain_kicks), which the outbound-sync
+//! function consumes. A failed kick is logged and counted; the rows wait for the schedule.
 
 use crmsync_app::AppError;
-use crmsync_app::ingest::ingest_matches;
+use crmsync_app::ingest::ingest_and_kick;
+use crmsync_app::kick::DrainKicker;
 use crmsync_db::PgMatchStore;
 use crmsync_domain::ingest::IngestReport;
 use lambda_runtime::{Diagnostic, LambdaEvent};
@@ -28,7 +31,11 @@ impl From<IngestFailure> for Diagnostic {
     }
 }
 
-/// Handles one invocation.
-pub async fn handle(store: &PgMatchStore, event: LambdaEvent<Value>) -> Result<IngestReport, IngestFailure> {
-    Ok(ingest_matches(store, &event.payload, "lambda").await?)
+/// Handles one invocation: ingests, then kicks when rows were queued.
+pub async fn handle(
+    store: &PgMatchStore,
+    kicker: &DrainKicker,
+    event: LambdaEvent<Value>,
+) -> Result<IngestReport, IngestFailure> {
+    Ok(ingest_and_kick(store, kicker, &event.payload, "lambda").await?)
 }

@@ -1,4 +1,5 @@
-//! Lambda entry point: configuration, telemetry and the database pool are built once per cold start.
+//! Lambda entry point: configuration, telemetry, the database pool and the fast path's kicker are built once per
+//! cold start.
 
 use crmsync_app::Config;
 use crmsync_db::PgMatchStore;
@@ -9,9 +10,11 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     crmsync_app::telemetry::init();
     let config = Config::from_env()?;
-    let store = PgMatchStore::new(config.connect_pool(crmsync_app::Timeouts::BACKGROUND)?);
+    let pool = config.connect_pool(crmsync_app::Timeouts::BACKGROUND)?;
+    let kicker = config.drain_kicker(&pool).await;
+    let store = PgMatchStore::new(pool);
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        ingest_matches::handle(&store, event)
+        ingest_matches::handle(&store, &kicker, event)
     }))
     .await
 }

@@ -2,7 +2,8 @@
 //! - the EventBridge schedule (every 5 minutes): drain due sync_queue rows until empty or the time budget (the
 //!   invocation's remaining time minus a margin) is spent;
 //! - the SQS retry queue (ReportBatchItemFailures): retry the rows the messages name, and report failures one
-//!   message at a time;
+//!   message at a time; a drain request on it (`{"kind": "drain"}`, the fast path's kick after an ingestion or an
+//!   API write) drains the queue as the schedule does;
 //! - the hourly EventBridge Scheduler schedule whose input is `{"action": "reconcile"}`: reconcile with HubSpot
 //!   (read what changed there since the watermark and apply it as the lost webhooks would have), within the same
 //!   time budget.
@@ -74,7 +75,7 @@ pub async fn handle(
     if payload.get("Records").is_some() {
         let sqs: SqsEvent =
             serde_json::from_value(payload).map_err(|e| SyncFailure::UnknownEvent(format!("bad SQS event: {e}")))?;
-        let response = handle_sqs(sync, sqs).await?;
+        let response = handle_sqs(sync, sqs, budget).await?;
         return serde_json::to_value(response).map_err(|e| SyncFailure::UnknownEvent(e.to_string()));
     }
     if payload.get("action").and_then(Value::as_str) == Some(RECONCILE_ACTION) {
@@ -102,8 +103,13 @@ pub async fn handle(
     serde_json::to_value(report).map_err(|e| SyncFailure::UnknownEvent(e.to_string()))
 }
 
-/// Retries the rows the messages name; a message whose row is still not done is reported as a failure.
-pub async fn handle_sqs(sync: &OutboundSync<SqsRetryQueue>, event: SqsEvent) -> Result<SqsBatchResponse, SyncFailure> {
+/// Drains when the batch holds a drain request (the fast path's kick), within `drain_budget`, and retries the rows
+/// the retry messages name; a message whose row is still not done is reported as a failure.
+pub async fn handle_sqs(
+    sync: &OutboundSync<SqsRetryQueue>,
+    event: SqsEvent,
+    drain_budget: Duration,
+) -> Result<SqsBatchResponse, SyncFailure> {
     let deliveries: Vec<RetryDelivery> = event
         .records
         .into_iter()
@@ -114,7 +120,7 @@ pub async fn handle_sqs(sync: &OutboundSync<SqsRetryQueue>, event: SqsEvent) -> 
             })
         })
         .collect();
-    let failed = sync.handle_retry_messages(&deliveries).await?;
+    let failed = sync.handle_queue_messages(&deliveries, drain_budget).await?;
     let batch_item_failures = failed
         .into_iter()
         .map(|item_identifier| BatchItemFailure { item_identifier })

@@ -272,7 +272,9 @@ async fn handle_and_acknowledge(h: &Harness, queue: &SqsRetryQueue, messages: &[
             })
             .collect(),
     };
-    let response = outbound_sync::handle_sqs(&h.sync, event).await.unwrap();
+    let response = outbound_sync::handle_sqs(&h.sync, event, Duration::from_secs(60))
+        .await
+        .unwrap();
     for message in messages {
         if !response
             .batch_item_failures

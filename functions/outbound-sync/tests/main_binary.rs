@@ -1,11 +1,14 @@
 //! The outbound-sync binary's `main` under a local Lambda Runtime API, against a fresh database, the HubSpot
 //! simulator and moto's SQS: EventBridge Scheduler's default event drains the queue, an SQS batch from the retry
-//! queue gets a partial batch response (ReportBatchItemFailures), and anything else is refused.
+//! queue gets a partial batch response (ReportBatchItemFailures), a drain request on it (the fast path) drains, and
+//! anything else is refused.
 
 use std::time::Duration;
 
 use crmsync_app::hubspot_setup::hubspot_setup;
 use crmsync_app::ingest::ingest_matches;
+use crmsync_app::kick::{DrainKicker, KickOutcome, SqsKicks};
+use crmsync_db::kick::PgDrainKicks;
 use crmsync_db::test_db::TestDb;
 use crmsync_db::{PgMatchStore, PgSyncStore};
 use crmsync_domain::sync::{EntityType, RetryMessage, RetryTarget};
@@ -241,4 +244,175 @@ async fn an_event_from_any_other_source_is_an_error_response() {
             .contains("neither an SQS batch, a scheduled event nor an action"),
         "{error:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The fast path: a drain request on the retry queue (what ingest-matches and api send after they queued rows).
+
+impl Deployed {
+    /// The kicker ingest-matches builds from RETRY_QUEUE_URL, with a one-second debounce window.
+    fn kicker(&self, queue: SqsRetryQueue) -> DrainKicker {
+        DrainKicker::Sqs(SqsKicks::new(
+            PgDrainKicks::outbound(self.db.pool().clone()),
+            queue,
+            Duration::from_secs(1),
+        ))
+    }
+
+    /// Ingests one match as ingest-matches does (ingestion, then the kick); returns the kick's outcome.
+    async fn ingest_and_kick(&self, kicker: &DrainKicker, notice_id: &str) -> KickOutcome {
+        self.ingest(notice_id, &uei_for(notice_id)).await;
+        kicker.kick("ingest").await
+    }
+
+    /// What the event source mapping does after a batch without failures: deletes its messages.
+    async fn acknowledge(&self, event: &Value) {
+        for record in event["Records"].as_array().into_iter().flatten() {
+            self.queue
+                .delete(record["receiptHandle"].as_str().expect("receiptHandle"))
+                .await
+                .expect("delete");
+        }
+    }
+
+    async fn kick_runs(&self) -> i64 {
+        let client = self.db.pool().get().await.expect("client");
+        client
+            .query_one("SELECT count(*) FROM crmsync.sync_runs WHERE trigger = 'kick'", &[])
+            .await
+            .expect("count")
+            .get(0)
+    }
+
+    async fn pending_rows(&self) -> i64 {
+        let client = self.db.pool().get().await.expect("client");
+        client
+            .query_one("SELECT count(*) FROM sync_queue WHERE status = 'pending'", &[])
+            .await
+            .expect("count")
+            .get(0)
+    }
+}
+
+#[tokio::test]
+async fn a_drain_request_drains_and_a_row_committed_after_the_drain_started_gets_its_own_request() {
+    let app = deploy().await;
+    let kicker = app.kicker(app.queue.clone());
+    let sqs = sqs_client().await;
+
+    assert_eq!(app.ingest_and_kick(&kicker, "FP-1").await, KickOutcome::Requested);
+    assert_eq!(
+        app.ingest_and_kick(&kicker, "FP-2").await,
+        KickOutcome::Covered,
+        "inside the window"
+    );
+
+    // The event source delivers the one request; the function drains both matches.
+    let event = receive_sqs_event(&sqs, app.queue.queue_url(), 1).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(event["Records"][0]["body"].as_str().unwrap()).unwrap()["kind"],
+        "drain"
+    );
+    let response = app.function.invoke(event.clone()).await.expect("a batch response");
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    app.acknowledge(&event).await;
+    let deals = app.local_ids("SELECT id::text FROM deals").await;
+    assert_eq!(deals.len(), 2);
+    assert_eq!(app.hubspot_ids("deals").await, deals, "both deals are in HubSpot");
+    assert_eq!(app.kick_runs().await, 1);
+
+    // The race: a row committed after that drain's last claim, still inside the first kick's window by the clock.
+    // The drain forgot the request when it started, so this kick asks again instead of being "covered".
+    assert_eq!(app.ingest_and_kick(&kicker, "FP-3").await, KickOutcome::Requested);
+    let event = receive_sqs_event(&sqs, app.queue.queue_url(), 1).await;
+    let response = app.function.invoke(event.clone()).await.expect("a batch response");
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    app.acknowledge(&event).await;
+    let deals = app.local_ids("SELECT id::text FROM deals").await;
+    assert_eq!(
+        app.hubspot_ids("deals").await,
+        deals,
+        "the third deal is in HubSpot too"
+    );
+    assert_eq!((app.kick_runs().await, app.pending_rows().await), (2, 0));
+}
+
+#[tokio::test]
+async fn a_hundred_ingestions_in_two_seconds_send_a_handful_of_drain_requests() {
+    let app = deploy().await;
+    let kicker = app.kicker(app.queue.clone());
+    let started = std::time::Instant::now();
+    let mut outcomes = Vec::new();
+    let mut pace = tokio::time::interval(Duration::from_millis(20));
+    for i in 0..100 {
+        pace.tick().await;
+        outcomes.push(app.ingest_and_kick(&kicker, &format!("BURST-{i:03}")).await);
+    }
+    let elapsed = started.elapsed();
+    let requested = outcomes.iter().filter(|o| **o == KickOutcome::Requested).count();
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, KickOutcome::Requested | KickOutcome::Covered)),
+        "{outcomes:?}"
+    );
+    // Nothing consumed the requests, so the first covers the burst for its window plus the lost window (32 s).
+    assert!(
+        (1..=5).contains(&requested),
+        "{requested} requests for 100 ingestions in {elapsed:?}"
+    );
+    let mut messages = 0;
+    loop {
+        let received = app.queue.receive(Duration::from_secs(3), None).await.expect("receive");
+        if received.is_empty() {
+            break;
+        }
+        messages += received.len();
+        for message in received {
+            app.queue.delete(&message.receipt_handle).await.expect("delete");
+        }
+    }
+    assert_eq!(messages, requested, "one message per request");
+}
+
+#[tokio::test]
+async fn without_the_sqs_queue_the_kick_fails_and_the_row_goes_out_at_the_next_scheduled_run() {
+    let app = deploy().await;
+    let missing = SqsRetryQueue::new(
+        sqs_client().await,
+        format!(
+            "{}/123456789012/crmsync-deleted-queue-{}",
+            sqs_endpoint(),
+            std::process::id()
+        ),
+        None,
+    );
+    let kicker = app.kicker(missing);
+    assert_eq!(app.ingest_and_kick(&kicker, "GONE-1").await, KickOutcome::Failed);
+    assert_eq!(
+        app.pending_rows().await,
+        2,
+        "the company and the deal wait in sync_queue"
+    );
+    assert_eq!(
+        PgDrainKicks::outbound(app.db.pool().clone())
+            .waiting()
+            .await
+            .expect("read"),
+        None,
+        "the unsent request is released"
+    );
+
+    let report = app.tick().await;
+    assert_eq!(report["deals_created"], 1, "{report}");
+    let deals = app.local_ids("SELECT id::text FROM deals").await;
+    assert_eq!(app.hubspot_ids("deals").await, deals);
+    assert_eq!((app.kick_runs().await, app.pending_rows().await), (0, 0));
+}
+
+/// A valid UEI (12 letters and digits) of its own for each notice id: `KICK` and the id's last 8 letters and digits.
+fn uei_for(notice_id: &str) -> String {
+    let alphanumeric: String = notice_id.chars().filter(char::is_ascii_alphanumeric).collect();
+    let tail = &alphanumeric[alphanumeric.len().saturating_sub(8)..];
+    format!("KICK{tail:0>8}")
 }

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::AppError;
+use crate::kick::DrainKicker;
 
 /// Matches written per transaction: large enough that a statement carries many rows, small enough that a
 /// transaction stays short and a data error isolates quickly.
@@ -93,6 +94,21 @@ pub async fn ingest_matches(store: &impl MatchStore, event: &Value, source: &str
     }
     report.round_trips += 1;
     tracing::info!(source, matches = items.len(), report = %summary, "ingested matches");
+    Ok(report)
+}
+
+/// [`ingest_matches`], then, when it queued rows, a kick for the fast path ([`crate::kick`]): the rows are committed
+/// by then, and a kick that fails is logged and counted, never the ingestion's error.
+pub async fn ingest_and_kick(
+    store: &impl MatchStore,
+    kicker: &DrainKicker,
+    event: &Value,
+    source: &str,
+) -> Result<IngestReport, AppError> {
+    let report = ingest_matches(store, event, source).await?;
+    if report.queued > 0 {
+        kicker.kick("ingest").await;
+    }
     Ok(report)
 }
 

@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod hubspot_setup;
 pub mod ingest;
+pub mod kick;
 pub mod metrics;
 pub mod prune;
 pub mod telemetry;

@@ -42,6 +42,12 @@ pub const QUEUE_OLDEST_PENDING_AGE: &str = "QueueOldestPendingAgeSeconds";
 /// 1 when a drain found the circuit breaker open, or opened it: HubSpot is failing and calls are paused.
 pub const CIRCUIT_OPEN: &str = "CircuitOpen";
 
+// The fast path, one document per kick that requested a drain or failed (covered kicks emit nothing).
+/// Kicks that asked for a drain (an SQS drain request sent, or `crmsync serve`'s drainer woken).
+pub const DRAIN_KICKS_REQUESTED: &str = "DrainKicksRequested";
+/// Kicks that could not ask (the database or SQS failed): the rows wait for the next scheduled drain.
+pub const DRAIN_KICKS_FAILED: &str = "DrainKicksFailed";
+
 // The webhook endpoint, one document per request.
 /// Requests that reached the handler (the denominator of the 401 rate).
 pub const WEBHOOK_REQUESTS: &str = "WebhookRequests";

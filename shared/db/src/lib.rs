@@ -14,6 +14,7 @@ pub mod hubspot_records;
 pub mod import;
 pub mod inbox;
 pub mod ingest;
+pub mod kick;
 pub mod migrate;
 pub mod outbox;
 pub mod owners;

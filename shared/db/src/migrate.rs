@@ -115,6 +115,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../migrations/0013_engagements_owners.sql"),
         previous_checksums: &[],
     },
+    Migration {
+        version: 14,
+        name: "drain_kicks",
+        sql: include_str!("../../../migrations/0014_drain_kicks.sql"),
+        previous_checksums: &[],
+    },
 ];
 
 /// Any fixed 64-bit key unique to this runner ("crmsync" in ASCII).

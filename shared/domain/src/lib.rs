@@ -14,6 +14,7 @@ pub mod failure;
 pub mod hubspot_records;
 pub mod hubspot_status;
 pub mod ingest;
+pub mod kick;
 pub mod owner;
 pub mod policy;
 pub mod ports;

@@ -17,7 +17,8 @@ use serde_json::{Value, json};
 
 use crate::HttpError;
 use crate::auth::{Authenticator, require_auth};
-use crmsync_app::ingest::ingest_matches;
+use crmsync_app::ingest::ingest_and_kick;
+use crmsync_app::kick::DrainKicker;
 
 /// The largest request body accepted on the ingestion route (10,000 matches fit well within it).
 pub const MAX_INGEST_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -28,6 +29,8 @@ pub struct IngestState {
     pub pool: Pool,
     pub match_store: PgMatchStore,
     auth: Arc<Authenticator>,
+    /// Asks for a drain after an ingestion queued rows (off unless [`IngestState::with_kicker`] sets one).
+    kicker: DrainKicker,
 }
 
 impl IngestState {
@@ -36,7 +39,14 @@ impl IngestState {
             match_store: PgMatchStore::new(pool.clone()),
             pool,
             auth: Arc::new(Authenticator::new(Some(api_token), None)),
+            kicker: DrainKicker::Off,
         }
+    }
+
+    /// Kicks the fast path with `kicker` after every ingestion that queued rows.
+    pub fn with_kicker(mut self, kicker: DrainKicker) -> Self {
+        self.kicker = kicker;
+        self
     }
 }
 
@@ -76,6 +86,6 @@ async fn post_ingest_matches(State(state): State<IngestState>, body: Bytes) -> R
             format!("the body is not valid JSON: {error}"),
         )
     })?;
-    let report = ingest_matches(&state.match_store, &event, "http").await?;
+    let report = ingest_and_kick(&state.match_store, &state.kicker, &event, "http").await?;
     Ok((StatusCode::OK, axum::Json(report)).into_response())
 }

@@ -1,6 +1,7 @@
 //! `SqsRetryQueue`: the SQS retry queue adapter. Failed sync items are sent as delayed messages (DelaySeconds =
 //! the backoff, at most 900); the queue's redrive policy moves a message to the DLQ after maxReceiveCount
-//! receives. Locally the queues live in moto's server, reached through `AWS_ENDPOINT_URL`.
+//! receives. The fast path's drain requests (`{"kind": "drain"}`) travel on the same queue, delayed by the debounce
+//! window. Locally the queues live in moto's server, reached through `AWS_ENDPOINT_URL`.
 
 #[cfg(feature = "test-util")]
 pub mod test_support;
@@ -10,6 +11,7 @@ use std::time::Duration;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
 use crmsync_domain::DomainError;
+use crmsync_domain::kick::DrainRequest;
 use crmsync_domain::ports::RetryQueue;
 use crmsync_domain::sync::{MAX_SQS_DELAY, RetryMessage};
 
@@ -156,6 +158,21 @@ impl SqsRetryQueue {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Sends one drain request (the fast path's kick), delivered after `delay` (at most 900 s).
+    pub async fn send_drain_request(&self, request: &DrainRequest, delay: Duration) -> Result<(), QueueError> {
+        let body = serde_json::to_string(request).map_err(|e| sqs_error("SendMessage", e))?;
+        let delay_seconds = i32::try_from(delay.min(MAX_SQS_DELAY).as_secs()).unwrap_or(900);
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .delay_seconds(delay_seconds)
+            .send()
+            .await
+            .map_err(|e| sqs_error("SendMessage", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
         Ok(())
     }
 

@@ -35,6 +35,15 @@ pub struct OutboundSync<Q> {
     pub(crate) breaker: Breaker,
 }
 
+/// How far a drain goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Until the queue is empty or the budget is spent (the schedule, `crmsync sync`).
+    UntilEmpty,
+    /// What is due at its start: rounds while they come back full (a kick's drain).
+    WhatIsDue,
+}
+
 /// The records a round sends, loaded once.
 struct RoundRecords {
     /// The round's own companies and those its deals and contacts bring in.
@@ -78,11 +87,30 @@ impl<Q: RetryQueue> OutboundSync<Q> {
         self.drain_observed(trigger, budget, |_| {}).await
     }
 
+    /// The drain a fast-path kick asked for (trigger `kick`): it takes what is due when it starts, in rounds while
+    /// rounds come back full, and stops after the first round that claimed less than a batch, instead of running
+    /// until the queue is empty. Rows committed after it started kicked a drain of their own, due after the
+    /// debounce window, so a steady trickle of writes is sent in one batch per window, not one round per write.
+    pub async fn drain_requested(&self, budget: Duration) -> Result<SyncReport, AppError> {
+        self.drain_with(crate::KICK_TRIGGER, budget, Scope::WhatIsDue, |_| {})
+            .await
+    }
+
     /// [`OutboundSync::drain`], calling `on_round` with the running totals after each round (progress display).
     pub async fn drain_observed(
         &self,
         trigger: &str,
         budget: Duration,
+        on_round: impl Fn(&SyncReport),
+    ) -> Result<SyncReport, AppError> {
+        self.drain_with(trigger, budget, Scope::UntilEmpty, on_round).await
+    }
+
+    async fn drain_with(
+        &self,
+        trigger: &str,
+        budget: Duration,
+        scope: Scope,
         on_round: impl Fn(&SyncReport),
     ) -> Result<SyncReport, AppError> {
         let started = Instant::now();
@@ -96,7 +124,7 @@ impl<Q: RetryQueue> OutboundSync<Q> {
         let hubspot_before = self.hubspot.stats();
         let run_id = self.store.start_run(trigger, self.abandon_after()).await?;
         let mut report = SyncReport::default();
-        let result = self.drain_rounds(started + budget, &on_round, &mut report).await;
+        let result = self.drain_rounds(started + budget, scope, &on_round, &mut report).await;
         report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.count_requests(&mut report, &hubspot_before);
         self.finish(run_id, trigger, &report, result.as_ref().err()).await;
@@ -106,6 +134,7 @@ impl<Q: RetryQueue> OutboundSync<Q> {
     async fn drain_rounds(
         &self,
         deadline: Instant,
+        scope: Scope,
         on_round: &impl Fn(&SyncReport),
         report: &mut SyncReport,
     ) -> Result<(), AppError> {
@@ -126,9 +155,13 @@ impl<Q: RetryQueue> OutboundSync<Q> {
             if items.is_empty() {
                 break;
             }
+            let short = (items.len() as i64) < self.settings.batch_size;
             report.rounds += 1;
             self.process(items, report, lease, Some(deadline)).await?;
             on_round(report);
+            if short && scope == Scope::WhatIsDue {
+                break;
+            }
         }
         Ok(())
     }

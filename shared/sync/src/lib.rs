@@ -19,5 +19,5 @@ mod settings;
 mod write_back;
 
 pub use drain::{OutboundSync, from_config};
-pub use retry::{RetryDelivery, purge_redriven};
+pub use retry::{KICK_TRIGGER, RetryDelivery, purge_redriven};
 pub use settings::{DryRunReport, SyncReport, SyncSettings, WAIT_FOR_COMPANY};

@@ -1,4 +1,5 @@
-//! The SQS retry path: a message says "this row may be due now" and Postgres decides. Handles a batch of retry
+//! The SQS retry path: a message says "this row may be due now" and Postgres decides; a drain request (the fast
+//! path's kick) says "drain now". Handles a batch of retry
 //! messages (sync_queue rows and webhook inbox events), the local poller standing in for the Lambda's event
 //! source, and the DLQ clean-up after a redrive.
 
@@ -7,7 +8,9 @@ use std::time::Duration;
 
 use crmsync_app::AppError;
 use crmsync_db::PgSyncStore;
+use crmsync_db::kick::PgDrainKicks;
 use crmsync_db::sync::{RETRY_DUE_SLACK, RetryRowState};
+use crmsync_domain::kick::QueueMessage;
 use crmsync_domain::ports::RetryQueue;
 use crmsync_domain::queue::SyncStatus;
 use crmsync_domain::sync::{MAX_SQS_DELAY, RetryMessage, RetryTarget};
@@ -227,11 +230,56 @@ impl<Q: RetryQueue> OutboundSync<Q> {
     }
 }
 
+impl<Q: RetryQueue> OutboundSync<Q> {
+    /// Handles a batch from the retry queue: the fast path's drain requests and row retries. Drain requests (one or
+    /// many, the batch makes one drain) first forget the waiting kick in crmsync.drain_kicks, *then* drain until the
+    /// queue is empty or `drain_budget` is spent, so a row committed after this drain's last claim finds no request
+    /// waiting and its kick asks for the next drain. A drain request always succeeds: if the drain fails, it is
+    /// logged and the schedule takes the rows (a DLQ of drain requests would only raise the alarm). The rest go to
+    /// [`OutboundSync::handle_retry_messages`]. Returns the ids of the messages that failed.
+    pub async fn handle_queue_messages(
+        &self,
+        deliveries: &[RetryDelivery],
+        drain_budget: Duration,
+    ) -> Result<Vec<String>, AppError> {
+        let (drains, retries): (Vec<&RetryDelivery>, Vec<&RetryDelivery>) = deliveries
+            .iter()
+            .partition(|d| matches!(QueueMessage::parse(&d.body), Ok(QueueMessage::Drain(_))));
+        if !drains.is_empty() {
+            self.drain_on_request(drains.len(), drain_budget).await;
+        }
+        let retries: Vec<RetryDelivery> = retries.into_iter().cloned().collect();
+        self.handle_retry_messages(&retries).await
+    }
+
+    /// The drain a kick asked for (see [`OutboundSync::handle_queue_messages`]).
+    pub async fn drain_on_request(&self, requests: usize, budget: Duration) {
+        let kicks = PgDrainKicks::outbound(self.store.pool().clone());
+        match kicks.start_drain().await {
+            Ok(requested_at) => tracing::info!(requests, ?requested_at, "fast path: drain requested"),
+            // Draining anyway is safe: the request lapses by itself, and a kick meanwhile is covered by this drain
+            // or by the lapse.
+            Err(error) => tracing::warn!(%error, "fast path: could not take the kick request; draining anyway"),
+        }
+        if let Err(error) = self.drain_requested(budget).await {
+            tracing::error!(%error, "fast path: the requested drain failed; the schedule syncs the rows");
+        }
+    }
+}
+
+/// The trigger of a drain a kick asked for, in crmsync.sync_runs.
+pub const KICK_TRIGGER: &str = "kick";
+
 impl OutboundSync<crmsync_queue::SqsRetryQueue> {
     /// One long poll of the retry queue (the local stand-in for the Lambda's SQS event source): handles the
     /// messages received and deletes those that succeeded; failed ones reappear after their visibility timeout
     /// and, after maxReceiveCount receives, move to the DLQ. Returns (received, failed).
-    pub async fn poll_retry_queue_once(&self, wait: Duration) -> Result<(usize, usize), AppError> {
+    /// Drain requests among the messages drain for up to `drain_budget`.
+    pub async fn poll_retry_queue_once(
+        &self,
+        wait: Duration,
+        drain_budget: Duration,
+    ) -> Result<(usize, usize), AppError> {
         let Some(queue) = &self.retry_queue else {
             return Ok((0, 0));
         };
@@ -246,7 +294,7 @@ impl OutboundSync<crmsync_queue::SqsRetryQueue> {
                 body: m.body.clone(),
             })
             .collect();
-        let failed = self.handle_retry_messages(&deliveries).await?;
+        let failed = self.handle_queue_messages(&deliveries, drain_budget).await?;
         let succeeded: Vec<String> = received
             .iter()
             .filter(|m| !failed.contains(&m.message_id))

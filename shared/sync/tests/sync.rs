@@ -1255,3 +1255,25 @@ async fn an_association_answer_missing_an_input_is_retried_and_the_deal_is_not_s
     );
     app.assert_converged(1, 1).await;
 }
+
+#[tokio::test]
+async fn a_kicked_drain_takes_everything_due_at_its_start_in_rounds_while_they_come_back_full() {
+    // Batches of 10 rows: 12 matches queue 24 rows (a company and a deal each), so the drain a kick asked for needs
+    // three rounds (10, 10, 4) and stops after the short one, with nothing left behind for the schedule.
+    let app = SyncApp::around(
+        TestApp::with_hubspot().await,
+        SyncSettings {
+            batch_size: 10,
+            ..quick_retries()
+        },
+    );
+    app.ingest_generated(12, 12).await;
+    let report = app.sync.drain_requested(Duration::from_secs(120)).await.expect("drain");
+    assert_eq!(
+        (report.rounds, report.companies_created, report.deals_created),
+        (3, 12, 12),
+        "{report:?}"
+    );
+    assert_eq!(app.count("sync_queue WHERE status <> 'completed'").await, 0);
+    assert_eq!(app.count("crmsync.sync_runs WHERE trigger = 'kick'").await, 1);
+}

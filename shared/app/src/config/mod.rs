@@ -117,6 +117,12 @@ pub struct SyncConfig {
     /// `SYNC_CIRCUIT_COOLDOWN_SECONDS` (default 60): how long an open circuit keeps the sync from calling HubSpot
     /// before one probe.
     pub circuit_cooldown: Duration,
+    /// `SYNC_FAST_PATH` (`on` by default, or `off`): whether a write that queues rows asks for a drain at once (see
+    /// [`crate::kick`]); off, the rows wait for the schedule.
+    pub fast_path: bool,
+    /// `SYNC_KICK_DEBOUNCE_MS` (default 2,000; 0 to 900,000): the fast path's debounce window. Kicks inside it make
+    /// one drain; in AWS it is the drain request's SQS delay, rounded up to whole seconds.
+    pub kick_debounce: Duration,
 }
 
 /// The longest `SYNC_RETRY_WINDOW`.
@@ -249,6 +255,21 @@ impl Config {
                 retry_window: retry_window("SYNC_RETRY_WINDOW", text("SYNC_RETRY_WINDOW"))?,
                 circuit_failures: number("SYNC_CIRCUIT_FAILURES", 5, 1..=1_000)? as u32,
                 circuit_cooldown: Duration::from_secs(number("SYNC_CIRCUIT_COOLDOWN_SECONDS", 60, 1..=3_600)? as u64),
+                fast_path: match text("SYNC_FAST_PATH").map(|v| v.to_ascii_lowercase()).as_deref() {
+                    None | Some("on") => true,
+                    Some("off") => false,
+                    Some(other) => {
+                        return Err(AppError::Config {
+                            variable: "SYNC_FAST_PATH",
+                            reason: format!("must be on or off, got {other:?}"),
+                        });
+                    }
+                },
+                kick_debounce: Duration::from_millis(number(
+                    "SYNC_KICK_DEBOUNCE_MS",
+                    crmsync_domain::kick::DEFAULT_DEBOUNCE.as_millis() as i64,
+                    0..=900_000,
+                )? as u64),
             },
             webhook,
             api,
@@ -343,6 +364,23 @@ impl Config {
             url.clone(),
             self.retry_dlq_url.clone(),
         ))
+    }
+
+    /// How the Lambdas and the CLI ask for a drain after they queued rows: a drain request on the retry queue
+    /// (`RETRY_QUEUE_URL`), coalesced in crmsync.drain_kicks; off without the queue or with `SYNC_FAST_PATH=off`.
+    /// `crmsync serve` kicks its own drainer instead.
+    pub async fn drain_kicker(&self, pool: &crmsync_db::Pool) -> crate::kick::DrainKicker {
+        if !self.sync.fast_path {
+            return crate::kick::DrainKicker::Off;
+        }
+        match self.retry_queue().await {
+            Some(queue) => crate::kick::DrainKicker::Sqs(crate::kick::SqsKicks::new(
+                crmsync_db::kick::PgDrainKicks::outbound(pool.clone()),
+                queue,
+                self.sync.kick_debounce,
+            )),
+            None => crate::kick::DrainKicker::Off,
+        }
     }
 
     /// The HubSpot client configuration; fails naming `HUBSPOT_ACCESS_TOKEN` when no token is set.
@@ -540,6 +578,27 @@ mod tests {
         assert_eq!(
             (sync.circuit_failures, sync.circuit_cooldown),
             (3, Duration::from_secs(120))
+        );
+    }
+
+    #[test]
+    fn the_fast_path_is_on_with_a_two_second_window_unless_set_and_bad_values_are_named() {
+        let base = ("DATABASE_URL", "postgres://x/y");
+        let defaults = config(&[base]).unwrap().sync;
+        assert!(defaults.fast_path);
+        assert_eq!(defaults.kick_debounce, Duration::from_secs(2));
+        let set = config(&[base, ("SYNC_FAST_PATH", "OFF"), ("SYNC_KICK_DEBOUNCE_MS", "500")])
+            .unwrap()
+            .sync;
+        assert_eq!((set.fast_path, set.kick_debounce), (false, Duration::from_millis(500)));
+        let error = config(&[base, ("SYNC_FAST_PATH", "maybe")]).unwrap_err().to_string();
+        assert!(error.contains("SYNC_FAST_PATH must be on or off"), "{error}");
+        let error = config(&[base, ("SYNC_KICK_DEBOUNCE_MS", "900001")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("SYNC_KICK_DEBOUNCE_MS must be a whole number from 0 to 900000"),
+            "{error}"
         );
     }
 

@@ -35,6 +35,7 @@ use tower_http::cors::CorsLayer;
 use crate::auth::{self, Authenticator};
 use cache::StatsCache;
 pub use crmsync_app::config::{ApiConfig, JwtRules, RequiredClaim};
+use crmsync_app::kick::DrainKicker;
 
 /// How long each dashboard statistics query is cached: the guide's "5-minute cache".
 pub const STATS_CACHE_TTL: Duration = Duration::from_secs(5 * 60);
@@ -50,6 +51,8 @@ pub struct ApiState {
     pub(crate) auth: Arc<Authenticator>,
     pub(crate) stats: Arc<StatsCache>,
     cors_origins: Arc<Vec<HeaderValue>>,
+    /// Asks for a drain after a write queued HubSpot work (off unless [`ApiState::with_kicker`] sets one).
+    pub(crate) kicker: DrainKicker,
 }
 
 impl ApiState {
@@ -72,7 +75,14 @@ impl ApiState {
                     .filter_map(|origin| HeaderValue::from_str(origin).ok())
                     .collect(),
             ),
+            kicker: DrainKicker::Off,
         }
+    }
+
+    /// Kicks the fast path with `kicker` after every write that queues HubSpot work.
+    pub fn with_kicker(mut self, kicker: DrainKicker) -> Self {
+        self.kicker = kicker;
+        self
     }
 
     /// The dashboard statistics cache (the benchmark clears it to measure uncached requests).

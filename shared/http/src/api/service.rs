@@ -1,6 +1,7 @@
 //! The API's use cases: validate the input (naming the field at fault), run the repositories in one transaction,
 //! queue the HubSpot work in that same transaction, and bump the statistics cache's shared generation in it too.
-//! Handlers call exactly one of these.
+//! After the commit, a write that queued work kicks the fast path (`crmsync_app::kick`). Handlers call exactly one of
+//! these.
 
 use std::str::FromStr;
 
@@ -242,6 +243,8 @@ pub async fn create_contact(state: &ApiState, body: NewContactBody) -> Result<cr
     crm::bump_dashboard_cache_generation(&transaction).await?;
     transaction.commit().await?;
     tracing::info!(contact_id = %contact.id, "contact created through the API");
+    // Committed: ask for a drain, so the change reaches HubSpot in seconds (a failed kick leaves it to the schedule).
+    state.kicker.kick("api").await;
     Ok(contact)
 }
 
@@ -293,6 +296,8 @@ pub async fn move_deal_stage(
     crm::bump_dashboard_cache_generation(&transaction).await?;
     transaction.commit().await?;
     tracing::info!(deal_id = %id, from = %moved.previous_stage, to = %moved.deal.stage, "deal stage moved through the API");
+    // Committed: ask for a drain, so the change reaches HubSpot in seconds (a failed kick leaves it to the schedule).
+    state.kicker.kick("api").await;
     Ok((moved, Some(activity)))
 }
 
@@ -391,6 +396,8 @@ pub async fn create_activity(
     crm::bump_dashboard_cache_generation(&transaction).await?;
     transaction.commit().await?;
     tracing::info!(activity_id = %activity.id, activity_type = %activity.activity_type, "activity logged through the API");
+    // Committed: ask for a drain, so the change reaches HubSpot in seconds (a failed kick leaves it to the schedule).
+    state.kicker.kick("api").await;
     Ok(activity)
 }
 
