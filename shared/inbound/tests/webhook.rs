@@ -598,7 +598,9 @@ async fn two_lanes_applying_one_backlog_at_once_apply_each_event_once_and_each_r
         async move {
             let mut applied = 0;
             loop {
-                let report = crmsync_inbound::apply_pending_lane(&applier, 7, lane, 2).await.expect("pass");
+                let report = crmsync_inbound::apply_pending_lane(&applier, 7, lane, 2)
+                    .await
+                    .expect("pass");
                 if report.applied + report.skipped + report.waiting + report.dead == 0 {
                     return applied;
                 }
