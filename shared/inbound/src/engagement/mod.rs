@@ -1,15 +1,12 @@
 //! Engagements logged in HubSpot (notes, calls, emails, meetings, tasks), arriving as generic `object.*` events with
-//! their `objectTypeId`: one module per event kind, as for companies, contacts and deals. Creations, property changes,
-//! association changes and restores all re-read the engagement (with its associations, before the pass's
-//! transaction) and bring its current state home ([`bring_home`]); deletions remove it.
+//! their `objectTypeId`. Creations, property changes, association changes and restores all re-read the engagement
+//! (with its associations, before the pass's transaction) and bring its current state home ([`bring_home`]);
+//! deletions remove it ([`deletion`]).
 //!
 //! Our own engagements (the outbound sync's) carry our `crmsync_id` and are never imported twice: an event about one
 //! is an echo, or links the activity it came from when the sync's write-back has not happened yet.
 
-mod association;
-mod creation;
 mod deletion;
-mod property_change;
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -79,9 +76,14 @@ pub(crate) async fn engagement_event(
         return Ok(Outcome::Skipped("no_object_id"));
     };
     match &event.kind {
-        EventKind::Creation | EventKind::Restore => creation::creation(client, kind, id, context).await,
-        EventKind::PropertyChange { .. } => property_change::property_change(client, kind, id, context).await,
-        EventKind::AssociationChange { .. } => association::association(client, kind, id, context).await,
+        // A creation or restore (logged in HubSpot, or back from its recycle bin), an edit (its text, time, status,
+        // owner) or an association change: the engagement's current state is applied whatever the event names, so
+        // events applied out of order end in HubSpot's latest state, and one whose creation event never came is
+        // created; one no longer about any local record is removed.
+        EventKind::Creation
+        | EventKind::Restore
+        | EventKind::PropertyChange { .. }
+        | EventKind::AssociationChange { .. } => bring_home(client, kind, id, context).await,
         EventKind::Deletion | EventKind::PrivacyDeletion => deletion::deletion(client, id).await,
         EventKind::Merge { .. } => Ok(Outcome::Skipped("unmapped_engagement_event")),
         EventKind::Unknown => Ok(Outcome::Skipped("unknown_type")),
