@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use crmsync_app::Config;
 use crmsync_app::kick::{DrainKicker, LocalKicks};
+use crmsync_db::kick::PgDrainKicks;
 use crmsync_http::ingest::{IngestState, router};
 use crmsync_http::webhook::{ApplyMode, WEBHOOK_PATH};
 use crmsync_hubspot_sim::{HubSpotSim, RunningSim, WebhookTarget};
@@ -56,7 +57,7 @@ pub async fn serve(mut config: Config, bind: SocketAddr, use_simulator: bool) ->
     let local_kicks = config
         .sync
         .fast_path
-        .then(|| LocalKicks::new(config.sync.kick_debounce));
+        .then(|| LocalKicks::new(config.sync.kick_debounce, PgDrainKicks::outbound(pool.clone())));
     let kicker = local_kicks.clone().map_or(DrainKicker::Off, DrainKicker::InProcess);
     let background = [
         Some(spawn_schedule(Arc::clone(&sync), config.sync.interval)),

@@ -28,6 +28,10 @@ impl Drop for Serve {
 
 impl Serve {
     async fn start(app: &TestApp) -> Self {
+        Self::start_with(app, &[]).await
+    }
+
+    async fn start_with(app: &TestApp, env: &[(&str, &str)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
@@ -47,6 +51,7 @@ impl Serve {
             .env_remove("SYNC_FAST_PATH")
             .env_remove("SYNC_KICK_DEBOUNCE_MS")
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
@@ -201,4 +206,37 @@ async fn a_hundred_ingestions_in_two_seconds_cause_at_most_five_drains() {
     );
     assert_eq!(app.count("crmsync.sync_runs WHERE trigger = 'serve'").await, 1);
     assert_eq!(app.count("sync_queue WHERE status <> 'completed'").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_batch_drains_at_once_without_waiting_for_the_window() {
+    let app = TestApp::with_hubspot().await;
+    // A ten-minute window: only a full batch (100 deals due) makes a drain come sooner.
+    let serve = Serve::start_with(&app, &[("SYNC_KICK_DEBOUNCE_MS", "600000")]).await;
+
+    for i in 0..99 {
+        serve.ingest(i).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        app.count("crmsync.sync_runs WHERE trigger = 'kick'").await,
+        0,
+        "99 deals due wait for the window:\n{}",
+        serve.logs()
+    );
+    serve.ingest(99).await;
+    let deals = ids(&app, "SELECT id::text FROM deals").await;
+    assert_eq!(deals.len(), 100);
+    until_in_hubspot(&app, &serve, "deals", &deals, Duration::from_secs(30)).await;
+    assert_eq!(app.count("crmsync.sync_runs WHERE trigger = 'kick'").await, 1);
+
+    // The next write waits for the window again.
+    serve.ingest(100).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        app.count("sync_queue WHERE status = 'pending'").await,
+        2,
+        "its company and deal wait"
+    );
+    assert_eq!(app.count("crmsync.sync_runs WHERE trigger = 'kick'").await, 1);
 }

@@ -108,7 +108,12 @@ async fn an_ingestion_that_queued_rows_sends_one_drain_request_for_its_burst_and
     let messages = crmsync_testkit::receive_until_some(&queue).await;
     assert_eq!(messages.len(), 1, "{messages:?}");
     let body: serde_json::Value = serde_json::from_str(&messages[0].body).expect("json");
-    assert_eq!(body, json!({ "kind": "drain", "requested_by": "ingest" }));
+    assert_eq!(
+        (&body["kind"], &body["requested_by"]),
+        (&json!("drain"), &json!("ingest")),
+        "{body}"
+    );
+    assert!(body["due_at"].is_string(), "the request's due time rides along: {body}");
     queue.delete(&messages[0].receipt_handle).await.expect("delete");
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let more = queue

@@ -11,6 +11,7 @@ use crmsync_app::kick::{DrainKicker, KickOutcome, SqsKicks};
 use crmsync_db::kick::PgDrainKicks;
 use crmsync_db::test_db::TestDb;
 use crmsync_db::{PgMatchStore, PgSyncStore};
+use crmsync_domain::kick::DrainRequest;
 use crmsync_domain::sync::{EntityType, RetryMessage, RetryTarget};
 use crmsync_hubspot::{HubSpotClient, HubSpotConfig};
 use crmsync_hubspot_sim::{HubSpotSim, RunningSim, SimConfig};
@@ -373,6 +374,80 @@ async fn a_hundred_ingestions_in_two_seconds_send_a_handful_of_drain_requests() 
         }
     }
     assert_eq!(messages, requested, "one message per request");
+}
+
+#[tokio::test]
+async fn a_full_batch_asks_for_a_drain_at_once_and_the_delayed_request_it_replaced_does_nothing() {
+    let app = deploy().await;
+    // A window of a minute: only a full batch (100 deals due) makes a drain come sooner.
+    let kicker = DrainKicker::Sqs(SqsKicks::new(
+        PgDrainKicks::outbound(app.db.pool().clone()),
+        app.queue.clone(),
+        Duration::from_secs(60),
+    ));
+    let kicks = PgDrainKicks::outbound(app.db.pool().clone());
+    let sqs = sqs_client().await;
+
+    assert_eq!(app.ingest_and_kick(&kicker, "FULL-000").await, KickOutcome::Requested);
+    let delayed_due_at = kicks.waiting().await.expect("read").expect("a request waits");
+    for i in 1..98 {
+        app.ingest(&format!("FULL-{i:03}"), &uei_for(&format!("FULL-{i:03}")))
+            .await;
+    }
+    assert_eq!(
+        app.ingest_and_kick(&kicker, "FULL-098").await,
+        KickOutcome::Covered,
+        "99 deals due: the window applies"
+    );
+    assert_eq!(
+        app.ingest_and_kick(&kicker, "FULL-099").await,
+        KickOutcome::Requested,
+        "the 100th deal due fills a batch: the request is pulled forward"
+    );
+    let pulled_forward = kicks.waiting().await.expect("read").expect("a request waits");
+    assert!(pulled_forward < delayed_due_at, "{pulled_forward} < {delayed_due_at}");
+
+    // The message without delay arrives now (the first one is still delayed) and drains the 100 deals.
+    let event = receive_sqs_event(&sqs, app.queue.queue_url(), 1).await;
+    let body: Value = serde_json::from_str(event["Records"][0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["due_at"], json!(pulled_forward), "{body}");
+    let response = app.function.invoke(event.clone()).await.expect("a batch response");
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    app.acknowledge(&event).await;
+    let deals = app.local_ids("SELECT id::text FROM deals").await;
+    assert_eq!(deals.len(), 100);
+    assert_eq!(app.hubspot_ids("deals").await, deals, "every deal is in HubSpot");
+    assert_eq!((app.kick_runs().await, app.pending_rows().await), (1, 0));
+
+    // A new write asks for its own drain, a minute away. The first request's message arrives meanwhile (here sent
+    // again at once, as SQS would deliver it after its delay): its request was drained, so it does nothing.
+    assert_eq!(app.ingest_and_kick(&kicker, "FULL-100").await, KickOutcome::Requested);
+    let next_due_at = kicks.waiting().await.expect("read").expect("a request waits");
+    app.queue
+        .send_drain_request(&DrainRequest::new("ingest", delayed_due_at), Duration::ZERO)
+        .await
+        .expect("send");
+    let event = receive_sqs_event(&sqs, app.queue.queue_url(), 1).await;
+    for record in event["Records"].as_array().unwrap() {
+        let body: Value = serde_json::from_str(record["body"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            body["due_at"],
+            json!(delayed_due_at),
+            "only the first request's message: {body}"
+        );
+    }
+    let response = app.function.invoke(event).await.expect("a batch response");
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    assert_eq!(
+        (app.kick_runs().await, app.pending_rows().await),
+        (1, 2),
+        "no drain: the new match's company and deal wait for their own request"
+    );
+    assert_eq!(
+        kicks.waiting().await.expect("read"),
+        Some(next_due_at),
+        "the newer request still waits for its message"
+    );
 }
 
 #[tokio::test]

@@ -2,7 +2,8 @@
 //! drain, so the rows reach HubSpot in seconds instead of at the next scheduled drain. Kicks are coalesced by the
 //! rule in [`crmsync_domain::kick`]: in `crmsync serve` in memory ([`LocalKicks`], an in-process signal to its
 //! fast-path drainer), in AWS across processes through crmsync.drain_kicks and one delayed SQS drain request on the
-//! retry queue, which the outbound-sync function consumes.
+//! retry queue, which the outbound-sync function consumes. When the rows due fill a HubSpot batch
+//! ([`FULL_BATCH`] records of one type), the drain is due at once: waiting cannot make a full batch cheaper.
 //!
 //! A kick never fails its write: a failure is logged and counted ([`DRAIN_KICKS_FAILED`]), and the rows wait in
 //! `sync_queue` for the schedule, the safety net.
@@ -11,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crmsync_db::kick::PgDrainKicks;
-use crmsync_domain::kick::{DrainRequest, KICK_LOST_AFTER, KickCoalescer, KickDecision, sqs_delay};
+use crmsync_domain::kick::{DrainRequest, FULL_BATCH, KICK_LOST_AFTER, KickCoalescer, KickDecision, sqs_delay};
 use crmsync_queue::SqsRetryQueue;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -49,7 +50,7 @@ impl DrainKicker {
         let outcome = match self {
             Self::Off => KickOutcome::Off,
             Self::InProcess(local) => {
-                if local.kick().is_requested() {
+                if local.kick().await.is_requested() {
                     KickOutcome::Requested
                 } else {
                     KickOutcome::Covered
@@ -73,6 +74,8 @@ impl DrainKicker {
 #[derive(Debug, Clone)]
 pub struct LocalKicks {
     inner: Arc<LocalInner>,
+    /// Asked whether the rows due fill a batch.
+    due_rows: PgDrainKicks,
 }
 
 #[derive(Debug)]
@@ -82,13 +85,15 @@ struct LocalInner {
 }
 
 impl LocalKicks {
-    pub fn new(debounce: Duration) -> Self {
+    /// Kicks coalesced over `debounce`; `due_rows` answers whether the rows due fill a batch.
+    pub fn new(debounce: Duration, due_rows: PgDrainKicks) -> Self {
         Self {
             inner: Arc::new(LocalInner {
                 // In memory a request cannot be lost: it waits until the drainer takes it.
                 coalescer: Mutex::new(KickCoalescer::new(debounce)),
                 wake: Notify::new(),
             }),
+            due_rows,
         }
     }
 
@@ -96,8 +101,9 @@ impl LocalKicks {
         self.inner.coalescer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn kick(&self) -> KickDecision<Instant> {
-        let decision = self.coalescer().kick(Instant::now());
+    async fn kick(&self) -> KickDecision<Instant> {
+        let batch_full = batch_full(&self.due_rows).await;
+        let decision = self.coalescer().kick(Instant::now(), batch_full);
         if decision.is_requested() {
             self.inner.wake.notify_one();
         }
@@ -113,7 +119,11 @@ impl LocalKicks {
                 // A kick between the read and the wait leaves a permit: `notified` returns at once.
                 None => self.inner.wake.notified().await,
                 Some(due_at) => {
-                    tokio::time::sleep_until(due_at).await;
+                    // A full batch pulls the request forward and wakes this wait; the loop reads the new due time.
+                    tokio::select! {
+                        () = tokio::time::sleep_until(due_at) => {}
+                        () = self.inner.wake.notified() => continue,
+                    }
                     if self.coalescer().start_drain() {
                         return;
                     }
@@ -137,7 +147,12 @@ impl SqsKicks {
     }
 
     async fn kick(&self, requested_by: &str) -> KickOutcome {
-        let delay = sqs_delay(self.debounce);
+        let window = if batch_full(&self.kicks).await {
+            Duration::ZERO
+        } else {
+            self.debounce
+        };
+        let delay = sqs_delay(window);
         let due_at = match self.kicks.kick(delay, KICK_LOST_AFTER).await {
             Ok(KickDecision::Covered { .. }) => return KickOutcome::Covered,
             Ok(KickDecision::Requested { due_at }) => due_at,
@@ -148,7 +163,7 @@ impl SqsKicks {
         };
         match self
             .queue
-            .send_drain_request(&DrainRequest::new(requested_by), delay)
+            .send_drain_request(&DrainRequest::new(requested_by, due_at), delay)
             .await
         {
             Ok(()) => KickOutcome::Requested,
@@ -163,4 +178,15 @@ impl SqsKicks {
             }
         }
     }
+}
+
+/// Whether the rows due fill a HubSpot batch. Unknown (the question failed) counts as not full: the window applies.
+async fn batch_full(due_rows: &PgDrainKicks) -> bool {
+    due_rows
+        .due_rows_fill_a_batch(FULL_BATCH)
+        .await
+        .unwrap_or_else(|error| {
+            tracing::warn!(%error, "fast path: could not count the rows due; the debounce window applies");
+            false
+        })
 }

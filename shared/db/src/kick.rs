@@ -15,6 +15,17 @@ use crate::{DbError, Pool};
 /// The outbound drain's row (the one 0014_drain_kicks.sql inserts).
 pub const OUTBOUND_DRAIN: &str = "outbound";
 
+/// What a drain request message found when it arrived ([`PgDrainKicks::start_due_drain`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DueDrain {
+    /// It took the due request (made at `requested_at`): drain.
+    Started { requested_at: Option<DateTime<Utc>> },
+    /// The waiting request is due later, and its own message comes then: nothing to do now.
+    NotDue { due_at: DateTime<Utc> },
+    /// No request waits: a drain took this message's request already (a full batch pulled it forward).
+    NoneWaiting,
+}
+
 /// The kick state of one drainer.
 #[derive(Clone, Debug)]
 pub struct PgDrainKicks {
@@ -31,22 +42,28 @@ impl PgDrainKicks {
         }
     }
 
-    /// A kick, after its rows committed: covered when a requested drain has not started and is not past its due time
-    /// plus `lost_after`; otherwise this call records a request due after `debounce`, and the caller sends it.
-    pub async fn kick(&self, debounce: Duration, lost_after: Duration) -> Result<KickDecision<DateTime<Utc>>, DbError> {
+    /// A kick, after its rows committed: covered when a requested drain has not started, is not past its due time
+    /// plus `lost_after`, and is due within `window`; otherwise this call records a request due after `window` (a
+    /// new one, or the waiting one pulled forward when `window` is zero for a full batch), and the caller sends it.
+    pub async fn kick(&self, window: Duration, lost_after: Duration) -> Result<KickDecision<DateTime<Utc>>, DbError> {
         let client = self.pool.get().await?;
         // The outer SELECT reads the row as it was before the CTE's update: the request that covers this kick.
+        // A pulled-forward request keeps its requested_at (when the burst began).
         let row = client
             .query_one(
                 "WITH requested AS (
                    UPDATE crmsync.drain_kicks
-                   SET due_at = now() + make_interval(secs => $2), requested_at = now(), updated_at = now()
-                   WHERE name = $1 AND (due_at IS NULL OR due_at + make_interval(secs => $3) <= now())
+                   SET due_at = now() + make_interval(secs => $2),
+                       requested_at = CASE WHEN due_at IS NULL OR due_at + make_interval(secs => $3) <= now()
+                                           THEN now() ELSE requested_at END,
+                       updated_at = now()
+                   WHERE name = $1 AND (due_at IS NULL OR due_at + make_interval(secs => $3) <= now()
+                                        OR due_at > now() + make_interval(secs => $2))
                    RETURNING due_at)
                  SELECT (SELECT due_at FROM requested),
                         (SELECT due_at FROM crmsync.drain_kicks WHERE name = $1),
                         EXISTS (SELECT 1 FROM crmsync.drain_kicks WHERE name = $1)",
-                &[&self.name, &debounce.as_secs_f64(), &lost_after.as_secs_f64()],
+                &[&self.name, &window.as_secs_f64(), &lost_after.as_secs_f64()],
             )
             .await?;
         let requested: Option<DateTime<Utc>> = row.get(0);
@@ -62,7 +79,7 @@ impl PgDrainKicks {
                         "INSERT INTO crmsync.drain_kicks (name, due_at, requested_at)
                          VALUES ($1, now() + make_interval(secs => $2), now())
                          ON CONFLICT (name) DO NOTHING RETURNING due_at",
-                        &[&self.name, &debounce.as_secs_f64()],
+                        &[&self.name, &window.as_secs_f64()],
                     )
                     .await?;
                 match inserted {
@@ -82,6 +99,22 @@ impl PgDrainKicks {
         }
     }
 
+    /// Whether the sync_queue rows due now fill a HubSpot batch: `batch` distinct records of one entity type (the
+    /// drain coalesces an entity's rows, so a second change of a record waiting adds nothing to its batch).
+    pub async fn due_rows_fill_a_batch(&self, batch: i64) -> Result<bool, DbError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one(
+                "SELECT EXISTS (
+                   SELECT 1 FROM public.sync_queue
+                   WHERE status IN ('pending', 'failed') AND next_attempt_at <= now()
+                   GROUP BY entity_type HAVING count(DISTINCT entity_id) >= $1)",
+                &[&batch],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
     /// The requested drain starts, before its first claim: the request is forgotten, so a kick after this requests
     /// the next drain. Returns when the request that was waiting was made, if one was.
     pub async fn start_drain(&self) -> Result<Option<DateTime<Utc>>, DbError> {
@@ -94,6 +127,29 @@ impl PgDrainKicks {
             )
             .await?;
         Ok(row.and_then(|row| row.get(0)))
+    }
+
+    /// A drain request message arrived: the drain starts as [`PgDrainKicks::start_drain`] does, but only when the
+    /// waiting request is due (within `slack`). A request that is not due yet is a newer one with its own message on
+    /// the way: the message that arrived served a request a full batch pulled forward and a drain already took.
+    pub async fn start_due_drain(&self, slack: Duration) -> Result<DueDrain, DbError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one(
+                "WITH taken AS (
+                   UPDATE crmsync.drain_kicks SET due_at = NULL, updated_at = now()
+                   WHERE name = $1 AND due_at <= now() + make_interval(secs => $2)
+                   RETURNING requested_at)
+                 SELECT EXISTS (SELECT 1 FROM taken), (SELECT requested_at FROM taken),
+                        (SELECT due_at FROM crmsync.drain_kicks WHERE name = $1)",
+                &[&self.name, &slack.as_secs_f64()],
+            )
+            .await?;
+        Ok(match (row.get::<_, bool>(0), row.get(1), row.get(2)) {
+            (true, requested_at, _) => DueDrain::Started { requested_at },
+            (false, _, Some(due_at)) => DueDrain::NotDue { due_at },
+            (false, _, None) => DueDrain::NoneWaiting,
+        })
     }
 
     /// The request due at `due_at` could not be sent: forget it (unless a newer one replaced it), so the next kick

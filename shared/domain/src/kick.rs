@@ -8,6 +8,9 @@
 //!
 //! - **kick** (called after the commit): when a requested drain has not started yet, the kick is covered; else it
 //!   requests one, due after the debounce window (in AWS: one SQS message with that delay);
+//! - **a full batch** ([`FULL_BATCH`] records of one type due): the kick's window is zero. Waiting longer cannot make
+//!   a full HubSpot batch cheaper, so the requested drain is due now (one not due yet is pulled forward: in AWS a
+//!   second message without delay, and the first one, arriving later, finds its request gone and does nothing);
 //! - **start** (called by the requested drain *before its first claim*): forgets the request, so every kick after
 //!   this point requests a new drain.
 //!
@@ -21,12 +24,17 @@
 use std::ops::Add;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::sync::{MAX_SQS_DELAY, RetryMessage};
 
 /// The default debounce window (`SYNC_KICK_DEBOUNCE_MS`): a burst of kicks inside it makes one drain.
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(2);
+
+/// HubSpot's batch write limit (inputs per create, update or upsert): this many records of one type due make a full
+/// batch, which drains at once instead of waiting for the window.
+pub const FULL_BATCH: i64 = 100;
 
 /// How long past its due time a requested drain that has not started still covers kicks. Past it the request is
 /// taken as lost (its message never sent, or its consumer gone) and the next kick requests a new drain.
@@ -81,14 +89,18 @@ impl<T: Copy + Ord + Add<Duration, Output = T>> KickCoalescer<T> {
         self.debounce
     }
 
-    /// A kick at `now`, after its rows committed.
-    pub fn kick(&mut self, now: T) -> KickDecision<T> {
+    /// A kick at `now`, after its rows committed; `batch_full` when the rows due fill a HubSpot batch
+    /// ([`FULL_BATCH`]), which drains at once: a request not due yet is pulled forward to `now` (`Requested`).
+    pub fn kick(&mut self, now: T, batch_full: bool) -> KickDecision<T> {
+        let window = if batch_full { Duration::ZERO } else { self.debounce };
         match self.pending {
-            Some(due_at) if self.lost_after.is_none_or(|lost_after| now < due_at + lost_after) => {
+            Some(due_at)
+                if self.lost_after.is_none_or(|lost_after| now < due_at + lost_after) && due_at <= now + window =>
+            {
                 KickDecision::Covered { due_at }
             }
             _ => {
-                let due_at = now + self.debounce;
+                let due_at = now + window;
                 self.pending = Some(due_at);
                 KickDecision::Requested { due_at }
             }
@@ -120,19 +132,26 @@ pub fn sqs_delay(debounce: Duration) -> Duration {
     Duration::from_secs(seconds).min(MAX_SQS_DELAY)
 }
 
-/// The body of a drain request on the retry queue: `{"kind": "drain", "requested_by": "ingest"}`.
+/// The body of a drain request on the retry queue:
+/// `{"kind": "drain", "requested_by": "ingest", "due_at": "2026-12-05T10:00:02Z"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DrainRequest {
     pub kind: String,
     /// What kicked (`ingest`, `api`): for the logs.
     pub requested_by: String,
+    /// When the request it serves is due (crmsync.drain_kicks' clock). A message whose request was already taken
+    /// (pulled forward by a full batch and drained) finds no due request and does nothing. Absent in messages sent
+    /// before it existed: those always drain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<DateTime<Utc>>,
 }
 
 impl DrainRequest {
-    pub fn new(requested_by: &str) -> Self {
+    pub fn new(requested_by: &str, due_at: DateTime<Utc>) -> Self {
         Self {
             kind: DRAIN_REQUEST_KIND.to_owned(),
             requested_by: requested_by.to_owned(),
+            due_at: Some(due_at),
         }
     }
 }
@@ -180,9 +199,9 @@ mod tests {
     #[test]
     fn the_first_kick_requests_a_drain_after_the_window_and_the_burst_is_covered_by_it() {
         let mut kicks = coalescer();
-        assert_eq!(kicks.kick(Ms(0)), KickDecision::Requested { due_at: Ms(2_000) });
+        assert_eq!(kicks.kick(Ms(0), false), KickDecision::Requested { due_at: Ms(2_000) });
         let requested = (1..1_000)
-            .map(|i| kicks.kick(Ms(i)))
+            .map(|i| kicks.kick(Ms(i), false))
             .filter(KickDecision::is_requested)
             .count();
         assert_eq!(requested, 0, "1,000 kicks inside the window: one request");
@@ -194,19 +213,25 @@ mod tests {
         // The race: a row commits after the drain's last empty check, while an earlier kick's window would still
         // cover it by time alone. The drain forgot its request when it started, so this kick asks again.
         let mut kicks = coalescer();
-        kicks.kick(Ms(0));
+        kicks.kick(Ms(0), false);
         assert!(kicks.start_drain(), "the drain takes the waiting request");
-        assert_eq!(kicks.kick(Ms(1_500)), KickDecision::Requested { due_at: Ms(3_500) });
+        assert_eq!(
+            kicks.kick(Ms(1_500), false),
+            KickDecision::Requested { due_at: Ms(3_500) }
+        );
         // Until that one starts, further kicks are covered.
-        assert_eq!(kicks.kick(Ms(1_600)), KickDecision::Covered { due_at: Ms(3_500) });
+        assert_eq!(
+            kicks.kick(Ms(1_600), false),
+            KickDecision::Covered { due_at: Ms(3_500) }
+        );
     }
 
     #[test]
     fn a_kick_before_the_drain_started_is_covered_even_past_the_due_time() {
         // The drain is late (a busy consumer): its rows are still claimed after its start.
         let mut kicks = coalescer();
-        kicks.kick(Ms(0));
-        assert!(!kicks.kick(Ms(10_000)).is_requested());
+        kicks.kick(Ms(0), false);
+        assert!(!kicks.kick(Ms(10_000), false).is_requested());
         assert!(kicks.start_drain());
         assert!(!kicks.start_drain(), "a second drain start finds no request");
     }
@@ -214,13 +239,19 @@ mod tests {
     #[test]
     fn a_request_whose_drain_never_starts_stops_covering_after_the_lost_window() {
         let mut kicks = coalescer();
-        kicks.kick(Ms(0));
-        assert!(!kicks.kick(Ms(31_999)).is_requested(), "due 2,000 + 30,000 lost window");
-        assert_eq!(kicks.kick(Ms(32_000)), KickDecision::Requested { due_at: Ms(34_000) });
-        let mut in_memory = KickCoalescer::new(Duration::from_secs(2));
-        in_memory.kick(Ms(0));
+        kicks.kick(Ms(0), false);
         assert!(
-            !in_memory.kick(Ms(3_600_000)).is_requested(),
+            !kicks.kick(Ms(31_999), false).is_requested(),
+            "due 2,000 + 30,000 lost window"
+        );
+        assert_eq!(
+            kicks.kick(Ms(32_000), false),
+            KickDecision::Requested { due_at: Ms(34_000) }
+        );
+        let mut in_memory = KickCoalescer::new(Duration::from_secs(2));
+        in_memory.kick(Ms(0), false);
+        assert!(
+            !in_memory.kick(Ms(3_600_000), false).is_requested(),
             "without a lost window it waits for its drain"
         );
     }
@@ -228,12 +259,12 @@ mod tests {
     #[test]
     fn a_released_request_lets_the_next_kick_ask_again_but_not_a_newer_one() {
         let mut kicks = coalescer();
-        let KickDecision::Requested { due_at } = kicks.kick(Ms(0)) else {
+        let KickDecision::Requested { due_at } = kicks.kick(Ms(0), false) else {
             panic!("requested")
         };
         kicks.release(due_at);
         assert_eq!(kicks.due_at(), None);
-        assert!(kicks.kick(Ms(100)).is_requested());
+        assert!(kicks.kick(Ms(100), false).is_requested());
         kicks.release(due_at);
         assert_eq!(
             kicks.due_at(),
@@ -257,11 +288,60 @@ mod tests {
                 drains += 1;
                 draining_until = Some(t + 300);
             }
-            kicks.kick(Ms(t));
+            kicks.kick(Ms(t), false);
         }
         // Whatever is still requested drains once more.
         drains += usize::from(kicks.start_drain());
         assert!((1..=5).contains(&drains), "{drains} drains");
+    }
+
+    #[test]
+    fn a_full_batch_pulls_the_waiting_request_forward_to_now_and_later_kicks_are_covered_by_it() {
+        let mut kicks = coalescer();
+        assert_eq!(kicks.kick(Ms(0), false), KickDecision::Requested { due_at: Ms(2_000) });
+        assert_eq!(kicks.kick(Ms(500), false), KickDecision::Covered { due_at: Ms(2_000) });
+        // The 100th record due: waiting cannot make the batch cheaper.
+        assert_eq!(kicks.kick(Ms(600), true), KickDecision::Requested { due_at: Ms(600) });
+        assert_eq!(kicks.due_at(), Some(Ms(600)));
+        // Until that drain starts, every kick is covered, full or not.
+        assert_eq!(kicks.kick(Ms(700), true), KickDecision::Covered { due_at: Ms(600) });
+        assert_eq!(kicks.kick(Ms(800), false), KickDecision::Covered { due_at: Ms(600) });
+        assert!(kicks.start_drain());
+        // With nothing waiting, a full batch asks for a drain due at once.
+        assert_eq!(kicks.kick(Ms(900), true), KickDecision::Requested { due_at: Ms(900) });
+    }
+
+    #[test]
+    fn a_trickle_drains_once_per_window_and_a_steady_stream_once_per_full_batch() {
+        // One write every 300 ms for 60 s (200 records), a 30 s window, drains taking 200 ms: the stream fills a batch
+        // of 100 at the 100th write, before the window ends, so it drains twice, each time a full batch.
+        let mut kicks = KickCoalescer::new(Duration::from_secs(30));
+        let (mut due, mut drained_batches) = (0_i64, Vec::new());
+        for write in 0..200_u64 {
+            let now = Ms(write * 300);
+            if kicks.due_at().is_some_and(|at| at <= now) {
+                assert!(kicks.start_drain());
+                drained_batches.push(std::mem::take(&mut due));
+            }
+            due += 1;
+            kicks.kick(now, due >= FULL_BATCH);
+        }
+        if kicks.start_drain() {
+            drained_batches.push(due);
+        }
+        assert_eq!(drained_batches, vec![100, 100]);
+        // The same stream with the 2 s window: a drain per window, seven records each.
+        let mut kicks = KickCoalescer::new(Duration::from_secs(2));
+        let mut drains = 0;
+        for write in 0..200_u64 {
+            let now = Ms(write * 300);
+            if kicks.due_at().is_some_and(|at| at <= now) {
+                assert!(kicks.start_drain());
+                drains += 1;
+            }
+            kicks.kick(now, false);
+        }
+        assert_eq!(drains + usize::from(kicks.start_drain()), 29);
     }
 
     #[test]
@@ -274,11 +354,20 @@ mod tests {
 
     #[test]
     fn queue_messages_are_drain_requests_by_kind_and_retries_without_one() {
-        let drain = serde_json::to_string(&DrainRequest::new("ingest")).unwrap();
-        assert_eq!(drain, r#"{"kind":"drain","requested_by":"ingest"}"#);
+        let due_at = "2026-12-05T10:00:02Z".parse().unwrap();
+        let drain = serde_json::to_string(&DrainRequest::new("ingest", due_at)).unwrap();
+        assert_eq!(
+            drain,
+            r#"{"kind":"drain","requested_by":"ingest","due_at":"2026-12-05T10:00:02Z"}"#
+        );
         assert_eq!(
             QueueMessage::parse(&drain).unwrap(),
-            QueueMessage::Drain(DrainRequest::new("ingest"))
+            QueueMessage::Drain(DrainRequest::new("ingest", due_at))
+        );
+        let earlier = QueueMessage::parse(r#"{"kind":"drain","requested_by":"api"}"#).unwrap();
+        assert!(
+            matches!(earlier, QueueMessage::Drain(DrainRequest { due_at: None, .. })),
+            "a message from before due_at still reads as a drain request: {earlier:?}"
         );
         let retry = r#"{"sync_queue_id":"7b6f3c1e-0c2a-4f59-9d7e-2b1a8f0e4c11","entity_type":"deal","entity_id":"7b6f3c1e-0c2a-4f59-9d7e-2b1a8f0e4c12","attempts":2}"#;
         assert!(matches!(QueueMessage::parse(retry).unwrap(), QueueMessage::Retry(m) if m.attempts == 2));

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use crmsync_app::AppError;
 use crmsync_db::PgSyncStore;
-use crmsync_db::kick::PgDrainKicks;
+use crmsync_db::kick::{DueDrain, PgDrainKicks};
 use crmsync_db::sync::{RETRY_DUE_SLACK, RetryRowState};
-use crmsync_domain::kick::QueueMessage;
+use crmsync_domain::kick::{DrainRequest, QueueMessage};
 use crmsync_domain::ports::RetryQueue;
 use crmsync_domain::queue::SyncStatus;
 use crmsync_domain::sync::{MAX_SQS_DELAY, RetryMessage, RetryTarget};
@@ -242,21 +242,49 @@ impl<Q: RetryQueue> OutboundSync<Q> {
         deliveries: &[RetryDelivery],
         drain_budget: Duration,
     ) -> Result<Vec<String>, AppError> {
-        let (drains, retries): (Vec<&RetryDelivery>, Vec<&RetryDelivery>) = deliveries
-            .iter()
-            .partition(|d| matches!(QueueMessage::parse(&d.body), Ok(QueueMessage::Drain(_))));
-        if !drains.is_empty() {
-            self.drain_on_request(drains.len(), drain_budget).await;
+        let mut drains = Vec::new();
+        let mut retries = Vec::new();
+        for delivery in deliveries {
+            match QueueMessage::parse(&delivery.body) {
+                Ok(QueueMessage::Drain(request)) => drains.push(request),
+                _ => retries.push(delivery.clone()),
+            }
         }
-        let retries: Vec<RetryDelivery> = retries.into_iter().cloned().collect();
+        if !drains.is_empty() {
+            self.drain_on_request(&drains, drain_budget).await;
+        }
         self.handle_retry_messages(&retries).await
     }
 
-    /// The drain a kick asked for (see [`OutboundSync::handle_queue_messages`]).
-    pub async fn drain_on_request(&self, requests: usize, budget: Duration) {
+    /// The drain kicks asked for with `requests` (see [`OutboundSync::handle_queue_messages`]). A message whose
+    /// request is gone or not due yet does nothing: a full batch pulled its request forward and a drain took it, and
+    /// any newer request has its own message on the way. A message from before requests carried their due time
+    /// always drains.
+    pub async fn drain_on_request(&self, requests: &[DrainRequest], budget: Duration) {
         let kicks = PgDrainKicks::outbound(self.store.pool().clone());
-        match kicks.start_drain().await {
-            Ok(requested_at) => tracing::info!(requests, ?requested_at, "fast path: drain requested"),
+        let started = if requests.iter().any(|r| r.due_at.is_none()) {
+            kicks
+                .start_drain()
+                .await
+                .map(|requested_at| DueDrain::Started { requested_at })
+        } else {
+            kicks.start_due_drain(DRAIN_DUE_SLACK).await
+        };
+        match started {
+            Ok(DueDrain::Started { requested_at }) => {
+                tracing::info!(requests = requests.len(), ?requested_at, "fast path: drain requested")
+            }
+            Ok(DueDrain::NotDue { due_at }) => {
+                tracing::info!(requests = requests.len(), %due_at, "fast path: drained already; the next request is due later");
+                return;
+            }
+            Ok(DueDrain::NoneWaiting) => {
+                tracing::info!(
+                    requests = requests.len(),
+                    "fast path: drained already (a full batch went early)"
+                );
+                return;
+            }
             // Draining anyway is safe: the request lapses by itself, and a kick meanwhile is covered by this drain
             // or by the lapse.
             Err(error) => tracing::warn!(%error, "fast path: could not take the kick request; draining anyway"),
@@ -266,6 +294,10 @@ impl<Q: RetryQueue> OutboundSync<Q> {
         }
     }
 }
+
+/// How early a drain request may find its request and still take it: SQS delays are whole seconds, rounded up, so a
+/// message never comes before its request is due; this covers the clocks of SQS and the database disagreeing.
+const DRAIN_DUE_SLACK: Duration = Duration::from_secs(1);
 
 /// The trigger of a drain a kick asked for, in crmsync.sync_runs.
 pub const KICK_TRIGGER: &str = "kick";
