@@ -16,8 +16,9 @@ use crmsync_domain::sync::{
 };
 use crmsync_domain::webhook::ObjectKind;
 use crmsync_hubspot::associations::{AssociationInput, AssociationSpec, type_ids};
+use crmsync_hubspot::objects::NewAssociation;
 use crmsync_hubspot::setup::LOCAL_ID_PROPERTY;
-use crmsync_hubspot::{ErrorClass, HubSpotError, ObjectType, PermanentKind, UpdateInput, UpsertInput};
+use crmsync_hubspot::{CreateInput, ErrorClass, HubSpotError, ObjectType, PermanentKind, UpdateInput, UpsertInput};
 use uuid::Uuid;
 
 use crate::drain::OutboundSync;
@@ -35,6 +36,10 @@ pub(crate) trait Outbound {
     const UPDATE_ON_CONFLICT: bool = false;
     /// The deadline is checked before anything is read (contacts), not only before the upsert.
     const DEADLINE_FIRST: bool = false;
+    /// A record's first attempt at being created goes as a batch create carrying its company association (deals:
+    /// one request instead of an upsert and an association batch). Safe to repeat because `crmsync_id` is unique in
+    /// HubSpot: a create that meets an earlier attempt's record fails, and falls back to the upsert.
+    const CREATE_WITH_ASSOCIATION: bool = false;
 
     fn id(&self) -> Uuid;
     fn hubspot_id(&self) -> Option<&String>;
@@ -93,6 +98,7 @@ impl Outbound for DealRecord {
     const ENTITY: EntityType = EntityType::Deal;
     const OBJECT: ObjectType = ObjectType::Deals;
     const COMPANY_ASSOCIATION_TYPE: Option<u32> = Some(type_ids::DEAL_TO_COMPANY_PRIMARY);
+    const CREATE_WITH_ASSOCIATION: bool = true;
 
     fn id(&self) -> Uuid {
         self.id
@@ -253,11 +259,12 @@ impl<Q: RetryQueue> OutboundSync<Q> {
             self.postpone(changes.iter().map(|c| c.record), round);
             return Ok(Vec::new());
         }
+        let (mut sent, changes) = match R::COMPANY_ASSOCIATION_TYPE {
+            Some(type_id) if R::CREATE_WITH_ASSOCIATION => self.create_with_association(changes, type_id, round).await,
+            _ => (Vec::new(), changes),
+        };
         let upserted = self.upsert_changes(&changes, round).await;
-        let sent = upserted
-            .iter()
-            .map(|(e, ..)| (e.entity_id, e.hubspot_id.clone()))
-            .collect();
+        sent.extend(upserted.iter().map(|(e, ..)| (e.entity_id, e.hubspot_id.clone())));
         match R::COMPANY_ASSOCIATION_TYPE {
             Some(type_id) => {
                 self.associate_with_companies(R::OBJECT, type_id, upserted, round.outcome, round.report)
@@ -351,6 +358,83 @@ impl<Q: RetryQueue> OutboundSync<Q> {
                     .sends(kind, name, value, creating, hubspot_holds_blank)
             })
             .collect()
+    }
+
+    /// Creates, with their company association in the same request, the records in `changes` making their first
+    /// attempt at creation (not in HubSpot, with a company, every item on its first attempt and not taken over from
+    /// a crashed run) and records what HubSpot created. Returns the (local id, HubSpot id) of each record created,
+    /// and the changes left for the upsert: the rest, and the creates HubSpot refused as a whole (a record an earlier
+    /// attempt made after all: `crmsync_id` is unique, so the upsert finds it). A retryable failure fails the items:
+    /// their retry goes by upsert.
+    async fn create_with_association<'r, R: Outbound>(
+        &self,
+        changes: Vec<Change<'r, R>>,
+        type_id: u32,
+        round: &mut Round<'_>,
+    ) -> (Vec<(Uuid, String)>, Vec<Change<'r, R>>) {
+        let (creates, mut rest): (Vec<Change<'r, R>>, Vec<Change<'r, R>>) = changes.into_iter().partition(|change| {
+            change.record.hubspot_id().is_none() && change.association.is_some() && {
+                let items = round.items(change.record);
+                !items.is_empty() && items.iter().all(|item| item.attempts == 0 && !item.taken_over)
+            }
+        });
+        if creates.is_empty() {
+            return (Vec::new(), rest);
+        }
+        let inputs: Vec<CreateInput> = creates
+            .iter()
+            .map(|change| {
+                let mut properties = change.changed.clone();
+                properties.insert(LOCAL_ID_PROPERTY.to_owned(), change.record.id().to_string());
+                CreateInput {
+                    properties,
+                    associations: change
+                        .association
+                        .iter()
+                        .map(|company| NewAssociation {
+                            to_id: company.clone(),
+                            types: vec![AssociationSpec::hubspot_defined(type_id)],
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        let results = match self.hubspot.batch_create(R::OBJECT, &inputs).await {
+            Ok(outcome) => outcome.into_results(),
+            Err(error) => vec![Err(error); inputs.len()],
+        };
+        let mut created = Vec::new();
+        for (change, result) in creates.into_iter().zip(results) {
+            let items = round.items(change.record).to_vec();
+            match result {
+                Ok(object) => {
+                    R::tally(round.report, true);
+                    round.report.associations += 1;
+                    let mut written = change.changed.clone();
+                    written.insert(
+                        COMPANY_ASSOCIATION.to_owned(),
+                        change.association.clone().unwrap_or_default(),
+                    );
+                    created.push((change.record.id(), object.id.clone()));
+                    round.outcome.complete(&items);
+                    round.outcome.synced.push(SyncedEntity {
+                        entity_type: R::ENTITY,
+                        entity_id: change.record.id(),
+                        object_type: R::OBJECT.as_str(),
+                        hubspot_id: object.id,
+                        written,
+                        settled: true,
+                    });
+                }
+                Err(error) if matches!(error.class(), ErrorClass::Permanent(_)) => {
+                    tracing::info!(entity = %R::ENTITY, id = %change.record.id(), %error,
+                        "create refused; upserting it instead");
+                    rest.push(change);
+                }
+                Err(error) => round.outcome.fail_hubspot(items, "", &error),
+            }
+        }
+        (created, rest)
     }
 
     /// Batch-upserts the changes and tallies the answers: what HubSpot accepted, to be recorded; the rest fail.

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use crmsync_domain::circuit::CircuitSettings;
 use crmsync_domain::sync::RetryPolicy;
+use crmsync_hubspot::{CreateInput, ObjectType};
 use crmsync_hubspot_sim::{FaultConfig, FaultKind, SimConfig};
 use crmsync_queue::SqsRetryQueue;
 use crmsync_sync::{OutboundSync, SyncReport, SyncSettings};
-use crmsync_testkit::{QueueRow, TestApp, client_for, quick_retries};
+use crmsync_testkit::{Deal, QueueRow, TestApp, client_for, quick_retries};
 use serde_json::json;
 
 type Sync = OutboundSync<SqsRetryQueue>;
@@ -327,18 +328,74 @@ async fn retryable_faults_on_a_fifth_of_calls_converge_with_no_duplicate_and_not
 async fn a_connection_dropped_after_the_write_was_applied_creates_no_duplicate() {
     let app = SyncApp::spawn().await;
     app.ingest_generated(50, 5).await;
+    // The first drain's company upsert goes through and its deal create is applied but never answered; after that,
+    // half of all writes are.
     app.sim().set_faults(FaultConfig {
         drop_after_write_rate: 0.5,
+        next: vec![FaultKind::Slow, FaultKind::DropAfterWrite],
+        slow_delay_ms: 1,
         ..FaultConfig::default()
     });
     let sync = app.sync_with(app.hubspot_without_retries(), quick_retries());
     app.drain_until_settled(&sync).await;
-    assert!(
-        app.sim().outcome_count("dropped") > 0,
-        "writes were applied and their answers dropped"
+    assert_eq!(
+        app.sim()
+            .request_count("POST /crm/objects/{version}/{object_type}/batch/create", "dropped"),
+        1,
+        "the deals were created and the answer dropped"
     );
     assert_eq!(app.sim_by_local_id("companies").await.len(), 5);
-    assert_eq!(app.sim_by_local_id("deals").await.len(), 50);
+    assert_eq!(
+        app.sim_by_local_id("deals").await.len(),
+        50,
+        "their retry upserted them"
+    );
+    app.assert_converged(5, 50).await;
+}
+
+#[tokio::test]
+async fn a_first_create_that_meets_the_record_an_unrecorded_attempt_made_upserts_it_with_its_association() {
+    let app = SyncApp::spawn().await;
+    app.ingest_generated(3, 1).await;
+    let deal = app.select::<Deal>("ORDER BY id LIMIT 1", &[]).await.remove(0);
+    let pipeline = app.pipeline_map().await;
+    let stage = pipeline.stage_ids.values().next().expect("a stage").clone();
+    // An earlier run created this deal in HubSpot and died before recording its id (and its attempt).
+    let earlier = app
+        .hubspot()
+        .batch_create(
+            ObjectType::Deals,
+            &[CreateInput {
+                properties: [
+                    ("crmsync_id".to_owned(), deal.id.to_string()),
+                    ("dealname".to_owned(), "Earlier".to_owned()),
+                    ("pipeline".to_owned(), pipeline.pipeline_id.clone()),
+                    ("dealstage".to_owned(), stage),
+                ]
+                .into_iter()
+                .collect(),
+                associations: Vec::new(),
+            }],
+        )
+        .await
+        .expect("create")
+        .into_results()
+        .remove(0)
+        .expect("created");
+    let report = app.drain().await;
+    assert_eq!(
+        (report.deals_created, report.deals_updated, report.failed),
+        (2, 1, 0),
+        "{report:?}"
+    );
+    let deals = app.sim_by_local_id("deals").await;
+    assert_eq!(deals.len(), 3, "no duplicate");
+    assert_eq!(deals[&deal.id.to_string()]["id"], json!(earlier.id));
+    let company_id = app.sim_objects("companies").await[0]["id"].as_str().unwrap().to_owned();
+    for deal in app.sim_objects("deals").await {
+        assert_eq!(deal["associations"]["companies"], json!([company_id]), "{deal}");
+    }
+    app.assert_converged(1, 3).await;
 }
 
 #[tokio::test]
@@ -1219,6 +1276,10 @@ async fn the_circuit_opens_after_failures_in_a_row_defers_retry_messages_probes_
 async fn an_association_answer_missing_an_input_is_retried_and_the_deal_is_not_synced_until_done() {
     let app = SyncApp::spawn().await;
     app.ingest_generated(1, 1).await;
+    // A retry (the first attempt failed before it reached HubSpot): the deal goes by upsert and its association in a
+    // batch of its own (a first attempt creates both in one request).
+    app.execute("UPDATE sync_queue SET attempts = 1 WHERE entity_type = 'deal'")
+        .await;
     app.sim().set_faults(FaultConfig {
         association_results_dropped: 1,
         ..FaultConfig::default()
