@@ -12,12 +12,13 @@
 //! Latency: from the write's HTTP answer to the record (or the new `dealstage`) in the simulator, which a poller per
 //! instance reads every 250 ms from before the first write.
 //! HubSpot requests: the simulator's count during the writes and until everything arrived, against one drain of the
-//! same rows (the same 200 matches and 20 moves, written first and then drained once, in a fourth database).
+//! same rows (the same 200 matches and 20 moves, written first and then drained once, in a database of its own),
+//! each also by endpoint (`GET /__sim/requests`).
 //!
 //! `cargo test --all-targets` runs this binary without `--bench`: 10 ingestions and 1 move against the fast path
 //! only, checked to arrive within 30 s.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -88,6 +89,7 @@ struct Instance {
     /// (local deal id, when the move answered).
     moved: Vec<(String, Instant)>,
     requests_before: u64,
+    endpoints_before: BTreeMap<String, u64>,
     seen: Arc<Mutex<Seen>>,
     stop: Arc<AtomicBool>,
     poller: Option<tokio::task::JoinHandle<()>>,
@@ -140,6 +142,7 @@ async fn start(variant: &'static Variant) -> Instance {
         ingested: Vec::new(),
         moved: Vec::new(),
         requests_before: 0,
+        endpoints_before: BTreeMap::new(),
         seen: Arc::default(),
         stop: Arc::default(),
         poller: None,
@@ -216,12 +219,21 @@ impl Instance {
     async fn watch(&mut self) {
         let stage_id = self.app.stage_id("contact_made").await;
         self.requests_before = self.app.sim().total_requests();
+        self.endpoints_before = endpoint_counts(&self.app.sim().base_url()).await;
         self.poller = Some(spawn_poller(
             self.app.sim().base_url(),
             stage_id,
             Arc::clone(&self.seen),
             Arc::clone(&self.stop),
         ));
+    }
+
+    /// The requests spent since [`Instance::watch`], by endpoint.
+    async fn endpoints_spent(&self) -> String {
+        endpoints_spent(
+            &self.endpoints_before,
+            &endpoint_counts(&self.app.sim().base_url()).await,
+        )
     }
 
     /// Waits until every ingested deal exists and every move shows, or `patience` after `last_write`. Returns the
@@ -259,6 +271,39 @@ impl Instance {
     }
 }
 
+/// The simulator's API requests so far, by endpoint (`GET /__sim/requests`, every outcome).
+async fn endpoint_counts(sim_base_url: &str) -> BTreeMap<String, u64> {
+    let log: Value = reqwest::get(format!("{sim_base_url}/__sim/requests"))
+        .await
+        .expect("simulator request log")
+        .json()
+        .await
+        .expect("simulator request log");
+    let by_endpoint = log["byEndpoint"].as_object().cloned().unwrap_or_default();
+    by_endpoint
+        .into_iter()
+        .map(|(endpoint, outcomes)| {
+            let count = outcomes
+                .as_object()
+                .map_or(0, |o| o.values().filter_map(Value::as_u64).sum());
+            (endpoint, count)
+        })
+        .collect()
+}
+
+/// The requests between two [`endpoint_counts`]: `"POST …/batch/create ×2, …"`.
+fn endpoints_spent(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> String {
+    let spent: Vec<String> = after
+        .iter()
+        .filter_map(|(endpoint, count)| {
+            let spent = count - before.get(endpoint).copied().unwrap_or(0);
+            let short = endpoint.replace("/crm/objects/{version}/{object_type}", "…");
+            (spent > 0).then(|| format!("{short} ×{spent}"))
+        })
+        .collect();
+    spent.join(", ")
+}
+
 /// The value at quantile `q` (nearest rank) of the arrived latencies.
 fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
@@ -291,7 +336,7 @@ fn row(name: String, latencies: &[Option<f64>]) -> Row {
 }
 
 /// The requests one drain of the same rows uses: the same writes in a fresh database, then one drain.
-async fn one_drain_requests(ingestions: usize, moves: &[usize]) -> u64 {
+async fn one_drain_requests(ingestions: usize, moves: &[usize]) -> (u64, String) {
     let app = TestApp::with_hubspot().await;
     for i in 0..ingestions {
         app.ingest(&event(i)).await;
@@ -315,9 +360,14 @@ async fn one_drain_requests(ingestions: usize, moves: &[usize]) -> u64 {
     let sync =
         app.outbound_sync::<crmsync_queue::SqsRetryQueue>(app.hubspot(), None, crmsync_sync::SyncSettings::default());
     let before = app.sim().total_requests();
+    let endpoints_before = endpoint_counts(&app.sim().base_url()).await;
     let report = sync.drain("cli", Duration::from_secs(600)).await.expect("drain");
     assert_eq!(report.deals_created as usize, ingestions, "{report:?}");
-    app.sim().total_requests() - before
+    let spent = app.sim().total_requests() - before;
+    (
+        spent,
+        endpoints_spent(&endpoints_before, &endpoint_counts(&app.sim().base_url()).await),
+    )
 }
 
 static FAST: Variant = Variant {
@@ -395,7 +445,7 @@ async fn main() {
             format!("{}: API stage move → dealstage in HubSpot", instance.variant.name),
             moved,
         ));
-        requests.push((instance.variant.name, *spent, drains));
+        requests.push((instance.variant.name, *spent, drains, instance.endpoints_spent().await));
     }
     if !full {
         for row in &rows {
@@ -409,7 +459,7 @@ async fn main() {
         );
         return;
     }
-    let one_drain = one_drain_requests(ingestions, &moves).await;
+    let (one_drain, one_drain_endpoints) = one_drain_requests(ingestions, &moves).await;
     let baseline_p99: HashMap<bool, f64> = rows
         .iter()
         .filter(|r| r.name.starts_with(BASELINE.name))
@@ -439,15 +489,18 @@ async fn main() {
     }
     println!();
     println!(
-        "| run | HubSpot requests | drains after the start | requests per drain | ÷ one drain of the same rows ({one_drain}) | goal |"
+        "| run | HubSpot requests | drains after the start | requests per drain | ÷ one drain of the same rows ({one_drain}) | goal | requests by endpoint |"
     );
-    println!("|---|---:|---:|---:|---:|---|");
-    for (name, spent, drains) in requests {
+    println!("|---|---:|---:|---:|---:|---|---|");
+    for (name, spent, drains, endpoints) in requests {
         let ratio = spent as f64 / one_drain as f64;
         println!(
-            "| {name} | {spent} | {drains} | {:.1} | {ratio:.2}× | ≤ 1.2×: {} |",
+            "| {name} | {spent} | {drains} | {:.1} | {ratio:.2}× | ≤ 1.2×: {} | {endpoints} |",
             spent as f64 / drains.max(1) as f64,
             if ratio <= 1.2 { "met" } else { "not met" }
         );
     }
+    println!(
+        "| one drain of the same rows (reference) | {one_drain} | 1 | {one_drain}.0 | 1.00× | — | {one_drain_endpoints} |"
+    );
 }
