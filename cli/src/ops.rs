@@ -82,6 +82,9 @@ pub async fn status(config: &Config, limit: i64) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let inbox = crmsync_db::inbox::status_counts(&sync.0.pool().get().await?).await?;
+    let drain_requested_due_at = crmsync_db::kick::PgDrainKicks::outbound(sync.0.pool().clone())
+        .waiting()
+        .await?;
     let counts: Vec<_> = status
         .counts
         .iter()
@@ -96,6 +99,7 @@ pub async fn status(config: &Config, limit: i64) -> anyhow::Result<ExitCode> {
             "waiting": { "count": status.waiting_count, "items": status.waiting },
             "dlq_depth": dlq_depth,
             "webhook_inbox": inbox,
+            "fast_path": { "drain_requested_due_at": drain_requested_due_at },
             "last_runs": status.last_runs,
         }))?
     );

@@ -151,8 +151,22 @@ async fn dry_run_then_sync_then_status() {
         (&Value::from(0), &Value::from(0), &Value::from(0)),
         "the webhook inbox's open and dead counts are shown"
     );
+    assert_eq!(
+        status["fast_path"]["drain_requested_due_at"],
+        Value::Null,
+        "no fast-path drain waits"
+    );
     let (_, dlq) = run(&app, &["dlq", "list"]);
     assert_eq!(dlq["dead"], json!([]));
+
+    // A kick's request waiting for its drain (a lost message shows as a due time in the past).
+    app.execute("UPDATE crmsync.drain_kicks SET due_at = '2026-12-05T10:00:02Z', requested_at = now()")
+        .await;
+    let (_, status) = run(&app, &["status"]);
+    assert_eq!(
+        status["fast_path"]["drain_requested_due_at"], "2026-12-05T10:00:02Z",
+        "{status}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
