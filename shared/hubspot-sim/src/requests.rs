@@ -36,6 +36,14 @@ impl RequestLog {
             .unwrap_or(0)
     }
 
+    /// How many requests went to each endpoint, whatever their outcome.
+    pub fn by_endpoint(&self) -> BTreeMap<String, u64> {
+        self.counts
+            .iter()
+            .map(|(endpoint, outcomes)| (endpoint.clone(), outcomes.values().sum()))
+            .collect()
+    }
+
     /// How many requests, to any endpoint, ended with `outcome`.
     pub fn count_outcome(&self, outcome: &str) -> u64 {
         self.counts.values().filter_map(|o| o.get(outcome)).sum()

@@ -141,6 +141,12 @@ impl RunningSim {
         lock(&self.sim.shared().requests).total()
     }
 
+    /// API requests received so far by endpoint (`"POST /crm/objects/{version}/{object_type}/batch/create"`), every
+    /// outcome (admin requests excluded).
+    pub fn requests_by_endpoint(&self) -> std::collections::BTreeMap<String, u64> {
+        lock(&self.sim.shared().requests).by_endpoint()
+    }
+
     /// Webhook events queued or in flight.
     pub fn webhooks_pending(&self) -> usize {
         self.sim.shared().webhooks.pending()
